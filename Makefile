@@ -1,0 +1,30 @@
+# Every target sets up what it needs: a fresh clone with only python3 is enough.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint sync demo models sandbox clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check pipelines tests
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+sync: install
+	$(BIN)/python -m pipelines.sync $(ARGS)
+
+sandbox: install
+	$(BIN)/python -m pipelines.sandbox $(ARGS)
+
+clean:
+	rm -rf $(VENV) *.duckdb .pytest_cache .ruff_cache

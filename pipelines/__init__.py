@@ -1,0 +1,1 @@
+"""Micrometrics connector: the dlt source, the sync entry point and the local sandbox API."""

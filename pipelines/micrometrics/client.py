@@ -1,0 +1,197 @@
+"""The one place every API request goes through: signing, pacing, retrying, paging.
+
+Built on dlt's ``RESTClient`` (request building, the paging loop, ``PageData``) with
+``_send_request`` replaced, because dlt 1.31's retrying session re-sends the same prepared
+request (a stale ``Date`` and signature after a long wait) and reads only ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+from dlt.common import json
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.client import PageData
+from requests import Request, Response
+
+from .auth import APIAuth
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    UnexpectedResponseError,
+    body_excerpt,
+)
+from .paginator import NextCursorPaginator
+from .retry import TRANSIENT_STATUSES, RetryPolicy, retry_after_seconds
+from .stats import ClientStats
+from .throttle import LeakyBucket
+
+API_PREFIX = "/api/experience"
+DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read
+TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+def index_records(payload: Any, where: str) -> list[Any]:
+    """The records of an index body: a JSON array, or an object wrapping exactly one list.
+
+    Raises:
+        UnexpectedResponseError: for any other shape, naming ``where``.
+    """
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        lists = [value for value in payload.values() if isinstance(value, list)]
+        if len(lists) == 1:
+            return lists[0]
+        shape = f"an object with keys {sorted(payload)[:5]}"
+    else:
+        shape = type(payload).__name__
+    method, _, path = where.partition(" ")
+    raise UnexpectedResponseError(
+        method, path, 200, f"expected a JSON array or an object wrapping one list, got {shape}"
+    )
+
+
+class MicrometricsClient(RESTClient):
+    """Signed, throttled, retrying client for the Micrometrics Experience API.
+
+    Args:
+        base_url: The tenant's base URL, without ``/api/experience``.
+        api_key: API key id.
+        api_secret: API secret; only the signer holds it.
+        bucket: Client-side rate limiter (default: burst 10, 1 request/s, as the server).
+        retry: Retry policy.
+        timeout: Requests timeout, seconds or (connect, read).
+        sleep: Called to wait between attempts; injected in tests.
+        auth_clock: Time source for the ``Date`` header; injected in tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        api_secret: str,
+        *,
+        bucket: LeakyBucket | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        auth_clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(
+            base_url=base_url.rstrip("/") + API_PREFIX,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            auth=APIAuth(api_key, api_secret, clock=auth_clock),
+            paginator=NextCursorPaginator(),
+            data_selector="$",
+            # A plain session: retries happen in _send_request, signed afresh each time.
+            session=requests.Session(),
+        )
+        self.bucket = bucket or LeakyBucket(sleep=sleep)
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.stats = ClientStats()
+        self._sleep = sleep
+
+    def _create_response_handler(self) -> Callable[..., None]:
+        # Status handling lives in _send_request; dlt's default hook would raise on the first 429.
+        return lambda response, *args, **kwargs: None
+
+    def _send_request(self, request: Request, **kwargs: Any) -> Response:
+        kwargs.setdefault("timeout", self.timeout)
+        throttled = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.add(throttle_wait_seconds=self.bucket.acquire(), requests=1)
+            # Preparing again runs APIAuth again: a fresh Date and signature on every attempt.
+            prepared = self.session.prepare_request(request)
+            settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
+            try:
+                response = self.session.send(prepared, **(settings | kwargs))
+            except TRANSPORT_ERRORS as exc:
+                self.bucket.release()
+                failure = ApiError(prepared.method, prepared.path_url, None, type(exc).__name__)
+            else:
+                self.bucket.observe(response.headers)
+                if response.status_code == 429:
+                    throttled += 1
+                    self.stats.add(throttled=1)
+                    if throttled > self.retry.max_throttled:
+                        raise self._error(response, prepared, ApiError)
+                    self.bucket.hold(retry_after_seconds(response.headers, 1.0 / self.bucket.rate))
+                    continue
+                failure = self._check(response, prepared)
+                if failure is None:
+                    return response
+            if attempt >= self.retry.max_attempts:
+                raise failure
+            self.stats.add(retries=1)
+            self._sleep(self.retry.backoff(attempt))
+
+    def _check(self, response: Response, prepared: Any) -> ApiError | None:
+        """None for a good response (its JSON parsed onto ``response.payload``); the error
+        to raise after the last attempt for a transient failure. Raises right away for
+        failures no retry can fix."""
+        status = response.status_code
+        if status == 401:
+            raise self._error(response, prepared, AuthenticationError, hint=auth_hint(response))
+        if status in TRANSIENT_STATUSES:
+            return self._error(response, prepared, ApiError)
+        if status >= 400:
+            raise self._error(response, prepared, ApiError)
+        try:
+            response.payload = json.loadb(response.content) if response.content else None
+        except ValueError:
+            # A truncated or non-JSON 2xx body: a proxy or a dropped connection; try again.
+            return self._error(response, prepared, UnexpectedResponseError, hint="invalid JSON")
+        return None
+
+    @staticmethod
+    def _error(response: Response, prepared: Any, kind: type[ApiError], hint: str = "") -> ApiError:
+        detail = body_excerpt(response.text)
+        if hint:
+            detail = f"{hint}; body: {detail}"
+        return kind(prepared.method, prepared.path_url, response.status_code, detail)
+
+    def extract_response(self, response: Response, data_selector: Any) -> list[Any]:
+        """Index records of a page, counted in the stats."""
+        where = f"{response.request.method} {response.request.path_url}"
+        records = index_records(getattr(response, "payload", None), where)
+        self.stats.add(pages=1, pages_with_data=1 if records else 0, records=len(records))
+        return records
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """One signed GET of a single resource, its JSON body returned."""
+        return self.get(path, params=params).payload
+
+    def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[PageData[Any]]:
+        """Every page of an index endpoint, following ``Next-Cursor`` to the end."""
+        yield from self.paginate(path, params=dict(params or {}))
+
+
+def auth_hint(response: Response) -> str:
+    """What to check after a 401: credentials, or the clock when the server's Date disagrees."""
+    hint = "check the API key and secret, and that this machine's clock is right"
+    server_date = response.headers.get("Date")
+    if server_date:
+        try:
+            from email.utils import parsedate_to_datetime
+
+            skew = parsedate_to_datetime(server_date).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return hint
+        if abs(skew) > 15 * 60:
+            hint = (
+                f"this machine's clock differs from the server's by {abs(skew) / 60:.0f} minutes"
+                " (more than the 15 allowed); fix the system clock"
+            )
+    return hint

@@ -1,0 +1,50 @@
+"""Errors the connector raises. Messages are one line, name what to check, carry no secret."""
+
+from __future__ import annotations
+
+import re
+
+EXCERPT_CHARS = 200
+
+
+def body_excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
+    """First ``limit`` characters of a body with whitespace folded, for error messages."""
+    if not text:
+        return "(empty body)"
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class MicrometricsError(Exception):
+    """Base class: everything the connector raises on purpose."""
+
+
+class ConfigurationError(MicrometricsError):
+    """Missing or invalid configuration, found before any request."""
+
+
+class ApiError(MicrometricsError):
+    """The API answered with an error (after retries where they apply).
+
+    Attributes:
+        method: HTTP method.
+        path: Request path and query as sent (no credentials ever travel in it).
+        status: HTTP status, or None when no response came back.
+    """
+
+    def __init__(self, method: str, path: str, status: int | None, detail: str) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        what = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"{method} {path} failed: {what}: {detail}")
+
+
+class AuthenticationError(ApiError):
+    """401: the signature was refused. Not retried."""
+
+
+class UnexpectedResponseError(ApiError):
+    """A 2xx body that is not what an index endpoint returns."""

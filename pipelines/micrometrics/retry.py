@@ -1,0 +1,56 @@
+"""Retry decisions: what is transient, and how long to back off."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from time import time
+
+from .throttle import header_float
+
+# Statuses worth another attempt besides 429 (which waits for the server's own hint instead).
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+MAX_RETRY_AFTER = 300.0
+
+
+@dataclass
+class RetryPolicy:
+    """Capped exponential backoff with jitter.
+
+    Args:
+        max_attempts: Attempts per request for 5xx, connection errors, timeouts and bad JSON.
+        max_throttled: 429s tolerated per request before giving up (each waits as told).
+        base: First backoff in seconds; doubles per attempt.
+        cap: Longest backoff in seconds.
+        rng: Source of jitter; seeded in tests.
+    """
+
+    max_attempts: int = 6
+    max_throttled: int = 20
+    base: float = 0.5
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): half fixed, half
+        random, so clients that failed together do not retry together."""
+        ceiling = min(self.cap, self.base * 2 ** (attempt - 1))
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+
+def retry_after_seconds(headers: Mapping[str, str], default: float) -> float:
+    """Seconds a 429 asks us to wait: ``RateLimit-Retry-After`` (fractional), else the standard
+    ``Retry-After`` (seconds or an HTTP date), else ``default``. Capped at five minutes."""
+    seconds = header_float(headers, "RateLimit-Retry-After")
+    if seconds is None:
+        seconds = header_float(headers, "Retry-After")
+    if seconds is None and headers.get("Retry-After"):
+        try:
+            seconds = max(0.0, parsedate_to_datetime(headers["Retry-After"]).timestamp() - time())
+        except (TypeError, ValueError):
+            seconds = None
+    if seconds is None:
+        seconds = default
+    return min(seconds, MAX_RETRY_AFTER)

@@ -1,0 +1,153 @@
+"""Connector settings, resolved the dlt way and validated before any request is made.
+
+Keys live under ``[sources.micrometrics]`` in ``.dlt/config.toml`` / ``.dlt/secrets.toml`` or in
+environment variables ``SOURCES__MICROMETRICS__<KEY>``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+from .errors import ConfigurationError
+from .timeutil import parse_timestamp
+from .windows import WindowSettings
+
+SECTION = "sources.micrometrics"
+DEFAULT_START_AT = "2000-01-01T00:00:00+00:00"
+# Uploads from devices that were offline arrive up to an hour late: re-read two hours.
+DEFAULT_LOOKBACK_MINUTES = 120.0
+DEFAULT_INITIAL_WINDOW_DAYS = 30.0
+DEFAULT_WINDOW_PAGES = 50
+ASSUMED_PAGE_SIZE = 100  # the server chooses; this only sizes windows
+
+
+def env_name(key: str) -> str:
+    return f"SOURCES__MICROMETRICS__{key.upper()}"
+
+
+def where_to_set(key: str) -> str:
+    return f"set {env_name(key)} or {key} under [sources.micrometrics] in .dlt/secrets.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated connector settings. ``api_secret`` is never printed (see ``__repr__``)."""
+
+    base_url: str
+    api_key: str
+    api_secret: str
+    start_at: datetime
+    lookback: timedelta
+    initial_window: timedelta
+    window_pages: int
+    allow_insecure_http: bool = False
+
+    def __repr__(self) -> str:
+        return f"Settings(base_url={self.base_url!r}, api_key={self.api_key!r}, api_secret='***')"
+
+    def window_settings(self, start_at: datetime | None = None) -> WindowSettings:
+        return WindowSettings(
+            start_at=start_at or self.start_at,
+            lookback=self.lookback,
+            initial_window=self.initial_window,
+            target_records=self.window_pages * ASSUMED_PAGE_SIZE,
+        )
+
+
+def _lookup(key: str, secret: bool = False) -> object | None:
+    provider = dlt.secrets if secret else dlt.config
+    try:
+        return provider[f"{SECTION}.{key}"]
+    except (KeyError, ConfigFieldMissingException):
+        if secret:  # a base_url may sit in secrets.toml too
+            return None
+        try:
+            return dlt.secrets[f"{SECTION}.{key}"]
+        except (KeyError, ConfigFieldMissingException):
+            return None
+
+
+def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
+    """The base URL without a trailing slash; https, or http only to a loopback host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url {url!r} is not an http(s) URL such as https://tenant.example.com"
+        )
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"base_url {url!r} is plain http to a non-loopback host; use https "
+            f"(or set {env_name('allow_insecure_http')}=true if you accept sending signed "
+            "requests in clear)"
+        )
+    return url.strip().rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _positive(key: str, value: object, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number <= 0:
+        raise ConfigurationError(f"{key} must be a positive number, got {value!r}")
+    return number
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Resolve and validate settings; ``overrides`` (not None) win over configuration.
+
+    Raises:
+        ConfigurationError: naming the key to set, before any request is made.
+    """
+
+    def get(key: str, secret: bool = False) -> object | None:
+        value = overrides.get(key)
+        return value if value is not None else _lookup(key, secret)
+
+    missing = [k for k, s in (("base_url", False), ("api_key", True), ("api_secret", True))
+               if not get(k, s)]
+    if missing:
+        names = ", ".join(env_name(k) for k in missing)
+        raise ConfigurationError(
+            f"missing configuration: {names} (or the same keys under [sources.micrometrics] "
+            "in .dlt/secrets.toml; see .dlt/secrets.toml.example)"
+        )
+    insecure = str(get("allow_insecure_http") or "").lower() in ("1", "true", "yes")
+    start_raw = get("start_at") or DEFAULT_START_AT
+    try:
+        start_at = parse_timestamp(str(start_raw))
+    except ValueError as exc:
+        raise ConfigurationError(f"start_at: {exc}") from None
+    return Settings(
+        base_url=check_base_url(str(get("base_url")), insecure),
+        api_key=str(get("api_key", True)),
+        api_secret=str(get("api_secret", True)),
+        start_at=start_at,
+        lookback=timedelta(
+            minutes=_positive("lookback_minutes", get("lookback_minutes"),
+                              DEFAULT_LOOKBACK_MINUTES)
+        ),
+        initial_window=timedelta(
+            days=_positive("initial_window_days", get("initial_window_days"),
+                           DEFAULT_INITIAL_WINDOW_DAYS)
+        ),
+        window_pages=int(_positive("window_pages", get("window_pages"), DEFAULT_WINDOW_PAGES)),
+        allow_insecure_http=insecure,
+    )

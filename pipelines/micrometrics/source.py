@@ -1,0 +1,142 @@
+"""The ``micrometrics`` dlt source: devices, surveys and survey responses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dlt
+from dlt.sources import DltResource
+
+from .client import MicrometricsClient
+from .rounds import SyncRun
+from .settings import Settings, load_settings
+from .timeutil import format_timestamp, parse_timestamp
+from .windows import OVERLAP, StreamWindows, Window
+
+log = logging.getLogger("micrometrics")
+
+TIMESTAMP_HINTS: dict[str, Any] = {
+    "created_at": {"data_type": "timestamp"},
+    # When overlapping windows deliver a record twice in one load, keep its newest version.
+    "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},
+}
+MERGE = {"disposition": "merge", "strategy": "delete-insert"}
+# A response's earliest plausible change: its survey's creation, minus a day of clock slack.
+SURVEY_FLOOR_SLACK = timedelta(days=1)
+
+
+def walk(
+    client: MicrometricsClient, path: str, windows: StreamWindows, run: SyncRun, label: str
+) -> Iterator[list[dict[str, Any]]]:
+    """Yield every page of every window the stream owes, checkpointing each finished window."""
+    while run.may_start_window():
+        window = windows.next_window()
+        if window is None:
+            return
+        records = pages = 0
+        for page in client.pages(path, params=window.params()):
+            pages += 1
+            records += len(page)
+            if page:
+                yield list(page)
+        windows.complete(window, records)
+        run.spend(pages)
+        log.info(
+            "%s: %s .. %s: %d records in %d pages",
+            label, format_timestamp(window.start), format_timestamp(window.end), records, pages,
+        )
+
+
+def survey_list(client: MicrometricsClient, settings: Settings, run: SyncRun) -> list[dict]:
+    """Every survey, listed once per sync: it is the index of the response streams."""
+    if run.surveys is None:
+        start = (run.start_at or settings.start_at) if run.explicit_range else settings.start_at
+        window = Window(start - OVERLAP, run.run_end)
+        run.surveys = [s for page in client.pages("/surveys", window.params()) for s in page]
+    return run.surveys
+
+
+@dlt.source(name="micrometrics", section="micrometrics")
+def micrometrics_source(
+    # Optional so that a caller passing ``settings`` needs none of them; load_settings then
+    # names whatever is missing.
+    base_url: str | None = dlt.config.value,
+    api_key: str | None = dlt.secrets.value,
+    api_secret: str | None = dlt.secrets.value,
+    start_at: str | None = None,
+    settings: Settings | None = None,
+    client: MicrometricsClient | None = None,
+    run: SyncRun | None = None,
+) -> list[DltResource]:
+    """Devices, surveys and survey responses of one Micrometrics tenant.
+
+    Args:
+        base_url: Tenant base URL (``SOURCES__MICROMETRICS__BASE_URL``).
+        api_key: API key (``SOURCES__MICROMETRICS__API_KEY``).
+        api_secret: API secret (``SOURCES__MICROMETRICS__API_SECRET``).
+        start_at: Where history starts on the first sync (default 2000-01-01).
+        settings: Pre-validated settings; built from the arguments above when omitted.
+        client: A shared client (the sync passes one so stats span rounds).
+        run: The sync's round context; a single round up to now when omitted.
+
+    Returns:
+        The resources ``devices``, ``surveys`` and ``survey_responses``, each merged on ``id``.
+    """
+    settings = settings or load_settings(
+        base_url=base_url, api_key=api_key, api_secret=api_secret, start_at=start_at
+    )
+    client = client or MicrometricsClient(settings.base_url, settings.api_key, settings.api_secret)
+    run = run or SyncRun(run_end=datetime.now(UTC), round_pages=10**9)
+    window_settings = settings.window_settings(run.start_at if run.explicit_range else None)
+    run_end = run.run_end
+
+    @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
+                  columns=TIMESTAMP_HINTS)
+    def devices() -> Iterator[list[dict[str, Any]]]:
+        state = run.stream_state(dlt.current.resource_state(), "windows")
+        windows = StreamWindows(state, window_settings, run_end)
+        yield from walk(client, "/devices", windows, run, "devices")
+
+    @dlt.resource(
+        name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
+    )
+    def surveys() -> Iterator[list[dict[str, Any]]]:
+        # The full list on every sync: it is small, and it must be complete anyway because it
+        # drives the response streams. Emitted in the first round only.
+        listed = survey_list(client, settings, run)
+        if not run.surveys_emitted:
+            run.surveys_emitted = True
+            if listed:
+                yield listed
+
+    @dlt.resource(
+        name="survey_responses",
+        primary_key="id",
+        write_disposition=MERGE,
+        columns=TIMESTAMP_HINTS,
+        nested_hints={"answers": dlt.mark.make_nested_hints(
+            # nps and rating answers are numbers, text and choice are strings: one text column,
+            # typed per question in the staging models.
+            columns=[{"name": "value", "data_type": "text"}]
+        )},
+    )
+    def survey_responses() -> Iterator[list[dict[str, Any]]]:
+        per_survey = run.stream_state(dlt.current.resource_state(), "surveys")
+        for survey in survey_list(client, settings, run):
+            floor = survey_floor(survey)
+            state = per_survey.setdefault(str(survey["id"]), {})
+            windows = StreamWindows(state, window_settings, run_end, floor=floor)
+            label = f"survey_responses[{survey['id']}]"
+            yield from walk(client, f"/surveys/{survey['id']}/responses", windows, run, label)
+
+    return [devices, surveys, survey_responses]
+
+
+def survey_floor(survey: dict[str, Any]) -> datetime | None:
+    try:
+        return parse_timestamp(survey["created_at"]) - SURVEY_FLOOR_SLACK
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -1,0 +1,102 @@
+"""Client-side leaky bucket that paces requests so the server never has to answer 429.
+
+The server's bucket (burst 10, leaking 1 token/s by default) is mirrored here and corrected
+from the ``RateLimit-*`` headers of every response, so a steady sync runs at exactly the rate
+the server allows and provokes no 429. Time and sleep are injected so tests run without waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+
+def header_float(headers: Mapping[str, str], name: str) -> float | None:
+    """A header parsed as a float, or None when absent or not a number."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+class LeakyBucket:
+    """Thread-safe mirror of the server's leaky bucket.
+
+    ``acquire()`` reserves a token (blocking until one fits) before a request goes out;
+    ``observe()`` adopts the server's view after a response; ``hold()`` blocks everyone for
+    the time a 429 asked for.
+
+    Args:
+        rate: Tokens that leak per second (requests per second in steady state).
+        burst: Bucket capacity (requests that may go out back to back).
+        clock: Monotonic time source in seconds.
+        sleep: Called with the seconds to wait.
+    """
+
+    def __init__(
+        self,
+        rate: float = 1.0,
+        burst: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._level = 0.0  # tokens in the bucket at self._stamp, reservations included
+        self._stamp = clock()
+        self._in_flight = 0
+
+    def _leak(self, now: float) -> None:
+        self._level = max(0.0, self._level - (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def acquire(self) -> float:
+        """Reserve one token, sleeping until it fits. Returns the seconds slept."""
+        with self._lock:
+            self._leak(self._clock())
+            wait = max(0.0, (self._level + 1.0 - self.burst) / self.rate)
+            # The token is booked now so concurrent callers queue behind it.
+            self._level += 1.0
+            self._in_flight += 1
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Adopt the server's view from ``RateLimit-Rate`` and ``RateLimit-Burst-Remaining``.
+
+        The server floors the remaining count, so its level is never underestimated here.
+        Requests of other threads still in flight are added on top.
+        """
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            rate = header_float(headers, "RateLimit-Rate")
+            if rate:
+                self.rate = rate
+            remaining = header_float(headers, "RateLimit-Burst-Remaining")
+            if remaining is None:
+                return
+            self.burst = max(self.burst, remaining + 1.0)
+            self._leak(self._clock())
+            self._level = self.burst - remaining + self._in_flight
+
+    def release(self) -> None:
+        """A reserved request got no response (connection error): stop counting it in flight."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
+    def hold(self, seconds: float) -> None:
+        """After a 429: make the next token available only ``seconds`` from now."""
+        with self._lock:
+            self._leak(self._clock())
+            self._level = max(self._level, self.burst - 1.0 + seconds * self.rate)

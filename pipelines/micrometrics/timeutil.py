@@ -1,0 +1,43 @@
+"""Timestamps as the API speaks them: ISO 8601 with an offset, millisecond precision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pendulum
+
+
+def parse_timestamp(value: str | datetime) -> datetime:
+    """An aware UTC datetime from an ISO 8601 string (offset required) or a datetime.
+
+    Raises:
+        ValueError: when the value is not ISO 8601 or has no offset.
+    """
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = pendulum.parse(str(value).strip(), exact=True, tz=None)
+        except (pendulum.parsing.exceptions.ParserError, ValueError) as exc:
+            raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from exc
+        if not isinstance(parsed, datetime):
+            if hasattr(parsed, "year"):  # a bare date means its midnight UTC
+                parsed = datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
+            else:
+                raise ValueError(f"not an ISO 8601 timestamp: {value!r}")
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp needs an offset such as +00:00 or Z: {value!r}")
+    return datetime.fromtimestamp(parsed.timestamp(), UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``2020-09-05T23:59:59.999+00:00``: the API's form, UTC, milliseconds."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def utc_from_unix(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def seconds(delta: timedelta) -> float:
+    return delta.total_seconds()

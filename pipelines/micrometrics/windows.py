@@ -1,0 +1,159 @@
+"""Adaptive ``start_at``/``end_at`` windows over ``updated_at``, checkpointed in dlt state.
+
+A stream (one index endpoint) owes a *range* ``[lo, hi]``: the whole history on the first sync,
+``[high_water - lookback, now]`` afterwards. The range is walked newest window first:
+
+- the first window is ``initial_window`` long (or sized from the density seen last run);
+- each next window is sized so it should hold about ``target_records`` (dense history gives
+  short windows, sparse history long ones);
+- after an empty window, a window whose rest of the range is projected to be small, or one that
+  reaches below ``floor`` (a survey's creation: its responses can hardly be older), the window
+  simply extends to ``lo``: deep empty history costs one request, not one per month.
+
+Windows overlap their neighbour by ``OVERLAP`` so a record on a bound is fetched whatever the
+server's inclusive/exclusive semantics; merge on ``id`` removes the duplicate. Order inside a
+window never matters, because a window only counts as done once all of its pages are read.
+
+The state dict is the stream's slice of dlt resource state; dlt persists it after extract, so a
+window marked done here is checkpointed by the round that fetched it (see ``pipelines.sync``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .timeutil import format_timestamp, parse_timestamp
+
+OVERLAP = timedelta(seconds=1)
+MIN_WINDOW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One request range for ``start_at``/``end_at``."""
+
+    start: datetime
+    end: datetime
+
+    def params(self) -> dict[str, str]:
+        return {"start_at": format_timestamp(self.start), "end_at": format_timestamp(self.end)}
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How windows are sized.
+
+    Attributes:
+        start_at: Where history begins when nothing was synced yet.
+        lookback: Re-read this much before the high-water mark (late uploads).
+        initial_window: First window of a range with no density known.
+        target_records: Records a window should hold (pages per window x page size).
+    """
+
+    start_at: datetime
+    lookback: timedelta
+    initial_window: timedelta
+    target_records: int
+
+
+class StreamWindows:
+    """The windows still owed by one stream, read from and written to its state dict.
+
+    State keys: ``high_water`` (everything updated up to it is extracted), ``pending``
+    (``lo``, ``hi``, ``next_hi``: the range being walked, done from ``next_hi`` up to ``hi``),
+    ``density`` (records per second seen last), ``extend`` (next window goes down to ``lo``).
+    """
+
+    def __init__(
+        self,
+        state: dict[str, Any],
+        settings: WindowSettings,
+        run_end: datetime,
+        floor: datetime | None = None,
+    ) -> None:
+        self.state = state
+        self.settings = settings
+        # State keeps milliseconds, as the API does: compare like with like.
+        self.run_end = parse_timestamp(format_timestamp(run_end))
+        self.floor = floor
+
+    @property
+    def high_water(self) -> datetime | None:
+        value = self.state.get("high_water")
+        return parse_timestamp(value) if value else None
+
+    def _open_range(self) -> dict[str, str] | None:
+        pending = self.state.get("pending")
+        if pending:
+            return pending
+        high_water = self.high_water
+        if high_water is not None and high_water >= self.run_end:
+            return None
+        if high_water is None:
+            lo = self.settings.start_at - OVERLAP
+        else:
+            lo = high_water - self.settings.lookback
+        hi = format_timestamp(self.run_end)
+        pending = {"lo": format_timestamp(lo), "hi": hi, "next_hi": hi}
+        self.state["pending"] = pending
+        self.state.pop("extend", None)
+        return pending
+
+    def next_window(self) -> Window | None:
+        """The next window to fetch, or None when the stream is up to ``run_end``."""
+        pending = self._open_range()
+        if pending is None:
+            return None
+        lo, top = parse_timestamp(pending["lo"]), parse_timestamp(pending["next_hi"])
+        start = top - min(self._length(), top - lo + MIN_WINDOW)
+        density = self.state.get("density")
+        reaches_all = (
+            self.state.get("extend")
+            or start <= lo
+            or (self.floor is not None and start <= self.floor)
+            or (density and density * (start - lo).total_seconds() <= self.settings.target_records)
+        )
+        if reaches_all:
+            return Window(lo, top)
+        return Window(start - OVERLAP, top)
+
+    def _length(self) -> timedelta:
+        density = self.state.get("density")
+        if not density:
+            return self.settings.initial_window
+        return max(MIN_WINDOW, timedelta(seconds=self.settings.target_records / density))
+
+    def complete(self, window: Window, records: int) -> None:
+        """Mark ``window`` as fully read, having returned ``records`` records."""
+        pending = self.state["pending"]
+        lo = parse_timestamp(pending["lo"])
+        if records:
+            span = max((window.end - window.start).total_seconds(), 1.0)
+            self.state["density"] = records / span
+            self.state.pop("extend", None)
+        else:
+            self.state["extend"] = True
+        if window.start <= lo:
+            self.state["high_water"] = pending["hi"]
+            self.state.pop("pending", None)
+            self.state.pop("extend", None)
+        else:
+            pending["next_hi"] = format_timestamp(window.start + OVERLAP)
+
+    def describe(self) -> str:
+        """One line on what is owed, for ``--dry-run``."""
+        pending = self.state.get("pending")
+        if pending:
+            return f"resume {pending['lo']} .. {pending['next_hi']} (then up to {pending['hi']})"
+        high_water = self.high_water
+        if high_water is None:
+            start = format_timestamp(self.settings.start_at)
+            return f"full history {start} .. {format_timestamp(self.run_end)}"
+        if high_water >= self.run_end:
+            return "up to date"
+        return (
+            f"incremental {format_timestamp(high_water - self.settings.lookback)} .. "
+            + format_timestamp(self.run_end)
+        )

@@ -1,0 +1,386 @@
+"""HTTP transport of the sandbox: auth, rate limit, faults, control routes, and `Sandbox`."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from pipelines.micrometrics.auth import http_date
+
+from . import faults as fk
+from .cursor import CursorCodec
+from .faults import FaultInjector
+from .paging import ORDERS
+from .ratelimit import LeakyBucket
+from .routes import Api, Reply, endpoint_of, error
+from .stats import Stats
+from .store import Store
+from .verify import verify
+from .window import BOUNDARIES
+
+JSON_TYPE = "application/json; charset=utf-8"
+LAST_CURSOR_MODES = ("empty", "absent")
+# Control actions that POST /_sandbox/mutate may call on the Sandbox.
+MUTATIONS = (
+    "add_responses", "update_responses", "add_late_responses", "update_devices",
+    "add_devices", "add_survey", "set_fault_rate",
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a client address is loopback (control routes are refused otherwise)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(ThreadingHTTPServer):
+    """Threading server that can cut its keep-alive connections on stop."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type) -> None:
+        super().__init__(address, handler)
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        with self._conns_lock:
+            self._conns.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._conns_lock:
+                self._conns.discard(request)
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        """Client disconnects are normal (dropped-connection faults, killed clients): quiet."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def close_connections(self) -> None:
+        """Shuts down every open client socket so idle keep-alive threads end."""
+        with self._conns_lock:
+            for conn in list(self._conns):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection; ``sandbox`` is set on a per-Sandbox subclass."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive; every response sets Content-Length
+    server_version = "MicrometricsSandbox/1.0"
+    timeout = 60  # idle keep-alive connections end eventually
+    sandbox: Sandbox
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle plus delayed ACK
+        # would stall every keep-alive response by ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def version_string(self) -> str:
+        """``Server`` header without the Python version."""
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silenced: no stderr noise, and nothing that could contain a signature."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._handle("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._handle("DELETE")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._handle("PATCH")
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def _handle(self, method: str) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True  # unread chunks would corrupt the keep-alive stream
+            return self._send(error(411, "chunked bodies are not supported; send Content-Length"))
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            return self._send(error(400, "invalid Content-Length"))
+        body = self.rfile.read(length) if length > 0 else b""
+        path = urlsplit(self.path).path
+        try:
+            if path == "/_sandbox" or path.startswith("/_sandbox/"):
+                return self._control(method, path, body)
+            if path.startswith("/api/"):
+                return self._api(method, body)
+            return self._send(error(404, f"no such resource: {path}"))
+        except OSError:  # the client went away mid-response: nothing left to tell it
+            self.close_connection = True
+        except Exception as exc:  # a sandbox bug must not look like a dropped connection
+            return self._send(error(500, f"sandbox internal error: {type(exc).__name__}"))
+
+    def _api(self, method: str, body: bytes) -> None:
+        sb = self.sandbox
+        sb._stats.request(endpoint_of(self.path))
+        if sb.latency > 0:
+            time.sleep(sb.latency)  # simulated network/server latency, per request
+        now = sb.clock()
+        auth = verify(method, self.path, self.headers, body, sb._credentials, now)
+        if auth.error:
+            # Rate-limit headers only when the key is known; a 401 takes no token.
+            limits = sb._bucket.peek(auth.api_key, now).headers() if auth.api_key else {}
+            return self._send(error(401, auth.error), limits)
+        decision = sb._bucket.admit(auth.api_key, now)
+        limits = decision.headers()
+        if not decision.admitted:
+            sb._stats.throttled()
+            return self._send(error(429, "Too Many Requests"), limits)
+        fault = sb._faults.draw()
+        if fault:
+            sb._stats.fault(fault)
+        if fault == fk.DROPPED:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)  # no status line at all
+            return None
+        if fault in (fk.HTTP_500, fk.HTTP_503):
+            code = 500 if fault == fk.HTTP_500 else 503
+            return self._send(error(code, f"injected fault: HTTP {code}"), limits)
+        if fault == fk.HTTP_502_HTML:
+            return self._send_raw(502, fk.PROXY_502_HTML.encode(), "text/html", limits)
+        if fault == fk.SPURIOUS_429:
+            return self._send(
+                error(429, "Too Many Requests"), {**limits, "RateLimit-Retry-After": "0.05"}
+            )
+        reply = sb._api.handle(method, self.path, body)
+        if reply.status == 200 and reply.page_records is not None:
+            sb._stats.page(reply.page_records)
+        return self._send(reply, limits, truncate=fault == fk.TRUNCATED)
+
+    def _control(self, method: str, path: str, body: bytes) -> None:
+        sb = self.sandbox
+        if not is_loopback(self.client_address[0]):
+            return self._send(error(403, "control routes are for loopback clients only"))
+        routes = {
+            ("GET", "/_sandbox/truth"): lambda: sb.truth(),
+            ("GET", "/_sandbox/stats"): lambda: sb.stats(),
+            ("POST", "/_sandbox/stats/reset"): lambda: sb.reset_stats() or {"ok": True},
+            ("POST", "/_sandbox/mutate"): lambda: self._mutate(body),
+        }
+        if (method, path) not in routes:
+            known = {p for _, p in routes}
+            return self._send(error(405 if path in known else 404, f"{method} {path}"))
+        result = routes[(method, path)]()
+        return self._send(result if isinstance(result, Reply) else Reply(200, result))
+
+    def _mutate(self, body: bytes) -> Reply:
+        try:
+            kwargs = json.loads(body or b"{}")
+            action = kwargs.pop("action")
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return error(400, 'body must be a JSON object with an "action"')
+        if action not in MUTATIONS:
+            return error(400, f"unknown action {action!r}; one of {', '.join(MUTATIONS)}")
+        try:
+            result = getattr(self.sandbox, action)(**kwargs)
+        except (TypeError, ValueError, KeyError) as exc:
+            return error(400, f"{action} failed: {exc!r}")
+        ids = result if isinstance(result, list) else [] if result is None else [result]
+        return Reply(200, {"ids": ids})
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _send(self, reply: Reply, extra: dict[str, str] | None = None, truncate=False) -> None:
+        payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
+        if truncate:  # a body cut in half, with a Content-Length that matches the cut
+            payload = payload[: len(payload) // 2]
+        self._send_raw(reply.status, payload, JSON_TYPE, {**(extra or {}), **reply.headers})
+
+    def _send_raw(self, status: int, payload: bytes, ctype: str, headers: dict[str, str]) -> None:
+        if self.path.startswith("/api/"):
+            self.sandbox._stats.status(status)
+        # send_response_only: the stock send_response would add a Date of the real clock.
+        self.send_response_only(status)
+        self.send_header("Server", self.version_string())
+        self.send_header("Date", http_date(self.sandbox.clock()))
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class Sandbox:
+    """A local, deterministic imitation of the Micrometrics Experience API.
+
+    Args:
+        api_key: The one accepted API key.
+        api_secret: Its secret (HMAC key).
+        seed: Seed of the data, the shuffled order and the faults.
+        page_size: Records per index page.
+        fault_rate: Probability in [0, 1] that an admitted request suffers a fault.
+        latency: Seconds added to every /api request.
+        rate: Leaky-bucket leak rate, tokens per second.
+        burst: Leaky-bucket capacity.
+        devices: Number of generated devices.
+        surveys: Number of generated surveys.
+        responses: Number of generated survey responses.
+        last_cursor: ``empty`` or ``absent`` Next-Cursor on the last page.
+        boundary: ``closed``, ``open``, ``left`` or ``right`` window bounds.
+        order: ``shuffled``, ``asc`` or ``desc`` order of index results.
+        clock: Zero-argument UNIX time source (default ``time.time``).
+        port: TCP port on 127.0.0.1; 0 picks a free one.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "sandbox-key",
+        api_secret: str = "sandbox-secret",
+        seed: int = 1,
+        page_size: int = 100,
+        fault_rate: float = 0.0,
+        latency: float = 0.0,
+        rate: float = 1.0,
+        burst: int = 10,
+        devices: int = 40,
+        surveys: int = 5,
+        responses: int = 6000,
+        last_cursor: str = "empty",
+        boundary: str = "closed",
+        order: str = "shuffled",
+        clock: Callable[[], float] | None = None,
+        port: int = 0,
+    ) -> None:
+        for name, value, allowed in (
+            ("last_cursor", last_cursor, LAST_CURSOR_MODES),
+            ("boundary", boundary, BOUNDARIES),
+            ("order", order, ORDERS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if page_size < 1 or rate <= 0 or burst < 1 or latency < 0:
+            raise ValueError("page_size and burst must be >= 1, rate > 0, latency >= 0")
+        self.clock = clock or time.time
+        self.port = port
+        self.latency = latency
+        self._credentials = {api_key: api_secret}
+        self.store = Store(seed, devices, surveys, responses, self.clock)
+        self._bucket = LeakyBucket(rate, burst)
+        self._faults = FaultInjector(seed, fault_rate)
+        self._stats = Stats()
+        self._api = Api(
+            self.store,
+            CursorCodec(secrets.token_bytes(32)),  # cursors die with the process
+            seed=seed,
+            page_size=page_size,
+            order=order,
+            boundary=boundary,
+            last_cursor=last_cursor,
+            clock=self.clock,
+        )
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Sandbox(url={self.url!r})" if self._httpd else "Sandbox(stopped)"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL, ``http://127.0.0.1:PORT`` (valid after start)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Sandbox:
+        """Binds 127.0.0.1:port and serves in a daemon thread."""
+        handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
+        self._httpd = _Server(("127.0.0.1", self.port), handler)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},  # quick stop() in tests
+            name=f"sandbox-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving and closes the listening and open client sockets."""
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.close_connections()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def truth(self) -> dict[str, list[dict]]:
+        """Every record exactly as the API serves it now (deep copies)."""
+        return self.store.truth()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the /api traffic; see the README."""
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Zeroes the counters."""
+        self._stats.reset()
+
+    # -- mutations (proxied to the Store) --------------------------------------------------------
+
+    def add_responses(self, count: int, survey_id: int | None = None) -> list[int]:
+        """See :meth:`Store.add_responses`."""
+        return self.store.add_responses(count, survey_id)
+
+    def update_responses(self, count: int) -> list[int]:
+        """See :meth:`Store.update_responses`."""
+        return self.store.update_responses(count)
+
+    def add_late_responses(self, count: int, delay_seconds: float = 1800) -> list[int]:
+        """See :meth:`Store.add_late_responses`."""
+        return self.store.add_late_responses(count, delay_seconds)
+
+    def update_devices(self, count: int) -> list[str]:
+        """See :meth:`Store.update_devices`."""
+        return self.store.update_devices(count)
+
+    def add_devices(self, count: int) -> list[str]:
+        """See :meth:`Store.add_devices`."""
+        return self.store.add_devices(count)
+
+    def add_survey(self) -> int:
+        """See :meth:`Store.add_survey`."""
+        return self.store.add_survey()
+
+    def set_fault_rate(self, fault_rate: float) -> None:
+        """Changes the probability of injected faults (0 to 1)."""
+        self._faults.rate = fault_rate

@@ -1,0 +1,65 @@
+"""Thread-safe request counters, read by tests and GET /_sandbox/stats."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import Counter
+from typing import Any
+
+
+class Stats:
+    """Counters of the /api traffic the sandbox has seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Zeroes every counter."""
+        with self._lock:
+            self._data: dict[str, Any] = {
+                "requests": 0,
+                "by_status": Counter(),
+                "throttled": 0,
+                "faults": Counter(),
+                "pages": 0,
+                "pages_with_data": 0,
+                "empty_pages": 0,
+                "records_served": 0,
+                "by_endpoint": Counter(),
+            }
+
+    def request(self, endpoint: str) -> None:
+        """Counts an incoming /api request against its endpoint (resource) name."""
+        with self._lock:
+            self._data["requests"] += 1
+            self._data["by_endpoint"][endpoint] += 1
+
+    def status(self, code: int) -> None:
+        """Counts a response status actually sent."""
+        with self._lock:
+            self._data["by_status"][code] += 1
+
+    def throttled(self) -> None:
+        """Counts a real 429 from the bucket."""
+        with self._lock:
+            self._data["throttled"] += 1
+
+    def fault(self, kind: str) -> None:
+        """Counts an injected fault."""
+        with self._lock:
+            self._data["faults"][kind] += 1
+
+    def page(self, records: int) -> None:
+        """Counts a 200 index page and the records on it."""
+        with self._lock:
+            self._data["pages"] += 1
+            self._data["pages_with_data" if records else "empty_pages"] += 1
+            self._data["records_served"] += records
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain-dict copy (``by_status`` keyed by int status code)."""
+        with self._lock:
+            out = copy.deepcopy(self._data)
+        return {k: dict(v) if isinstance(v, Counter) else v for k, v in out.items()}

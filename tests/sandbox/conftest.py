@@ -1,0 +1,48 @@
+"""Fixtures for the sandbox tests: a pinned clock and signed sessions over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+
+from pipelines.sandbox import Sandbox
+
+from .support import KEY, SECRET, FakeClock, signed_session
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_sandbox(clock: FakeClock) -> Iterator[Callable[..., Sandbox]]:
+    """Starts sandboxes (small data, no throttling by default) and stops them afterwards."""
+    started: list[Sandbox] = []
+
+    def make(**kwargs) -> Sandbox:
+        options = dict(
+            api_key=KEY, api_secret=SECRET, clock=clock, burst=10**6, rate=1000.0,
+            devices=40, surveys=5, responses=600, page_size=25,
+        )
+        options.update(kwargs)
+        sandbox = Sandbox(**options).start()
+        started.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox) -> Sandbox:
+    return make_sandbox()
+
+
+@pytest.fixture
+def api(clock: FakeClock) -> Iterator[requests.Session]:
+    with signed_session(clock) as session:
+        yield session

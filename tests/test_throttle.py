@@ -1,0 +1,71 @@
+"""The client-side leaky bucket, on a virtual clock."""
+
+import threading
+
+import pytest
+
+from pipelines.micrometrics.throttle import LeakyBucket
+from tests.fakes import FakeClock
+
+
+def make(rate=1.0, burst=10):
+    clock = FakeClock()
+    return LeakyBucket(rate=rate, burst=burst, clock=clock, sleep=clock.sleep), clock
+
+
+def test_burst_goes_out_at_once_then_one_per_second():
+    bucket, clock = make()
+    waits = [bucket.acquire() for _ in range(13)]
+    assert waits[:10] == [0.0] * 10
+    assert waits[10:] == pytest.approx([1.0, 1.0, 1.0])
+    assert clock.now - 1_800_000_000.0 == pytest.approx(3.0)
+
+
+def test_observe_adopts_server_level_and_rate():
+    bucket, clock = make()
+    bucket.acquire()
+    # The server says only 2 more fit (another client shares the key) and leaks 2/s.
+    bucket.observe({"RateLimit-Rate": "2", "RateLimit-Burst-Remaining": "2"})
+    assert [bucket.acquire() for _ in range(3)] == pytest.approx([0.0, 0.0, 0.5])
+
+
+def test_observe_lets_us_go_faster_when_server_bucket_is_empty():
+    bucket, clock = make()
+    for _ in range(10):
+        bucket.acquire()
+        bucket.observe({"RateLimit-Burst-Remaining": "9"})
+    assert bucket.acquire() == 0.0
+
+
+def test_hold_after_429_blocks_for_retry_after():
+    bucket, clock = make()
+    bucket.acquire()
+    bucket.observe({"RateLimit-Burst-Remaining": "9"})
+    bucket.hold(2.5)
+    assert bucket.acquire() == pytest.approx(2.5)
+
+
+def test_threads_queue_behind_each_other():
+    # Time stands still and sleep returns at once: each concurrent caller must be booked
+    # one leak interval behind the previous, never two on the same slot.
+    bucket = LeakyBucket(rate=1.0, burst=5, clock=lambda: 100.0, sleep=lambda s: None)
+    waits = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(5):
+            wait = bucket.acquire()
+            with lock:
+                waits.append(wait)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(waits) == pytest.approx([0.0] * 5 + [float(n) for n in range(1, 16)])
+
+
+def test_rejects_nonsense_settings():
+    with pytest.raises(ValueError):
+        LeakyBucket(rate=0)
