@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -100,6 +101,7 @@ class MicrometricsClient(RESTClient):
         self.timeout = timeout
         self.stats = ClientStats()
         self._sleep = sleep
+        self._clock = auth_clock or time.time
 
     def _create_response_handler(self) -> Callable[..., None]:
         # Status handling lives in _send_request; dlt's default hook would raise on the first 429.
@@ -143,7 +145,8 @@ class MicrometricsClient(RESTClient):
         failures no retry can fix."""
         status = response.status_code
         if status == 401:
-            raise self._error(response, prepared, AuthenticationError, hint=auth_hint(response))
+            hint = auth_hint(response, self._clock())
+            raise self._error(response, prepared, AuthenticationError, hint=hint)
         if status in TRANSIENT_STATUSES:
             return self._error(response, prepared, ApiError)
         if status >= 400:
@@ -178,15 +181,13 @@ class MicrometricsClient(RESTClient):
         yield from self.paginate(path, params=dict(params or {}))
 
 
-def auth_hint(response: Response) -> str:
+def auth_hint(response: Response, now: float) -> str:
     """What to check after a 401: credentials, or the clock when the server's Date disagrees."""
     hint = "check the API key and secret, and that this machine's clock is right"
     server_date = response.headers.get("Date")
     if server_date:
         try:
-            from email.utils import parsedate_to_datetime
-
-            skew = parsedate_to_datetime(server_date).timestamp() - time.time()
+            skew = parsedate_to_datetime(server_date).timestamp() - now
         except (TypeError, ValueError):
             return hint
         if abs(skew) > 15 * 60:

@@ -1,0 +1,55 @@
+"""Shared fixtures: sandboxes on loopback and clients wired to them, on real or virtual time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pipelines.micrometrics.client import MicrometricsClient
+from pipelines.micrometrics.retry import RetryPolicy
+from pipelines.micrometrics.throttle import LeakyBucket
+from pipelines.sandbox import Sandbox
+from tests.fakes import FakeClock
+
+KEY, SECRET = "test-key", "test-secret-Zx9!q"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def start_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """Start sandboxes with the API's default rate limit unless told otherwise."""
+    started: list[Sandbox] = []
+
+    def start(**options) -> Sandbox:
+        sandbox = Sandbox(**{"api_key": KEY, "api_secret": SECRET, **options}).start()
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def virtual_client(clock: FakeClock) -> Callable[..., MicrometricsClient]:
+    """A client whose every wait advances the shared virtual clock instead of sleeping."""
+
+    def make(sandbox: Sandbox, rate=1.0, burst=10, **retry) -> MicrometricsClient:
+        import random
+
+        return MicrometricsClient(
+            sandbox.url,
+            KEY,
+            SECRET,
+            bucket=LeakyBucket(rate=rate, burst=burst, clock=clock, sleep=clock.sleep),
+            retry=RetryPolicy(rng=random.Random(7), **retry),
+            sleep=clock.sleep,
+            auth_clock=clock,
+        )
+
+    return make

@@ -1,0 +1,141 @@
+"""The client against the sandbox over real HTTP: paging, pacing, 429s, retries, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.micrometrics.client import MicrometricsClient, index_records
+from pipelines.micrometrics.errors import (
+    ApiError,
+    AuthenticationError,
+    UnexpectedResponseError,
+)
+from pipelines.micrometrics.retry import retry_after_seconds
+from tests.conftest import KEY, SECRET
+
+EVERYTHING = {"start_at": "2000-01-01T00:00:00+00:00", "end_at": "2100-01-01T00:00:00+00:00"}
+
+
+def index_paths(sandbox) -> list[str]:
+    surveys = [s["id"] for s in sandbox.truth()["surveys"]]
+    return ["/devices", "/surveys"] + [f"/surveys/{sid}/responses" for sid in surveys]
+
+
+def fetch_everything(client, sandbox) -> dict[str, list[dict]]:
+    fetched: dict[str, list[dict]] = {"devices": [], "surveys": [], "survey_responses": []}
+    for path in index_paths(sandbox):
+        kind = "survey_responses" if path.endswith("responses") else path.strip("/")
+        for page in client.pages(path, EVERYTHING):
+            fetched[kind].extend(page)
+    return fetched
+
+
+def assert_exact(fetched, truth):
+    for kind, records in truth.items():
+        got = sorted((r["id"], r["updated_at"]) for r in fetched[kind])
+        assert got == sorted((r["id"], r["updated_at"]) for r in records), kind
+
+
+def test_smoke_default_rate_limit_real_time(start_sandbox):
+    """Every endpoint paged at the API's default limit: one request per page, no 429."""
+    sandbox = start_sandbox(devices=30, surveys=3, responses=240, page_size=25)
+    client = MicrometricsClient(sandbox.url, KEY, SECRET)
+    fetched = fetch_everything(client, sandbox)
+
+    assert_exact(fetched, sandbox.truth())
+    stats = sandbox.stats()
+    assert stats["requests"] == stats["pages"] == client.stats.requests == client.stats.pages
+    assert stats["requests"] > 10  # more than the burst: pacing really happened
+    assert stats["throttled"] == 0 and stats["by_status"] == {200: stats["requests"]}
+    assert client.stats.throttled == 0
+
+
+@pytest.mark.parametrize("last_cursor", ["empty", "absent"])
+@pytest.mark.parametrize("order", ["shuffled", "asc", "desc"])
+def test_default_sandbox_paged_without_429_on_virtual_time(
+    start_sandbox, virtual_client, clock, order, last_cursor
+):
+    sandbox = start_sandbox(clock=clock, order=order, last_cursor=last_cursor)
+    client = virtual_client(sandbox)
+    started = clock.now
+    fetched = fetch_everything(client, sandbox)
+
+    assert_exact(fetched, sandbox.truth())
+    stats = sandbox.stats()
+    assert stats["requests"] == stats["pages"] == client.stats.requests
+    assert stats["throttled"] == 0
+    # Paced at the floor the limit allows: burst free, then one request per second.
+    floor = stats["requests"] - 10
+    assert floor <= clock.now - started <= floor * 1.02 + 1
+
+
+def test_429_waits_rate_limit_retry_after_then_succeeds(start_sandbox, virtual_client, clock):
+    sandbox = start_sandbox(clock=clock, rate=1.0, burst=3, responses=300, page_size=20)
+    # A client that believes in a much larger bucket hits the server's limit.
+    client = virtual_client(sandbox, rate=100.0, burst=100)
+    client.bucket.observe = lambda headers: client.bucket.release()  # ignore the server's hints
+    fetched = fetch_everything(client, sandbox)
+
+    assert_exact(fetched, sandbox.truth())
+    stats = sandbox.stats()
+    assert stats["throttled"] > 0
+    assert client.stats.throttled == stats["throttled"]
+    assert client.stats.requests == stats["requests"] == stats["pages"] + stats["throttled"]
+
+
+def test_retries_sign_again_after_long_backoff(start_sandbox, virtual_client, clock):
+    """Backoff of ~20 minutes: a re-sent stale signature would be refused (Date skew > 15 min)."""
+    sandbox = start_sandbox(clock=clock, fault_rate=0.3, responses=400, page_size=20)
+    client = virtual_client(sandbox, base=1200.0, cap=1200.0, max_attempts=10)
+    fetched = fetch_everything(client, sandbox)
+
+    assert_exact(fetched, sandbox.truth())
+    stats = sandbox.stats()
+    assert sum(stats["faults"].values()) > 5
+    assert {"dropped_connection", "truncated_body"} <= set(stats["faults"])
+    assert {"http_500", "http_503", "http_502_html"} & set(stats["faults"])
+    assert 401 not in stats["by_status"]
+    assert client.stats.retries >= stats["faults"].get("http_500", 0)
+
+
+def test_gives_up_after_last_attempt_with_a_useful_message(start_sandbox, virtual_client, clock):
+    sandbox = start_sandbox(clock=clock, fault_rate=1.0)
+    client = virtual_client(sandbox, max_attempts=3, max_throttled=2)
+    with pytest.raises(ApiError) as caught:
+        list(client.pages("/devices", EVERYTHING))
+    message = str(caught.value)
+    assert message.startswith("GET /api/experience/devices?start_at=")
+    assert SECRET not in message and "APIAuth" not in message
+
+
+def test_401_is_not_retried_and_says_what_to_check(start_sandbox, virtual_client, clock):
+    sandbox = start_sandbox(clock=clock)
+    client = MicrometricsClient(sandbox.url, KEY, "wrong-secret", auth_clock=clock)
+    with pytest.raises(AuthenticationError) as caught:
+        list(client.pages("/devices", EVERYTHING))
+    assert sandbox.stats()["requests"] == 1
+    message = str(caught.value)
+    assert "HTTP 401" in message and "API key and secret" in message
+    assert "wrong-secret" not in message and "APIAuth" not in message
+
+
+def test_401_with_skewed_clock_blames_the_clock(start_sandbox, clock):
+    sandbox = start_sandbox(clock=clock)
+    client = MicrometricsClient(sandbox.url, KEY, SECRET, auth_clock=lambda: clock() - 3600)
+    with pytest.raises(AuthenticationError, match="clock differs from the server's by 60 minutes"):
+        list(client.pages("/devices", EVERYTHING))
+
+
+def test_index_body_shapes():
+    assert index_records([{"id": 1}], "GET /x") == [{"id": 1}]
+    assert index_records({"data": [{"id": 1}], "meta": {"n": 1}}, "GET /x") == [{"id": 1}]
+    for bad in ({"a": [], "b": []}, {"error": "x"}, "text", None):
+        with pytest.raises(UnexpectedResponseError, match="GET /x"):
+            index_records(bad, "GET /x")
+
+
+def test_retry_after_headers():
+    assert retry_after_seconds({"RateLimit-Retry-After": "0.250"}, 9) == 0.25
+    assert retry_after_seconds({"Retry-After": "3"}, 9) == 3
+    assert retry_after_seconds({}, 9) == 9
+    assert retry_after_seconds({"RateLimit-Retry-After": "99999"}, 9) == 300
