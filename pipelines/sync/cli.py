@@ -1,0 +1,145 @@
+"""Command line of the sync: ``python -m pipelines.sync``, ``micrometrics-sync``, ``make sync``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
+from pipelines.micrometrics.settings import load_settings
+from pipelines.micrometrics.timeutil import parse_timestamp
+
+from .dryrun import describe_plan
+from .runner import RESOURCES, SyncOptions, make_pipeline, run_sync
+from .summary import destination_counts, render
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+TABLES = ["devices", "surveys", "surveys__questions", "survey_responses",
+          "survey_responses__answers"]
+
+DESCRIPTION = """\
+Sync Micrometrics devices, surveys and survey responses into the destination.
+
+The first sync loads the whole history (from start_at, default 2000-01-01) in adaptive windows,
+checkpointed as it goes; later syncs read from the last high-water mark minus a lookback
+(default 120 minutes, for late uploads) up to now. Every table is merged on id.
+
+Configuration (environment or .dlt/secrets.toml under [sources.micrometrics]):
+  SOURCES__MICROMETRICS__BASE_URL, SOURCES__MICROMETRICS__API_KEY,
+  SOURCES__MICROMETRICS__API_SECRET, optional SOURCES__MICROMETRICS__START_AT,
+  SOURCES__MICROMETRICS__LOOKBACK_MINUTES, SOURCES__MICROMETRICS__WINDOW_PAGES.
+DuckDB file: warehouse.duckdb, or DESTINATION__DUCKDB__CREDENTIALS (not named like the dataset:
+DuckDB names the file's catalog after it and micrometrics.<table> would be ambiguous).
+"""
+
+EPILOG = """\
+exit status: 0 synced, 1 the sync failed (cause on stderr), 2 bad configuration or arguments.
+examples:
+  python -m pipelines.sync
+  python -m pipelines.sync --dry-run
+  python -m pipelines.sync --resources survey_responses --start-at 2026-01-01T00:00:00Z
+"""
+
+
+def timestamp_arg(value: str):
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def resources_arg(value: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(RESOURCES))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown resource {', '.join(unknown) or '(none)'}; choose from {', '.join(RESOURCES)}"
+        )
+    return chosen
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.sync",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--destination", default="duckdb",
+                        help="dlt destination: duckdb (default), snowflake, bigquery, ...")
+    parser.add_argument("--dataset", default="micrometrics",
+                        help="dataset (schema) name in the destination (default: micrometrics)")
+    parser.add_argument("--resources", type=resources_arg, default=RESOURCES,
+                        help="comma-separated subset of: " + ", ".join(RESOURCES))
+    parser.add_argument("--start-at", type=timestamp_arg,
+                        help="re-read changes from this ISO 8601 time (with offset) without "
+                             "moving the incremental state")
+    parser.add_argument("--end-at", type=timestamp_arg,
+                        help="upper bound of an explicit re-read (default: now)")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="drop this source's tables and state, then load the whole history")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (streams, windows, estimated requests, minimum "
+                             "time) and make no data request")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--verbose", action="store_true",
+                        help="debug logging and full tracebacks on failure")
+    return parser
+
+
+def first_cause(exc: BaseException) -> BaseException:
+    """Our own error inside dlt's wrappers, if there is one."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, MicrometricsError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    if not args.quiet:
+        logging.getLogger("micrometrics").setLevel(logging.INFO)
+    if args.start_at and args.end_at and args.start_at >= args.end_at:
+        print("error: --start-at must be before --end-at", file=sys.stderr)
+        return EXIT_CONFIG
+    options = SyncOptions(
+        destination=args.destination,
+        dataset=args.dataset,
+        resources=args.resources,
+        start_at=args.start_at,
+        end_at=args.end_at,
+        full_refresh=args.full_refresh,
+    )
+    try:
+        settings = load_settings()
+        if args.dry_run:
+            print(describe_plan(settings, options))
+            return EXIT_OK
+        pipeline = make_pipeline(options)
+        report = run_sync(settings, options, pipeline=pipeline)
+        print(render(report, destination_counts(pipeline, TABLES), report.rate, report.burst))
+        return EXIT_OK
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # noqa: BLE001 - one line for people, the trace with --verbose
+        if args.verbose:
+            traceback.print_exc()
+        cause = first_cause(exc)
+        print(f"error: sync failed: {one_line(cause)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:500] + "..."

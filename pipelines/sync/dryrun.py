@@ -1,0 +1,62 @@
+"""``--dry-run``: the plan from local pipeline state, without a single data request."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+from pipelines.micrometrics.settings import Settings
+from pipelines.micrometrics.windows import StreamWindows
+
+from .runner import SyncOptions, make_pipeline
+from .summary import floor_seconds
+
+DEFAULT_RATE, DEFAULT_BURST = 1.0, 10
+
+
+def resource_states(state: dict[str, Any]) -> dict[str, Any]:
+    return state.get("sources", {}).get("micrometrics", {}).get("resources", {})
+
+
+def describe_plan(settings: Settings, options: SyncOptions) -> str:
+    """Streams, what each owes, estimated requests and the least time the rate limit allows."""
+    pipeline = make_pipeline(options)
+    states = {} if options.full_refresh else resource_states(pipeline.state)
+    run_end = options.end_at or datetime.now(UTC)
+    explicit = options.start_at is not None or options.end_at is not None
+    windows = settings.window_settings(options.start_at if explicit else None)
+    lines = [f"plan: {options.destination} dataset {options.dataset!r}, up to "
+             f"{run_end.isoformat(timespec='seconds')}"]
+    estimate, unknown = 0, False
+
+    def stream(label: str, state: dict[str, Any]) -> None:
+        nonlocal estimate, unknown
+        walker = StreamWindows({} if explicit else copy.deepcopy(state), windows, run_end)
+        text = walker.describe()
+        if text != "up to date":
+            estimate += 1
+            unknown = unknown or text.startswith(("full", "resume"))
+        lines.append(f"  {label:<28} {text}")
+
+    if "devices" in options.resources:
+        stream("devices", states.get("devices", {}).get("windows", {}))
+    if "surveys" in options.resources or "survey_responses" in options.resources:
+        lines.append(f"  {'surveys':<28} full list (every sync; it indexes the responses)")
+        estimate += 1
+    if "survey_responses" in options.resources:
+        known = states.get("survey_responses", {}).get("surveys", {})
+        for survey_id, state in sorted(known.items()):
+            stream(f"survey_responses[{survey_id}]", state)
+        if not known:
+            lines.append(f"  {'survey_responses':<28} every survey's full history "
+                         "(surveys not known before the first sync)")
+            unknown = True
+    prefix = "at least " if unknown else "about "
+    floor = floor_seconds(estimate, DEFAULT_RATE, DEFAULT_BURST)
+    lines.append(
+        f"estimated requests: {prefix}{estimate}; least time at {DEFAULT_RATE:g} request/s with "
+        f"a burst of {DEFAULT_BURST}: {prefix}{floor:.0f}s"
+    )
+    lines.append("dry run: no data request was made")
+    return "\n".join(lines)

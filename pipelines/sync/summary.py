@@ -1,0 +1,48 @@
+"""The table printed at the end of a sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dlt
+
+from .runner import SyncReport
+
+
+def destination_counts(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str, int | None]:
+    """Rows per table in the destination now (None where the table does not exist yet)."""
+    counts: dict[str, int | None] = {}
+    with pipeline.sql_client() as client:
+        for table in tables:
+            try:
+                name = client.make_qualified_table_name(table)
+                rows = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
+                counts[table] = int(rows[0][0])
+            except Exception:  # noqa: BLE001 - a missing table is simply reported as such
+                counts[table] = None
+    return counts
+
+
+def floor_seconds(requests: int, rate: float, burst: float) -> float:
+    """Least time ``requests`` can take under a leaky bucket starting empty."""
+    return max(0.0, (requests - burst) / rate)
+
+
+def render(report: SyncReport, counts: dict[str, int | None], rate: float, burst: float) -> str:
+    stats: dict[str, Any] = report.client_stats
+    width = max([len(t) for t in counts] + [24])
+    lines = [f"{'table':<{width}} {'loaded now':>10} {'in destination':>15}"]
+    for table, total in counts.items():
+        shown = "-" if total is None else str(total)
+        lines.append(f"{table:<{width}} {report.loaded_rows.get(table, 0):>10} {shown:>15}")
+    floor = floor_seconds(stats.get("requests", 0), rate, burst)
+    ratio = f" ({report.elapsed / floor:.2f}x)" if floor > 0 else ""
+    lines += [
+        "",
+        f"requests {stats.get('requests', 0)}, pages {stats.get('pages', 0)} "
+        f"({stats.get('pages_with_data', 0)} with data), "
+        f"429s received {stats.get('throttled', 0)}, retries {stats.get('retries', 0)}, "
+        f"rounds {report.rounds}",
+        f"elapsed {report.elapsed:.1f}s; rate-limit floor {floor:.1f}s{ratio}",
+    ]
+    return "\n".join(lines)
