@@ -115,9 +115,11 @@ class StreamWindows:
             or (self.floor is not None and start <= self.floor)
             or (density and density * (start - lo).total_seconds() <= self.settings.target_records)
         )
+        # Both ends reach OVERLAP past the nominal bounds: a record exactly on a bound (or
+        # updated at the very instant of run_end) is inside whatever the server's semantics.
         if reaches_all:
-            return Window(lo, top)
-        return Window(start - OVERLAP, top)
+            return Window(lo, top + OVERLAP)
+        return Window(start - OVERLAP, top + OVERLAP)
 
     def _length(self) -> timedelta:
         density = self.state.get("density")

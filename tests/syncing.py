@@ -1,0 +1,72 @@
+"""Run real syncs in tests: a sandbox on loopback, a DuckDB file under tmp_path, virtual time."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import dlt
+import duckdb
+
+from pipelines.micrometrics.client import MicrometricsClient
+from pipelines.micrometrics.retry import RetryPolicy
+from pipelines.micrometrics.settings import load_settings
+from pipelines.micrometrics.throttle import LeakyBucket
+from pipelines.sandbox import Sandbox
+from pipelines.sync.runner import SyncOptions, SyncReport, run_sync
+from tests.conftest import KEY, SECRET
+from tests.fakes import FakeClock
+
+DATASET = "micrometrics"
+
+
+@dataclass
+class SyncResult:
+    report: SyncReport
+    client: MicrometricsClient
+    pipeline: dlt.Pipeline
+
+
+def pipeline_for(tmp_path: Path, name: str = "micrometrics") -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.duckdb(credentials=str(tmp_path / "warehouse.duckdb")),
+        dataset_name=DATASET,
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+
+
+def sync_sandbox(
+    sandbox: Sandbox,
+    tmp_path: Path,
+    clock: FakeClock,
+    options: SyncOptions | None = None,
+    rate: float = 1.0,
+    burst: int = 10,
+    **settings,
+) -> SyncResult:
+    """One sync of ``sandbox`` into ``tmp_path/warehouse.duckdb``; waits advance ``clock``."""
+    client = MicrometricsClient(
+        sandbox.url,
+        KEY,
+        SECRET,
+        bucket=LeakyBucket(rate=rate, burst=burst, clock=clock, sleep=clock.sleep),
+        retry=RetryPolicy(rng=random.Random(3)),
+        sleep=clock.sleep,
+        auth_clock=clock,
+    )
+    resolved = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET, **settings)
+    pipeline = pipeline_for(tmp_path)
+    report = run_sync(resolved, options or SyncOptions(), client=client, pipeline=pipeline,
+                      clock=clock)
+    return SyncResult(report, client, pipeline)
+
+
+def query(tmp_path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        return connection.sql(sql).fetchall()
+
+
+def loaded(tmp_path: Path, table: str, columns: str = "id, updated_at") -> list[tuple]:
+    return query(tmp_path, f"SELECT {columns} FROM {DATASET}.{table} ORDER BY 1")

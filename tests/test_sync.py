@@ -1,0 +1,79 @@
+"""Syncs against the sandbox over real HTTP into a real DuckDB file: exact and incremental."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipelines.micrometrics.timeutil import parse_timestamp
+from tests.syncing import sync_sandbox
+from tests.truth import assert_matches_truth
+
+
+def test_full_sync_is_exact_and_paced_at_the_floor(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock)  # default data and the API's default rate limit
+    started = clock.now
+    result = sync_sandbox(sandbox, tmp_path, clock)
+    elapsed = clock.now - started
+
+    truth = sandbox.truth()
+    assert_matches_truth(tmp_path, truth)
+    month_ago = datetime.fromtimestamp(clock.now, UTC) - timedelta(days=31)
+    old = [d for d in truth["devices"] if parse_timestamp(d["updated_at"]) < month_ago]
+    assert len(old) > len(truth["devices"]) // 2  # beyond the API's one-month default
+
+    stats = sandbox.stats()
+    assert stats["throttled"] == 0 and result.client.stats.throttled == 0
+    assert stats["requests"] == result.client.stats.requests
+    assert stats["requests"] <= 1.05 * stats["pages_with_data"]
+    floor = stats["requests"] - 10  # burst of 10, then 1 request/s
+    assert elapsed <= 1.05 * floor
+
+
+def test_incremental_sync_applies_new_updated_and_late_records(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=1500)
+    sync_sandbox(sandbox, tmp_path, clock)
+    clock.advance(600)
+    sandbox.add_responses(20)
+    sandbox.update_responses(15)
+    sandbox.add_late_responses(10, delay_seconds=3000)  # uploaded 50 minutes late
+    sandbox.update_devices(3)
+    sandbox.add_devices(2)
+    new_survey = sandbox.add_survey()
+    sandbox.add_responses(5, survey_id=new_survey)
+    clock.advance(60)
+    sandbox.reset_stats()
+
+    sync_sandbox(sandbox, tmp_path, clock)
+
+    assert_matches_truth(tmp_path, sandbox.truth())
+    streams = 2 + len(sandbox.truth()["surveys"])  # devices, the survey list, one per survey
+    assert sandbox.stats()["requests"] <= streams + 2
+
+
+@pytest.mark.parametrize(
+    "boundary,order",
+    [("open", "shuffled"), ("closed", "asc"), ("left", "desc"), ("right", "shuffled")],
+)
+def test_exact_whatever_bounds_and_order(start_sandbox, tmp_path, clock, boundary, order):
+    # Small windows (about 2 pages) so many records sit on window bounds.
+    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=300, page_size=10,
+                            boundary=boundary, order=order, rate=50.0, burst=50)
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=1,
+                          initial_window_days=20)
+    assert result.report.rounds > 3
+    assert_matches_truth(tmp_path, sandbox.truth())
+    clock.advance(120)
+    sandbox.update_responses(10)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=1)
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_exact_with_ten_percent_faults(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=2000, page_size=25, fault_rate=0.1,
+                            rate=50.0, burst=50)
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    assert sum(sandbox.stats()["faults"].values()) > 3
+    assert result.client.stats.retries > 0
+    assert_matches_truth(tmp_path, sandbox.truth())

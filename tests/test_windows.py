@@ -1,0 +1,94 @@
+"""Window planning without HTTP: ranges, adaptive sizes, overlap, resume from state."""
+
+from datetime import UTC, datetime, timedelta
+
+from pipelines.micrometrics.windows import OVERLAP, StreamWindows, WindowSettings
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+SETTINGS = WindowSettings(
+    start_at=datetime(2000, 1, 1, tzinfo=UTC),
+    lookback=timedelta(hours=2),
+    initial_window=timedelta(days=30),
+    target_records=1000,
+)
+
+
+def walk(state, counts, floor=None, run_end=NOW):
+    """Drive the planner, answering each window with the next count; return the windows."""
+    planner = StreamWindows(state, SETTINGS, run_end, floor=floor)
+    windows = []
+    for count in counts:
+        window = planner.next_window()
+        if window is None:
+            break
+        windows.append(window)
+        planner.complete(window, count)
+    assert planner.next_window() is None, "planner wanted more windows than answered"
+    return windows
+
+
+def test_empty_stream_costs_two_windows_and_history_one():
+    state = {}
+    windows = walk(state, [0, 0])
+    assert windows[0].end == NOW and windows[0].start < NOW - timedelta(days=30)
+    assert windows[1].start == SETTINGS.start_at - OVERLAP  # all the rest at once
+    assert state["high_water"] == "2026-11-28T00:00:00.000+00:00"
+
+
+def test_dense_history_shrinks_windows_to_the_target():
+    state = {}
+    planner = StreamWindows(state, SETTINGS, NOW)
+    first = planner.next_window()
+    planner.complete(first, 30_000)  # 30 days held 30 000 records: 1000/day
+    second = planner.next_window()
+    assert abs((second.end - second.start) - timedelta(days=1)) <= 2 * OVERLAP
+    assert second.end > first.start  # overlapping neighbours
+
+
+def test_sparse_history_jumps_to_start():
+    windows = walk({}, [5, 40])
+    assert windows[1].start == SETTINGS.start_at - OVERLAP
+
+
+def test_floor_extends_window_to_start():
+    floor = NOW - timedelta(days=10)  # survey created 10 days ago
+    windows = walk({}, [100], floor=floor)
+    assert len(windows) == 1 and windows[0].start == SETTINGS.start_at - OVERLAP
+
+
+def test_incremental_range_starts_at_high_water_minus_lookback():
+    state = {"high_water": "2026-11-27T00:00:00.000+00:00", "density": 0.01}
+    windows = walk(state, [12])
+    assert windows[0].start == datetime(2026, 11, 26, 22, tzinfo=UTC)
+    assert windows[0].end == NOW
+
+
+def test_up_to_date_stream_asks_nothing():
+    assert walk({"high_water": "2026-11-28T00:00:00.000+00:00"}, []) == []
+
+
+def test_resume_continues_below_the_last_checkpoint():
+    state = {}
+    planner = StreamWindows(state, SETTINGS, NOW)
+    first = planner.next_window()
+    planner.complete(first, 30_000)
+    saved = {key: (dict(value) if isinstance(value, dict) else value)
+             for key, value in state.items()}
+    # A new process (later run_end) resumes the same range before opening a new one.
+    later = NOW + timedelta(hours=5)
+    resumed = StreamWindows(saved, SETTINGS, later).next_window()
+    assert resumed.end == first.start + OVERLAP and resumed.end <= NOW
+
+
+def test_windows_tile_the_range_with_overlap():
+    planner = StreamWindows({}, SETTINGS, NOW)
+    counts = iter([30_000, 1000, 900, 800, 10])
+    windows = []
+    while (window := planner.next_window()) is not None:
+        assert len(windows) < 20
+        windows.append(window)
+        planner.complete(window, next(counts, 0))
+    assert len(windows) >= 5
+    for newer, older in zip(windows, windows[1:], strict=False):
+        assert older.end > newer.start  # no gap: every instant is in some window
+    assert windows[-1].start == SETTINGS.start_at - OVERLAP
