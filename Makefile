@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint sync demo models sandbox clean
+.PHONY: install test lint sync demo sandbox clean
 
 install: $(STAMP)
 
@@ -23,8 +23,11 @@ test: lint
 sync: install
 	$(BIN)/python -m pipelines.sync $(ARGS)
 
+demo: install
+	$(BIN)/python -m pipelines.demo
+
 sandbox: install
 	$(BIN)/python -m pipelines.sandbox $(ARGS)
 
 clean:
-	rm -rf $(VENV) *.duckdb .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo.duckdb .demo .pytest_cache .ruff_cache
