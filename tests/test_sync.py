@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipelines.micrometrics.timeutil import parse_timestamp
-from tests.syncing import sync_sandbox
+from pipelines.sync.runner import SyncOptions
+from tests.syncing import query, sync_sandbox
 from tests.truth import assert_matches_truth
 
 
@@ -76,4 +77,40 @@ def test_exact_with_ten_percent_faults(start_sandbox, tmp_path, clock):
     result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
     assert sum(sandbox.stats()["faults"].values()) > 3
     assert result.client.stats.retries > 0
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_resources_option_loads_only_those(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=300, rate=50.0, burst=50)
+    sync_sandbox(sandbox, tmp_path, clock, SyncOptions(resources=("devices",)), rate=50.0,
+                 burst=50)
+    tables = {row[0] for row in query(
+        tmp_path, "SELECT table_name FROM information_schema.tables "
+                  "WHERE table_schema = 'micrometrics' AND table_name NOT LIKE '_dlt%'")}
+    assert tables == {"devices"}
+    assert sandbox.stats()["by_endpoint"].get("survey_responses", 0) == 0
+
+
+def test_explicit_range_rereads_without_moving_state(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=300, rate=50.0, burst=50)
+    first = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    state_before = first.pipeline.state["sources"]["micrometrics"]["resources"]
+    now = datetime.fromtimestamp(clock.now, UTC)
+    sandbox.reset_stats()
+    again = sync_sandbox(
+        sandbox, tmp_path, clock,
+        SyncOptions(start_at=now - timedelta(days=60), end_at=now - timedelta(days=30)),
+        rate=50.0, burst=50,
+    )
+    assert again.pipeline.state["sources"]["micrometrics"]["resources"] == state_before
+    assert sandbox.stats()["records_served"] > 0
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_full_refresh_reloads_everything(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=300, rate=50.0, burst=50)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    sandbox.reset_stats()
+    sync_sandbox(sandbox, tmp_path, clock, SyncOptions(full_refresh=True), rate=50.0, burst=50)
+    assert sandbox.stats()["records_served"] >= 300 + 40  # the whole history again
     assert_matches_truth(tmp_path, sandbox.truth())

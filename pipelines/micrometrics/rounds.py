@@ -30,6 +30,7 @@ class SyncRun:
     round_pages: int
     start_at: datetime | None = None
     explicit_range: bool = False
+    now: datetime | None = None
     round: int = 0
     pages_this_round: int = 0
     more: bool = False

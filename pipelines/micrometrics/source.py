@@ -53,8 +53,9 @@ def walk(
 def survey_list(client: MicrometricsClient, settings: Settings, run: SyncRun) -> list[dict]:
     """Every survey, listed once per sync: it is the index of the response streams."""
     if run.surveys is None:
-        start = (run.start_at or settings.start_at) if run.explicit_range else settings.start_at
-        window = Window(start - OVERLAP, run.run_end)
+        # Every survey that exists now, even when an explicit range ends earlier: a survey
+        # changed since still has responses inside the range.
+        window = Window(settings.start_at - OVERLAP, max(run.run_end, run.now or run.run_end))
         run.surveys = [s for page in client.pages("/surveys", window.params()) for s in page]
     return run.surveys
 

@@ -101,6 +101,7 @@ def run_sync(
         round_pages=settings.window_pages,
         start_at=options.start_at or (settings.start_at if explicit else None),
         explicit_range=explicit,
+        now=datetime.fromtimestamp(clock(), UTC),
     )
     report = SyncReport()
     refresh = "drop_sources" if options.full_refresh else None
