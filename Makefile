@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint sync demo sandbox clean
+.PHONY: install test lint sync demo models sandbox clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ test: lint
 
 sync: install
 	$(BIN)/python -m pipelines.sync $(ARGS)
+
+# Builds sql/ (staging views, mart tables) in the configured destination, then its data tests.
+models: install
+	$(BIN)/python -m pipelines.models $(ARGS)
 
 demo: install
 	$(BIN)/python -m pipelines.demo

@@ -75,7 +75,9 @@ def main() -> int:
             DESTINATION__DUCKDB__CREDENTIALS=str(DEMO_DB),
             DLT_DATA_DIR=str(DEMO_STATE.resolve()),
         )
-        code = subprocess.call([sys.executable, "-m", "pipelines.sync", *sys.argv[1:]], env=env)
+        code = subprocess.call(
+            [sys.executable, "-m", "pipelines.sync", "--preview", *sys.argv[1:]], env=env
+        )
         if code != 0:
             return code
         for title, sql in EXAMPLES.items():

@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.conftest import KEY, SECRET
+from tests.syncing import query
 from tests.truth import assert_matches_truth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +131,16 @@ def test_sigkill_part_way_then_rerun_ends_exact(start_sandbox, tmp_path):
     from_scratch = sandbox.stats()["requests"]
     assert resumed_requests <= from_scratch - 10
     assert first_requests + resumed_requests <= from_scratch + 15  # lost: the round in flight
+
+
+def test_sync_builds_models_unless_told_not_to(start_sandbox, tmp_path):
+    sandbox = start_sandbox(devices=10, surveys=2, responses=120, rate=100.0, burst=100)
+    with_models, without = tmp_path / "with", tmp_path / "without"
+    with_models.mkdir()
+    without.mkdir()
+    assert run_sync(sync_env(with_models, sandbox.url), "--quiet").returncode == 0
+    assert run_sync(sync_env(without, sandbox.url), "--quiet", "--no-models").returncode == 0
+    count = "SELECT COUNT(*) FROM micrometrics.fct_survey_responses"
+    assert query(with_models, count) == [(120,)]
+    with pytest.raises(duckdb.CatalogException):
+        query(without, count)

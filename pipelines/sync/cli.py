@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.timeutil import parse_timestamp
+from pipelines.models import ModelsError, build_models, mart_preview
 
 from .dryrun import describe_plan
 from .runner import RESOURCES, SyncOptions, make_pipeline, run_sync
@@ -84,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (streams, windows, estimated requests, minimum "
                              "time) and make no data request")
+    parser.add_argument("--no-models", action="store_true",
+                        help="do not build the SQL models (sql/) after the load")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--preview", action="store_true",
+                        help="after building the models, print a few lines from the marts")
     parser.add_argument("--verbose", action="store_true",
                         help="debug logging and full tracebacks on failure")
     return parser
@@ -94,7 +99,7 @@ def first_cause(exc: BaseException) -> BaseException:
     """Our own error inside dlt's wrappers, if there is one."""
     seen = exc
     while seen is not None:
-        if isinstance(seen, MicrometricsError):
+        if isinstance(seen, MicrometricsError | ModelsError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return exc
@@ -128,6 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pipeline = make_pipeline(options)
         report = run_sync(settings, options, pipeline=pipeline)
         print(render(report, destination_counts(pipeline, TABLES), report.rate, report.burst))
+        if not args.no_models:
+            models = build_models(pipeline)
+            print(models.summary())
+            if args.preview:
+                print("\n".join(mart_preview(pipeline)))
         return EXIT_OK
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)

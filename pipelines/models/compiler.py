@@ -1,0 +1,142 @@
+"""Turns a model's DuckDB SELECT into the destination's SQL: parameters filled in, table names
+qualified with the dataset, and the dialect translated by sqlglot."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, SqlglotError
+
+from .project import Model, ModelsError, cte_names, parse
+
+# The destinations the models are written and tested for (sqlglot dialect names).
+DIALECTS = ("duckdb", "postgres", "snowflake", "bigquery")
+# A string literal that is exactly '{{ name }}' is a parameter the runner fills in.
+PARAMETER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+# Maps an unqualified table name to its path in the destination: [catalog,] dataset, table.
+Qualifier = Callable[[str], Sequence[str]]
+
+
+def dataset_qualifier(dataset: str) -> Qualifier:
+    """A qualifier for ``dataset.table`` without a destination at hand (offline transpiling)."""
+    return lambda name: (dataset, name)
+
+
+def as_of_literal(now: datetime | None) -> str:
+    """``now`` (a naive value is taken as UTC; None means the wall clock) as a literal every
+    dialect casts to a timestamp with time zone."""
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+
+
+def fill_parameters(tree: exp.Expression, params: Mapping[str, str], name: str) -> exp.Expression:
+    """Replaces ``'{{ key }}'`` literals with ``params[key]``, as literals: never spliced text.
+
+    Raises:
+        ModelsError: The SQL uses a parameter that ``params`` does not have.
+    """
+
+    def fill(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Literal) and node.is_string:
+            match = PARAMETER.fullmatch(node.this)
+            if match:
+                if match.group(1) not in params:
+                    raise ModelsError(f"{name}: no value for parameter {match.group(1)!r}")
+                return exp.Literal.string(params[match.group(1)])
+        return node
+
+    return tree.transform(fill)
+
+
+def table_node(path: Sequence[str]) -> exp.Table:
+    """A quoted ``[catalog.]dataset.table`` reference; quoting keeps the helper's casefolding."""
+    *prefix, table = path
+    parts = [exp.to_identifier(part, quoted=True) for part in prefix]
+    catalog, db = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0] if parts else None)
+    return exp.Table(this=exp.to_identifier(table, quoted=True), db=db, catalog=catalog)
+
+
+def qualify_tables(tree: exp.Expression, qualify: Qualifier) -> exp.Expression:
+    """Qualifies every unqualified table reference that is not a CTE.
+
+    A reference without an alias gets its bare name as alias, so ``devices.id`` style column
+    references keep resolving.
+    """
+    local = cte_names(tree)
+
+    def qualify_one(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.Table) or node.db or node.name.lower() in local:
+            return node
+        qualified = table_node(qualify(node.name))
+        alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(node.name))
+        qualified.set("alias", alias)
+        return qualified
+
+    return tree.transform(qualify_one)
+
+
+def generate(tree: exp.Expression, dialect: str, name: str) -> str:
+    """SQL text of ``tree`` in ``dialect``, refusing anything the dialect cannot express.
+
+    Raises:
+        ModelsError: sqlglot cannot translate some construct to ``dialect``.
+    """
+    try:
+        return tree.sql(
+            dialect=dialect, pretty=True, comments=False, unsupported_level=ErrorLevel.RAISE
+        )
+    except SqlglotError as exc:
+        raise ModelsError(f"{name}: cannot translate to {dialect}: {exc}") from exc
+
+
+def compile_query(
+    model: Model,
+    dialect: str,
+    qualify: Qualifier,
+    params: Mapping[str, str] | None = None,
+) -> exp.Expression:
+    """The model's SELECT, parameters filled in and tables qualified (still an AST)."""
+    tree = parse(model.sql, model.name)
+    tree = fill_parameters(tree, params or {}, model.name)
+    return qualify_tables(tree, qualify)
+
+
+def compile_model(
+    model: Model,
+    dialect: str,
+    qualify: Qualifier,
+    params: Mapping[str, str] | None = None,
+) -> str:
+    """The model's SELECT as ``dialect`` SQL."""
+    return generate(compile_query(model, dialect, qualify, params), dialect, model.name)
+
+
+def build_statements(
+    model: Model,
+    dialect: str,
+    qualify: Qualifier,
+    params: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Statements that (re)build ``model`` as its view or table.
+
+    PostgreSQL has no ``CREATE OR REPLACE TABLE`` and refuses to replace a view whose columns
+    changed, so there it is a drop and a create sent as one string: PostgreSQL runs the
+    statements of one query string in a single transaction, so readers never see it missing.
+    """
+    kind = (model.materialization or "").upper()
+    if not kind:
+        raise ModelsError(f"{model.name} is a data test, not a model")
+    target = table_node(qualify(model.name))
+    query = compile_query(model, dialect, qualify, params)
+    if dialect != "postgres":
+        create = exp.Create(this=target, kind=kind, replace=True, expression=query)
+        return [generate(create, dialect, model.name)]
+    drop = exp.Drop(tables=[target.copy()], kind=kind, exists=True, cascade=True)
+    create = exp.Create(this=target, kind=kind, expression=query)
+    return [f"{generate(drop, dialect, model.name)};\n{generate(create, dialect, model.name)}"]

@@ -1,0 +1,182 @@
+"""Builds the models in a pipeline's dataset through dlt's SQL client, then runs the data tests.
+
+Staging models become views and marts tables, in the order their SQL reads each other. The
+reference time of a build (``now``) reaches the SQL as the one-row view ``stg_run_context``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import dlt
+from sqlglot import exp
+
+from .compiler import (
+    DIALECTS,
+    Qualifier,
+    as_of_literal,
+    build_statements,
+    compile_query,
+    generate,
+)
+from .graph import build_order
+from .project import Model, ModelsError, load_project
+
+SAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class DataTestResult:
+    """What one data test found: ``offending`` rows in all, the first few as ``sample``."""
+
+    name: str
+    offending: int
+    columns: tuple[str, ...] = ()
+    sample: tuple[tuple[Any, ...], ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.offending == 0
+
+    def describe(self) -> str:
+        """One line: the test, its count of offending rows and the sample."""
+        rows = "; ".join(
+            "(" + ", ".join(f"{col}={value!r}" for col, value in zip(self.columns, row,
+                                                                        strict=False)) + ")"
+            for row in self.sample
+        )
+        noun = "row" if self.offending == 1 else "rows"
+        return f"{self.name}: {self.offending} offending {noun}: {rows}"
+
+
+class DataTestFailed(ModelsError):
+    """One or more data tests returned rows. ``str()`` is one line naming them."""
+
+    def __init__(self, failures: Sequence[DataTestResult]) -> None:
+        self.failures = list(failures)
+        names = ", ".join(failure.name for failure in self.failures)
+        details = " | ".join(failure.describe() for failure in self.failures)
+        super().__init__(f"data test failed: {names} -- {details}")
+
+
+@dataclass
+class ModelsReport:
+    """What a build did."""
+
+    dialect: str
+    as_of: str
+    built: list[tuple[str, str]] = field(default_factory=list)  # (name, view|table)
+    tests: list[DataTestResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        views = sum(1 for _, kind in self.built if kind == "view")
+        tables = len(self.built) - views
+        passed = sum(1 for test in self.tests if test.passed)
+        return (f"models: {views} staging views and {tables} mart tables built ({self.dialect}), "
+                f"{passed}/{len(self.tests)} data tests passed, as of {self.as_of}, "
+                f"in {self.seconds:.1f} s")
+
+
+def dialect_of(client: Any) -> str:
+    """The sqlglot dialect of a dlt SQL client's destination.
+
+    Raises:
+        ModelsError: The models are not written for that destination.
+    """
+    dialect = client.capabilities.sqlglot_dialect
+    if dialect not in DIALECTS:
+        raise ModelsError(f"models support {', '.join(DIALECTS)}; this destination speaks "
+                          f"{dialect or 'no known SQL dialect'}")
+    return dialect
+
+
+def client_qualifier(client: Any) -> Qualifier:
+    """Qualifies names the way dlt does for this destination (catalog, casefolding)."""
+    return lambda name: client.make_qualified_table_name_path(name, quote=False)
+
+
+def build_models(
+    pipeline: dlt.Pipeline,
+    now: datetime | None = None,
+    sql_dir: Path | str | None = None,
+    run_tests: bool = True,
+) -> ModelsReport:
+    """Builds every model in the pipeline's dataset, then runs the data tests.
+
+    Args:
+        pipeline: The pipeline whose destination and dataset hold the loaded tables.
+        now: Reference time for "last N days" (``stg_run_context.as_of``); naive means UTC,
+            None the wall clock.
+        sql_dir: The SQL project (default: the repository's ``sql/``).
+        run_tests: Whether to run the data tests after building.
+
+    Returns:
+        What was built and what the tests found.
+
+    Raises:
+        DataTestFailed: A data test returned rows (the models stay built, for inspection).
+        ModelsError: A model could not be built, or the destination is not supported.
+    """
+    started = time.monotonic()
+    project = load_project(sql_dir)
+    params = {"as_of": as_of_literal(now)}
+    with pipeline.sql_client() as client:
+        dialect = dialect_of(client)
+        qualify = client_qualifier(client)
+        report = ModelsReport(dialect=dialect, as_of=params["as_of"])
+        for model in build_order(project.models):
+            for statement in build_statements(model, dialect, qualify, params):
+                execute(client, statement, f"model {model.name}")
+            report.built.append((model.name, model.materialization or ""))
+        if run_tests:
+            report.tests = [run_test(client, test, dialect, qualify) for test in project.tests]
+    report.seconds = time.monotonic() - started
+    failures = [test for test in report.tests if not test.passed]
+    if failures:
+        raise DataTestFailed(failures)
+    return report
+
+
+def run_data_tests(pipeline: dlt.Pipeline, sql_dir: Path | str | None = None
+                   ) -> list[DataTestResult]:
+    """Runs every data test against the built models; never raises for offending rows."""
+    project = load_project(sql_dir)
+    with pipeline.sql_client() as client:
+        dialect = dialect_of(client)
+        qualify = client_qualifier(client)
+        return [run_test(client, test, dialect, qualify) for test in project.tests]
+
+
+def run_test(client: Any, test: Model, dialect: str, qualify: Qualifier) -> DataTestResult:
+    """Counts the test's rows and fetches a few; a test passes when it returns none."""
+    offending = compile_query(test, dialect, qualify).subquery("offending")
+    count_sql = generate(exp.select("COUNT(*)").from_(offending.copy()), dialect, test.name)
+    rows = execute(client, count_sql, f"data test {test.name}")
+    count = int(rows[0][0]) if rows else 0
+    if not count:
+        return DataTestResult(test.name, 0)
+    sample_sql = generate(exp.select("*").from_(offending).limit(SAMPLE_ROWS), dialect, test.name)
+    with client.execute_query(sample_sql) as cursor:
+        columns = tuple(column[0] for column in cursor.description)
+        sample = tuple(tuple(row) for row in cursor.fetchmany(SAMPLE_ROWS))
+    return DataTestResult(test.name, count, columns, sample)
+
+
+def execute(client: Any, sql: str, what: str) -> Any:
+    """Runs ``sql``, naming ``what`` failed if the database refuses it."""
+    try:
+        return client.execute_sql(sql)
+    except Exception as exc:  # dlt wraps driver errors in several classes; all mean the same
+        raise ModelsError(f"{what} failed: {one_line(exc)}") from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (dlt's can span many)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,49 @@
+"""``python -m pipelines.models``: help, success with a preview, one-line failure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pipelines.models.cli import main
+from tests.models.conftest import rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_lists_the_options():
+    done = subprocess.run([sys.executable, "-m", "pipelines.models", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for option in ("--destination", "--dataset", "--as-of"):
+        assert option in done.stdout
+
+
+def run_cli(pipeline, monkeypatch, tmp_path, *args: str) -> int:
+    """The CLI against the copy's DuckDB file, configured the way a user would."""
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS",
+                       str(pipeline.destination.config_params["credentials"]))
+    return main(["--pipelines-dir", str(tmp_path / "cli"), "--as-of", "2027-01-15T08:00:00Z",
+                 *args])
+
+
+def test_builds_and_prints_the_preview(warehouse_copy, monkeypatch, tmp_path, capsys):
+    assert run_cli(warehouse_copy(), monkeypatch, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "data tests passed" in out and "silent for 7+ days" in out
+
+
+def test_failing_data_test_exits_1_with_one_line(warehouse_copy, monkeypatch, tmp_path, capsys):
+    pipeline = warehouse_copy()
+    rows(pipeline, "UPDATE micrometrics.survey_responses SET device_id = 'nowhere' "
+                   "WHERE id = (SELECT MIN(id) FROM micrometrics.survey_responses)")
+    assert run_cli(pipeline, monkeypatch, tmp_path) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "responses_have_known_device" in err
+
+
+def test_file_named_like_the_dataset_is_a_configuration_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(tmp_path / "micrometrics.duckdb"))
+    assert main(["--pipelines-dir", str(tmp_path / "cli")]) == 2
+    assert "same name as the dataset" in capsys.readouterr().err

@@ -1,0 +1,75 @@
+"""Data tests fail, naming themselves and showing rows, on deliberately broken copies."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.models import DataTestFailed, build_models, run_data_tests
+from tests.models.conftest import rows
+
+NPS_ANSWER = """
+    SELECT a._dlt_id FROM micrometrics.survey_responses__answers AS a
+    JOIN micrometrics.survey_responses AS r ON a._dlt_parent_id = r._dlt_id
+    JOIN micrometrics.surveys AS s ON s.id = r.survey_id
+    JOIN micrometrics.surveys__questions AS q
+        ON q._dlt_parent_id = s._dlt_id AND q.id = a.question_id
+    WHERE q.type = '{kind}' AND a.value IS NOT NULL
+    ORDER BY a._dlt_id LIMIT 1
+"""
+BREAKAGES = {
+    "nps_out_of_range": (
+        "UPDATE micrometrics.survey_responses__answers SET value = '11' "
+        f"WHERE _dlt_id = ({NPS_ANSWER.format(kind='nps')})",
+        "scores_in_range", "nps_score=11",
+    ),
+    "rating_not_a_number": (
+        "UPDATE micrometrics.survey_responses__answers SET value = 'five' "
+        f"WHERE _dlt_id = ({NPS_ANSWER.format(kind='rating')})",
+        "scores_are_numbers", "raw_value='five'",
+    ),
+    "duplicate_response": (
+        "INSERT INTO micrometrics.survey_responses SELECT * REPLACE ('dup' || _dlt_id AS _dlt_id) "
+        "FROM micrometrics.survey_responses ORDER BY id LIMIT 1",
+        "fct_survey_responses_key", "rows_with_key=2",
+    ),
+    "unknown_device": (
+        "UPDATE micrometrics.survey_responses SET device_id = 'no-such-device' "
+        "WHERE id = (SELECT MIN(id) FROM micrometrics.survey_responses)",
+        "responses_have_known_device", "device_id='no-such-device'",
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_broken_data_fails_the_right_test(warehouse_copy, warehouse, breakage):
+    statement, test_name, evidence = BREAKAGES[breakage]
+    pipeline = warehouse_copy()
+    rows(pipeline, statement)
+    with pytest.raises(DataTestFailed) as failed:
+        build_models(pipeline, now=warehouse.as_of)
+    message = str(failed.value)
+    assert test_name in [failure.name for failure in failed.value.failures]
+    assert test_name in message and evidence in message
+    assert "\n" not in message
+
+
+def test_a_mart_that_lost_rows_fails_the_totals_test(warehouse_copy):
+    pipeline = warehouse_copy()
+    rows(pipeline, "DELETE FROM micrometrics.dim_devices WHERE device_id = "
+                   "(SELECT MIN(device_id) FROM micrometrics.dim_devices)")
+    results = {result.name: result for result in run_data_tests(pipeline)}
+    totals = results["mart_totals_match_staging"]
+    assert not totals.passed and totals.offending == 1
+    assert totals.columns == ("check_name", "expected", "actual")
+    (check, staged, built), = totals.sample
+    assert check == "dim_devices rows" and built == staged - 1
+    assert all(result.passed for name, result in results.items() if name != totals.name)
+
+
+def test_sample_is_capped_at_five_rows(warehouse_copy):
+    pipeline = warehouse_copy()
+    rows(pipeline, "UPDATE micrometrics.survey_responses SET device_id = 'gone-' || id")
+    with pytest.raises(DataTestFailed) as failed:
+        build_models(pipeline, now=None)
+    known_device = next(f for f in failed.value.failures if f.name == "responses_have_known_device")
+    assert known_device.offending > 5 and len(known_device.sample) == 5
