@@ -1,9 +1,10 @@
-"""Seeded fault injection: which failure (if any) an admitted request suffers."""
+"""Fault injection: seeded random faults, and scripted answers queued by tests."""
 
 from __future__ import annotations
 
 import random
 import threading
+from collections import deque
 
 HTTP_500 = "http_500"
 HTTP_503 = "http_503"
@@ -12,11 +13,28 @@ DROPPED = "dropped_connection"
 TRUNCATED = "truncated_body"
 SPURIOUS_429 = "spurious_429"
 FAULT_KINDS = (HTTP_500, HTTP_503, HTTP_502_HTML, DROPPED, TRUNCATED, SPURIOUS_429)
+# Only ever scripted (never drawn at random), so seeded fault sequences stay unchanged.
+HTML_200 = "html_200"
+EMPTY_200 = "empty_200"
+REJECT_CURSOR = "reject_cursor"
+HTTP_404 = "http_404"
+SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, REJECT_CURSOR, HTTP_404)
+SCRIPT_ENDPOINTS = ("devices", "surveys", "survey_responses")
 
 PROXY_502_HTML = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n"
+)
+
+# What a captive portal / SSO proxy in front of the API answers: 200 OK, but a login page.
+LOGIN_200_HTML = (
+    "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+    "<title>Sign in - Corporate Access Gateway</title></head>\n<body>\n"
+    "<h1>Please sign in to continue</h1>\n"
+    "<form method=\"post\" action=\"/auth/login\">\n"
+    "<input name=\"username\" type=\"text\">\n<input name=\"password\" type=\"password\">\n"
+    "<button type=\"submit\">Sign in</button>\n</form>\n</body>\n</html>\n"
 )
 
 
@@ -50,3 +68,59 @@ class FaultInjector:
             if self._rate <= 0 or self._rng.random() >= self._rate:
                 return None
             return self._rng.choice(FAULT_KINDS)
+
+
+class Script:
+    """A FIFO queue of scripted answers that override normal handling of admitted requests.
+
+    Each entry answers the next ``count`` requests it applies to: any request, or only those
+    of one endpoint; a ``reject_cursor`` entry applies only to requests with a non-empty
+    ``cursor``. A request takes the oldest entry that applies to it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[list] = deque()  # [kind, remaining, endpoint or None]
+
+    def add(self, kind: str, count: int = 1, endpoint: str | None = None) -> None:
+        """Queues ``kind`` for the next ``count`` matching requests.
+
+        Raises:
+            ValueError: Unknown kind or endpoint, or a negative / non-integer count.
+        """
+        if kind not in SCRIPT_KINDS:
+            raise ValueError(f"kind must be one of {SCRIPT_KINDS}, got {kind!r}")
+        if endpoint is not None and endpoint not in SCRIPT_ENDPOINTS:
+            raise ValueError(
+                f"endpoint must be one of {SCRIPT_ENDPOINTS} or None, got {endpoint!r}"
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"count must be an integer >= 0, got {count!r}")
+        if count:
+            with self._lock:
+                self._queue.append([kind, count, endpoint])
+
+    def take(self, endpoint: str, has_cursor: bool) -> str | None:
+        """The scripted kind for a request (consuming one use), or None."""
+        with self._lock:
+            for entry in self._queue:
+                kind, _, wanted = entry
+                if wanted is not None and wanted != endpoint:
+                    continue
+                if kind == REJECT_CURSOR and not has_cursor:
+                    continue
+                entry[1] -= 1
+                if not entry[1]:
+                    self._queue.remove(entry)
+                return kind
+            return None
+
+    def pending(self) -> list[dict]:
+        """The queued entries, oldest first."""
+        with self._lock:
+            return [{"kind": k, "count": c, "endpoint": e} for k, c, e in self._queue]
+
+    def clear(self) -> None:
+        """Drops every queued entry."""
+        with self._lock:
+            self._queue.clear()

@@ -10,6 +10,8 @@ import hashlib
 from typing import Any
 
 ORDERS = ("shuffled", "asc", "desc")
+# Primary sort value below every real key in every order (records without a usable time).
+FIRST = -(2**63)
 
 
 def sort_key(order: str, seed: int, record_id: Any, updated_ms: int) -> tuple:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import window
 from .cursor import CursorCodec, CursorError
-from .paging import page_after, sort_key
+from .paging import FIRST, page_after, sort_key
 from .store import Store
 
 PREFIX = "/api/experience"
@@ -168,6 +168,15 @@ class Api:
             for ms, rec in self.store.rows(kind, survey_id)
             if window.contains(self.boundary, start, end, ms * 1000)
         ]
+        # Malformed records get a synthetic id in the sort key (unique, same type as the
+        # kind's ids). Without a parseable updated_at they are in every window, keyed before
+        # everything else: on the first page, exactly once per cursor chain.
+        for seq, us, rec in self.store.malformed_rows(kind, survey_id):
+            synthetic: Any = f"~malformed-{seq:08d}" if kind == "devices" else -1 - seq
+            if us is None:
+                keyed.append(((FIRST, synthetic), rec))
+            elif window.contains(self.boundary, start, end, us):
+                keyed.append((sort_key(self.order, self.seed, synthetic, us // 1000), rec))
         try:
             records, last_key = page_after(keyed, after, self.page_size)
         except TypeError:  # a signed key of another shape (cannot happen unless secret leaks)

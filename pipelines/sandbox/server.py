@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pipelines.micrometrics.auth import http_date
 
 from . import faults as fk
 from .cursor import CursorCodec
-from .faults import FaultInjector
+from .faults import FaultInjector, Script
 from .paging import ORDERS
 from .ratelimit import LeakyBucket
 from .routes import Api, Reply, endpoint_of, error
@@ -32,8 +32,14 @@ LAST_CURSOR_MODES = ("empty", "absent")
 # Control actions that POST /_sandbox/mutate may call on the Sandbox.
 MUTATIONS = (
     "add_responses", "update_responses", "add_late_responses", "update_devices",
-    "add_devices", "add_survey", "set_fault_rate",
+    "add_devices", "add_survey", "set_fault_rate", "script", "patch_records", "add_malformed",
 )
+
+
+def has_cursor(raw_uri: str) -> bool:
+    """Whether a request URI carries a non-empty ``cursor`` query parameter (last one wins)."""
+    values = parse_qs(urlsplit(raw_uri).query, keep_blank_values=True).get("cursor")
+    return bool(values and values[-1])
 
 
 def is_loopback(host: str) -> bool:
@@ -140,7 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, body: bytes) -> None:
         sb = self.sandbox
-        sb._stats.request(endpoint_of(self.path))
+        endpoint, cursor = endpoint_of(self.path), has_cursor(self.path)
+        sb._stats.request(endpoint, cursor)
         if sb.latency > 0:
             time.sleep(sb.latency)  # simulated network/server latency, per request
         now = sb.clock()
@@ -154,7 +161,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not decision.admitted:
             sb._stats.throttled()
             return self._send(error(429, "Too Many Requests"), limits)
-        fault = sb._faults.draw()
+        # The random draw happens even when a script answers, so the seeded sequence of
+        # random faults on the other requests does not depend on scripting.
+        drawn = sb._faults.draw()
+        fault = sb._script.take(endpoint, cursor) or drawn
         if fault:
             sb._stats.fault(fault)
         if fault == fk.DROPPED:
@@ -170,6 +180,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 error(429, "Too Many Requests"), {**limits, "RateLimit-Retry-After": "0.05"}
             )
+        if fault == fk.HTML_200:
+            return self._send_raw(200, fk.LOGIN_200_HTML.encode(), "text/html", limits)
+        if fault == fk.EMPTY_200:
+            return self._send_raw(200, b"", JSON_TYPE, limits)
+        if fault == fk.REJECT_CURSOR:
+            return self._send(error(400, "invalid cursor"), limits)
+        if fault == fk.HTTP_404:
+            return self._send(error(404, "Not Found"), limits)
         reply = sb._api.handle(method, self.path, body)
         if reply.status == 200 and reply.page_records is not None:
             sb._stats.page(reply.page_records)
@@ -182,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         routes = {
             ("GET", "/_sandbox/truth"): lambda: sb.truth(),
             ("GET", "/_sandbox/stats"): lambda: sb.stats(),
+            ("GET", "/_sandbox/malformed"): lambda: sb.malformed(),
             ("POST", "/_sandbox/stats/reset"): lambda: sb.reset_stats() or {"ok": True},
             ("POST", "/_sandbox/mutate"): lambda: self._mutate(body),
         }
@@ -286,6 +305,7 @@ class Sandbox:
         self.store = Store(seed, devices, surveys, responses, self.clock)
         self._bucket = LeakyBucket(rate, burst)
         self._faults = FaultInjector(seed, fault_rate)
+        self._script = Script()
         self._stats = Stats()
         self._api = Api(
             self.store,
@@ -355,6 +375,10 @@ class Sandbox:
         """Zeroes the counters."""
         self._stats.reset()
 
+    def malformed(self) -> dict[str, list[dict]]:
+        """The records stored with :meth:`add_malformed`, by kind (not part of ``truth()``)."""
+        return self.store.malformed()
+
     # -- mutations (proxied to the Store) --------------------------------------------------------
 
     def add_responses(self, count: int, survey_id: int | None = None) -> list[int]:
@@ -384,3 +408,31 @@ class Sandbox:
     def set_fault_rate(self, fault_rate: float) -> None:
         """Changes the probability of injected faults (0 to 1)."""
         self._faults.rate = fault_rate
+
+    def patch_records(
+        self, kind: str, ids: list, fields: dict[str, Any], bump: bool = True
+    ) -> list:
+        """See :meth:`Store.patch_records`."""
+        return self.store.patch_records(kind, ids, fields, bump)
+
+    def add_malformed(self, kind: str, record: dict, survey_id: int | None = None) -> None:
+        """See :meth:`Store.add_malformed`."""
+        self.store.add_malformed(kind, record, survey_id)
+
+    # -- scripted answers ------------------------------------------------------------------------
+
+    def script(self, kind: str, count: int = 1, endpoint: str | None = None) -> None:
+        """Answers the next ``count`` admitted, signed requests (optionally only those of
+        ``endpoint``: ``devices``, ``surveys`` or ``survey_responses``) with ``kind``: a fault
+        kind, ``html_200``, ``empty_200``, ``reject_cursor`` (only requests with a non-empty
+        cursor; others pass and do not consume it) or ``http_404``. FIFO, independent of the
+        fault rate; counted in ``stats()["faults"]``."""
+        self._script.add(kind, count, endpoint)
+
+    def scripted(self) -> list[dict]:
+        """Script entries not used up yet, oldest first (``kind``, ``count``, ``endpoint``)."""
+        return self._script.pending()
+
+    def clear_script(self) -> None:
+        """Drops every pending script entry."""
+        self._script.clear()

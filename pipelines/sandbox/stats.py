@@ -20,6 +20,7 @@ class Stats:
         with self._lock:
             self._data: dict[str, Any] = {
                 "requests": 0,
+                "cursor_requests": 0,
                 "by_status": Counter(),
                 "throttled": 0,
                 "faults": Counter(),
@@ -30,10 +31,12 @@ class Stats:
                 "by_endpoint": Counter(),
             }
 
-    def request(self, endpoint: str) -> None:
-        """Counts an incoming /api request against its endpoint (resource) name."""
+    def request(self, endpoint: str, cursor: bool = False) -> None:
+        """Counts an incoming /api request against its endpoint (resource) name, and whether
+        it carried a non-empty ``cursor``."""
         with self._lock:
             self._data["requests"] += 1
+            self._data["cursor_requests"] += bool(cursor)
             self._data["by_endpoint"][endpoint] += 1
 
     def status(self, code: int) -> None:

@@ -7,13 +7,14 @@ outside the lock therefore never sees a half-updated record.
 from __future__ import annotations
 
 import copy
+import json
 import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from . import data
+from . import data, window
 
 KINDS = ("devices", "surveys", "survey_responses")
 
@@ -45,6 +46,11 @@ class Store:
         anchor_ms = int(self._clock() // 60) * 60_000
         self._records: dict[str, dict[Any, dict]] = {k: {} for k in KINDS}
         self._updated: dict[str, dict[Any, int]] = {k: {} for k in KINDS}
+        # Raw records served as-is (see add_malformed): (seq, updated_us or None, survey_id, rec)
+        self._malformed: dict[str, list[tuple[int, int | None, Any, dict]]] = {
+            k: [] for k in KINDS
+        }
+        self._malformed_seq = 0
         rows = data.generate(seed, anchor_ms, devices, surveys, responses)
         for kind in KINDS:
             for updated_ms, record in rows[kind]:
@@ -74,7 +80,105 @@ class Store:
                 for kind in KINDS
             }
 
+    def malformed_rows(
+        self, kind: str, survey_id: int | None = None
+    ) -> list[tuple[int, int | None, dict]]:
+        """``(seq, updated_at_us or None, record)`` for every malformed record of ``kind``."""
+        with self._lock:
+            return [
+                (seq, us, rec)
+                for seq, us, sid, rec in self._malformed[kind]
+                if survey_id is None or sid == survey_id
+            ]
+
+    def malformed(self) -> dict[str, list[dict]]:
+        """Deep copies of the malformed records, by kind, in the order they were added."""
+        with self._lock:
+            return {
+                kind: [copy.deepcopy(rec) for _, _, _, rec in self._malformed[kind]]
+                for kind in KINDS
+            }
+
     # -- mutations -----------------------------------------------------------------------------
+
+    def patch_records(
+        self, kind: str, ids: list, fields: dict[str, Any], bump: bool = True
+    ) -> list:
+        """Sets (or overwrites) top-level ``fields`` on existing records, for schema tests.
+
+        Values may be any JSON value (nested objects, lists, long strings, another type than
+        before). With ``bump``, ``updated_at`` becomes now; an explicit ``updated_at`` in
+        ``fields`` wins over ``bump`` and must be an ISO 8601 timestamp with an offset (it
+        moves the record in windows). ``id`` cannot be patched.
+
+        Raises:
+            KeyError: Unknown kind or record id.
+            ValueError: ``fields`` is not a JSON object, patches ``id``, or has a bad
+                ``updated_at``.
+        """
+        if kind not in KINDS:
+            raise KeyError(kind)
+        if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
+            raise ValueError("fields must be an object with string keys")
+        if "id" in fields:
+            raise ValueError("id cannot be patched")
+        fields = _json_copy(fields)
+        explicit_ms = None
+        if "updated_at" in fields:
+            explicit_us = _parse_updated(fields["updated_at"])
+            if explicit_us is None:
+                raise ValueError(
+                    "updated_at must be ISO 8601 with an offset; use add_malformed for bad ones"
+                )
+            explicit_ms = explicit_us // 1000
+        with self._lock:
+            missing = [i for i in ids if i not in self._records[kind]]
+            if missing:
+                raise KeyError(f"no {kind} with ids {missing!r}")
+            now = self._now_ms()
+            for rid in ids:
+                record = copy.deepcopy(self._records[kind][rid])
+                record.update(copy.deepcopy(fields))
+                updated_ms = self._updated[kind][rid]
+                if explicit_ms is not None:
+                    updated_ms = explicit_ms
+                elif bump:
+                    updated_ms = now
+                    record["updated_at"] = data.format_ms(now)
+                self._put(kind, record, updated_ms)
+            return list(ids)
+
+    def add_malformed(self, kind: str, record: dict, survey_id: int | None = None) -> None:
+        """Stores a raw record served as-is by the index route of ``kind`` (never by id).
+
+        It may lack ``id`` and/or ``updated_at``, or carry an unparseable ``updated_at``.
+        ``truth()`` excludes it; :meth:`malformed` lists it. Survey responses go under
+        ``survey_id`` (default: the first survey).
+
+        Raises:
+            KeyError: Unknown kind or survey.
+            ValueError: ``record`` is not a JSON object, or ``survey_id`` is given for
+                another kind, or there is no survey.
+        """
+        if kind not in KINDS:
+            raise KeyError(kind)
+        if not isinstance(record, dict):
+            raise ValueError("record must be a JSON object")
+        if survey_id is not None and kind != "survey_responses":
+            raise ValueError("survey_id only applies to survey_responses")
+        record = _json_copy(record)
+        with self._lock:
+            if kind == "survey_responses":
+                if survey_id is None:
+                    if not self._records["surveys"]:
+                        raise ValueError("malformed survey responses need a survey")
+                    survey_id = min(self._records["surveys"])
+                elif survey_id not in self._records["surveys"]:
+                    raise KeyError(survey_id)
+            seq = self._malformed_seq
+            self._malformed_seq += 1
+            us = _parse_updated(record.get("updated_at"))
+            self._malformed[kind].append((seq, us, survey_id, record))
 
     def add_responses(self, count: int, survey_id: int | None = None) -> list[int]:
         """Creates ``count`` responses stamped now, in ``survey_id`` or random surveys."""
@@ -92,8 +196,8 @@ class Store:
             ids = self._sample("survey_responses", count)
             for rid in ids:
                 record = copy.deepcopy(self._records["survey_responses"][rid])
-                survey = self._records["surveys"][record["survey_id"]]
-                record["answers"] = data.make_answers(self._rng, survey["questions"])
+                questions = self._questions(record.get("survey_id"))
+                record["answers"] = data.make_answers(self._rng, questions)
                 data.maybe_comment(self._rng, record)
                 record["updated_at"] = data.format_ms(now)
                 self._put("survey_responses", record, now)
@@ -132,7 +236,7 @@ class Store:
             surveys = self._records["surveys"]
             survey_id = max(surveys, default=236) + 1
             first_q = 1 + max(
-                (q["id"] for s in surveys.values() for q in s["questions"]), default=1000
+                (q["id"] for sid in surveys for q in self._questions(sid)), default=1000
             )
             record = {
                 "id": survey_id,
@@ -197,6 +301,17 @@ class Store:
         self._records[kind][record["id"]] = record
         self._updated[kind][record["id"]] = updated_ms
 
+    def _questions(self, survey_id: Any) -> list[dict]:
+        """The well-formed questions of a survey ([] if unknown or patched into another shape),
+        so generated answers keep working after :meth:`patch_records`."""
+        questions = (self._records["surveys"].get(survey_id) or {}).get("questions")
+        if not isinstance(questions, list):
+            return []
+        return [
+            q for q in questions
+            if isinstance(q, dict) and type(q.get("id")) is int and q.get("type") is not None
+        ]
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
@@ -222,7 +337,7 @@ class Store:
                 record = data.make_response(
                     self._rng,
                     self._next_response_id(),
-                    self._records["surveys"][sid],
+                    {"id": sid, "questions": self._questions(sid)},
                     self._rng.choice(devices),
                     at,
                     at,
@@ -233,6 +348,24 @@ class Store:
 
 
 _MISSING = object()
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy through JSON, so only JSON values get stored (else ValueError)."""
+    try:
+        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a JSON value: {exc}") from None
+
+
+def _parse_updated(value: Any) -> int | None:
+    """``updated_at`` as microseconds if it is ISO 8601 with an offset, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return window.parse_bound("updated_at", value)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _validated(body: Any) -> tuple[list | None, Any]:
