@@ -2,54 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import KEY, SECRET
+from tests.cli import ROOT, run_sync, start_sync, sync_env
 from tests.syncing import query
 from tests.truth import assert_matches_truth
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def sync_env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SOURCES__", "DESTINATION__"))}
-    env.update(
-        SOURCES__MICROMETRICS__BASE_URL=base_url,
-        SOURCES__MICROMETRICS__API_KEY=KEY,
-        SOURCES__MICROMETRICS__API_SECRET=SECRET,
-        DESTINATION__DUCKDB__CREDENTIALS=str(tmp_path / "warehouse.duckdb"),
-        DLT_DATA_DIR=str(tmp_path / "dlt"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-    )
-    env.update(extra)
-    return env
-
-
-def start_sync(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.sync", *args],
-        cwd=tmp_cwd(env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def tmp_cwd(env: dict[str, str]) -> str:
-    # Run from the data dir so no project .dlt/ config leaks in; the package comes via PYTHONPATH.
-    env["PYTHONPATH"] = str(ROOT)
-    return str(Path(env["DLT_DATA_DIR"]).parent)
-
-
-def run_sync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    process = start_sync(env, *args)
-    out, err = process.communicate(timeout=300)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def test_help_explains_options():

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from dlt.common import json
@@ -22,15 +23,18 @@ from .auth import APIAuth
 from .errors import (
     ApiError,
     AuthenticationError,
+    CursorRejectedError,
     UnexpectedResponseError,
     body_excerpt,
 )
+from .messages import hint
 from .paginator import NextCursorPaginator
 from .retry import TRANSIENT_STATUSES, RetryPolicy, retry_after_seconds
 from .stats import ClientStats
 from .throttle import LeakyBucket
 
 API_PREFIX = "/api/experience"
+ALLOWED_SKEW_SECONDS = 15 * 60  # api_auth's default allowance
 DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read
 TRANSPORT_ERRORS = (
     requests.ConnectionError,
@@ -103,6 +107,12 @@ class MicrometricsClient(RESTClient):
         self._sleep = sleep
         self._clock = auth_clock or time.time
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> MicrometricsClient:
+        """The production client for validated ``Settings``."""
+        retry = RetryPolicy(max_attempts=settings.max_attempts, base=settings.backoff_seconds)
+        return cls(settings.base_url, settings.api_key, settings.api_secret, retry=retry)
+
     def _create_response_handler(self) -> Callable[..., None]:
         # Status handling lives in _send_request; dlt's default hook would raise on the first 429.
         return lambda response, *args, **kwargs: None
@@ -121,14 +131,14 @@ class MicrometricsClient(RESTClient):
                 response = self.session.send(prepared, **(settings | kwargs))
             except TRANSPORT_ERRORS as exc:
                 self.bucket.release()
-                failure = ApiError(prepared.method, prepared.path_url, None, type(exc).__name__)
+                failure = transport_error(prepared, exc, self.retry.max_attempts)
             else:
                 self.bucket.observe(response.headers)
                 if response.status_code == 429:
                     throttled += 1
                     self.stats.add(throttled=1)
                     if throttled > self.retry.max_throttled:
-                        raise self._error(response, prepared, ApiError)
+                        raise self._error(response, prepared, ApiError, hint=hint("throttled"))
                     self.bucket.hold(retry_after_seconds(response.headers, 1.0 / self.bucket.rate))
                     continue
                 failure = self._check(response, prepared)
@@ -145,17 +155,22 @@ class MicrometricsClient(RESTClient):
         failures no retry can fix."""
         status = response.status_code
         if status == 401:
-            hint = auth_hint(response, self._clock())
-            raise self._error(response, prepared, AuthenticationError, hint=hint)
+            raise self._error(response, prepared, AuthenticationError,
+                              hint=auth_hint(response, self._clock()))
         if status in TRANSIENT_STATUSES:
-            return self._error(response, prepared, ApiError)
+            return self._error(response, prepared, ApiError, hint=hint("server"))
+        if status == 404:
+            raise self._error(response, prepared, ApiError, hint=hint("not_found"))
+        if status == 400 and "cursor=" in (prepared.path_url or ""):
+            raise self._error(response, prepared, CursorRejectedError, hint=hint("cursor"))
         if status >= 400:
             raise self._error(response, prepared, ApiError)
         try:
-            response.payload = json.loadb(response.content) if response.content else None
+            # An empty or truncated body, or an HTML page from a proxy: worth another attempt.
+            response.payload = json.loadb(response.content)
         except ValueError:
-            # A truncated or non-JSON 2xx body: a proxy or a dropped connection; try again.
-            return self._error(response, prepared, UnexpectedResponseError, hint="invalid JSON")
+            return self._error(response, prepared, UnexpectedResponseError,
+                               hint="the body is not JSON; " + hint("not_json"))
         return None
 
     @staticmethod
@@ -183,16 +198,24 @@ class MicrometricsClient(RESTClient):
 
 def auth_hint(response: Response, now: float) -> str:
     """What to check after a 401: credentials, or the clock when the server's Date disagrees."""
-    hint = "check the API key and secret, and that this machine's clock is right"
     server_date = response.headers.get("Date")
-    if server_date:
-        try:
-            skew = parsedate_to_datetime(server_date).timestamp() - now
-        except (TypeError, ValueError):
-            return hint
-        if abs(skew) > 15 * 60:
-            hint = (
-                f"this machine's clock differs from the server's by {abs(skew) / 60:.0f} minutes"
-                " (more than the 15 allowed); fix the system clock"
-            )
-    return hint
+    try:
+        skew = parsedate_to_datetime(server_date).timestamp() - now if server_date else 0.0
+    except (TypeError, ValueError):
+        skew = 0.0
+    if abs(skew) > ALLOWED_SKEW_SECONDS:
+        return (f"this machine's clock differs from the server's by {abs(skew) / 60:.0f} minutes"
+                f" (more than the 15 allowed); {hint('clock')}")
+    return hint("auth")
+
+
+def transport_error(prepared: Any, exc: Exception, attempts: int) -> ApiError:
+    """No HTTP response at all: name the host, not the exception's internals."""
+    host = urlsplit(prepared.url or "").netloc
+    if isinstance(exc, requests.ConnectionError) and not isinstance(
+        exc, requests.exceptions.ChunkedEncodingError
+    ):
+        detail = f"could not connect to {host} ({type(exc).__name__}); {hint('unreachable')}"
+    else:
+        detail = f"{type(exc).__name__} from {host} after {attempts} attempts; {hint('server')}"
+    return ApiError(prepared.method, prepared.path_url, None, detail)

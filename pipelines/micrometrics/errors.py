@@ -48,3 +48,7 @@ class AuthenticationError(ApiError):
 
 class UnexpectedResponseError(ApiError):
     """A 2xx body that is not what an index endpoint returns."""
+
+
+class CursorRejectedError(ApiError):
+    """A 400 on a request that carried a paging cursor: the window can start over."""

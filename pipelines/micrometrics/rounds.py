@@ -36,8 +36,10 @@ class SyncRun:
     more: bool = False
     surveys: list[dict[str, Any]] | None = None
     surveys_emitted: bool = False
+    rejected_surveys: list[dict[str, Any]] = field(default_factory=list)
     scratch: dict[str, dict[str, Any]] = field(default_factory=dict)
     windows_done: int = 0
+    rejected: int = 0
 
     def new_round(self) -> None:
         self.round += 1

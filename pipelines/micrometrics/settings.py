@@ -15,6 +15,7 @@ import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
 from .errors import ConfigurationError
+from .messages import hint
 from .timeutil import parse_timestamp
 from .windows import WindowSettings
 
@@ -47,6 +48,8 @@ class Settings:
     initial_window: timedelta
     window_pages: int
     allow_insecure_http: bool = False
+    max_attempts: int = 6
+    backoff_seconds: float = 0.5
 
     def __repr__(self) -> str:
         return f"Settings(base_url={self.base_url!r}, api_key={self.api_key!r}, api_secret='***')"
@@ -82,9 +85,9 @@ def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
         )
     if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
         raise ConfigurationError(
-            f"base_url {url!r} is plain http to a non-loopback host; use https "
-            f"(or set {env_name('allow_insecure_http')}=true if you accept sending signed "
-            "requests in clear)"
+            f"base_url {url!r} is plain http to a non-loopback host; {hint('insecure_url')} "
+            f"(or set {env_name('allow_insecure_http')}=true to accept signed requests and "
+            "data in clear)"
         )
     return url.strip().rstrip("/")
 
@@ -106,7 +109,9 @@ def _positive(key: str, value: object, default: float) -> float:
     except (TypeError, ValueError):
         number = -1.0
     if number <= 0:
-        raise ConfigurationError(f"{key} must be a positive number, got {value!r}")
+        raise ConfigurationError(
+            f"{key} must be a positive number, got {value!r}; {hint('invalid_setting')}"
+        )
     return number
 
 
@@ -125,16 +130,13 @@ def load_settings(**overrides: object) -> Settings:
                if not get(k, s)]
     if missing:
         names = ", ".join(env_name(k) for k in missing)
-        raise ConfigurationError(
-            f"missing configuration: {names} (or the same keys under [sources.micrometrics] "
-            "in .dlt/secrets.toml; see .dlt/secrets.toml.example)"
-        )
+        raise ConfigurationError(f"missing configuration: {names}; {hint('missing_config')}")
     insecure = str(get("allow_insecure_http") or "").lower() in ("1", "true", "yes")
     start_raw = get("start_at") or DEFAULT_START_AT
     try:
         start_at = parse_timestamp(str(start_raw))
     except ValueError as exc:
-        raise ConfigurationError(f"start_at: {exc}") from None
+        raise ConfigurationError(f"start_at: {exc}; {hint('invalid_setting')}") from None
     return Settings(
         base_url=check_base_url(str(get("base_url")), insecure),
         api_key=str(get("api_key", True)),
@@ -150,4 +152,6 @@ def load_settings(**overrides: object) -> Settings:
         ),
         window_pages=int(_positive("window_pages", get("window_pages"), DEFAULT_WINDOW_PAGES)),
         allow_insecure_http=insecure,
+        max_attempts=int(_positive("max_attempts", get("max_attempts"), 6)),
+        backoff_seconds=_positive("backoff_seconds", get("backoff_seconds"), 0.5),
     )

@@ -11,6 +11,8 @@ import dlt
 from dlt.sources import DltResource
 
 from .client import MicrometricsClient
+from .errors import CursorRejectedError
+from .quarantine import as_rejected, split_records
 from .rounds import SyncRun
 from .settings import Settings, load_settings
 from .timeutil import format_timestamp, parse_timestamp
@@ -24,24 +26,38 @@ TIMESTAMP_HINTS: dict[str, Any] = {
     "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},
 }
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
+CURSOR_RESTARTS = 2
 # A response's earliest plausible change: its survey's creation, minus a day of clock slack.
 SURVEY_FLOOR_SLACK = timedelta(days=1)
 
 
 def walk(
     client: MicrometricsClient, path: str, windows: StreamWindows, run: SyncRun, label: str
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[Any]:
     """Yield every page of every window the stream owes, checkpointing each finished window."""
     while run.may_start_window():
         window = windows.next_window()
         if window is None:
             return
         records = pages = 0
-        for page in client.pages(path, params=window.params()):
-            pages += 1
-            records += len(page)
-            if page:
-                yield list(page)
+        for attempt in range(1, CURSOR_RESTARTS + 2):
+            try:
+                for page in client.pages(path, params=window.params()):
+                    pages += 1
+                    records += len(page)
+                    good, rejected = split_records(page, label)
+                    if good:
+                        yield good
+                    if rejected:
+                        run.rejected += len(rejected)
+                        yield as_rejected(rejected)
+                break
+            except CursorRejectedError:
+                # An expired or refused cursor: read the window again from its first page
+                # (records already yielded merge on id), a bounded number of times.
+                if attempt > CURSOR_RESTARTS:
+                    raise
+                log.warning("%s: the API refused a cursor; reading the window again", label)
         windows.complete(window, records)
         run.spend(pages)
         log.info(
@@ -56,7 +72,9 @@ def survey_list(client: MicrometricsClient, settings: Settings, run: SyncRun) ->
         # Every survey that exists now, even when an explicit range ends earlier: a survey
         # changed since still has responses inside the range.
         window = Window(settings.start_at - OVERLAP, max(run.run_end, run.now or run.run_end))
-        run.surveys = [s for page in client.pages("/surveys", window.params()) for s in page]
+        listed = [s for page in client.pages("/surveys", window.params()) for s in page]
+        run.surveys, run.rejected_surveys = split_records(listed, "surveys")
+        run.rejected += len(run.rejected_surveys)
     return run.surveys
 
 
@@ -89,7 +107,7 @@ def micrometrics_source(
     settings = settings or load_settings(
         base_url=base_url, api_key=api_key, api_secret=api_secret, start_at=start_at
     )
-    client = client or MicrometricsClient(settings.base_url, settings.api_key, settings.api_secret)
+    client = client or MicrometricsClient.from_settings(settings)
     run = run or SyncRun(run_end=datetime.now(UTC), round_pages=10**9)
     window_settings = settings.window_settings(run.start_at if run.explicit_range else None)
     run_end = run.run_end
@@ -112,6 +130,8 @@ def micrometrics_source(
             run.surveys_emitted = True
             if listed:
                 yield listed
+            if run.rejected_surveys:
+                yield as_rejected(run.rejected_surveys)
 
     @dlt.resource(
         name="survey_responses",

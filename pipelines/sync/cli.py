@@ -8,18 +8,22 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from dlt.common.pipeline import get_dlt_pipelines_dir
+
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
+from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.models import ModelsError, build_models, mart_preview
 
 from .dryrun import describe_plan
-from .runner import RESOURCES, SyncOptions, make_pipeline, run_sync
+from .lock import SyncLockedError, sync_lock
+from .runner import PIPELINE_NAME, RESOURCES, SyncOptions, make_pipeline, run_sync
 from .summary import destination_counts, render
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 TABLES = ["devices", "surveys", "surveys__questions", "survey_responses",
-          "survey_responses__answers"]
+          "survey_responses__answers", REJECTED_TABLE]
 
 DESCRIPTION = """\
 Sync Micrometrics devices, surveys and survey responses into the destination.
@@ -37,7 +41,8 @@ DuckDB names the file's catalog after it and micrometrics.<table> would be ambig
 """
 
 EPILOG = """\
-exit status: 0 synced, 1 the sync failed (cause on stderr), 2 bad configuration or arguments.
+exit status: 0 synced, 1 the sync failed (cause on stderr), 2 bad configuration or arguments,
+3 another sync of the same pipeline is running.
 examples:
   python -m pipelines.sync
   python -m pipelines.sync --dry-run
@@ -130,15 +135,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             print(describe_plan(settings, options))
             return EXIT_OK
-        pipeline = make_pipeline(options)
-        report = run_sync(settings, options, pipeline=pipeline)
-        print(render(report, destination_counts(pipeline, TABLES), report.rate, report.burst))
-        if not args.no_models:
-            models = build_models(pipeline)
-            print(models.summary())
-            if args.preview:
-                print("\n".join(mart_preview(pipeline)))
+        with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
+            pipeline = make_pipeline(options)
+            report = run_sync(settings, options, pipeline=pipeline)
+            counts = destination_counts(pipeline, TABLES)
+            print(render(report, counts, report.rate, report.burst))
+            if not args.no_models:
+                models = build_models(pipeline)
+                print(models.summary())
+                if args.preview:
+                    print("\n".join(mart_preview(pipeline)))
         return EXIT_OK
+    except SyncLockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

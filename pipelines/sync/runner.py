@@ -48,6 +48,7 @@ class SyncReport:
     client_stats: dict[str, Any] = field(default_factory=dict)
     rate: float = 1.0
     burst: float = 10.0
+    rejected: int = 0
     load_infos: list[LoadInfo] = field(default_factory=list)
 
 
@@ -93,7 +94,7 @@ def run_sync(
     state, so a crash loses at most the round in flight and the next sync resumes.
     """
     started = time.monotonic()
-    client = client or MicrometricsClient(settings.base_url, settings.api_key, settings.api_secret)
+    client = client or MicrometricsClient.from_settings(settings)
     pipeline = pipeline or make_pipeline(options)
     explicit = options.start_at is not None or options.end_at is not None
     run = SyncRun(
@@ -121,6 +122,7 @@ def run_sync(
         if not run.more:
             break
     report.elapsed = time.monotonic() - started
+    report.rejected = run.rejected
     report.client_stats = client.stats.as_dict()
     report.rate, report.burst = client.bucket.rate, client.bucket.burst
     return report

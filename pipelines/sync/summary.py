@@ -6,6 +6,9 @@ from typing import Any
 
 import dlt
 
+from pipelines.micrometrics.messages import hint
+from pipelines.micrometrics.quarantine import REJECTED_TABLE
+
 from .runner import SyncReport
 
 
@@ -45,4 +48,7 @@ def render(report: SyncReport, counts: dict[str, int | None], rate: float, burst
         f"rounds {report.rounds}",
         f"elapsed {report.elapsed:.1f}s; rate-limit floor {floor:.1f}s{ratio}",
     ]
+    if report.rejected:
+        lines.append(f"warning: {report.rejected} records were quarantined in "
+                     f"{REJECTED_TABLE}: {hint('rejected_records')}")
     return "\n".join(lines)

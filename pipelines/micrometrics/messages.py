@@ -1,0 +1,111 @@
+"""What to do about each failure: one catalog for error messages and the README.
+
+Each hint is appended to the one-line error a user sees, and
+``python -m pipelines.sync.troubleshooting`` writes the same catalog into README.md's
+Troubleshooting section (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A failure as the user meets it, and what to do.
+
+    Attributes:
+        symptom: How the one-line error starts or what it says.
+        action: What to check or do; also appended to the error message.
+    """
+
+    symptom: str
+    action: str
+
+
+HINTS: dict[str, Hint] = {
+    "missing_config": Hint(
+        "error: missing configuration: SOURCES__MICROMETRICS__...",
+        "set the named environment variables, or the same keys under [sources.micrometrics] "
+        "in .dlt/secrets.toml (copy .dlt/secrets.toml.example)",
+    ),
+    "invalid_setting": Hint(
+        "error: <setting> must be ... / start_at: not an ISO 8601 timestamp",
+        "fix the value of the named setting; timestamps need an offset, "
+        "e.g. 2024-01-01T00:00:00+00:00",
+    ),
+    "insecure_url": Hint(
+        "error: base_url ... is plain http to a non-loopback host",
+        "use the https:// URL of your tenant; only the local sandbox may use http",
+    ),
+    "auth": Hint(
+        "... failed: HTTP 401: check the API key and secret ...",
+        "check the API key and secret, and that this machine's clock is right",
+    ),
+    "clock": Hint(
+        "... failed: HTTP 401: this machine's clock differs from the server's by N minutes",
+        "fix the system clock (enable NTP); the API refuses requests more than 15 minutes off",
+    ),
+    "unreachable": Hint(
+        "... failed: no response: could not connect ...",
+        "check base_url (host and port) and that this machine can reach it",
+    ),
+    "not_found": Hint(
+        "... failed: HTTP 404 ...",
+        "check base_url: it is the tenant's root URL, without /api/experience",
+    ),
+    "not_json": Hint(
+        "... failed: HTTP 200: the body is not JSON ...",
+        "a proxy or login page answered instead of the API: check base_url and any HTTP proxy",
+    ),
+    "cursor": Hint(
+        "... failed: HTTP 400: ... invalid cursor",
+        "the API kept refusing its own paging cursor; run the sync again (completed windows are "
+        "kept), and report it to Micrometrics if it persists",
+    ),
+    "server": Hint(
+        "... failed: HTTP 5xx ... / no response: ConnectionError after N attempts",
+        "the API kept failing; run the sync again later: completed windows are kept",
+    ),
+    "throttled": Hint(
+        "... failed: HTTP 429 ...",
+        "another client is using the same API key's rate limit; run syncs one at a time",
+    ),
+    "locked": Hint(
+        "error: another sync of pipeline 'micrometrics' is running ...",
+        "wait for it to finish; the lock is released when that process ends, even if killed",
+    ),
+    "rejected_records": Hint(
+        "warning: N records were quarantined in _rejected_records",
+        "records without an id or a parseable updated_at are kept as JSON with the reason in "
+        "the _rejected_records table instead of being loaded; report them to Micrometrics",
+    ),
+    "duckdb_name": Hint(
+        "error: DuckDB file ... has the same name as the dataset",
+        "name the DuckDB file differently from the dataset (DESTINATION__DUCKDB__CREDENTIALS)",
+    ),
+    "data_test": Hint(
+        "error: sync failed: data test <name> failed ...",
+        "the data loaded, but a data test in sql/tests found offending rows (shown); inspect "
+        "them in the destination",
+    ),
+}
+
+
+def hint(key: str) -> str:
+    return HINTS[key].action
+
+
+def troubleshooting_markdown() -> str:
+    """The README's Troubleshooting section body."""
+    lines = [
+        "Every failure ends the sync with a non-zero exit status (1 failed, 2 configuration, "
+        "3 another sync running) and one line on stderr; `--verbose` adds the traceback. Data "
+        "and state already loaded stay as they were: the next sync resumes.",
+        "",
+        "| you see | what to do |",
+        "| --- | --- |",
+    ]
+    for entry in HINTS.values():
+        lines.append(f"| `{entry.symptom}` | {entry.action} |")
+    return "\n".join(lines)

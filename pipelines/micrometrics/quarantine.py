@@ -1,0 +1,71 @@
+"""Records that cannot be merged safely are kept aside, never silently dropped.
+
+A record without an ``id`` cannot be merged, and one without a parseable ``updated_at`` cannot
+be placed in a window or ordered against its other versions. Policy: such records go, whole and
+as JSON, to the ``_rejected_records`` table with the stream and the reason; the sync goes on
+and its summary warns. Each distinct rejected record is stored once (merged on a hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+from dlt.common import json
+
+from .timeutil import parse_timestamp
+
+REJECTED_TABLE = "_rejected_records"
+REJECTED_HINTS = dlt.mark.make_hints(
+    table_name=REJECTED_TABLE,
+    write_disposition="merge",
+    primary_key="record_key",
+    columns={"record": {"data_type": "text"}, "rejected_at": {"data_type": "timestamp"}},
+)
+
+
+def rejection_reason(record: Any) -> str | None:
+    """Why ``record`` cannot be loaded, or None when it can."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    if record.get("id") is None:
+        return "no id"
+    updated_at = record.get("updated_at")
+    if updated_at is None:
+        return "no updated_at"
+    try:
+        parse_timestamp(str(updated_at))
+    except ValueError:
+        return f"updated_at {str(updated_at)[:40]!r} is not an ISO 8601 timestamp with offset"
+    return None
+
+
+def split_records(
+    records: Iterable[Any], stream: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The loadable records, and rows for ``_rejected_records`` describing the others."""
+    good: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for record in records:
+        reason = rejection_reason(record)
+        if reason is None:
+            good.append(record)
+            continue
+        text = json.dumps(record, sort_keys=True)
+        key = hashlib.sha256(f"{stream}\n{text}".encode()).hexdigest()
+        rejected.append({
+            "record_key": key,
+            "stream": stream,
+            "reason": reason,
+            "record": text,
+            "rejected_at": datetime.now(UTC),
+        })
+    return good, rejected
+
+
+def as_rejected(rows: list[dict[str, Any]]) -> Any:
+    """Mark rows for the ``_rejected_records`` table variant of the yielding resource."""
+    return dlt.mark.with_hints(rows, REJECTED_HINTS, create_table_variant=True)

@@ -1,0 +1,47 @@
+"""One sync at a time per pipeline: an OS file lock, released by the kernel if the holder dies."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipelines.micrometrics.errors import MicrometricsError
+from pipelines.micrometrics.messages import hint
+
+
+class SyncLockedError(MicrometricsError):
+    """Another sync of the same pipeline holds the lock."""
+
+
+@contextmanager
+def sync_lock(pipelines_dir: str, pipeline_name: str) -> Iterator[Path]:
+    """Hold ``<pipelines_dir>/<name>.sync.lock`` for the duration, or fail at once.
+
+    flock (not a pid file) so that a sync killed with SIGKILL never leaves a stale lock.
+
+    Raises:
+        SyncLockedError: naming the holder's pid, when another sync runs.
+    """
+    path = Path(pipelines_dir) / f"{pipeline_name}.sync.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise SyncLockedError(
+                f"another sync of pipeline {pipeline_name!r} is running (pid {holder}, lock "
+                f"{path}); {hint('locked')}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
