@@ -57,7 +57,8 @@ def walk(
                 # (records already yielded merge on id), a bounded number of times.
                 if attempt > CURSOR_RESTARTS:
                     raise
-                log.warning("%s: the API refused a cursor; reading the window again", label)
+                log.warning("warning: %s: the API refused a cursor; reading the window again",
+                            label)
         windows.complete(window, records)
         run.spend(pages)
         log.info(

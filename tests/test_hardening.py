@@ -1,0 +1,203 @@
+"""The failure matrix: each case ends exact, or fails with one actionable line and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.micrometrics.messages import hint
+from tests.cli import run_sync, start_sync, sync_env
+from tests.syncing import query
+from tests.truth import assert_matches_truth
+
+FAST_RETRIES = {"SOURCES__MICROMETRICS__MAX_ATTEMPTS": "2",
+                "SOURCES__MICROMETRICS__BACKOFF_SECONDS": "0.01"}
+TABLES = ("devices", "surveys", "surveys__questions", "survey_responses",
+          "survey_responses__answers")
+
+
+def small_sandbox(start_sandbox, **options):
+    defaults = dict(devices=12, surveys=2, responses=150, page_size=25, rate=200.0, burst=200)
+    return start_sandbox(**{**defaults, **options})
+
+
+def snapshot(tmp_path: Path) -> dict:
+    """Everything a failed sync must leave untouched: rows and the pipeline state."""
+    rows = {t: query(tmp_path, f"SELECT * EXCLUDE (_dlt_id) FROM micrometrics.{t} ORDER BY ALL")
+            for t in TABLES}
+    state = json.loads((tmp_path / "dlt" / "pipelines" / "micrometrics" / "state.json")
+                       .read_text())
+    return {"rows": rows, "state": state.get("sources")}
+
+
+def assert_one_line_failure(result, *needles: str, code: int = 1) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if not line.startswith("warning: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in errors[0]
+
+
+@pytest.fixture
+def synced(start_sandbox, tmp_path):
+    """A sandbox and a destination that already holds one good sync."""
+    sandbox = small_sandbox(start_sandbox)
+    env = sync_env(tmp_path, sandbox.url, **FAST_RETRIES)
+    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    return sandbox, env, snapshot(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong_secret", "wrong_key", "unreachable", "wrong_path", "html_page", "empty_body",
+     "cursor_refused", "server_down"],
+)
+def test_failures_say_what_to_do_and_lose_nothing(synced, tmp_path, case):
+    sandbox, env, before = synced
+    sandbox.update_responses(5)  # there is something new the failed sync must not half-load
+    args = ["--quiet", "--no-models"]
+    if case == "wrong_secret":
+        env["SOURCES__MICROMETRICS__API_SECRET"] = "not-the-secret"
+        needles = ["HTTP 401", hint("auth")]
+    elif case == "wrong_key":
+        env["SOURCES__MICROMETRICS__API_KEY"] = "nobody"
+        needles = ["HTTP 401", hint("auth")]
+    elif case == "unreachable":
+        sandbox_port = sandbox.url.rsplit(":", 1)[1]
+        env["SOURCES__MICROMETRICS__BASE_URL"] = f"http://127.0.0.1:{int(sandbox_port) ^ 1}"
+        needles = ["could not connect to 127.0.0.1", hint("unreachable")]
+    elif case == "wrong_path":
+        env["SOURCES__MICROMETRICS__BASE_URL"] = sandbox.url + "/api/experience"
+        needles = ["HTTP 404", hint("not_found")]
+    elif case == "html_page":
+        sandbox.script("html_200", count=50)
+        needles = ["the body is not JSON", hint("not_json")]
+    elif case == "empty_body":
+        sandbox.script("empty_200", count=50)
+        needles = ["(empty body)", hint("not_json")]
+    elif case == "cursor_refused":
+        sandbox.script("reject_cursor", count=50)
+        args += ["--start-at", "2000-01-01T00:00:00Z"]  # a re-read long enough to page
+        needles = ["HTTP 400", "invalid cursor", hint("cursor")]
+    else:
+        sandbox.script("http_503", count=50)
+        needles = ["HTTP 503", hint("server")]
+    result = run_sync(env, *args)
+    assert_one_line_failure(result, *needles)
+    assert "not-the-secret" not in result.stderr
+    assert snapshot(tmp_path) == before
+
+    verbose = run_sync(env, *args, "--verbose")
+    assert "Traceback" in verbose.stderr  # --verbose shows where it failed
+
+
+def test_clock_skew_is_named_as_the_cause(start_sandbox, tmp_path):
+    # The server's clock runs an hour ahead of this machine's.
+    sandbox = small_sandbox(start_sandbox, clock=lambda: time.time() + 3600)
+    result = run_sync(sync_env(tmp_path, sandbox.url), "--quiet", "--no-models")
+    assert_one_line_failure(result, "clock differs from the server's by 60 minutes",
+                            hint("clock"))
+
+
+@pytest.mark.parametrize("kind", ["html_200", "empty_200", "reject_cursor", "truncated_body",
+                                  "dropped_connection", "http_502_html"])
+def test_one_off_faults_recover_exact(start_sandbox, tmp_path, kind):
+    sandbox = small_sandbox(start_sandbox)
+    sandbox.script(kind, count=2)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__BACKOFF_SECONDS="0.01")
+    result = run_sync(env, "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    assert sandbox.stats()["faults"].get(kind) == 2
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_malformed_records_are_quarantined_not_dropped(start_sandbox, tmp_path):
+    sandbox = small_sandbox(start_sandbox)
+    survey = sandbox.truth()["surveys"][0]["id"]
+    sandbox.add_malformed("survey_responses", {"survey_id": survey, "answers": []},
+                          survey_id=survey)
+    sandbox.add_malformed("survey_responses", {"id": 999001, "updated_at": "yesterday"},
+                          survey_id=survey)
+    sandbox.add_malformed("devices", {"id": "dev-no-time", "name": "Kiosk"})
+    env = sync_env(tmp_path, sandbox.url)
+    first = run_sync(env, "--quiet", "--no-models")
+    assert first.returncode == 0, first.stderr
+    assert "records were quarantined in _rejected_records" in first.stdout
+    assert_matches_truth(tmp_path, sandbox.truth())
+    rejected = query(tmp_path, "SELECT stream, reason, record FROM micrometrics._rejected_records "
+                               "ORDER BY stream, reason")
+    assert [(stream, reason.split(" ")[0]) for stream, reason, _ in rejected] == [
+        ("devices", "no"), (f"survey_responses[{survey}]", "no"),
+        (f"survey_responses[{survey}]", "updated_at"),
+    ]
+    assert json.loads(rejected[0][2]) == {"id": "dev-no-time", "name": "Kiosk"}
+    # A second sync meets them again (they sit in every window) but stores each once.
+    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    assert query(tmp_path, "SELECT COUNT(*) FROM micrometrics._rejected_records") == [(3,)]
+
+
+def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_path):
+    sandbox = small_sandbox(start_sandbox)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    devices = [d["id"] for d in sandbox.truth()["devices"]][:3]
+    responses = [r["id"] for r in sandbox.truth()["survey_responses"]][:2]
+    long_text = "ü" * 200_000
+    sandbox.patch_records("devices", devices[:1], {"location_id": "LOC-9"})  # int -> text
+    sandbox.patch_records("devices", devices[1:2], {"meta": {"a": {"b": {"c": {"d": 7}}}},
+                                                    "tags": ["x", "y"]})
+    sandbox.patch_records("survey_responses", responses[:1], {"comment": long_text})
+    sandbox.patch_records("survey_responses", responses[1:2], {"channel": "kiosk"})
+
+    result = run_sync(env, "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    assert_matches_truth(tmp_path, sandbox.truth())
+    columns = {row[0] for row in query(tmp_path, "DESCRIBE micrometrics.devices")}
+    assert "location_id__v_text" in columns and "meta__a__b__c__d" in columns
+    assert query(tmp_path, "SELECT location_id__v_text FROM micrometrics.devices "
+                           f"WHERE id = '{devices[0]}'") == [("LOC-9",)]
+    assert query(tmp_path, "SELECT value FROM micrometrics.devices__tags ORDER BY 1") == [
+        ("x",), ("y",)]
+    assert query(tmp_path, "SELECT comment FROM micrometrics.survey_responses "
+                           f"WHERE id = {responses[0]}") == [(long_text,)]
+    assert query(tmp_path, "SELECT channel FROM micrometrics.survey_responses "
+                           f"WHERE id = {responses[1]}") == [("kiosk",)]
+
+
+def test_second_concurrent_sync_refuses_and_first_finishes(start_sandbox, tmp_path):
+    sandbox = small_sandbox(start_sandbox, latency=0.05)
+    env = sync_env(tmp_path, sandbox.url)
+    first = start_sync(env, "--quiet", "--no-models")
+    while sandbox.stats()["requests"] == 0 and first.poll() is None:
+        pass  # until the first sync holds the lock and talks to the API
+    second = run_sync(env, "--quiet", "--no-models")
+    out, err = first.communicate(timeout=120)
+    assert_one_line_failure(second, "another sync of pipeline 'micrometrics' is running",
+                            code=3)
+    assert first.returncode == 0, err
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_secret_never_leaves_the_process(start_sandbox, tmp_path):
+    secret = "Zq7-distinctive-s3cret-value"
+    sandbox = small_sandbox(start_sandbox, api_secret=secret)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__API_SECRET=secret)
+    result = run_sync(env, "--verbose")
+    assert result.returncode == 0, result.stderr
+    wrong = run_sync(dict(env, SOURCES__MICROMETRICS__API_KEY="nobody"), "--verbose")
+    assert wrong.returncode == 1
+    outputs = result.stdout + result.stderr + wrong.stdout + wrong.stderr
+    assert secret not in outputs and "APIAuth " not in outputs
+    scanned = 0
+    for path in tmp_path.rglob("*"):  # pipeline dir, traces, logs, load packages, DuckDB file
+        if path.is_file():
+            data = path.read_bytes()
+            scanned += 1
+            assert secret.encode() not in data, path
+            assert b"APIAuth " not in data, path
+    assert scanned > 10 and (tmp_path / "warehouse.duckdb").exists()
