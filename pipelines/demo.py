@@ -33,6 +33,18 @@ EXAMPLES = {
     "devices by status": (
         "SELECT status, COUNT(*) AS devices FROM micrometrics.devices GROUP BY 1 ORDER BY 1"
     ),
+    "NPS per survey over the last 90 days (mart_nps_daily)": (
+        "SELECT survey_id, SUM(nps_responses) AS answers, "
+        "ROUND(100.0 * (SUM(promoters) - SUM(detractors)) / SUM(nps_responses), 1) AS nps "
+        "FROM micrometrics.mart_nps_daily "
+        "WHERE response_date > (SELECT MAX(response_date) FROM micrometrics.mart_nps_daily) - 90 "
+        "GROUP BY 1 ORDER BY 1"
+    ),
+    "devices gone quiet (dim_devices)": (
+        "SELECT COUNT(*) FILTER (WHERE is_silent) AS silent, "
+        "COUNT(*) FILTER (WHERE status = 'active') AS active, "
+        "MIN(last_response_at)::DATE AS oldest_last_response FROM micrometrics.dim_devices"
+    ),
 }
 
 
@@ -75,9 +87,7 @@ def main() -> int:
             DESTINATION__DUCKDB__CREDENTIALS=str(DEMO_DB),
             DLT_DATA_DIR=str(DEMO_STATE.resolve()),
         )
-        code = subprocess.call(
-            [sys.executable, "-m", "pipelines.sync", "--preview", *sys.argv[1:]], env=env
-        )
+        code = subprocess.call([sys.executable, "-m", "pipelines.sync", *sys.argv[1:]], env=env)
         if code != 0:
             return code
         for title, sql in EXAMPLES.items():

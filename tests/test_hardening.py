@@ -97,11 +97,16 @@ def test_failures_say_what_to_do_and_lose_nothing(synced, tmp_path, case):
 
 
 def test_clock_skew_is_named_as_the_cause(start_sandbox, tmp_path):
-    # The server's clock runs an hour ahead of this machine's.
-    sandbox = small_sandbox(start_sandbox, clock=lambda: time.time() + 3600)
-    result = run_sync(sync_env(tmp_path, sandbox.url), "--quiet", "--no-models")
+    skew = [0.0]
+    sandbox = small_sandbox(start_sandbox, clock=lambda: time.time() + skew[0])
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    before = snapshot(tmp_path)
+    skew[0] = 3600.0  # from now on the server's clock runs an hour ahead of this machine's
+    result = run_sync(env, "--quiet", "--no-models")
     assert_one_line_failure(result, "clock differs from the server's by 60 minutes",
                             hint("clock"))
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("kind", ["html_200", "empty_200", "reject_cursor", "truncated_body",

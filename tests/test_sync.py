@@ -30,6 +30,24 @@ def test_full_sync_is_exact_and_paced_at_the_floor(start_sandbox, tmp_path, cloc
     assert stats["requests"] <= 1.05 * stats["pages_with_data"]
     floor = stats["requests"] - 10  # burst of 10, then 1 request/s
     assert elapsed <= 1.05 * floor
+    # Loaded from parquet files, not insert statements.
+    jobs = [job.job_file_info.file_format
+            for info in result.report.load_infos for package in info.load_packages
+            for job in package.jobs["completed_jobs"]
+            if not job.job_file_info.table_name.startswith("_dlt")]
+    assert jobs and set(jobs) == {"parquet"}
+
+
+def test_requests_do_not_grow_with_years_of_empty_history(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=800, rate=50.0, burst=50)
+    counts = []
+    for start_at in ("2024-06-01T00:00:00Z", "1971-01-01T00:00:00Z"):
+        sandbox.reset_stats()
+        target = tmp_path / start_at[:4]
+        target.mkdir()
+        sync_sandbox(sandbox, target, clock, rate=50.0, burst=50, start_at=start_at)
+        counts.append(sandbox.stats()["requests"])
+    assert counts[1] == counts[0]
 
 
 def test_incremental_sync_applies_new_updated_and_late_records(start_sandbox, tmp_path, clock):

@@ -1,0 +1,23 @@
+"""``make demo`` end to end, as a newcomer runs it (in a scratch directory)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_syncs_builds_models_and_shows_marts(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SOURCES__", "DESTINATION__", "DLT_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run([sys.executable, "-m", "pipelines.demo"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "survey_responses                6000            6000" in out
+    assert "429s received 0" in out and "data tests passed" in out
+    assert out.rstrip().splitlines()[-1].startswith("explore it: duckdb demo.duckdb")
+    assert "devices gone quiet (dim_devices)" in out
+    assert (tmp_path / "demo.duckdb").exists() and (tmp_path / ".demo").is_dir()
