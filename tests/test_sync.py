@@ -35,7 +35,8 @@ def test_full_sync_is_exact_and_paced_at_the_floor(start_sandbox, tmp_path, cloc
             for info in result.report.load_infos for package in info.load_packages
             for job in package.jobs["completed_jobs"]
             if not job.job_file_info.table_name.startswith("_dlt")]
-    assert jobs and set(jobs) == {"parquet"}
+    # ("sql" jobs are dlt's merge statements that follow the data files)
+    assert "parquet" in jobs and set(jobs) <= {"parquet", "sql"}
 
 
 def test_requests_do_not_grow_with_years_of_empty_history(start_sandbox, tmp_path, clock):
