@@ -139,3 +139,24 @@ def test_retry_after_headers():
     assert retry_after_seconds({"Retry-After": "3"}, 9) == 3
     assert retry_after_seconds({}, 9) == 9
     assert retry_after_seconds({"RateLimit-Retry-After": "99999"}, 9) == 300
+
+
+def test_429s_do_not_use_up_the_attempts_kept_for_failures(start_sandbox, virtual_client, clock):
+    sandbox = start_sandbox(clock=clock)
+    sandbox.script("spurious_429", count=5)
+    sandbox.script("http_503", count=1)
+    client = virtual_client(sandbox, max_attempts=2)
+    pages = list(client.pages("/devices", EVERYTHING))
+    assert sum(len(page) for page in pages) == len(sandbox.truth()["devices"])
+    assert client.stats.throttled == 5 and client.stats.retries == 1
+    # Each 429 waited what RateLimit-Retry-After said (0.05 s) and no more than a token's wait.
+    assert all(wait <= 1.0 for wait in clock.slept) and 0.05 in [round(w, 3) for w in clock.slept]
+
+
+def test_timeouts_are_retried_then_reported(start_sandbox, virtual_client, clock):
+    sandbox = start_sandbox(latency=0.3)
+    client = virtual_client(sandbox, max_attempts=3)
+    client.timeout = 0.05
+    with pytest.raises(ApiError, match=r"ReadTimeout from 127\.0\.0\.1:\d+ after 3 attempts"):
+        list(client.pages("/devices", EVERYTHING))
+    assert client.stats.requests == 3 and client.stats.retries == 2

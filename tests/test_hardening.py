@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from pipelines.micrometrics.messages import hint
+from pipelines.sync.lock import sync_lock
 from tests.cli import run_sync, start_sync, sync_env
 from tests.syncing import query
 from tests.truth import assert_matches_truth
@@ -175,17 +177,28 @@ def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_pa
 
 
 def test_second_concurrent_sync_refuses_and_first_finishes(start_sandbox, tmp_path):
-    sandbox = small_sandbox(start_sandbox, latency=0.05)
+    sandbox = small_sandbox(start_sandbox, latency=0.3)  # the first sync takes seconds
     env = sync_env(tmp_path, sandbox.url)
     first = start_sync(env, "--quiet", "--no-models")
     while sandbox.stats()["requests"] == 0 and first.poll() is None:
         pass  # until the first sync holds the lock and talks to the API
     second = run_sync(env, "--quiet", "--no-models")
+    assert first.poll() is None, "the first sync ended before the second one tried"
     out, err = first.communicate(timeout=120)
     assert_one_line_failure(second, "another sync of pipeline 'micrometrics' is running",
                             code=3)
     assert first.returncode == 0, err
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_lock_is_refused_while_held_and_free_after(start_sandbox, tmp_path):
+    sandbox = small_sandbox(start_sandbox)
+    env = sync_env(tmp_path, sandbox.url)
+    with sync_lock(str(tmp_path / "dlt" / "pipelines"), "micrometrics"):
+        held = run_sync(env, "--quiet", "--no-models")
+    assert_one_line_failure(held, f"(pid {os.getpid()},", code=3)
+    assert sandbox.stats()["requests"] == 0
+    assert run_sync(env, "--quiet", "--no-models").returncode == 0
 
 
 def test_secret_never_leaves_the_process(start_sandbox, tmp_path):

@@ -133,3 +133,33 @@ def test_full_refresh_reloads_everything(start_sandbox, tmp_path, clock):
     sync_sandbox(sandbox, tmp_path, clock, SyncOptions(full_refresh=True), rate=50.0, burst=50)
     assert sandbox.stats()["records_served"] >= 300 + 40  # the whole history again
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_start_at_limits_responses_not_devices_or_surveys(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=1200, rate=50.0, burst=50)
+    start = datetime.fromtimestamp(clock.now, UTC) - timedelta(days=60)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, start_at=start.isoformat())
+    truth = sandbox.truth()
+    recent = [r for r in truth["survey_responses"] if parse_timestamp(r["updated_at"]) >= start]
+    assert 0 < len(recent) < len(truth["survey_responses"])
+    assert_matches_truth(tmp_path, {**truth, "survey_responses": recent})
+
+
+def test_oversized_windows_are_split_and_stay_exact(start_sandbox, tmp_path, clock, caplog):
+    # Two pages a window as target, eight at most: the 30-day first windows overflow.
+    sandbox = start_sandbox(clock=clock, surveys=2, responses=500, page_size=10, rate=100.0,
+                            burst=100)
+    with caplog.at_level("INFO", logger="micrometrics"):
+        sync_sandbox(sandbox, tmp_path, clock, rate=100.0, burst=100, window_pages=2)
+    assert any("splitting it" in message for message in caplog.messages)
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_full_refresh_of_one_resource_keeps_the_others(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=300, rate=50.0, burst=50)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    sandbox.reset_stats()
+    sync_sandbox(sandbox, tmp_path, clock, SyncOptions(full_refresh=True, resources=("devices",)),
+                 rate=50.0, burst=50)
+    assert sandbox.stats()["by_endpoint"].get("survey_responses", 0) == 0
+    assert_matches_truth(tmp_path, sandbox.truth())

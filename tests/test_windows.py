@@ -9,7 +9,8 @@ SETTINGS = WindowSettings(
     start_at=datetime(2000, 1, 1, tzinfo=UTC),
     lookback=timedelta(hours=2),
     initial_window=timedelta(days=30),
-    target_records=1000,
+    target_pages=10,
+    page_size=100,
 )
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from dlt.common import json
@@ -120,9 +120,8 @@ class MicrometricsClient(RESTClient):
     def _send_request(self, request: Request, **kwargs: Any) -> Response:
         kwargs.setdefault("timeout", self.timeout)
         throttled = 0
-        attempt = 0
+        attempt = 1  # 429s wait as told and do not use up the attempts kept for failures
         while True:
-            attempt += 1
             self.stats.add(throttle_wait_seconds=self.bucket.acquire(), requests=1)
             # Preparing again runs APIAuth again: a fresh Date and signature on every attempt.
             prepared = self.session.prepare_request(request)
@@ -148,6 +147,7 @@ class MicrometricsClient(RESTClient):
                 raise failure
             self.stats.add(retries=1)
             self._sleep(self.retry.backoff(attempt))
+            attempt += 1
 
     def _check(self, response: Response, prepared: Any) -> ApiError | None:
         """None for a good response (its JSON parsed onto ``response.payload``); the error
@@ -161,7 +161,7 @@ class MicrometricsClient(RESTClient):
             return self._error(response, prepared, ApiError, hint=hint("server"))
         if status == 404:
             raise self._error(response, prepared, ApiError, hint=hint("not_found"))
-        if status == 400 and "cursor=" in (prepared.path_url or ""):
+        if status == 400 and (request_params(prepared).get("cursor")):
             raise self._error(response, prepared, CursorRejectedError, hint=hint("cursor"))
         if status >= 400:
             raise self._error(response, prepared, ApiError)
@@ -187,13 +187,13 @@ class MicrometricsClient(RESTClient):
         self.stats.add(pages=1, pages_with_data=1 if records else 0, records=len(records))
         return records
 
-    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """One signed GET of a single resource, its JSON body returned."""
-        return self.get(path, params=params).payload
-
     def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[PageData[Any]]:
         """Every page of an index endpoint, following ``Next-Cursor`` to the end."""
         yield from self.paginate(path, params=dict(params or {}))
+
+
+def request_params(prepared: Any) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(prepared.url or "").query))
 
 
 def auth_hint(response: Response, now: float) -> str:

@@ -20,14 +20,21 @@ class SyncRun:
 
     Attributes:
         run_end: Upper bound of every window in this sync (fixed, so rounds continue ranges).
-        round_pages: Page budget of one round.
+        round_pages: Page budget of one round (a window in flight is always finished).
+        max_window_pages: A window longer than this is given up and split.
         start_at: With ``end_at``, an explicit range to re-read without touching the
             incremental state (``--start-at``/``--end-at``).
         explicit_range: True when ``start_at`` is an explicit re-read.
+        now: Wall-clock time at the start of the sync (the survey list reaches it).
+        surveys: The survey list, fetched once per sync; ``response_index`` the surveys whose
+            responses are read (quarantined ones with an id included).
+        scratch: Window state of an explicit range, which must not touch dlt state.
+        rejected: Records quarantined so far.
     """
 
     run_end: datetime
     round_pages: int
+    max_window_pages: int = 10**9
     start_at: datetime | None = None
     explicit_range: bool = False
     now: datetime | None = None
@@ -37,8 +44,8 @@ class SyncRun:
     surveys: list[dict[str, Any]] | None = None
     surveys_emitted: bool = False
     rejected_surveys: list[dict[str, Any]] = field(default_factory=list)
+    response_index: list[dict[str, Any]] = field(default_factory=list)
     scratch: dict[str, dict[str, Any]] = field(default_factory=dict)
-    windows_done: int = 0
     rejected: int = 0
 
     def new_round(self) -> None:
@@ -47,15 +54,15 @@ class SyncRun:
         self.more = False
 
     def may_start_window(self) -> bool:
-        """A stream may open another window while the budget lasts; the first always may."""
-        if self.pages_this_round == 0 or self.pages_this_round < self.round_pages:
+        """Whether a stream that owes a window may fetch it in this round; if not, the sync
+        needs another round."""
+        if self.pages_this_round < self.round_pages:
             return True
         self.more = True
         return False
 
     def spend(self, pages: int) -> None:
         self.pages_this_round += pages
-        self.windows_done += 1
 
     def stream_state(self, resource_state: dict[str, Any], key: str) -> dict[str, Any]:
         """Where a stream keeps its windows: dlt state, or scratch for an explicit range."""

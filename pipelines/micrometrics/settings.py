@@ -23,6 +23,7 @@ SECTION = "sources.micrometrics"
 DEFAULT_START_AT = "2000-01-01T00:00:00+00:00"
 # Uploads from devices that were offline arrive up to an hour late: re-read two hours.
 DEFAULT_LOOKBACK_MINUTES = 120.0
+MIN_LOOKBACK_MINUTES = 15.0
 DEFAULT_INITIAL_WINDOW_DAYS = 30.0
 DEFAULT_WINDOW_PAGES = 50
 ASSUMED_PAGE_SIZE = 100  # the server chooses; this only sizes windows
@@ -59,7 +60,8 @@ class Settings:
             start_at=start_at or self.start_at,
             lookback=self.lookback,
             initial_window=self.initial_window,
-            target_records=self.window_pages * ASSUMED_PAGE_SIZE,
+            target_pages=self.window_pages,
+            page_size=ASSUMED_PAGE_SIZE,
         )
 
 
@@ -115,6 +117,15 @@ def _positive(key: str, value: object, default: float) -> float:
     return number
 
 
+def _count(key: str, value: object, default: int) -> int:
+    number = _positive(key, value, default)
+    if number != int(number):
+        raise ConfigurationError(
+            f"{key} must be a whole number >= 1, got {value!r}; {hint('invalid_setting')}"
+        )
+    return int(number)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Resolve and validate settings; ``overrides`` (not None) win over configuration.
 
@@ -133,6 +144,14 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigurationError(f"missing configuration: {names}; {hint('missing_config')}")
     insecure = str(get("allow_insecure_http") or "").lower() in ("1", "true", "yes")
     start_raw = get("start_at") or DEFAULT_START_AT
+    lookback = _positive("lookback_minutes", get("lookback_minutes"), DEFAULT_LOOKBACK_MINUTES)
+    if lookback < MIN_LOOKBACK_MINUTES:
+        # The API accepts clocks 15 minutes apart: a shorter lookback could skip the records
+        # changed between the server's "now" and ours.
+        raise ConfigurationError(
+            f"lookback_minutes must be at least {MIN_LOOKBACK_MINUTES:g} (the clock skew the "
+            f"API allows), got {lookback:g}; {hint('invalid_setting')}"
+        )
     try:
         start_at = parse_timestamp(str(start_raw))
     except ValueError as exc:
@@ -142,16 +161,13 @@ def load_settings(**overrides: object) -> Settings:
         api_key=str(get("api_key", True)),
         api_secret=str(get("api_secret", True)),
         start_at=start_at,
-        lookback=timedelta(
-            minutes=_positive("lookback_minutes", get("lookback_minutes"),
-                              DEFAULT_LOOKBACK_MINUTES)
-        ),
+        lookback=timedelta(minutes=lookback),
         initial_window=timedelta(
             days=_positive("initial_window_days", get("initial_window_days"),
                            DEFAULT_INITIAL_WINDOW_DAYS)
         ),
-        window_pages=int(_positive("window_pages", get("window_pages"), DEFAULT_WINDOW_PAGES)),
+        window_pages=_count("window_pages", get("window_pages"), DEFAULT_WINDOW_PAGES),
         allow_insecure_http=insecure,
-        max_attempts=int(_positive("max_attempts", get("max_attempts"), 6)),
+        max_attempts=_count("max_attempts", get("max_attempts"), 6),
         backoff_seconds=_positive("backoff_seconds", get("backoff_seconds"), 0.5),
     )

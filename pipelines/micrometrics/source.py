@@ -16,7 +16,7 @@ from .quarantine import as_rejected, split_records
 from .rounds import SyncRun
 from .settings import Settings, load_settings
 from .timeutil import format_timestamp, parse_timestamp
-from .windows import OVERLAP, StreamWindows, Window
+from .windows import StreamWindows, Window
 
 log = logging.getLogger("micrometrics")
 
@@ -27,6 +27,7 @@ TIMESTAMP_HINTS: dict[str, Any] = {
 }
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 CURSOR_RESTARTS = 2
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A response's earliest plausible change: its survey's creation, minus a day of clock slack.
 SURVEY_FLOOR_SLACK = timedelta(days=1)
 
@@ -34,13 +35,19 @@ SURVEY_FLOOR_SLACK = timedelta(days=1)
 def walk(
     client: MicrometricsClient, path: str, windows: StreamWindows, run: SyncRun, label: str
 ) -> Iterator[Any]:
-    """Yield every page of every window the stream owes, checkpointing each finished window."""
-    while run.may_start_window():
-        window = windows.next_window()
-        if window is None:
+    """Yield every page of every window the stream owes, checkpointing each finished window.
+
+    A window whose pages exceed ``run.max_window_pages`` is given up (its records are kept:
+    they merge on id) and read again as smaller windows, so no single unchecked window can
+    grow without bound. A refused cursor restarts its window, ``CURSOR_RESTARTS`` times at most.
+    """
+    while (window := windows.next_window()) is not None:
+        if not run.may_start_window():
             return
-        records = pages = 0
-        for attempt in range(1, CURSOR_RESTARTS + 2):
+        restarts = 0
+        while True:
+            records = pages = rejected_count = 0
+            overflow = False
             try:
                 for page in client.pages(path, params=window.params()):
                     pages += 1
@@ -49,18 +56,29 @@ def walk(
                     if good:
                         yield good
                     if rejected:
-                        run.rejected += len(rejected)
+                        rejected_count += len(rejected)
                         yield as_rejected(rejected)
+                    if page.paginator.has_next_page:
+                        windows.learn_page_size(len(page))
+                    if pages >= run.max_window_pages and page.paginator.has_next_page:
+                        overflow = True
+                        break
                 break
             except CursorRejectedError:
-                # An expired or refused cursor: read the window again from its first page
-                # (records already yielded merge on id), a bounded number of times.
-                if attempt > CURSOR_RESTARTS:
+                # An expired or refused cursor: read the window again from its first page.
+                restarts += 1
+                if restarts > CURSOR_RESTARTS:
                     raise
                 log.warning("warning: %s: the API refused a cursor; reading the window again",
                             label)
-        windows.complete(window, records)
+        run.rejected += rejected_count
         run.spend(pages)
+        if overflow:
+            windows.give_up(window, records)
+            log.info("%s: %s .. %s: more than %d pages; splitting it", label,
+                     format_timestamp(window.start), format_timestamp(window.end), pages)
+            continue
+        windows.complete(window, records)
         log.info(
             "%s: %s .. %s: %d records in %d pages",
             label, format_timestamp(window.start), format_timestamp(window.end), records, pages,
@@ -72,10 +90,14 @@ def survey_list(client: MicrometricsClient, settings: Settings, run: SyncRun) ->
     if run.surveys is None:
         # Every survey that exists now, even when an explicit range ends earlier: a survey
         # changed since still has responses inside the range.
-        window = Window(settings.start_at - OVERLAP, max(run.run_end, run.now or run.run_end))
+        # From the epoch whatever start_at says: surveys are dimensions, and a survey last
+        # changed before start_at can still receive responses.
+        window = Window(EPOCH, max(run.run_end, run.now or run.run_end))
         listed = [s for page in client.pages("/surveys", window.params()) for s in page]
         run.surveys, run.rejected_surveys = split_records(listed, "surveys")
         run.rejected += len(run.rejected_surveys)
+        # A survey quarantined for its updated_at still indexes its responses.
+        run.response_index = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
     return run.surveys
 
 
@@ -97,7 +119,8 @@ def micrometrics_source(
         base_url: Tenant base URL (``SOURCES__MICROMETRICS__BASE_URL``).
         api_key: API key (``SOURCES__MICROMETRICS__API_KEY``).
         api_secret: API secret (``SOURCES__MICROMETRICS__API_SECRET``).
-        start_at: Where history starts on the first sync (default 2000-01-01).
+        start_at: Where the responses' history starts on the first sync (default
+            2000-01-01); devices and surveys are always read in full.
         settings: Pre-validated settings; built from the arguments above when omitted.
         client: A shared client (the sync passes one so stats span rounds).
         run: The sync's round context; a single round up to now when omitted.
@@ -111,13 +134,15 @@ def micrometrics_source(
     client = client or MicrometricsClient.from_settings(settings)
     run = run or SyncRun(run_end=datetime.now(UTC), round_pages=10**9)
     window_settings = settings.window_settings(run.start_at if run.explicit_range else None)
+    # Devices are dimensions: their history starts at the epoch unless a range is explicit.
+    device_windows = window_settings if run.explicit_range else settings.window_settings(EPOCH)
     run_end = run.run_end
 
     @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
-                  columns=TIMESTAMP_HINTS)
+                  columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
     def devices() -> Iterator[list[dict[str, Any]]]:
         state = run.stream_state(dlt.current.resource_state(), "windows")
-        windows = StreamWindows(state, window_settings, run_end)
+        windows = StreamWindows(state, device_windows, run_end)
         yield from walk(client, "/devices", windows, run, "devices")
 
     @dlt.resource(
@@ -138,7 +163,8 @@ def micrometrics_source(
         name="survey_responses",
         primary_key="id",
         write_disposition=MERGE,
-        columns=TIMESTAMP_HINTS,
+        # comment is optional in the API; declared so the column exists even before one comes.
+        columns={**TIMESTAMP_HINTS, "comment": {"data_type": "text"}},
         nested_hints={"answers": dlt.mark.make_nested_hints(
             # nps and rating answers are numbers, text and choice are strings: one text column,
             # typed per question in the staging models.
@@ -147,7 +173,8 @@ def micrometrics_source(
     )
     def survey_responses() -> Iterator[list[dict[str, Any]]]:
         per_survey = run.stream_state(dlt.current.resource_state(), "surveys")
-        for survey in survey_list(client, settings, run):
+        survey_list(client, settings, run)
+        for survey in run.response_index:
             floor = survey_floor(survey)
             state = per_survey.setdefault(str(survey["id"]), {})
             windows = StreamWindows(state, window_settings, run_end, floor=floor)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pendulum
 
@@ -33,11 +33,3 @@ def parse_timestamp(value: str | datetime) -> datetime:
 def format_timestamp(moment: datetime) -> str:
     """``2020-09-05T23:59:59.999+00:00``: the API's form, UTC, milliseconds."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def utc_from_unix(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def seconds(delta: timedelta) -> float:
-    return delta.total_seconds()

@@ -4,14 +4,17 @@ A stream (one index endpoint) owes a *range* ``[lo, hi]``: the whole history on 
 ``[high_water - lookback, now]`` afterwards. The range is walked newest window first:
 
 - the first window is ``initial_window`` long (or sized from the density seen last run);
-- each next window is sized so it should hold about ``target_records`` (dense history gives
+- each next window is sized so it should hold about ``target_pages`` pages (dense history gives
   short windows, sparse history long ones);
 - after an empty window, a window whose rest of the range is projected to be small, or one that
   reaches below ``floor`` (a survey's creation: its responses can hardly be older), the window
-  simply extends to ``lo``: deep empty history costs one request, not one per month.
+  simply extends to ``lo``: deep empty history costs one request, not one per month;
+- a window that turns out to hold more than ``max_window_pages`` pages is given up part-way
+  and split (see ``give_up``), so the bet above can't leave a huge window unchecked.
 
-Windows overlap their neighbour by ``OVERLAP`` so a record on a bound is fetched whatever the
-server's inclusive/exclusive semantics; merge on ``id`` removes the duplicate. Order inside a
+Each window reaches ``OVERLAP`` beyond both of its nominal bounds (neighbours share
+``2 * OVERLAP``), so a record on a bound is fetched whatever the server's inclusive/exclusive
+semantics; merge on ``id`` removes the duplicate. Order inside a
 window never matters, because a window only counts as done once all of its pages are read.
 
 The state dict is the stream's slice of dlt resource state; dlt persists it after extract, so a
@@ -49,13 +52,15 @@ class WindowSettings:
         start_at: Where history begins when nothing was synced yet.
         lookback: Re-read this much before the high-water mark (late uploads).
         initial_window: First window of a range with no density known.
-        target_records: Records a window should hold (pages per window x page size).
+        target_pages: Pages a window should hold.
+        page_size: Records per page assumed until the server's page size has been seen.
     """
 
     start_at: datetime
     lookback: timedelta
     initial_window: timedelta
-    target_records: int
+    target_pages: int
+    page_size: int = 100
 
 
 class StreamWindows:
@@ -63,7 +68,8 @@ class StreamWindows:
 
     State keys: ``high_water`` (everything updated up to it is extracted), ``pending``
     (``lo``, ``hi``, ``next_hi``: the range being walked, done from ``next_hi`` up to ``hi``),
-    ``density`` (records per second seen last), ``extend`` (next window goes down to ``lo``).
+    ``density`` (records per second seen last), ``page_size`` (the server's, as seen),
+    ``extend`` (next window goes down to ``lo``), ``shrunk`` (a window was just given up).
     """
 
     def __init__(
@@ -109,11 +115,15 @@ class StreamWindows:
         lo, top = parse_timestamp(pending["lo"]), parse_timestamp(pending["next_hi"])
         start = top - min(self._length(), top - lo + MIN_WINDOW)
         density = self.state.get("density")
-        reaches_all = (
-            self.state.get("extend")
-            or start <= lo
-            or (self.floor is not None and start <= self.floor)
-            or (density and density * (start - lo).total_seconds() <= self.settings.target_records)
+        reaches_all = start <= lo or (
+            # Right after a window was given up for its size, only shrinking is allowed.
+            not self.state.get("shrunk")
+            and (
+                self.state.get("extend")
+                or (self.floor is not None and start <= self.floor)
+                or (density and density * (start - lo).total_seconds()
+                    <= self.target_records)
+            )
         )
         # Both ends reach OVERLAP past the nominal bounds: a record exactly on a bound (or
         # updated at the very instant of run_end) is inside whatever the server's semantics.
@@ -125,10 +135,29 @@ class StreamWindows:
         density = self.state.get("density")
         if not density:
             return self.settings.initial_window
-        return max(MIN_WINDOW, timedelta(seconds=self.settings.target_records / density))
+        return max(MIN_WINDOW, timedelta(seconds=self.target_records / density))
+
+    @property
+    def target_records(self) -> int:
+        """Records a window should hold: target pages times the page size the server uses."""
+        return self.settings.target_pages * (self.state.get("page_size") or self.settings.page_size)
+
+    def give_up(self, window: Window, records_seen: int) -> None:
+        """``window`` held too many pages to finish unchecked: split it. The history there is
+        taken to be at least four times as dense as what was seen before stopping, so the
+        next windows are a small fraction of it."""
+        span = max((window.end - window.start).total_seconds(), 1.0)
+        self.state["density"] = max(self.state.get("density") or 0.0, 4 * records_seen / span)
+        self.state["shrunk"] = True
+        self.state.pop("extend", None)
+
+    def learn_page_size(self, size: int) -> None:
+        """A full page (one followed by another) shows the server's page size."""
+        self.state["page_size"] = max(size, self.state.get("page_size") or 0)
 
     def complete(self, window: Window, records: int) -> None:
         """Mark ``window`` as fully read, having returned ``records`` records."""
+        self.state.pop("shrunk", None)
         pending = self.state["pending"]
         lo = parse_timestamp(pending["lo"])
         if records:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.micrometrics.settings import Settings
+from pipelines.micrometrics.source import EPOCH
 from pipelines.micrometrics.windows import StreamWindows
 
 from .runner import SyncOptions, make_pipeline
@@ -24,15 +25,16 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
     pipeline = make_pipeline(options)
     states = {} if options.full_refresh else resource_states(pipeline.state)
     run_end = options.end_at or datetime.now(UTC)
-    explicit = options.start_at is not None or options.end_at is not None
+    explicit = options.explicit_range
     windows = settings.window_settings(options.start_at if explicit else None)
+    device_windows = windows if explicit else settings.window_settings(EPOCH)
     lines = [f"plan: {options.destination} dataset {options.dataset!r}, up to "
              f"{run_end.isoformat(timespec='seconds')}"]
     estimate, unknown = 0, False
 
-    def stream(label: str, state: dict[str, Any]) -> None:
+    def stream(label: str, state: dict[str, Any], settings_=windows) -> None:
         nonlocal estimate, unknown
-        walker = StreamWindows({} if explicit else copy.deepcopy(state), windows, run_end)
+        walker = StreamWindows({} if explicit else copy.deepcopy(state), settings_, run_end)
         text = walker.describe()
         if text != "up to date":
             estimate += 1
@@ -40,7 +42,7 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
         lines.append(f"  {label:<28} {text}")
 
     if "devices" in options.resources:
-        stream("devices", states.get("devices", {}).get("windows", {}))
+        stream("devices", states.get("devices", {}).get("windows", {}), device_windows)
     if "surveys" in options.resources or "survey_responses" in options.resources:
         lines.append(f"  {'surveys':<28} full list (every sync; it indexes the responses)")
         estimate += 1

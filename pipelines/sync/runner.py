@@ -23,6 +23,8 @@ PIPELINE_NAME = "micrometrics"
 # (dataset) of the same name make every "micrometrics.table" reference ambiguous.
 DEFAULT_DUCKDB_FILE = "warehouse.duckdb"
 RESOURCES = ("devices", "surveys", "survey_responses")
+# A window may run to this many times its page target before it is given up and split.
+MAX_WINDOW_FACTOR = 4
 
 
 @dataclass
@@ -36,6 +38,11 @@ class SyncOptions:
     end_at: datetime | None = None
     full_refresh: bool = False
     pipelines_dir: str | None = None
+
+    @property
+    def explicit_range(self) -> bool:
+        """``--start-at``/``--end-at`` given: re-read that range, leave incremental state alone."""
+        return self.start_at is not None or self.end_at is not None
 
 
 @dataclass
@@ -96,16 +103,18 @@ def run_sync(
     started = time.monotonic()
     client = client or MicrometricsClient.from_settings(settings)
     pipeline = pipeline or make_pipeline(options)
-    explicit = options.start_at is not None or options.end_at is not None
+    explicit = options.explicit_range
     run = SyncRun(
         run_end=options.end_at or datetime.fromtimestamp(clock(), UTC),
         round_pages=settings.window_pages,
+        max_window_pages=MAX_WINDOW_FACTOR * settings.window_pages,
         start_at=options.start_at or (settings.start_at if explicit else None),
         explicit_range=explicit,
         now=datetime.fromtimestamp(clock(), UTC),
     )
     report = SyncReport()
-    refresh = "drop_sources" if options.full_refresh else None
+    # Only the selected resources: --full-refresh --resources devices keeps the responses.
+    refresh = "drop_resources" if options.full_refresh else None
     while True:
         run.new_round()
         source = micrometrics_source(settings=settings, client=client, run=run)

@@ -28,7 +28,6 @@ SELECT
     d.status,
     d.location_id,
     d.timezone,
-    d.firmware_version,
     d.created_at,
     d.updated_at,
     a.first_response_at,

@@ -5,7 +5,6 @@ SELECT
     status,
     location_id,
     timezone,
-    firmware_version,
     created_at,
     updated_at
 FROM devices

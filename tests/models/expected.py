@@ -97,7 +97,6 @@ def devices(
             "status": device["status"],
             "location_id": device["location_id"],
             "timezone": device.get("timezone"),
-            "firmware_version": device.get("firmware_version"),
             "first_response_at": min(seen) if seen else None,
             "last_response_at": max(seen) if seen else None,
             "responses_last_7d": last_7d,

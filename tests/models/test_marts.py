@@ -10,7 +10,7 @@ from tests.models.conftest import RESPONSES, rows
 
 FACT_COLUMNS = ("response_id", "survey_id", "device_id", "responded_at", "response_date",
                 "nps_score", "rating", "comment_text")
-DEVICE_COLUMNS = ("device_name", "status", "location_id", "timezone", "firmware_version",
+DEVICE_COLUMNS = ("device_name", "status", "location_id", "timezone",
                   "first_response_at", "last_response_at", "responses_last_7d",
                   "responses_last_30d", "is_silent")
 
