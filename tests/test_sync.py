@@ -77,16 +77,25 @@ def test_incremental_sync_applies_new_updated_and_late_records(start_sandbox, tm
     [("open", "shuffled"), ("closed", "asc"), ("left", "desc"), ("right", "shuffled")],
 )
 def test_exact_whatever_bounds_and_order(start_sandbox, tmp_path, clock, boundary, order):
-    # Small windows (about 2 pages) so many records sit on window bounds.
+    # Small windows (about 2 pages) so many records sit near window bounds.
     sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=300, page_size=10,
                             boundary=boundary, order=order, rate=50.0, burst=50)
-    result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=1,
+    # Two records exactly on computed bounds: the sync's end, and the first window's start
+    # (run_end - 20 days - the overlap). Only the overlap keeps them under "open" bounds.
+    run_end = datetime.fromtimestamp(clock.now, UTC)
+    on_bounds = [run_end, run_end - timedelta(days=20, seconds=1)]
+    responses = [r["id"] for r in sandbox.truth()["survey_responses"]][:2]
+    for response, moment in zip(responses, on_bounds, strict=True):
+        sandbox.patch_records("survey_responses", [response],
+                              {"updated_at": moment.isoformat(timespec="milliseconds")
+                               .replace("+00:00", "Z")})
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=4,
                           initial_window_days=20)
     assert result.report.rounds > 3
     assert_matches_truth(tmp_path, sandbox.truth())
     clock.advance(120)
     sandbox.update_responses(10)
-    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=1)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=4)
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
@@ -115,6 +124,12 @@ def test_explicit_range_rereads_without_moving_state(start_sandbox, tmp_path, cl
     first = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
     state_before = first.pipeline.state["sources"]["micrometrics"]["resources"]
     now = datetime.fromtimestamp(clock.now, UTC)
+    # Changed inside the range without a new updated_at: only a re-read can notice.
+    inside = [r["id"] for r in sandbox.truth()["survey_responses"]
+              if now - timedelta(days=59) < parse_timestamp(r["updated_at"])
+              < now - timedelta(days=31)][:3]
+    assert inside
+    sandbox.patch_records("survey_responses", inside, {"comment": "edited quietly"}, bump=False)
     sandbox.reset_stats()
     again = sync_sandbox(
         sandbox, tmp_path, clock,

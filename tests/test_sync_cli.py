@@ -83,10 +83,18 @@ def test_sigkill_part_way_then_rerun_ends_exact(start_sandbox, tmp_path):
     assert_matches_truth(tmp_path, sandbox.truth())
     resumed_requests = sandbox.stats()["requests"]
 
+    # Changes made meanwhile, late ones included, arrive with the next sync.
+    sandbox.add_responses(10)
+    sandbox.update_responses(5)
+    sandbox.add_late_responses(5, delay_seconds=1800)
+    sandbox.reset_stats()
+    assert run_sync(env, "--quiet").returncode == 0
+    assert_matches_truth(tmp_path, sandbox.truth())
+    sandbox.reset_stats()
+
     # The same sync from scratch elsewhere: resuming must have skipped checkpointed windows.
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    sandbox.reset_stats()
     assert run_sync(sync_env(scratch, sandbox.url, **{
         k: v for k, v in env.items() if k.startswith("SOURCES__MICROMETRICS__WINDOW")
         or k.startswith("SOURCES__MICROMETRICS__INITIAL")}), "--quiet").returncode == 0
