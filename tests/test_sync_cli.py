@@ -37,6 +37,9 @@ def test_dry_run_makes_no_request(start_sandbox, tmp_path):
         ({"SOURCES__MICROMETRICS__START_AT": "last tuesday"}, "start_at"),
         ({"SOURCES__MICROMETRICS__BASE_URL": "http://example.com"}, "https"),
         ({"SOURCES__MICROMETRICS__WINDOW_PAGES": "-3"}, "window_pages"),
+        ({"SOURCES__MICROMETRICS__WINDOW_PAGES": "2.5"}, "whole number"),
+        ({"SOURCES__MICROMETRICS__LOOKBACK_MINUTES": "5"}, "at least 15"),
+        ({"DESTINATION__DUCKDB__CREDENTIALS": "micrometrics.duckdb"}, "same name as the dataset"),
     ],
 )
 def test_bad_configuration_fails_before_any_request(start_sandbox, tmp_path, override, expected):

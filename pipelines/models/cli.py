@@ -6,13 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-import dlt
 from dlt.common.configuration.exceptions import ConfigurationException
 
+from pipelines.destination import add_destination_arguments, open_pipeline
 from pipelines.micrometrics.errors import ConfigurationError
-from pipelines.sync.runner import PIPELINE_NAME, duckdb_destination
 
 from .preview import mart_preview
 from .project import ModelsError
@@ -52,10 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--destination", default="duckdb",
-                        help="dlt destination: duckdb (default), postgres, snowflake, bigquery")
-    parser.add_argument("--dataset", default="micrometrics",
-                        help="dataset (schema) holding the loaded tables (default: micrometrics)")
+    add_destination_arguments(parser)
     parser.add_argument("--as-of", type=timestamp_arg,
                         help="reference time for dim_devices' last-7/30-day counts and "
                              "is_silent (default: now; without offset means UTC)")
@@ -64,18 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_pipeline(destination: str, dataset: str, pipelines_dir: str | None) -> dlt.Pipeline:
-    """The sync's pipeline (same name, destination and dataset)."""
-    target: Any = duckdb_destination(dataset) if destination == "duckdb" else destination
-    kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
-    return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target, dataset_name=dataset,
-                        **kwargs)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        pipeline = make_pipeline(args.destination, args.dataset, args.pipelines_dir)
+        pipeline = open_pipeline(args.destination, args.dataset, args.pipelines_dir)
         report = build_models(pipeline, now=args.as_of)
         lines = [report.summary(), *mart_preview(pipeline)]
     except (ConfigurationError, ConfigurationException) as exc:

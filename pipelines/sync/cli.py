@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
+from pipelines.destination import PIPELINE_NAME, add_destination_arguments
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import load_settings
@@ -18,7 +19,7 @@ from pipelines.models import ModelsError, build_models, mart_preview
 
 from .dryrun import describe_plan
 from .lock import SyncLockedError, sync_lock
-from .runner import PIPELINE_NAME, RESOURCES, SyncOptions, make_pipeline, run_sync
+from .runner import RESOURCES, SyncOptions, make_pipeline, run_sync
 from .summary import destination_counts, render
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
@@ -74,10 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--destination", default="duckdb",
-                        help="dlt destination: duckdb (default), snowflake, bigquery, ...")
-    parser.add_argument("--dataset", default="micrometrics",
-                        help="dataset (schema) name in the destination (default: micrometrics)")
+    add_destination_arguments(parser)
     parser.add_argument("--resources", type=resources_arg, default=RESOURCES,
                         help="comma-separated subset of: " + ", ".join(RESOURCES))
     parser.add_argument("--start-at", type=timestamp_arg,

@@ -6,22 +6,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import dlt
 from dlt.common.pipeline import LoadInfo
 
+from pipelines.destination import open_pipeline
 from pipelines.micrometrics.client import MicrometricsClient
-from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.rounds import SyncRun
 from pipelines.micrometrics.settings import Settings
 from pipelines.micrometrics.source import micrometrics_source
 
-PIPELINE_NAME = "micrometrics"
-# Not micrometrics.duckdb: DuckDB names a file's catalog after it, and a catalog and a schema
-# (dataset) of the same name make every "micrometrics.table" reference ambiguous.
-DEFAULT_DUCKDB_FILE = "warehouse.duckdb"
 RESOURCES = ("devices", "surveys", "survey_responses")
 # A window may run to this many times its page target before it is given up and split.
 MAX_WINDOW_FACTOR = 4
@@ -57,35 +52,6 @@ class SyncReport:
     burst: float = 10.0
     rejected: int = 0
     load_infos: list[LoadInfo] = field(default_factory=list)
-
-
-def duckdb_destination(dataset: str) -> Any:
-    """DuckDB at ``DESTINATION__DUCKDB__CREDENTIALS`` or ``warehouse.duckdb``, refusing a file
-    whose name equals the dataset (DuckDB could not resolve ``dataset.table`` then)."""
-    configured = dlt.config.get("destination.duckdb.credentials")
-    path = str(configured) if configured else DEFAULT_DUCKDB_FILE
-    if Path(path).stem == dataset:
-        raise ConfigurationError(
-            f"DuckDB file {path!r} has the same name as the dataset {dataset!r}; DuckDB then "
-            "cannot resolve dataset.table. Choose another DESTINATION__DUCKDB__CREDENTIALS "
-            "file name or --dataset"
-        )
-    return dlt.destinations.duckdb(credentials=path)
-
-
-def make_pipeline(options: SyncOptions) -> dlt.Pipeline:
-    kwargs: dict[str, Any] = {}
-    if options.pipelines_dir:
-        kwargs["pipelines_dir"] = options.pipelines_dir
-    destination: Any = options.destination
-    if destination == "duckdb":
-        destination = duckdb_destination(options.dataset)
-    return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
-        destination=destination,
-        dataset_name=options.dataset,
-        **kwargs,
-    )
 
 
 def run_sync(
@@ -140,3 +106,7 @@ def run_sync(
 def loader_format(destination: str) -> str | None:
     """Parquet where the destination loads it fast (DuckDB: several times insert_values)."""
     return "parquet" if destination in ("duckdb", "motherduck", "filesystem") else None
+
+
+def make_pipeline(options: SyncOptions) -> dlt.Pipeline:
+    return open_pipeline(options.destination, options.dataset, options.pipelines_dir)

@@ -1,0 +1,51 @@
+"""Where the data goes: the pipeline, its destination, and the command-line options for them.
+
+Shared by the sync and the models runner so both always address the same dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+from pipelines.micrometrics.errors import ConfigurationError
+from pipelines.micrometrics.messages import hint
+
+PIPELINE_NAME = "micrometrics"
+DEFAULT_DATASET = "micrometrics"
+# Not micrometrics.duckdb: DuckDB names a file's catalog after it, and a catalog and a schema
+# (dataset) of the same name make every "micrometrics.table" reference ambiguous.
+DEFAULT_DUCKDB_FILE = "warehouse.duckdb"
+
+
+def duckdb_destination(dataset: str) -> Any:
+    """DuckDB at ``DESTINATION__DUCKDB__CREDENTIALS`` or ``warehouse.duckdb``, refusing a file
+    whose name equals the dataset (DuckDB could not resolve ``dataset.table`` then)."""
+    configured = dlt.config.get("destination.duckdb.credentials")
+    path = str(configured) if configured else DEFAULT_DUCKDB_FILE
+    if Path(path).stem == dataset:
+        raise ConfigurationError(
+            f"DuckDB file {path!r} has the same name as the dataset {dataset!r}; DuckDB then "
+            f"cannot resolve dataset.table; {hint('duckdb_name')}"
+        )
+    return dlt.destinations.duckdb(credentials=path)
+
+
+def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = None) -> dlt.Pipeline:
+    """The connector's dlt pipeline for ``destination`` and ``dataset``."""
+    target: Any = duckdb_destination(dataset) if destination == "duckdb" else destination
+    kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
+    return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target, dataset_name=dataset,
+                        **kwargs)
+
+
+def add_destination_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--destination`` and ``--dataset``, the same for every command."""
+    parser.add_argument("--destination", default="duckdb",
+                        help="dlt destination: duckdb (default), postgres, snowflake, bigquery")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET,
+                        help=f"dataset (schema) name in the destination (default: "
+                             f"{DEFAULT_DATASET})")
