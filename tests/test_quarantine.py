@@ -1,0 +1,50 @@
+"""The quarantine policy on its own: which records are set aside, and what still flows."""
+
+from datetime import UTC, datetime
+
+from pipelines.micrometrics.quarantine import rejection_reason, split_records
+from pipelines.micrometrics.rounds import SyncRun
+from pipelines.micrometrics.settings import load_settings
+from pipelines.micrometrics.source import survey_list
+
+
+def test_reasons():
+    assert rejection_reason({"id": 1, "updated_at": "2026-01-01T00:00:00Z"}) is None
+    assert rejection_reason({"updated_at": "2026-01-01T00:00:00Z"}) == "no id"
+    assert rejection_reason({"id": 1}) == "no updated_at"
+    assert "not an ISO 8601" in rejection_reason({"id": 1, "updated_at": "2026-01-01 00:00"})
+    assert rejection_reason(["not", "a", "record"]).startswith("not a JSON object")
+
+
+def test_split_keeps_every_record_somewhere_and_keys_are_stable():
+    records = [{"id": 1, "updated_at": "2026-01-01T00:00:00Z"}, {"id": 2}, {"name": "x"}]
+    good, rejected = split_records(records, "devices")
+    assert good == records[:1] and len(rejected) == 2
+    again = split_records(records, "devices")[1]
+    assert [r["record_key"] for r in rejected] == [r["record_key"] for r in again]
+    assert {r["reason"] for r in rejected} == {"no updated_at", "no id"}
+
+
+class ListingClient:
+    """Answers the survey listing with fixed pages (no HTTP: the policy is under test)."""
+
+    def __init__(self, pages):
+        self.listing = pages
+
+    def pages(self, path, params):
+        assert path == "/surveys"
+        yield from self.listing
+
+
+def test_a_quarantined_survey_still_indexes_its_responses():
+    surveys = [
+        {"id": 1, "updated_at": "2026-01-01T00:00:00Z", "created_at": "2025-01-01T00:00:00Z"},
+        {"id": 2, "updated_at": "garbage"},
+        {"name": "no id at all"},
+    ]
+    run = SyncRun(run_end=datetime(2026, 11, 1, tzinfo=UTC), round_pages=10)
+    settings = load_settings(base_url="https://t.example.com", api_key="k", api_secret="s")
+    listed = survey_list(ListingClient([surveys]), settings, run)
+    assert [s["id"] for s in listed] == [1]  # loaded into surveys
+    assert [s["id"] for s in run.response_index] == [1, 2]  # responses read for both
+    assert len(run.rejected_surveys) == 2 and run.rejected == 2
