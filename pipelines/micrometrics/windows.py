@@ -90,17 +90,23 @@ class StreamWindows:
         value = self.state.get("high_water")
         return parse_timestamp(value) if value else None
 
+    def _new_range_start(self) -> datetime | None:
+        """Where a new range starts (history, or high-water minus lookback); None when the
+        stream is already up to ``run_end``."""
+        high_water = self.high_water
+        if high_water is None:
+            return self.settings.start_at - OVERLAP
+        if high_water >= self.run_end:
+            return None
+        return high_water - self.settings.lookback
+
     def _open_range(self) -> dict[str, str] | None:
         pending = self.state.get("pending")
         if pending:
             return pending
-        high_water = self.high_water
-        if high_water is not None and high_water >= self.run_end:
+        lo = self._new_range_start()
+        if lo is None:
             return None
-        if high_water is None:
-            lo = self.settings.start_at - OVERLAP
-        else:
-            lo = high_water - self.settings.lookback
         hi = format_timestamp(self.run_end)
         pending = {"lo": format_timestamp(lo), "hi": hi, "next_hi": hi}
         self.state["pending"] = pending
@@ -178,13 +184,8 @@ class StreamWindows:
         pending = self.state.get("pending")
         if pending:
             return f"resume {pending['lo']} .. {pending['next_hi']} (then up to {pending['hi']})"
-        high_water = self.high_water
-        if high_water is None:
-            start = format_timestamp(self.settings.start_at)
-            return f"full history {start} .. {format_timestamp(self.run_end)}"
-        if high_water >= self.run_end:
+        lo = self._new_range_start()
+        if lo is None:
             return "up to date"
-        return (
-            f"incremental {format_timestamp(high_water - self.settings.lookback)} .. "
-            + format_timestamp(self.run_end)
-        )
+        kind = "full history" if self.high_water is None else "incremental"
+        return f"{kind} {format_timestamp(lo)} .. {format_timestamp(self.run_end)}"
