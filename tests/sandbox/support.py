@@ -7,6 +7,7 @@ from collections.abc import Callable
 import requests
 
 from pipelines.micrometrics.auth import APIAuth
+from tests.fakes import FakeClock as SharedFakeClock
 
 KEY, SECRET = "test-key", "test-secret"
 # 2026-03-15T12:34:56Z, a fixed "now" so windows and Date checks need no sleeping.
@@ -15,17 +16,11 @@ EARLY = "2000-01-01T00:00:00Z"
 LATE = "2100-01-01T00:00:00Z"
 
 
-class FakeClock:
-    """A settable clock shared by the sandbox and the signing client."""
+class FakeClock(SharedFakeClock):
+    """The shared virtual clock, starting at the sandbox tests' fixed "now"."""
 
     def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(now)
 
 
 def signed_session(clock: Callable[[], float], key: str = KEY, secret: str = SECRET):
