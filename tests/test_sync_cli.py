@@ -111,7 +111,10 @@ def test_sync_builds_models_unless_told_not_to(start_sandbox, tmp_path):
     with_models, without = tmp_path / "with", tmp_path / "without"
     with_models.mkdir()
     without.mkdir()
-    assert run_sync(sync_env(with_models, sandbox.url), "--quiet").returncode == 0
+    shown = run_sync(sync_env(with_models, sandbox.url))
+    assert shown.returncode == 0
+    # Progress while it runs: one line per finished window, on stderr.
+    assert "devices: " in shown.stderr and " records in " in shown.stderr
     assert run_sync(sync_env(without, sandbox.url), "--quiet", "--no-models").returncode == 0
     count = "SELECT COUNT(*) FROM micrometrics.fct_survey_responses"
     assert query(with_models, count) == [(120,)]
