@@ -85,7 +85,7 @@ HINTS: dict[str, Hint] = {
         "name the DuckDB file differently from the dataset (DESTINATION__DUCKDB__CREDENTIALS)",
     ),
     "data_test": Hint(
-        "error: sync failed: data test <name> failed ...",
+        "error: sync failed: data test failed: <names> -- <offending rows>",
         "the data loaded, but a data test in sql/tests found offending rows (shown); inspect "
         "them in the destination",
     ),
