@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pytest
 
+from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.sync.runner import SyncOptions
-from tests.syncing import query, sync_sandbox
+from tests.syncing import DATASET, query, sync_sandbox
 from tests.truth import assert_matches_truth
 
 
@@ -178,3 +180,40 @@ def test_full_refresh_of_one_resource_keeps_the_others(start_sandbox, tmp_path, 
                  rate=50.0, burst=50)
     assert sandbox.stats()["by_endpoint"].get("survey_responses", 0) == 0
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_survey_deleted_during_a_sync_is_skipped_not_fatal(start_sandbox, tmp_path, clock,
+                                                           caplog):
+    sandbox = start_sandbox(clock=clock, responses=300, rate=50.0, burst=50)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    doomed = sandbox.truth()["surveys"][-1]["id"]
+    listed = MicrometricsClient.pages
+
+    def delete_after_listing(self, path, params=None):
+        yield from listed(self, path, params)
+        if path == "/surveys":
+            sandbox.remove_survey(doomed)  # between the list and its responses
+
+    clock.advance(60)
+    with caplog.at_level("WARNING", logger="micrometrics"), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MicrometricsClient, "pages", delete_after_listing)
+        sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    assert any(f"survey_responses[{doomed}]: the survey no longer exists" in message
+               for message in caplog.messages)
+    assert_matches_truth_except(tmp_path, sandbox.truth(), survey=doomed)
+
+
+def assert_matches_truth_except(tmp_path, truth, survey):
+    """The destination equals the truth, plus what it had of a survey deleted upstream."""
+    kept = query(tmp_path, f"SELECT COUNT(*) FROM {DATASET}.survey_responses "
+                           f"WHERE survey_id = {survey}")[0][0]
+    assert kept > 0
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        connection.execute(f"DELETE FROM {DATASET}.survey_responses__answers WHERE _dlt_root_id "
+                           f"IN (SELECT _dlt_id FROM {DATASET}.survey_responses "
+                           f"WHERE survey_id = {survey})")
+        connection.execute(f"DELETE FROM {DATASET}.survey_responses WHERE survey_id = {survey}")
+        connection.execute(f"DELETE FROM {DATASET}.surveys__questions WHERE _dlt_root_id IN "
+                           f"(SELECT _dlt_id FROM {DATASET}.surveys WHERE id = {survey})")
+        connection.execute(f"DELETE FROM {DATASET}.surveys WHERE id = {survey}")
+    assert_matches_truth(tmp_path, truth)

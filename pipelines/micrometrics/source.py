@@ -11,7 +11,7 @@ import dlt
 from dlt.sources import DltResource
 
 from .client import MicrometricsClient
-from .errors import CursorRejectedError
+from .errors import ApiError, CursorRejectedError
 from .quarantine import as_rejected, split_records
 from .rounds import SyncRun
 from .settings import Settings, load_settings
@@ -179,7 +179,15 @@ def micrometrics_source(
             state = per_survey.setdefault(str(survey["id"]), {})
             windows = StreamWindows(state, window_settings, run_end, floor=floor)
             label = f"survey_responses[{survey['id']}]"
-            yield from walk(client, f"/surveys/{survey['id']}/responses", windows, run, label)
+            try:
+                yield from walk(client, f"/surveys/{survey['id']}/responses", windows, run,
+                                label)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                # Deleted since the list was read: what was loaded stays; the next sync's list
+                # will not name it again.
+                log.warning("warning: %s: the survey no longer exists (404); skipped", label)
 
     return [devices, surveys, survey_responses]
 

@@ -405,6 +405,10 @@ class Sandbox:
         """See :meth:`Store.add_survey`."""
         return self.store.add_survey()
 
+    def remove_survey(self, survey_id: int) -> list[int]:
+        """See :meth:`Store.remove_survey`."""
+        return self.store.remove_survey(survey_id)
+
     def set_fault_rate(self, fault_rate: float) -> None:
         """Changes the probability of injected faults (0 to 1)."""
         self._faults.rate = fault_rate

@@ -248,6 +248,19 @@ class Store:
             self._put("surveys", record, now)
             return survey_id
 
+    def remove_survey(self, survey_id: int) -> list[int]:
+        """Deletes a survey and its responses (as if removed in the vendor's app); returns the
+        ids of the responses that went with it. Raises KeyError for an unknown survey."""
+        with self._lock:
+            del self._records["surveys"][survey_id]
+            del self._updated["surveys"][survey_id]
+            gone = [rid for rid, record in self._records["survey_responses"].items()
+                    if record.get("survey_id") == survey_id]
+            for rid in gone:
+                del self._records["survey_responses"][rid]
+                del self._updated["survey_responses"][rid]
+            return gone
+
     def create_response(self, survey_id: int, body: dict[str, Any]) -> dict:
         """Creates a response from a POST body (``id``/``survey_id``/timestamps are assigned).
 
