@@ -11,6 +11,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+# The API's published defaults: 10 tokens, leaking 1 per second.
+DEFAULT_RATE, DEFAULT_BURST = 1.0, 10
+
 
 def header_float(headers: Mapping[str, str], name: str) -> float | None:
     """A header parsed as a float, or None when absent or not a number."""
@@ -40,8 +43,8 @@ class LeakyBucket:
 
     def __init__(
         self,
-        rate: float = 1.0,
-        burst: int = 10,
+        rate: float = DEFAULT_RATE,
+        burst: int = DEFAULT_BURST,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

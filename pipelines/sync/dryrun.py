@@ -8,12 +8,11 @@ from typing import Any
 
 from pipelines.micrometrics.settings import Settings
 from pipelines.micrometrics.source import EPOCH
+from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
 from pipelines.micrometrics.windows import StreamWindows
 
 from .runner import SyncOptions, make_pipeline
 from .summary import floor_seconds
-
-DEFAULT_RATE, DEFAULT_BURST = 1.0, 10
 
 
 def resource_states(state: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_sandbox(clock: FakeClock) -> Iterator[Callable[..., Sandbox]]:
-    """Starts sandboxes (small data, no throttling by default) and stops them afterwards."""
-    started: list[Sandbox] = []
+def make_sandbox(clock: FakeClock, start_sandbox) -> Callable[..., Sandbox]:
+    """Starts sandboxes (small data, no throttling by default); tests/conftest.py's
+    ``start_sandbox`` stops them afterwards."""
 
     def make(**kwargs) -> Sandbox:
         options = dict(
@@ -28,13 +28,9 @@ def make_sandbox(clock: FakeClock) -> Iterator[Callable[..., Sandbox]]:
             devices=40, surveys=5, responses=600, page_size=25,
         )
         options.update(kwargs)
-        sandbox = Sandbox(**options).start()
-        started.append(sandbox)
-        return sandbox
+        return start_sandbox(**options)
 
-    yield make
-    for sandbox in started:
-        sandbox.stop()
+    return make
 
 
 @pytest.fixture
