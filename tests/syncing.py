@@ -44,14 +44,18 @@ def sync_sandbox(
     options: SyncOptions | None = None,
     rate: float = 1.0,
     burst: int = 10,
+    max_requests: int | None = None,
     **settings,
 ) -> SyncResult:
-    """One sync of ``sandbox`` into ``tmp_path/warehouse.duckdb``; waits advance ``clock``."""
+    """One sync of ``sandbox`` into ``tmp_path/warehouse.duckdb``; waits advance ``clock``.
+    With ``max_requests``, a sync that would make more requests fails instead of running on
+    (a test of termination must fail, not hang)."""
+    bucket_type = LeakyBucket if max_requests is None else capped_bucket(max_requests)
     client = MicrometricsClient(
         sandbox.url,
         KEY,
         SECRET,
-        bucket=LeakyBucket(rate=rate, burst=burst, clock=clock, sleep=clock.sleep),
+        bucket=bucket_type(rate=rate, burst=burst, clock=clock, sleep=clock.sleep),
         retry=RetryPolicy(rng=random.Random(3)),
         sleep=clock.sleep,
         auth_clock=clock,
@@ -61,6 +65,23 @@ def sync_sandbox(
     report = run_sync(resolved, options or SyncOptions(), client=client, pipeline=pipeline,
                       clock=clock)
     return SyncResult(report, client, pipeline)
+
+
+class RequestCapExceeded(AssertionError):
+    """The sync made more requests than a test allows: it would not have terminated."""
+
+
+def capped_bucket(max_requests: int) -> type[LeakyBucket]:
+    class CappedBucket(LeakyBucket):
+        taken = 0
+
+        def acquire(self) -> float:
+            CappedBucket.taken += 1
+            if CappedBucket.taken > max_requests:
+                raise RequestCapExceeded(f"more than {max_requests} requests")
+            return super().acquire()
+
+    return CappedBucket
 
 
 def query(tmp_path: Path, sql: str) -> list[tuple]:

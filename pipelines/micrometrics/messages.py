@@ -86,8 +86,15 @@ HINTS: dict[str, Hint] = {
     ),
     "data_test": Hint(
         "error: sync failed: data test failed: <names> -- <offending rows>",
-        "the data loaded, but a data test in sql/tests found offending rows (shown); inspect "
-        "them in the destination",
+        "exit status 4: the data loaded, but a data test in sql/tests found offending rows "
+        "(shown) or returned no count (a test that proves nothing fails); inspect them in the "
+        "destination. Do not retry the sync for it: the same data would load again",
+    ),
+    "type_drift": Hint(
+        "warning: <table>.<column> changed type: dlt added the variant column ...",
+        "nothing breaks: the models read the column and its variant (as text when the types "
+        "differ); queries on the loaded table should read both too. Shown once, by the sync "
+        "that added the variant",
     ),
 }
 
@@ -100,8 +107,9 @@ def troubleshooting_markdown() -> str:
     """The README's Troubleshooting section body."""
     lines = [
         "Every failure ends the sync with a non-zero exit status (1 failed, 2 configuration, "
-        "3 another sync running) and one line on stderr; `--verbose` adds the traceback. Data "
-        "and state already loaded stay as they were: the next sync resumes.",
+        "3 another sync running, 4 loaded but a data test failed) and one line on stderr; "
+        "`--verbose` adds the traceback. Data and state already loaded stay as they were: the "
+        "next sync resumes.",
         "",
         "| you see | what to do |",
         "| --- | --- |",

@@ -21,3 +21,9 @@ class NextCursorPaginator(HeaderCursorPaginator):
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         value = (response.headers.get(self.cursor_key) or "").strip()
         self._next_reference = value or None
+
+    @property
+    def next_cursor(self) -> str | None:
+        """The cursor of the next page (None on the last page): kept in state when a round
+        stops part-way through a window."""
+        return self._next_reference

@@ -9,6 +9,7 @@ state that round committed. A crash loses at most the round in flight.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,6 @@ class SyncRun:
     Attributes:
         run_end: Upper bound of every window in this sync (fixed, so rounds continue ranges).
         round_pages: Page budget of one round (a window in flight is always finished).
-        max_window_pages: A window longer than this is given up and split.
         start_at: With ``end_at``, an explicit range to re-read without touching the
             incremental state (``--start-at``/``--end-at``).
         explicit_range: True when ``start_at`` is an explicit re-read.
@@ -34,7 +34,6 @@ class SyncRun:
 
     run_end: datetime
     round_pages: int
-    max_window_pages: int = 10**9
     start_at: datetime | None = None
     explicit_range: bool = False
     now: datetime | None = None
@@ -43,10 +42,16 @@ class SyncRun:
     more: bool = False
     surveys: list[dict[str, Any]] | None = None
     surveys_emitted: bool = False
+    questions_emitted: bool = False  # the question history, like surveys: first round
     rejected_surveys: list[dict[str, Any]] = field(default_factory=list)
     response_index: list[dict[str, Any]] = field(default_factory=list)
     scratch: dict[str, dict[str, Any]] = field(default_factory=dict)
     rejected: int = 0
+    # Deep pass: ``{id: updated_at}`` now in the destination for a table and ids (None: not
+    # counted), the streams that ran one, and the records found only by it.
+    known_versions: Callable[[str, list], dict] | None = None
+    deep_streams: set[str] = field(default_factory=set)
+    deep_found: int = 0
 
     def new_round(self) -> None:
         self.round += 1
@@ -60,6 +65,11 @@ class SyncRun:
             return True
         self.more = True
         return False
+
+    def may_continue_window(self) -> bool:
+        """Whether a window being read may fetch its next page in this round; if not, its
+        cursor is checkpointed and the sync needs another round."""
+        return self.may_start_window()
 
     def spend(self, pages: int) -> None:
         self.pages_this_round += pages

@@ -26,7 +26,11 @@ DEFAULT_LOOKBACK_MINUTES = 120.0
 MIN_LOOKBACK_MINUTES = 15.0
 DEFAULT_INITIAL_WINDOW_DAYS = 30.0
 DEFAULT_WINDOW_PAGES = 50
-ASSUMED_PAGE_SIZE = 100  # the server chooses; this only sizes windows
+ASSUMED_PAGE_SIZE = 100
+# Kiosks offline over a long weekend upload up to three days late: a daily deep pass re-reads
+# three days, so each late record gets three chances to be found.
+DEFAULT_DEEP_LOOKBACK_HOURS = 72.0
+DEFAULT_DEEP_EVERY_HOURS = 24.0  # the server chooses; this only sizes windows
 
 
 def env_name(key: str) -> str:
@@ -51,6 +55,8 @@ class Settings:
     allow_insecure_http: bool = False
     max_attempts: int = 6
     backoff_seconds: float = 0.5
+    deep_lookback: timedelta = timedelta(hours=DEFAULT_DEEP_LOOKBACK_HOURS)
+    deep_every: timedelta = timedelta(hours=DEFAULT_DEEP_EVERY_HOURS)
 
     def __repr__(self) -> str:
         return f"Settings(base_url={self.base_url!r}, api_key={self.api_key!r}, api_secret='***')"
@@ -62,6 +68,8 @@ class Settings:
             initial_window=self.initial_window,
             target_pages=self.window_pages,
             page_size=ASSUMED_PAGE_SIZE,
+            deep_lookback=self.deep_lookback,
+            deep_every=self.deep_every,
         )
 
 
@@ -113,6 +121,20 @@ def _positive(key: str, value: object, default: float) -> float:
     if number <= 0:
         raise ConfigurationError(
             f"{key} must be a positive number, got {value!r}; {hint('invalid_setting')}"
+        )
+    return number
+
+
+def _non_negative(key: str, value: object, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number < 0:
+        raise ConfigurationError(
+            f"{key} must be a number >= 0, got {value!r}; {hint('invalid_setting')}"
         )
     return number
 
@@ -170,4 +192,8 @@ def load_settings(**overrides: object) -> Settings:
         allow_insecure_http=insecure,
         max_attempts=_count("max_attempts", get("max_attempts"), 6),
         backoff_seconds=_positive("backoff_seconds", get("backoff_seconds"), 0.5),
+        deep_lookback=timedelta(hours=_positive(
+            "deep_lookback_hours", get("deep_lookback_hours"), DEFAULT_DEEP_LOOKBACK_HOURS)),
+        deep_every=timedelta(hours=_non_negative(
+            "deep_every_hours", get("deep_every_hours"), DEFAULT_DEEP_EVERY_HOURS)),
     )

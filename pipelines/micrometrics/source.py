@@ -11,8 +11,10 @@ import dlt
 from dlt.sources import DltResource
 
 from .client import MicrometricsClient
+from .deletions import track_survey_list
 from .errors import ApiError, CursorRejectedError
 from .quarantine import as_rejected, split_records
+from .questions import question_history
 from .rounds import SyncRun
 from .settings import Settings, load_settings
 from .timeutil import format_timestamp, parse_timestamp
@@ -24,6 +26,9 @@ TIMESTAMP_HINTS: dict[str, Any] = {
     "created_at": {"data_type": "timestamp"},
     # When overlapping windows deliver a record twice in one load, keep its newest version.
     "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},
+    # Not an API field: set in the destination when a record is found gone upstream (survey
+    # list, --reconcile). A record that comes back is merged anew, so it is NULL again.
+    "deleted_at": {"data_type": "timestamp", "nullable": True},
 }
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 CURSOR_RESTARTS = 2
@@ -37,52 +42,76 @@ def walk(
 ) -> Iterator[Any]:
     """Yield every page of every window the stream owes, checkpointing each finished window.
 
-    A window whose pages exceed ``run.max_window_pages`` is given up (its records are kept:
-    they merge on id) and read again as smaller windows, so no single unchecked window can
-    grow without bound. A refused cursor restarts its window, ``CURSOR_RESTARTS`` times at most.
+    A window is read through to its end whatever its size (records sharing one ``updated_at``
+    can't be split into smaller windows). When the round's page budget runs out part-way, the
+    cursor of the next page goes to state and the next round resumes from it, so no page is
+    read twice. A refused cursor restarts its window, ``CURSOR_RESTARTS`` times at most.
     """
     while (window := windows.next_window()) is not None:
         if not run.may_start_window():
             return
         restarts = 0
         while True:
-            records = pages = rejected_count = 0
-            overflow = False
+            cursor, records = windows.resume_cursor()
+            params = window.params() | ({"cursor": cursor} if cursor else {})
+            pages = rejected_count = 0
             try:
-                for page in client.pages(path, params=window.params()):
+                for page in client.pages(path, params=params):
                     pages += 1
+                    run.spend(1)
                     records += len(page)
                     good, rejected = split_records(page, label)
                     if good:
+                        count_deep_finds(good, windows, run, label)
                         yield good
                     if rejected:
                         rejected_count += len(rejected)
                         yield as_rejected(rejected)
-                    if page.paginator.has_next_page:
+                    next_cursor = page.paginator.next_cursor
+                    if next_cursor:
                         windows.learn_page_size(len(page))
-                    if pages >= run.max_window_pages and page.paginator.has_next_page:
-                        overflow = True
-                        break
+                        if not run.may_continue_window():
+                            # Out of budget mid-window: this round's state keeps the cursor.
+                            windows.checkpoint(window, next_cursor, records)
+                            run.rejected += rejected_count
+                            log.info("%s: %s .. %s: %d records so far; continued next round",
+                                     label, format_timestamp(window.start),
+                                     format_timestamp(window.end), records)
+                            return
                 break
             except CursorRejectedError:
-                # An expired or refused cursor: read the window again from its first page.
+                # An expired or refused cursor: read this window again from its first page.
                 restarts += 1
                 if restarts > CURSOR_RESTARTS:
                     raise
+                windows.restart()
+                run.rejected += rejected_count
                 log.warning("warning: %s: the API refused a cursor; reading the window again",
                             label)
         run.rejected += rejected_count
-        run.spend(pages)
-        if overflow:
-            windows.give_up(window, records)
-            log.info("%s: %s .. %s: more than %d pages; splitting it", label,
-                     format_timestamp(window.start), format_timestamp(window.end), pages)
-            continue
         windows.complete(window, records)
         log.info(
             "%s: %s .. %s: %d records in %d pages",
             label, format_timestamp(window.start), format_timestamp(window.end), records, pages,
         )
+
+
+def count_deep_finds(
+    records: list[dict], windows: StreamWindows, run: SyncRun, label: str
+) -> None:
+    """In a deep pass, count the records changed before the plain lookback's start that the
+    destination does not hold in this version: late uploads the plain lookback missed."""
+    below = windows.deep_below
+    if below is None:
+        return
+    run.deep_streams.add(label)
+    if run.known_versions is None:
+        return
+    older = {r["id"]: parse_timestamp(r["updated_at"]) for r in records
+             if parse_timestamp(r["updated_at"]) < below}
+    if older:
+        known = run.known_versions(label.partition("[")[0], list(older))
+        run.deep_found += sum(1 for rid, at in older.items() if known.get(rid) != at)
 
 
 def survey_list(client: MicrometricsClient, settings: Settings, run: SyncRun) -> list[dict]:
@@ -154,6 +183,9 @@ def micrometrics_source(
         listed = survey_list(client, settings, run)
         if not run.surveys_emitted:
             run.surveys_emitted = True
+            # The list is complete: a survey it no longer names is gone (marked, not dropped).
+            track_survey_list(dlt.current.resource_state(),
+                              [s["id"] for s in run.response_index], run.now or run.run_end)
             if listed:
                 yield listed
             if run.rejected_surveys:
@@ -189,7 +221,13 @@ def micrometrics_source(
                 # will not name it again.
                 log.warning("warning: %s: the survey no longer exists (404); skipped", label)
 
-    return [devices, surveys, survey_responses]
+    def listed_surveys() -> list[dict[str, Any]]:
+        survey_list(client, settings, run)
+        return run.response_index  # quarantined surveys with an id too: their questions count
+
+    survey_questions = question_history(listed_surveys, run)
+
+    return [devices, surveys, survey_questions, survey_responses]
 
 
 def survey_floor(survey: dict[str, Any]) -> datetime | None:

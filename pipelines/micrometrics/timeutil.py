@@ -15,6 +15,8 @@ def parse_timestamp(value: str | datetime) -> datetime:
     """
     if isinstance(value, datetime):
         parsed = value
+    elif (fast := _fromisoformat(value)) is not None:
+        parsed = fast
     else:
         try:
             parsed = pendulum.parse(str(value).strip(), exact=True, tz=None)
@@ -28,6 +30,17 @@ def parse_timestamp(value: str | datetime) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp needs an offset such as +00:00 or Z: {value!r}")
     return datetime.fromtimestamp(parsed.timestamp(), UTC)
+
+
+def _fromisoformat(value: object) -> datetime | None:
+    """The common case, ``2024-01-01T00:00:00.000Z``, through the C parser (about 20 times
+    pendulum's speed: every record's ``updated_at`` is checked); None when it needs pendulum."""
+    if not isinstance(value, str) or len(value) < 20 or value[10] != "T":
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def format_timestamp(moment: datetime) -> str:

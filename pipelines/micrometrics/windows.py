@@ -9,8 +9,11 @@ A stream (one index endpoint) owes a *range* ``[lo, hi]``: the whole history on 
 - after an empty window, a window whose rest of the range is projected to be small, or one that
   reaches below ``floor`` (a survey's creation: its responses can hardly be older), the window
   simply extends to ``lo``: deep empty history costs one request, not one per month;
-- a window that turns out to hold more than ``max_window_pages`` pages is given up part-way
-  and split (see ``give_up``), so the bet above can't leave a huge window unchecked.
+- a window is always read through to its end, however many pages it turns out to hold: a
+  window can't be split below one instant (a bulk update may stamp 50,000 records with one
+  ``updated_at``), and giving a window up would read its pages twice. Its progress is
+  checkpointed instead: when a round's page budget runs out mid-window, the paging cursor is
+  kept in state (``pending.window``) and the next round resumes from it (see ``checkpoint``).
 
 Each window reaches ``OVERLAP`` beyond both of its nominal bounds (neighbours share
 ``2 * OVERLAP``), so a record on a bound is fetched whatever the server's inclusive/exclusive
@@ -54,6 +57,8 @@ class WindowSettings:
         initial_window: First window of a range with no density known.
         target_pages: Pages a window should hold.
         page_size: Records per page assumed until the server's page size has been seen.
+        deep_lookback: How far back a deep pass re-reads (late uploads of offline kiosks).
+        deep_every: Least time between two deep passes of a stream (zero: every sync).
     """
 
     start_at: datetime
@@ -61,15 +66,20 @@ class WindowSettings:
     initial_window: timedelta
     target_pages: int
     page_size: int = 100
+    deep_lookback: timedelta = timedelta(0)
+    deep_every: timedelta = timedelta(0)
 
 
 class StreamWindows:
     """The windows still owed by one stream, read from and written to its state dict.
 
     State keys: ``high_water`` (everything updated up to it is extracted), ``pending``
-    (``lo``, ``hi``, ``next_hi``: the range being walked, done from ``next_hi`` up to ``hi``),
+    (``lo``, ``hi``, ``next_hi``: the range being walked, done from ``next_hi`` up to ``hi``;
+    ``deep_below``: in a deep pass, where the plain lookback would have started),
+    ``deep_at`` (when the last deep pass, or the full first read, of this stream began),
     ``density`` (records per second seen last), ``page_size`` (the server's, as seen),
-    ``extend`` (next window goes down to ``lo``), ``shrunk`` (a window was just given up).
+    ``extend`` (next window goes down to ``lo``). ``pending.window`` is a window read part-way:
+    its bounds, the cursor of its next page and the records read so far.
     """
 
     def __init__(
@@ -100,6 +110,14 @@ class StreamWindows:
             return None
         return high_water - self.settings.lookback
 
+    def deep_pass_due(self) -> bool:
+        """Whether a new range re-reads ``deep_lookback`` instead of the plain lookback: at most
+        once every ``deep_every`` per stream (tracked in its state)."""
+        if self.high_water is None or self.settings.deep_lookback <= self.settings.lookback:
+            return False
+        last = self.state.get("deep_at")
+        return last is None or self.run_end - parse_timestamp(last) >= self.settings.deep_every
+
     def _open_range(self) -> dict[str, str] | None:
         pending = self.state.get("pending")
         if pending:
@@ -109,27 +127,41 @@ class StreamWindows:
             return None
         hi = format_timestamp(self.run_end)
         pending = {"lo": format_timestamp(lo), "hi": hi, "next_hi": hi}
+        if self.high_water is None:
+            self.state["deep_at"] = hi  # a full read covers whatever a deep pass would
+        elif self.deep_pass_due():
+            pending["deep_below"] = pending["lo"]
+            pending["lo"] = format_timestamp(self.high_water - self.settings.deep_lookback)
+            self.state["deep_at"] = hi
         self.state["pending"] = pending
         self.state.pop("extend", None)
         return pending
 
+    @property
+    def deep_below(self) -> datetime | None:
+        """In a deep pass, where the plain lookback would have started: records changed
+        before it are what only the deep pass can find."""
+        value = (self.state.get("pending") or {}).get("deep_below")
+        return parse_timestamp(value) if value else None
+
     def next_window(self) -> Window | None:
-        """The next window to fetch, or None when the stream is up to ``run_end``."""
+        """The next window to fetch, or None when the stream is up to ``run_end``. A window read
+        part-way by an earlier round comes back with the same bounds (its cursor is bound to
+        them): see ``resume_cursor``."""
         pending = self._open_range()
         if pending is None:
             return None
+        partial = pending.get("window")
+        if partial:
+            return Window(parse_timestamp(partial["start"]), parse_timestamp(partial["end"]))
         lo, top = parse_timestamp(pending["lo"]), parse_timestamp(pending["next_hi"])
         start = top - min(self._length(), top - lo + MIN_WINDOW)
         density = self.state.get("density")
-        reaches_all = start <= lo or (
-            # Right after a window was given up for its size, only shrinking is allowed.
-            not self.state.get("shrunk")
-            and (
-                self.state.get("extend")
-                or (self.floor is not None and start <= self.floor)
-                or (density and density * (start - lo).total_seconds()
-                    <= self.target_records)
-            )
+        reaches_all = (
+            start <= lo
+            or self.state.get("extend")
+            or (self.floor is not None and start <= self.floor)
+            or (density and density * (start - lo).total_seconds() <= self.target_records)
         )
         # Both ends reach OVERLAP past the nominal bounds: a record exactly on a bound (or
         # updated at the very instant of run_end) is inside whatever the server's semantics.
@@ -148,14 +180,29 @@ class StreamWindows:
         """Records a window should hold: target pages times the page size the server uses."""
         return self.settings.target_pages * (self.state.get("page_size") or self.settings.page_size)
 
-    def give_up(self, window: Window, records_seen: int) -> None:
-        """``window`` held too many pages to finish unchecked: split it. The history there is
-        taken to be at least four times as dense as what was seen before stopping, so the
-        next windows are a small fraction of it."""
-        span = max((window.end - window.start).total_seconds(), 1.0)
-        self.state["density"] = max(self.state.get("density") or 0.0, 4 * records_seen / span)
-        self.state["shrunk"] = True
-        self.state.pop("extend", None)
+    def resume_cursor(self) -> tuple[str | None, int]:
+        """Cursor of the next page of the window read part-way, and the records it has
+        returned so far; ``(None, 0)`` for a fresh window."""
+        partial = (self.state.get("pending") or {}).get("window") or {}
+        return partial.get("cursor"), int(partial.get("records", 0))
+
+    def checkpoint(self, window: Window, cursor: str, records: int) -> None:
+        """``window`` is read up to the page before ``cursor``; the round stops here and the
+        next one resumes from ``cursor`` (the state travels with the pages just read)."""
+        self.state["pending"]["window"] = {
+            "start": format_timestamp(window.start),
+            "end": format_timestamp(window.end),
+            "cursor": cursor,
+            "records": records,
+        }
+
+    def restart(self) -> None:
+        """Forget a part-way window's cursor (the API refused it): read it from its first page,
+        same bounds."""
+        partial = (self.state.get("pending") or {}).get("window")
+        if partial:
+            partial.pop("cursor", None)
+            partial["records"] = 0
 
     def learn_page_size(self, size: int) -> None:
         """A full page (one followed by another) shows the server's page size."""
@@ -163,8 +210,8 @@ class StreamWindows:
 
     def complete(self, window: Window, records: int) -> None:
         """Mark ``window`` as fully read, having returned ``records`` records."""
-        self.state.pop("shrunk", None)
         pending = self.state["pending"]
+        pending.pop("window", None)
         lo = parse_timestamp(pending["lo"])
         if records:
             span = max((window.end - window.start).total_seconds(), 1.0)
@@ -183,9 +230,14 @@ class StreamWindows:
         """One line on what is owed, for ``--dry-run``."""
         pending = self.state.get("pending")
         if pending:
-            return f"resume {pending['lo']} .. {pending['next_hi']} (then up to {pending['hi']})"
+            partial = " (a window read part-way)" if pending.get("window") else ""
+            return (f"resume {pending['lo']} .. {pending['next_hi']} (then up to "
+                    f"{pending['hi']}){partial}")
         lo = self._new_range_start()
         if lo is None:
             return "up to date"
         kind = "full history" if self.high_water is None else "incremental"
+        if self.deep_pass_due():
+            kind = "incremental with a deep pass"
+            lo = self.high_water - self.settings.deep_lookback
         return f"{kind} {format_timestamp(lo)} .. {format_timestamp(self.run_end)}"

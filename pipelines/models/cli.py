@@ -14,9 +14,10 @@ from pipelines.micrometrics.errors import ConfigurationError
 
 from .preview import mart_preview
 from .project import ModelsError
-from .runner import build_models, one_line
+from .runner import DataTestFailed, build_models, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_DATA_TEST = 4  # built, but a data test failed (the same status as the sync's)
 
 DESCRIPTION = """\
 Build the SQL models (sql/staging as views, sql/marts as tables) in the dataset the sync loads,
@@ -28,8 +29,9 @@ Destination credentials come from the same configuration as the sync (environmen
 """
 
 EPILOG = """\
-exit status: 0 built and all data tests passed, 1 a model or data test failed (cause on
-stderr), 2 bad configuration or arguments.
+exit status: 0 built and all data tests passed, 1 a model failed to build (cause on stderr),
+2 bad configuration or arguments, 4 built, but a data test failed or returned no count (the
+test and its offending rows on stderr; the models stay built for inspection).
 examples:
   python -m pipelines.models
   python -m pipelines.models --as-of 2027-01-15T00:00:00Z
@@ -68,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, ConfigurationException) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
-    except ModelsError as exc:  # includes DataTestFailed
+    except DataTestFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATA_TEST
+    except ModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # e.g. the destination refused the connection

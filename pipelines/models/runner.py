@@ -25,26 +25,32 @@ from .compiler import (
     generate,
 )
 from .graph import build_order
-from .project import Model, ModelsError, load_project
+from .project import Model, ModelsError, Project, load_project
+from .variants import pipeline_schema, schema_tables, with_variants
 
 SAMPLE_ROWS = 5
 
 
 @dataclass(frozen=True)
 class DataTestResult:
-    """What one data test found: ``offending`` rows in all, the first few as ``sample``."""
+    """What one data test found: ``offending`` rows in all, the first few as ``sample``;
+    ``problem`` when its result could not be read as a count (which is a failure, never a
+    pass)."""
 
     name: str
     offending: int
     columns: tuple[str, ...] = ()
     sample: tuple[tuple[Any, ...], ...] = ()
+    problem: str | None = None
 
     @property
     def passed(self) -> bool:
-        return self.offending == 0
+        return self.offending == 0 and self.problem is None
 
     def describe(self) -> str:
         """One line: the test, its count of offending rows and the sample."""
+        if self.problem:
+            return f"{self.name}: {self.problem}"
         rows = "; ".join(
             "(" + ", ".join(f"{col}={value!r}" for col, value in zip(self.columns, row,
                                                                         strict=False)) + ")"
@@ -124,7 +130,7 @@ def build_models(
         ModelsError: A model could not be built, or the destination is not supported.
     """
     started = time.monotonic()
-    project = load_project(sql_dir)
+    project = adapted_project(pipeline, sql_dir)
     params = {"as_of": as_of_literal(now)}
     with pipeline.sql_client() as client:
         dialect = dialect_of(client)
@@ -146,19 +152,39 @@ def build_models(
 def run_data_tests(pipeline: dlt.Pipeline, sql_dir: Path | str | None = None
                    ) -> list[DataTestResult]:
     """Runs every data test against the built models; never raises for offending rows."""
-    project = load_project(sql_dir)
+    project = adapted_project(pipeline, sql_dir)
     with pipeline.sql_client() as client:
         dialect = dialect_of(client)
         qualify = client_qualifier(client)
         return [run_test(client, test, dialect, qualify) for test in project.tests]
 
 
+def adapted_project(pipeline: dlt.Pipeline, sql_dir: Path | str | None) -> Project:
+    """The SQL project, reading the variant columns the pipeline's tables have (see
+    :mod:`.variants`)."""
+    return with_variants(load_project(sql_dir), schema_tables(pipeline_schema(pipeline)))
+
+
 def run_test(client: Any, test: Model, dialect: str, qualify: Qualifier) -> DataTestResult:
-    """Counts the test's rows and fetches a few; a test passes when it returns none."""
+    """Counts the test's rows and fetches a few; a test passes only when that count is 0.
+
+    A count query that returns no row, or NULL, or something that is not a number, is a
+    failure: a pass must be proven, never assumed.
+    """
     offending = compile_query(test, dialect, qualify).subquery("offending")
     count_sql = generate(exp.select("COUNT(*)").from_(offending.copy()), dialect, test.name)
     rows = execute(client, count_sql, f"data test {test.name}")
-    count = int(rows[0][0]) if rows else 0
+    first = rows[0] if rows else None
+    value = first[0] if first else None
+    if value is None:
+        what = "no row" if first is None else "NULL"
+        return DataTestResult(test.name, 0, problem=f"its row count query returned {what}, "
+                                                    f"which counts as a failure, not a pass")
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        return DataTestResult(test.name, 0, problem=f"its row count query returned {value!r}, "
+                                                    f"not a number; counted as a failure")
     if not count:
         return DataTestResult(test.name, 0)
     sample_sql = generate(exp.select("*").from_(offending).limit(SAMPLE_ROWS), dialect, test.name)

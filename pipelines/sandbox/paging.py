@@ -6,6 +6,7 @@ record that leaves the window between two pages does not shift the others.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from typing import Any
 
@@ -29,21 +30,13 @@ def sort_key(order: str, seed: int, record_id: Any, updated_ms: int) -> tuple:
 
 
 def page_after(
-    keyed: list[tuple[tuple, dict]], after: tuple | None, size: int
+    keys: list[tuple], records: list[dict], after: tuple | None, size: int
 ) -> tuple[list[dict], tuple | None]:
-    """Selects one page.
-
-    Args:
-        keyed: ``(sort_key, record)`` for every record of the result set, any order.
-        after: The key of the last record of the previous page, or None for the first page.
-        size: Page size.
-
-    Returns:
-        The page's records and, when more records follow, the key to resume after.
-    """
-    rest = sorted(
-        (kr for kr in keyed if after is None or kr[0] > after), key=lambda kr: kr[0]
-    )
-    page = rest[:size]
-    more = len(rest) > size  # a page that ends exactly at the last record gets no cursor
-    return [r for _, r in page], (page[-1][0] if more else None)
+    """One page: the next ``size`` records whose key is greater than ``after`` (None: the first
+    page), and the key to resume after when more follow. The result set comes sorted by key
+    (``keys[i]`` is the key of ``records[i]``), so a page is a bisection, not a sort: result
+    sets of 50,000 records sharing one ``updated_at`` stay fast."""
+    first = 0 if after is None else bisect.bisect_right(keys, after)
+    page = records[first:first + size]
+    more = len(records) > first + size
+    return page, (keys[first + size - 1] if more else None)

@@ -91,6 +91,9 @@ class Api:
         self.store, self.codec, self.seed = store, codec, seed
         self.page_size, self.order, self.boundary = page_size, order, boundary
         self.last_cursor, self.clock = last_cursor, clock
+        # (kind, survey, start, end) -> (store version, sorted keys, records): pages of one
+        # result set bisect a list sorted once, until the store changes.
+        self._sorted: dict[tuple, tuple[int, list, list]] = {}
 
     def handle(self, method: str, raw_uri: str, body: bytes) -> Reply:
         """Dispatches one request (already authenticated and admitted)."""
@@ -163,9 +166,31 @@ class Api:
                 after = self.codec.decode(query["cursor"], binding)
             except CursorError as exc:
                 return error(400, str(exc))
+        keys, records_sorted = self._result_set(kind, survey_id, start, end)
+        try:
+            records, last_key = page_after(keys, records_sorted, after, self.page_size)
+        except TypeError:  # a signed key of another shape (cannot happen unless secret leaks)
+            return error(400, "invalid cursor: bad key")
+        headers = {}
+        if last_key is not None:
+            headers["Next-Cursor"] = self.codec.encode(last_key, binding)
+        elif self.last_cursor == "empty":
+            headers["Next-Cursor"] = ""  # present but empty: "no more pages"
+        return Reply(200, records, headers, page_records=len(records))
+
+
+    def _result_set(
+        self, kind: str, survey_id: int | None, start: int, end: int
+    ) -> tuple[list, list]:
+        """Sort keys and records of one window, sorted by key; cached until the store changes."""
+        cache_key = (kind, survey_id, start, end)
+        cached = self._sorted.get(cache_key)
+        if cached and cached[0] == self.store.version:
+            return cached[1], cached[2]
+        version, rows = self.store.versioned_rows(kind, survey_id)
         keyed = [
             (sort_key(self.order, self.seed, rec["id"], ms), rec)
-            for ms, rec in self.store.rows(kind, survey_id)
+            for ms, rec in rows
             if window.contains(self.boundary, start, end, ms * 1000)
         ]
         # Malformed records get a synthetic id in the sort key (unique, same type as the
@@ -177,13 +202,8 @@ class Api:
                 keyed.append(((FIRST, synthetic), rec))
             elif window.contains(self.boundary, start, end, us):
                 keyed.append((sort_key(self.order, self.seed, synthetic, us // 1000), rec))
-        try:
-            records, last_key = page_after(keyed, after, self.page_size)
-        except TypeError:  # a signed key of another shape (cannot happen unless secret leaks)
-            return error(400, "invalid cursor: bad key")
-        headers = {}
-        if last_key is not None:
-            headers["Next-Cursor"] = self.codec.encode(last_key, binding)
-        elif self.last_cursor == "empty":
-            headers["Next-Cursor"] = ""  # present but empty: "no more pages"
-        return Reply(200, records, headers, page_records=len(records))
+        keyed.sort(key=lambda kr: kr[0])
+        if len(self._sorted) > 256:  # windows move with every sync: keep the cache small
+            self._sorted.clear()
+        self._sorted[cache_key] = (version, [k for k, _ in keyed], [r for _, r in keyed])
+        return self._sorted[cache_key][1], self._sorted[cache_key][2]

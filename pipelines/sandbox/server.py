@@ -33,6 +33,8 @@ LAST_CURSOR_MODES = ("empty", "absent")
 MUTATIONS = (
     "add_responses", "update_responses", "add_late_responses", "update_devices",
     "add_devices", "add_survey", "set_fault_rate", "script", "patch_records", "add_malformed",
+    "remove_survey", "restore_survey", "erase_records", "stamp_records",
+    "edit_questions",
 )
 
 
@@ -405,9 +407,27 @@ class Sandbox:
         """See :meth:`Store.add_survey`."""
         return self.store.add_survey()
 
+    def edit_questions(
+        self, survey_id: int, drop: list[int] | None = None, add: list[str] | None = None
+    ) -> list[int]:
+        """See :meth:`Store.edit_questions`."""
+        return self.store.edit_questions(survey_id, drop, add)
+
     def remove_survey(self, survey_id: int) -> list[int]:
         """See :meth:`Store.remove_survey`."""
         return self.store.remove_survey(survey_id)
+
+    def restore_survey(self, survey_id: int) -> list[int]:
+        """See :meth:`Store.restore_survey`."""
+        return self.store.restore_survey(survey_id)
+
+    def erase_records(self, kind: str, ids: list) -> list:
+        """See :meth:`Store.erase_records`."""
+        return self.store.erase_records(kind, ids)
+
+    def stamp_records(self, kind: str, ids: list | None = None, at: str | None = None) -> list:
+        """See :meth:`Store.stamp_records`."""
+        return self.store.stamp_records(kind, ids, at)
 
     def set_fault_rate(self, fault_rate: float) -> None:
         """Changes the probability of injected faults (0 to 1)."""

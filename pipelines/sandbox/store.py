@@ -31,6 +31,9 @@ class Store:
             at construction (truncated to the minute) and mutations are stamped with it.
     """
 
+    # Highest question id edit_questions handed out, so a dropped id is never issued again.
+    _last_question_id = 0
+
     def __init__(
         self,
         seed: int = 1,
@@ -51,6 +54,10 @@ class Store:
             k: [] for k in KINDS
         }
         self._malformed_seq = 0
+        # Bumped by every change, so the API can cache sorted result sets between changes.
+        self.version = 0
+        # Surveys removed with remove_survey, with their responses, for restore_survey.
+        self._removed: dict[Any, list[tuple[str, int, dict]]] = {}
         rows = data.generate(seed, anchor_ms, devices, surveys, responses)
         for kind in KINDS:
             for updated_ms, record in rows[kind]:
@@ -65,8 +72,14 @@ class Store:
 
     def rows(self, kind: str, survey_id: int | None = None) -> list[tuple[int, dict]]:
         """``(updated_at_ms, record)`` for every record of ``kind``, optionally of one survey."""
+        return self.versioned_rows(kind, survey_id)[1]
+
+    def versioned_rows(
+        self, kind: str, survey_id: int | None = None
+    ) -> tuple[int, list[tuple[int, dict]]]:
+        """``rows`` together with the store's version they were read at."""
         with self._lock:
-            return [
+            return self.version, [
                 (self._updated[kind][rid], rec)
                 for rid, rec in self._records[kind].items()
                 if survey_id is None or rec.get("survey_id") == survey_id
@@ -177,6 +190,7 @@ class Store:
                     raise KeyError(survey_id)
             seq = self._malformed_seq
             self._malformed_seq += 1
+            self.version += 1
             us = _parse_updated(record.get("updated_at"))
             self._malformed[kind].append((seq, us, survey_id, record))
 
@@ -248,18 +262,104 @@ class Store:
             self._put("surveys", record, now)
             return survey_id
 
+    def edit_questions(
+        self, survey_id: int, drop: list[int] | None = None, add: list[str] | None = None
+    ) -> list[int]:
+        """A survey owner's edit: drops the questions whose ids are in ``drop`` and appends one
+        new question per type in ``add`` (``nps``, ``rating``, ``text``, ``choice``), each with
+        a fresh id that no survey ever had; the survey's ``updated_at`` = now. Re-creating a
+        question is dropping it and adding one. Responses created afterwards answer the new
+        question list. Returns the new question ids, in the order of ``add``.
+
+        Raises:
+            KeyError: Unknown survey, or an id in ``drop`` that it does not list.
+            ValueError: An unknown question type in ``add``.
+        """
+        drop, add = list(drop or []), list(add or [])
+        unknown = [kind for kind in add if kind not in data.QUESTION_TEXTS]
+        if unknown:
+            raise ValueError(f"unknown question types {unknown!r}; one of "
+                             f"{', '.join(data.QUESTION_TEXTS)}")
+        with self._lock:
+            survey = self._records["surveys"].get(survey_id)
+            if survey is None:
+                raise KeyError(survey_id)
+            questions = survey.get("questions")
+            questions = questions if isinstance(questions, list) else []
+            listed = {q.get("id") for q in questions if isinstance(q, dict)}
+            missing = [qid for qid in drop if qid not in listed]
+            if missing:
+                raise KeyError(f"survey {survey_id} has no questions {missing!r}")
+            high = max([self._last_question_id, 1000, *(
+                q["id"] for sid in self._records["surveys"] for q in self._questions(sid))])
+            new_ids = list(range(high + 1, high + 1 + len(add)))
+            self._last_question_id = high + len(add)
+            kept = [q for q in questions if not (isinstance(q, dict) and q.get("id") in drop)]
+            kept += [{"id": qid, "type": kind, "text": data.QUESTION_TEXTS[kind]}
+                     for qid, kind in zip(new_ids, add, strict=True)]
+            now = self._now_ms()
+            record = {**copy.deepcopy(survey), "questions": kept,
+                      "updated_at": data.format_ms(now)}
+            self._put("surveys", record, now)
+            return new_ids
+
     def remove_survey(self, survey_id: int) -> list[int]:
         """Deletes a survey and its responses (as if removed in the vendor's app); returns the
-        ids of the responses that went with it. Raises KeyError for an unknown survey."""
+        ids of the responses that went with it. Raises KeyError for an unknown survey.
+        :meth:`restore_survey` brings both back."""
         with self._lock:
-            del self._records["surveys"][survey_id]
-            del self._updated["surveys"][survey_id]
+            removed = [("surveys", self._updated["surveys"][survey_id],
+                        self._records["surveys"][survey_id])]
             gone = [rid for rid, record in self._records["survey_responses"].items()
                     if record.get("survey_id") == survey_id]
-            for rid in gone:
-                del self._records["survey_responses"][rid]
-                del self._updated["survey_responses"][rid]
+            removed += [("survey_responses", self._updated["survey_responses"][rid],
+                         self._records["survey_responses"][rid]) for rid in gone]
+            self._delete("surveys", [survey_id])
+            self._delete("survey_responses", gone)
+            self._removed[survey_id] = removed
             return gone
+
+    def restore_survey(self, survey_id: int) -> list[int]:
+        """Brings back a survey removed by :meth:`remove_survey`, with its responses, exactly as
+        they were (same ``updated_at``: an undelete in the vendor's app changes nothing else).
+        Returns the response ids. Raises KeyError if the survey was not removed."""
+        with self._lock:
+            removed = self._removed.pop(survey_id)
+            for kind, updated_ms, record in removed:
+                self._put(kind, record, updated_ms)
+            return [record["id"] for kind, _, record in removed if kind == "survey_responses"]
+
+    def erase_records(self, kind: str, ids: list) -> list:
+        """Deletes records for good (a respondent's erasure request, a decommissioned device):
+        nothing in the API says they existed. Unknown ids: KeyError, nothing erased."""
+        if kind not in ("devices", "survey_responses"):
+            raise KeyError(f"erase_records takes devices or survey_responses, not {kind!r}")
+        with self._lock:
+            missing = [i for i in ids if i not in self._records[kind]]
+            if missing:
+                raise KeyError(f"no {kind} with ids {missing!r}")
+            self._delete(kind, ids)
+            return list(ids)
+
+    def stamp_records(self, kind: str, ids: list | None = None, at: str | None = None) -> list:
+        """A bulk update: the records ``ids`` of ``kind`` (all of them when None) get one and the
+        same ``updated_at``, to the millisecond: ``at`` (ISO 8601 with an offset) or now.
+        Returns their ids. Unknown ids: KeyError, nothing changed."""
+        if kind not in KINDS:
+            raise KeyError(kind)
+        at_us = None if at is None else _parse_updated(at)
+        if at is not None and at_us is None:
+            raise ValueError("at must be ISO 8601 with an offset")
+        with self._lock:
+            ids = sorted(self._records[kind]) if ids is None else list(ids)
+            missing = [i for i in ids if i not in self._records[kind]]
+            if missing:
+                raise KeyError(f"no {kind} with ids {missing[:5]!r}")
+            at_ms = self._now_ms() if at_us is None else at_us // 1000
+            stamp = data.format_ms(at_ms)
+            for rid in ids:
+                self._put(kind, {**self._records[kind][rid], "updated_at": stamp}, at_ms)
+            return ids
 
     def create_response(self, survey_id: int, body: dict[str, Any]) -> dict:
         """Creates a response from a POST body (``id``/``survey_id``/timestamps are assigned).
@@ -313,6 +413,13 @@ class Store:
     def _put(self, kind: str, record: dict, updated_ms: int) -> None:
         self._records[kind][record["id"]] = record
         self._updated[kind][record["id"]] = updated_ms
+        self.version += 1
+
+    def _delete(self, kind: str, ids: list) -> None:
+        for rid in ids:
+            del self._records[kind][rid]
+            del self._updated[kind][rid]
+        self.version += 1
 
     def _questions(self, survey_id: Any) -> list[dict]:
         """The well-formed questions of a survey ([] if unknown or patched into another shape),
@@ -345,11 +452,12 @@ class Store:
             if not surveys or not devices:
                 raise ValueError("responses need at least one survey and one device")
             ids = []
+            next_id = self._next_response_id()  # once: a max over every id per record is O(n²)
             for _ in range(count):
                 sid = survey_id if survey_id is not None else self._rng.choice(surveys)
                 record = data.make_response(
                     self._rng,
-                    self._next_response_id(),
+                    next_id,
                     {"id": sid, "questions": self._questions(sid)},
                     self._rng.choice(devices),
                     at,
@@ -357,6 +465,7 @@ class Store:
                 )
                 self._put("survey_responses", record, at)
                 ids.append(record["id"])
+                next_id += 1
             return ids
 
 

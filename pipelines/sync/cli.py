@@ -15,7 +15,7 @@ from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.timeutil import parse_timestamp
-from pipelines.models import ModelsError, build_models, mart_preview
+from pipelines.models import DataTestFailed, ModelsError, build_models, mart_preview
 
 from .dryrun import describe_plan
 from .lock import SyncLockedError, sync_lock
@@ -23,7 +23,8 @@ from .runner import RESOURCES, SyncOptions, make_pipeline, run_sync
 from .summary import destination_counts, render
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
-TABLES = ["devices", "surveys", "surveys__questions", "survey_responses",
+EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
+TABLES = ["devices", "surveys", "surveys__questions", "survey_questions", "survey_responses",
           "survey_responses__answers", REJECTED_TABLE]
 
 DESCRIPTION = """\
@@ -43,7 +44,8 @@ DuckDB names the file's catalog after it and micrometrics.<table> would be ambig
 
 EPILOG = """\
 exit status: 0 synced, 1 the sync failed (cause on stderr), 2 bad configuration or arguments,
-3 another sync of the same pipeline is running.
+3 another sync of the same pipeline is running, 4 loaded, but a data test failed (do not retry:
+the load is good; inspect the offending rows shown on stderr).
 examples:
   python -m pipelines.sync
   python -m pipelines.sync --dry-run
@@ -85,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="upper bound of an explicit re-read (default: now)")
     parser.add_argument("--full-refresh", action="store_true",
                         help="drop this source's tables and state, then load the whole history")
+    parser.add_argument("--reconcile", action="store_true",
+                        help="after the sync, list every id of devices and survey responses "
+                             "and mark rows erased upstream (deleted_at); one request per page "
+                             "of history: see its cost first with --dry-run --reconcile")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (streams, windows, estimated requests, minimum "
                              "time) and make no data request")
@@ -127,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start_at=args.start_at,
         end_at=args.end_at,
         full_refresh=args.full_refresh,
+        reconcile=args.reconcile,
     )
     try:
         settings = load_settings()
@@ -147,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SyncLockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except DataTestFailed as exc:  # only build_models raises it: the load itself succeeded
+        print(f"error: sync failed: {one_line(exc)}", file=sys.stderr)
+        return EXIT_DATA_TEST
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

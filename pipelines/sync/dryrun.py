@@ -11,6 +11,7 @@ from pipelines.micrometrics.source import EPOCH
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
 from pipelines.micrometrics.windows import StreamWindows
 
+from .reconcile import reconcile_estimate
 from .runner import SyncOptions, make_pipeline
 from .summary import floor_seconds
 
@@ -53,6 +54,11 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
             lines.append(f"  {'survey_responses':<28} every survey's full history "
                          "(surveys not known before the first sync)")
             unknown = True
+    if options.reconcile and not options.full_refresh:
+        page_size = max([100] + [s.get("page_size") or 0 for s in page_states(states)])
+        reconcile_requests, reconcile_lines = reconcile_estimate(pipeline, page_size)
+        estimate += reconcile_requests
+        lines += ["  " + line for line in reconcile_lines]
     prefix = "at least " if unknown else "about "
     floor = floor_seconds(estimate, DEFAULT_RATE, DEFAULT_BURST)
     lines.append(
@@ -61,3 +67,10 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
     )
     lines.append("dry run: no data request was made")
     return "\n".join(lines)
+
+
+def page_states(states: dict[str, Any]) -> list[dict[str, Any]]:
+    """Window states of every stream (they hold the page size the server was seen to use)."""
+    found = [states.get("devices", {}).get("windows", {})]
+    found += list(states.get("survey_responses", {}).get("surveys", {}).values())
+    return [state for state in found if isinstance(state, dict)]

@@ -48,7 +48,34 @@ def render(report: SyncReport, counts: dict[str, int | None], rate: float, burst
         f"rounds {report.rounds}",
         f"elapsed {report.elapsed:.1f}s; rate-limit floor {floor:.1f}s{ratio}",
     ]
+    lines.append(deep_pass_line(report))
+    lines += deletion_lines(report)
     if report.rejected:
         lines.append(f"warning: {report.rejected} records were quarantined in "
                      f"{REJECTED_TABLE}: {hint('rejected_records')}")
+    lines += report.warnings
     return "\n".join(lines)
+
+
+def deep_pass_line(report: SyncReport) -> str:
+    """Whether a deep pass ran, and what it found that the plain lookback had missed."""
+    if not report.deep_streams:
+        return "deep pass: not due in this sync"
+    return (f"deep pass: {report.deep_streams} streams re-read the last "
+            f"{report.deep_lookback_hours:g} h; {report.deep_found} records found that the "
+            f"{report.lookback_minutes:g}-minute lookback had missed")
+
+
+def deletion_lines(report: SyncReport) -> list[str]:
+    """Rows marked deleted (or back) in this sync, and what a reconcile listed and cost."""
+    lines = []
+    if report.reconcile is not None:
+        listed = ", ".join(f"{n} {table}" for table, n in report.reconcile.listed.items())
+        lines.append(f"reconcile: listed {listed or 'nothing'} in "
+                     f"{report.reconcile.requests} requests")
+    for verb, counts in (("marked deleted", report.marks.marked),
+                         ("unmarked (back upstream)", report.marks.unmarked)):
+        if counts:
+            rows = ", ".join(f"{n} {table}" for table, n in sorted(counts.items()))
+            lines.append(f"deletions: {verb}: {rows}")
+    return lines

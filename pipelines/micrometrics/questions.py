@@ -1,0 +1,82 @@
+"""Question history: every version of every question a survey has had, kept by dlt's scd2.
+
+``surveys__questions`` is a child table of ``surveys`` (merged with delete-insert), so it only
+knows a survey's current questions: when an owner drops or re-creates a question, answers to
+the old one would lose their type. The ``survey_questions`` resource keeps them all instead:
+one row per question per survey, merged with dlt's ``scd2`` strategy. A row whose content
+(survey, id, type, text, any other field) is new gets ``valid_from`` = the sync's "now"; a row
+its survey no longer lists gets ``valid_to`` = that same "now". ``merge_key="survey_id"``
+limits retiring to the surveys present in the load, so a survey missing from a listing (deleted
+upstream, say) keeps its questions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import dlt
+from dlt.sources import DltResource
+
+from .rounds import SyncRun
+
+RESOURCE = "survey_questions"
+VALIDITY_COLUMNS = ["valid_from", "valid_to"]
+
+
+def question_rows(surveys: Iterable[Any]) -> list[dict[str, Any]]:
+    """One row per question: the question's own fields plus ``survey_id``.
+
+    Surveys without an id or without a list of questions, and questions that are not objects
+    with an id, give no row (an answer can only name a question by its id).
+    """
+    rows: list[dict[str, Any]] = []
+    for survey in surveys:
+        if not isinstance(survey, dict) or survey.get("id") is None:
+            continue
+        questions = survey.get("questions")
+        if not isinstance(questions, list):
+            continue
+        for question in questions:
+            if isinstance(question, dict) and question.get("id") is not None:
+                rows.append({**question, "survey_id": survey["id"]})
+    return rows
+
+
+def question_history(list_surveys: Callable[[], Iterable[Any]], run: SyncRun) -> DltResource:
+    """The ``survey_questions`` resource of one sync.
+
+    Args:
+        list_surveys: Returns the sync's survey list (quarantined surveys that have an id
+            included: their questions still type their answers).
+        run: The sync's rounds; the questions are emitted in its first round only (like the
+            surveys), and ``run.now`` is the boundary of the versions (dlt's load time when
+            None).
+    """
+    disposition: dict[str, Any] = {
+        "disposition": "merge",
+        "strategy": "scd2",
+        "validity_column_names": VALIDITY_COLUMNS,
+    }
+    if run.now is not None:
+        disposition["boundary_timestamp"] = run.now
+
+    @dlt.resource(name=RESOURCE, write_disposition=disposition, merge_key="survey_id")
+    def survey_questions() -> Iterator[list[dict[str, Any]]]:
+        surveys = list_surveys()
+        if run.questions_emitted:
+            return
+        run.questions_emitted = True
+        rows = question_rows(surveys)
+        if rows:
+            yield rows
+
+    return survey_questions
+
+
+def with_question_history(resources: Sequence[str]) -> tuple[str, ...]:
+    """The resources to select: ``survey_questions`` goes with ``surveys``."""
+    chosen = tuple(resources)
+    if "surveys" in chosen and RESOURCE not in chosen:
+        chosen += (RESOURCE,)
+    return chosen

@@ -1,0 +1,141 @@
+"""Finish what a killed sync left on disk before the next sync extracts anything.
+
+A sync killed (SIGKILL, OOM, power) part-way leaves load packages in the pipeline's working
+directory. dlt's ``pipeline.run`` would load them and return *without extracting the data it
+was given*: the sync would report success having fetched nothing, and its flags
+(``--full-refresh``, ``--resources``, ``--start-at``) would be ignored. So the sync calls
+:func:`finish_pending` first; the rounds that follow then do exactly what their flags ask.
+
+What is left, by the phase the kill landed in:
+
+- **extract**: an uncommitted package in an extract folder of its own. dlt never commits or
+  reads it again, and the state of that extract was never saved: its windows are read again.
+  The folder is removed.
+- **after extract, normalize**: a committed, extracted package. Its state (the windows it
+  finished) is already the local state, so it must be loaded, whatever the next sync selects:
+  it is normalized and loaded. A normalize cut before its commit left a half-written copy in
+  ``load/new``, which dlt's normalize replaces.
+- **between normalize's commit and its cleanup**: the package both normalized and still
+  extracted. Normalizing it again would fail for ever (its normalized folder exists); the
+  extracted copy is removed and the normalized one loaded.
+- **load**: a normalized package with some jobs done. dlt resumes it: the jobs it recorded as
+  done are not run again, the others run, then the merges (each one transaction). A job the
+  destination committed in the instant before dlt recorded it would run twice, and dlt's merge
+  copies a table's root rows by row key, so both copies would land: every table with such a
+  job starts over in the staging dataset (emptied, all its files loaded again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import dlt
+from dlt.common.pipeline import LoadInfo
+from dlt.common.storages.load_package import ParsedLoadJobFileName
+from dlt.destinations.job_client_impl import SqlJobClientWithStagingDataset
+
+log = logging.getLogger("micrometrics.sync")
+
+EXTRACTED, NEW, NORMALIZED, LOADED = "extracted", "new", "normalized", "loaded"
+
+
+def _folders(path: str) -> list[str]:
+    if not os.path.isdir(path):
+        return []
+    return sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name)))
+
+
+def abandoned_extracts(pipeline: dlt.Pipeline) -> list[str]:
+    """Extract folders of extracts that never committed (each extract works in its own)."""
+    root = os.path.join(pipeline.working_dir, "normalize")
+    return [os.path.join(root, name) for name in _folders(root) if name != EXTRACTED]
+
+
+def package_states(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
+    """Load ids on disk by where they are: ``extracting`` (an extract in flight or killed),
+    ``extracted``, ``normalizing`` (normalize in flight or killed before its commit),
+    ``normalized`` (not loaded yet), ``loading`` (some jobs started or done), ``loaded``."""
+    load_root = os.path.join(pipeline.working_dir, "load")
+    states: dict[str, list[str]] = {
+        "extracting": [load_id for folder in abandoned_extracts(pipeline)
+                       for load_id in _folders(folder)],
+        "extracted": _folders(os.path.join(pipeline.working_dir, "normalize", EXTRACTED)),
+        "normalizing": _folders(os.path.join(load_root, NEW)),
+        "normalized": [],
+        "loading": [],
+        "loaded": _folders(os.path.join(load_root, LOADED)),
+    }
+    for load_id in _folders(os.path.join(load_root, NORMALIZED)):
+        package = os.path.join(load_root, NORMALIZED, load_id)
+        touched = any(os.listdir(os.path.join(package, folder))
+                      for folder in ("started_jobs", "completed_jobs", "failed_jobs")
+                      if os.path.isdir(os.path.join(package, folder)))
+        states["loading" if touched else "normalized"].append(load_id)
+    return states
+
+
+def finish_pending(pipeline: dlt.Pipeline) -> list[LoadInfo]:
+    """Normalize and load every package a killed sync left; returns the load infos (empty
+    when there was nothing to finish). Raises what dlt raises when a package cannot load."""
+    for folder in abandoned_extracts(pipeline):
+        log.debug("removing the uncommitted extract %s", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    states = package_states(pipeline)
+    committed = set(states["normalized"] + states["loading"] + states["loaded"])
+    for load_id in states["extracted"]:
+        if load_id in committed:
+            # normalize committed this package and was killed before deleting its input
+            log.debug("package %s was normalized already; dropping its extracted copy", load_id)
+            shutil.rmtree(os.path.join(pipeline.working_dir, "normalize", EXTRACTED, load_id))
+    for load_id in states["loading"]:
+        restart_unrecorded_jobs(pipeline, load_id)
+    if not pipeline.has_pending_data:
+        return []
+    pending = pipeline.list_extracted_load_packages()
+    log.info("finishing %d package(s) left by an interrupted sync",
+             len(set(pending) | set(pipeline.list_normalized_load_packages())))
+    if pending:
+        pipeline.normalize()
+    infos: list[LoadInfo] = []
+    if pipeline.has_pending_data:
+        infos.append(pipeline.load())
+    return infos
+
+
+def restart_unrecorded_jobs(pipeline: dlt.Pipeline, load_id: str) -> list[str]:
+    """Make the resumed load of ``load_id`` idempotent; returns the tables started over.
+
+    A job left in ``started_jobs`` without dlt's record of its outcome may or may not have been
+    committed by the destination. For a table loaded through the staging dataset (every merged
+    table), nothing of this package has reached the final table yet (its merge runs once all of
+    its chain is loaded), so the staging table is emptied and all of its files queued again.
+    """
+    packages = pipeline._get_load_storage().normalized_packages
+    unrecorded = set()
+    for path in packages.list_started_jobs(load_id):
+        job = ParsedLoadJobFileName.parse(path)
+        if job.file_format != "sql" and packages.load_pending_transition(
+                load_id, os.path.basename(path)) is None:
+            unrecorded.add(job.table_name)
+    if not unrecorded:
+        return []
+    with pipeline.destination_client() as client:
+        if not isinstance(client, SqlJobClientWithStagingDataset):
+            return []
+        tables = sorted(t for t in unrecorded if client.should_load_data_to_staging_dataset(t))
+        if not tables:
+            return []
+        with client.with_staging_dataset():
+            client.sql_client.truncate_tables(*tables)
+    for table in tables:
+        for folder, job in packages.list_job_with_states_for_table(load_id, table):
+            if folder in ("started_jobs", "completed_jobs"):
+                name = job.file_name()
+                packages.clear_pending_transition(load_id, name)
+                packages.storage.atomic_rename(
+                    packages.get_job_file_path(load_id, folder, name),
+                    packages.get_job_file_path(load_id, "new_jobs", name))
+    log.debug("package %s: staging tables %s loaded again", load_id, ", ".join(tables))
+    return tables

@@ -1,0 +1,119 @@
+"""``--reconcile``: find records erased upstream (a respondent's erasure request, a removed
+device) that no incremental read can see, and mark them in the destination.
+
+The API says nothing about deletions, so the only evidence is absence: every id of every
+stream is listed (one whole-history window per stream, paged to its end) and the destination's
+rows that are not in the listing get ``deleted_at``; marked rows that are listed again are
+unmarked. Responses of surveys gone from the survey list are left to the survey marks.
+Its cost is one request per page of each stream, shown beforehand by ``--dry-run --reconcile``.
+
+A record changed while the listing runs could move past the cursor in an order the vendor does
+not promise and be missed: it would be marked, and its new version, which the next
+incremental sync reads, is merged as a new row without the mark.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dlt
+
+from pipelines.micrometrics.client import MicrometricsClient
+from pipelines.micrometrics.errors import ApiError
+from pipelines.micrometrics.source import EPOCH
+from pipelines.micrometrics.timeutil import format_timestamp
+from pipelines.micrometrics.windows import OVERLAP, Window
+
+from .marks import MarkCounts, Marker, in_list
+
+log = logging.getLogger("micrometrics")
+
+
+@dataclass
+class ReconcileReport:
+    """What a reconcile listed, marked and unmarked, and the requests it took."""
+
+    requests: int = 0
+    listed: dict[str, int] = field(default_factory=dict)
+    marks: MarkCounts = field(default_factory=MarkCounts)
+
+
+def listed_ids(client: MicrometricsClient, path: str, window: Window) -> set[Any]:
+    return {record["id"] for page in client.pages(path, params=window.params())
+            for record in page if isinstance(record, dict) and record.get("id") is not None}
+
+
+def reconcile(
+    client: MicrometricsClient,
+    pipeline: dlt.Pipeline,
+    now: datetime,
+    resources: tuple[str, ...] = ("devices", "survey_responses"),
+) -> ReconcileReport:
+    """List every id of the selected streams and mark the destination accordingly."""
+    report = ReconcileReport()
+    started = client.stats.requests
+    # Whole history, past now: a record changed during the listing is still in the window.
+    window = Window(EPOCH, now + timedelta(minutes=15) + OVERLAP)
+    listings: dict[str, tuple[str, set[Any]]] = {}
+    if "devices" in resources:
+        listings["devices"] = ("1 = 1", listed_ids(client, "/devices", window))
+    if "survey_responses" in resources:
+        surveys = listed_ids(client, "/surveys", window)
+        responses: set[Any] = set()
+        listed_surveys = []
+        for survey_id in sorted(surveys, key=repr):
+            try:
+                responses |= listed_ids(client, f"/surveys/{survey_id}/responses", window)
+                listed_surveys.append(survey_id)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                log.warning("warning: reconcile: survey %s no longer exists (404)", survey_id)
+        if listed_surveys:
+            listings["survey_responses"] = (in_list("survey_id", listed_surveys), responses)
+    when = format_timestamp(now)
+    with pipeline.sql_client() as sql:
+        marker = Marker(sql)
+        for table, (scope, ids) in listings.items():
+            report.listed[table] = len(ids)
+            rows = marker.ids(table, scope)
+            marker.mark(table, "id", [i for i, mark in rows if mark is None and i not in ids],
+                        when)
+            marker.unmark(table, "id", [i for i, mark in rows if mark is not None and i in ids])
+    report.marks = marker.counts
+    report.requests = client.stats.requests - started
+    return report
+
+
+def pages_of(rows: int, page_size: int) -> int:
+    """Requests to list ``rows`` records: one per page, and one for an empty stream."""
+    return max(1, -(-rows // page_size))
+
+
+def reconcile_estimate(pipeline: dlt.Pipeline, page_size: int) -> tuple[int, list[str]]:
+    """Requests a reconcile would make, from the rows the destination holds (no API request):
+    one per page of devices, of the survey list and of each live survey's responses."""
+    per_survey: dict[Any, int] = {}
+    with pipeline.sql_client() as sql:
+        marker = Marker(sql)
+        devices = len(marker.ids("devices"))
+        surveys_table = marker.table("surveys")
+        for (survey_id,) in (sql.execute_sql(
+                f"SELECT id FROM {surveys_table} WHERE deleted_at IS NULL") or []
+                if surveys_table else []):
+            per_survey[survey_id] = 0
+        responses_table = marker.table("survey_responses")
+        for survey_id, rows in (sql.execute_sql(
+                f"SELECT survey_id, COUNT(*) FROM {responses_table} GROUP BY survey_id") or []
+                if responses_table else []):
+            if survey_id in per_survey:
+                per_survey[survey_id] = int(rows)
+    response_pages = sum(pages_of(n, page_size) for n in per_survey.values())
+    total = pages_of(devices, page_size) + pages_of(len(per_survey), page_size) + response_pages
+    line = (f"reconcile: about {total} requests (devices {pages_of(devices, page_size)}, "
+            f"survey list {pages_of(len(per_survey), page_size)}, responses of "
+            f"{len(per_survey)} surveys {response_pages}; {page_size} records a page)")
+    return total, [line]

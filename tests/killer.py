@@ -1,0 +1,177 @@
+"""Run the sync and SIGKILL it at an exact point inside one phase (tests only).
+
+    python -m tests.killer --phase load --after 2 --marker kill.json -- --quiet --no-models
+
+One internal of dlt (or of the sync) is wrapped so that its N-th call writes a marker file and
+then sends SIGKILL to its own process: no ``finally``, no ``atexit``, no flush, as ``kill -9``
+or the OOM killer would. The marker (JSON) names the phase, the dlt step that was running, what
+the wrapped call was doing and the load packages on disk at that instant, so a test can check
+the kill landed where it says. Everything after ``--`` is passed to ``pipelines.sync.cli.main``.
+
+Phases, with what the N-th call is:
+
+- ``extract``: a page the client has just read (in ``pipeline.extract``; the records of the
+  step's earlier pages are in the open, uncommitted extract package).
+- ``normalize``: the normalize worker returning (normalized files written in ``load/new``,
+  the package not committed).
+- ``normalize-commit``: the normalized package just moved to ``load/normalized``, its
+  extracted copy not deleted yet (dlt's own two-step commit).
+- ``load``: a load job (a file copied into the staging dataset, or a merge) about to run in
+  the destination; the package's earlier jobs are committed there.
+- ``load-commit``: a load job the destination has just committed, before dlt records it.
+- ``rounds``: the sync starting a round (N >= 2: the round before is loaded, the next not
+  extracted yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+PHASES = ("extract", "normalize", "normalize-commit", "load", "load-commit", "rounds")
+
+_steps: list[str] = []  # dlt steps in progress: extract, normalize, load
+_pages_in_step = [0]
+_lock = threading.Lock()
+
+
+def track_steps() -> None:
+    """Remember which of ``pipeline.extract/normalize/load`` is running (``run`` calls them)."""
+    for name in ("extract", "normalize", "load"):
+        original = getattr(dlt.Pipeline, name)
+
+        @functools.wraps(original)
+        def step(self, *args, __original=original, __name=name, **kwargs):
+            _steps.append(__name)
+            _pages_in_step[0] = 0
+            try:
+                return __original(self, *args, **kwargs)
+            finally:
+                _steps.pop()
+
+        setattr(dlt.Pipeline, name, step)
+
+
+def die(marker: Path, phase: str, call: int, detail: dict[str, Any]) -> None:
+    from pipelines.sync.pending import package_states
+
+    pipeline = dlt.current.pipeline()
+    record = {
+        "phase": phase,
+        "call": call,
+        "step": _steps[-1] if _steps else None,
+        "pages_in_step": _pages_in_step[0],
+        "packages": package_states(pipeline),
+        **detail,
+    }
+    partial = marker.with_suffix(".tmp")
+    partial.write_text(json.dumps(record, indent=1, default=str))
+    partial.replace(marker)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_at(owner: Any, attribute: str, phase: str, after: int, marker: Path,
+            when: str = "before", describe: Callable[..., dict] = lambda *a, **k: {},
+            match: str = "") -> None:
+    """Wrap ``owner.attribute`` so that its ``after``-th call (counting only calls whose
+    description, as JSON, matches the regular expression ``match``) dies ``before`` or
+    ``after`` it."""
+    original = getattr(owner, attribute)
+    calls = [0]
+
+    @functools.wraps(original)
+    def hooked(*args, **kwargs):
+        detail = describe(*args, **kwargs)
+        with _lock:
+            counted = re.search(match, json.dumps(detail)) is not None
+            calls[0] += counted
+            fatal = counted and calls[0] == after
+        if fatal and when == "before":
+            die(marker, phase, after, detail)
+        result = original(*args, **kwargs)
+        if fatal:
+            die(marker, phase, after, detail)
+        return result
+
+    setattr(owner, attribute, hooked)
+
+
+def install(phase: str, after: int, marker: Path, match: str = "") -> None:
+    track_steps()
+    if phase == "extract":
+        from pipelines.micrometrics.client import MicrometricsClient
+
+        original = MicrometricsClient.extract_response
+
+        def counted(self, response, data_selector):
+            _pages_in_step[0] += 1
+            return original(self, response, data_selector)
+
+        MicrometricsClient.extract_response = counted
+        kill_at(MicrometricsClient, "extract_response", phase, after, marker, when="after",
+                describe=lambda client, response, *_: {"path": response.request.path_url},
+                match=match)
+    elif phase == "normalize":
+        import dlt.normalize.normalize as normalize_module
+
+        kill_at(normalize_module, "w_normalize_files", phase, after, marker, when="after",
+                describe=lambda *args, **_: {"load_id": args[4]}, match=match)
+    elif phase == "normalize-commit":
+        from dlt.common.storages.load_storage import LoadStorage
+
+        kill_at(LoadStorage, "commit_new_load_package", phase, after, marker, when="after",
+                describe=lambda _storage, load_id: {"load_id": load_id}, match=match)
+    elif phase == "load":
+        from dlt.common.destination.client import RunnableLoadJob
+
+        kill_at(RunnableLoadJob, "run_managed", phase, after, marker, when="before",
+                describe=lambda job, *_: {"job": job.file_name()}, match=match)
+    elif phase == "load-commit":
+        from dlt.common.storages.load_package import PackageStorage
+
+        # Called by the job's worker right after the destination committed it.
+        kill_at(PackageStorage, "save_pending_transition", phase, after, marker,
+                when="before",
+                describe=lambda _storage, load_id, file_name, state, *_: {
+                    "load_id": load_id, "job": file_name, "job_state": state},
+                match=match)
+    elif phase == "rounds":
+        from pipelines.micrometrics.rounds import SyncRun
+
+        kill_at(SyncRun, "new_round", phase, after, marker, when="before",
+                describe=lambda run: {"rounds_done": run.round}, match=match)
+    else:
+        raise ValueError(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, sync_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
+        else (argv, [])
+    parser = argparse.ArgumentParser(prog="python -m tests.killer")
+    parser.add_argument("--phase", choices=PHASES, required=True)
+    parser.add_argument("--after", type=int, default=1, help="die at this call (1-based)")
+    parser.add_argument("--match", default="",
+                        help="count only calls whose description matches this regular expression, "
+                             "e.g. a job's file name")
+    parser.add_argument("--marker", type=Path, required=True)
+    args = parser.parse_args(ours)
+    install(args.phase, args.after, args.marker, args.match)
+    from pipelines.sync.cli import main as sync_main
+
+    return sync_main(sync_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Kiosks offline for hours upload responses stamped when recorded: the deep pass finds them."""
+
+from __future__ import annotations
+
+from pipelines.sync.summary import deep_pass_line
+from tests.syncing import loaded, sync_sandbox
+from tests.truth import assert_matches_truth, truth_versions
+
+FAST = {"rate": 1000.0, "burst": 1000}
+HOUR = 3600
+
+
+def test_daily_deep_pass_finds_uploads_older_than_the_lookback(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=600, **FAST)
+    first = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert first.report.deep_streams == 0  # a first sync reads everything anyway
+
+    clock.advance(HOUR)
+    late = sandbox.add_late_responses(5, delay_seconds=10 * HOUR)  # recorded 10 h ago
+    within = sandbox.add_late_responses(3, delay_seconds=HOUR // 2)  # inside the lookback
+    second = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert second.report.deep_streams == 0
+    assert deep_pass_line(second.report) == "deep pass: not due in this sync"
+    ids = {row[0] for row in loaded(tmp_path, "survey_responses")}
+    assert set(within) <= ids and not set(late) & ids  # the plain lookback missed them
+
+    clock.advance(23 * HOUR)  # 24 h after the first sync's full read: a deep pass is due
+    third = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    assert third.report.deep_found == 5
+    assert third.report.deep_streams == 1 + len(sandbox.truth()["surveys"])
+    assert deep_pass_line(third.report) == (
+        f"deep pass: {third.report.deep_streams} streams re-read the last 72 h; 5 records "
+        "found that the 120-minute lookback had missed")
+
+    clock.advance(HOUR)  # the next deep pass is a day away again
+    fourth = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert fourth.report.deep_streams == 0
+
+
+def test_deep_every_zero_runs_it_every_sync_and_finds_nothing_twice(
+    start_sandbox, tmp_path, clock
+):
+    sandbox = start_sandbox(clock=clock, responses=300, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, deep_every_hours=0, **FAST)
+    clock.advance(HOUR)
+    sandbox.add_late_responses(4, delay_seconds=30 * HOUR)
+    sandbox.update_responses(3)  # changed now: the plain lookback's, not the deep pass's
+    found = []
+    for _ in range(2):
+        result = sync_sandbox(sandbox, tmp_path, clock, deep_every_hours=0, **FAST)
+        found.append(result.report.deep_found)
+        clock.advance(HOUR)
+    assert found == [4, 0]
+    assert sorted(loaded(tmp_path, "survey_responses")) == truth_versions(
+        sandbox.truth()["survey_responses"])
+
+
+def test_uploads_older_than_the_deep_lookback_need_an_explicit_reread(
+    start_sandbox, tmp_path, clock
+):
+    sandbox = start_sandbox(clock=clock, responses=300, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(HOUR)
+    late = sandbox.add_late_responses(2, delay_seconds=100 * HOUR)  # beyond 72 h
+    clock.advance(24 * HOUR)
+    result = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert result.report.deep_streams > 0 and result.report.deep_found == 0
+    assert not set(late) & {row[0] for row in loaded(tmp_path, "survey_responses")}
