@@ -12,6 +12,8 @@ Phases, with what the N-th call is:
 
 - ``extract``: a page the client has just read (in ``pipeline.extract``; the records of the
   step's earlier pages are in the open, uncommitted extract package).
+- ``extract-commit``: the extract just committed its package (data and the state it
+  advanced), before the pipeline saved that state locally.
 - ``normalize``: the normalize worker returning (normalized files written in ``load/new``,
   the package not committed).
 - ``normalize-commit``: the normalized package just moved to ``load/normalized``, its
@@ -21,6 +23,10 @@ Phases, with what the N-th call is:
 - ``load-commit``: a load job the destination has just committed, before dlt records it.
 - ``rounds``: the sync starting a round (N >= 2: the round before is loaded, the next not
   extracted yet).
+
+``--match REGEX`` counts only the calls whose description (the marker's detail: page path,
+load id, job file name) matches, e.g. ``'"job": "survey_responses\\.\\w+\\.\\d+\\.sql"'`` for
+the responses' merge job.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ from typing import Any
 
 import dlt
 
-PHASES = ("extract", "normalize", "normalize-commit", "load", "load-commit", "rounds")
+PHASES = ("extract", "extract-commit", "normalize", "normalize-commit", "load", "load-commit",
+          "rounds")
 
 _steps: list[str] = []  # dlt steps in progress: extract, normalize, load
 _pages_in_step = [0]
@@ -73,12 +80,26 @@ def die(marker: Path, phase: str, call: int, detail: dict[str, Any]) -> None:
         "step": _steps[-1] if _steps else None,
         "pages_in_step": _pages_in_step[0],
         "packages": package_states(pipeline),
+        **state_versions(Path(pipeline.working_dir)),
         **detail,
     }
     partial = marker.with_suffix(".tmp")
     partial.write_text(json.dumps(record, indent=1, default=str))
     partial.replace(marker)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def state_versions(working_dir: Path) -> dict[str, Any]:
+    """The version of the state saved in the working directory, and of the state each
+    extracted package carries (what the destination will hold once it is loaded)."""
+    saved = working_dir / "state.json"
+    packages = {}
+    for path in sorted((working_dir / "normalize" / "extracted").glob("*/load_package_state.json")):
+        carried = json.loads(path.read_text()).get("pipeline_state")
+        if carried:
+            packages[path.parent.name] = carried["version"]
+    return {"saved_state_version": json.loads(saved.read_text())["_state_version"]
+            if saved.exists() else None, "package_state_versions": packages}
 
 
 def kill_at(owner: Any, attribute: str, phase: str, after: int, marker: Path,
@@ -121,6 +142,12 @@ def install(phase: str, after: int, marker: Path, match: str = "") -> None:
         MicrometricsClient.extract_response = counted
         kill_at(MicrometricsClient, "extract_response", phase, after, marker, when="after",
                 describe=lambda client, response, *_: {"path": response.request.path_url},
+                match=match)
+    elif phase == "extract-commit":
+        from dlt.extract.extract import Extract
+
+        kill_at(Extract, "commit_packages", phase, after, marker, when="after",
+                describe=lambda extract: {"committed": sorted(extract._load_id_metrics)},
                 match=match)
     elif phase == "normalize":
         import dlt.normalize.normalize as normalize_module

@@ -46,3 +46,23 @@ def test_secrets_file_is_ignored_by_git():
     ignored = subprocess.run(["git", "check-ignore", "-q", ".dlt/secrets.toml"], cwd=ROOT)
     assert ignored.returncode == 0
     assert (ROOT / ".dlt" / "secrets.toml.example").exists()
+
+
+def test_deep_pass_settings_default_and_accept_zero_but_not_negative(monkeypatch):
+    from datetime import timedelta
+
+    base = {"base_url": "https://t.example.com", "api_key": "k", "api_secret": "s"}
+    settings = load_settings(**base)
+    assert settings.deep_lookback == timedelta(hours=72)
+    assert settings.deep_every == timedelta(hours=24)
+    monkeypatch.setenv("SOURCES__MICROMETRICS__DEEP_EVERY_HOURS", "0")
+    monkeypatch.setenv("SOURCES__MICROMETRICS__DEEP_LOOKBACK_HOURS", "48")
+    settings = load_settings(**base)
+    assert settings.deep_every == timedelta(0) and settings.deep_lookback == timedelta(hours=48)
+    monkeypatch.setenv("SOURCES__MICROMETRICS__DEEP_EVERY_HOURS", "-1")
+    with pytest.raises(ConfigurationError, match="deep_every_hours must be a number >= 0"):
+        load_settings(**base)
+    monkeypatch.setenv("SOURCES__MICROMETRICS__DEEP_EVERY_HOURS", "24")
+    monkeypatch.setenv("SOURCES__MICROMETRICS__DEEP_LOOKBACK_HOURS", "0")
+    with pytest.raises(ConfigurationError, match="deep_lookback_hours must be a positive"):
+        load_settings(**base)

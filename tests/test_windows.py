@@ -93,3 +93,50 @@ def test_windows_tile_the_range_with_overlap():
     for newer, older in zip(windows, windows[1:], strict=False):
         assert older.end > newer.start  # no gap: every instant is in some window
     assert windows[-1].start == SETTINGS.start_at - OVERLAP
+
+
+def test_a_window_read_part_way_resumes_from_its_cursor_with_the_same_bounds():
+    state = {}
+    planner = StreamWindows(state, SETTINGS, NOW)
+    window = planner.next_window()
+    planner.checkpoint(window, "cursor-7", 700)
+    # A later process (another run_end) continues the same window from the same cursor.
+    resumed = StreamWindows(state, SETTINGS, NOW + timedelta(hours=3))
+    assert resumed.next_window() == window
+    assert resumed.resume_cursor() == ("cursor-7", 700)
+    resumed.restart()  # the API refused the cursor: same window, from its first page
+    assert resumed.next_window() == window and resumed.resume_cursor() == (None, 0)
+    resumed.complete(window, 900)
+    assert "window" not in state["pending"] and resumed.resume_cursor() == (None, 0)
+
+
+def deep_settings(every_hours: float) -> WindowSettings:
+    from dataclasses import replace
+
+    return replace(SETTINGS, deep_lookback=timedelta(hours=72),
+                   deep_every=timedelta(hours=every_hours))
+
+
+def test_deep_pass_widens_a_new_range_once_per_period():
+    state = {"high_water": "2026-11-27T23:00:00.000+00:00",
+             "deep_at": "2026-11-27T00:00:00.000+00:00"}
+    planner = StreamWindows(state, deep_settings(24), NOW)  # exactly 24 h later: due
+    window = planner.next_window()
+    assert window.start <= datetime(2026, 11, 24, 23, tzinfo=UTC)
+    assert planner.deep_below == datetime(2026, 11, 27, 21, tzinfo=UTC)  # the plain lookback
+    assert state["deep_at"] == "2026-11-28T00:00:00.000+00:00"
+    planner.complete(window, 10)
+    later = StreamWindows(state, deep_settings(24), NOW + timedelta(hours=1))
+    assert not later.deep_pass_due()
+    assert later.next_window().start == datetime(2026, 11, 27, 22, tzinfo=UTC)  # hw - 2 h
+    assert later.deep_below is None
+
+
+def test_first_sync_counts_as_a_deep_pass_and_zero_means_every_sync():
+    state = {}
+    walk_planner = StreamWindows(state, deep_settings(24), NOW)
+    walk_planner.next_window()
+    assert state["deep_at"] == "2026-11-28T00:00:00.000+00:00"
+    assert walk_planner.deep_below is None
+    again = {"high_water": "2026-11-28T00:00:00.000+00:00", "deep_at": state["deep_at"]}
+    assert StreamWindows(again, deep_settings(0), NOW + timedelta(minutes=5)).deep_pass_due()

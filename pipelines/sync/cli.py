@@ -32,12 +32,17 @@ Sync Micrometrics devices, surveys and survey responses into the destination.
 
 The first sync loads the whole history (from start_at, default 2000-01-01) in adaptive windows,
 checkpointed as it goes; later syncs read from the last high-water mark minus a lookback
-(default 120 minutes, for late uploads) up to now. Every table is merged on id.
+(default 120 minutes, for late uploads) up to now, and once a day a deep pass re-reads the last
+72 hours (kiosks that were offline). Every table is merged on id. Surveys gone from the survey
+list are marked deleted (deleted_at), with their responses; --reconcile also finds responses
+and devices erased upstream.
 
 Configuration (environment or .dlt/secrets.toml under [sources.micrometrics]):
   SOURCES__MICROMETRICS__BASE_URL, SOURCES__MICROMETRICS__API_KEY,
   SOURCES__MICROMETRICS__API_SECRET, optional SOURCES__MICROMETRICS__START_AT,
-  SOURCES__MICROMETRICS__LOOKBACK_MINUTES, SOURCES__MICROMETRICS__WINDOW_PAGES.
+  SOURCES__MICROMETRICS__LOOKBACK_MINUTES, SOURCES__MICROMETRICS__WINDOW_PAGES,
+  SOURCES__MICROMETRICS__DEEP_LOOKBACK_HOURS (72), SOURCES__MICROMETRICS__DEEP_EVERY_HOURS (24;
+  0 runs the deep pass every sync).
 DuckDB file: warehouse.duckdb, or DESTINATION__DUCKDB__CREDENTIALS (not named like the dataset:
 DuckDB names the file's catalog after it and micrometrics.<table> would be ambiguous).
 """
@@ -49,6 +54,8 @@ the load is good; inspect the offending rows shown on stderr).
 examples:
   python -m pipelines.sync
   python -m pipelines.sync --dry-run
+  python -m pipelines.sync --dry-run --reconcile    # what a reconcile would cost, no request
+  python -m pipelines.sync --reconcile
   python -m pipelines.sync --resources survey_responses --start-at 2026-01-01T00:00:00Z
 """
 

@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.micrometrics.settings import Settings
+from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
 from pipelines.micrometrics.source import EPOCH
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
 from pipelines.micrometrics.windows import StreamWindows
@@ -55,7 +55,8 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
                          "(surveys not known before the first sync)")
             unknown = True
     if options.reconcile and not options.full_refresh:
-        page_size = max([100] + [s.get("page_size") or 0 for s in page_states(states)])
+        seen = [s["page_size"] for s in page_states(states) if s.get("page_size")]
+        page_size = max(seen) if seen else ASSUMED_PAGE_SIZE  # the server's, once seen
         reconcile_requests, reconcile_lines = reconcile_estimate(pipeline, page_size)
         estimate += reconcile_requests
         lines += ["  " + line for line in reconcile_lines]

@@ -13,8 +13,11 @@ What is left, by the phase the kill landed in:
   The folder is removed.
 - **after extract, normalize**: a committed, extracted package. Its state (the windows it
   finished) is already the local state, so it must be loaded, whatever the next sync selects:
-  it is normalized and loaded. A normalize cut before its commit left a half-written copy in
-  ``load/new``, which dlt's normalize replaces.
+  it is normalized and loaded. Killed between the package's commit and the save of the local
+  state, the package carries a newer state than the local one: once it is loaded, the first
+  round's ``pipeline.run`` finds the destination's state newer and restores it. A normalize
+  cut before its commit left a half-written copy in ``load/new``, which dlt's normalize
+  replaces.
 - **between normalize's commit and its cleanup**: the package both normalized and still
   extracted. Normalizing it again would fail for ever (its normalized folder exists); the
   extracted copy is removed and the normalized one loaded.
@@ -91,16 +94,20 @@ def finish_pending(pipeline: dlt.Pipeline) -> list[LoadInfo]:
             shutil.rmtree(os.path.join(pipeline.working_dir, "normalize", EXTRACTED, load_id))
     for load_id in states["loading"]:
         restart_unrecorded_jobs(pipeline, load_id)
-    if not pipeline.has_pending_data:
+    extracted = pipeline.list_extracted_load_packages()
+    left = set(extracted) | set(pipeline.list_normalized_load_packages())
+    if not left:
         return []
-    pending = pipeline.list_extracted_load_packages()
-    log.info("finishing %d package(s) left by an interrupted sync",
-             len(set(pending) | set(pipeline.list_normalized_load_packages())))
-    if pending:
+    log.info("loading %d package(s) left by an interrupted sync first", len(left))
+    if extracted:
         pipeline.normalize()
     infos: list[LoadInfo] = []
-    if pipeline.has_pending_data:
+    if pipeline.list_normalized_load_packages():  # abort-flagged ones too: dlt cleans them up
         infos.append(pipeline.load())
+    if pipeline.has_pending_data:
+        # pipeline.run would load these and extract nothing: better fail than skip the sync
+        raise RuntimeError("packages left by an interrupted sync could not be loaded: "
+                           + ", ".join(pipeline.list_normalized_load_packages()))
     return infos
 
 

@@ -1,5 +1,7 @@
--- One row per device with its response activity. The windows are relative to the build's
--- as_of (stg_run_context), not to the database clock, so a rebuild is reproducible.
+-- One row per live device (erased upstream, deleted_at set: left out) with its response
+-- activity, counted over fct_survey_responses (live responses of live surveys). The windows are
+-- relative to the build's as_of (stg_run_context), not to the database clock, so a rebuild is
+-- reproducible.
 WITH activity AS (
     SELECT
         f.device_id,
@@ -41,3 +43,4 @@ FROM stg_devices AS d
 LEFT JOIN activity AS a
     ON a.device_id = d.device_id
 CROSS JOIN stg_run_context AS c
+WHERE d.deleted_at IS NULL

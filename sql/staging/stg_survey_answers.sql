@@ -4,7 +4,8 @@
 -- history: the version in force at created_at, else the last version before it (the question
 -- was dropped since), else the first one after it (answered before the first sync that saw the
 -- question). So answers keep their type when a survey drops or re-creates a question, and
--- question_is_current says whether the survey still lists it.
+-- question_is_current says whether the survey still lists it. deleted_at is the response's
+-- (an answer is marked with the response it belongs to).
 -- A regex guards the cast because PostgreSQL has no TRY_CAST and Snowflake's only takes text.
 WITH versions AS (
     SELECT
@@ -41,7 +42,8 @@ SELECT
     END AS numeric_value,
     CASE
         WHEN v.question_type NOT IN ('nps', 'rating') THEN a.value
-    END AS text_value
+    END AS text_value,
+    r.deleted_at
 FROM survey_responses__answers AS a
 JOIN survey_responses AS r
     ON a._dlt_parent_id = r._dlt_id

@@ -1,13 +1,28 @@
--- Marts neither lose nor duplicate rows: their totals equal the staging counts.
+-- Marts neither lose nor duplicate rows: their totals equal the staging counts of live rows
+-- (deleted_at NULL: live responses of live surveys, live devices).
 WITH
+live_responses AS (
+    SELECT r.response_id
+    FROM stg_survey_responses AS r
+    WHERE r.deleted_at IS NULL
+        AND NOT EXISTS (
+            SELECT 1
+            FROM stg_surveys AS gone
+            WHERE gone.survey_id = r.survey_id
+                AND gone.deleted_at IS NOT NULL
+        )
+),
+
 staged AS (
     SELECT
-        (SELECT COUNT(*) FROM stg_survey_responses) AS responses,
-        (SELECT COUNT(*) FROM stg_devices) AS devices,
+        (SELECT COUNT(*) FROM live_responses) AS responses,
+        (SELECT COUNT(*) FROM stg_devices WHERE deleted_at IS NULL) AS devices,
         (
-            SELECT COUNT(DISTINCT response_id)
-            FROM stg_survey_answers
-            WHERE question_type = 'nps' AND numeric_value IS NOT NULL
+            SELECT COUNT(DISTINCT a.response_id)
+            FROM stg_survey_answers AS a
+            JOIN live_responses AS l
+                ON l.response_id = a.response_id
+            WHERE a.question_type = 'nps' AND a.numeric_value IS NOT NULL
         ) AS nps_responses
 ),
 

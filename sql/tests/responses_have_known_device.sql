@@ -1,4 +1,7 @@
--- Every response comes from a device we know.
+-- Every response in the marts (live) comes from a device we know. A device erased upstream
+-- keeps its row, marked (deleted_at), until it is purged, and counts as known: its live
+-- responses stay in the marts legitimately (see sql/README.md, "Deletions"). A device id the
+-- devices table never held is breakage.
 SELECT f.response_id, f.device_id
 FROM fct_survey_responses AS f
 LEFT JOIN stg_devices AS d

@@ -1,4 +1,4 @@
--- Every response belongs to a survey we know.
+-- Every response in the marts (live responses of live surveys) belongs to a survey we know.
 SELECT f.response_id, f.survey_id
 FROM fct_survey_responses AS f
 LEFT JOIN stg_surveys AS s

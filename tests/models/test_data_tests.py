@@ -73,3 +73,33 @@ def test_sample_is_capped_at_five_rows(warehouse_copy):
         build_models(pipeline, now=None)
     known_device = next(f for f in failed.value.failures if f.name == "responses_have_known_device")
     assert known_device.offending > 5 and len(known_device.sample) == 5
+
+
+def test_marked_rows_leave_the_marts_and_fail_no_data_test(warehouse_copy, warehouse):
+    """deleted_at set by hand as the sync would: a survey (its responses not marked yet, as
+    between a load and its marks), a response of another survey, and the busiest device."""
+    pipeline = warehouse_copy()
+    ((survey,),) = rows(pipeline, "SELECT MIN(id) FROM micrometrics.surveys")
+    ((device,),) = rows(pipeline, "SELECT device_id FROM micrometrics.survey_responses "
+                                  "GROUP BY device_id ORDER BY COUNT(*) DESC, device_id LIMIT 1")
+    ((response,),) = rows(pipeline, f"SELECT MIN(id) FROM micrometrics.survey_responses "
+                                    f"WHERE survey_id <> {survey}")
+    before = dict(rows(pipeline, "SELECT id, survey_id FROM micrometrics.survey_responses"))
+    when = "'2027-01-01 00:00:00+00'"
+    rows(pipeline, f"UPDATE micrometrics.surveys SET deleted_at = {when} WHERE id = {survey}")
+    rows(pipeline, f"UPDATE micrometrics.survey_responses SET deleted_at = {when} "
+                   f"WHERE id = {response}")
+    rows(pipeline, f"UPDATE micrometrics.devices SET deleted_at = {when} WHERE id = '{device}'")
+    report = build_models(pipeline, now=warehouse.as_of)  # raises if a data test fails
+    assert report.tests and all(test.passed for test in report.tests)
+
+    facts = dict(rows(pipeline, "SELECT response_id, device_id FROM "
+                                "micrometrics.fct_survey_responses"))
+    assert set(facts) == {rid for rid, sid in before.items() if sid != survey} - {response}
+    assert device in facts.values()  # an erased device's responses stay
+    assert device not in {d for (d,) in rows(pipeline, "SELECT device_id FROM "
+                                                       "micrometrics.dim_devices")}
+    assert survey not in {s for (s,) in rows(pipeline, "SELECT survey_id FROM "
+                                                       "micrometrics.mart_nps_daily")}
+    ((daily,),) = rows(pipeline, "SELECT SUM(responses) FROM micrometrics.mart_nps_daily")
+    assert daily == len(facts)

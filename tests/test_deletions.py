@@ -1,0 +1,119 @@
+"""Deletions: surveys gone from the list are marked with their responses; --reconcile finds
+erased responses and devices. Marked, never dropped; a record that comes back is unmarked."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from pipelines.sync.dryrun import describe_plan
+from pipelines.sync.runner import SyncOptions
+from pipelines.sync.summary import deletion_lines
+from tests.syncing import DATASET, query, sync_sandbox
+from tests.truth import truth_versions
+
+FAST = {"rate": 1000.0, "burst": 1000}
+PAGE = 50
+
+
+def marks(tmp_path, table: str) -> dict:
+    return dict(query(tmp_path, f"SELECT id, deleted_at FROM {DATASET}.{table}"))
+
+
+def live(tmp_path, table: str) -> list[tuple]:
+    return sorted(query(tmp_path, f"SELECT id, updated_at FROM {DATASET}.{table} "
+                                  "WHERE deleted_at IS NULL"))
+
+
+def test_survey_gone_from_the_list_is_marked_with_its_responses_and_unmarked_on_return(
+    start_sandbox, tmp_path, clock
+):
+    sandbox = start_sandbox(clock=clock, responses=300, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    doomed = sandbox.truth()["surveys"][1]["id"]
+    clock.advance(600)
+    gone = sandbox.remove_survey(doomed)
+    seen_gone = datetime.fromtimestamp(clock.now, UTC)
+
+    result = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+
+    survey_marks, response_marks = marks(tmp_path, "surveys"), marks(tmp_path, "survey_responses")
+    assert survey_marks[doomed] == seen_gone
+    assert {rid for rid, mark in response_marks.items() if mark is not None} == set(gone)
+    assert all(response_marks[rid] == seen_gone for rid in gone)
+    truth = sandbox.truth()  # the live rows are exactly what the API still serves
+    assert live(tmp_path, "surveys") == truth_versions(truth["surveys"])
+    assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])
+    assert result.report.marks.marked == {"surveys": 1, "survey_responses": len(gone)}
+    assert deletion_lines(result.report) == [
+        f"deletions: marked deleted: {len(gone)} survey_responses, 1 surveys"]
+
+    clock.advance(600)  # a later sync keeps the first time it was seen gone
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert marks(tmp_path, "surveys")[doomed] == seen_gone
+
+    sandbox.restore_survey(doomed)  # undeleted in the vendor's app: same updated_at
+    clock.advance(600)
+    back = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert all(mark is None for mark in marks(tmp_path, "surveys").values())
+    assert all(mark is None for mark in marks(tmp_path, "survey_responses").values())
+    assert back.report.marks.unmarked.get("survey_responses") == len(gone)
+
+
+def test_reconcile_marks_erased_responses_and_devices_at_the_cost_it_announced(
+    start_sandbox, tmp_path, clock, monkeypatch
+):
+    sandbox = start_sandbox(clock=clock, responses=700, page_size=PAGE, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    truth = sandbox.truth()
+    erased_responses = [r["id"] for r in truth["survey_responses"][::97]]
+    erased_devices = [d["id"] for d in truth["devices"][:2]]
+    sandbox.erase_records("survey_responses", erased_responses)
+    sandbox.erase_records("devices", erased_devices)
+    clock.advance(600)
+
+    plain = sync_sandbox(sandbox, tmp_path, clock, **FAST)  # incremental reads can't see it
+    assert plain.report.marks.marked == {}
+    assert all(mark is None for mark in marks(tmp_path, "survey_responses").values())
+
+    truth = sandbox.truth()
+    streams = [truth["devices"], truth["surveys"]] + [
+        [r for r in truth["survey_responses"] if r["survey_id"] == s["id"]]
+        for s in truth["surveys"]]
+    listing_pages = sum(max(1, math.ceil(len(stream) / PAGE)) for stream in streams)
+    estimate = dry_run_estimate(tmp_path, sandbox, monkeypatch)
+    # Announced from the rows before erasure: at most one page more per stream.
+    assert listing_pages <= estimate <= listing_pages + len(streams)
+
+    clock.advance(600)
+    sandbox.reset_stats()
+    result = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(reconcile=True), **FAST)
+    now = datetime.fromtimestamp(clock.now, UTC)
+
+    response_marks, device_marks = marks(tmp_path, "survey_responses"), marks(tmp_path, "devices")
+    assert {i for i, m in response_marks.items() if m is not None} == set(erased_responses)
+    assert {i for i, m in device_marks.items() if m is not None} == set(erased_devices)
+    assert {response_marks[i] for i in erased_responses} == {now}
+    assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])
+    assert live(tmp_path, "devices") == truth_versions(truth["devices"])
+    assert result.report.reconcile.requests == listing_pages
+    sync_requests = sandbox.stats()["requests"] - listing_pages
+    assert sync_requests <= len(streams) + 1  # the incremental sync before it
+    assert result.report.marks.marked == {"survey_responses": len(erased_responses),
+                                          "devices": len(erased_devices)}
+
+    again = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(reconcile=True), **FAST)
+    assert again.report.marks.marked == {} and again.report.marks.unmarked == {}
+
+
+def dry_run_estimate(tmp_path, sandbox, monkeypatch) -> int:
+    """Requests ``--dry-run --reconcile`` announces for the reconcile alone."""
+    from pipelines.micrometrics.settings import load_settings
+    from tests.conftest import KEY, SECRET
+
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(tmp_path / "warehouse.duckdb"))
+    settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET)
+    plan = describe_plan(settings, SyncOptions(reconcile=True,
+                                               pipelines_dir=str(tmp_path / "pipelines")))
+    line = next(line for line in plan.splitlines() if "reconcile: about" in line)
+    return int(line.split("about ")[1].split()[0])
