@@ -18,11 +18,11 @@ from pathlib import Path
 import dlt
 
 from benchmarks._results import machine, write_section
+from pipelines.micrometrics import sync as micrometrics_sync
 from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.sandbox import Sandbox
-from pipelines.sync.runner import SyncOptions, run_sync
 
 KEY, SECRET = "bench-key", "bench-secret"
 RATE, BURST = 1.0, 10
@@ -67,8 +67,8 @@ def main() -> None:
             settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET)
             sandbox.reset_stats()
             started = time.perf_counter()
-            report = run_sync(settings, SyncOptions(**options), client=client,
-                              pipeline=pipeline, clock=clock)
+            report = micrometrics_sync(pipeline, settings=settings, client=client, clock=clock,
+                                       **options)
             cpu = time.perf_counter() - started
             requests = sandbox.stats()["requests"]
             reconcile = report.reconcile.requests if report.reconcile else 0

@@ -71,7 +71,7 @@ def track_steps() -> None:
 
 
 def die(marker: Path, phase: str, call: int, detail: dict[str, Any]) -> None:
-    from pipelines.sync.pending import package_states
+    from pipelines.micrometrics.pending import package_states
 
     pipeline = dlt.current.pipeline()
     record = {
@@ -174,10 +174,11 @@ def install(phase: str, after: int, marker: Path, match: str = "") -> None:
                     "load_id": load_id, "job": file_name, "job_state": state},
                 match=match)
     elif phase == "rounds":
-        from pipelines.micrometrics.rounds import SyncRun
+        from pipelines.micrometrics.rounds import RoundBudget
 
-        kill_at(SyncRun, "new_round", phase, after, marker, when="before",
-                describe=lambda run: {"rounds_done": run.round}, match=match)
+        # Called at the start of every round: the N-th call comes after N-1 rounds loaded.
+        kill_at(RoundBudget, "new_round", phase, after, marker, when="before",
+                describe=lambda budget: {"pages_of_the_last_round": budget.spent}, match=match)
     else:
         raise ValueError(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import dlt
 import duckdb
 
+from pipelines.micrometrics import SyncReport, sync
 from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.retry import RetryPolicy
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.sandbox import Sandbox
-from pipelines.sync.runner import SyncOptions, SyncReport, run_sync
+from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
 from tests.fakes import FakeClock
 
@@ -62,8 +63,8 @@ def sync_sandbox(
     )
     resolved = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET, **settings)
     pipeline = pipeline_for(tmp_path)
-    report = run_sync(resolved, options or SyncOptions(), client=client, pipeline=pipeline,
-                      clock=clock)
+    report = sync(pipeline, settings=resolved, client=client, clock=clock,
+                  **(options or SyncOptions()).sync_arguments())
     return SyncResult(report, client, pipeline)
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
+
 import pytest
+from dlt.sources.helpers.rest_client import RESTClient
+from requests import Response
+from requests.adapters import BaseAdapter, HTTPAdapter
 
 from pipelines.micrometrics.client import MicrometricsClient, index_records
 from pipelines.micrometrics.errors import (
@@ -11,6 +16,8 @@ from pipelines.micrometrics.errors import (
     UnexpectedResponseError,
 )
 from pipelines.micrometrics.retry import retry_after_seconds
+from pipelines.micrometrics.session import MicrometricsSession
+from pipelines.micrometrics.throttle import LeakyBucket
 from tests.conftest import KEY, SECRET
 
 EVERYTHING = {"start_at": "2000-01-01T00:00:00+00:00", "end_at": "2100-01-01T00:00:00+00:00"}
@@ -160,3 +167,105 @@ def test_timeouts_are_retried_then_reported(start_sandbox, virtual_client, clock
     with pytest.raises(ApiError, match=r"ReadTimeout from 127\.0\.0\.1:\d+ after 3 attempts"):
         list(client.pages("/devices", EVERYTHING))
     assert client.stats.requests == 3 and client.stats.retries == 2
+
+
+class RecordingAdapter(HTTPAdapter):
+    """The stock adapter, remembering the headers of every request that went out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[dict[str, str]] = []
+
+    def send(self, request, **kwargs):
+        self.sent.append(dict(request.headers))
+        return super().send(request, **kwargs)
+
+
+def test_retry_after_a_wait_over_15_minutes_carries_a_fresh_date_and_signature(
+    start_sandbox, virtual_client, clock
+):
+    """A 503, then a 20-minute backoff: the sandbox refuses a Date more than 15 minutes old,
+    so the retry succeeds only if it was signed when it went out, not when first prepared."""
+    sandbox = start_sandbox(clock=clock)
+    sandbox.script("http_503", count=1)
+    client = virtual_client(sandbox, base=2400.0, cap=2400.0, max_attempts=2)  # 20-40 min
+    recorder = RecordingAdapter()
+    client.session.mount("http://", recorder)
+
+    pages = list(client.pages("/devices", EVERYTHING))
+
+    assert sum(len(page) for page in pages) == len(sandbox.truth()["devices"])
+    assert client.stats.retries == 1 and max(clock.slept) > 15 * 60
+    assert sandbox.stats()["by_status"].get(503) == 1 and 401 not in sandbox.stats()["by_status"]
+    failed, retried = recorder.sent[:2]
+    waited = (parsedate_to_datetime(retried["Date"]) - parsedate_to_datetime(failed["Date"]))
+    assert waited.total_seconds() > 15 * 60
+    assert failed["Authorization"] != retried["Authorization"]
+    assert retried["Authorization"].startswith(f"APIAuth {KEY}:")
+
+
+def test_response_hooks_see_only_the_final_response(start_sandbox, virtual_client, clock):
+    """429s and 5xx that a retry fixed never reach the hooks (nor dlt's raise_for_status)."""
+    sandbox = start_sandbox(clock=clock)
+    sandbox.script("spurious_429", count=2)
+    sandbox.script("http_500", count=1)
+    client = virtual_client(sandbox)
+    seen: list[int] = []
+    hooks = {"response": [lambda response, **kwargs: seen.append(response.status_code)]}
+    pages = list(client.paginate("/devices", params=EVERYTHING, hooks=hooks))
+    assert seen == [200] * len(pages)
+    assert client.stats.throttled == 2 and client.stats.retries == 1
+    # Without hooks of its own, paginate's default raise_for_status sees only the final 200s.
+    sandbox.script("http_503", count=1)
+    assert len(list(client.paginate("/devices", params=EVERYTHING))) == len(pages)
+
+
+def test_uses_only_public_rest_client_extension_points():
+    """dlt's private methods are left alone: the session, hooks and extract_response do it."""
+    overridden = {name for name in vars(MicrometricsClient)
+                  if name in vars(RESTClient) and not name.endswith("__")}
+    assert overridden == {"extract_response"}
+    client = MicrometricsClient("https://tenant.example", KEY, SECRET)
+    assert isinstance(client.session, MicrometricsSession)
+    assert client.session.auth is client.auth
+    assert (client.bucket, client.retry, client.stats, client.timeout) == (
+        client.session.bucket, client.session.retry, client.session.stats,
+        client.session.timeout)
+
+
+class ScriptedAdapter(BaseAdapter):
+    """Answers each request with the next (status, headers, body); remembers what was sent."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str], bytes]) -> None:
+        super().__init__()
+        self.answers = list(answers)
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    def send(self, request, **kwargs):
+        self.sent.append((request.url, dict(request.headers)))
+        status, headers, body = self.answers.pop(0)
+        response = Response()
+        response.status_code, response._content = status, body
+        response.headers.update(headers)
+        response.request, response.url, response.encoding = request, request.url, "utf-8"
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_redirect_hop_is_not_re_signed_for_another_host(clock):
+    """requests strips Authorization on a redirect to another host; no re-signing puts it back,
+    and the hop takes no token of its own, as with a plain session."""
+    client = MicrometricsClient("https://tenant.example", KEY, SECRET, sleep=clock.sleep,
+                                bucket=LeakyBucket(clock=clock, sleep=clock.sleep),
+                                auth_clock=clock)
+    adapter = ScriptedAdapter((302, {"Location": "https://elsewhere.example/x"}, b""),
+                              (200, {}, b"[]"))
+    client.session.mount("https://", adapter)
+    assert [list(page) for page in client.pages("/devices")] == [[]]
+    (first_url, first), (hop_url, hop) = adapter.sent
+    assert first_url == "https://tenant.example/api/experience/devices"
+    assert first["Authorization"].startswith(f"APIAuth {KEY}:")
+    assert hop_url == "https://elsewhere.example/x" and "Authorization" not in hop
+    assert client.stats.requests == 1

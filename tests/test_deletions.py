@@ -7,7 +7,7 @@ import math
 from datetime import UTC, datetime
 
 from pipelines.sync.dryrun import describe_plan
-from pipelines.sync.runner import SyncOptions
+from pipelines.sync.options import SyncOptions
 from pipelines.sync.summary import deletion_lines
 from tests.syncing import DATASET, query, sync_sandbox
 from tests.truth import truth_versions

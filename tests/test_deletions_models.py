@@ -17,7 +17,7 @@ import pytest
 import sqlglot
 
 from pipelines.models import DataTestFailed, build_models
-from pipelines.sync.runner import SyncOptions
+from pipelines.sync.options import SyncOptions
 from tests.models import expected
 from tests.models.conftest import rows
 from tests.syncing import DATASET, SyncResult, query, sync_sandbox

@@ -3,9 +3,8 @@
 from datetime import UTC, datetime
 
 from pipelines.micrometrics.quarantine import rejection_reason, split_records
-from pipelines.micrometrics.rounds import SyncRun
-from pipelines.micrometrics.settings import load_settings
-from pipelines.micrometrics.source import survey_list
+from pipelines.micrometrics.rounds import ExtractTally, SurveyIndex, SyncBounds
+from pipelines.micrometrics.source import read_survey_list
 
 
 def test_reasons():
@@ -42,9 +41,9 @@ def test_a_quarantined_survey_still_indexes_its_responses():
         {"id": 2, "updated_at": "garbage"},
         {"name": "no id at all"},
     ]
-    run = SyncRun(run_end=datetime(2026, 11, 1, tzinfo=UTC), round_pages=10)
-    settings = load_settings(base_url="https://t.example.com", api_key="k", api_secret="s")
-    listed = survey_list(ListingClient([surveys]), settings, run)
-    assert [s["id"] for s in listed] == [1]  # loaded into surveys
-    assert [s["id"] for s in run.response_index] == [1, 2]  # responses read for both
-    assert len(run.rejected_surveys) == 2 and run.rejected == 2
+    moment = datetime(2026, 11, 1, tzinfo=UTC)
+    index, tally = SurveyIndex(), ExtractTally()
+    read_survey_list(ListingClient([surveys]), SyncBounds(moment, moment), index, tally)
+    assert [s["id"] for s in index.listed] == [1]  # loaded into surveys
+    assert [s["id"] for s in index.indexed] == [1, 2]  # responses read for both
+    assert len(index.rejected) == 2 and tally.rejected == 2

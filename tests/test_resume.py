@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 
-from pipelines.micrometrics.rounds import SyncRun
+from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.source import micrometrics_source
 from tests.conftest import KEY, SECRET
@@ -18,11 +18,12 @@ def extract_one_round_and_die(sandbox, tmp_path, clock, client):
     as if the process died before normalize and load."""
     settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET,
                              window_pages=2)
-    run = SyncRun(run_end=datetime.fromtimestamp(clock(), UTC), round_pages=2)
-    run.new_round()
+    now = datetime.fromtimestamp(clock(), UTC)
+    budget = RoundBudget(pages=2)
     pipeline = pipeline_for(tmp_path)
-    pipeline.extract(micrometrics_source(settings=settings, client=client, run=run))
-    assert run.more, "the round should have stopped part-way"
+    pipeline.extract(micrometrics_source(settings=settings, client=client,
+                                         bounds=SyncBounds(now, now), budget=budget))
+    assert budget.more, "the round should have stopped part-way"
     return pipeline
 
 

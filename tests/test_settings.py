@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.micrometrics.errors import ConfigurationError
+from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.settings import check_base_url, load_settings
 from pipelines.sync.troubleshooting import README, render_section
 
@@ -66,3 +67,42 @@ def test_deep_pass_settings_default_and_accept_zero_but_not_negative(monkeypatch
     monkeypatch.setenv("SOURCES__MICROMETRICS__DEEP_LOOKBACK_HOURS", "0")
     with pytest.raises(ConfigurationError, match="deep_lookback_hours must be a positive"):
         load_settings(**base)
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("WINDOW_PAGES", "-3", "window_pages must be a positive number, got -3"),
+        ("WINDOW_PAGES", "2.5", "window_pages must be a whole number >= 1, got 2.5"),
+        ("MAX_ATTEMPTS", "abc", "max_attempts must be a positive number, got 'abc'"),
+        ("INITIAL_WINDOW_DAYS", "0", "initial_window_days must be a positive number, got 0"),
+        ("DEEP_EVERY_HOURS", "-1", "deep_every_hours must be a number >= 0, got -1"),
+        ("LOOKBACK_MINUTES", "5",
+         "lookback_minutes must be at least 15 (the clock skew the API allows), got 5"),
+        ("START_AT", "last tuesday", "start_at: not an ISO 8601 timestamp: 'last tuesday'"),
+    ],
+)
+def test_invalid_settings_are_named_in_one_line_as_before(monkeypatch, key, value, message):
+    """The messages of the hand-written lookup, now that dlt resolves the configuration."""
+    set_configuration(monkeypatch, **{key: value})
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert str(raised.value) == f"{message}; {hint('invalid_setting')}"
+
+
+def test_plain_http_base_url_is_refused_in_one_line_as_before(monkeypatch):
+    set_configuration(monkeypatch, BASE_URL="http://example.com")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        f"base_url 'http://example.com' is plain http to a non-loopback host; "
+        f"{hint('insecure_url')} (or set SOURCES__MICROMETRICS__ALLOW_INSECURE_HTTP=true to "
+        "accept signed requests and data in clear)"
+    )
+
+
+def set_configuration(monkeypatch, **values: str) -> None:
+    """Valid required keys in the environment (first among dlt's providers), then ``values``."""
+    required = {"BASE_URL": "https://t.example.com", "API_KEY": "k", "API_SECRET": "s"}
+    for key, value in {**required, **values}.items():
+        monkeypatch.setenv(f"SOURCES__MICROMETRICS__{key}", value)

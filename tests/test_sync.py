@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.timeutil import parse_timestamp
-from pipelines.sync.runner import SyncOptions
+from pipelines.sync.options import SyncOptions
 from tests.syncing import DATASET, query, sync_sandbox
 from tests.truth import assert_matches_truth
 

@@ -54,8 +54,8 @@ class APIAuth(AuthBase):
     """Signs a ``requests`` request with the APIAuth HMAC scheme.
 
     Every call signs afresh, so a retried request gets a new ``Date`` and signature as long
-    as it is prepared again (the client does so on every attempt). A ``Date`` header that the
-    request already carries is kept, which lets tests pin it.
+    as its ``Date`` is dropped first (``MicrometricsSession`` does so on every attempt). A
+    ``Date`` header that the request already carries is kept, which lets tests pin it.
 
     Args:
         api_key: The public key id, sent in clear in the header.

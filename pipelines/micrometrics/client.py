@@ -1,8 +1,17 @@
 """The one place every API request goes through: signing, pacing, retrying, paging.
 
-Built on dlt's ``RESTClient`` (request building, the paging loop, ``PageData``) with
-``_send_request`` replaced, because dlt 1.31's retrying session re-sends the same prepared
-request (a stale ``Date`` and signature after a long wait) and reads only ``Retry-After``.
+Built on dlt's ``RESTClient`` (request building, the paging loop, ``PageData``) through its
+public extension points only; none of its private methods is overridden:
+
+- ``session=``: a :class:`~.session.MicrometricsSession`. Its ``send`` takes a token of the
+  client-side leaky bucket, signs every attempt afresh (new ``Date`` and signature), waits
+  ``RateLimit-Retry-After`` on a 429 and retries 5xx, dropped connections, timeouts and
+  non-JSON bodies. (dlt's own retrying session would re-send the prepared request as first
+  signed, with a stale ``Date`` after a long wait, and reads only ``Retry-After``.)
+- ``hooks={"response": [...]}`` of ``paginate``: :meth:`MicrometricsClient.raise_for_status`
+  turns a final 4xx into this package's errors. With a "response" hook given, dlt adds no
+  ``raise_for_status`` of its own; the session runs hooks once, on the final response.
+- ``extract_response`` (public): reads the JSON the session parsed, counts pages and records.
 """
 
 from __future__ import annotations
@@ -13,11 +22,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import requests
-from dlt.common import json
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.client import PageData
-from requests import Request, Response
+from requests import Response
 
 from .auth import APIAuth
 from .errors import (
@@ -25,23 +32,16 @@ from .errors import (
     AuthenticationError,
     CursorRejectedError,
     UnexpectedResponseError,
-    body_excerpt,
 )
 from .messages import hint
 from .paginator import NextCursorPaginator
-from .retry import TRANSIENT_STATUSES, RetryPolicy, retry_after_seconds
+from .retry import RetryPolicy
+from .session import DEFAULT_TIMEOUT, MicrometricsSession, api_error
 from .stats import ClientStats
 from .throttle import LeakyBucket
 
 API_PREFIX = "/api/experience"
 ALLOWED_SKEW_SECONDS = 15 * 60  # api_auth's default allowance
-DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read
-TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
 
 
 def index_records(payload: Any, where: str) -> list[Any]:
@@ -65,6 +65,15 @@ def index_records(payload: Any, where: str) -> list[Any]:
     )
 
 
+def _session_attribute(name: str, doc: str) -> property:
+    """An attribute of the client that lives on its session (reads and assignments)."""
+    return property(
+        lambda self: getattr(self.session, name),
+        lambda self, value: setattr(self.session, name, value),
+        doc=doc,
+    )
+
+
 class MicrometricsClient(RESTClient):
     """Signed, throttled, retrying client for the Micrometrics Experience API.
 
@@ -79,6 +88,12 @@ class MicrometricsClient(RESTClient):
         auth_clock: Time source for the ``Date`` header; injected in tests.
     """
 
+    session: MicrometricsSession
+    bucket = _session_attribute("bucket", "Client-side leaky bucket, one token per attempt.")
+    retry = _session_attribute("retry", "Retry policy of transient failures and 429s.")
+    stats = _session_attribute("stats", "What went over the wire (``ClientStats``).")
+    timeout = _session_attribute("timeout", "Requests timeout, seconds or (connect, read).")
+
     def __init__(
         self,
         base_url: str,
@@ -91,20 +106,22 @@ class MicrometricsClient(RESTClient):
         sleep: Callable[[float], None] = time.sleep,
         auth_clock: Callable[[], float] | None = None,
     ) -> None:
+        signer = APIAuth(api_key, api_secret, clock=auth_clock)
         super().__init__(
             base_url=base_url.rstrip("/") + API_PREFIX,
             headers={"Content-Type": "application/json", "Accept": "application/json"},
-            auth=APIAuth(api_key, api_secret, clock=auth_clock),
+            auth=signer,
             paginator=NextCursorPaginator(),
             data_selector="$",
-            # A plain session: retries happen in _send_request, signed afresh each time.
-            session=requests.Session(),
+            session=MicrometricsSession(
+                signer,
+                bucket=bucket or LeakyBucket(sleep=sleep),
+                retry=retry or RetryPolicy(),
+                stats=ClientStats(),
+                timeout=timeout,
+                sleep=sleep,
+            ),
         )
-        self.bucket = bucket or LeakyBucket(sleep=sleep)
-        self.retry = retry or RetryPolicy()
-        self.timeout = timeout
-        self.stats = ClientStats()
-        self._sleep = sleep
         self._clock = auth_clock or time.time
 
     @classmethod
@@ -113,72 +130,27 @@ class MicrometricsClient(RESTClient):
         retry = RetryPolicy(max_attempts=settings.max_attempts, base=settings.backoff_seconds)
         return cls(settings.base_url, settings.api_key, settings.api_secret, retry=retry)
 
-    def _create_response_handler(self) -> Callable[..., None]:
-        # Status handling lives in _send_request; dlt's default hook would raise on the first 429.
-        return lambda response, *args, **kwargs: None
+    def raise_for_status(self, response: Response, *args: Any, **kwargs: Any) -> None:
+        """Response hook: raises for a final 4xx (or a 5xx the session does not retry).
 
-    def _send_request(self, request: Request, **kwargs: Any) -> Response:
-        kwargs.setdefault("timeout", self.timeout)
-        throttled = 0
-        attempt = 1  # 429s wait as told and do not use up the attempts kept for failures
-        while True:
-            self.stats.add(throttle_wait_seconds=self.bucket.acquire(), requests=1)
-            # Preparing again runs APIAuth again: a fresh Date and signature on every attempt.
-            prepared = self.session.prepare_request(request)
-            settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
-            try:
-                response = self.session.send(prepared, **(settings | kwargs))
-            except TRANSPORT_ERRORS as exc:
-                self.bucket.release()
-                failure = transport_error(prepared, exc, self.retry.max_attempts)
-            else:
-                self.bucket.observe(response.headers)
-                if response.status_code == 429:
-                    throttled += 1
-                    self.stats.add(throttled=1)
-                    if throttled > self.retry.max_throttled:
-                        raise self._error(response, prepared, ApiError, hint=hint("throttled"))
-                    self.bucket.hold(retry_after_seconds(response.headers, 1.0 / self.bucket.rate))
-                    continue
-                failure = self._check(response, prepared)
-                if failure is None:
-                    return response
-            if attempt >= self.retry.max_attempts:
-                raise failure
-            self.stats.add(retries=1)
-            self._sleep(self.retry.backoff(attempt))
-            attempt += 1
-
-    def _check(self, response: Response, prepared: Any) -> ApiError | None:
-        """None for a good response (its JSON parsed onto ``response.payload``); the error
-        to raise after the last attempt for a transient failure. Raises right away for
-        failures no retry can fix."""
+        Raises:
+            AuthenticationError: 401, saying whether the credentials or the clock are to blame.
+            CursorRejectedError: 400 on a request with a paging cursor.
+            ApiError: 404 and any other error status.
+        """
         status = response.status_code
+        if status < 400:
+            return
+        # The request as first sent, also when redirects followed.
+        request = response.history[0].request if response.history else response.request
         if status == 401:
-            raise self._error(response, prepared, AuthenticationError,
-                              hint=auth_hint(response, self._clock()))
-        if status in TRANSIENT_STATUSES:
-            return self._error(response, prepared, ApiError, hint=hint("server"))
+            raise api_error(request, response, AuthenticationError,
+                            auth_hint(response, self._clock()))
         if status == 404:
-            raise self._error(response, prepared, ApiError, hint=hint("not_found"))
-        if status == 400 and (request_params(prepared).get("cursor")):
-            raise self._error(response, prepared, CursorRejectedError, hint=hint("cursor"))
-        if status >= 400:
-            raise self._error(response, prepared, ApiError)
-        try:
-            # An empty or truncated body, or an HTML page from a proxy: worth another attempt.
-            response.payload = json.loadb(response.content)
-        except ValueError:
-            return self._error(response, prepared, UnexpectedResponseError,
-                               hint="the body is not JSON; " + hint("not_json"))
-        return None
-
-    @staticmethod
-    def _error(response: Response, prepared: Any, kind: type[ApiError], hint: str = "") -> ApiError:
-        detail = body_excerpt(response.text)
-        if hint:
-            detail = f"{hint}; body: {detail}"
-        return kind(prepared.method, prepared.path_url, response.status_code, detail)
+            raise api_error(request, response, ApiError, hint("not_found"))
+        if status == 400 and request_params(request).get("cursor"):
+            raise api_error(request, response, CursorRejectedError, hint("cursor"))
+        raise api_error(request, response, ApiError)
 
     def extract_response(self, response: Response, data_selector: Any) -> list[Any]:
         """Index records of a page, counted in the stats."""
@@ -189,7 +161,9 @@ class MicrometricsClient(RESTClient):
 
     def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[PageData[Any]]:
         """Every page of an index endpoint, following ``Next-Cursor`` to the end."""
-        yield from self.paginate(path, params=dict(params or {}))
+        yield from self.paginate(
+            path, params=dict(params or {}), hooks={"response": [self.raise_for_status]}
+        )
 
 
 def request_params(prepared: Any) -> dict[str, str]:
@@ -207,15 +181,3 @@ def auth_hint(response: Response, now: float) -> str:
         return (f"this machine's clock differs from the server's by {abs(skew) / 60:.0f} minutes"
                 f" (more than the 15 allowed); {hint('clock')}")
     return hint("auth")
-
-
-def transport_error(prepared: Any, exc: Exception, attempts: int) -> ApiError:
-    """No HTTP response at all: name the host, not the exception's internals."""
-    host = urlsplit(prepared.url or "").netloc
-    if isinstance(exc, requests.ConnectionError) and not isinstance(
-        exc, requests.exceptions.ChunkedEncodingError
-    ):
-        detail = f"could not connect to {host} ({type(exc).__name__}); {hint('unreachable')}"
-    else:
-        detail = f"{type(exc).__name__} from {host} after {attempts} attempts; {hint('server')}"
-    return ApiError(prepared.method, prepared.path_url, None, detail)

@@ -13,12 +13,13 @@ upstream, say) keeps its questions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import dlt
 from dlt.sources import DltResource
 
-from .rounds import SyncRun
+from .rounds import SurveyIndex
 
 RESOURCE = "survey_questions"
 VALIDITY_COLUMNS = ["valid_from", "valid_to"]
@@ -43,30 +44,31 @@ def question_rows(surveys: Iterable[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def question_history(list_surveys: Callable[[], Iterable[Any]], run: SyncRun) -> DltResource:
+def question_history(
+    list_surveys: Callable[[], Iterable[Any]], index: SurveyIndex, now: datetime | None
+) -> DltResource:
     """The ``survey_questions`` resource of one sync.
 
     Args:
         list_surveys: Returns the sync's survey list (quarantined surveys that have an id
             included: their questions still type their answers).
-        run: The sync's rounds; the questions are emitted in its first round only (like the
-            surveys), and ``run.now`` is the boundary of the versions (dlt's load time when
-            None).
+        index: The sync's survey index: the questions are emitted in its first round only
+            (like the surveys).
+        now: The boundary of the versions, the sync's start (dlt's load time when None).
     """
     disposition: dict[str, Any] = {
         "disposition": "merge",
         "strategy": "scd2",
         "validity_column_names": VALIDITY_COLUMNS,
     }
-    if run.now is not None:
-        disposition["boundary_timestamp"] = run.now
+    if now is not None:
+        disposition["boundary_timestamp"] = now
 
     @dlt.resource(name=RESOURCE, write_disposition=disposition, merge_key="survey_id")
     def survey_questions() -> Iterator[list[dict[str, Any]]]:
         surveys = list_surveys()
-        if run.questions_emitted:
+        if not index.first_emit(RESOURCE):
             return
-        run.questions_emitted = True
         rows = question_rows(surveys)
         if rows:
             yield rows

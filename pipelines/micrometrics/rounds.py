@@ -1,10 +1,17 @@
-"""One sync = one or more rounds; each round is one dlt extract+load, so state is checkpointed.
+"""What the rounds of one sync share, one concern per object.
 
 dlt writes source state only after a whole extract, so a sync that walked a long backfill in a
 single ``pipeline.run`` would lose all of it to a crash. Instead the sync runs rounds of about
-``round_pages`` pages: every stream fetches windows until the round's page budget is spent (a
-window in flight is always finished), the round is loaded, and the next round resumes from the
-state that round committed. A crash loses at most the round in flight.
+``RoundBudget.pages`` pages: every stream fetches pages until the round's budget is spent (a
+window cut part-way keeps its cursor in state), the round is loaded, and the next round resumes
+from the state that round committed. A crash loses at most the round in flight.
+
+- :class:`SyncBounds`: the sync's fixed time bounds (so rounds continue the same ranges);
+- :class:`RoundBudget`: the page budget of the round in flight;
+- :class:`SurveyIndex`: the survey list, read once per sync, and which resources emitted it;
+- :class:`WindowStates`: where streams keep their windows (dlt state, or scratch for an
+  explicit re-read that must not move the incremental state);
+- :class:`ExtractTally`: what the extract counted for the summary (quarantine, deep pass).
 """
 
 from __future__ import annotations
@@ -14,68 +21,98 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+UNLIMITED = 10**9
 
-@dataclass
-class SyncRun:
-    """What one sync invocation shares across its rounds.
+
+@dataclass(frozen=True)
+class SyncBounds:
+    """Time bounds of one sync.
 
     Attributes:
-        run_end: Upper bound of every window in this sync (fixed, so rounds continue ranges).
-        round_pages: Page budget of one round (a window in flight is always finished).
-        start_at: With ``end_at``, an explicit range to re-read without touching the
-            incremental state (``--start-at``/``--end-at``).
-        explicit_range: True when ``start_at`` is an explicit re-read.
-        now: Wall-clock time at the start of the sync (the survey list reaches it).
-        surveys: The survey list, fetched once per sync; ``response_index`` the surveys whose
-            responses are read (quarantined ones with an id included).
-        scratch: Window state of an explicit range, which must not touch dlt state.
-        rejected: Records quarantined so far.
+        run_end: Upper bound of every window in this sync.
+        now: Wall-clock time at the start of the sync (the survey list reaches it; versions of
+            questions and deletion marks are stamped with it).
+        start_at: Lower bound of an explicit re-read (``--start-at``); None otherwise.
+        explicit_range: True for ``--start-at``/``--end-at``: the incremental state stays.
     """
 
     run_end: datetime
-    round_pages: int
+    now: datetime
     start_at: datetime | None = None
     explicit_range: bool = False
-    now: datetime | None = None
-    round: int = 0
-    pages_this_round: int = 0
+
+
+@dataclass
+class RoundBudget:
+    """The page budget of one round; ``more`` says a stream had to stop for it."""
+
+    pages: int = UNLIMITED
+    spent: int = 0
     more: bool = False
-    surveys: list[dict[str, Any]] | None = None
-    surveys_emitted: bool = False
-    questions_emitted: bool = False  # the question history, like surveys: first round
-    rejected_surveys: list[dict[str, Any]] = field(default_factory=list)
-    response_index: list[dict[str, Any]] = field(default_factory=list)
-    scratch: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rejected: int = 0
-    # Deep pass: ``{id: updated_at}`` now in the destination for a table and ids (None: not
-    # counted), the streams that ran one, and the records found only by it.
-    known_versions: Callable[[str, list], dict] | None = None
-    deep_streams: set[str] = field(default_factory=set)
-    deep_found: int = 0
 
     def new_round(self) -> None:
-        self.round += 1
-        self.pages_this_round = 0
+        self.spent = 0
         self.more = False
 
-    def may_start_window(self) -> bool:
-        """Whether a stream that owes a window may fetch it in this round; if not, the sync
-        needs another round."""
-        if self.pages_this_round < self.round_pages:
+    def may_fetch(self) -> bool:
+        """Whether a stream may fetch another page (to start or continue a window) in this
+        round; if not, the sync needs another round."""
+        if self.spent < self.pages:
             return True
         self.more = True
         return False
 
-    def may_continue_window(self) -> bool:
-        """Whether a window being read may fetch its next page in this round; if not, its
-        cursor is checkpointed and the sync needs another round."""
-        return self.may_start_window()
+    def spend(self, pages: int = 1) -> None:
+        self.spent += pages
 
-    def spend(self, pages: int) -> None:
-        self.pages_this_round += pages
 
-    def stream_state(self, resource_state: dict[str, Any], key: str) -> dict[str, Any]:
-        """Where a stream keeps its windows: dlt state, or scratch for an explicit range."""
-        if self.explicit_range:
+@dataclass
+class SurveyIndex:
+    """The survey list, read once per sync: it is the surveys table and the index of the
+    response streams. ``listed`` holds the well-formed surveys, ``rejected`` the quarantined
+    ones, ``indexed`` every survey with an id (a quarantined survey still has responses)."""
+
+    listed: list[dict[str, Any]] | None = None
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    indexed: list[dict[str, Any]] = field(default_factory=list)
+    emitted_by: set[str] = field(default_factory=set)
+
+    @property
+    def read(self) -> bool:
+        return self.listed is not None
+
+    def first_emit(self, resource: str) -> bool:
+        """True the first time ``resource`` asks: what comes from the list is emitted in one
+        round only."""
+        if resource in self.emitted_by:
+            return False
+        self.emitted_by.add(resource)
+        return True
+
+
+@dataclass
+class WindowStates:
+    """Where a stream keeps its windows: its dlt resource state, or, for an explicit re-read,
+    scratch dicts that live as long as the sync (the incremental state must not move)."""
+
+    explicit: bool = False
+    scratch: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_stream(self, resource_state: dict[str, Any], key: str) -> dict[str, Any]:
+        if self.explicit:
             return self.scratch.setdefault(key, {})
         return resource_state.setdefault(key, {})
+
+
+@dataclass
+class ExtractTally:
+    """What the extract counted: records quarantined, streams that ran a deep pass, and the
+    records only the deep pass found."""
+
+    rejected: int = 0
+    deep_streams: set[str] = field(default_factory=set)
+    deep_found: int = 0
+
+
+# ``{id: updated_at}`` the destination holds for a table and ids (the deep pass asks).
+KnownVersions = Callable[[str, list], dict]

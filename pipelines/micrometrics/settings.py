@@ -1,7 +1,15 @@
-"""Connector settings, resolved the dlt way and validated before any request is made.
+"""Connector settings: a dlt configuration spec, resolved by dlt, validated before any request.
 
-Keys live under ``[sources.micrometrics]`` in ``.dlt/config.toml`` / ``.dlt/secrets.toml`` or in
-environment variables ``SOURCES__MICROMETRICS__<KEY>``.
+Keys live under ``[sources.micrometrics]`` in ``.dlt/config.toml`` / ``.dlt/secrets.toml``, in
+environment variables ``SOURCES__MICROMETRICS__<KEY>``, or in any other dlt configuration
+provider (vaults, ``dlt.config.register_provider``): ``MicrometricsConfiguration`` is resolved with
+dlt's ``resolve_configuration`` under the ``sources.micrometrics`` section, so dlt's usual lookup
+applies (the most specific key wins; ``sources.<key>`` and ``<key>`` are fallbacks, as for any dlt
+source). ``api_key`` and ``api_secret`` are secret-typed (``MicrometricsCredentials``): dlt reads
+them only from providers that may hold secrets and leaves their values out of its traces.
+
+``load_settings`` turns the configured values (strings or numbers, as configured) into the frozen,
+validated ``Settings``; what is missing or invalid raises a one-line ``ConfigurationError``.
 """
 
 from __future__ import annotations
@@ -9,10 +17,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
-import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.exceptions import ValueNotSecretException
+from dlt.common.configuration.specs import BaseConfiguration, CredentialsConfiguration
+from dlt.common.configuration.specs.base_configuration import NotResolved
+from dlt.common.configuration.utils import auto_cast
+from dlt.common.typing import TSecretStrValue
 
 from .errors import ConfigurationError
 from .messages import hint
@@ -20,6 +33,7 @@ from .timeutil import parse_timestamp
 from .windows import WindowSettings
 
 SECTION = "sources.micrometrics"
+SECTIONS = tuple(SECTION.split("."))
 DEFAULT_START_AT = "2000-01-01T00:00:00+00:00"
 # Uploads from devices that were offline arrive up to an hour late: re-read two hours.
 DEFAULT_LOOKBACK_MINUTES = 120.0
@@ -31,6 +45,7 @@ ASSUMED_PAGE_SIZE = 100
 # three days, so each late record gets three chances to be found.
 DEFAULT_DEEP_LOOKBACK_HOURS = 72.0
 DEFAULT_DEEP_EVERY_HOURS = 24.0  # the server chooses; this only sizes windows
+REQUIRED = ("base_url", "api_key", "api_secret")
 
 
 def env_name(key: str) -> str:
@@ -71,19 +86,6 @@ class Settings:
             deep_lookback=self.deep_lookback,
             deep_every=self.deep_every,
         )
-
-
-def _lookup(key: str, secret: bool = False) -> object | None:
-    provider = dlt.secrets if secret else dlt.config
-    try:
-        return provider[f"{SECTION}.{key}"]
-    except (KeyError, ConfigFieldMissingException):
-        if secret:  # a base_url may sit in secrets.toml too
-            return None
-        try:
-            return dlt.secrets[f"{SECTION}.{key}"]
-        except (KeyError, ConfigFieldMissingException):
-            return None
 
 
 def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
@@ -148,19 +150,113 @@ def _count(key: str, value: object, default: int) -> int:
     return int(number)
 
 
+@configspec
+class MicrometricsCredentials(CredentialsConfiguration):
+    """The API key and secret, secret-typed.
+
+    dlt reads them only from providers that may hold secrets (environment, ``secrets.toml``,
+    vaults; a value in ``config.toml`` is refused) and records no value of theirs in its traces.
+    """
+
+    # Not dlt's default "credentials": the keys sit next to base_url, under [sources.micrometrics].
+    __section__: ClassVar[str | None] = None
+
+    api_key: TSecretStrValue = None
+    api_secret: TSecretStrValue = None
+
+    def __repr__(self) -> str:
+        return f"MicrometricsCredentials(api_key={self.api_key!r}, api_secret='***')"
+
+    __str__ = __repr__
+
+
+@configspec
+class MicrometricsConfiguration(BaseConfiguration):
+    """What is configured under ``[sources.micrometrics]``, as configured (not yet validated).
+
+    The tunables are typed ``Any`` on purpose: dlt then hands them over unconverted, and
+    ``load_settings`` validates them with its own messages.
+    """
+
+    base_url: str = None
+    # Resolved on its own at the same section (see resolve_micrometrics_configuration): embedded,
+    # dlt would look for the keys under [sources.micrometrics.credentials].
+    credentials: Annotated[MicrometricsCredentials, NotResolved()] = None
+    start_at: Any = None
+    lookback_minutes: Any = None
+    initial_window_days: Any = None
+    window_pages: Any = None
+    allow_insecure_http: Any = None
+    max_attempts: Any = None
+    backoff_seconds: Any = None
+    deep_lookback_hours: Any = None
+    deep_every_hours: Any = None
+
+    def __repr__(self) -> str:
+        return (f"MicrometricsConfiguration(base_url={self.base_url!r}, "
+                f"credentials={self.credentials!r})")
+
+    __str__ = __repr__
+
+    def configured(self, key: str) -> Any:
+        """The configured value of ``key``; the credentials' fields included."""
+        if key in ("api_key", "api_secret"):
+            return getattr(self.credentials, key) if self.credentials is not None else None
+        return getattr(self, key)
+
+
+def _fields(spec: type[BaseConfiguration]) -> set[str]:
+    return {k for k in spec.get_resolvable_fields() if k != "credentials"}
+
+
+def resolve_micrometrics_configuration(**explicit: object) -> MicrometricsConfiguration:
+    """Resolve ``[sources.micrometrics]`` from dlt's configuration providers, partially.
+
+    ``explicit`` values that are not None are taken as they are, without a lookup. Nothing is
+    validated here and a missing key is left None (``load_settings`` names it).
+
+    Raises:
+        ConfigurationError: a secret found in a provider that cannot hold secrets (dlt refuses
+            it), named like a missing key.
+    """
+    given = {k: v for k, v in explicit.items() if v is not None}
+
+    def explicit_for(spec: type[BaseConfiguration]) -> dict[str, object]:
+        return {k: v for k, v in given.items() if k in _fields(spec)}
+
+    try:
+        credentials = resolve_configuration(
+            MicrometricsCredentials(), sections=SECTIONS, accept_partial=True,
+            explicit_value=explicit_for(MicrometricsCredentials),
+        )
+        config = resolve_configuration(
+            MicrometricsConfiguration(credentials=credentials), sections=SECTIONS,
+            accept_partial=True, explicit_value=explicit_for(MicrometricsConfiguration),
+        )
+    except ValueNotSecretException as exc:
+        key = exc.key.rsplit(".", 1)[-1]
+        raise ConfigurationError(
+            f"missing configuration: {env_name(key)} ({exc.provider_name} cannot hold secrets); "
+            f"{hint('missing_config')}"
+        ) from None
+    # dlt hands over environment values as text; read them as its ``dlt.config[...]`` does, so
+    # that messages quote 5, not '5'. Explicit values stay as given.
+    for key in _fields(MicrometricsConfiguration) - {"base_url"} - set(given):
+        value = getattr(config, key)
+        if isinstance(value, str):
+            setattr(config, key, auto_cast(value))
+    return config
+
+
 def load_settings(**overrides: object) -> Settings:
     """Resolve and validate settings; ``overrides`` (not None) win over configuration.
 
     Raises:
         ConfigurationError: naming the key to set, before any request is made.
     """
-
-    def get(key: str, secret: bool = False) -> object | None:
-        value = overrides.get(key)
-        return value if value is not None else _lookup(key, secret)
-
-    missing = [k for k, s in (("base_url", False), ("api_key", True), ("api_secret", True))
-               if not get(k, s)]
+    config = resolve_micrometrics_configuration(**overrides)
+    get = config.configured
+    missing = [k for k in REQUIRED if not get(k)]
     if missing:
         names = ", ".join(env_name(k) for k in missing)
         raise ConfigurationError(f"missing configuration: {names}; {hint('missing_config')}")
@@ -180,8 +276,8 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigurationError(f"start_at: {exc}; {hint('invalid_setting')}") from None
     return Settings(
         base_url=check_base_url(str(get("base_url")), insecure),
-        api_key=str(get("api_key", True)),
-        api_secret=str(get("api_secret", True)),
+        api_key=str(get("api_key")),
+        api_secret=str(get("api_secret")),
         start_at=start_at,
         lookback=timedelta(minutes=lookback),
         initial_window=timedelta(

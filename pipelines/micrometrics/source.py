@@ -15,7 +15,15 @@ from .deletions import track_survey_list
 from .errors import ApiError, CursorRejectedError
 from .quarantine import as_rejected, split_records
 from .questions import question_history
-from .rounds import SyncRun
+from .rounds import (
+    UNLIMITED,
+    ExtractTally,
+    KnownVersions,
+    RoundBudget,
+    SurveyIndex,
+    SyncBounds,
+    WindowStates,
+)
 from .settings import Settings, load_settings
 from .timeutil import format_timestamp, parse_timestamp
 from .windows import StreamWindows, Window
@@ -38,7 +46,13 @@ SURVEY_FLOOR_SLACK = timedelta(days=1)
 
 
 def walk(
-    client: MicrometricsClient, path: str, windows: StreamWindows, run: SyncRun, label: str
+    client: MicrometricsClient,
+    path: str,
+    windows: StreamWindows,
+    budget: RoundBudget,
+    tally: ExtractTally,
+    label: str,
+    known_versions: KnownVersions | None = None,
 ) -> Iterator[Any]:
     """Yield every page of every window the stream owes, checkpointing each finished window.
 
@@ -48,7 +62,7 @@ def walk(
     read twice. A refused cursor restarts its window, ``CURSOR_RESTARTS`` times at most.
     """
     while (window := windows.next_window()) is not None:
-        if not run.may_start_window():
+        if not budget.may_fetch():
             return
         restarts = 0
         while True:
@@ -58,11 +72,11 @@ def walk(
             try:
                 for page in client.pages(path, params=params):
                     pages += 1
-                    run.spend(1)
+                    budget.spend()
                     records += len(page)
                     good, rejected = split_records(page, label)
                     if good:
-                        count_deep_finds(good, windows, run, label)
+                        count_deep_finds(good, windows, tally, label, known_versions)
                         yield good
                     if rejected:
                         rejected_count += len(rejected)
@@ -70,10 +84,10 @@ def walk(
                     next_cursor = page.paginator.next_cursor
                     if next_cursor:
                         windows.learn_page_size(len(page))
-                        if not run.may_continue_window():
+                        if not budget.may_fetch():
                             # Out of budget mid-window: this round's state keeps the cursor.
                             windows.checkpoint(window, next_cursor, records)
-                            run.rejected += rejected_count
+                            tally.rejected += rejected_count
                             log.info("%s: %s .. %s: %d records so far; continued next round",
                                      label, format_timestamp(window.start),
                                      format_timestamp(window.end), records)
@@ -85,10 +99,10 @@ def walk(
                 if restarts > CURSOR_RESTARTS:
                     raise
                 windows.restart()
-                run.rejected += rejected_count
+                tally.rejected += rejected_count
                 log.warning("warning: %s: the API refused a cursor; reading the window again",
                             label)
-        run.rejected += rejected_count
+        tally.rejected += rejected_count
         windows.complete(window, records)
         log.info(
             "%s: %s .. %s: %d records in %d pages",
@@ -97,37 +111,43 @@ def walk(
 
 
 def count_deep_finds(
-    records: list[dict], windows: StreamWindows, run: SyncRun, label: str
+    records: list[dict],
+    windows: StreamWindows,
+    tally: ExtractTally,
+    label: str,
+    known_versions: KnownVersions | None,
 ) -> None:
     """In a deep pass, count the records changed before the plain lookback's start that the
     destination does not hold in this version: late uploads the plain lookback missed."""
     below = windows.deep_below
     if below is None:
         return
-    run.deep_streams.add(label)
-    if run.known_versions is None:
+    tally.deep_streams.add(label)
+    if known_versions is None:
         return
     older = {r["id"]: parse_timestamp(r["updated_at"]) for r in records
              if parse_timestamp(r["updated_at"]) < below}
     if older:
-        known = run.known_versions(label.partition("[")[0], list(older))
-        run.deep_found += sum(1 for rid, at in older.items() if known.get(rid) != at)
+        known = known_versions(label.partition("[")[0], list(older))
+        tally.deep_found += sum(1 for rid, at in older.items() if known.get(rid) != at)
 
 
-def survey_list(client: MicrometricsClient, settings: Settings, run: SyncRun) -> list[dict]:
+def read_survey_list(
+    client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally
+) -> SurveyIndex:
     """Every survey, listed once per sync: it is the index of the response streams."""
-    if run.surveys is None:
+    if not index.read:
         # Every survey that exists now, even when an explicit range ends earlier: a survey
         # changed since still has responses inside the range.
         # From the epoch whatever start_at says: surveys are dimensions, and a survey last
         # changed before start_at can still receive responses.
-        window = Window(EPOCH, max(run.run_end, run.now or run.run_end))
+        window = Window(EPOCH, max(bounds.run_end, bounds.now))
         listed = [s for page in client.pages("/surveys", window.params()) for s in page]
-        run.surveys, run.rejected_surveys = split_records(listed, "surveys")
-        run.rejected += len(run.rejected_surveys)
+        index.listed, index.rejected = split_records(listed, "surveys")
+        tally.rejected += len(index.rejected)
         # A survey quarantined for its updated_at still indexes its responses.
-        run.response_index = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
-    return run.surveys
+        index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
+    return index
 
 
 @dlt.source(name="micrometrics", section="micrometrics")
@@ -140,9 +160,23 @@ def micrometrics_source(
     start_at: str | None = None,
     settings: Settings | None = None,
     client: MicrometricsClient | None = None,
-    run: SyncRun | None = None,
+    bounds: SyncBounds | None = None,
+    budget: RoundBudget | None = None,
+    survey_index: SurveyIndex | None = None,
+    window_states: WindowStates | None = None,
+    tally: ExtractTally | None = None,
+    known_versions: KnownVersions | None = None,
 ) -> list[DltResource]:
-    """Devices, surveys and survey responses of one Micrometrics tenant.
+    """Devices, surveys (with their question history) and survey responses of one tenant.
+
+    Alone, ``pipeline.run(micrometrics_source())`` is one round up to now: exact and
+    incremental, but it gives up what ``pipelines.micrometrics.sync`` adds around it: no
+    checkpoint inside the round (dlt saves state only after a whole extract, so a crash loses
+    the whole backfill read so far, and a window cut by ``budget`` is continued only by another
+    run), no loading of packages a killed run left before extracting (dlt's ``run`` would load
+    them and extract nothing), no ``deleted_at`` marks in the destination (surveys gone from the
+    list are tracked in state, not marked), no count of what a deep pass found, no reconcile.
+    Orchestrators should call ``sync(pipeline)`` instead.
 
     Args:
         base_url: Tenant base URL (``SOURCES__MICROMETRICS__BASE_URL``).
@@ -152,27 +186,43 @@ def micrometrics_source(
             2000-01-01); devices and surveys are always read in full.
         settings: Pre-validated settings; built from the arguments above when omitted.
         client: A shared client (the sync passes one so stats span rounds).
-        run: The sync's round context; a single round up to now when omitted.
+        bounds: The sync's time bounds (default: up to now, incremental).
+        budget: The round's page budget (default: unlimited, one round).
+        survey_index: The survey list shared by the rounds of one sync.
+        window_states: Where windows are kept (scratch for an explicit re-read).
+        tally: Counters for the summary.
+        known_versions: Destination lookup the deep pass uses to count what it found.
 
     Returns:
-        The resources ``devices``, ``surveys`` and ``survey_responses``, each merged on ``id``.
+        ``devices``, ``surveys``, ``survey_questions`` (scd2 history) and
+        ``survey_responses``; the others merged on ``id``.
     """
     settings = settings or load_settings(
         base_url=base_url, api_key=api_key, api_secret=api_secret, start_at=start_at
     )
     client = client or MicrometricsClient.from_settings(settings)
-    run = run or SyncRun(run_end=datetime.now(UTC), round_pages=10**9)
-    window_settings = settings.window_settings(run.start_at if run.explicit_range else None)
+    now = datetime.now(UTC)
+    bounds = bounds or SyncBounds(run_end=now, now=now)
+    budget = budget or RoundBudget(UNLIMITED)
+    index = survey_index or SurveyIndex()
+    states = window_states or WindowStates(explicit=bounds.explicit_range)
+    tally = tally or ExtractTally()
+    window_settings = settings.window_settings(
+        bounds.start_at if bounds.explicit_range else None)
     # Devices are dimensions: their history starts at the epoch unless a range is explicit.
-    device_windows = window_settings if run.explicit_range else settings.window_settings(EPOCH)
-    run_end = run.run_end
+    device_windows = (window_settings if bounds.explicit_range
+                      else settings.window_settings(EPOCH))
+    run_end = bounds.run_end
+
+    def surveys_listed() -> SurveyIndex:
+        return read_survey_list(client, bounds, index, tally)
 
     @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
                   columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
     def devices() -> Iterator[list[dict[str, Any]]]:
-        state = run.stream_state(dlt.current.resource_state(), "windows")
+        state = states.for_stream(dlt.current.resource_state(), "windows")
         windows = StreamWindows(state, device_windows, run_end)
-        yield from walk(client, "/devices", windows, run, "devices")
+        yield from walk(client, "/devices", windows, budget, tally, "devices", known_versions)
 
     @dlt.resource(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
@@ -180,16 +230,15 @@ def micrometrics_source(
     def surveys() -> Iterator[list[dict[str, Any]]]:
         # The full list on every sync: it is small, and it must be complete anyway because it
         # drives the response streams. Emitted in the first round only.
-        listed = survey_list(client, settings, run)
-        if not run.surveys_emitted:
-            run.surveys_emitted = True
+        listing = surveys_listed()
+        if listing.first_emit("surveys"):
             # The list is complete: a survey it no longer names is gone (marked, not dropped).
             track_survey_list(dlt.current.resource_state(),
-                              [s["id"] for s in run.response_index], run.now or run.run_end)
-            if listed:
-                yield listed
-            if run.rejected_surveys:
-                yield as_rejected(run.rejected_surveys)
+                              [s["id"] for s in listing.indexed], bounds.now)
+            if listing.listed:
+                yield listing.listed
+            if listing.rejected:
+                yield as_rejected(listing.rejected)
 
     @dlt.resource(
         name="survey_responses",
@@ -204,16 +253,15 @@ def micrometrics_source(
         )},
     )
     def survey_responses() -> Iterator[list[dict[str, Any]]]:
-        per_survey = run.stream_state(dlt.current.resource_state(), "surveys")
-        survey_list(client, settings, run)
-        for survey in run.response_index:
+        per_survey = states.for_stream(dlt.current.resource_state(), "surveys")
+        for survey in surveys_listed().indexed:
             floor = survey_floor(survey)
             state = per_survey.setdefault(str(survey["id"]), {})
             windows = StreamWindows(state, window_settings, run_end, floor=floor)
             label = f"survey_responses[{survey['id']}]"
             try:
-                yield from walk(client, f"/surveys/{survey['id']}/responses", windows, run,
-                                label)
+                yield from walk(client, f"/surveys/{survey['id']}/responses", windows, budget,
+                                tally, label, known_versions)
             except ApiError as exc:
                 if exc.status != 404:
                     raise
@@ -221,11 +269,8 @@ def micrometrics_source(
                 # will not name it again.
                 log.warning("warning: %s: the survey no longer exists (404); skipped", label)
 
-    def listed_surveys() -> list[dict[str, Any]]:
-        survey_list(client, settings, run)
-        return run.response_index  # quarantined surveys with an id too: their questions count
-
-    survey_questions = question_history(listed_surveys, run)
+    # Quarantined surveys with an id too: their questions type their answers.
+    survey_questions = question_history(lambda: surveys_listed().indexed, index, bounds.now)
 
     return [devices, surveys, survey_questions, survey_responses]
 

@@ -14,8 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pipelines.micrometrics.auth import http_date
-
 from . import faults as fk
 from .cursor import CursorCodec
 from .faults import FaultInjector, Script
@@ -24,7 +22,7 @@ from .ratelimit import LeakyBucket
 from .routes import Api, Reply, endpoint_of, error
 from .stats import Stats
 from .store import Store
-from .verify import verify
+from .verify import http_date, verify
 from .window import BOUNDARIES
 
 JSON_TYPE = "application/json; charset=utf-8"

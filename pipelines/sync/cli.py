@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from pipelines.destination import PIPELINE_NAME, add_destination_arguments
+from pipelines.micrometrics import RESOURCES, sync
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import load_settings
@@ -19,7 +20,7 @@ from pipelines.models import DataTestFailed, ModelsError, build_models, mart_pre
 
 from .dryrun import describe_plan
 from .lock import SyncLockedError, sync_lock
-from .runner import RESOURCES, SyncOptions, make_pipeline, run_sync
+from .options import SyncOptions, make_pipeline
 from .summary import destination_counts, render
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
             pipeline = make_pipeline(options)
-            report = run_sync(settings, options, pipeline=pipeline)
+            report = sync(pipeline, settings=settings, **options.sync_arguments())
             counts = destination_counts(pipeline, TABLES)
             print(render(report, counts, report.rate, report.burst))
             if not args.no_models:

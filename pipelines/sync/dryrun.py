@@ -6,13 +6,13 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.micrometrics.reconcile import reconcile_estimate
 from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
 from pipelines.micrometrics.source import EPOCH
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
 from pipelines.micrometrics.windows import StreamWindows
 
-from .reconcile import reconcile_estimate
-from .runner import SyncOptions, make_pipeline
+from .options import SyncOptions, make_pipeline
 from .summary import floor_seconds
 
 

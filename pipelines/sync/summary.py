@@ -6,10 +6,9 @@ from typing import Any
 
 import dlt
 
+from pipelines.micrometrics import SyncReport
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
-
-from .runner import SyncReport
 
 
 def destination_counts(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str, int | None]:

@@ -21,13 +21,12 @@ from typing import Any
 
 import dlt
 
-from pipelines.micrometrics.client import MicrometricsClient
-from pipelines.micrometrics.errors import ApiError
-from pipelines.micrometrics.source import EPOCH
-from pipelines.micrometrics.timeutil import format_timestamp
-from pipelines.micrometrics.windows import OVERLAP, Window
-
+from .client import MicrometricsClient
+from .errors import ApiError
 from .marks import MarkCounts, Marker, in_list
+from .source import EPOCH
+from .timeutil import format_timestamp
+from .windows import OVERLAP, Window
 
 log = logging.getLogger("micrometrics")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import dlt
 
-from pipelines.destination import sql_literal
-from pipelines.micrometrics.deletions import deleted_surveys, restored_surveys
+from .deletions import deleted_surveys, restored_surveys
+from .warehouse import sql_literal
 
 CHUNK = 500  # ids per statement: well below every warehouse's limit on statement size
 

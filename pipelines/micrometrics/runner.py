@@ -1,0 +1,165 @@
+"""``sync(pipeline)``: the checkpointed sync, as one library call.
+
+A sync is a sequence of rounds of extract+load until every selected stream has reached the end
+bound (see ``rounds``): packages a killed sync left are loaded first, deletion marks are applied
+before and after, then an optional reconcile. The command line (``python -m pipelines.sync``),
+``make sync``, an Airflow task or a plain script all call this and get the same result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import dlt
+from dlt.common.pipeline import LoadInfo
+
+from .client import MicrometricsClient
+from .drift import local_schema, new_variant_warnings, variant_columns
+from .marks import MarkCounts, apply_survey_marks
+from .pending import finish_pending
+from .questions import with_question_history
+from .reconcile import ReconcileReport
+from .reconcile import reconcile as reconcile_deletions
+from .rounds import ExtractTally, RoundBudget, SurveyIndex, SyncBounds, WindowStates
+from .settings import Settings, load_settings
+from .source import micrometrics_source
+from .timeutil import parse_timestamp
+from .warehouse import loaded_versions
+
+RESOURCES = ("devices", "surveys", "survey_responses")
+# Destinations that load parquet files fast (DuckDB: several times insert_values).
+PARQUET_DESTINATIONS = ("duckdb", "motherduck", "filesystem")
+
+
+@dataclass
+class SyncReport:
+    """What a sync did, for the summary and for callers."""
+
+    rounds: int = 0
+    elapsed: float = 0.0
+    loaded_rows: dict[str, int] = field(default_factory=dict)
+    client_stats: dict[str, Any] = field(default_factory=dict)
+    rate: float = 1.0
+    burst: float = 10.0
+    rejected: int = 0
+    load_infos: list[LoadInfo] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. new variant columns
+    deep_streams: int = 0  # streams that re-read the deep lookback in this sync
+    deep_found: int = 0  # records only the deep pass found (late uploads)
+    deep_lookback_hours: float = 0.0
+    lookback_minutes: float = 0.0
+    marks: MarkCounts = field(default_factory=MarkCounts)  # deleted_at set and cleared
+    reconcile: ReconcileReport | None = None
+
+
+def sync(
+    pipeline: dlt.Pipeline,
+    *,
+    resources: Sequence[str] | None = None,
+    start_at: datetime | str | None = None,
+    end_at: datetime | str | None = None,
+    full_refresh: bool = False,
+    reconcile: bool = False,
+    settings: Settings | None = None,
+    client: MicrometricsClient | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SyncReport:
+    """Sync the Micrometrics source into ``pipeline`` until every selected stream is up to now.
+
+    Each round is one ``pipeline.run``; its extract commits the windows it finished (and the
+    cursor of a window cut part-way) to dlt state, so a crash loses at most the round in flight
+    and the next call resumes.
+
+    Args:
+        pipeline: Any dlt pipeline (destination and dataset are the caller's).
+        resources: A subset of ``devices``, ``surveys``, ``survey_responses`` (default: all).
+        start_at: With ``end_at``, an explicit range to re-read (merged) without moving the
+            incremental state; ISO 8601 with an offset, or an aware datetime.
+        end_at: Upper bound of an explicit re-read (default: now).
+        full_refresh: Drop the selected resources' tables and state, then reload them.
+        reconcile: Afterwards, list every id and mark rows erased upstream (``deleted_at``).
+        settings: Validated settings (default: dlt configuration, ``sources.micrometrics``).
+        client: The API client (default: built from the settings).
+        clock: UNIX time source (tests pin it).
+
+    Returns:
+        Rows loaded per table, requests, rounds, deep pass, marks, reconcile, warnings.
+
+    Raises:
+        ConfigurationError: Bad or missing settings, before any request.
+        ValueError: Unknown resources or a bad time range.
+        Exception: Whatever dlt raises when a step fails (the cause is our ``ApiError``...).
+    """
+    started = time.monotonic()
+    selected = tuple(resources or RESOURCES)
+    unknown = sorted(set(selected) - set(RESOURCES))
+    if unknown:
+        raise ValueError(f"unknown resources {unknown}; choose from {', '.join(RESOURCES)}")
+    settings = settings or load_settings()
+    client = client or MicrometricsClient.from_settings(settings)
+    now = datetime.fromtimestamp(clock(), UTC)
+    lower = parse_timestamp(start_at) if start_at is not None else None
+    upper = parse_timestamp(end_at) if end_at is not None else None
+    explicit = lower is not None or upper is not None
+    if lower and upper and lower >= upper:
+        raise ValueError("start_at must be before end_at")
+    bounds = SyncBounds(run_end=upper or now, now=now,
+                        start_at=lower or (settings.start_at if explicit else None),
+                        explicit_range=explicit)
+    budget, index, tally = RoundBudget(settings.window_pages), SurveyIndex(), ExtractTally()
+    states = WindowStates(explicit=explicit)
+    variants_before = variant_columns(local_schema(pipeline))
+
+    # What a killed sync left is loaded first, whatever this sync selects, and the marks it
+    # committed to state but never applied are applied (idempotent otherwise).
+    report = SyncReport(load_infos=finish_pending(pipeline))
+    report.marks.add(apply_survey_marks(pipeline))
+    # Only the selected resources: --full-refresh --resources devices keeps the responses.
+    refresh = "drop_resources" if full_refresh else None
+    while True:
+        budget.new_round()
+        source = micrometrics_source(
+            settings=settings, client=client, bounds=bounds, budget=budget,
+            survey_index=index, window_states=states, tally=tally,
+            known_versions=partial(loaded_versions, pipeline),
+        ).with_resources(*with_question_history(selected))
+        info = pipeline.run(source, loader_file_format=loader_format(pipeline), refresh=refresh)
+        refresh = None
+        report.rounds += 1
+        report.load_infos.append(info)
+        count_rows(pipeline, report)
+        if not budget.more:
+            break
+    report.marks.add(apply_survey_marks(pipeline))
+    if reconcile:
+        report.reconcile = reconcile_deletions(client, pipeline, now, selected)
+        report.marks.add(report.reconcile.marks)
+    report.warnings = new_variant_warnings(variants_before,
+                                           variant_columns(local_schema(pipeline)))
+    report.elapsed = time.monotonic() - started
+    report.rejected = tally.rejected
+    report.deep_streams, report.deep_found = len(tally.deep_streams), tally.deep_found
+    report.deep_lookback_hours = settings.deep_lookback.total_seconds() / 3600
+    report.lookback_minutes = settings.lookback.total_seconds() / 60
+    report.client_stats = client.stats.as_dict()
+    report.rate, report.burst = client.bucket.rate, client.bucket.burst
+    return report
+
+
+def count_rows(pipeline: dlt.Pipeline, report: SyncReport) -> None:
+    """Add the rows the last round normalized (none when it only loaded) to the report."""
+    normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    for table, rows in (normalized.row_counts if normalized else {}).items():
+        if not table.startswith("_dlt"):
+            report.loaded_rows[table] = report.loaded_rows.get(table, 0) + rows
+
+
+def loader_format(pipeline: dlt.Pipeline) -> str | None:
+    """Parquet where the destination loads it fast (DuckDB: several times insert_values)."""
+    name = pipeline.destination.destination_name if pipeline.destination else ""
+    return "parquet" if name in PARQUET_DESTINATIONS else None

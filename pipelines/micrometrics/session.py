@@ -1,0 +1,179 @@
+"""The transport under ``MicrometricsClient``: a ``requests.Session`` that paces, signs, retries.
+
+dlt's ``RESTClient`` takes any ``requests.Session`` as ``session=`` and sends every request,
+each page of ``paginate`` included, through its public ``send(prepared, **kwargs)``. Here one
+such call becomes as many attempts as it takes. Each attempt:
+
+- takes a token from the client-side leaky bucket (and hands the response's ``RateLimit-*``
+  headers back to it);
+- goes out as a copy of the prepared request signed afresh by the session's ``auth`` (the
+  ``APIAuth`` signer): a new ``Date`` and signature, so a retry after a long wait is not refused
+  for a stale ``Date`` (the API allows 15 minutes);
+- on a 429, waits ``RateLimit-Retry-After`` and goes again without using up an attempt;
+- on a 5xx, a dropped connection, a timeout or a 2xx/3xx body that is not JSON, backs off by
+  the ``RetryPolicy`` and goes again, raising the last failure once the attempts are used up.
+
+Any other response is final: 2xx with its JSON parsed onto ``response.payload``, or a 4xx left
+to the caller. The request's response hooks run once, on that final response (not on every
+attempt), so a status check passed as ``hooks={"response": [...]}`` judges the outcome, and dlt's
+default ``raise_for_status`` hook never sees a 429 or 503 that a retry fixed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from dlt.common import json
+from requests import PreparedRequest, Response
+from requests.auth import AuthBase
+from requests.hooks import default_hooks, dispatch_hook
+
+from .errors import ApiError, UnexpectedResponseError, body_excerpt
+from .messages import hint
+from .retry import TRANSIENT_STATUSES, RetryPolicy, retry_after_seconds
+from .stats import ClientStats
+from .throttle import LeakyBucket
+
+DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read
+TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+class MicrometricsSession(requests.Session):
+    """A session whose ``send`` paces, signs every attempt afresh, and retries.
+
+    Args:
+        auth: Signs a ``PreparedRequest`` in place; applied again to every attempt.
+        bucket: Client-side rate limiter, one token per attempt.
+        retry: Attempts and backoff for transient failures; cap on 429s.
+        stats: Counters of requests, 429s, retries and time waited for tokens.
+        timeout: Used when the caller gives none, seconds or (connect, read).
+        sleep: Called to back off between attempts; injected in tests.
+    """
+
+    def __init__(
+        self,
+        auth: AuthBase,
+        *,
+        bucket: LeakyBucket,
+        retry: RetryPolicy,
+        stats: ClientStats | None = None,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__()
+        self.auth = auth
+        self.bucket = bucket
+        self.retry = retry
+        self.stats = stats or ClientStats()
+        self.timeout = timeout
+        self._sleep = sleep
+        self._sending = threading.local()
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        """Sends ``request`` until it gets a final response; see the module docstring.
+
+        Raises:
+            ApiError: the last transient failure once the attempts are used up (no status for
+                a failure without a response), or too many 429s.
+            UnexpectedResponseError: a body that was still not JSON on the last attempt.
+        """
+        if getattr(self._sending, "active", False):
+            # A redirect hop: requests' resolve_redirects calls send again from inside an
+            # attempt. It goes out as a plain session sends it (no extra token, no re-signing,
+            # so an Authorization that requests stripped for another host stays stripped).
+            return super().send(request, **kwargs)
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        throttled = 0
+        attempt = 1  # 429s wait as told and do not use up the attempts kept for failures
+        while True:
+            self.stats.add(throttle_wait_seconds=self.bucket.acquire(), requests=1)
+            signed = self.sign(request)
+            try:
+                response = self._send_once(signed, kwargs)
+            except TRANSPORT_ERRORS as exc:
+                self.bucket.release()
+                failure = transport_error(signed, exc, self.retry.max_attempts)
+            else:
+                self.bucket.observe(response.headers)
+                if response.status_code == 429:
+                    throttled += 1
+                    self.stats.add(throttled=1)
+                    if throttled > self.retry.max_throttled:
+                        raise api_error(signed, response, ApiError, hint("throttled"))
+                    self.bucket.hold(retry_after_seconds(response.headers, 1.0 / self.bucket.rate))
+                    continue
+                failure = transient_failure(signed, response)
+                if failure is None:
+                    return dispatch_hook("response", request.hooks, response, **kwargs)
+            if attempt >= self.retry.max_attempts:
+                raise failure
+            self.stats.add(retries=1)
+            self._sleep(self.retry.backoff(attempt))
+            attempt += 1
+
+    def sign(self, request: PreparedRequest) -> PreparedRequest:
+        """A copy of ``request`` signed now (new ``Date`` and signature), without its hooks:
+        they run once, on the final response."""
+        signed = request.copy()
+        signed.hooks = default_hooks()
+        signed.headers.pop("Date", None)  # the signer keeps a Date it finds
+        if self.auth is not None:
+            signed = self.auth(signed) or signed
+        return signed
+
+    def _send_once(self, signed: PreparedRequest, kwargs: dict[str, Any]) -> Response:
+        self._sending.active = True
+        try:
+            return super().send(signed, **kwargs)
+        finally:
+            self._sending.active = False
+
+
+def transient_failure(request: PreparedRequest, response: Response) -> ApiError | None:
+    """The error to raise after the last attempt when another attempt may help, else None:
+    for a good response (its JSON parsed onto ``response.payload``) and for a 4xx, which no
+    retry fixes and which is the response hooks' to judge."""
+    status = response.status_code
+    if status in TRANSIENT_STATUSES:
+        return api_error(request, response, ApiError, hint("server"))
+    if status >= 400:
+        return None
+    try:
+        # An empty or truncated body, or an HTML page from a proxy: worth another attempt.
+        response.payload = json.loadb(response.content)
+    except ValueError:
+        return api_error(request, response, UnexpectedResponseError,
+                         "the body is not JSON; " + hint("not_json"))
+    return None
+
+
+def api_error(request: PreparedRequest, response: Response, kind: type[ApiError],
+              detail_hint: str = "") -> ApiError:
+    """``kind`` naming the method, path and status, with a hint and a body excerpt."""
+    detail = body_excerpt(response.text)
+    if detail_hint:
+        detail = f"{detail_hint}; body: {detail}"
+    return kind(request.method or "", request.path_url, response.status_code, detail)
+
+
+def transport_error(request: PreparedRequest, exc: Exception, attempts: int) -> ApiError:
+    """No HTTP response at all: name the host, not the exception's internals."""
+    host = urlsplit(request.url or "").netloc
+    if isinstance(exc, requests.ConnectionError) and not isinstance(
+        exc, requests.exceptions.ChunkedEncodingError
+    ):
+        detail = f"could not connect to {host} ({type(exc).__name__}); {hint('unreachable')}"
+    else:
+        detail = f"{type(exc).__name__} from {host} after {attempts} attempts; {hint('server')}"
+    return ApiError(request.method or "", request.path_url, None, detail)

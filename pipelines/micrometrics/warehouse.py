@@ -1,0 +1,34 @@
+"""Reads of the destination beyond dlt's loads, through the pipeline's SQL client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dlt
+
+
+def sql_literal(value: Any) -> str:
+    """An id as a SQL literal: integers as they are, anything else as a quoted string."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"not an id: {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def loaded_versions(pipeline: dlt.Pipeline, table: str, ids: list[Any]) -> dict[Any, Any]:
+    """``{id: updated_at}`` of the rows of ``table`` with these ids now in the destination
+    (empty when the table does not exist yet)."""
+    ids = [i for i in ids if isinstance(i, int | str) and not isinstance(i, bool)]
+    if not ids:
+        return {}
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return {}
+        name = client.make_qualified_table_name(table)
+        id_list = ", ".join(sql_literal(i) for i in ids)
+        try:
+            rows = client.execute_sql(f"SELECT id, updated_at FROM {name} WHERE id IN ({id_list})")
+        except Exception:  # noqa: BLE001 - no such table yet: nothing is loaded
+            return {}
+    return {row[0]: row[1] for row in rows or []}
