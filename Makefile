@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint sync demo models sandbox clean
+.PHONY: install test test-slow test-all lint sync demo models sandbox clean
 
 install: $(STAMP)
 
@@ -17,8 +17,16 @@ $(STAMP): pyproject.toml
 lint: install
 	$(BIN)/ruff check pipelines tests
 
+# The fast suite (two workers); the slow end-to-end tests (50,000-record histories, kills in
+# every phase, the demo) run with test-slow. CI runs both.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -q -n 2 -m slow
+
+test-all: lint
+	$(BIN)/python -m pytest -q -n 2
 
 sync: install
 	$(BIN)/python -m pipelines.sync $(ARGS)

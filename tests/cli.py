@@ -1,15 +1,33 @@
-"""Run the sync command as a user does: a real process, configured through the environment."""
+"""Run the sync command as a user does, configured through the environment.
+
+``run_cli`` calls ``pipelines.sync.cli.main(argv)`` in this process, seeing what a real process
+would see (exactly that environment, the same working directory and ``.dlt/`` config, its own
+stdout and stderr) and leaving nothing behind: the fast default. ``run_sync`` and ``start_sync``
+start a real ``python -m pipelines.sync``, for what only a process boundary shows (SIGKILL, two
+processes on one lock, what leaves the process).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.specs import PluggableRunContext
+from dlt.common.pipeline import PipelineContext
+
+from pipelines.sync.cli import main
 from tests.conftest import KEY, SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
+COMMAND = [sys.executable, "-m", "pipelines.sync"]
 
 
 def sync_env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
@@ -29,7 +47,7 @@ def sync_env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
 
 def start_sync(env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.sync", *args],
+        [*COMMAND, *args],
         cwd=tmp_cwd(env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -41,6 +59,89 @@ def tmp_cwd(env: dict[str, str]) -> str:
 
 
 def run_sync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The command in a real process."""
     process = start_sync(env, *args)
     out, err = process.communicate(timeout=300)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The command in this process, with ``run_sync``'s environment, working directory, result
+    and exit status (argparse's ``SystemExit`` included; an exception that escapes ``main``
+    is a traceback on stderr and status 1, as in a process)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with as_a_process(env, stderr), contextlib.redirect_stdout(stdout), \
+            contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exit_status(exc.code)
+        except Exception:  # noqa: BLE001 - what the interpreter would do with it
+            traceback.print_exc()
+            code = 1
+    return subprocess.CompletedProcess([*COMMAND, *args], code, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
+def exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def as_a_process(env: dict[str, str], stderr: io.StringIO) -> Iterator[None]:
+    """Exactly ``env`` as the environment, ``run_sync``'s working directory with dlt's config
+    providers rebuilt for it (they read ``.dlt/`` of the working directory when built), dlt's
+    log handler writing to ``stderr``; all of it, logging and the active dlt pipeline as they
+    were afterwards."""
+    cwd = tmp_cwd(dict(env))
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    root, ours, dlt_logger = (logging.getLogger(), logging.getLogger("micrometrics"),
+                              logging.getLogger("dlt"))
+    saved_root = (root.handlers[:], root.level)
+    saved_levels = (ours.level, dlt_logger.level)
+    dlt_streams = {h: h.stream for h in dlt_logger.handlers if isinstance(h, logging.StreamHandler)}
+    pipelines = Container()[PipelineContext]
+    active = pipelines.pipeline() if pipelines.is_active() else None
+    run_context = Container()[PluggableRunContext]
+    try:
+        replace_environ(env)
+        os.chdir(cwd)
+        run_context.reload_providers()
+        for handler in dlt_streams:
+            handler.setStream(stderr)
+        yield
+    finally:
+        # main() replaced the root handlers (basicConfig(force=True)) and dlt may have made its
+        # handler while sys.stderr was the capture.
+        for handler in root.handlers:
+            if handler not in saved_root[0]:
+                handler.close()
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
+        ours.setLevel(saved_levels[0])
+        dlt_logger.setLevel(saved_levels[1])
+        for handler in dlt_logger.handlers:
+            if handler in dlt_streams:
+                handler.setStream(dlt_streams[handler])
+            elif isinstance(handler, logging.StreamHandler) and handler.stream is stderr:
+                handler.setStream(sys.stderr)
+        if active is None:
+            pipelines.deactivate()
+        elif not pipelines.is_active() or pipelines.pipeline() is not active:
+            pipelines.activate(active)
+        replace_environ(saved_env)
+        os.chdir(saved_cwd)
+        run_context.reload_providers()
+
+
+def replace_environ(env: dict[str, str]) -> None:
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value

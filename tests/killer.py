@@ -6,7 +6,8 @@ One internal of dlt (or of the sync) is wrapped so that its N-th call writes a m
 then sends SIGKILL to its own process: no ``finally``, no ``atexit``, no flush, as ``kill -9``
 or the OOM killer would. The marker (JSON) names the phase, the dlt step that was running, what
 the wrapped call was doing and the load packages on disk at that instant, so a test can check
-the kill landed where it says. Everything after ``--`` is passed to ``pipelines.sync.cli.main``.
+the kill landed where it says. Everything after ``--`` is passed to ``pipelines.sync.cli.main``;
+``--script FILE`` runs a Python file instead (a user's script calling ``sync()``).
 
 Phases, with what the N-th call is:
 
@@ -194,8 +195,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="count only calls whose description matches this regular expression, "
                              "e.g. a job's file name")
     parser.add_argument("--marker", type=Path, required=True)
+    parser.add_argument("--script", type=Path,
+                        help="run this Python file (a user's script calling sync()) instead of "
+                             "the command line")
     args = parser.parse_args(ours)
     install(args.phase, args.after, args.marker, args.match)
+    if args.script:
+        import runpy
+
+        runpy.run_path(str(args.script), run_name="__main__")
+        return 0
     from pipelines.sync.cli import main as sync_main
 
     return sync_main(sync_args)

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_demo_syncs_builds_models_and_shows_marts(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SOURCES__", "DESTINATION__", "DLT_"))}

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.micrometrics.messages import hint
 from pipelines.sync.lock import sync_lock
-from tests.cli import run_sync, start_sync, sync_env
+from tests.cli import run_cli, run_sync, start_sync, sync_env
 from tests.syncing import query
 from tests.truth import assert_matches_truth
 
@@ -50,7 +50,7 @@ def synced(start_sandbox, tmp_path):
     """A sandbox and a destination that already holds one good sync."""
     sandbox = small_sandbox(start_sandbox)
     env = sync_env(tmp_path, sandbox.url, **FAST_RETRIES)
-    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
     return sandbox, env, snapshot(tmp_path)
 
 
@@ -89,12 +89,12 @@ def test_failures_say_what_to_do_and_lose_nothing(synced, tmp_path, case):
     else:
         sandbox.script("http_503", count=50)
         needles = ["HTTP 503", hint("server")]
-    result = run_sync(env, *args)
+    result = run_cli(env, *args)
     assert_one_line_failure(result, *needles)
     assert "not-the-secret" not in result.stderr
     assert snapshot(tmp_path) == before
 
-    verbose = run_sync(env, *args, "--verbose")
+    verbose = run_cli(env, *args, "--verbose")
     assert "Traceback" in verbose.stderr  # --verbose shows where it failed
 
 
@@ -102,10 +102,10 @@ def test_clock_skew_is_named_as_the_cause(start_sandbox, tmp_path):
     skew = [0.0]
     sandbox = small_sandbox(start_sandbox, clock=lambda: time.time() + skew[0])
     env = sync_env(tmp_path, sandbox.url)
-    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
     before = snapshot(tmp_path)
     skew[0] = 3600.0  # from now on the server's clock runs an hour ahead of this machine's
-    result = run_sync(env, "--quiet", "--no-models")
+    result = run_cli(env, "--quiet", "--no-models")
     assert_one_line_failure(result, "clock differs from the server's by 60 minutes",
                             hint("clock"))
     assert snapshot(tmp_path) == before
@@ -117,7 +117,7 @@ def test_one_off_faults_recover_exact(start_sandbox, tmp_path, kind):
     sandbox = small_sandbox(start_sandbox)
     sandbox.script(kind, count=2)
     env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__BACKOFF_SECONDS="0.01")
-    result = run_sync(env, "--quiet", "--no-models")
+    result = run_cli(env, "--quiet", "--no-models")
     assert result.returncode == 0, result.stderr
     assert sandbox.stats()["faults"].get(kind) == 2
     assert_matches_truth(tmp_path, sandbox.truth())
@@ -132,7 +132,7 @@ def test_malformed_records_are_quarantined_not_dropped(start_sandbox, tmp_path):
                           survey_id=survey)
     sandbox.add_malformed("devices", {"id": "dev-no-time", "name": "Kiosk"})
     env = sync_env(tmp_path, sandbox.url)
-    first = run_sync(env, "--quiet", "--no-models")
+    first = run_cli(env, "--quiet", "--no-models")
     assert first.returncode == 0, first.stderr
     assert "records were quarantined in _rejected_records" in first.stdout
     assert_matches_truth(tmp_path, sandbox.truth())
@@ -144,14 +144,14 @@ def test_malformed_records_are_quarantined_not_dropped(start_sandbox, tmp_path):
     ]
     assert json.loads(rejected[0][2]) == {"id": "dev-no-time", "name": "Kiosk"}
     # A second sync meets them again (they sit in every window) but stores each once.
-    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
     assert query(tmp_path, "SELECT COUNT(*) FROM micrometrics._rejected_records") == [(3,)]
 
 
 def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox)
     env = sync_env(tmp_path, sandbox.url)
-    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
     devices = [d["id"] for d in sandbox.truth()["devices"]][:3]
     responses = [r["id"] for r in sandbox.truth()["survey_responses"]][:2]
     long_text = "ü" * 200_000
@@ -161,7 +161,7 @@ def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_pa
     sandbox.patch_records("survey_responses", responses[:1], {"comment": long_text})
     sandbox.patch_records("survey_responses", responses[1:2], {"channel": "kiosk"})
 
-    result = run_sync(env, "--quiet", "--no-models")
+    result = run_cli(env, "--quiet", "--no-models")
     assert result.returncode == 0, result.stderr
     assert_matches_truth(tmp_path, sandbox.truth())
     columns = {row[0] for row in query(tmp_path, "DESCRIBE micrometrics.devices")}
@@ -179,10 +179,9 @@ def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_pa
 def test_second_concurrent_sync_refuses_and_first_finishes(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox, latency=0.3)  # the first sync takes seconds
     env = sync_env(tmp_path, sandbox.url)
-    first = start_sync(env, "--quiet", "--no-models")
-    while sandbox.stats()["requests"] == 0 and first.poll() is None:
-        pass  # until the first sync holds the lock and talks to the API
-    second = run_sync(env, "--quiet", "--no-models")
+    first = start_sync(env, "--quiet", "--no-models")  # a real process holds the lock ...
+    assert sandbox.wait_for_requests(1)  # ... and talks to the API
+    second = run_cli(env, "--quiet", "--no-models")  # the second sync, from this process
     assert first.poll() is None, "the first sync ended before the second one tried"
     out, err = first.communicate(timeout=120)
     assert_one_line_failure(second, "another sync of pipeline 'micrometrics' is running",
@@ -195,13 +194,14 @@ def test_lock_is_refused_while_held_and_free_after(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox)
     env = sync_env(tmp_path, sandbox.url)
     with sync_lock(str(tmp_path / "dlt" / "pipelines"), "micrometrics"):
-        held = run_sync(env, "--quiet", "--no-models")
+        held = run_cli(env, "--quiet", "--no-models")
     assert_one_line_failure(held, f"(pid {os.getpid()},", code=3)
     assert sandbox.stats()["requests"] == 0
-    assert run_sync(env, "--quiet", "--no-models").returncode == 0
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
 
 
 def test_secret_never_leaves_the_process(start_sandbox, tmp_path):
+    # Real processes: their whole stdout and stderr, and every file they leave.
     secret = "Zq7-distinctive-s3cret-value"
     sandbox = small_sandbox(start_sandbox, api_secret=secret)
     env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__API_SECRET=secret)

@@ -174,6 +174,7 @@ def rerun_is_exact(tenant: Tenant) -> None:
     assert tenant.requests().get("survey_responses", 0) > 0  # it went on fetching
 
 
+@pytest.mark.slow
 def test_kill_while_extracting(tenant):
     check_extract(tenant.kill("extract", 9))  # mid-fetch in the first round of a first sync
     rerun_is_exact(tenant)
@@ -182,6 +183,7 @@ def test_kill_while_extracting(tenant):
     rerun_is_exact(tenant)
 
 
+@pytest.mark.slow
 def test_kill_while_normalizing(tenant):
     check_normalize(tenant.kill("normalize", 2))  # round 1 loaded, round 2 extracted
     rerun_is_exact(tenant)
@@ -190,6 +192,7 @@ def test_kill_while_normalizing(tenant):
     rerun_is_exact(tenant)
 
 
+@pytest.mark.slow
 def test_kill_while_loading(tenant):
     check_load(tenant.kill("load", 4))  # a first sync's first load, part-way
     rerun_is_exact(tenant)
@@ -232,6 +235,7 @@ def kill_between_extract_and_load(tenant: Tenant, *args: str) -> str:
     return seen["load_id"]
 
 
+@pytest.mark.slow
 def test_full_refresh_after_a_kill_drops_and_reloads(tenant):
     assert tenant.sync() == 0
     # Deleted in the destination by hand: only a real refresh brings these back.
@@ -250,6 +254,7 @@ def test_full_refresh_after_a_kill_drops_and_reloads(tenant):
     assert tenant.sandbox.stats()["records_served"] >= 600 + 30
 
 
+@pytest.mark.slow
 def test_resources_after_a_kill_loads_the_left_package_and_fetches_only_those(tenant):
     left = kill_between_extract_and_load(tenant)  # a first sync: its package holds responses
     tenant.sandbox.reset_stats()
@@ -265,6 +270,7 @@ def test_resources_after_a_kill_loads_the_left_package_and_fetches_only_those(te
     tenant.assert_exact()
 
 
+@pytest.mark.slow
 def test_explicit_range_after_a_kill_rereads_that_range(tenant):
     assert tenant.sync() == 0
     now = datetime.now(UTC)
@@ -296,6 +302,7 @@ RANDOM_POINTS = [("extract", 12), ("extract-commit", 3), ("normalize", 2), ("nor
                  ("load", 10), ("load-commit", 10), ("rounds", 3)]
 
 
+@pytest.mark.slow
 def test_kills_at_seeded_random_moments_end_exact(tenant):
     """Six syncs in a row, each killed at a random point and each the rerun of the one before,
     with random flags (long syncs too, so later kills have a backfill to land in) and changes

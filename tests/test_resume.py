@@ -34,7 +34,7 @@ def test_state_committed_but_not_loaded_is_loaded_by_the_next_sync(
     extract_one_round_and_die(sandbox, tmp_path, clock, virtual_client(sandbox, 50.0, 50))
     # The next sync (a new process: a new pipeline object over the same directories) first
     # loads the package the dead one extracted, then resumes after its checkpoint.
-    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=2)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=10)
     assert_matches_truth(tmp_path, sandbox.truth())
 
 

@@ -1,22 +1,21 @@
-"""The sync command line as a user runs it: a real process, env configuration, exit codes."""
+"""The sync command line as a user runs it: env configuration, exit codes, output; in this
+process through ``main(argv)``, and in a real one where a kill is what is tested."""
 
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import duckdb
 import pytest
 
-from tests.cli import ROOT, run_sync, start_sync, sync_env
+from tests.cli import run_cli, start_sync, sync_env
 from tests.syncing import query
 from tests.truth import assert_matches_truth
 
 
-def test_help_explains_options():
-    result = subprocess.run([sys.executable, "-m", "pipelines.sync", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, check=True)
+def test_help_explains_options(tmp_path):
+    result = run_cli(sync_env(tmp_path, "https://example.com"), "--help")
+    assert result.returncode == 0, result.stderr
     for option in ("--destination", "--dataset", "--start-at", "--end-at", "--resources",
                    "--full-refresh", "--dry-run", "SOURCES__MICROMETRICS__API_SECRET"):
         assert option in result.stdout
@@ -24,7 +23,7 @@ def test_help_explains_options():
 
 def test_dry_run_makes_no_request(start_sandbox, tmp_path):
     sandbox = start_sandbox(rate=100.0, burst=100)
-    result = run_sync(sync_env(tmp_path, sandbox.url), "--dry-run")
+    result = run_cli(sync_env(tmp_path, sandbox.url), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "full history" in result.stdout and "estimated requests" in result.stdout
     assert sandbox.stats()["requests"] == 0
@@ -48,7 +47,7 @@ def test_bad_configuration_fails_before_any_request(start_sandbox, tmp_path, ove
     env.update(override)
     if not override.get("SOURCES__MICROMETRICS__API_SECRET", "x"):
         del env["SOURCES__MICROMETRICS__API_SECRET"]
-    result = run_sync(env)
+    result = run_cli(env)
     assert result.returncode == 2
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
@@ -58,30 +57,29 @@ def test_bad_configuration_fails_before_any_request(start_sandbox, tmp_path, ove
 def test_wrong_secret_exits_with_one_line(start_sandbox, tmp_path):
     sandbox = start_sandbox()
     env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__API_SECRET="not-the-secret")
-    result = run_sync(env, "--quiet")
+    result = run_cli(env, "--quiet")
     assert result.returncode == 1
     assert "HTTP 401" in result.stderr and "API key and secret" in result.stderr
     assert "not-the-secret" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_part_way_then_rerun_ends_exact(start_sandbox, tmp_path):
     # Many small rounds so the kill lands between checkpoints, latency so it lands at all.
     sandbox = start_sandbox(devices=20, surveys=3, responses=900, page_size=20, latency=0.01,
                             rate=200.0, burst=200)
     env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__WINDOW_PAGES="3",
                    SOURCES__MICROMETRICS__INITIAL_WINDOW_DAYS="10")
-    process = start_sync(env, "--quiet")
-    deadline_requests = 25
-    while sandbox.stats()["requests"] < deadline_requests and process.poll() is None:
-        pass  # busy-wait on the server's counter: no fixed sleep
+    process = start_sync(env, "--quiet")  # a real process: SIGKILL is what is tested
+    assert sandbox.wait_for_requests(25)
     assert process.poll() is None, "sync finished before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     first_requests = sandbox.stats()["requests"]
 
     sandbox.reset_stats()
-    result = run_sync(env, "--quiet")
+    result = run_cli(env, "--quiet")
     assert result.returncode == 0, result.stderr
     assert_matches_truth(tmp_path, sandbox.truth())
     resumed_requests = sandbox.stats()["requests"]
@@ -91,14 +89,14 @@ def test_sigkill_part_way_then_rerun_ends_exact(start_sandbox, tmp_path):
     sandbox.update_responses(5)
     sandbox.add_late_responses(5, delay_seconds=1800)
     sandbox.reset_stats()
-    assert run_sync(env, "--quiet").returncode == 0
+    assert run_cli(env, "--quiet").returncode == 0
     assert_matches_truth(tmp_path, sandbox.truth())
     sandbox.reset_stats()
 
     # The same sync from scratch elsewhere: resuming must have skipped checkpointed windows.
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    assert run_sync(sync_env(scratch, sandbox.url, **{
+    assert run_cli(sync_env(scratch, sandbox.url, **{
         k: v for k, v in env.items() if k.startswith("SOURCES__MICROMETRICS__WINDOW")
         or k.startswith("SOURCES__MICROMETRICS__INITIAL")}), "--quiet").returncode == 0
     from_scratch = sandbox.stats()["requests"]
@@ -111,11 +109,11 @@ def test_sync_builds_models_unless_told_not_to(start_sandbox, tmp_path):
     with_models, without = tmp_path / "with", tmp_path / "without"
     with_models.mkdir()
     without.mkdir()
-    shown = run_sync(sync_env(with_models, sandbox.url))
+    shown = run_cli(sync_env(with_models, sandbox.url))
     assert shown.returncode == 0
     # Progress while it runs: one line per finished window, on stderr.
     assert "devices: " in shown.stderr and " records in " in shown.stderr
-    assert run_sync(sync_env(without, sandbox.url), "--quiet", "--no-models").returncode == 0
+    assert run_cli(sync_env(without, sandbox.url), "--quiet", "--no-models").returncode == 0
     count = "SELECT COUNT(*) FROM micrometrics.fct_survey_responses"
     assert query(with_models, count) == [(120,)]
     with pytest.raises(duckdb.CatalogException):

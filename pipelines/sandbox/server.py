@@ -371,6 +371,11 @@ class Sandbox:
         """Counters of the /api traffic; see the README."""
         return self._stats.snapshot()
 
+    def wait_for_requests(self, count: int, timeout: float = 60.0) -> bool:
+        """Blocks until ``count`` API requests have arrived since the last reset (True), or
+        ``timeout`` seconds passed (False): lets a test act while a client is mid-sync."""
+        return self._stats.wait_for_requests(count, timeout)
+
     def reset_stats(self) -> None:
         """Zeroes the counters."""
         self._stats.reset()

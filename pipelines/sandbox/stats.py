@@ -13,6 +13,7 @@ class Stats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified on every request
         self.reset()
 
     def reset(self) -> None:
@@ -38,6 +39,13 @@ class Stats:
             self._data["requests"] += 1
             self._data["cursor_requests"] += bool(cursor)
             self._data["by_endpoint"][endpoint] += 1
+            self._arrived.notify_all()
+
+    def wait_for_requests(self, count: int, timeout: float) -> bool:
+        """Blocks until ``count`` requests have arrived (since the last reset) or ``timeout``
+        seconds passed; returns whether they arrived. No polling: each request wakes it."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self._data["requests"] >= count, timeout)
 
     def status(self, code: int) -> None:
         """Counts a response status actually sent."""

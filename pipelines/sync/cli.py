@@ -128,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(message)s",
         stream=sys.stderr,
+        force=True,  # each call logs to the sys.stderr of the moment (tests call main() in-process)
     )
     if not args.quiet:
         logging.getLogger("micrometrics").setLevel(logging.INFO)
