@@ -11,7 +11,6 @@ take at 1 request/s once the burst is spent, which is what a user waits for on a
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,26 +22,11 @@ from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.sandbox import Sandbox
+from tests.fakes import FakeClock  # the tests' virtual clock: sleeps advance it
 
 KEY, SECRET = "bench-key", "bench-secret"
 RATE, BURST = 1.0, 10
 HOUR = 3600.0
-
-
-class VirtualClock:
-    """Time that moves only when something sleeps on it (the bucket's waits, our advances)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.now += max(0.0, seconds)
 
 
 def least_time(requests: int) -> float:
@@ -50,7 +34,7 @@ def least_time(requests: int) -> float:
 
 
 def main() -> None:
-    clock = VirtualClock()
+    clock = FakeClock(time.time())
     rows = []
     with Sandbox(api_key=KEY, api_secret=SECRET, clock=clock) as sandbox, \
             tempfile.TemporaryDirectory() as tmp:

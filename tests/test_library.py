@@ -72,3 +72,13 @@ def test_the_source_alone_is_one_round(start_sandbox, tmp_path, monkeypatch):
     pipeline = users_pipeline()
     pipeline.run(micrometrics_source())  # what the docstring says this mode gives up aside
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_the_library_imports_nothing_from_the_command_line():
+    import ast
+
+    for module in (ROOT / "pipelines" / "micrometrics").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert not any(n.startswith("pipelines.sync") for n in names), module.name

@@ -15,10 +15,11 @@ def make(rate=1.0, burst=10):
 
 def test_burst_goes_out_at_once_then_one_per_second():
     bucket, clock = make()
+    started = clock.now
     waits = [bucket.acquire() for _ in range(13)]
     assert waits[:10] == [0.0] * 10
     assert waits[10:] == pytest.approx([1.0, 1.0, 1.0])
-    assert clock.now - 1_800_000_000.0 == pytest.approx(3.0)
+    assert clock.now - started == pytest.approx(3.0)
 
 
 def test_observe_adopts_server_level_and_rate():

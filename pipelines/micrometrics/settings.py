@@ -113,32 +113,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _positive(key: str, value: object, default: float) -> float:
+def _number(key: str, value: object, default: float, *, zero_ok: bool) -> float:
+    """A configured number, or ``default`` when unset; must be > 0 (>= 0 with ``zero_ok``)."""
     if value is None or value == "":
         return default
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = -1.0
-    if number <= 0:
+    if number < 0 or (number == 0 and not zero_ok):
+        rule = "a number >= 0" if zero_ok else "a positive number"
         raise ConfigurationError(
-            f"{key} must be a positive number, got {value!r}; {hint('invalid_setting')}"
+            f"{key} must be {rule}, got {value!r}; {hint('invalid_setting')}"
         )
     return number
+
+
+def _positive(key: str, value: object, default: float) -> float:
+    return _number(key, value, default, zero_ok=False)
 
 
 def _non_negative(key: str, value: object, default: float) -> float:
-    if value is None or value == "":
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if number < 0:
-        raise ConfigurationError(
-            f"{key} must be a number >= 0, got {value!r}; {hint('invalid_setting')}"
-        )
-    return number
+    return _number(key, value, default, zero_ok=True)
 
 
 def _count(key: str, value: object, default: int) -> int:

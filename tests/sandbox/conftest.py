@@ -1,4 +1,5 @@
-"""Fixtures for the sandbox tests: a pinned clock and signed sessions over real HTTP."""
+"""Fixtures for the sandbox tests: sandboxes and signed sessions over real HTTP, on the one
+virtual clock of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,13 +9,9 @@ import pytest
 import requests
 
 from pipelines.sandbox import Sandbox
+from tests.fakes import FakeClock
 
-from .support import KEY, SECRET, FakeClock, signed_session
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+from .support import KEY, SECRET, signed_session
 
 
 @pytest.fixture

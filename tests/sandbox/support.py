@@ -7,20 +7,10 @@ from collections.abc import Callable
 import requests
 
 from pipelines.micrometrics.auth import APIAuth
-from tests.fakes import FakeClock as SharedFakeClock
+from tests.conftest import KEY, SECRET  # one credentials pair for every test
 
-KEY, SECRET = "test-key", "test-secret"
-# 2026-03-15T12:34:56Z, a fixed "now" so windows and Date checks need no sleeping.
-T0 = 1773578096.0
 EARLY = "2000-01-01T00:00:00Z"
 LATE = "2100-01-01T00:00:00Z"
-
-
-class FakeClock(SharedFakeClock):
-    """The shared virtual clock, starting at the sandbox tests' fixed "now"."""
-
-    def __init__(self, now: float = T0) -> None:
-        super().__init__(now)
 
 
 def signed_session(clock: Callable[[], float], key: str = KEY, secret: str = SECRET):
