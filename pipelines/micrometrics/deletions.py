@@ -5,7 +5,7 @@ The surveys resource keeps in its dlt state which ids the last list had (``known
 surveys are gone and since when (``deleted``: ``[id, when first seen gone]`` pairs), and which
 came back in this sync (``restored``). The state travels in the same load package as the list,
 so a crash never loses a deletion; the marks themselves are applied to the destination after
-the load (``pipelines.sync.marks``), idempotently, from this state.
+the load (``marks``), idempotently, from this state.
 """
 
 from __future__ import annotations

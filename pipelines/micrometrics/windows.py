@@ -21,7 +21,7 @@ semantics; merge on ``id`` removes the duplicate. Order inside a
 window never matters, because a window only counts as done once all of its pages are read.
 
 The state dict is the stream's slice of dlt resource state; dlt persists it after extract, so a
-window marked done here is checkpointed by the round that fetched it (see ``pipelines.sync``).
+window marked done here is checkpointed by the round that fetched it (see ``rounds``).
 """
 
 from __future__ import annotations
