@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow test-all lint sync demo models sandbox clean
+.PHONY: install postgres test test-slow test-all lint sync demo models sandbox clean
 
 install: $(STAMP)
 
@@ -19,13 +19,18 @@ lint: install
 
 # The fast suite (two workers); the slow end-to-end tests (50,000-record histories, kills in
 # every phase, the demo) run with test-slow. CI runs both.
-test: lint
+# The PostgreSQL tests start a real PostgreSQL 15 server (tests/postgres.py): install it if absent.
+postgres:
+	@command -v initdb >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; }
+
+test: lint postgres
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 test-slow: install
 	$(BIN)/python -m pytest -q -n 2 -m slow
 
-test-all: lint
+test-all: lint postgres
 	$(BIN)/python -m pytest -q -n 2
 
 sync: install

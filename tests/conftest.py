@@ -11,6 +11,7 @@ from pipelines.micrometrics.retry import RetryPolicy
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.sandbox import Sandbox
 from tests.fakes import FakeClock
+from tests.postgres import postgres_credentials, postgres_server  # noqa: F401 - fixtures
 
 KEY, SECRET = "test-key", "test-secret-Zx9!q"
 

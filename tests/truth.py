@@ -1,13 +1,37 @@
-"""Compare what landed in DuckDB with the sandbox's ground truth."""
+"""Compare what landed in the destination with the sandbox's ground truth.
+
+Every helper takes where the data is: a ``tmp_path`` holding the tests' ``warehouse.duckdb``,
+or any dlt pipeline (read through ``pipeline.sql_client()``: PostgreSQL or another
+destination)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import dlt
 import duckdb
 
 from pipelines.micrometrics.timeutil import parse_timestamp
-from tests.syncing import DATASET, query
+from tests.syncing import DATASET
+
+Warehouse = Path | dlt.Pipeline
+
+
+def query(where: Warehouse, sql: str) -> list[tuple]:
+    return [tuple(row) for row in select(where, sql)[1]]
+
+
+def select(where: Warehouse, sql: str) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of ``sql`` in the DuckDB file under ``where`` or its pipeline."""
+    if isinstance(where, dlt.Pipeline):
+        with where.sql_client() as client, client.execute_query(sql) as cursor:
+            return [column[0] for column in cursor.description], list(cursor.fetchall())
+    if not isinstance(where, Path):
+        raise TypeError(f"a tmp_path or a dlt pipeline, not {where!r}")
+    with duckdb.connect(str(where / "warehouse.duckdb"), read_only=True) as connection:
+        result = connection.sql(sql)
+        return list(result.columns), result.fetchall()
+
 
 
 def truth_versions(records: list[dict]) -> list[tuple]:
@@ -24,9 +48,9 @@ def truth_answers(responses: list[dict]) -> list[tuple]:
     return sorted(rows, key=repr)
 
 
-def loaded_answers(tmp_path: Path) -> list[tuple]:
+def loaded_answers(where: Warehouse) -> list[tuple]:
     rows = query(
-        tmp_path,
+        where,
         f"SELECT r.id, a.question_id, a.value FROM {DATASET}.survey_responses r "
         f"JOIN {DATASET}.survey_responses__answers a ON a._dlt_parent_id = r._dlt_id",
     )
@@ -34,18 +58,15 @@ def loaded_answers(tmp_path: Path) -> list[tuple]:
 
 
 def comparable(value):
-    """A truth value as DuckDB returns it: timestamps parsed, everything else as is."""
+    """A truth value as the database returns it: timestamps parsed, everything else as is."""
     if isinstance(value, str) and len(value) == 24 and value.endswith("Z") and value[10] == "T":
         return parse_timestamp(value)
     return value
 
 
-def loaded_records(tmp_path: Path, table: str) -> dict:
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
-        result = connection.sql(f"SELECT * FROM {DATASET}.{table}")
-        columns = result.columns
-        return {row[columns.index("id")]: dict(zip(columns, row, strict=True))
-                for row in result.fetchall()}
+def loaded_records(where: Warehouse, table: str) -> dict:
+    columns, rows = select(where, f"SELECT * FROM {DATASET}.{table}")
+    return {row[columns.index("id")]: dict(zip(columns, row, strict=True)) for row in rows}
 
 
 def loaded_value(row: dict, field: str):
@@ -56,25 +77,25 @@ def loaded_value(row: dict, field: str):
     return variants[0] if variants else None
 
 
-def assert_matches_truth(tmp_path: Path, truth: dict[str, list[dict]]) -> None:
+def assert_matches_truth(where: Warehouse, truth: dict[str, list[dict]]) -> None:
     """Every record once, every scalar field equal to the truth's; questions and answers row
     for row."""
     for table, records in truth.items():
-        rows = query(tmp_path, f"SELECT id, updated_at FROM {DATASET}.{table}")
+        rows = query(where, f"SELECT id, updated_at FROM {DATASET}.{table}")
         assert len(rows) == len({row[0] for row in rows}), f"duplicate ids in {table}"
         assert sorted(rows) == truth_versions(records), table
-        loaded = loaded_records(tmp_path, table)
+        loaded = loaded_records(where, table)
         for record in records:
             row = loaded[record["id"]]
             for field, value in record.items():
                 if not isinstance(value, list | dict):
                     assert loaded_value(row, field) == comparable(value), (table, field, record)
-    assert loaded_answers(tmp_path) == truth_answers(truth["survey_responses"])
+    assert loaded_answers(where) == truth_answers(truth["survey_responses"])
     questions = sorted(
         (s["id"], q["id"], q["type"], q["text"]) for s in truth["surveys"] for q in s["questions"]
     )
     assert sorted(query(
-        tmp_path,
+        where,
         f"SELECT s.id, q.id, q.type, q.text FROM {DATASET}.surveys s "
         f"JOIN {DATASET}.surveys__questions q ON q._dlt_parent_id = s._dlt_id",
     )) == questions
