@@ -230,3 +230,21 @@ def assert_matches_truth_except(tmp_path, truth, survey):
                            f"(SELECT _dlt_id FROM {DATASET}.surveys WHERE id = {survey})")
         connection.execute(f"DELETE FROM {DATASET}.surveys WHERE id = {survey}")
     assert_matches_truth(tmp_path, truth)
+
+
+def test_summary_counts_load_jobs_per_table(start_sandbox, tmp_path, clock):
+    from pipelines.sync.summary import load_jobs_line, load_jobs_per_table
+
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=1, responses=60, page_size=10,
+                            rate=100.0, burst=100)
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=100.0, burst=100, window_pages=4)
+    jobs = load_jobs_per_table(result.report)
+    # Every round that loaded responses made a parquet file and a merge of them.
+    response_rounds = sum(
+        1 for info in result.report.load_infos for package in info.load_packages
+        if any(job.job_file_info.table_name == "survey_responses"
+               for job in package.jobs["completed_jobs"]))
+    assert result.report.rounds > 1 and response_rounds > 1
+    assert jobs["survey_responses"] == 2 * response_rounds
+    assert jobs["surveys"] == 2  # the list is loaded in the first round only
+    assert load_jobs_line(result.report).startswith("load jobs per table: devices ")

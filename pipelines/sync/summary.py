@@ -47,6 +47,7 @@ def render(report: SyncReport, counts: dict[str, int | None], rate: float, burst
         f"rounds {report.rounds}",
         f"elapsed {report.elapsed:.1f}s; rate-limit floor {floor:.1f}s{ratio}",
     ]
+    lines.append(load_jobs_line(report))
     lines.append(deep_pass_line(report))
     lines += deletion_lines(report)
     if report.rejected:
@@ -78,3 +79,22 @@ def deletion_lines(report: SyncReport) -> list[str]:
             rows = ", ".join(f"{n} {table}" for table, n in sorted(counts.items()))
             lines.append(f"deletions: {verb}: {rows}")
     return lines
+
+
+def load_jobs_per_table(report: SyncReport) -> dict[str, int]:
+    """Completed load jobs per table (data files and merge statements): what a warehouse that
+    bills per statement or per load job charges for."""
+    jobs: dict[str, int] = {}
+    for info in report.load_infos:
+        for package in info.load_packages:
+            for job in package.jobs.get("completed_jobs", []):
+                table = job.job_file_info.table_name
+                if not table.startswith("_dlt"):
+                    jobs[table] = jobs.get(table, 0) + 1
+    return jobs
+
+
+def load_jobs_line(report: SyncReport) -> str:
+    jobs = load_jobs_per_table(report)
+    shown = ", ".join(f"{table} {count}" for table, count in sorted(jobs.items()))
+    return f"load jobs per table: {shown or 'none'}"
