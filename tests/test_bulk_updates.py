@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.micrometrics.timeutil import parse_timestamp
 from tests.syncing import sync_sandbox
-from tests.truth import assert_matches_truth
+from tests.truth import assert_matches_truth, truth_streams
 
 PAGE = 100
 FAST = {"rate": 1000.0, "burst": 1000}
@@ -28,10 +28,7 @@ def pages_needed(truth: dict, since: datetime | None = None) -> tuple[int, int]:
         return sum(1 for r in records
                    if since is None or parse_timestamp(r["updated_at"]) >= since)
 
-    streams = [truth["devices"], truth["surveys"]] + [
-        [r for r in truth["survey_responses"] if r["survey_id"] == survey["id"]]
-        for survey in truth["surveys"]
-    ]
+    streams = truth_streams(truth)
     # The survey list is always read in full.
     counts = [changed(truth["devices"]), len(truth["surveys"])]
     counts += [changed(stream) for stream in streams[2:]]

@@ -10,7 +10,7 @@ from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
 from pipelines.sync.summary import deletion_lines
 from tests.syncing import DATASET, query, sync_sandbox
-from tests.truth import truth_versions
+from tests.truth import truth_streams, truth_versions
 
 FAST = {"rate": 1000.0, "burst": 1000}
 PAGE = 50
@@ -77,9 +77,7 @@ def test_reconcile_marks_erased_responses_and_devices_at_the_cost_it_announced(
     assert all(mark is None for mark in marks(tmp_path, "survey_responses").values())
 
     truth = sandbox.truth()
-    streams = [truth["devices"], truth["surveys"]] + [
-        [r for r in truth["survey_responses"] if r["survey_id"] == s["id"]]
-        for s in truth["surveys"]]
+    streams = truth_streams(truth)
     listing_pages = sum(max(1, math.ceil(len(stream) / PAGE)) for stream in streams)
     estimate = dry_run_estimate(tmp_path, sandbox, monkeypatch)
     # Announced from the rows before erasure: at most one page more per stream.

@@ -11,7 +11,7 @@ from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.sync.options import SyncOptions
 from tests.syncing import DATASET, query, sync_sandbox
-from tests.truth import assert_matches_truth
+from tests.truth import assert_matches_truth, truth_streams
 
 
 def test_full_sync_is_exact_and_paced_at_the_floor(start_sandbox, tmp_path, clock):
@@ -174,11 +174,7 @@ def test_oversized_windows_are_read_through_across_rounds(start_sandbox, tmp_pat
         sync_sandbox(sandbox, tmp_path, clock, rate=100.0, burst=100, window_pages=2)
     assert any("continued next round" in message for message in caplog.messages)
     assert_matches_truth(tmp_path, sandbox.truth())
-    truth = sandbox.truth()
-    streams = [truth["devices"], truth["surveys"]] + [
-        [r for r in truth["survey_responses"] if r["survey_id"] == s["id"]]
-        for s in truth["surveys"]]
-    needed = sum(-(-len(stream) // 10) for stream in streams)
+    needed = sum(-(-len(stream) // 10) for stream in truth_streams(sandbox.truth()))
     # No page is read twice: beyond the pages needed, at most one partial page per window
     # (windows this small make that visible) and the survey list's own request.
     windows = sum(1 for message in caplog.messages if "records in" in message)

@@ -34,6 +34,15 @@ def select(where: Warehouse, sql: str) -> tuple[list[str], list[tuple]]:
 
 
 
+def truth_streams(truth: dict[str, list[dict]]) -> list[list[dict]]:
+    """The records of each stream the sync reads: devices, the survey list, and each survey's
+    responses (what "pages needed" is counted over)."""
+    return [truth["devices"], truth["surveys"]] + [
+        [r for r in truth["survey_responses"] if r["survey_id"] == survey["id"]]
+        for survey in truth["surveys"]
+    ]
+
+
 def truth_versions(records: list[dict]) -> list[tuple]:
     return sorted((r["id"], parse_timestamp(r["updated_at"])) for r in records)
 
