@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install postgres test test-slow test-all lint sync demo models sandbox clean
+.PHONY: install postgres test test-slow test-all test-warehouses lint sync demo models sandbox clean
 
 install: $(STAMP)
 
@@ -25,13 +25,44 @@ postgres:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; }
 
 test: lint postgres
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not warehouses"
 
 test-slow: install
-	$(BIN)/python -m pytest -q -n 2 -m slow
+	$(BIN)/python -m pytest -q -n 2 -m "slow and not warehouses"
 
 test-all: lint postgres
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 -m "not warehouses"
+
+# Snowflake and BigQuery on local emulators (fakesnow, bqemulator), plus the comparison of mart
+# figures across all four destinations. Each emulator pins sqlglot and duckdb versions that
+# conflict with ours, so each runs from a venv of its own, built once and kept until its
+# requirements file changes; our venv gains the Snowflake and BigQuery clients (extra
+# `warehouses`).
+EMULATORS := tests/emulators
+FAKESNOW_VENV := .venv-fakesnow
+BQEMULATOR_VENV := .venv-bqemulator
+WAREHOUSES_STAMP := $(VENV)/.warehouses-installed
+
+$(WAREHOUSES_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,warehouses]'
+	touch $@
+
+$(FAKESNOW_VENV)/.installed: $(EMULATORS)/fakesnow.txt
+	rm -rf $(FAKESNOW_VENV)
+	$(PYTHON) -m venv $(FAKESNOW_VENV)
+	$(FAKESNOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(FAKESNOW_VENV)/bin/pip install --quiet -r $<
+	touch $@
+
+$(BQEMULATOR_VENV)/.installed: $(EMULATORS)/bqemulator.txt
+	rm -rf $(BQEMULATOR_VENV)
+	$(PYTHON) -m venv $(BQEMULATOR_VENV)
+	$(BQEMULATOR_VENV)/bin/pip install --quiet --upgrade pip
+	$(BQEMULATOR_VENV)/bin/pip install --quiet -r $<
+	touch $@
+
+test-warehouses: lint postgres $(WAREHOUSES_STAMP) $(FAKESNOW_VENV)/.installed $(BQEMULATOR_VENV)/.installed
+	$(BIN)/python -m pytest -q -n 2 -m warehouses
 
 sync: install
 	$(BIN)/python -m pipelines.sync $(ARGS)
@@ -47,4 +78,4 @@ sandbox: install
 	$(BIN)/python -m pipelines.sandbox $(ARGS)
 
 clean:
-	rm -rf $(VENV) demo.duckdb .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FAKESNOW_VENV) $(BQEMULATOR_VENV) demo.duckdb .demo .pytest_cache .ruff_cache

@@ -32,8 +32,10 @@ from .timeutil import parse_timestamp
 from .warehouse import loaded_versions
 
 RESOURCES = ("devices", "surveys", "survey_responses")
-# Destinations that load parquet files fast (DuckDB: several times insert_values).
-PARQUET_DESTINATIONS = ("duckdb", "motherduck", "filesystem")
+# Destinations that load parquet files fast (DuckDB: several times insert_values). Snowflake and
+# BigQuery read parquet natively, typed and compressed: dlt's default JSONL would reach Snowflake
+# through a VARIANT-matching COPY and BigQuery as untyped text.
+PARQUET_DESTINATIONS = ("duckdb", "motherduck", "filesystem", "snowflake", "bigquery")
 
 
 @dataclass
