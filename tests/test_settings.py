@@ -74,6 +74,7 @@ def test_deep_pass_settings_default_and_accept_zero_but_not_negative(monkeypatch
     [
         ("WINDOW_PAGES", "-3", "window_pages must be a positive number, got -3"),
         ("WINDOW_PAGES", "2.5", "window_pages must be a whole number >= 1, got 2.5"),
+        ("ROUND_PAGES", "0", "round_pages must be a positive number, got 0"),
         ("MAX_ATTEMPTS", "abc", "max_attempts must be a positive number, got 'abc'"),
         ("INITIAL_WINDOW_DAYS", "0", "initial_window_days must be a positive number, got 0"),
         ("DEEP_EVERY_HOURS", "-1", "deep_every_hours must be a number >= 0, got -1"),

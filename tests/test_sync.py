@@ -244,3 +244,20 @@ def test_summary_counts_load_jobs_per_table(start_sandbox, tmp_path, clock):
     assert jobs["survey_responses"] == 2 * response_rounds
     assert jobs["surveys"] == 2  # the list is loaded in the first round only
     assert load_jobs_line(result.report).startswith("load jobs per table: devices ")
+
+
+def test_round_pages_bounds_the_merges_of_a_backfill(start_sandbox, tmp_path, clock):
+    from pipelines.sync.summary import load_jobs_per_table
+
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=2, responses=400, page_size=10,
+                            rate=100.0, burst=100)
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=100.0, burst=100, window_pages=2,
+                          round_pages=15)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    requests = result.client.stats.requests
+    # Each round is one load job and one merge per table: a backfill of N pages in rounds of
+    # ROUND_PAGES pages merges each table at most ceil(N / ROUND_PAGES) times (+1 for the last
+    # round's remainder). One window's pages a round (the DuckDB default) would take N / 2.
+    assert requests > 40
+    assert 2 <= result.report.rounds <= -(-requests // 15) + 1
+    assert load_jobs_per_table(result.report)["survey_responses"] // 2 <= result.report.rounds

@@ -42,6 +42,27 @@ class SyncBounds:
     explicit_range: bool = False
 
 
+# Warehouses that bill per statement or cap load jobs per table: every round is one load job and
+# one MERGE per table, so a backfill there runs in rounds of WAREHOUSE_ROUND_PAGES pages (about
+# 10 minutes at 1 request/s) rather than one window's. Snowflake bills warehouse time (60 s
+# minimum each time it resumes), BigQuery bytes scanned per MERGE (10 MB minimum per table read)
+# and allows 1,500 load jobs per table a day. Elsewhere a round stays one window's worth: merges
+# are cheap, and a crash costs at most one round of requests.
+PER_STATEMENT_WAREHOUSES = ("snowflake", "bigquery", "databricks", "redshift", "synapse",
+                            "athena", "clickhouse")
+WAREHOUSE_ROUND_PAGES = 600
+
+
+def round_pages_for(destination: str, configured: int | None, window_pages: int) -> int:
+    """Pages one round (one load and merge per table) may fetch: ``configured`` when set, else
+    by destination (see PER_STATEMENT_WAREHOUSES); never fewer than a window's."""
+    if configured is not None:
+        return configured
+    if destination in PER_STATEMENT_WAREHOUSES:
+        return max(WAREHOUSE_ROUND_PAGES, window_pages)
+    return window_pages
+
+
 @dataclass
 class RoundBudget:
     """The page budget of one round; ``more`` says a stream had to stop for it."""

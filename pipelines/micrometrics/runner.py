@@ -25,7 +25,14 @@ from .pending import finish_pending
 from .questions import with_question_history
 from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
-from .rounds import ExtractTally, RoundBudget, SurveyIndex, SyncBounds, WindowStates
+from .rounds import (
+    ExtractTally,
+    RoundBudget,
+    SurveyIndex,
+    SyncBounds,
+    WindowStates,
+    round_pages_for,
+)
 from .settings import Settings, load_settings
 from .source import micrometrics_source
 from .timeutil import parse_timestamp
@@ -113,7 +120,9 @@ def sync(
     bounds = SyncBounds(run_end=upper or now, now=now,
                         start_at=lower or (settings.start_at if explicit else None),
                         explicit_range=explicit)
-    budget, index, tally = RoundBudget(settings.window_pages), SurveyIndex(), ExtractTally()
+    budget = RoundBudget(round_pages_for(destination_name(pipeline), settings.round_pages,
+                                         settings.window_pages))
+    index, tally = SurveyIndex(), ExtractTally()
     states = WindowStates(explicit=explicit)
     variants_before = variant_columns(local_schema(pipeline))
 
@@ -161,7 +170,12 @@ def count_rows(pipeline: dlt.Pipeline, report: SyncReport) -> None:
             report.loaded_rows[table] = report.loaded_rows.get(table, 0) + rows
 
 
+def destination_name(pipeline: dlt.Pipeline) -> str:
+    """The destination's kind (``snowflake``), whatever name the user gave it."""
+    kind = pipeline.destination.destination_type if pipeline.destination else ""
+    return kind.rsplit(".", 1)[-1]
+
+
 def loader_format(pipeline: dlt.Pipeline) -> str | None:
     """Parquet where the destination loads it fast (DuckDB: several times insert_values)."""
-    name = pipeline.destination.destination_name if pipeline.destination else ""
-    return "parquet" if name in PARQUET_DESTINATIONS else None
+    return "parquet" if destination_name(pipeline) in PARQUET_DESTINATIONS else None

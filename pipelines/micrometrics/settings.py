@@ -72,6 +72,7 @@ class Settings:
     backoff_seconds: float = 0.5
     deep_lookback: timedelta = timedelta(hours=DEFAULT_DEEP_LOOKBACK_HOURS)
     deep_every: timedelta = timedelta(hours=DEFAULT_DEEP_EVERY_HOURS)
+    round_pages: int | None = None  # None: by destination (see rounds.round_pages_for)
 
     def __repr__(self) -> str:
         return f"Settings(base_url={self.base_url!r}, api_key={self.api_key!r}, api_secret='***')"
@@ -187,6 +188,7 @@ class MicrometricsConfiguration(BaseConfiguration):
     backoff_seconds: Any = None
     deep_lookback_hours: Any = None
     deep_every_hours: Any = None
+    round_pages: Any = None
 
     def __repr__(self) -> str:
         return (f"MicrometricsConfiguration(base_url={self.base_url!r}, "
@@ -288,4 +290,6 @@ def load_settings(**overrides: object) -> Settings:
             "deep_lookback_hours", get("deep_lookback_hours"), DEFAULT_DEEP_LOOKBACK_HOURS)),
         deep_every=timedelta(hours=_non_negative(
             "deep_every_hours", get("deep_every_hours"), DEFAULT_DEEP_EVERY_HOURS)),
+        round_pages=(None if get("round_pages") in (None, "")
+                     else _count("round_pages", get("round_pages"), 1)),
     )

@@ -42,6 +42,8 @@ Configuration (environment or .dlt/secrets.toml under [sources.micrometrics]):
   SOURCES__MICROMETRICS__BASE_URL, SOURCES__MICROMETRICS__API_KEY,
   SOURCES__MICROMETRICS__API_SECRET, optional SOURCES__MICROMETRICS__START_AT,
   SOURCES__MICROMETRICS__LOOKBACK_MINUTES, SOURCES__MICROMETRICS__WINDOW_PAGES,
+  SOURCES__MICROMETRICS__ROUND_PAGES (pages per load+merge round; default 50, or 600 on
+  Snowflake, BigQuery and other per-statement-billed warehouses),
   SOURCES__MICROMETRICS__DEEP_LOOKBACK_HOURS (72), SOURCES__MICROMETRICS__DEEP_EVERY_HOURS (24;
   0 runs the deep pass every sync).
 DuckDB file: warehouse.duckdb, or DESTINATION__DUCKDB__CREDENTIALS (not named like the dataset:
