@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install postgres test test-slow test-all test-warehouses lint sync demo models sandbox clean
+.PHONY: install install-warehouses postgres test test-slow test-all test-warehouses lint sync demo models sandbox clean
 
 install: $(STAMP)
 
@@ -46,6 +46,8 @@ WAREHOUSES_STAMP := $(VENV)/.warehouses-installed
 $(WAREHOUSES_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,warehouses]'
 	touch $@
+
+install-warehouses: $(WAREHOUSES_STAMP)
 
 $(FAKESNOW_VENV)/.installed: $(EMULATORS)/fakesnow.txt
 	rm -rf $(FAKESNOW_VENV)

@@ -10,8 +10,20 @@ from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.retry import RetryPolicy
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.sandbox import Sandbox
+from tests.bigquery_emulator import (  # noqa: F401 - fixtures
+    bigquery_destination,
+    bigquery_emulator,
+    bigquery_env,
+    bigquery_project,
+)
 from tests.fakes import FakeClock
 from tests.postgres import postgres_credentials, postgres_server  # noqa: F401 - fixtures
+from tests.snowflake_emulator import (  # noqa: F401 - fixtures
+    fakesnow_server,
+    snowflake_credentials,
+    snowflake_destination,
+    snowflake_env,
+)
 
 KEY, SECRET = "test-key", "test-secret-Zx9!q"
 

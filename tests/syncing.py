@@ -51,6 +51,22 @@ def sync_sandbox(
     """One sync of ``sandbox`` into ``tmp_path/warehouse.duckdb``; waits advance ``clock``.
     With ``max_requests``, a sync that would make more requests fails instead of running on
     (a test of termination must fail, not hang)."""
+    return sync_into(sandbox, pipeline_for(tmp_path), clock, options, rate=rate, burst=burst,
+                     max_requests=max_requests, **settings)
+
+
+def sync_into(
+    sandbox: Sandbox,
+    pipeline: dlt.Pipeline,
+    clock: FakeClock,
+    options: SyncOptions | None = None,
+    rate: float = 1000.0,
+    burst: int = 1000,
+    max_requests: int | None = None,
+    **settings,
+) -> SyncResult:
+    """One sync of ``sandbox`` into ``pipeline`` (any destination), over real HTTP, waits
+    advancing ``clock``; by default at a rate that never waits, so the clock stands still."""
     bucket_type = LeakyBucket if max_requests is None else capped_bucket(max_requests)
     client = MicrometricsClient(
         sandbox.url,
@@ -62,7 +78,6 @@ def sync_sandbox(
         auth_clock=clock,
     )
     resolved = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET, **settings)
-    pipeline = pipeline_for(tmp_path)
     report = sync(pipeline, settings=resolved, client=client, clock=clock,
                   **(options or SyncOptions()).sync_arguments())
     return SyncResult(report, client, pipeline)

@@ -5,82 +5,42 @@ figures as DuckDB on the same sandbox data."""
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dlt
 
-from pipelines.micrometrics import sync
-from pipelines.micrometrics.client import MicrometricsClient
-from pipelines.micrometrics.retry import RetryPolicy
-from pipelines.micrometrics.settings import load_settings
-from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.models import build_models
 from pipelines.sync.options import SyncOptions
 from tests.cli import run_cli, sync_env
-from tests.conftest import KEY, SECRET
-from tests.syncing import DATASET, SyncResult, sync_sandbox
+from tests.destinations import (
+    FAST,
+    HOUR,
+    MARTS,
+    SMALL,
+    TEXT_IDS,
+    all_passed,
+    live,
+    marks,
+    mart_rows,
+    pipeline_on,
+)
+from tests.syncing import DATASET, sync_into, sync_sandbox
 from tests.test_survey_edits import edit_surveys, question_types
-from tests.truth import assert_matches_truth, query, select, truth_versions
-
-FAST = {"rate": 1000.0, "burst": 1000}
-SMALL = {"devices": 10, "surveys": 3, "responses": 300, **FAST}
-MARTS = ("fct_survey_responses", "mart_nps_daily", "dim_devices")
-HOUR = 3600
-TEXT_IDS = ["L-12", "L-7", "Lobby 3"]
+from tests.truth import assert_matches_truth, query, truth_versions
 
 
 def postgres_pipeline(tmp_path: Path, credentials: str) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="micrometrics",
-        destination=dlt.destinations.postgres(credentials=credentials),
-        dataset_name=DATASET,
-        pipelines_dir=str(tmp_path / "postgres_pipelines"),
-    )
-
-
-def sync_postgres(sandbox, pipeline: dlt.Pipeline, clock, options: SyncOptions | None = None,
-                  **settings) -> SyncResult:
-    """tests.syncing.sync_sandbox's sync (real HTTP, virtual clock, fast rate) into
-    ``pipeline``."""
-    client = MicrometricsClient(
-        sandbox.url, KEY, SECRET,
-        bucket=LeakyBucket(clock=clock, sleep=clock.sleep, **FAST),
-        retry=RetryPolicy(rng=random.Random(3)),
-        sleep=clock.sleep,
-        auth_clock=clock,
-    )
-    resolved = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET, **settings)
-    report = sync(pipeline, settings=resolved, client=client, clock=clock,
-                  **(options or SyncOptions()).sync_arguments())
-    return SyncResult(report, client, pipeline)
-
-
-def all_passed(report) -> bool:
-    return bool(report.tests) and all(test.passed for test in report.tests)
-
-
-def mart_rows(where, mart: str) -> tuple[list[str], list[tuple]]:
-    columns, rows = select(where, f"SELECT * FROM {DATASET}.{mart}")
-    return columns, sorted((tuple(row) for row in rows), key=repr)
-
-
-def marks(pipeline: dlt.Pipeline, table: str) -> dict:
-    return dict(query(pipeline, f"SELECT id, deleted_at FROM {DATASET}.{table}"))
-
-
-def live(pipeline: dlt.Pipeline, table: str) -> list[tuple]:
-    return sorted(query(pipeline, f"SELECT id, updated_at FROM {DATASET}.{table} "
-                                  "WHERE deleted_at IS NULL"))
+    return pipeline_on(dlt.destinations.postgres(credentials=credentials),
+                       tmp_path / "postgres_pipelines")
 
 
 def test_loads_and_merges_exact_finds_late_uploads_and_the_marts_equal_duckdbs(
         start_sandbox, tmp_path, clock, postgres_credentials):
     sandbox = start_sandbox(clock=clock, **SMALL)
     pipeline = postgres_pipeline(tmp_path, postgres_credentials)
-    sync_postgres(sandbox, pipeline, clock)
+    sync_into(sandbox, pipeline, clock)
     assert_matches_truth(pipeline, sandbox.truth())
 
     clock.advance(HOUR)  # incremental changes: updates, new records of every kind
@@ -90,7 +50,7 @@ def test_loads_and_merges_exact_finds_late_uploads_and_the_marts_equal_duckdbs(
     sandbox.add_devices(1)
     late = sandbox.add_late_responses(5, delay_seconds=10 * HOUR)  # older than the lookback
     clock.advance(60)
-    second = sync_postgres(sandbox, pipeline, clock)
+    second = sync_into(sandbox, pipeline, clock)
     assert second.report.deep_streams == 0
     truth = sandbox.truth()
     without_late = {k: [r for r in v if k != "survey_responses" or r["id"] not in late]
@@ -98,7 +58,7 @@ def test_loads_and_merges_exact_finds_late_uploads_and_the_marts_equal_duckdbs(
     assert_matches_truth(pipeline, without_late)  # merged exact; the plain lookback missed these
 
     clock.advance(23 * HOUR)  # a day after the first sync's full read: a deep pass is due
-    third = sync_postgres(sandbox, pipeline, clock)
+    third = sync_into(sandbox, pipeline, clock)
     assert third.report.deep_found == len(late)
     assert_matches_truth(pipeline, sandbox.truth())
 
@@ -120,14 +80,14 @@ def test_loads_and_merges_exact_finds_late_uploads_and_the_marts_equal_duckdbs(
 def test_deletion_marks_and_reconcile(start_sandbox, tmp_path, clock, postgres_credentials):
     sandbox = start_sandbox(clock=clock, **SMALL)
     pipeline = postgres_pipeline(tmp_path, postgres_credentials)
-    sync_postgres(sandbox, pipeline, clock)
+    sync_into(sandbox, pipeline, clock)
 
     # A survey gone from the list: marked with its responses, then unmarked when it is back.
     doomed = sandbox.truth()["surveys"][1]["id"]
     clock.advance(600)
     gone = sandbox.remove_survey(doomed)
     seen_gone = datetime.fromtimestamp(clock.now, UTC)
-    result = sync_postgres(sandbox, pipeline, clock)
+    result = sync_into(sandbox, pipeline, clock)
     response_marks = marks(pipeline, "survey_responses")
     assert marks(pipeline, "surveys")[doomed] == seen_gone
     assert {rid for rid, mark in response_marks.items() if mark is not None} == set(gone)
@@ -139,7 +99,7 @@ def test_deletion_marks_and_reconcile(start_sandbox, tmp_path, clock, postgres_c
 
     sandbox.restore_survey(doomed)
     clock.advance(600)
-    back = sync_postgres(sandbox, pipeline, clock)
+    back = sync_into(sandbox, pipeline, clock)
     assert all(mark is None for mark in marks(pipeline, "surveys").values())
     assert all(mark is None for mark in marks(pipeline, "survey_responses").values())
     assert back.report.marks.unmarked.get("survey_responses") == len(gone)
@@ -151,7 +111,7 @@ def test_deletion_marks_and_reconcile(start_sandbox, tmp_path, clock, postgres_c
     sandbox.erase_records("survey_responses", erased_responses)
     sandbox.erase_records("devices", erased_devices)
     clock.advance(600)
-    result = sync_postgres(sandbox, pipeline, clock, SyncOptions(reconcile=True))
+    result = sync_into(sandbox, pipeline, clock, SyncOptions(reconcile=True))
     now = datetime.fromtimestamp(clock.now, UTC)
     response_marks, device_marks = marks(pipeline, "survey_responses"), marks(pipeline, "devices")
     assert {i for i, m in response_marks.items() if m is not None} == set(erased_responses)
@@ -170,7 +130,7 @@ def test_a_survey_edit_keeps_question_history_and_typing_and_type_drift_reaches_
     sandbox = start_sandbox(clock=clock, **SMALL)
     pipeline = postgres_pipeline(tmp_path, postgres_credentials)
     first = datetime.fromtimestamp(clock(), UTC)
-    sync_postgres(sandbox, pipeline, clock)
+    sync_into(sandbox, pipeline, clock)
     clock.advance(HOUR)
     edit = edit_surveys(sandbox)
     devices = sorted(device["id"] for device in sandbox.truth()["devices"])
@@ -182,7 +142,7 @@ def test_a_survey_edit_keeps_question_history_and_typing_and_type_drift_reaches_
     sandbox.add_responses(15, survey_id=edit["other"])
     clock.advance(60)
     second = datetime.fromtimestamp(clock(), UTC)
-    result = sync_postgres(sandbox, pipeline, clock)
+    result = sync_into(sandbox, pipeline, clock)
     assert result.report.warnings == [
         "warning: devices.location_id changed type: dlt added the variant column "
         "devices.location_id__v_text for its text values; staging reads both "

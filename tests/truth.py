@@ -22,10 +22,12 @@ def query(where: Warehouse, sql: str) -> list[tuple]:
 
 
 def select(where: Warehouse, sql: str) -> tuple[list[str], list[tuple]]:
-    """Column names and rows of ``sql`` in the DuckDB file under ``where`` or its pipeline."""
+    """Column names (lower case) and rows of ``sql`` in the DuckDB file under ``where`` or its
+    pipeline. Snowflake returns unquoted names upper-cased (``ID``): dlt's names are lower case."""
     if isinstance(where, dlt.Pipeline):
         with where.sql_client() as client, client.execute_query(sql) as cursor:
-            return [column[0] for column in cursor.description], list(cursor.fetchall())
+            return ([column[0].lower() for column in cursor.description],
+                    list(cursor.fetchall()))
     if not isinstance(where, Path):
         raise TypeError(f"a tmp_path or a dlt pipeline, not {where!r}")
     with duckdb.connect(str(where / "warehouse.duckdb"), read_only=True) as connection:

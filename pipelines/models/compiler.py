@@ -104,7 +104,20 @@ def compile_query(
     """The model's SELECT, parameters filled in and tables qualified (still an AST)."""
     tree = parse(model.sql, model.name)
     tree = fill_parameters(tree, params or {}, model.name)
+    if dialect == "bigquery":
+        tree = tree.transform(local_date_for_bigquery)
     return qualify_tables(tree, qualify)
+
+
+def local_date_for_bigquery(node: exp.Expression) -> exp.Expression:
+    """``CAST(ts AT TIME ZONE zone AS DATE)`` (an instant's calendar date in a zone) as BigQuery's
+    own ``DATE(ts, zone)``. sqlglot's rendering, ``CAST(TIMESTAMP(DATETIME(ts, zone)) AS DATE)``,
+    is right on BigQuery too, but the BigQuery emulator the tests use misreads ``DATETIME`` with a
+    zone that is not a literal; ``DATE(ts, zone)`` means the same on both."""
+    if (isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.DATE)
+            and isinstance(node.this, exp.AtTimeZone)):
+        return exp.Date(this=node.this.this, zone=node.this.args["zone"])
+    return node
 
 
 def compile_model(

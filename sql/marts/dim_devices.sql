@@ -7,16 +7,18 @@ WITH activity AS (
         f.device_id,
         MIN(f.responded_at) AS first_response_at,
         MAX(f.responded_at) AS last_response_at,
-        SUM(
+        -- COUNT, not SUM(CASE … THEN 1 ELSE 0 END): an integer on every warehouse (fakesnow's
+        -- SUM returns a double).
+        COUNT(
             CASE
                 WHEN f.responded_at > c.as_of - INTERVAL 7 DAY AND f.responded_at <= c.as_of
-                    THEN 1 ELSE 0
+                    THEN 1
             END
         ) AS responses_last_7d,
-        SUM(
+        COUNT(
             CASE
                 WHEN f.responded_at > c.as_of - INTERVAL 30 DAY AND f.responded_at <= c.as_of
-                    THEN 1 ELSE 0
+                    THEN 1
             END
         ) AS responses_last_30d
     FROM fct_survey_responses AS f

@@ -7,9 +7,11 @@ WITH daily AS (
         response_date,
         COUNT(*) AS responses,
         COUNT(nps_score) AS nps_responses,
-        SUM(CASE WHEN nps_score BETWEEN 9 AND 10 THEN 1 ELSE 0 END) AS promoters,
-        SUM(CASE WHEN nps_score BETWEEN 7 AND 8 THEN 1 ELSE 0 END) AS passives,
-        SUM(CASE WHEN nps_score BETWEEN 0 AND 6 THEN 1 ELSE 0 END) AS detractors
+        -- COUNT, not SUM(CASE … THEN 1 ELSE 0 END): an integer on every warehouse (fakesnow's
+        -- SUM returns a double).
+        COUNT(CASE WHEN nps_score BETWEEN 9 AND 10 THEN 1 END) AS promoters,
+        COUNT(CASE WHEN nps_score BETWEEN 7 AND 8 THEN 1 END) AS passives,
+        COUNT(CASE WHEN nps_score BETWEEN 0 AND 6 THEN 1 END) AS detractors
     FROM fct_survey_responses
     GROUP BY survey_id, device_id, response_date
 )
