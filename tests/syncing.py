@@ -77,6 +77,10 @@ def sync_into(
         sleep=clock.sleep,
         auth_clock=clock,
     )
+    if "window_pages" in settings:
+        # Tests that size windows small mean small rounds too (checkpoints, kills between
+        # rounds): a round of one window's pages, as before ROUND_PAGES, unless they say.
+        settings.setdefault("round_pages", settings["window_pages"])
     resolved = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET, **settings)
     report = sync(pipeline, settings=resolved, client=client, clock=clock,
                   **(options or SyncOptions()).sync_arguments())

@@ -60,13 +60,13 @@ def test_first_sync_of_50000_records_on_one_instant(start_sandbox, tmp_path, clo
     sandbox = start_sandbox(clock=clock, surveys=1, responses=0, page_size=PAGE, **FAST)
     add_bulk(sandbox, 50_000, datetime.fromtimestamp(clock.now, UTC) - timedelta(days=40))
 
-    result = sync_sandbox(sandbox, tmp_path, clock, max_requests=2_000, **FAST)
+    result = sync_sandbox(sandbox, tmp_path, clock, max_requests=2_000, round_pages=50, **FAST)
 
     truth = sandbox.truth()
     assert len({r["updated_at"] for r in truth["survey_responses"]}) == 1
     assert_matches_truth(tmp_path, truth)
     assert_within_budget(sandbox, *pages_needed(truth))
-    # The one window of 500 pages was read across rounds of WINDOW_PAGES (50) pages.
+    # The one window of 500 pages was read across rounds of 50 pages.
     assert result.report.rounds >= 10
 
 

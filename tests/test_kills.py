@@ -91,7 +91,8 @@ class Tenant:
 @pytest.fixture
 def tenant(start_sandbox, tmp_path, monkeypatch) -> Tenant:
     sandbox = start_sandbox(**SANDBOX)
-    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__WINDOW_PAGES=WINDOW_PAGES)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__WINDOW_PAGES=WINDOW_PAGES,
+                   SOURCES__MICROMETRICS__ROUND_PAGES=WINDOW_PAGES)
     return Tenant(sandbox, env, tmp_path, monkeypatch)
 
 

@@ -36,7 +36,8 @@ def test_the_plain_script_killed_mid_way_then_run_again_ends_exact(
     start_sandbox, tmp_path, monkeypatch
 ):
     sandbox = start_sandbox(**SANDBOX)
-    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__WINDOW_PAGES="6")
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__WINDOW_PAGES="6",
+                   SOURCES__MICROMETRICS__ROUND_PAGES="6")
     marker = tmp_path / "kill.json"
     # The user's script in a real process, SIGKILLed as its third round starts.
     killed = subprocess.run(

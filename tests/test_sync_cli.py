@@ -70,6 +70,7 @@ def test_sigkill_part_way_then_rerun_ends_exact(start_sandbox, tmp_path):
     sandbox = start_sandbox(devices=20, surveys=3, responses=900, page_size=20, latency=0.01,
                             rate=200.0, burst=200)
     env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__WINDOW_PAGES="3",
+                   SOURCES__MICROMETRICS__ROUND_PAGES="3",
                    SOURCES__MICROMETRICS__INITIAL_WINDOW_DAYS="10")
     process = start_sync(env, "--quiet")  # a real process: SIGKILL is what is tested
     assert sandbox.wait_for_requests(25)

@@ -23,6 +23,7 @@ from .drift import local_schema, new_variant_warnings, variant_columns
 from .marks import MarkCounts, apply_survey_marks
 from .pending import finish_pending
 from .questions import with_question_history
+from .quiet import Skipped, skipped_surveys
 from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
 from .rounds import (
@@ -58,6 +59,7 @@ class SyncReport:
     rejected: int = 0
     load_infos: list[LoadInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. new variant columns
+    skipped_surveys: list[Skipped] = field(default_factory=list)  # quiet, not read this sync
     deep_streams: int = 0  # streams that re-read the deep lookback in this sync
     deep_found: int = 0  # records only the deep pass found (late uploads)
     deep_lookback_hours: float = 0.0
@@ -150,6 +152,8 @@ def sync(
     if reconcile:
         report.reconcile = reconcile_deletions(client, pipeline, now, selected)
         report.marks.add(report.reconcile.marks)
+    if "survey_responses" in selected and not explicit:
+        report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
     report.warnings = new_variant_warnings(variants_before,
                                            variant_columns(local_schema(pipeline)))
     report.elapsed = time.monotonic() - started
@@ -160,6 +164,13 @@ def sync(
     report.client_stats = client.stats.as_dict()
     report.rate, report.burst = client.bucket.rate, client.bucket.burst
     return report
+
+
+def responses_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    """The survey_responses resource's committed plan of reads (see quiet)."""
+    sources = pipeline.state.get("sources", {})
+    responses = sources.get("micrometrics", {}).get("resources", {}).get("survey_responses", {})
+    return responses.get("reads", {})
 
 
 def count_rows(pipeline: dlt.Pipeline, report: SyncReport) -> None:

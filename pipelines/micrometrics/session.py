@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import requests
 from dlt.common import json
 from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.hooks import default_hooks, dispatch_hook
 
@@ -40,6 +41,9 @@ from .stats import ClientStats
 from .throttle import LeakyBucket
 
 DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read
+# Keep-alive connections kept per host: as many as requests may be in flight (MAX_IN_FLIGHT is
+# at most this), so that concurrent streams reuse their connections.
+MAX_CONNECTIONS = 32
 TRANSPORT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -71,6 +75,8 @@ class MicrometricsSession(requests.Session):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__()
+        for prefix in ("https://", "http://"):
+            self.mount(prefix, HTTPAdapter(pool_maxsize=MAX_CONNECTIONS))
         self.auth = auth
         self.bucket = bucket
         self.retry = retry

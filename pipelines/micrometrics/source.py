@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import dlt
@@ -13,8 +15,10 @@ from dlt.sources import DltResource
 from .client import MicrometricsClient
 from .deletions import track_survey_list
 from .errors import ApiError, CursorRejectedError
+from .lanes import Lanes
 from .quarantine import as_rejected, split_records
 from .questions import question_history
+from .quiet import plan_reads, record_last_change
 from .rounds import (
     UNLIMITED,
     ExtractTally,
@@ -53,6 +57,7 @@ def walk(
     tally: ExtractTally,
     label: str,
     known_versions: KnownVersions | None = None,
+    lanes: Lanes | None = None,
 ) -> Iterator[Any]:
     """Yield every page of every window the stream owes, checkpointing each finished window.
 
@@ -60,22 +65,25 @@ def walk(
     can't be split into smaller windows). When the round's page budget runs out part-way, the
     cursor of the next page goes to state and the next round resumes from it, so no page is
     read twice. A refused cursor restarts its window, ``CURSOR_RESTARTS`` times at most.
+    Each page is booked in ``budget`` before it is requested, and holds one of ``lanes`` (when
+    given) while it is: other streams may be walked at the same time (see ``lanes``).
     """
     while (window := windows.next_window()) is not None:
-        if not budget.may_fetch():
+        if not budget.take():
             return
         restarts = 0
         while True:
             cursor, records = windows.resume_cursor()
             params = window.params() | ({"cursor": cursor} if cursor else {})
             pages = rejected_count = 0
+            paged = client.pages(path, params=params)
             try:
-                for page in client.pages(path, params=params):
+                for page in lanes.gated(paged) if lanes else paged:
                     pages += 1
-                    budget.spend()
                     records += len(page)
                     good, rejected = split_records(page, label)
                     if good:
+                        record_last_change(windows.state, good)
                         count_deep_finds(good, windows, tally, label, known_versions)
                         yield good
                     if rejected:
@@ -84,10 +92,10 @@ def walk(
                     next_cursor = page.paginator.next_cursor
                     if next_cursor:
                         windows.learn_page_size(len(page))
-                        if not budget.may_fetch():
+                        if not budget.take():
                             # Out of budget mid-window: this round's state keeps the cursor.
                             windows.checkpoint(window, next_cursor, records)
-                            tally.rejected += rejected_count
+                            tally.add(rejected=rejected_count)
                             log.info("%s: %s .. %s: %d records so far; continued next round",
                                      label, format_timestamp(window.start),
                                      format_timestamp(window.end), records)
@@ -99,10 +107,11 @@ def walk(
                 if restarts > CURSOR_RESTARTS:
                     raise
                 windows.restart()
-                tally.rejected += rejected_count
+                budget.spend()  # the window's first page, read again whatever the budget
+                tally.add(rejected=rejected_count)
                 log.warning("warning: %s: the API refused a cursor; reading the window again",
                             label)
-        tally.rejected += rejected_count
+        tally.add(rejected=rejected_count)
         windows.complete(window, records)
         log.info(
             "%s: %s .. %s: %d records in %d pages",
@@ -122,18 +131,19 @@ def count_deep_finds(
     below = windows.deep_below
     if below is None:
         return
-    tally.deep_streams.add(label)
+    tally.add(deep_stream=label)
     if known_versions is None:
         return
     older = {r["id"]: parse_timestamp(r["updated_at"]) for r in records
              if parse_timestamp(r["updated_at"]) < below}
     if older:
         known = known_versions(label.partition("[")[0], list(older))
-        tally.deep_found += sum(1 for rid, at in older.items() if known.get(rid) != at)
+        tally.add(deep_found=sum(1 for rid, at in older.items() if known.get(rid) != at))
 
 
 def read_survey_list(
-    client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally
+    client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
+    lanes: Lanes | None = None,
 ) -> SurveyIndex:
     """Every survey, listed once per sync: it is the index of the response streams."""
     if not index.read:
@@ -142,9 +152,10 @@ def read_survey_list(
         # From the epoch whatever start_at says: surveys are dimensions, and a survey last
         # changed before start_at can still receive responses.
         window = Window(EPOCH, max(bounds.run_end, bounds.now))
-        listed = [s for page in client.pages("/surveys", window.params()) for s in page]
+        paged = client.pages("/surveys", window.params())
+        listed = [s for page in (lanes.gated(paged) if lanes else paged) for s in page]
         index.listed, index.rejected = split_records(listed, "surveys")
-        tally.rejected += len(index.rejected)
+        tally.add(rejected=len(index.rejected))
         # A survey quarantined for its updated_at still indexes its responses.
         index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
     return index
@@ -213,16 +224,20 @@ def micrometrics_source(
     device_windows = (window_settings if bounds.explicit_range
                       else settings.window_settings(EPOCH))
     run_end = bounds.run_end
+    # Every request of this source (the survey list, each stream's pages) holds a lane.
+    lanes = Lanes(settings.max_in_flight)
+    known_versions = serialized(known_versions)
 
     def surveys_listed() -> SurveyIndex:
-        return read_survey_list(client, bounds, index, tally)
+        return read_survey_list(client, bounds, index, tally, lanes)
 
     @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
                   columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
     def devices() -> Iterator[list[dict[str, Any]]]:
         state = states.for_stream(dlt.current.resource_state(), "windows")
         windows = StreamWindows(state, device_windows, run_end)
-        yield from walk(client, "/devices", windows, budget, tally, "devices", known_versions)
+        yield from lanes.run([partial(walk, client, "/devices", windows, budget, tally,
+                                      "devices", known_versions, lanes)])
 
     @dlt.resource(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
@@ -254,14 +269,24 @@ def micrometrics_source(
     )
     def survey_responses() -> Iterator[list[dict[str, Any]]]:
         per_survey = states.for_stream(dlt.current.resource_state(), "surveys")
-        for survey in surveys_listed().indexed:
-            floor = survey_floor(survey)
-            state = per_survey.setdefault(str(survey["id"]), {})
-            windows = StreamWindows(state, window_settings, run_end, floor=floor)
-            label = f"survey_responses[{survey['id']}]"
+        # The sync's plan of which surveys to read (quiet ones less often) is kept beside them.
+        plans = states.for_stream(dlt.current.resource_state(), "reads")
+
+        def streams() -> Iterator[partial[Iterator[Any]]]:
+            """One walk per survey, read here (the state dicts are dlt's, in this thread)."""
+            for survey in plan_reads(surveys_listed().indexed, per_survey, plans, bounds.now,
+                                     settings.quiet_survey if not bounds.explicit_range
+                                     else timedelta(0)):
+                floor = survey_floor(survey)
+                state = per_survey.setdefault(str(survey["id"]), {})
+                windows = StreamWindows(state, window_settings, run_end, floor=floor)
+                yield partial(read_responses, survey["id"], windows)
+
+        def read_responses(survey_id: Any, windows: StreamWindows) -> Iterator[Any]:
+            label = f"survey_responses[{survey_id}]"
             try:
-                yield from walk(client, f"/surveys/{survey['id']}/responses", windows, budget,
-                                tally, label, known_versions)
+                yield from walk(client, f"/surveys/{survey_id}/responses", windows, budget,
+                                tally, label, known_versions, lanes)
             except ApiError as exc:
                 if exc.status != 404:
                     raise
@@ -269,10 +294,27 @@ def micrometrics_source(
                 # will not name it again.
                 log.warning("warning: %s: the survey no longer exists (404); skipped", label)
 
+        # The surveys' streams are walked at once, up to max_in_flight requests in flight.
+        yield from lanes.run(streams())
+
     # Quarantined surveys with an id too: their questions type their answers.
     survey_questions = question_history(lambda: surveys_listed().indexed, index, bounds.now)
 
     return [devices, surveys, survey_questions, survey_responses]
+
+
+def serialized(known_versions: KnownVersions | None) -> KnownVersions | None:
+    """``known_versions`` callable from the threads walking streams, one call at a time (it
+    opens a client of the destination)."""
+    if known_versions is None:
+        return None
+    lock = threading.Lock()
+
+    def locked(table: str, ids: list) -> dict:
+        with lock:
+            return known_versions(table, ids)
+
+    return locked
 
 
 def survey_floor(survey: dict[str, Any]) -> datetime | None:

@@ -58,6 +58,9 @@ class LeakyBucket:
         self._level = 0.0  # tokens in the bucket at self._stamp, reservations included
         self._stamp = clock()
         self._in_flight = 0
+        self._booked = 0  # tokens booked so far; each thread remembers its last one
+        self._adopted = 0  # the booking whose response the level was last adopted from
+        self._mine = threading.local()
 
     def _leak(self, now: float) -> None:
         self._level = max(0.0, self._level - (now - self._stamp) * self.rate)
@@ -71,6 +74,8 @@ class LeakyBucket:
             # The token is booked now so concurrent callers queue behind it.
             self._level += 1.0
             self._in_flight += 1
+            self._booked += 1
+            self._mine.booking = self._booked
         if wait > 0:
             self._sleep(wait)
         return wait
@@ -79,16 +84,21 @@ class LeakyBucket:
         """Adopt the server's view from ``RateLimit-Rate`` and ``RateLimit-Burst-Remaining``.
 
         The server floors the remaining count, so its level is never underestimated here.
-        Requests of other threads still in flight are added on top.
+        Requests of other threads still in flight are added on top. The response of a request
+        booked before one whose response was already adopted is not: its count misses that
+        later request, which is no longer in flight (answers of concurrent requests come in
+        any order).
         """
         with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
+            self._settle()
             rate = header_float(headers, "RateLimit-Rate")
             if rate:
                 self.rate = rate
             remaining = header_float(headers, "RateLimit-Burst-Remaining")
-            if remaining is None:
+            booking = getattr(self._mine, "booking", self._booked)
+            if remaining is None or booking < self._adopted:
                 return
+            self._adopted = booking
             self.burst = max(self.burst, remaining + 1.0)
             self._leak(self._clock())
             self._level = self.burst - remaining + self._in_flight
@@ -96,7 +106,11 @@ class LeakyBucket:
     def release(self) -> None:
         """A reserved request got no response (connection error): stop counting it in flight."""
         with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
+            self._settle()
+
+    def _settle(self) -> None:
+        """One request is no longer in flight."""
+        self._in_flight = max(0, self._in_flight - 1)
 
     def hold(self, seconds: float) -> None:
         """After a 429: make the next token available only ``seconds`` from now."""

@@ -3,7 +3,10 @@
 A stream (one index endpoint) owes a *range* ``[lo, hi]``: the whole history on the first sync,
 ``[high_water - lookback, now]`` afterwards. The range is walked newest window first:
 
-- the first window is ``initial_window`` long (or sized from the density seen last run);
+- with no density known (a stream's first read), the first window is the whole range (or
+  ``initial_window`` long when that is set): a window costs a partial last page, so a small
+  stream (a survey with a few dozen responses over a year) is one request, not two;
+- otherwise the first window is sized from the density seen last run;
 - each next window is sized so it should hold about ``target_pages`` pages (dense history gives
   short windows, sparse history long ones);
 - after an empty window, a window whose rest of the range is projected to be small, or one that
@@ -54,7 +57,7 @@ class WindowSettings:
     Attributes:
         start_at: Where history begins when nothing was synced yet.
         lookback: Re-read this much before the high-water mark (late uploads).
-        initial_window: First window of a range with no density known.
+        initial_window: First window of a range with no density known; None: the whole range.
         target_pages: Pages a window should hold.
         page_size: Records per page assumed until the server's page size has been seen.
         deep_lookback: How far back a deep pass re-reads (late uploads of offline kiosks).
@@ -63,7 +66,7 @@ class WindowSettings:
 
     start_at: datetime
     lookback: timedelta
-    initial_window: timedelta
+    initial_window: timedelta | None
     target_pages: int
     page_size: int = 100
     deep_lookback: timedelta = timedelta(0)
@@ -172,7 +175,7 @@ class StreamWindows:
     def _length(self) -> timedelta:
         density = self.state.get("density")
         if not density:
-            return self.settings.initial_window
+            return self.settings.initial_window or timedelta.max
         return max(MIN_WINDOW, timedelta(seconds=self.target_records / density))
 
     @property

@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=_number(float, 0, 1), default=0.0,
                    help="probability of an injected fault per admitted request")
     p.add_argument("--latency", type=_number(float, 0), default=0.0,
-                   help="seconds added to every API request")
+                   help="seconds an admitted API request takes to answer")
+    p.add_argument("--latency-jitter", type=_number(float, 0, 1), default=0.0,
+                   help="each answer's latency drawn within this fraction of --latency either "
+                        "side (seeded)")
     p.add_argument("--rate", type=_number(float, 0, low_open=True), default=1.0,
                    help="leaky bucket: tokens leaked per second")
     p.add_argument("--burst", type=_number(int, 1), default=10, help="leaky bucket capacity")
@@ -68,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox = Sandbox(
         api_key=args.api_key, api_secret=args.api_secret, seed=args.seed,
         page_size=args.page_size, fault_rate=args.fault_rate, latency=args.latency,
+        latency_jitter=args.latency_jitter,
         rate=args.rate, burst=args.burst, devices=args.devices, surveys=args.surveys,
         responses=args.responses, last_cursor=args.last_cursor, boundary=args.boundary,
         order=args.order, port=args.port,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import random
 import secrets
 import socket
 import sys
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from . import faults as fk
 from .cursor import CursorCodec
 from .faults import FaultInjector, Script
+from .ordering import Reorder
 from .paging import ORDERS
 from .ratelimit import LeakyBucket
 from .routes import Api, Reply, endpoint_of, error
@@ -32,7 +34,7 @@ MUTATIONS = (
     "add_responses", "update_responses", "add_late_responses", "update_devices",
     "add_devices", "add_survey", "set_fault_rate", "script", "patch_records", "add_malformed",
     "remove_survey", "restore_survey", "erase_records", "stamp_records",
-    "edit_questions",
+    "edit_questions", "reorder",
 )
 
 
@@ -147,20 +149,40 @@ class _Handler(BaseHTTPRequestHandler):
     def _api(self, method: str, body: bytes) -> None:
         sb = self.sandbox
         endpoint, cursor = endpoint_of(self.path), has_cursor(self.path)
-        sb._stats.request(endpoint, cursor)
-        if sb.latency > 0:
-            time.sleep(sb.latency)  # simulated network/server latency, per request
+        sb._stats.request(endpoint, cursor)  # in flight from here until answered
+        try:
+            return self._api_in_flight(method, body, endpoint, cursor)
+        finally:
+            sb._stats.answered()
+
+    def _api_in_flight(self, method: str, body: bytes, endpoint: str, cursor: bool) -> None:
+        sb = self.sandbox
         now = sb.clock()
         auth = verify(method, self.path, self.headers, body, sb._credentials, now)
+        # Judged on arrival (as a gateway does); every answer then takes the latency.
         if auth.error:
             # Rate-limit headers only when the key is known; a 401 takes no token.
             limits = sb._bucket.peek(auth.api_key, now).headers() if auth.api_key else {}
+            sb.wait_latency()
             return self._send(error(401, auth.error), limits)
         decision = sb._bucket.admit(auth.api_key, now)
         limits = decision.headers()
+        sb.wait_latency()
         if not decision.admitted:
             sb._stats.throttled()
             return self._send(error(429, "Too Many Requests"), limits)
+        reorder = sb._reorder
+        if reorder is None:
+            return self._answer(method, body, endpoint, cursor, limits)
+        ticket = reorder.enter()
+        try:
+            return self._answer(method, body, endpoint, cursor, limits)
+        finally:
+            reorder.leave(ticket)
+
+    def _answer(self, method: str, body: bytes, endpoint: str, cursor: bool,
+                limits: dict[str, str]) -> None:
+        sb = self.sandbox
         # The random draw happens even when a script answers, so the seeded sequence of
         # random faults on the other requests does not depend on scripting.
         drawn = sb._faults.draw()
@@ -257,7 +279,9 @@ class Sandbox:
         seed: Seed of the data, the shuffled order and the faults.
         page_size: Records per index page.
         fault_rate: Probability in [0, 1] that an admitted request suffers a fault.
-        latency: Seconds added to every /api request.
+        latency: Seconds an admitted /api request takes to answer.
+        latency_jitter: Each answer's latency is drawn uniformly within this fraction of
+            ``latency`` either side (0.5: 0.5x to 1.5x), from a generator seeded by ``seed``.
         rate: Leaky-bucket leak rate, tokens per second.
         burst: Leaky-bucket capacity.
         devices: Number of generated devices.
@@ -278,6 +302,7 @@ class Sandbox:
         page_size: int = 100,
         fault_rate: float = 0.0,
         latency: float = 0.0,
+        latency_jitter: float = 0.0,
         rate: float = 1.0,
         burst: int = 10,
         devices: int = 40,
@@ -298,9 +323,15 @@ class Sandbox:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if page_size < 1 or rate <= 0 or burst < 1 or latency < 0:
             raise ValueError("page_size and burst must be >= 1, rate > 0, latency >= 0")
+        if not 0 <= latency_jitter <= 1:
+            raise ValueError("latency_jitter must be within [0, 1]")
         self.clock = clock or time.time
         self.port = port
         self.latency = latency
+        self.latency_jitter = latency_jitter
+        self._latency_rng = random.Random(seed)
+        self._latency_lock = threading.Lock()
+        self._reorder: Reorder | None = None
         self._credentials = {api_key: api_secret}
         self.store = Store(seed, devices, surveys, responses, self.clock)
         self._bucket = LeakyBucket(rate, burst)
@@ -348,6 +379,7 @@ class Sandbox:
         """Stops serving and closes the listening and open client sockets."""
         if self._httpd is None:
             return
+        self.reorder(0)  # held requests answer, so their threads end
         self._httpd.shutdown()
         self._httpd.close_connections()
         self._httpd.server_close()
@@ -375,6 +407,36 @@ class Sandbox:
         """Blocks until ``count`` API requests have arrived since the last reset (True), or
         ``timeout`` seconds passed (False): lets a test act while a client is mid-sync."""
         return self._stats.wait_for_requests(count, timeout)
+
+    def wait_for_in_flight(self, count: int, timeout: float = 60.0) -> bool:
+        """Blocks until ``count`` API requests are in flight at once (arrived, not answered
+        yet), or ``timeout`` seconds passed (False). Woken by each arrival, no polling."""
+        return self._stats.wait_for_in_flight(count, timeout)
+
+    def wait_latency(self) -> None:
+        """Sleeps one answer's latency: ``latency``, jittered by ``latency_jitter``."""
+        latency = self.latency
+        if latency > 0 and self.latency_jitter > 0:
+            with self._latency_lock:
+                latency *= 1.0 + self.latency_jitter * self._latency_rng.uniform(-1.0, 1.0)
+        if latency > 0:
+            time.sleep(latency)
+
+    def reorder(self, group: int = 0, order: str = "reverse", seed: int = 0,
+                grace: float | None = 0.05) -> None:
+        """From now on, admitted API requests answer in groups of up to ``group``, in ``order``
+        within each group: ``arrival``, ``reverse`` or ``random`` (seeded by ``seed``); see
+        ``ordering.Reorder``. ``grace``: seconds without a new arrival after which a smaller
+        group goes; None holds requests until the group is full. ``group=0`` stops it: held
+        requests answer, and requests answer as they come again."""
+        previous, self._reorder = self._reorder, (
+            Reorder(group, order, seed, grace) if group else None)
+        if previous is not None:
+            previous.stop()
+
+    def reordered_groups(self) -> list[int]:
+        """Sizes of the groups the current ``reorder`` released so far."""
+        return list(self._reorder.groups) if self._reorder else []
 
     def reset_stats(self) -> None:
         """Zeroes the counters."""

@@ -14,6 +14,7 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified on every request
+        self._in_flight = 0
         self.reset()
 
     def reset(self) -> None:
@@ -30,6 +31,7 @@ class Stats:
                 "empty_pages": 0,
                 "records_served": 0,
                 "by_endpoint": Counter(),
+                "max_in_flight": self._in_flight,
             }
 
     def request(self, endpoint: str, cursor: bool = False) -> None:
@@ -39,7 +41,20 @@ class Stats:
             self._data["requests"] += 1
             self._data["cursor_requests"] += bool(cursor)
             self._data["by_endpoint"][endpoint] += 1
+            self._in_flight += 1
+            self._data["max_in_flight"] = max(self._data["max_in_flight"], self._in_flight)
             self._arrived.notify_all()
+
+    def answered(self) -> None:
+        """A request counted by ``request`` is answered (or its client went away)."""
+        with self._lock:
+            self._in_flight -= 1
+
+    def wait_for_in_flight(self, count: int, timeout: float) -> bool:
+        """Blocks until ``count`` requests are in flight at once or ``timeout`` seconds passed;
+        returns whether they were. Each arrival wakes it."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self._in_flight >= count, timeout)
 
     def wait_for_requests(self, count: int, timeout: float) -> bool:
         """Blocks until ``count`` requests have arrived (since the last reset) or ``timeout``
@@ -73,4 +88,5 @@ class Stats:
         """A plain-dict copy (``by_status`` keyed by int status code)."""
         with self._lock:
             out = copy.deepcopy(self._data)
+            out["in_flight"] = self._in_flight
         return {k: dict(v) if isinstance(v, Counter) else v for k, v in out.items()}

@@ -6,6 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.micrometrics.quiet import choose_skipped
 from pipelines.micrometrics.reconcile import reconcile_estimate
 from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
 from pipelines.micrometrics.source import EPOCH
@@ -47,9 +48,21 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
         lines.append(f"  {'surveys':<28} full list (every sync; it indexes the responses)")
         estimate += 1
     if "survey_responses" in options.resources:
-        known = states.get("survey_responses", {}).get("surveys", {})
+        responses = states.get("survey_responses", {})
+        known = responses.get("surveys", {})
+        skipped = {} if explicit else {
+            str(s.survey_id): s for s in choose_skipped(
+                [{"id": sid} for sid in sorted(known)], known, responses.get("reads", {}), run_end,
+                settings.quiet_survey)}
         for survey_id, state in sorted(known.items()):
-            stream(f"survey_responses[{survey_id}]", state)
+            label = f"survey_responses[{survey_id}]"
+            if survey_id in skipped:
+                quiet = skipped[survey_id]
+                lines.append(f"  {label:<28} skipped: quiet, last read "
+                             f"{quiet.stale.total_seconds() / 3600:.1f} h ago, read by "
+                             f"{quiet.read_by.isoformat(timespec='seconds')}")
+                continue
+            stream(label, state)
         if not known:
             lines.append(f"  {'survey_responses':<28} every survey's full history "
                          "(surveys not known before the first sync)")

@@ -9,6 +9,7 @@ import dlt
 from pipelines.micrometrics import SyncReport
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
+from pipelines.micrometrics.quiet import describe_skipped
 
 
 def destination_counts(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str, int | None]:
@@ -48,6 +49,8 @@ def render(report: SyncReport, counts: dict[str, int | None], rate: float, burst
         f"elapsed {report.elapsed:.1f}s; rate-limit floor {floor:.1f}s{ratio}",
     ]
     lines.append(load_jobs_line(report))
+    if report.skipped_surveys:
+        lines.append(describe_skipped(report.skipped_surveys))
     lines.append(deep_pass_line(report))
     lines += deletion_lines(report)
     if report.rejected:

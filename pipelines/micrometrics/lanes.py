@@ -1,0 +1,159 @@
+"""Requests of several streams in flight at once, within one bound (``MAX_IN_FLIGHT``).
+
+At 1 request/s a sync is paced by the rate limit, not by the API's latency, only while more than
+one request can be in flight: one at a time, a 1.5 s answer caps a sync at 0.67 requests/s.
+Streams (devices, each survey's responses) are independent, so their requests may overlap;
+pages *within* a stream stay sequential (each cursor comes from the page before it), and so do
+the windows of a stream (each is sized from the one before). So a stream is the unit of work:
+
+- a resource generator stays where dlt runs it (its thread holds dlt's state context) and hands
+  its streams to :meth:`Lanes.run`, which walks them in worker threads and yields their items
+  back in that thread, each stream's items in their own order, streams interleaved as their
+  answers come;
+- every request holds one of ``max_in_flight`` lanes (a semaphore shared by every resource of
+  the source, the survey list included), for the time of its attempts and its wait for a token of
+  the client's leaky bucket, which all threads share (:class:`~.throttle.LeakyBucket` is
+  thread-safe);
+- a stream's windows and cursors live in its own slice of the resource state, written by the one
+  thread walking it; the round's page budget and the tally are locked (``rounds``). A round ends
+  only after every stream's walk has returned and its items were yielded, so the state dlt
+  commits with the round's data matches the pages that round yielded, whatever the order in
+  which answers came.
+
+Why not dlt's own ``parallelized=True``: it runs one ``next()`` per *resource* generator at a
+time, and every survey's responses are one resource (one table, one resource state), so their
+requests could not overlap without a resource per survey (a new state layout); its wrapper polls
+(``yield None`` while a call is busy); and ``EXTRACT__WORKERS`` bounds generators of the whole
+extract, not requests in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from dlt.common.configuration.container import Container
+
+T = TypeVar("T")
+Stream = Callable[[], Iterable[Any]]
+
+_DONE = object()  # a stream's walk returned
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class Channel:
+    """A FIFO from worker threads to one consumer; ``put`` blocks while ``capacity`` items wait
+    (so a slow consumer holds the walks back), ``close`` releases every blocked ``put``."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: deque[Any] = deque()
+        self._capacity = capacity
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def put(self, item: Any, *, wait: bool = True) -> bool:
+        """Appends ``item`` (waiting for room unless ``wait`` is False); False once closed."""
+        with self._changed:
+            while wait and len(self._items) >= self._capacity and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                return False
+            self._items.append(item)
+            self._changed.notify_all()
+            return True
+
+    def get(self) -> Any:
+        with self._changed:
+            self._changed.wait_for(lambda: self._items)
+            item = self._items.popleft()
+            self._changed.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._items.clear()
+            self._changed.notify_all()
+
+
+class Lanes:
+    """At most ``max_in_flight`` requests of one source in flight; see the module docstring."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.max_in_flight = max_in_flight
+        self._gate = threading.BoundedSemaphore(max_in_flight)
+
+    def gated(self, pages: Iterator[T]) -> Iterator[T]:
+        """``pages`` with each ``next()`` (one request: its attempts, its wait for a token)
+        holding a lane."""
+        try:
+            while True:
+                with self._gate:
+                    try:
+                        page = next(pages)
+                    except StopIteration:
+                        return
+                yield page
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
+    def run(self, streams: Iterable[Stream]) -> Iterator[Any]:
+        """The items of every stream; each stream (a callable returning its items) is walked in
+        a worker thread. ``streams`` itself is read in the calling thread, first. The first
+        failure of a stream is raised here once the other walks stopped; closing this
+        generator stops them too (a walk stops before its next request)."""
+        walks = list(streams)
+        if not walks:
+            return
+        channel = Channel(capacity=2 * self.max_in_flight)
+        stop = threading.Event()
+        # Named as dlt's pools are, so that dlt's context (dlt.current...) resolves in them.
+        pool = ThreadPoolExecutor(max_workers=min(self.max_in_flight, len(walks)),
+                                  thread_name_prefix=Container.thread_pool_prefix())
+        try:
+            for walk in walks:
+                pool.submit(_drain, walk, channel, stop)
+            done = 0
+            while done < len(walks):
+                item = channel.get()
+                if item is _DONE:
+                    done += 1
+                elif isinstance(item, _Failed):
+                    raise item.error
+                else:
+                    yield item
+        finally:
+            stop.set()
+            channel.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(walk: Stream, channel: Channel, stop: threading.Event) -> None:
+    """Walks one stream into ``channel``; its end (or failure) goes in without waiting."""
+    if stop.is_set():
+        return
+    items: Iterator[Any] | None = None
+    try:
+        items = iter(walk())
+        for item in items:
+            if not channel.put(item) or stop.is_set():
+                return
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+        channel.put(_Failed(exc), wait=False)
+        return
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+    channel.put(_DONE, wait=False)

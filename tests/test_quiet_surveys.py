@@ -1,0 +1,98 @@
+"""Quiet surveys are read less often, at scale only, with a bounded staleness; syncs over real
+HTTP against the sandbox on the virtual clock, hourly."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.cli import run_cli, sync_env
+from tests.destinations import FAST
+from tests.syncing import query, sync_sandbox
+from tests.truth import assert_matches_truth
+
+HOUR = 3600
+
+
+def read_at(result) -> dict[str, datetime]:
+    """When each survey's responses were last read (its high-water mark)."""
+    surveys = (result.pipeline.state["sources"]["micrometrics"]["resources"]
+               ["survey_responses"]["surveys"])
+    return {sid: datetime.fromisoformat(state["high_water"].replace("Z", "+00:00"))
+            for sid, state in surveys.items()}
+
+
+@pytest.mark.slow  # eighteen hourly syncs
+def test_quiet_surveys_cost_what_changed_and_each_is_read_within_the_bound(
+        start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=60, responses=1200, **FAST)
+    clock.advance(48 * HOUR)  # two quiet days: no survey active at the first sync
+    quiet_hours = 6
+    settings = {"quiet_survey_hours": quiet_hours, **FAST}
+    sync_sandbox(sandbox, tmp_path, clock, **settings)
+    surveys = sorted(s["id"] for s in sandbox.truth()["surveys"])
+    active = surveys[:2]
+    late, arrived = None, None
+    for hour in range(1, 3 * quiet_hours + 1):
+        clock.advance(HOUR)
+        for survey in active:
+            sandbox.add_responses(2, survey_id=survey)
+        if hour == 2:  # a response in a survey that had been quiet
+            quiet = [s for s in surveys if s not in active]
+            late = sandbox.add_responses(1, survey_id=quiet[-1])[0]
+        sandbox.reset_stats()
+        result = sync_sandbox(sandbox, tmp_path, clock, **settings)
+        now = datetime.fromtimestamp(clock(), UTC)
+        requests = sandbox.stats()["requests"]
+        # The list, the devices, the active surveys, and the quiet ones spread over the period
+        # (plus one that just turned active): not one request per survey.
+        assert requests <= 2 + len(active) + math.ceil(len(surveys) / quiet_hours) + 1, hour
+        # Staleness bound: every survey read within the quiet period.
+        stalest = max(now - at for at in read_at(result).values())
+        assert stalest.total_seconds() <= quiet_hours * HOUR, hour
+        skipped = result.report.skipped_surveys
+        assert skipped and not {s.survey_id for s in skipped} & {str(s) for s in active}
+        assert all(s.stale.total_seconds() < quiet_hours * HOUR for s in skipped)
+        if late is not None and arrived is None and query(
+                tmp_path, f"SELECT 1 FROM micrometrics.survey_responses WHERE id = {late}"):
+            arrived = hour
+    assert arrived is not None and arrived - 2 <= quiet_hours  # late by the bound at most
+    assert_matches_truth(tmp_path, sandbox.truth())  # every change arrived, none lost
+
+
+def test_a_couple_of_dozen_surveys_are_all_read_every_sync(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=20, responses=400, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(HOUR)
+    sandbox.reset_stats()
+    result = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert sandbox.stats()["requests"] == 2 + 20
+    assert result.report.skipped_surveys == []
+
+
+def test_zero_reads_every_survey_every_sync(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=40, responses=400, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, quiet_survey_hours=0, **FAST)
+    clock.advance(HOUR)
+    sandbox.reset_stats()
+    result = sync_sandbox(sandbox, tmp_path, clock, quiet_survey_hours=0, **FAST)
+    assert sandbox.stats()["requests"] == 2 + 40
+    assert result.report.skipped_surveys == []
+
+
+def test_dry_run_and_summary_name_the_skipped_surveys(start_sandbox, tmp_path):
+    # The command reads the wall clock: so does this sandbox; nothing waits.
+    sandbox = start_sandbox(devices=5, surveys=40, responses=400, **FAST)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--no-models").returncode == 0
+    plan = run_cli(env, "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    skipped = [line for line in plan.stdout.splitlines() if "skipped: quiet, last read" in line]
+    assert len(skipped) >= 20  # the quiet ones but the stalest few
+    second = run_cli(env, "--no-models")
+    assert second.returncode == 0, second.stderr
+    line = next(line for line in second.stdout.splitlines()
+                if line.startswith("quiet surveys: "))
+    assert f"quiet surveys: {len(skipped)} not read this sync" in line
