@@ -9,7 +9,6 @@ test still cannot pass on an emulator that answers a failed query with an empty 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
@@ -17,120 +16,37 @@ import pytest
 
 from pipelines.models import DataTestFailed, ModelsError, build_models
 from pipelines.models.project import load_project
-from pipelines.sync.options import SyncOptions
 from tests.bigquery_emulator import start_emulator, stop_emulator
 from tests.cli import run_cli, sync_env
+from tests.destination_scenarios import (
+    deletion_marks_and_reconcile,
+    loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
+)
 from tests.destinations import (
-    FAST,
-    HOUR,
-    MARTS,
     SMALL,
-    all_passed,
-    live,
-    marks,
-    mart_rows,
     pipeline_on,
 )
 from tests.emulator_workarounds import (
     bigquery_client_env,
     use_anonymous_google_credentials,
 )
-from tests.syncing import sync_into, sync_sandbox
-from tests.truth import assert_matches_truth, truth_versions
+from tests.truth import assert_matches_truth
 
 pytestmark = pytest.mark.warehouses
 
 
 
-
 def test_loads_and_merges_exact_finds_late_uploads_and_the_marts_equal_duckdbs(
         start_sandbox, tmp_path, clock, bigquery_destination):
-    sandbox = start_sandbox(clock=clock, **SMALL)
     pipeline = pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines")
-    sync_into(sandbox, pipeline, clock)
-    assert_matches_truth(pipeline, sandbox.truth())
-
-    clock.advance(HOUR)  # incremental changes: updates, new records of every kind
-    sandbox.update_responses(25)
-    sandbox.add_responses(40)
-    sandbox.update_devices(2)
-    sandbox.add_devices(1)
-    late = sandbox.add_late_responses(5, delay_seconds=10 * HOUR)  # older than the lookback
-    clock.advance(60)
-    second = sync_into(sandbox, pipeline, clock)
-    assert second.report.deep_streams == 0
-    truth = sandbox.truth()
-    without_late = {k: [r for r in v if k != "survey_responses" or r["id"] not in late]
-                    for k, v in truth.items()}
-    assert_matches_truth(pipeline, without_late)  # merged exact; the plain lookback missed these
-
-    clock.advance(23 * HOUR)  # a day after the first sync's full read: a deep pass is due
-    third = sync_into(sandbox, pipeline, clock)
-    assert third.report.deep_found == len(late)
-    assert_matches_truth(pipeline, sandbox.truth())
-
-    as_of = datetime.fromtimestamp(clock(), UTC)
-    report = build_models(pipeline, now=as_of)
-    assert report.dialect == "bigquery" and all_passed(report)
+    report, _ = loads_merges_finds_late_uploads_and_marts_equal_duckdbs(
+        start_sandbox, pipeline, tmp_path, clock, "bigquery")
     assert len(report.tests) == len(load_project().tests)  # every data test ran, and passed
-
-    # The same sandbox data into DuckDB, the same models as of the same instant.
-    duck = sync_sandbox(sandbox, tmp_path / "duckdb", clock, **FAST)
-    assert_matches_truth(tmp_path / "duckdb", sandbox.truth())
-    assert all_passed(build_models(duck.pipeline, now=as_of))
-    for mart in MARTS:
-        columns, on_bigquery = mart_rows(pipeline, mart)
-        duck_columns, on_duckdb = mart_rows(duck.pipeline, mart)
-        assert columns == duck_columns, mart
-        assert on_bigquery and on_bigquery == on_duckdb, mart
 
 
 def test_deletion_marks_and_reconcile(start_sandbox, tmp_path, clock, bigquery_destination):
-    sandbox = start_sandbox(clock=clock, **SMALL)
     pipeline = pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines")
-    sync_into(sandbox, pipeline, clock)
-
-    # A survey gone from the list: marked with its responses, then unmarked when it is back.
-    doomed = sandbox.truth()["surveys"][1]["id"]
-    clock.advance(600)
-    gone = sandbox.remove_survey(doomed)
-    seen_gone = datetime.fromtimestamp(clock.now, UTC)
-    result = sync_into(sandbox, pipeline, clock)
-    response_marks = marks(pipeline, "survey_responses")
-    assert marks(pipeline, "surveys")[doomed] == seen_gone
-    assert {rid for rid, mark in response_marks.items() if mark is not None} == set(gone)
-    assert all(response_marks[rid] == seen_gone for rid in gone)
-    truth = sandbox.truth()
-    assert live(pipeline, "surveys") == truth_versions(truth["surveys"])
-    assert live(pipeline, "survey_responses") == truth_versions(truth["survey_responses"])
-    assert result.report.marks.marked == {"surveys": 1, "survey_responses": len(gone)}
-
-    sandbox.restore_survey(doomed)
-    clock.advance(600)
-    back = sync_into(sandbox, pipeline, clock)
-    assert all(mark is None for mark in marks(pipeline, "surveys").values())
-    assert all(mark is None for mark in marks(pipeline, "survey_responses").values())
-    assert back.report.marks.unmarked.get("survey_responses") == len(gone)
-
-    # Erased upstream: only a reconcile sees it, and marks exactly those.
-    truth = sandbox.truth()
-    erased_responses = [r["id"] for r in truth["survey_responses"][::37]]
-    erased_devices = [d["id"] for d in truth["devices"][:2]]
-    sandbox.erase_records("survey_responses", erased_responses)
-    sandbox.erase_records("devices", erased_devices)
-    clock.advance(600)
-    result = sync_into(sandbox, pipeline, clock, SyncOptions(reconcile=True))
-    now = datetime.fromtimestamp(clock.now, UTC)
-    response_marks, device_marks = marks(pipeline, "survey_responses"), marks(pipeline, "devices")
-    assert {i for i, m in response_marks.items() if m is not None} == set(erased_responses)
-    assert {i for i, m in device_marks.items() if m is not None} == set(erased_devices)
-    assert {response_marks[i] for i in erased_responses} == {now}
-    truth = sandbox.truth()
-    assert live(pipeline, "survey_responses") == truth_versions(truth["survey_responses"])
-    assert live(pipeline, "devices") == truth_versions(truth["devices"])
-    assert result.report.marks.marked == {"survey_responses": len(erased_responses),
-                                          "devices": len(erased_devices)}
-    assert all_passed(build_models(pipeline, now=now))  # marked rows leave the marts consistent
+    deletion_marks_and_reconcile(start_sandbox, pipeline, clock)
 
 
 def test_the_command_loads_bigquery_exact(start_sandbox, tmp_path, bigquery_env,
