@@ -49,18 +49,12 @@ $(WAREHOUSES_STAMP): $(STAMP)
 
 install-warehouses: $(WAREHOUSES_STAMP)
 
-$(FAKESNOW_VENV)/.installed: $(EMULATORS)/fakesnow.txt
-	rm -rf $(FAKESNOW_VENV)
-	$(PYTHON) -m venv $(FAKESNOW_VENV)
-	$(FAKESNOW_VENV)/bin/pip install --quiet --upgrade pip
-	$(FAKESNOW_VENV)/bin/pip install --quiet -r $<
-	touch $@
-
-$(BQEMULATOR_VENV)/.installed: $(EMULATORS)/bqemulator.txt
-	rm -rf $(BQEMULATOR_VENV)
-	$(PYTHON) -m venv $(BQEMULATOR_VENV)
-	$(BQEMULATOR_VENV)/bin/pip install --quiet --upgrade pip
-	$(BQEMULATOR_VENV)/bin/pip install --quiet -r $<
+# .venv-fakesnow from tests/emulators/fakesnow.txt, .venv-bqemulator from bqemulator.txt.
+.venv-%/.installed: $(EMULATORS)/%.txt
+	rm -rf .venv-$*
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install --quiet --upgrade pip
+	.venv-$*/bin/pip install --quiet -r $<
 	touch $@
 
 test-warehouses: lint postgres $(WAREHOUSES_STAMP) $(FAKESNOW_VENV)/.installed $(BQEMULATOR_VENV)/.installed

@@ -11,6 +11,7 @@ import dlt
 
 from pipelines.models import ModelsReport, build_models
 from pipelines.sync.options import SyncOptions
+from tests.cli import run_cli, sync_env
 from tests.destinations import (
     FAST,
     HOUR,
@@ -194,3 +195,17 @@ def survey_edit_history_and_type_drift(start_sandbox, pipeline: dlt.Pipeline, cl
     for model in ("stg_devices", "dim_devices"):
         got = dict(query(pipeline, f"SELECT device_id, location_id FROM {DATASET}.{model}"))
         assert got == locations, model
+
+
+def command_loads_exact(start_sandbox, tmp_path, destination: str, env: dict[str, str],
+                        pipeline: dlt.Pipeline) -> None:
+    """``python -m pipelines.sync --destination <destination>`` (in-process, configured by
+    ``env``) loads exact and builds the models there; ``pipeline`` reads what it loaded."""
+    # The command reads the wall clock, so this sandbox does too; nothing ever waits.
+    sandbox = start_sandbox(**SMALL)
+    done = run_cli(sync_env(tmp_path, sandbox.url, **env), "--destination", destination,
+                   "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "data tests passed" in done.stdout  # it built the models there too
+    assert not (tmp_path / "warehouse.duckdb").exists()
+    assert_matches_truth(pipeline, sandbox.truth())

@@ -17,20 +17,18 @@ import pytest
 from pipelines.models import DataTestFailed, ModelsError, build_models
 from pipelines.models.project import load_project
 from tests.bigquery_emulator import start_emulator, stop_emulator
-from tests.cli import run_cli, sync_env
 from tests.destination_scenarios import (
+    command_loads_exact,
     deletion_marks_and_reconcile,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
 )
 from tests.destinations import (
-    SMALL,
     pipeline_on,
 )
 from tests.emulator_workarounds import (
     bigquery_client_env,
     use_anonymous_google_credentials,
 )
-from tests.truth import assert_matches_truth
 
 pytestmark = pytest.mark.warehouses
 
@@ -51,17 +49,8 @@ def test_deletion_marks_and_reconcile(start_sandbox, tmp_path, clock, bigquery_d
 
 def test_the_command_loads_bigquery_exact(start_sandbox, tmp_path, bigquery_env,
                                           bigquery_destination):
-    # The command reads the wall clock, so this sandbox does too; nothing ever waits.
-    sandbox = start_sandbox(**SMALL)
-    env = sync_env(tmp_path, sandbox.url, **bigquery_env)
-    done = run_cli(env, "--destination", "bigquery", "--quiet")
-    assert done.returncode == 0, done.stderr
-    assert "data tests passed" in done.stdout  # it built the models there too
-
-    assert not (tmp_path / "warehouse.duckdb").exists()
-    # Reads what the command loaded.
-    pipeline = pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines")
-    assert_matches_truth(pipeline, sandbox.truth())
+    command_loads_exact(start_sandbox, tmp_path, "bigquery", bigquery_env,
+                        pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines"))
 
 
 # A model that builds and a data test whose SQL the database refuses (no such column).

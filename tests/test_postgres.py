@@ -9,17 +9,15 @@ from pathlib import Path
 
 import dlt
 
-from tests.cli import run_cli, sync_env
 from tests.destination_scenarios import (
+    command_loads_exact,
     deletion_marks_and_reconcile,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
     survey_edit_history_and_type_drift,
 )
 from tests.destinations import (
-    SMALL,
     pipeline_on,
 )
-from tests.truth import assert_matches_truth
 
 
 def postgres_pipeline(tmp_path: Path, credentials: str) -> dlt.Pipeline:
@@ -46,13 +44,6 @@ def test_a_survey_edit_keeps_question_history_and_typing_and_type_drift_reaches_
 
 
 def test_the_command_loads_postgres_exact(start_sandbox, tmp_path, postgres_credentials):
-    # The command reads the wall clock, so this sandbox does too; nothing ever waits.
-    sandbox = start_sandbox(**SMALL)
-    env = sync_env(tmp_path, sandbox.url, DESTINATION__POSTGRES__CREDENTIALS=postgres_credentials)
-    done = run_cli(env, "--destination", "postgres", "--quiet")
-    assert done.returncode == 0, done.stderr
-    assert "data tests passed" in done.stdout  # it built the models there too
-
-    assert not (tmp_path / "warehouse.duckdb").exists()
-    pipeline = postgres_pipeline(tmp_path, postgres_credentials)  # reads what the command loaded
-    assert_matches_truth(pipeline, sandbox.truth())
+    command_loads_exact(start_sandbox, tmp_path, "postgres",
+                        {"DESTINATION__POSTGRES__CREDENTIALS": postgres_credentials},
+                        postgres_pipeline(tmp_path, postgres_credentials))

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.models import DataTestFailed, ModelsError, build_models, run_data_tests
-from tests.cli import run_cli, sync_env
 from tests.destination_scenarios import (
+    command_loads_exact,
     deletion_marks_and_reconcile,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
     survey_edit_history_and_type_drift,
@@ -25,7 +25,6 @@ from tests.destinations import (
     pipeline_on,
 )
 from tests.syncing import sync_into
-from tests.truth import assert_matches_truth
 
 pytestmark = pytest.mark.warehouses
 
@@ -63,17 +62,8 @@ def test_a_survey_edit_keeps_question_history_and_typing_and_type_drift_reaches_
 
 def test_the_command_loads_snowflake_exact(start_sandbox, tmp_path, snowflake_env,
                                            snowflake_destination):
-    # The command reads the wall clock, so this sandbox does too; nothing ever waits.
-    sandbox = start_sandbox(**SMALL)
-    env = sync_env(tmp_path, sandbox.url, **snowflake_env)
-    done = run_cli(env, "--destination", "snowflake", "--quiet")
-    assert done.returncode == 0, done.stderr
-    assert "data tests passed" in done.stdout  # it built the models there too
-
-    assert not (tmp_path / "warehouse.duckdb").exists()
-    # Reads what the command loaded.
-    pipeline = pipeline_on(snowflake_destination, tmp_path / "snowflake_pipelines")
-    assert_matches_truth(pipeline, sandbox.truth())
+    command_loads_exact(start_sandbox, tmp_path, "snowflake", snowflake_env,
+                        pipeline_on(snowflake_destination, tmp_path / "snowflake_pipelines"))
 
 
 def test_data_tests_fail_on_offending_rows_and_on_sql_the_emulator_cannot_run(
