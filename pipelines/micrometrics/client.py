@@ -124,6 +124,10 @@ class MicrometricsClient(RESTClient):
         )
         self._clock = auth_clock or time.time
 
+    def limit_in_flight(self, limit: int) -> None:
+        """At most ``limit`` requests in flight at once from here on (see ``inflight``)."""
+        self.session.in_flight.limit = limit
+
     @classmethod
     def from_settings(cls, settings: Any) -> MicrometricsClient:
         """The production client for validated ``Settings``."""

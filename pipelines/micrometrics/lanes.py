@@ -1,4 +1,4 @@
-"""Requests of several streams in flight at once, within one bound (``MAX_IN_FLIGHT``).
+"""Several streams walked at once, so that their requests overlap (``MAX_IN_FLIGHT``).
 
 At 1 request/s a sync is paced by the rate limit, not by the API's latency, only while more than
 one request can be in flight: one at a time, a 1.5 s answer caps a sync at 0.67 requests/s.
@@ -10,10 +10,9 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   its streams to :meth:`Lanes.run`, which walks them in worker threads and yields their items
   back in that thread, each stream's items in their own order, streams interleaved as their
   answers come;
-- every request holds one of ``max_in_flight`` lanes (a semaphore shared by every resource of
-  the source, the survey list included), for the time of its attempts and its wait for a token of
-  the client's leaky bucket, which all threads share (:class:`~.throttle.LeakyBucket` is
-  thread-safe);
+- up to ``4 * max_in_flight`` streams are walked at once; the client lets ``max_in_flight`` of
+  their requests (the survey list's included) be in flight, in the order they asked
+  (:mod:`.inflight`), with one leaky bucket shared by every thread;
 - a stream's windows and cursors live in its own slice of the resource state, written by the one
   thread walking it; the round's page budget and the tally are locked (``rounds``). A round ends
   only after every stream's walk has returned and its items were yielded, so the state dlt
@@ -41,6 +40,7 @@ T = TypeVar("T")
 Stream = Callable[[], Iterable[Any]]
 
 _DONE = object()  # a stream's walk returned
+WALKS_PER_REQUEST = 4  # streams walked at once, per request that may be in flight
 
 
 class _Failed:
@@ -84,29 +84,12 @@ class Channel:
 
 
 class Lanes:
-    """At most ``max_in_flight`` requests of one source in flight; see the module docstring."""
+    """Walks the streams of one resource at once; see the module docstring."""
 
     def __init__(self, max_in_flight: int) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         self.max_in_flight = max_in_flight
-        self._gate = threading.BoundedSemaphore(max_in_flight)
-
-    def gated(self, pages: Iterator[T]) -> Iterator[T]:
-        """``pages`` with each ``next()`` (one request: its attempts, its wait for a token)
-        holding a lane."""
-        try:
-            while True:
-                with self._gate:
-                    try:
-                        page = next(pages)
-                    except StopIteration:
-                        return
-                yield page
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()
 
     def run(self, streams: Iterable[Stream]) -> Iterator[Any]:
         """The items of every stream; each stream (a callable returning its items) is walked in
@@ -116,10 +99,13 @@ class Lanes:
         walks = list(streams)
         if not walks:
             return
-        channel = Channel(capacity=2 * self.max_in_flight)
+        # More walks than requests in flight: a walk waiting for its turn holds no slot, and a
+        # long stream must not wait for a worker until short ones are done (see inflight).
+        workers = min(WALKS_PER_REQUEST * self.max_in_flight, len(walks))
+        channel = Channel(capacity=2 * workers)
         stop = threading.Event()
         # Named as dlt's pools are, so that dlt's context (dlt.current...) resolves in them.
-        pool = ThreadPoolExecutor(max_workers=min(self.max_in_flight, len(walks)),
+        pool = ThreadPoolExecutor(max_workers=workers,
                                   thread_name_prefix=Container.thread_pool_prefix())
         try:
             for walk in walks:

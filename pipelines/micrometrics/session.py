@@ -4,8 +4,8 @@ dlt's ``RESTClient`` takes any ``requests.Session`` as ``session=`` and sends ev
 each page of ``paginate`` included, through its public ``send(prepared, **kwargs)``. Here one
 such call becomes as many attempts as it takes. Each attempt:
 
-- takes a token from the client-side leaky bucket (and hands the response's ``RateLimit-*``
-  headers back to it);
+- takes its turn and one of the slots for requests in flight (``inflight``), then a token from
+  the client-side leaky bucket (and hands the response's ``RateLimit-*`` headers back to it);
 - goes out as a copy of the prepared request signed afresh by the session's ``auth`` (the
   ``APIAuth`` signer): a new ``Date`` and signature, so a retry after a long wait is not refused
   for a stale ``Date`` (the API allows 15 minutes);
@@ -35,6 +35,7 @@ from requests.auth import AuthBase
 from requests.hooks import default_hooks, dispatch_hook
 
 from .errors import ApiError, UnexpectedResponseError, body_excerpt
+from .inflight import InFlight
 from .messages import hint
 from .retry import TRANSIENT_STATUSES, RetryPolicy, retry_after_seconds
 from .stats import ClientStats
@@ -84,6 +85,8 @@ class MicrometricsSession(requests.Session):
         self.timeout = timeout
         self._sleep = sleep
         self._sending = threading.local()
+        # Bounded by MAX_IN_FLIGHT when a sync's source is built (see inflight).
+        self.in_flight = InFlight(MAX_CONNECTIONS)
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         """Sends ``request`` until it gets a final response; see the module docstring.
@@ -103,15 +106,18 @@ class MicrometricsSession(requests.Session):
         throttled = 0
         attempt = 1  # 429s wait as told and do not use up the attempts kept for failures
         while True:
-            self.stats.add(throttle_wait_seconds=self.bucket.acquire(), requests=1)
-            signed = self.sign(request)
-            try:
-                response = self._send_once(signed, kwargs)
-            except TRANSPORT_ERRORS as exc:
-                self.bucket.release()
-                failure = transport_error(signed, exc, self.retry.max_attempts)
-            else:
-                self.bucket.observe(response.headers)
+            response = None
+            with self.in_flight.slot(self.bucket.acquire) as waited:
+                self.stats.add(throttle_wait_seconds=waited, requests=1)
+                signed = self.sign(request)
+                try:
+                    response = self._send_once(signed, kwargs)
+                except TRANSPORT_ERRORS as exc:
+                    self.bucket.release()
+                    failure = transport_error(signed, exc, self.retry.max_attempts)
+                else:
+                    self.bucket.observe(response.headers)
+            if response is not None:
                 if response.status_code == 429:
                     throttled += 1
                     self.stats.add(throttled=1)

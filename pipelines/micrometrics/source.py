@@ -57,7 +57,6 @@ def walk(
     tally: ExtractTally,
     label: str,
     known_versions: KnownVersions | None = None,
-    lanes: Lanes | None = None,
 ) -> Iterator[Any]:
     """Yield every page of every window the stream owes, checkpointing each finished window.
 
@@ -65,8 +64,8 @@ def walk(
     can't be split into smaller windows). When the round's page budget runs out part-way, the
     cursor of the next page goes to state and the next round resumes from it, so no page is
     read twice. A refused cursor restarts its window, ``CURSOR_RESTARTS`` times at most.
-    Each page is booked in ``budget`` before it is requested, and holds one of ``lanes`` (when
-    given) while it is: other streams may be walked at the same time (see ``lanes``).
+    Each page is booked in ``budget`` before it is requested; other streams may be walked at
+    the same time (see ``lanes``).
     """
     while (window := windows.next_window()) is not None:
         if not budget.take():
@@ -78,7 +77,7 @@ def walk(
             pages = rejected_count = 0
             paged = client.pages(path, params=params)
             try:
-                for page in lanes.gated(paged) if lanes else paged:
+                for page in paged:
                     pages += 1
                     records += len(page)
                     good, rejected = split_records(page, label)
@@ -143,7 +142,6 @@ def count_deep_finds(
 
 def read_survey_list(
     client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
-    lanes: Lanes | None = None,
 ) -> SurveyIndex:
     """Every survey, listed once per sync: it is the index of the response streams."""
     if not index.read:
@@ -153,7 +151,7 @@ def read_survey_list(
         # changed before start_at can still receive responses.
         window = Window(EPOCH, max(bounds.run_end, bounds.now))
         paged = client.pages("/surveys", window.params())
-        listed = [s for page in (lanes.gated(paged) if lanes else paged) for s in page]
+        listed = [s for page in paged for s in page]
         index.listed, index.rejected = split_records(listed, "surveys")
         tally.add(rejected=len(index.rejected))
         # A survey quarantined for its updated_at still indexes its responses.
@@ -224,12 +222,13 @@ def micrometrics_source(
     device_windows = (window_settings if bounds.explicit_range
                       else settings.window_settings(EPOCH))
     run_end = bounds.run_end
-    # Every request of this source (the survey list, each stream's pages) holds a lane.
+    # Streams are walked at once; at most max_in_flight of their requests are in flight.
     lanes = Lanes(settings.max_in_flight)
+    client.limit_in_flight(settings.max_in_flight)
     known_versions = serialized(known_versions)
 
     def surveys_listed() -> SurveyIndex:
-        return read_survey_list(client, bounds, index, tally, lanes)
+        return read_survey_list(client, bounds, index, tally)
 
     @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
                   columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
@@ -237,7 +236,7 @@ def micrometrics_source(
         state = states.for_stream(dlt.current.resource_state(), "windows")
         windows = StreamWindows(state, device_windows, run_end)
         yield from lanes.run([partial(walk, client, "/devices", windows, budget, tally,
-                                      "devices", known_versions, lanes)])
+                                      "devices", known_versions)])
 
     @dlt.resource(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
@@ -286,7 +285,7 @@ def micrometrics_source(
             label = f"survey_responses[{survey_id}]"
             try:
                 yield from walk(client, f"/surveys/{survey_id}/responses", windows, budget,
-                                tally, label, known_versions, lanes)
+                                tally, label, known_versions)
             except ApiError as exc:
                 if exc.status != 404:
                     raise
@@ -294,7 +293,7 @@ def micrometrics_source(
                 # will not name it again.
                 log.warning("warning: %s: the survey no longer exists (404); skipped", label)
 
-        # The surveys' streams are walked at once, up to max_in_flight requests in flight.
+        # The surveys' streams are walked at once, max_in_flight requests in flight.
         yield from lanes.run(streams())
 
     # Quarantined surveys with an id too: their questions type their answers.
