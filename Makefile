@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-warehouses postgres test test-slow test-all test-warehouses lint sync demo models sandbox clean
+.PHONY: install install-warehouses postgres chromium test test-slow test-all test-warehouses lint sync status demo models report sandbox clean
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check pipelines tests
+	$(BIN)/ruff check pipelines tests deploy
 
 # The fast suite (two workers); the slow end-to-end tests (50,000-record histories, kills in
 # every phase, the demo) run with test-slow. CI runs both.
@@ -24,13 +24,19 @@ postgres:
 	@command -v initdb >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; }
 
-test: lint postgres
+# The report's browser test drives Debian's chromium through Playwright (Playwright's own
+# browser download is never used): install it if absent.
+chromium:
+	@[ -x /usr/bin/chromium ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: lint postgres chromium
 	$(BIN)/python -m pytest -q -n 2 -m "not slow and not warehouses"
 
 test-slow: install
 	$(BIN)/python -m pytest -q -n 2 -m "slow and not warehouses"
 
-test-all: lint postgres
+test-all: lint postgres chromium
 	$(BIN)/python -m pytest -q -n 2 -m "not warehouses"
 
 # Snowflake and BigQuery on local emulators (fakesnow, bqemulator), plus the comparison of mart
@@ -57,15 +63,35 @@ install-warehouses: $(WAREHOUSES_STAMP)
 	.venv-$*/bin/pip install --quiet -r $<
 	touch $@
 
-test-warehouses: lint postgres $(WAREHOUSES_STAMP) $(FAKESNOW_VENV)/.installed $(BQEMULATOR_VENV)/.installed
+# The Airflow DAG (deploy/airflow) is tested in real Airflow: Airflow and this project in a venv
+# of their own (.venv-airflow; Airflow's pins are not ours), rebuilt when either's requirements
+# change. An explicit rule, so the emulators' pattern rule above does not apply.
+AIRFLOW_VENV := .venv-airflow
+
+$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt pyproject.toml
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet -r deploy/airflow/requirements.txt -e .
+	touch $@
+
+test-warehouses: lint postgres $(WAREHOUSES_STAMP) $(FAKESNOW_VENV)/.installed $(BQEMULATOR_VENV)/.installed $(AIRFLOW_VENV)/.installed
 	$(BIN)/python -m pytest -q -n 2 -m warehouses
 
 sync: install
 	$(BIN)/python -m pipelines.sync $(ARGS)
 
+# Where each stream stands, the last sync's result, rows per table; ARGS="--max-age 6h" exits 1 when stale.
+status: install
+	$(BIN)/python -m pipelines.status $(ARGS)
+
 # Builds sql/ (staging views, mart tables) in the configured destination, then its data tests.
 models: install
 	$(BIN)/python -m pipelines.models $(ARGS)
+
+# One self-contained HTML page of charts over the marts (ARGS="--output x.html --destination ...").
+report: install
+	$(BIN)/python -m pipelines.report $(ARGS)
 
 demo: install
 	$(BIN)/python -m pipelines.demo
@@ -74,4 +100,4 @@ sandbox: install
 	$(BIN)/python -m pipelines.sandbox $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(FAKESNOW_VENV) $(BQEMULATOR_VENV) demo.duckdb .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FAKESNOW_VENV) $(BQEMULATOR_VENV) $(AIRFLOW_VENV) demo.duckdb .demo .pytest_cache .ruff_cache

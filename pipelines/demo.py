@@ -2,7 +2,8 @@
 
 Starts the sandbox on a free loopback port, runs the real sync command against it into
 ``demo.duckdb`` (its own pipeline state under ``.demo/``, so a real pipeline on this machine is
-untouched), shows a few example queries, and stops the sandbox.
+untouched), shows a few example queries, stops the sandbox, and writes the report
+(``python -m pipelines.report``) to ``report.html``; its path is the last line printed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import duckdb
 
 DEMO_DB = Path("demo.duckdb")
 DEMO_STATE = Path(".demo")
+DEMO_REPORT = Path("report.html")
 KEY, SECRET = "demo-key", "demo-secret"
 # A roomier limit than the API's 1/s so the demo takes seconds; the client learns it from
 # the RateLimit-Rate header like it would from the real API.
@@ -75,28 +77,35 @@ def show(title: str, sql: str) -> None:
 
 def main() -> int:
     DEMO_DB.unlink(missing_ok=True)
+    DEMO_REPORT.unlink(missing_ok=True)
     shutil.rmtree(DEMO_STATE, ignore_errors=True)
     sandbox, url = start_sandbox()
     print(f"sandbox API on {url}")
+    env = dict(
+        os.environ,
+        SOURCES__MICROMETRICS__BASE_URL=url,
+        SOURCES__MICROMETRICS__API_KEY=KEY,
+        SOURCES__MICROMETRICS__API_SECRET=SECRET,
+        DESTINATION__DUCKDB__CREDENTIALS=str(DEMO_DB),
+        DLT_DATA_DIR=str(DEMO_STATE.resolve()),
+    )
     try:
-        env = dict(
-            os.environ,
-            SOURCES__MICROMETRICS__BASE_URL=url,
-            SOURCES__MICROMETRICS__API_KEY=KEY,
-            SOURCES__MICROMETRICS__API_SECRET=SECRET,
-            DESTINATION__DUCKDB__CREDENTIALS=str(DEMO_DB),
-            DLT_DATA_DIR=str(DEMO_STATE.resolve()),
-        )
         code = subprocess.call([sys.executable, "-m", "pipelines.sync", *sys.argv[1:]], env=env)
         if code != 0:
             return code
         for title, sql in EXAMPLES.items():
             show(title, sql)
-        print(f"\nexplore it: duckdb {DEMO_DB}  (tables in schema micrometrics)")
-        return 0
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
+    print(f"\nexplore it: duckdb {DEMO_DB}  (tables in schema micrometrics)")
+    # The same command as `make report`, on the demo's marts: one HTML file, no server needed.
+    code = subprocess.call([sys.executable, "-m", "pipelines.report", "--quiet",
+                            "--output", str(DEMO_REPORT)], env=env)
+    if code != 0:
+        return code
+    print(f"report: {DEMO_REPORT.resolve()}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from tests.emulator_workarounds import (
     bigquery_client_env,
     use_anonymous_google_credentials,
 )
+from tests.test_status import status_survives_the_local_folder
 
 pytestmark = pytest.mark.warehouses
 
@@ -51,6 +52,13 @@ def test_the_command_loads_bigquery_exact(start_sandbox, tmp_path, bigquery_env,
                                           bigquery_destination):
     command_loads_exact(start_sandbox, tmp_path, "bigquery", bigquery_env,
                         pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines"))
+
+
+def test_status_restores_from_bigquery_with_the_local_folder_gone(
+        start_sandbox, tmp_path, bigquery_env, bigquery_destination):
+    status_survives_the_local_folder(
+        start_sandbox, tmp_path, "bigquery", bigquery_env,
+        pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines"))
 
 
 # A model that builds and a data test whose SQL the database refuses (no such column).

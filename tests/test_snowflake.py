@@ -25,6 +25,7 @@ from tests.destinations import (
     pipeline_on,
 )
 from tests.syncing import sync_into
+from tests.test_status import status_survives_the_local_folder
 
 pytestmark = pytest.mark.warehouses
 
@@ -64,6 +65,13 @@ def test_the_command_loads_snowflake_exact(start_sandbox, tmp_path, snowflake_en
                                            snowflake_destination):
     command_loads_exact(start_sandbox, tmp_path, "snowflake", snowflake_env,
                         pipeline_on(snowflake_destination, tmp_path / "snowflake_pipelines"))
+
+
+def test_status_restores_from_snowflake_with_the_local_folder_gone(
+        start_sandbox, tmp_path, snowflake_env, snowflake_destination):
+    status_survives_the_local_folder(
+        start_sandbox, tmp_path, "snowflake", snowflake_env,
+        pipeline_on(snowflake_destination, tmp_path / "snowflake_pipelines"))
 
 
 def test_data_tests_fail_on_offending_rows_and_on_sql_the_emulator_cannot_run(

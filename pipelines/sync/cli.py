@@ -5,20 +5,32 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
+import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from pipelines.destination import PIPELINE_NAME, add_destination_arguments
 from pipelines.micrometrics import RESOURCES, sync
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
-from pipelines.micrometrics.settings import load_settings
+from pipelines.micrometrics.settings import Settings, load_settings
 from pipelines.micrometrics.timeutil import parse_timestamp
-from pipelines.models import DataTestFailed, ModelsError, build_models, mart_preview
+from pipelines.models import (
+    DataTestFailed,
+    ModelsError,
+    build_models,
+    mart_preview,
+    run_data_tests,
+)
+from pipelines.status.record import SyncOutcome, record_sync
 
 from .dryrun import describe_plan
+from .json_summary import JsonAwareParser, RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
 from .summary import destination_counts, render
@@ -54,12 +66,14 @@ DuckDB names the file's catalog after it and micrometrics.<table> would be ambig
 EPILOG = """\
 exit status: 0 synced, 1 the sync failed (cause on stderr), 2 bad configuration or arguments,
 3 another sync of the same pipeline is running, 4 loaded, but a data test failed (do not retry:
-the load is good; inspect the offending rows shown on stderr).
+the load is good; inspect the offending rows shown on stderr). With --json the same status is
+the JSON's exit_code, with exit_cause ok, failed, config, locked or data_test.
 examples:
   python -m pipelines.sync
   python -m pipelines.sync --dry-run
   python -m pipelines.sync --dry-run --reconcile    # what a reconcile would cost, no request
   python -m pipelines.sync --reconcile
+  python -m pipelines.sync --json --quiet          # one JSON line on stdout, for log shippers
   python -m pipelines.sync --resources survey_responses --start-at 2026-01-01T00:00:00Z
 """
 
@@ -82,7 +96,7 @@ def resources_arg(value: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = JsonAwareParser(
         prog="python -m pipelines.sync",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -108,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-models", action="store_true",
                         help="do not build the SQL models (sql/) after the load")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--json", action="store_true",
+                        help="print the summary as one JSON object on one line on stdout, and "
+                             "nothing else there (progress and errors stay on stderr); also "
+                             "when the sync fails: exit_code, exit_cause (ok, failed, config, "
+                             "locked, data_test) and error. For log shippers")
     parser.add_argument("--preview", action="store_true",
                         help="after building the models, print a few lines from the marts")
     parser.add_argument("--verbose", action="store_true",
@@ -135,8 +154,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.quiet:
         logging.getLogger("micrometrics").setLevel(logging.INFO)
+    result = RunResult(destination=args.destination, dataset=args.dataset,
+                       started_at=datetime.now(UTC), secrets=[configured_secret()])
+    code = run(args, result)
+    if args.json:
+        print(result.as_json(code, datetime.now(UTC)))
+    return code
+
+
+def run(args: argparse.Namespace, result: RunResult) -> int:
+    """The sync the arguments ask for; its exit status. What it did goes into ``result``."""
+    say = (lambda _text: None) if args.json else print  # --json: stdout holds the JSON only
     if args.start_at and args.end_at and args.start_at >= args.end_at:
-        print("error: --start-at must be before --end-at", file=sys.stderr)
+        result.error = "--start-at must be before --end-at"
+        print(f"error: {result.error}", file=sys.stderr)
         return EXIT_CONFIG
     options = SyncOptions(
         destination=args.destination,
@@ -149,35 +180,91 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = load_settings()
+        result.secrets.append(settings.api_secret)
         if args.dry_run:
-            print(describe_plan(settings, options))
+            plan = describe_plan(settings, options)
+            say(plan)
+            result.extra["plan"] = plan.splitlines()
             return EXIT_OK
         with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
             pipeline = make_pipeline(options)
-            report = sync(pipeline, settings=settings, **options.sync_arguments())
-            counts = destination_counts(pipeline, TABLES)
-            print(render(report, counts, report.rate, report.burst))
-            if not args.no_models:
-                models = build_models(pipeline)
-                print(models.summary())
-                if args.preview:
-                    print("\n".join(mart_preview(pipeline)))
+            with recorded(pipeline, options, result):
+                sync_and_build(args, options, settings, pipeline, result, say)
         return EXIT_OK
-    except SyncLockedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except DataTestFailed as exc:  # only build_models raises it: the load itself succeeded
-        print(f"error: sync failed: {one_line(exc)}", file=sys.stderr)
-        return EXIT_DATA_TEST
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
     except Exception as exc:  # noqa: BLE001 - one line for people, the trace with --verbose
-        if args.verbose:
+        code, message = failure(exc)
+        if args.verbose and code == EXIT_FAILED:
             traceback.print_exc()
-        cause = first_cause(exc)
-        print(f"error: sync failed: {one_line(cause)}", file=sys.stderr)
-        return EXIT_FAILED
+        print(f"error: {message}", file=sys.stderr)
+        result.error = " ".join(message.split())
+        return code
+
+
+def sync_and_build(args: argparse.Namespace, options: SyncOptions, settings: Settings,
+                   pipeline: dlt.Pipeline, result: RunResult, say: Callable[[str], None]) -> None:
+    """The sync, its summary, then the models and their data tests (raises DataTestFailed)."""
+    report = result.report = sync(pipeline, settings=settings, **options.sync_arguments())
+    result.counts = destination_counts(pipeline, TABLES)
+    say(render(report, result.counts, report.rate, report.burst))
+    if args.no_models:
+        return
+    started = time.monotonic()
+    models = result.models = build_models(pipeline, run_tests=False)
+    models.tests = run_data_tests(pipeline)
+    models.seconds = time.monotonic() - started
+    failures = [test for test in models.tests if not test.passed]
+    if failures:
+        raise DataTestFailed(failures)
+    say(models.summary())
+    if args.preview:
+        print("\n".join(mart_preview(pipeline)), file=sys.stderr if args.json else sys.stdout)
+
+
+@contextmanager
+def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) -> Iterator[None]:
+    """Record how the sync went (``status`` reads it), whether it succeeds or raises."""
+    try:
+        yield
+    except Exception as exc:
+        save_outcome(pipeline, options, result, *failure(exc))
+        raise
+    save_outcome(pipeline, options, result, EXIT_OK, None)
+
+
+def save_outcome(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
+                 message: str | None) -> None:
+    outcome = SyncOutcome(
+        started_at=result.started_at or datetime.now(UTC), finished_at=datetime.now(UTC),
+        exit_code=code, exit_cause=exit_cause(code),
+        error=redact(" ".join(message.split()), result.secrets) if message else None,
+        resources=tuple(options.resources), explicit_range=options.explicit_range,
+        full_refresh=options.full_refresh, report=result.report)
+    try:
+        record_sync(pipeline, outcome)
+    except Exception as exc:  # noqa: BLE001 - the sync's own result stands
+        print(f"warning: the sync's outcome could not be recorded for status: "
+              f"{one_line(first_cause(exc))}", file=sys.stderr)
+
+
+def failure(exc: BaseException) -> tuple[int, str]:
+    """The exit status of a failed run, and its one-line message (after ``error: ``)."""
+    if isinstance(exc, SyncLockedError):
+        return EXIT_LOCKED, str(exc)
+    if isinstance(exc, DataTestFailed):  # only the models raise it: the load itself succeeded
+        return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
+    if isinstance(exc, ConfigurationError):
+        return EXIT_CONFIG, str(exc)
+    return EXIT_FAILED, f"sync failed: {one_line(first_cause(exc))}"
+
+
+def configured_secret() -> str | None:
+    """The API secret as configured, to keep it out of every message (best effort: the
+    messages carry none by design)."""
+    try:
+        value = dlt.secrets.get("sources.micrometrics.api_secret")
+    except Exception:  # noqa: BLE001 - no secret configured, or no provider answers
+        return None
+    return str(value) if value else None
 
 
 def one_line(exc: BaseException) -> str:

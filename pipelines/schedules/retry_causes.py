@@ -1,0 +1,124 @@
+"""Whether a failed sync is worth an automatic retry: ``classify(exc)``.
+
+A scheduler that retries every failure retries a wrong secret or a failed data test three
+times, for nothing; one that never retries leaves a 503 burst to the next hour. Retried:
+
+- the API kept failing after the client's own attempts: HTTP 5xx, 408, 425, 429 (another client
+  shares the key's rate limit), no response at all (connection refused or dropped, timeouts);
+- the API refused its own paging cursor (its hint: run again, completed windows are kept);
+- another sync of the pipeline holds the lock (``SyncLockedError``, the command's exit 3);
+- what dlt marks transient (``TransientException``: a destination connection lost, a load job
+  to retry), and connection errors and timeouts from any client library.
+
+Not retried (a retry would fail the same way):
+
+- ``ConfigurationError`` (exit 2), 401 (``AuthenticationError``: key, secret or clock), other
+  4xx (404: base_url), a body that is not the API's JSON (a proxy or login page answered);
+- a data test failed (``DataTestFailed``, exit 4): the load is good, the data needs a look;
+- what dlt marks terminal (``TerminalException``: its configuration errors, missing destination
+  credentials, a load job the destination refused), a model that cannot be built;
+- ``ValueError`` from ``sync()``'s own argument checks, and anything not listed above.
+
+The connector's own errors decide first, wherever they sit in the chain (``__cause__`` /
+``__context__``) inside dlt's wrappers, as the command line's ``first_cause`` finds them; then
+dlt's markers and transport errors; a model that failed to build is judged by its cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import requests
+from dlt.common.exceptions import TerminalException, TransientException
+
+from pipelines.micrometrics.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    CursorRejectedError,
+    UnexpectedResponseError,
+)
+from pipelines.models import DataTestFailed, ModelsError
+from pipelines.sync.lock import SyncLockedError
+
+# Statuses of an ApiError worth a later run: the session already retried 5xx and waited out
+# 429s; what is left is an outage or a busy key, which an hour (or a retry delay) may fix.
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do about a failed sync.
+
+    Attributes:
+        retry: Whether an automatic retry may succeed.
+        reason: One line for the scheduler's log: why, and the decisive error's message.
+        cause: The exception in the chain that decided.
+    """
+
+    retry: bool
+    reason: str
+    cause: BaseException
+
+
+def classify(exc: BaseException) -> Verdict:
+    """Whether ``exc`` (what ``sync()``, ``scheduled_sync()`` or dlt raised) is worth a retry;
+    see the module docstring for the rules."""
+    chain = list(causes(exc))
+    for link in chain:
+        verdict = ours(link)
+        if verdict is not None:
+            return verdict
+    for link in chain:
+        if isinstance(link, TransientException):
+            return Verdict(True, f"transient destination or dlt error: {one_line(link)}", link)
+        if isinstance(link, TerminalException):
+            return Verdict(False, f"terminal destination or configuration error: "
+                                  f"{one_line(link)}", link)
+        if isinstance(link, TRANSPORT_ERRORS):
+            return Verdict(True, f"network error: {one_line(link)}", link)
+    models = next((link for link in chain if isinstance(link, ModelsError)), None)
+    if models is not None:
+        return Verdict(False, f"a model could not be built: {one_line(models)}", models)
+    if isinstance(exc, ValueError):
+        return Verdict(False, f"bad arguments: {one_line(exc)}", exc)
+    return Verdict(False, f"unexpected error, not retried: {type(exc).__name__}: "
+                          f"{one_line(exc)}", exc)
+
+
+def ours(exc: BaseException) -> Verdict | None:
+    """The verdict on one of the connector's own errors, or None for any other exception."""
+    if isinstance(exc, SyncLockedError):
+        return Verdict(True, f"another sync is running: {one_line(exc)}", exc)
+    if isinstance(exc, DataTestFailed):
+        return Verdict(False, f"loaded, but a data test failed: {one_line(exc)}", exc)
+    if isinstance(exc, ConfigurationError):
+        return Verdict(False, f"configuration error: {one_line(exc)}", exc)
+    if isinstance(exc, AuthenticationError | UnexpectedResponseError):
+        return Verdict(False, f"the API refused or answered wrongly: {one_line(exc)}", exc)
+    if isinstance(exc, CursorRejectedError):
+        return Verdict(True, f"the API refused its own cursor: {one_line(exc)}", exc)
+    if isinstance(exc, ApiError):
+        if exc.status is None:
+            return Verdict(True, f"no response from the API: {one_line(exc)}", exc)
+        if exc.status >= 500 or exc.status in RETRYABLE_STATUSES:
+            return Verdict(True, f"the API kept failing: {one_line(exc)}", exc)
+        return Verdict(False, f"the API refused the request: {one_line(exc)}", exc)
+    return None
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what caused it (``__cause__``, else ``__context__``), outermost first."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:500] + "..."

@@ -1,0 +1,2 @@
+"""``python -m pipelines.status``: where each stream stands, how the last sync went, and whether
+the destination's data is fresh enough (``--max-age``)."""

@@ -1,0 +1,170 @@
+"""What ``status`` reads: the pipeline state (local, and the destination's copy) and the
+destination's tables. Nothing here writes anything.
+
+The local state is read from ``<pipelines dir>/micrometrics/state.json`` as a file: opening the
+pipeline itself would save its state (and could race a sync in flight). The destination's state
+is restored by dlt (``sync_destination``, from ``_dlt_pipeline_state``) into a throwaway
+pipeline in a temporary folder, whose SQL client then counts the rows. Of the two states the
+newer (higher ``_state_version``) is reported, the local one on a tie; so status works with the
+local pipeline folder gone, and also when the destination cannot be reached.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.versioned_state import json_decode_state
+from dlt.pipeline.state_sync import migrate_state_to_current
+
+from pipelines.destination import DEFAULT_DUCKDB_FILE, PIPELINE_NAME, open_pipeline
+from pipelines.micrometrics.errors import ConfigurationError
+from pipelines.micrometrics.quarantine import REJECTED_TABLE
+
+from .record import STATUS_KEY
+
+# What the destination's configuration lacks or misnames: bad configuration (exit 2), not an
+# unreachable destination.
+CONFIG_ERRORS = (ConfigFieldMissingException, UnknownDestinationModule)
+
+
+@dataclass
+class Snapshot:
+    """The state chosen for the report and what the destination holds.
+
+    Attributes:
+        state: The newer of the local and the destination's pipeline state (None: neither).
+        source: Where ``state`` came from: ``local``, ``destination`` or ``none``.
+        versions: ``_state_version`` of each copy found (``local``, ``destination``).
+        counts: Rows per table in the destination (None per table it lacks; None: unread).
+        rejected: ``(stream, reason, rows)`` in the quarantine table (None: unread).
+        problems: Why a part could not be read (the destination unreachable, ...).
+        unreachable: The destination could not be read (not merely empty or absent).
+    """
+
+    state: dict[str, Any] | None = None
+    source: str = "none"
+    versions: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int | None] | None = None
+    rejected: list[tuple[str, str, int]] | None = None
+    problems: list[str] = field(default_factory=list)
+    unreachable: bool = False
+
+
+def local_state(pipelines_dir: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The local pipeline state, read from its file without opening the pipeline; and why it
+    could not be read, if it exists but could not."""
+    path = Path(pipelines_dir or get_dlt_pipelines_dir()) / PIPELINE_NAME / "state.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"local state {path} unreadable: {exc}"
+    try:
+        return dict(migrate_state_to_current(PIPELINE_NAME, json_decode_state(text))), None
+    except Exception as exc:  # noqa: BLE001 - half-written by a sync at this instant, or damaged
+        return None, f"local state {path} unreadable: {one_line(exc)}"
+
+
+def missing_duckdb_file(destination: str) -> str | None:
+    """The DuckDB file the sync would write, when it does not exist (reading it would create an
+    empty one)."""
+    if destination != "duckdb":
+        return None
+    configured = dlt.config.get("destination.duckdb.credentials")
+    path = str(configured) if configured else DEFAULT_DUCKDB_FILE
+    if "://" in path or path.startswith(":"):
+        return None
+    return None if Path(path).exists() else path
+
+
+def was_synced(state: dict[str, Any]) -> bool:
+    """Whether a state holds anything a sync wrote (a new pipeline's default state does not)."""
+    return bool(state.get("sources")) or STATUS_KEY in state
+
+
+def read_destination(destination: str, dataset: str, tables: list[str],
+                     snapshot: Snapshot) -> dict[str, Any] | None:
+    """The destination's pipeline state (None: none there); its row counts and rejected
+    records into ``snapshot``. Raises what dlt raises when the destination cannot be read."""
+    from pipelines.sync.summary import destination_counts
+
+    with tempfile.TemporaryDirectory(prefix="micrometrics-status-",
+                                     ignore_cleanup_errors=True) as scratch:
+        pipeline = open_pipeline(destination, dataset, scratch)
+        try:
+            pipeline.sync_destination()
+            state = dict(pipeline.state)
+            snapshot.counts = destination_counts(pipeline, tables)
+            if snapshot.counts.get(REJECTED_TABLE) is None:
+                snapshot.rejected = []
+            else:
+                snapshot.rejected = rejected_rows(pipeline)
+        finally:
+            pipeline.deactivate()
+    return state if was_synced(state) else None
+
+
+def rejected_rows(pipeline: dlt.Pipeline) -> list[tuple[str, str, int]]:
+    """Quarantined records by stream and reason."""
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(REJECTED_TABLE)
+        rows = client.execute_sql(
+            f"SELECT stream, reason, COUNT(*) FROM {table} GROUP BY stream, reason") or []
+    return sorted((str(stream), str(reason), int(count)) for stream, reason, count in rows)
+
+
+def take_snapshot(destination: str, dataset: str, tables: list[str],
+                  pipelines_dir: str | None = None) -> Snapshot:
+    """Local and destination state, the newer chosen; the destination's tables."""
+    snapshot = Snapshot()
+    local, problem = local_state(pipelines_dir)
+    if problem:
+        snapshot.problems.append(problem)
+    remote = None
+    missing = missing_duckdb_file(destination)
+    if missing:
+        snapshot.problems.append(f"no DuckDB file at {missing} (nothing loaded there yet)")
+    else:
+        try:
+            remote = read_destination(destination, dataset, tables, snapshot)
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - report what the local state says anyway
+            cause = root_cause(exc)
+            if isinstance(cause, CONFIG_ERRORS):
+                raise ConfigurationError(f"destination {destination}: {one_line(cause)}") from exc
+            snapshot.unreachable = True
+            snapshot.problems.append(f"destination {destination} not readable: "
+                                     f"{one_line(root_cause(exc))}")
+    if local is not None and not was_synced(local):
+        local = None  # a pipeline folder nothing was synced with
+    if local is not None:
+        snapshot.versions["local"] = int(local.get("_state_version", 0))
+    if remote is not None:
+        snapshot.versions["destination"] = int(remote.get("_state_version", 0))
+    if remote is not None and (local is None or snapshot.versions["destination"]
+                               > snapshot.versions["local"]):
+        snapshot.state, snapshot.source = remote, "destination"
+    elif local is not None:
+        snapshot.state, snapshot.source = local, "local"
+    return snapshot
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception dlt wrapped."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."

@@ -1,0 +1,278 @@
+"""``make report``: the numbers inside the charts equal independent SQL over the marts, the file
+is self-contained, and headless chromium draws every chart without touching the network."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dlt
+import duckdb
+import pytest
+
+from pipelines.models import build_models
+from pipelines.report import make_report, report_data
+from pipelines.report.browser import RENDERED_CHARTS_JS, offline_page, open_report
+from pipelines.report.cli import main
+from pipelines.report.render import CHARTS, age_text, plot_text, write_report
+from pipelines.sandbox import Sandbox
+from tests.conftest import KEY, SECRET
+from tests.destinations import SMALL, pipeline_on
+from tests.fakes import FakeClock
+from tests.syncing import sync_into, sync_sandbox
+from tests.test_report_render import empty_data
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURE = re.compile(
+    r'<script type="application/json" class="figure" data-chart="([^"]+)">(.*?)</script>',
+    re.DOTALL)
+
+
+@dataclass
+class Built:
+    """A synced sandbox with the models built, and the report written from it."""
+
+    pipeline: dlt.Pipeline
+    path: Path  # the report
+    html: str
+    now: datetime  # the report's time
+    as_of: datetime  # the models'
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    clock = FakeClock()
+    sandbox = Sandbox(api_key=KEY, api_secret=SECRET, clock=clock, responses=800).start()
+    try:
+        directory = tmp_path_factory.mktemp("report")
+        result = sync_sandbox(sandbox, directory, clock)
+    finally:
+        sandbox.stop()
+    as_of = datetime.fromtimestamp(clock(), UTC)
+    build_models(result.pipeline, now=as_of)
+    # The load's _dlt_loads time is the wall clock's (the sync's own clock is virtual).
+    now = datetime.now(UTC) + timedelta(minutes=5)
+    path = make_report(result.pipeline, directory / "report.html", now=now)
+    return Built(result.pipeline, path, path.read_text(encoding="utf-8"), now, as_of)
+
+
+def sql(built: Built, text: str) -> list[tuple]:
+    with built.pipeline.sql_client() as client:
+        return [tuple(row) for row in client.execute_sql(text) or []]
+
+
+def embedded_figures(html: str) -> dict[str, dict]:
+    """The figures as the page hands them to Plotly.newPlot."""
+    return {chart: json.loads(text) for chart, text in FIGURE.findall(html)}
+
+
+def traces(figure: dict, series: str) -> list[dict]:
+    return [trace for trace in figure["data"] if trace["meta"]["series"] == series]
+
+
+# -- numbers ------------------------------------------------------------------------------------
+
+def test_weekly_nps_and_counts_in_the_chart_equal_sql_over_the_facts(built):
+    figure = embedded_figures(built.html)["nps_weekly"]
+    nps, answers, responses, names = {}, {}, {}, {}
+    for trace in traces(figure, "nps"):
+        survey = trace["meta"]["survey_id"]
+        names[survey] = trace["name"]
+        for week, value, counts in zip(trace["x"], trace["y"], trace["customdata"], strict=True):
+            nps[(survey, week)] = value
+            answers[(survey, week)] = counts[0]
+    for trace in traces(figure, "responses"):
+        for week, count in zip(trace["x"], trace["y"], strict=True):
+            responses[(trace["meta"]["survey_id"], week)] = count
+    # Independent of the report's path (mart_nps_daily, weeks summed in Python): ISO weeks by
+    # DuckDB's DATE_TRUNC over the fact table, NPS by the textbook formula.
+    want = {
+        (survey, str(week)): (count, nps_answers, None if value is None else float(value))
+        for survey, week, count, nps_answers, value in sql(built, """
+            SELECT survey_id, CAST(DATE_TRUNC('week', response_date) AS DATE) AS week,
+                COUNT(*) AS responses, COUNT(nps_score) AS nps_answers,
+                ROUND(CAST(100.0 * (COUNT(CASE WHEN nps_score >= 9 THEN 1 END)
+                    - COUNT(CASE WHEN nps_score <= 6 THEN 1 END))
+                    / NULLIF(COUNT(nps_score), 0) AS DECIMAL(18, 6)), 1) AS nps
+            FROM micrometrics.fct_survey_responses
+            GROUP BY ALL""")
+    }
+    got = {key: (responses[key], answers[key], nps[key]) for key in nps}
+    assert got == want
+    assert responses.keys() == nps.keys()
+    # The data exercises it: several surveys, a year of weeks, weeks of mixed answers.
+    assert len(names) == 5 and len(want) > 150
+    assert any(value not in (-100.0, 0.0, 100.0, None) for value in nps.values())
+    assert sum(responses.values()) == 800
+    surveys = dict(sql(built, "SELECT id, name FROM micrometrics.surveys"))
+    assert names == {survey: f"{plot_text(surveys[survey])} (#{survey})" for survey in names}
+
+
+def test_responses_per_day_in_the_chart_equal_sql_over_the_facts(built):
+    (trace,) = traces(embedded_figures(built.html)["responses_daily"], "responses_per_day")
+    got = dict(zip(trace["x"], trace["y"], strict=True))
+    want = {str(day): count for day, count in sql(built, """
+        SELECT response_date, COUNT(*) FROM micrometrics.fct_survey_responses GROUP BY 1""")}
+    assert got == want and len(want) > 100
+    assert trace["x"] == sorted(trace["x"])
+
+
+def test_devices_gone_quiet_equal_dim_devices(built):
+    (trace,) = traces(embedded_figures(built.html)["silent_devices"], "days_silent")
+    got = {custom[0]: days for days, custom in zip(trace["x"], trace["customdata"], strict=True)}
+    exact = dict(sql(built, """
+        SELECT device_id, date_diff('millisecond', last_response_at, as_of) / 86400000.0
+        FROM micrometrics.dim_devices
+        WHERE is_silent AND last_response_at IS NOT NULL"""))
+    assert got.keys() == exact.keys() and got
+    # Each bar is the exact silence rounded to a tenth of a day, longest first.
+    assert all(abs(got[device] - exact[device]) <= 0.05 + 1e-9 for device in got)
+    assert trace["x"] == sorted(trace["x"], reverse=True)
+    # The table lists every silent device, those that never responded too.
+    silent = {device for (device,) in sql(
+        built, "SELECT device_id FROM micrometrics.dim_devices WHERE is_silent")}
+    assert set(re.findall(r'<tr data-device="([^"]+)">', built.html)) == silent
+    (active,) = sql(built, "SELECT COUNT(*) FROM micrometrics.dim_devices "
+                           "WHERE status = 'active'")[0]
+    assert 0 < len(silent) < active
+
+
+def freshness_values(html: str) -> dict[str, datetime | None]:
+    return {key: datetime.fromisoformat(value) if value else None
+            for key, value in re.findall(r'data-freshness="(\w+)" data-value="([^"]*)"', html)}
+
+
+def test_freshness_equals_the_loads_and_the_marts(built):
+    got = freshness_values(built.html)
+    (last_load, loads), = sql(built, "SELECT MAX(inserted_at), COUNT(*) "
+                                     "FROM micrometrics._dlt_loads WHERE status = 0")
+    (newest_response,), = sql(built, "SELECT MAX(responded_at) "
+                                     "FROM micrometrics.fct_survey_responses")
+    (newest_update,), = sql(built, "SELECT MAX(updated_at) FROM micrometrics.survey_responses")
+    assert got == {
+        "last_load_at": last_load.astimezone(UTC),
+        "newest_response_at": newest_response.astimezone(UTC),
+        "newest_updated_at": newest_update.astimezone(UTC),
+        "models_as_of": built.as_of,
+    }
+    age = built.now - last_load.astimezone(UTC)
+    assert timedelta(minutes=5) <= age < timedelta(minutes=30)
+    assert f"{age_text(age)} before this report; {loads:,} loads in all" in built.html
+    data = report_data(built.pipeline, now=built.now)
+    assert data.freshness.last_load_age == age and data.freshness.generated_at == built.now
+
+
+def test_postgres_gives_the_same_numbers_as_duckdb(start_sandbox, clock, tmp_path,
+                                                   postgres_credentials):
+    """The report's queries are translated like the models: on PostgreSQL they read the same
+    numbers from the same data (the loads themselves differ: each destination has its own)."""
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    duck = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000).pipeline
+    postgres = sync_into(sandbox, pipeline_on(dlt.destinations.postgres(
+        credentials=postgres_credentials), tmp_path / "postgres_pipelines"), clock).pipeline
+    as_of = datetime.fromtimestamp(clock(), UTC)
+    now = datetime.now(UTC)
+    got = {}
+    for pipeline in (duck, postgres):
+        build_models(pipeline, now=as_of)
+        data = report_data(pipeline, now=now)
+        assert data.freshness.loads >= 1 and data.freshness.last_load_at <= now
+        got[data.destination] = replace(
+            data, destination="", freshness=replace(data.freshness, last_load_at=None, loads=0))
+    assert got["postgres"] == got["duckdb"]
+    duckdb_data = got["duckdb"]
+    assert duckdb_data.weeks and duckdb_data.days and duckdb_data.silent_devices
+    assert duckdb_data.responses == 300 and duckdb_data.freshness.newest_response_at
+
+
+# -- the file -----------------------------------------------------------------------------------
+
+def test_the_file_is_self_contained(built):
+    html = built.html
+    scripts = re.findall(r"<script\b[^>]*>", html)
+    # plotly.js, one JSON block per chart, the few lines that draw them: none from elsewhere.
+    assert len(scripts) == len(CHARTS) + 2 and not any("src" in tag for tag in scripts)
+    assert html.count("* plotly.js v") == 1  # one copy of the library for all charts
+    outside_scripts = re.sub(r"<script\b.*?</script>", "", html, flags=re.DOTALL)
+    for reference in ("src=", "href=", "url(", "@import", "http:", "https:", "<link", "<iframe"):
+        assert reference not in outside_scripts
+    assert [chart for chart, _ in FIGURE.findall(html)] == [chart for chart, _ in CHARTS]
+    assert len(html.encode()) < 6_000_000  # plotly.js is about 4.8 MB of it
+
+
+def test_command_line_writes_the_report_of_the_configured_destination(built, monkeypatch,
+                                                                       tmp_path, capsys):
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS",
+                       str(built.pipeline.destination.config_params["credentials"]))
+    output = tmp_path / "out" / "r.html"
+    assert main(["--output", str(output), "--pipelines-dir", str(tmp_path / "cli")]) == 0
+    assert capsys.readouterr().out == f"report: {output.resolve()}\n"
+    assert embedded_figures(output.read_text()) == embedded_figures(built.html)
+
+
+def test_command_line_without_marts_fails_in_one_line(monkeypatch, tmp_path, capsys):
+    database = tmp_path / "empty.duckdb"
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(database))
+    args = ["--output", str(tmp_path / "r.html"), "--pipelines-dir", str(tmp_path / "cli")]
+    # No file: refused before DuckDB would create an empty one.
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no DuckDB file" in err and "make sync" in err
+    assert not database.exists()
+    # A database without the marts.
+    duckdb.connect(str(database)).close()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "make sync" in err and "mart_nps_daily" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_help_lists_the_options():
+    done = subprocess.run([sys.executable, "-m", "pipelines.report", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for option in ("--output", "--destination", "--dataset"):
+        assert option in done.stdout
+
+
+# -- the browser --------------------------------------------------------------------------------
+
+CANARY = """<!DOCTYPE html><html><head><script src="http://127.0.0.1:9/lib.js"></script></head>
+<body><img src="https://127.0.0.1:9/pixel.png"></body></html>"""
+
+
+def test_headless_chromium_draws_every_chart_offline_without_errors(built, tmp_path):
+    """Fails (never skips) without chromium: `make test` installs it (`make chromium`)."""
+    canary = tmp_path / "canary.html"
+    canary.write_text(CANARY)
+    with offline_page() as (page, log):
+        # The guard works: a page that reaches out is caught.
+        page.goto(canary.as_uri())
+        assert sorted(log.blocked) == ["http://127.0.0.1:9/lib.js",
+                                       "https://127.0.0.1:9/pixel.png"]
+        log.clear()
+
+        assert open_report(page, built.path, len(CHARTS)) == len(CHARTS)
+        assert page.evaluate(RENDERED_CHARTS_JS) == len(CHARTS)
+        assert log.blocked == []
+        assert log.requests == [built.path.as_uri()]
+        assert log.errors == [] and log.console_errors == [] and log.dialogs == []
+        drawn = page.evaluate("""() => Array.from(document.querySelectorAll('div.js-plotly-plot'))
+            .map(div => [div.id, div.data.length, div.querySelectorAll('.point').length])""")
+        # Empty marts: every chart still drawn, with its note (names that try to break out
+        # of the page are checked in the HTML, tests/test_report_render.py).
+        log.clear()
+        empty = write_report(empty_data(), tmp_path / "empty.html")
+        assert open_report(page, empty, len(CHARTS)) == len(CHARTS)
+        assert log.blocked == [] and log.requests == [empty.as_uri()]
+        assert log.errors == log.console_errors == log.dialogs == []
+    figures = embedded_figures(built.html)
+    assert [chart for chart, _, _ in drawn] == [chart for chart, _ in CHARTS]
+    for chart, trace_count, points in drawn:
+        assert trace_count == len(figures[chart]["data"])
+        assert points > 0  # bars and markers are on the page, not only axes

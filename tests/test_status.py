@@ -1,0 +1,226 @@
+"""``python -m pipelines.status``: high-water marks, open backfills, the last sync's result,
+rows per table and freshness (``--max-age``), from the local pipeline state or, with the local
+pipeline folder gone, from the destination's; on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dlt
+import pytest
+
+from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
+from pipelines.status.cli import age_arg, main
+from pipelines.sync.cli import TABLES
+from pipelines.sync.summary import destination_counts
+from tests.cli import as_a_process, run_cli, sync_env
+from tests.conftest import SECRET
+from tests.destinations import FAST, pipeline_on
+from tests.syncing import RequestCapExceeded, sync_into
+
+SMALL = {"devices": 10, "surveys": 3, "responses": 300, **FAST}
+
+
+def run_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The status command in this process, as ``run_cli`` runs the sync."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with as_a_process(env, stderr), contextlib.redirect_stdout(stdout), \
+            contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["status", *args], code, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
+def status_json(env: dict[str, str], *args: str, code: int = 0) -> dict:
+    result = run_status(env, "--json", *args)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert result.stdout.count("\n") == 1, result.stdout
+    assert SECRET not in result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def newest(records: list[dict]) -> datetime:
+    return max(parse_timestamp(r["updated_at"]) for r in records)
+
+
+def assert_streams_match_truth(status: dict, truth: dict, synced_from: datetime) -> None:
+    """Each stream's newest record is the sandbox's newest, and its high-water mark the time
+    the sync read up to (at least that newest record, not before the sync began)."""
+    streams = {s["stream"]: s for s in status["streams"]}
+    expected = {"devices": newest(truth["devices"])} | {
+        f"survey_responses[{survey['id']}]": newest(
+            [r for r in truth["survey_responses"] if r["survey_id"] == survey["id"]])
+        for survey in truth["surveys"]}
+    assert set(streams) == set(expected)
+    for name, newest_record in expected.items():
+        stream = streams[name]
+        assert parse_timestamp(stream["newest_record"]) == newest_record, name
+        high_water = parse_timestamp(stream["high_water"])
+        assert high_water >= newest_record and high_water >= synced_from - timedelta(seconds=1)
+        assert stream["backfill"] is None and stream["last_deep_pass"]
+    assert status["open_backfills"] == []
+
+
+def status_survives_the_local_folder(start_sandbox, tmp_path: Path, destination: str,
+                                     extra_env: dict[str, str], pipeline: dlt.Pipeline) -> None:
+    """Sync with the command, then status from the local state; delete the local pipelines
+    folder and status again: the same marks and last sync, restored from the destination."""
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, **extra_env)
+    began = datetime.now(UTC)
+    done = run_cli(env, "--destination", destination, "--quiet", "--no-models")
+    assert done.returncode == 0, done.stderr
+    truth = sandbox.truth()
+    requests = sandbox.stats()["requests"]
+    sandbox.reset_stats()
+
+    local = status_json(env, "--destination", destination)
+    assert local["state_source"] == "local" and local["exit_code"] == 0
+    assert_streams_match_truth(local, truth, began)
+    last = local["last_sync"]
+    assert (last["exit_code"], last["exit_cause"], last["error"]) == (0, "ok", None)
+    assert last["requests"] == requests and local["last_success"] == last
+    assert parse_timestamp(last["started_at"]) >= began - timedelta(seconds=1)
+    assert local["tables"] == destination_counts(pipeline, TABLES)
+    for table in ("devices", "surveys", "survey_responses"):
+        assert local["tables"][table] == len(truth[table])
+    assert local["rejected"] == {"total": 0, "by_stream": []}
+    assert local["survey_list"] == {"listed": len(truth["surveys"]), "gone": []}
+    assert local["quiet_surveys_skipped"] == [] and local["problems"] == []
+
+    pipelines = tmp_path / "dlt" / "pipelines"
+    shutil.rmtree(pipelines)
+    restored = status_json(env, "--destination", destination)
+    assert restored["state_source"] == "destination"
+    assert restored["state_versions"] == {"destination": local["state_versions"]["local"]}
+    for key in ("streams", "last_sync", "last_success", "tables", "data_as_of",
+                "last_deep_pass", "survey_list", "rejected"):
+        assert restored[key] == local[key], key
+    text = run_status(env, "--destination", destination)
+    assert text.returncode == 0, text.stderr
+    assert "state: from the destination" in text.stdout and "last sync: ok (exit 0)" in text.stdout
+    assert not pipelines.exists()  # status wrote nothing locally
+    assert sandbox.stats()["requests"] == 0  # nor asked the API anything
+
+
+def test_status_shows_marks_rows_and_the_last_sync_also_with_the_local_folder_gone(
+        start_sandbox, tmp_path):
+    warehouse = dlt.destinations.duckdb(credentials=str(tmp_path / "warehouse.duckdb"))
+    status_survives_the_local_folder(start_sandbox, tmp_path, "duckdb", {},
+                                     pipeline_on(warehouse, tmp_path / "reader"))
+
+
+def test_status_on_postgres_restores_from_the_destination(start_sandbox, tmp_path,
+                                                          postgres_credentials):
+    status_survives_the_local_folder(
+        start_sandbox, tmp_path, "postgres",
+        {"DESTINATION__POSTGRES__CREDENTIALS": postgres_credentials},
+        pipeline_on(dlt.destinations.postgres(credentials=postgres_credentials),
+                    tmp_path / "reader"))
+
+
+def test_max_age_exit_codes_and_a_failed_sync(start_sandbox, tmp_path):
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1")
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    success = status_json(env)["last_success"]
+    started = parse_timestamp(success["started_at"])
+
+    def at(delta: timedelta) -> str:
+        return format_timestamp(started + delta)
+
+    fresh = status_json(env, "--max-age", "1h", "--now", at(timedelta(minutes=59)))
+    assert fresh["fresh"] is True and fresh["max_age_seconds"] == 3600
+    stale = status_json(env, "--max-age", "1h", "--now", at(timedelta(minutes=61)), code=1)
+    assert stale["fresh"] is False and stale["exit_code"] == 1
+    assert stale["age_seconds"] == pytest.approx(61 * 60, abs=1)
+    text = run_status(env, "--max-age", "2d", "--now", at(timedelta(days=3)))
+    assert text.returncode == 1 and "STALE (older than --max-age 2.0 d)" in text.stdout
+    assert run_status(env, "--now", at(timedelta(days=300))).returncode == 0  # no --max-age
+
+    # A failed sync is reported as the last sync; freshness stays with the last success.
+    wrong = run_cli(dict(env, SOURCES__MICROMETRICS__API_SECRET="not-the-secret"), "--quiet")
+    assert wrong.returncode == 1
+    after = status_json(env, "--max-age", "1h", "--now", at(timedelta(minutes=59)))
+    failed = after["last_sync"]
+    assert (failed["exit_code"], failed["exit_cause"]) == (1, "failed")
+    assert "HTTP 401" in failed["error"] and "not-the-secret" not in json.dumps(after)
+    assert after["last_success"] == success and after["fresh"] is True
+    shutil.rmtree(tmp_path / "dlt" / "pipelines")  # the failure is in the destination too
+    assert status_json(env)["last_sync"] == failed
+
+    # Bad arguments: exit 2, one JSON line with --json.
+    bad = run_status(env, "--max-age", "6 weeks", "--json")
+    assert bad.returncode == 2 and json.loads(bad.stdout)["exit_code"] == 2
+    assert "not an age" in bad.stderr
+
+
+def test_ages_take_units():
+    assert age_arg("90s") == timedelta(seconds=90)
+    assert age_arg("45m") == timedelta(minutes=45)
+    assert age_arg("6h") == timedelta(hours=6)
+    assert age_arg("1.5d") == timedelta(hours=36)
+    for bad in ("6", "h", "-1h", "6w"):
+        with pytest.raises(Exception, match="not an age"):
+            age_arg(bad)
+
+
+def test_an_open_backfill_shows_until_a_sync_finishes_it(start_sandbox, tmp_path, clock):
+    # A sync (through the library: it records no result) stopped part-way by a request cap,
+    # after some rounds of 2 pages were committed.
+    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=240, page_size=20,
+                            **FAST)
+    env = sync_env(tmp_path, sandbox.url)
+    warehouse = dlt.destinations.duckdb(credentials=str(tmp_path / "warehouse.duckdb"))
+    pipeline = pipeline_on(warehouse, tmp_path / "dlt" / "pipelines")
+    with pytest.raises(Exception) as stopped:
+        sync_into(sandbox, pipeline, clock, max_requests=9, window_pages=2,
+                  initial_window_days=5)
+    assert isinstance(stopped.value, RequestCapExceeded) or "more than 9 requests" in str(
+        stopped.value)
+    now = format_timestamp(datetime.fromtimestamp(clock(), UTC))
+
+    status = status_json(env, "--now", now, "--max-age", "1d", code=1)
+    assert status["open_backfills"], status["streams"]
+    assert status["last_sync"] is None and status["data_as_of"] is None  # not complete
+    for stream in status["streams"]:
+        if stream["backfill"]:
+            backfill = stream["backfill"]
+            assert parse_timestamp(backfill["from"]) < parse_timestamp(
+                backfill["read_down_to"]) <= parse_timestamp(backfill["to"])
+    text = run_status(env, "--now", now)
+    assert "OPEN backfill" in text.stdout and "open backfills: survey_responses[" in text.stdout
+
+    sync_into(sandbox, pipeline, clock, window_pages=2, round_pages=100, initial_window_days=5)
+    done = status_json(env, "--now", now, "--max-age", "1d")
+    assert done["open_backfills"] == [] and done["fresh"] is True
+    assert_streams_match_truth(done, sandbox.truth(), datetime.fromtimestamp(clock(), UTC))
+    assert done["tables"]["survey_responses"] == 240
+
+
+def test_a_first_sync_that_fails_is_recorded_locally_until_a_sync_loads(start_sandbox,
+                                                                          tmp_path):
+    # Nothing was ever loaded, so there is no schema to carry the state to the destination:
+    # the failure is kept locally, and reaches the destination with the next sync's load.
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    wrong = run_cli(dict(env, SOURCES__MICROMETRICS__API_SECRET="not-the-secret"), "--quiet")
+    assert wrong.returncode == 1
+    status = status_json(env, "--max-age", "1d", code=1)
+    assert status["state_source"] == "local" and status["last_sync"]["exit_cause"] == "failed"
+    assert status["last_success"] is None and status["fresh"] is False
+
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    shutil.rmtree(tmp_path / "dlt" / "pipelines")
+    restored = status_json(env, "--max-age", "1d")
+    assert restored["state_source"] == "destination"
+    assert restored["last_sync"]["exit_cause"] == "ok" and restored["fresh"] is True

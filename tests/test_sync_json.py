@@ -1,0 +1,142 @@
+"""``--json``: the sync's summary as exactly one JSON line on stdout, its figures equal to what
+the sandbox counted and the destination holds; and one JSON line for every kind of failure."""
+
+from __future__ import annotations
+
+import json
+
+from pipelines.sync.json_summary import redact
+from pipelines.sync.lock import sync_lock
+from tests.cli import run_cli, sync_env
+from tests.conftest import SECRET
+
+FAST = {"rate": 1000.0, "burst": 1000}
+SMALL = {"devices": 10, "surveys": 3, "responses": 300, **FAST}
+KEYS = {"exit_code", "exit_cause", "error", "destination", "dataset", "started_at", "finished_at",
+        "tables", "requests", "pages", "pages_with_data", "throttled", "retries", "rounds",
+        "elapsed_seconds", "floor_seconds", "deep_pass", "reconcile", "marks",
+        "quiet_surveys_skipped", "rejected", "warnings", "load_jobs", "models"}
+
+
+def one_json_line(result) -> dict:
+    """The command's stdout must be one line holding one JSON object; never the secret."""
+    assert result.stdout.endswith("\n") and result.stdout.count("\n") == 1, result.stdout
+    assert SECRET not in result.stdout + result.stderr
+    payload = json.loads(result.stdout)
+    assert isinstance(payload, dict) and KEYS <= set(payload), payload
+    return payload
+
+
+def answers(truth: dict) -> int:
+    return sum(len(r.get("answers") or []) for r in truth["survey_responses"])
+
+
+def test_the_json_summary_equals_the_sandboxs_counters_and_the_destination(
+        start_sandbox, tmp_path):
+    sandbox = start_sandbox(**SMALL)
+    sandbox.script("spurious_429", count=3)
+    env = sync_env(tmp_path, sandbox.url)
+
+    result = run_cli(env, "--json")  # progress lines on (not --quiet): they go to stderr
+    assert result.returncode == 0, result.stderr
+    assert "devices: " in result.stderr
+    summary = one_json_line(result)
+    stats, truth = sandbox.stats(), sandbox.truth()
+    assert (summary["exit_code"], summary["exit_cause"], summary["error"]) == (0, "ok", None)
+    assert summary["requests"] == stats["requests"]
+    assert summary["pages"] == stats["pages"]
+    assert summary["throttled"] == stats["throttled"] + stats["faults"]["spurious_429"] == 3
+    assert summary["retries"] == 0
+    tables = summary["tables"]
+    for table in ("devices", "surveys", "survey_responses"):
+        assert tables[table] == {"loaded": len(truth[table]),
+                                 "in_destination": len(truth[table])}, table
+    assert tables["survey_responses__answers"]["in_destination"] == answers(truth)
+    assert tables["_rejected_records"]["in_destination"] is None  # never created
+    assert summary["floor_seconds"] == 0.0 and summary["elapsed_seconds"] > 0
+    assert summary["deep_pass"]["ran"] is False and summary["reconcile"]["ran"] is False
+    assert summary["quiet_surveys_skipped"] == [] and summary["warnings"] == []
+    assert summary["load_jobs"]["survey_responses"] >= 1 and summary["rounds"] >= 1
+    models = summary["models"]
+    assert models["built"] > 0 and models["tests_passed"] > 0 and models["tests_failed"] == 0
+
+    # An incremental sync with a reconcile: rows loaded now are the changes only.
+    sandbox.reset_stats()
+    changed = sandbox.update_responses(7)
+    erased = sandbox.erase_records("devices", [truth["devices"][0]["id"]])
+    result = run_cli(env, "--json", "--quiet", "--reconcile", "--no-models")
+    assert result.returncode == 0, result.stderr
+    summary = one_json_line(result)
+    assert summary["requests"] == sandbox.stats()["requests"]
+    responses = summary["tables"]["survey_responses"]
+    assert responses["in_destination"] == len(truth["survey_responses"])
+    assert len(changed) <= responses["loaded"] < len(truth["survey_responses"])  # + lookback
+    assert summary["reconcile"]["ran"] is True
+    assert summary["reconcile"]["listed"]["devices"] == len(truth["devices"]) - len(erased)
+    assert summary["marks"]["marked"] == {"devices": 1}
+    assert summary["models"] is None
+
+
+def test_a_config_error_is_one_json_line_with_exit_code_2(start_sandbox, tmp_path):
+    sandbox = start_sandbox(**FAST)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__WINDOW_PAGES="-3")
+    result = run_cli(env, "--json")
+    assert result.returncode == 2
+    failure = one_json_line(result)
+    assert (failure["exit_code"], failure["exit_cause"]) == (2, "config")
+    assert "window_pages" in failure["error"] and "\n" not in failure["error"]
+    assert failure["requests"] is None and failure["models"] is None
+    assert sandbox.stats()["requests"] == 0
+
+    # A bad command line too: argparse's usage on stderr, the JSON line on stdout.
+    bad = run_cli(sync_env(tmp_path, sandbox.url), "--json", "--resources", "nope")
+    assert bad.returncode == 2 and "usage:" in bad.stderr
+    assert json.loads(bad.stdout)["exit_cause"] == "config"
+    assert "unknown resource nope" in json.loads(bad.stdout)["error"]
+
+
+def test_failed_locked_and_data_test_runs_each_print_one_json_line(start_sandbox, tmp_path):
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1")
+
+    wrong = run_cli(dict(env, SOURCES__MICROMETRICS__API_SECRET="not-the-secret"), "--json")
+    assert wrong.returncode == 1
+    failure = one_json_line(wrong)
+    assert failure["exit_cause"] == "failed" and "HTTP 401" in failure["error"]
+    assert "not-the-secret" not in wrong.stdout + wrong.stderr
+
+    with sync_lock(str(tmp_path / "dlt" / "pipelines"), "micrometrics"):
+        held = run_cli(env, "--json", "--quiet")
+    assert held.returncode == 3
+    assert one_json_line(held)["exit_cause"] == "locked"
+
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    # Loaded, then a data test fails: an NPS score of 11, as an API could deliver it.
+    truth = sandbox.truth()
+    response = truth["survey_responses"][0]
+    survey = next(s for s in truth["surveys"] if s["id"] == response["survey_id"])
+    nps = next(q["id"] for q in survey["questions"] if q["type"] == "nps")
+    sandbox.patch_records("survey_responses", [response["id"]],
+                          {"answers": [{"question_id": nps, "value": 11}]})
+    result = run_cli(env, "--json", "--quiet")
+    assert result.returncode == 4
+    summary = one_json_line(result)
+    assert summary["exit_cause"] == "data_test" and "scores_in_range" in summary["error"]
+    assert summary["tables"]["survey_responses"]["loaded"] >= 1  # the load itself succeeded
+    assert summary["models"]["tests_failed"] >= 1
+    assert "scores_in_range" in summary["models"]["failed_tests"]
+    assert result.stderr.startswith("error: sync failed: data test failed: ")
+
+
+def test_dry_run_json_holds_the_plan(start_sandbox, tmp_path):
+    sandbox = start_sandbox(**FAST)
+    result = run_cli(sync_env(tmp_path, sandbox.url), "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = one_json_line(result)
+    assert plan["exit_cause"] == "ok" and any("full history" in line for line in plan["plan"])
+    assert sandbox.stats()["requests"] == 0
+
+
+def test_secrets_are_redacted():
+    assert redact(f"failed: {SECRET} in url", [None, SECRET]) == "failed: *** in url"
+    assert redact(None, [SECRET]) is None
