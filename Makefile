@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# Quiet on stdout (progress on stderr): `make sync ARGS="--json"` prints the JSON line only.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "installing $(VENV) (pyproject.toml changed)" >&2
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/pip install --quiet --upgrade pip >&2
+	@$(BIN)/pip install --quiet -e '.[dev]' >&2
+	@touch $(STAMP)
 
 lint: install
 	$(BIN)/ruff check pipelines tests deploy
@@ -79,19 +81,19 @@ test-warehouses: lint postgres $(WAREHOUSES_STAMP) $(FAKESNOW_VENV)/.installed $
 	$(BIN)/python -m pytest -q -n 2 -m warehouses
 
 sync: install
-	$(BIN)/python -m pipelines.sync $(ARGS)
+	@$(BIN)/python -m pipelines.sync $(ARGS)
 
 # Where each stream stands, the last sync's result, rows per table; ARGS="--max-age 6h" exits 1 when stale.
 status: install
-	$(BIN)/python -m pipelines.status $(ARGS)
+	@$(BIN)/python -m pipelines.status $(ARGS)
 
 # Builds sql/ (staging views, mart tables) in the configured destination, then its data tests.
 models: install
-	$(BIN)/python -m pipelines.models $(ARGS)
+	@$(BIN)/python -m pipelines.models $(ARGS)
 
 # One self-contained HTML page of charts over the marts (ARGS="--output x.html --destination ...").
 report: install
-	$(BIN)/python -m pipelines.report $(ARGS)
+	@$(BIN)/python -m pipelines.report $(ARGS)
 
 demo: install
 	$(BIN)/python -m pipelines.demo
