@@ -3,8 +3,11 @@ is self-contained, and headless chromium draws every chart without touching the 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -15,17 +18,21 @@ import dlt
 import duckdb
 import pytest
 
+from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.models import build_models
 from pipelines.report import make_report, report_data
 from pipelines.report.browser import RENDERED_CHARTS_JS, offline_page, open_report
 from pipelines.report.cli import main
 from pipelines.report.render import CHARTS, age_text, plot_text, write_report
 from pipelines.sandbox import Sandbox
+from tests.cli import as_a_process, run_cli, sync_env
 from tests.conftest import KEY, SECRET
 from tests.destinations import SMALL, pipeline_on
 from tests.fakes import FakeClock
 from tests.syncing import sync_into, sync_sandbox
-from tests.test_report_render import empty_data
+from tests.test_report_render import card_of, empty_data
+from tests.test_status import SMALL as STATUS_SMALL
+from tests.test_status import status_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = re.compile(
@@ -155,16 +162,19 @@ def test_freshness_equals_the_loads_and_the_marts(built):
                                      "FROM micrometrics.fct_survey_responses")
     (newest_update,), = sql(built, "SELECT MAX(updated_at) FROM micrometrics.survey_responses")
     assert got == {
-        "last_load_at": last_load.astimezone(UTC),
+        "data_as_of": last_load.astimezone(UTC),  # a library sync records no sync status
         "newest_response_at": newest_response.astimezone(UTC),
         "newest_updated_at": newest_update.astimezone(UTC),
         "models_as_of": built.as_of,
     }
     age = built.now - last_load.astimezone(UTC)
     assert timedelta(minutes=5) <= age < timedelta(minutes=30)
-    assert f"{age_text(age)} before this report; {loads:,} loads in all" in built.html
+    assert (f"{age_text(age)} before this report; {loads:,} loads in all; no sync status "
+            f"recorded") in built.html
+    assert 'data-source="dlt_loads"' in built.html
     data = report_data(built.pipeline, now=built.now)
     assert data.freshness.last_load_age == age and data.freshness.generated_at == built.now
+    assert data.freshness.data_age == age and not data.freshness.recorded
 
 
 def test_postgres_gives_the_same_numbers_as_duckdb(start_sandbox, clock, tmp_path,
@@ -236,8 +246,121 @@ def test_help_lists_the_options():
     done = subprocess.run([sys.executable, "-m", "pipelines.report", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for option in ("--output", "--destination", "--dataset"):
+    for option in ("--output", "--destination", "--dataset", "--now"):
         assert option in done.stdout
+    # How the other destinations are configured.
+    text = " ".join(done.stdout.split())
+    for words in ("DESTINATION__POSTGRES__CREDENTIALS=postgresql://",
+                  "DESTINATION__<NAME>__CREDENTIALS", "[destination.<name>.credentials]",
+                  "DESTINATION__DUCKDB__CREDENTIALS", "last successful sync"):
+        assert words in text
+
+
+def run_report(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The report command in this process, as ``tests.cli.run_cli`` runs the sync."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with as_a_process(env, stderr), contextlib.redirect_stdout(stdout), \
+            contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["report", *args], code, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
+def files_under(path: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``path``: (mtime in ns, size)."""
+    return {str(file.relative_to(path)): (file.stat().st_mtime_ns, file.stat().st_size)
+            for file in sorted(path.rglob("*")) if file.is_file()}
+
+
+def test_freshness_is_the_last_successful_sync_and_a_failed_one_is_flagged(start_sandbox,
+                                                                          tmp_path):
+    """Every run of the sync command adds a state-only load to _dlt_loads, failed ones too:
+    the report's freshness is the recorded last success (as ``status`` has it), the failure
+    is shown, and nothing is written to the sync's pipelines folder."""
+    sandbox = start_sandbox(**STATUS_SMALL)
+    # DuckDB at its default, relative path: the report must read the sync's file.
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1")
+    del env["DESTINATION__DUCKDB__CREDENTIALS"]
+    assert run_cli(env, "--quiet").returncode == 0  # models built too
+    assert (tmp_path / "warehouse.duckdb").exists()
+    wrong = run_cli(dict(env, SOURCES__MICROMETRICS__API_SECRET="not-the-secret"), "--quiet")
+    assert wrong.returncode == 1
+    status = status_json(env)
+    success, failed = status["last_success"], status["last_sync"]
+    assert failed["exit_cause"] == "failed" and "HTTP 401" in failed["error"]
+    started = parse_timestamp(success["started_at"])
+    database = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        (last_load,), = database.execute(
+            "SELECT MAX(inserted_at) FROM micrometrics._dlt_loads WHERE status = 0").fetchall()
+    finally:
+        database.close()
+    # The failed run's state-only load is the newest in _dlt_loads.
+    assert last_load.astimezone(UTC) > parse_timestamp(failed["started_at"])
+
+    pipelines = tmp_path / "dlt" / "pipelines"
+    before = files_under(tmp_path / "dlt")
+    assert before and any(name.startswith("pipelines/micrometrics/") for name in before)
+    output = tmp_path / "report.html"
+    now = started + timedelta(hours=1)
+    done = run_report(env, "--output", str(output), "--now", format_timestamp(now))
+    assert done.returncode == 0, done.stderr
+    assert files_under(tmp_path / "dlt") == before  # nothing written, default pipelines dir
+    html = output.read_text(encoding="utf-8")
+    got = freshness_values(html)
+    assert got["data_as_of"] == started != last_load.astimezone(UTC)
+    assert 'data-source="sync_status"' in html and "Last successful sync (sync status)" in html
+    assert "1 h 0 min before this report" in html and "stale" not in card_of(html)
+    alert = re.search(r'<p class="alert" id="last_sync_failed" data-value="([^"]*)">'
+                      r"<strong>(.*?)</strong>", html)
+    assert alert and alert.group(1) == failed["finished_at"]
+    assert "Last sync failed at" in alert.group(2) and "HTTP 401" in alert.group(2)
+    assert "not-the-secret" not in html
+    # The marts are those of the sync's file.
+    assert int(re.search(r'data-total="responses"><dt>Responses</dt><dd>([\d,]+)',
+                         html).group(1).replace(",", "")) == 300
+
+    # 25 hours after the success: stale, although the newest load is the failed run's.
+    later = run_report(env, "--output", str(output), "--quiet",
+                       "--now", format_timestamp(started + timedelta(hours=25)))
+    assert later.returncode == 0 and later.stdout == ""
+    html = output.read_text(encoding="utf-8")
+    assert 'class="card stale" data-freshness="data_as_of"' in html
+    assert "The last successful sync is more than 24 hours old." in html
+    assert files_under(tmp_path / "dlt") == before
+
+    # The local folder gone: the status comes from the destination's state.
+    shutil.rmtree(pipelines)
+    assert run_report(env, "--output", str(output), "--quiet").returncode == 0
+    assert freshness_values(output.read_text(encoding="utf-8"))["data_as_of"] == started
+    assert not pipelines.exists()
+
+
+@pytest.mark.parametrize("destination", ["postgres", "snowflake", "bigquery"])
+def test_missing_credentials_exit_2_naming_the_variable(destination, tmp_path):
+    env = sync_env(tmp_path, "http://127.0.0.1:9")
+    done = run_report(env, "--destination", destination, "--output", str(tmp_path / "r.html"))
+    variable = f"DESTINATION__{destination.upper()}__CREDENTIALS"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert f"set {variable} " in done.stderr and done.stderr.rstrip().endswith("see --help")
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "dlt").exists()
+
+
+def test_bad_destination_and_arguments_exit_2_in_one_line(tmp_path):
+    env = sync_env(tmp_path, "http://127.0.0.1:9")
+    done = run_report(env, "--destination", "foo", "--output", str(tmp_path / "r.html"))
+    assert done.returncode == 2
+    assert done.stderr == ("error: unknown destination 'foo': use one of duckdb, postgres, "
+                           "snowflake, bigquery (see --help)\n")
+    for args in (["--now", "yesterday"], ["--no-such-option"]):
+        bad = run_report(env, *args)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+        assert bad.stderr.startswith("error: ") and bad.stderr.rstrip().endswith("(see --help)")
+    assert not (tmp_path / "dlt").exists()
 
 
 # -- the browser --------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ def test_empty_marts_still_give_every_chart_with_a_note():
     for figure in figures.values():
         assert figure["layout"]["annotations"][0]["text"].startswith("No ")
     assert "<table>" not in html  # no device: no table either
-    assert "The last load is more than 24 hours old." in html  # no load at all
+    assert "No last load found." in html  # no load at all
+    assert 'class="card stale" data-freshness="data_as_of"' in html
 
 
 def test_last_load_older_than_a_day_is_flagged():
@@ -72,8 +73,60 @@ def test_last_load_older_than_a_day_is_flagged():
             generated_at=NOW, last_load_at=NOW - age, loads=3, newest_response_at=None,
             newest_updated_at=None, models_as_of=fresh.models_as_of))
         html = render_html(data)
-        assert ('class="card stale" data-freshness="last_load_at"' in html) is flagged
-        assert (f"{age_text(age)} before this report; 3 loads in all") in html
+        assert ('class="card stale" data-freshness="data_as_of"' in html) is flagged
+        assert ("The last load is more than 24 hours old." in html) is flagged
+        assert (f"{age_text(age)} before this report; 3 loads in all; no sync status "
+                f"recorded") in html
+        assert 'data-source="dlt_loads"' in html and "_dlt_loads</code> (no sync status" in html
+
+
+SUCCESS = {"started_at": "2026-03-16T06:00:00Z", "finished_at": "2026-03-16T06:01:00Z",
+           "exit_code": 0, "exit_cause": "ok", "error": None}
+FAILED = {"started_at": "2026-03-16T08:00:00Z", "finished_at": "2026-03-16T08:00:05Z",
+          "exit_code": 1, "exit_cause": "failed",
+          "error": "HTTP 401 from /surveys: <unauthorized> & co"}
+
+
+def recorded(status: dict, generated_at: datetime = NOW, loads_at: datetime = NOW) -> Freshness:
+    return Freshness(generated_at=generated_at, last_load_at=loads_at, loads=9,
+                     newest_response_at=None, newest_updated_at=None, models_as_of=NOW,
+                     status=status)
+
+
+def card_of(html: str) -> str:
+    return re.search(r'<div class="card[^"]*" data-freshness="data_as_of"[^>]*>', html).group(0)
+
+
+def test_recorded_sync_status_is_the_freshness_not_the_loads():
+    """A failed run adds a state-only load to _dlt_loads: the recorded last success counts."""
+    fresh = recorded({"last_sync": FAILED, "last_success": SUCCESS})
+    assert fresh.data_as_of == datetime(2026, 3, 16, 6, tzinfo=UTC) and fresh.recorded
+    assert fresh.source == "sync status" and fresh.failed_sync == FAILED
+    html = render_html(empty_data(freshness=fresh))
+    assert card_of(html) == ('<div class="card " data-freshness="data_as_of" '
+                             'data-value="2026-03-16T06:00:00+00:00" data-source="sync_status">')
+    assert "Last successful sync (sync status)" in html and "3 h 0 min before this report" in html
+    alert = re.search(r'<p class="alert" id="last_sync_failed"[^>]*><strong>(.*?)</strong>',
+                      html).group(1)
+    assert alert == escape("Last sync failed at 2026-03-16 08:00 UTC (exit 1, failed): "
+                           "HTTP 401 from /surveys: <unauthorized> & co")
+    # 25 hours on: stale, though the loads (the failed run's) are recent.
+    html = render_html(empty_data(freshness=recorded(
+        {"last_sync": FAILED, "last_success": SUCCESS},
+        generated_at=NOW + timedelta(hours=22), loads_at=NOW + timedelta(hours=21))))
+    assert 'class="card stale"' in card_of(html)
+    assert "The last successful sync is more than 24 hours old." in html
+    # A good last sync: no alert.
+    html = render_html(empty_data(freshness=recorded({"last_sync": SUCCESS,
+                                                      "last_success": SUCCESS})))
+    assert "last_sync_failed" not in html and "stale" not in card_of(html)
+
+
+def test_recorded_status_without_a_success_is_stale_whatever_the_loads():
+    html = render_html(empty_data(freshness=recorded({"last_sync": FAILED})))
+    assert 'class="card stale"' in card_of(html) and 'data-value=""' in card_of(html)
+    assert "no successful sync recorded" in html and "No last successful sync found." in html
+    assert 'id="last_sync_failed"' in html
 
 
 def test_days_sum_into_iso_weeks_per_survey():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import dlt
 
@@ -38,8 +39,10 @@ __all__ = [
 ]
 
 
-def make_report(pipeline: dlt.Pipeline, output: Path | str, now: datetime | None = None) -> Path:
-    """Reads the marts of ``pipeline``'s dataset and writes the report to ``output``.
+def make_report(pipeline: dlt.Pipeline, output: Path | str, now: datetime | None = None,
+                status: dict[str, Any] | None = None) -> Path:
+    """Reads the marts of ``pipeline``'s dataset and writes the report to ``output``
+    (``now`` and ``status``: see :func:`report_data`).
 
     Returns:
         The absolute path written.
@@ -47,4 +50,4 @@ def make_report(pipeline: dlt.Pipeline, output: Path | str, now: datetime | None
     Raises:
         ReportError: The marts are not built there, or the destination refused a query.
     """
-    return write_report(report_data(pipeline, now=now), output)
+    return write_report(report_data(pipeline, now=now, status=status), output)

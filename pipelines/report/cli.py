@@ -1,44 +1,69 @@
-"""Command line: ``python -m pipelines.report``, ``make report``."""
+"""Command line: ``python -m pipelines.report``, ``make report``.
+
+Nothing is written to the pipeline's working folder: the report reads the destination through
+a throwaway pipeline in a temporary folder (as ``status`` does), and the sync status from the
+newer of the local and the destination's pipeline state (``pipelines.status.snapshot``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
-from pathlib import Path
+from datetime import UTC, datetime
 
-import dlt
-from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
+from dlt.common.destination.exceptions import UnknownDestinationModule
 
 from pipelines.destination import add_destination_arguments, open_pipeline
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.models.runner import one_line
+from pipelines.status.cli import now_arg
+from pipelines.status.record import status_of
+from pipelines.status.snapshot import missing_duckdb_file, root_cause, take_snapshot
 
 from . import make_report
 from .data import ReportError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+DESTINATIONS = ("duckdb", "postgres", "snowflake", "bigquery")
 
 DESCRIPTION = """\
 Write one self-contained HTML report (plotly.js embedded: no server, no network) from the marts
 the sync builds: weekly NPS per survey with response counts, responses per day, devices gone
-quiet, and how fresh the data is (newest response, last load in dlt's _dlt_loads).
+quiet, and how fresh the data is: the last successful sync the sync command recorded (as make
+status reports it; the last sync's failure is shown too), or, where no sync status was recorded
+(syncs run through the library), the newest load in dlt's _dlt_loads. Flagged when older than
+24 hours. Nothing is written to the pipeline's folder.
 
-Reads the same destination and dataset as the sync and the models; DuckDB uses
-warehouse.duckdb or DESTINATION__DUCKDB__CREDENTIALS.
+Reads the same destination and dataset as the sync and the models, configured the same way:
+DuckDB uses warehouse.duckdb or DESTINATION__DUCKDB__CREDENTIALS; postgres, snowflake and
+bigquery take their credentials from DESTINATION__<NAME>__CREDENTIALS (e.g.
+DESTINATION__POSTGRES__CREDENTIALS=postgresql://user:password@host:5432/database), its fields
+(DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID, ...) or [destination.<name>.credentials] in
+.dlt/secrets.toml.
 """
 
 EPILOG = """\
 exit status: 0 written, 1 the marts could not be read (not built yet: run make sync or make
-models), 2 bad configuration or arguments.
+models; the destination unreachable), 2 bad configuration or arguments.
 examples:
   python -m pipelines.report
   python -m pipelines.report --output /tmp/micrometrics.html --destination postgres
 """
 
 
+class ReportParser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr, exit 2 (argparse's usage lines left out)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {' '.join(message.split())} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ReportParser(
         prog="python -m pipelines.report",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -46,40 +71,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", "-o", default="report.html",
                         help="the HTML file to write (default: report.html)")
-    add_destination_arguments(parser)
-    parser.add_argument("--pipelines-dir", help="dlt pipelines directory (default: dlt's)")
+    add_destination_arguments(parser)  # configured as the description says
+    parser.add_argument("--pipelines-dir",
+                        help="dlt pipelines directory whose local state is read (default: "
+                             "dlt's); only read, never written")
+    parser.add_argument("--now", type=now_arg, metavar="TIMESTAMP",
+                        help="judge ages as of this ISO 8601 time instead of the clock (for "
+                             "checks and tests)")
     parser.add_argument("--quiet", action="store_true", help="do not print the path written")
     return parser
 
 
-def refuse_missing_duckdb_file(pipeline: dlt.Pipeline) -> None:
-    """Reading a DuckDB file that is not there would create an empty one: say so instead.
-
-    Raises:
-        ReportError: The destination is a DuckDB file that does not exist.
-    """
-    credentials = pipeline.destination.config_params.get("credentials")
-    if pipeline.destination.destination_name == "duckdb" and isinstance(credentials, str) \
-            and credentials != ":memory:" and not Path(credentials).exists():
-        raise ReportError(f"no DuckDB file {credentials!r} here: run make sync first, or point "
-                          f"DESTINATION__DUCKDB__CREDENTIALS at the file (make demo's is "
-                          f"demo.duckdb)")
+def config_message(destination: str, exc: BaseException) -> str:
+    """Bad configuration in one line that says what to set."""
+    cause = root_cause(exc)
+    if isinstance(cause, UnknownDestinationModule):
+        return (f"unknown destination {destination!r}: use one of {', '.join(DESTINATIONS)} "
+                f"(see --help)")
+    if isinstance(cause, ConfigFieldMissingException):
+        variable = f"DESTINATION__{destination.upper()}__CREDENTIALS"
+        return (f"destination {destination} has no credentials: set {variable} (or its fields, "
+                f"{variable}__<FIELD>, or [destination.{destination}.credentials] in "
+                f".dlt/secrets.toml); see --help")
+    return " ".join(str(exc).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    now = args.now or datetime.now(UTC)
+    from pipelines.sync.cli import TABLES
+
     try:
-        pipeline = open_pipeline(args.destination, args.dataset, args.pipelines_dir)
-        refuse_missing_duckdb_file(pipeline)
-        path = make_report(pipeline, args.output)
+        missing = missing_duckdb_file(args.destination)
+        if missing:
+            raise ReportError(f"no DuckDB file {missing!r} here: run make sync first, or point "
+                              f"DESTINATION__DUCKDB__CREDENTIALS at the file (make demo's is "
+                              f"demo.duckdb)")
+        snapshot = take_snapshot(args.destination, args.dataset, TABLES, args.pipelines_dir)
+        if snapshot.unreachable:
+            raise ReportError("; ".join(snapshot.problems))
+        status = status_of(snapshot.state or {})
+        with tempfile.TemporaryDirectory(prefix="micrometrics-report-",
+                                         ignore_cleanup_errors=True) as scratch:
+            pipeline = open_pipeline(args.destination, args.dataset, scratch)
+            try:
+                pipeline.sync_destination()
+                path = make_report(pipeline, args.output, now=now, status=status)
+            finally:
+                pipeline.deactivate()
     except (ConfigurationError, ConfigurationException) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {config_message(args.destination, exc)}", file=sys.stderr)
         return EXIT_CONFIG
     except ReportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # e.g. the destination refused the connection
-        print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        cause = root_cause(exc)
+        if isinstance(cause, (ConfigFieldMissingException, UnknownDestinationModule)):
+            print(f"error: {config_message(args.destination, cause)}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"error: {type(cause).__name__}: {one_line(cause)}", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
         print(f"report: {path}")

@@ -5,6 +5,10 @@ the same way (``pipelines.models``), so the report reads any destination the mod
 They only read what the models built (``mart_nps_daily``, ``fct_survey_responses``,
 ``dim_devices``, the staging views ``stg_surveys``, ``stg_survey_responses`` and
 ``stg_run_context``) and dlt's own ``_dlt_loads``; nothing in ``sql/`` changes for the report.
+How fresh the data is comes from the sync status the sync command records in the pipeline
+state (``pipelines.status.record``): the start of the last successful complete sync, as
+``status`` reports it. ``_dlt_loads`` stands in only where no status was recorded (syncs run
+through the library): every run of the command, a failed one too, adds a row there.
 Weeks are put together here from the daily mart (ISO weeks, Monday to Sunday, of the
 response's local day): ``DATE_TRUNC('week')`` does not mean the same week on every warehouse.
 """
@@ -12,13 +16,14 @@ response's local day): ``DATE_TRUNC('week')`` does not mean the same week on eve
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import dlt
 
+from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.models.compiler import compile_model
 from pipelines.models.project import Model, ModelsError
 from pipelines.models.runner import client_qualifier, dialect_of, execute
@@ -115,6 +120,42 @@ class Freshness:
     newest_response_at: datetime | None  # newest responded_at the marts count
     newest_updated_at: datetime | None  # newest updated_at of a loaded response
     models_as_of: datetime | None  # the marts' reference time (stg_run_context.as_of)
+    # The sync status recorded by the sync command (pipelines.status.record.status_of); empty
+    # when none was recorded, and then _dlt_loads says how fresh the data is.
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the sync command recorded its outcomes (else: ``_dlt_loads`` is used)."""
+        return bool(self.status)
+
+    @property
+    def source(self) -> str:
+        """Where :attr:`data_as_of` comes from: ``sync status`` or ``_dlt_loads``."""
+        return "sync status" if self.recorded else "_dlt_loads"
+
+    @property
+    def last_success_at(self) -> datetime | None:
+        """Start of the last successful complete sync recorded (``status``'s freshness)."""
+        success = self.status.get("last_success")
+        return parse_timestamp(success["started_at"]) if success else None
+
+    @property
+    def data_as_of(self) -> datetime | None:
+        """How current the data is: the last successful sync, or, with no sync status
+        recorded, the newest completed load."""
+        return self.last_success_at if self.recorded else self.last_load_at
+
+    @property
+    def data_age(self) -> timedelta | None:
+        as_of = self.data_as_of
+        return None if as_of is None else self.generated_at - as_of
+
+    @property
+    def failed_sync(self) -> dict[str, Any] | None:
+        """The last recorded sync, when it did not end well (exit status other than 0)."""
+        last = self.status.get("last_sync")
+        return last if last and last.get("exit_code") != 0 else None
 
     @property
     def last_load_age(self) -> timedelta | None:
@@ -147,18 +188,25 @@ class ReportData:
         return {week.survey_id: week.survey_name for week in self.weeks}
 
 
-def report_data(pipeline: dlt.Pipeline, now: datetime | None = None) -> ReportData:
+def report_data(pipeline: dlt.Pipeline, now: datetime | None = None,
+                status: dict[str, Any] | None = None) -> ReportData:
     """Reads the report's numbers from the marts in ``pipeline``'s dataset.
 
     Args:
         pipeline: The pipeline whose destination holds the built marts.
         now: The report's time, for the age of the data (naive means UTC; default: now).
+        status: The sync status recorded in the pipeline state
+            (``pipelines.status.record.status_of``); default: ``pipeline``'s own state's.
 
     Raises:
         ReportError: The marts are not built there (run ``make sync`` or ``make models``), or
             the destination refused a query.
     """
     generated_at = utc(now) if now is not None else datetime.now(UTC)
+    if status is None:
+        from pipelines.status.record import status_of
+
+        status = status_of(pipeline.state)
     with pipeline.sql_client() as client:
         dialect, qualify = dialect_of(client), client_qualifier(client)
 
@@ -196,6 +244,7 @@ def report_data(pipeline: dlt.Pipeline, now: datetime | None = None) -> ReportDa
             newest_response_at=utc(newest_response_at),
             newest_updated_at=utc(newest_updated_at),
             models_as_of=as_of,
+            status=dict(status),
         ),
     )
 

@@ -23,6 +23,8 @@ from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.subplots import make_subplots
 
+from pipelines.micrometrics.timeutil import parse_timestamp
+
 from .data import ReportData, SilentDevice
 
 # The charts, in page order: (id, heading).
@@ -33,7 +35,7 @@ CHARTS = (
 )
 PALETTE = qualitative.Plotly
 SILENT_CHART_MAX = 30  # the chart shows the longest silent; the table lists every one
-STALE_AFTER = timedelta(hours=24)  # a last load older than this is flagged
+STALE_AFTER = timedelta(hours=24)  # data older than this (Freshness.data_age) is flagged
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -183,6 +185,8 @@ section { background: #fff; border: 1px solid #e5e7eb; border-radius: 8px; paddi
 .card dd { margin: 2px 0 0; font-size: 1.15rem; font-weight: 600; }
 .card dd small { display: block; font-size: 0.8rem; font-weight: 400; color: #4b5563; }
 .card.stale { border-color: #d97706; background: #fffbeb; }
+.alert { border: 1px solid #dc2626; background: #fef2f2; color: #991b1b; padding: .5em .75em;
+  border-radius: 6px; }
 .chart { width: 100%; }
 table { border-collapse: collapse; width: 100%; font-size: 0.85rem; margin-top: 10px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #e5e7eb; }
@@ -228,7 +232,8 @@ def render_html(data: ReportData) -> str:
 <h1>Micrometrics survey report</h1>
 <p class="sub">Dataset <code>{esc(data.dataset)}</code> on {esc(data.destination)}, made
 {esc(stamp(freshness.generated_at))} from the marts (<code>mart_nps_daily</code>,
-<code>fct_survey_responses</code>, <code>dim_devices</code>) and dlt's <code>_dlt_loads</code>.</p>
+<code>fct_survey_responses</code>, <code>dim_devices</code>) and the sync status in dlt's
+pipeline state (or dlt's <code>_dlt_loads</code> where none was recorded).</p>
 </header>
 {freshness_section(data)}
 <section id="nps_weekly_section">
@@ -257,12 +262,18 @@ needs no server and no network.</footer>
 
 def freshness_section(data: ReportData) -> str:
     fresh = data.freshness
-    load_age = fresh.last_load_age
-    stale = load_age is None or load_age > STALE_AFTER
+    age = fresh.data_age
+    stale = age is None or age > STALE_AFTER
+    if fresh.recorded:
+        main = card("data_as_of", "Last successful sync (sync status)", fresh.data_as_of,
+                    relative(age) if fresh.data_as_of else "no successful sync recorded",
+                    css="stale" if stale else "", source="sync_status")
+    else:
+        main = card("data_as_of", "Last load (dlt _dlt_loads)", fresh.data_as_of,
+                    f"{relative(age)}; {fresh.loads:,} loads in all; no sync status recorded",
+                    css="stale" if stale else "", source="dlt_loads")
     cards = [
-        card("last_load_at", "Last load (dlt _dlt_loads)", fresh.last_load_at,
-             f"{relative(load_age)}; {fresh.loads:,} loads in all",
-             css="stale" if stale else ""),
+        main,
         card("newest_response_at", "Newest response (responded_at)", fresh.newest_response_at,
              relative(fresh.newest_response_age)),
         card("newest_updated_at", "Newest updated_at loaded", fresh.newest_updated_at,
@@ -277,18 +288,47 @@ def freshness_section(data: ReportData) -> str:
         plain_card("devices", "Devices", f"{data.devices:,}",
                    f"{data.active_devices:,} active, {silent:,} gone quiet"),
     ]
+    if fresh.recorded:
+        source = ("Freshness: the start of the last successful complete sync the sync command "
+                  "recorded in the pipeline state (as <code>make status</code> reports it).")
+    else:
+        source = ("Freshness: the newest completed load in dlt's <code>_dlt_loads</code> (no "
+                  "sync status recorded: syncs run through the library record none).")
+    what = "last successful sync" if fresh.recorded else "last load"
+    warning = f"<strong>The {what} is more than 24 hours old.</strong>" if stale else ""
+    if age is None:
+        warning = f"<strong>No {what} found.</strong>"
     return f"""<section id="freshness">
 <h2>Data freshness</h2>
 <p class="note">Times in UTC, as of this report ({esc(stamp(fresh.generated_at))}).
-{"<strong>The last load is more than 24 hours old.</strong>" if stale else ""}</p>
-<dl class="cards">
+{source} {warning}</p>
+{failed_sync_note(fresh.failed_sync)}<dl class="cards">
 {"".join(cards)}{"".join(totals)}
 </dl>
 </section>"""
 
 
-def card(key: str, label: str, value: datetime | None, detail: str, css: str = "") -> str:
-    return (f'<div class="card {css}" data-freshness="{key}" data-value="{esc(iso(value))}">'
+def failed_sync_note(last: dict[str, Any] | None) -> str:
+    """The last sync's failure, when it failed: when, how, why."""
+    if last is None:
+        return ""
+    at = last.get("finished_at") or last.get("started_at")
+    cause = last.get("error") or last.get("exit_cause") or "no cause recorded"
+    text = (f"Last sync failed at {stamp(utc_or_none(at))} (exit {last.get('exit_code')}, "
+            f"{last.get('exit_cause')}): {cause}")
+    return (f'<p class="alert" id="last_sync_failed" data-value="{esc(at or "")}">'
+            f"<strong>{esc(text)}</strong></p>\n")
+
+
+def utc_or_none(value: str | None) -> datetime | None:
+    return parse_timestamp(value) if value else None
+
+
+def card(key: str, label: str, value: datetime | None, detail: str, css: str = "",
+         source: str = "") -> str:
+    extra = f' data-source="{esc(source)}"' if source else ""
+    return (f'<div class="card {css}" data-freshness="{key}" data-value="{esc(iso(value))}"'
+            f"{extra}>"
             f"<dt>{esc(label)}</dt><dd>{esc(stamp(value))}<small>{esc(detail)}</small></dd>"
             f"</div>\n")
 
