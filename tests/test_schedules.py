@@ -54,6 +54,7 @@ from pipelines.micrometrics.errors import (
     UnexpectedResponseError,
 )
 from pipelines.models import DataTestFailed, DataTestResult, ModelsError
+from pipelines.models.project import load_project
 from pipelines.schedules import classify
 from pipelines.sync.lock import SyncLockedError
 from tests.cli import ROOT, as_a_process, sync_env
@@ -100,7 +101,7 @@ def make_variable(name: str) -> str:
 def test_make_sync_runs_the_sync_command_with_args():
     prerequisites, recipe = make_rules()["sync"]
     assert prerequisites == ["install"]  # the venv first, then the command
-    assert recipe == ["$(BIN)/python -m pipelines.sync $(ARGS)"]
+    assert recipe == ["@$(BIN)/python -m pipelines.sync $(ARGS)"]  # @: stdout is the command's
     assert make_variable("BIN") == "$(VENV)/bin" and make_variable("VENV") == ".venv"
 
 
@@ -118,6 +119,11 @@ def make_sync_call(words: list[str]) -> dict[str, Any]:
 
 def project(tmp_path: Path) -> Path:
     """A copy of the checkout where ``make sync`` finds its venv up to date (see above)."""
+    # make would otherwise reinstall the shared .venv, from (and pointing at) the temporary copy.
+    stamp = ROOT / ".venv" / ".installed"
+    if not stamp.exists() or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
+        pytest.fail(f"{stamp} is missing or older than pyproject.toml: run `make install` first "
+                    f"(these tests link .venv into a temporary checkout and run make there)")
     checkout = tmp_path / "checkout"
     (checkout / ".dlt").mkdir(parents=True)
     shutil.copy(ROOT / "Makefile", checkout / "Makefile")
@@ -180,8 +186,7 @@ def test_crontab_runs_make_sync_hourly_under_flock():
 
 
 def test_crontab_command_syncs_once_when_two_runs_overlap(start_sandbox, tmp_path):
-    # Latency keeps the winner holding the lock while the other run tries it.
-    sandbox = start_sandbox(latency=0.05, **SMALL)
+    sandbox = start_sandbox(**SMALL)
     checkout = project(tmp_path)
     (checkout / ".dlt" / "secrets.toml").write_text(
         f'[sources.micrometrics]\nbase_url = "{sandbox.url}"\n'
@@ -193,13 +198,21 @@ def test_crontab_command_syncs_once_when_two_runs_overlap(start_sandbox, tmp_pat
     # What cron gives a job: the crontab's variables, HOME, nothing of ours (no SOURCES__...).
     env = plain_env(tmp_path / "home", variables["PATH"]) | {"SHELL": variables["SHELL"]}
 
-    runs = [subprocess.Popen([variables["SHELL"], "-c", command], env=env, cwd=tmp_path / "home")
-            for _ in range(2)]
-    codes = sorted(run.wait(timeout=120) for run in runs)
+    def run() -> int:
+        return subprocess.run([variables["SHELL"], "-c", command], env=env, cwd=tmp_path / "home",
+                              timeout=120).returncode
+
+    # A run still holding the crontab's lock (held here, as flock(1) holds it): turned away.
+    with open(tmp_path / "sync.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        turned_away = run()
+        home = tmp_path / "home"
+        assert turned_away == 3, (home / "micrometrics-sync.log").read_text()
+        assert sandbox.stats()["requests"] == 0  # at once: make never ran
+    assert run() == 0  # the lock released: the next run syncs
 
     log = (tmp_path / "home" / "micrometrics-sync.log").read_text()
-    assert codes == [0, 3], log  # one synced; flock turned the other away at once
-    assert log.count(".venv/bin/python -m pipelines.sync --quiet") == 1  # make ran once
+    assert "pipelines.sync" not in log  # the recipe starts with @: make echoes no command
     assert log.count("\nrequests ") == 1 and "data tests passed" in log, log
     # Every request the sandbox saw is the winner's: the other run made none.
     assert f"\nrequests {sandbox.stats()['requests']}, " in log
@@ -252,10 +265,15 @@ def test_workflow_runs_hourly_and_on_demand_never_two_at_once():
     assert document["permissions"] == {"contents": "read"}
 
 
-def test_workflow_maps_every_secret_to_its_dlt_variable():
-    env = job()["env"]
+def test_workflow_maps_every_secret_to_its_dlt_variable_in_the_sync_step_only():
+    env = step(name="Sync")["env"]
     for variable, secret in SECRETS.items():
         assert env[variable] == f"${{{{ secrets.{secret} }}}}", variable
+    # No other step (checkout, setup-python, pip, upload-artifact) can read a secret.
+    assert not any("secrets." in str(value) for value in job().get("env", {}).values())
+    for each in job()["steps"]:
+        if each.get("name") != "Sync":
+            assert "secrets." not in str(each), each
     text = WORKFLOW.read_text()
     referenced = set(re.findall(r"secrets\.([A-Za-z0-9_]+)", text))
     assert referenced == set(SECRETS.values())
@@ -304,13 +322,15 @@ def run_workflow(checkout: Path, home: Path, contexts: dict[str, dict[str, str]]
     """The job's run steps in order, each with ``bash -e`` (GitHub's default shell) in the
     workspace, stopping at the first that fails, as the runner does."""
     env = plain_env(home) | {name: evaluate(value, contexts)
-                             for name, value in job()["env"].items()}
+                             for name, value in job().get("env", {}).items()}
     done = []
     for each in job()["steps"]:
         if "run" not in each:
             continue
-        done.append(subprocess.run(["bash", "-e", "-c", each["run"]], cwd=checkout, env=env,
-                                   capture_output=True, text=True, timeout=300))
+        step_env = env | {name: evaluate(value, contexts)
+                          for name, value in each.get("env", {}).items()}
+        done.append(subprocess.run(["bash", "-e", "-c", each["run"]], cwd=checkout,
+                                   env=step_env, capture_output=True, text=True, timeout=300))
         if done[-1].returncode != 0:
             break
     return done
@@ -319,10 +339,6 @@ def run_workflow(checkout: Path, home: Path, contexts: dict[str, dict[str, str]]
 @pytest.mark.slow  # two real runs of make and the command into PostgreSQL: ~12 s
 def test_workflow_run_steps_sync_into_postgres_and_resume_on_a_fresh_runner(
         start_sandbox, postgres_credentials, tmp_path):
-    from pipelines.sync.cli import build_parser
-
-    if "--json" not in build_parser().format_help():
-        pytest.skip("the sync command has no --json yet")
     sandbox = start_sandbox(**SMALL)
     checkout = project(tmp_path)
     secrets = {"MICROMETRICS_BASE_URL": sandbox.url, "MICROMETRICS_API_KEY": KEY,
@@ -505,10 +521,15 @@ def test_dag_task_syncs_exactly_and_incrementally(dag_module, start_sandbox, tmp
     summary = run_task(module, env)
     truth = sandbox.truth()
     assert_matches_truth(tmp_path, truth)
-    assert summary["loaded_rows"]["survey_responses"] == len(truth["survey_responses"])
-    assert summary["loaded_rows"]["devices"] == len(truth["devices"])
+    assert (summary["exit_code"], summary["exit_cause"], summary["error"]) == (0, "ok", None)
+    tables = summary["tables"]
+    for table in ("devices", "surveys", "survey_responses"):
+        assert tables[table] == {"loaded": len(truth[table]),
+                                 "in_destination": len(truth[table])}, table
     assert summary["requests"] == sandbox.stats()["requests"]
-    assert summary["data_tests_passed"] == 9 and summary["models_built"] > 0
+    models = summary["models"]
+    assert models["tests_passed"] == len(load_project().tests) > 0  # every data test in sql/
+    assert models["tests_failed"] == 0 and models["built"] > 0
     json.dumps(summary)  # what Airflow pushes to XCom
 
     # Recorded as a command-line sync is: `make status` sees the scheduled run.

@@ -224,3 +224,65 @@ def test_a_first_sync_that_fails_is_recorded_locally_until_a_sync_loads(start_sa
     restored = status_json(env, "--max-age", "1d")
     assert restored["state_source"] == "destination"
     assert restored["last_sync"]["exit_cause"] == "ok" and restored["fresh"] is True
+
+
+def test_status_counts_rejected_records_the_last_reconcile_and_the_deep_pass(start_sandbox,
+                                                                             tmp_path):
+    sandbox = start_sandbox(**SMALL)
+    survey = sandbox.truth()["surveys"][0]["id"]
+    sandbox.add_malformed("survey_responses", {"survey_id": survey, "answers": []},
+                          survey_id=survey)
+    sandbox.add_malformed("survey_responses", {"id": 999001, "updated_at": "yesterday"},
+                          survey_id=survey)
+    sandbox.add_malformed("devices", {"id": "dev-no-time", "name": "Kiosk"})
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+
+    # Rejected records: the total and per stream, as many as the sandbox served malformed.
+    malformed = {kind: len(records) for kind, records in sandbox.malformed().items() if records}
+    status = status_json(env)
+    assert status["rejected"]["total"] == sum(malformed.values()) == 3
+    by_stream: dict[str, int] = {}
+    for row in status["rejected"]["by_stream"]:
+        kind = row["stream"].split("[")[0]  # survey_responses[<survey id>]
+        by_stream[kind] = by_stream.get(kind, 0) + row["rows"]
+    assert by_stream == malformed
+    assert status["last_reconcile"] is None
+
+    # A reconcile: status shows what the sync's summary said it did.
+    erased = sandbox.erase_records("devices", [sandbox.truth()["devices"][0]["id"]])
+    result = run_cli(env, "--json", "--quiet", "--no-models", "--reconcile")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    reconcile = status_json(env)["last_reconcile"]
+    assert reconcile == {"at": summary["started_at"],
+                         "requests": summary["reconcile"]["requests"],
+                         "listed": summary["reconcile"]["listed"],
+                         "marked": summary["marks"]["marked"],
+                         "unmarked": summary["marks"]["unmarked"]}
+    assert reconcile["requests"] > 0 and reconcile["marked"] == {"devices": len(erased)}
+
+    # A deep pass (due every sync with DEEP_EVERY_HOURS=0): status' last deep pass is its time.
+    before = status_json(env)["last_deep_pass"]
+    result = run_cli(dict(env, SOURCES__MICROMETRICS__DEEP_EVERY_HOURS="0"),
+                     "--json", "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["deep_pass"]["ran"] is True
+    after = status_json(env)
+    deep_at = parse_timestamp(after["last_deep_pass"])
+    assert deep_at > parse_timestamp(before)
+    started, finished = (parse_timestamp(summary[key]) for key in ("started_at", "finished_at"))
+    assert started - timedelta(seconds=1) <= deep_at <= finished
+    assert after["last_reconcile"] == reconcile  # kept: this sync did not reconcile
+
+
+def test_status_unavailable_exits_3(tmp_path):
+    # No local state, and a destination that refuses connections: nothing could be read.
+    env = sync_env(tmp_path, "https://127.0.0.1:1",
+                   DESTINATION__POSTGRES__CREDENTIALS="postgresql://u:p@127.0.0.1:1/nowhere")
+    result = run_status(env, "--destination", "postgres", "--json")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert json.loads(result.stdout)["exit_code"] == 3
+    assert "status unavailable" in result.stderr
+    assert "3 status unavailable" in " ".join(run_status(env, "--help").stdout.split())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.sync.json_summary import redact
+from pipelines.sync.json_summary import MIN_REDACTED_LENGTH, redact
 from pipelines.sync.lock import sync_lock
 from tests.cli import run_cli, sync_env
 from tests.conftest import SECRET
@@ -53,7 +53,7 @@ def test_the_json_summary_equals_the_sandboxs_counters_and_the_destination(
                                  "in_destination": len(truth[table])}, table
     assert tables["survey_responses__answers"]["in_destination"] == answers(truth)
     assert tables["_rejected_records"]["in_destination"] is None  # never created
-    assert summary["floor_seconds"] == 0.0 and summary["elapsed_seconds"] > 0
+    assert summary["elapsed_seconds"] > 0  # the floor under a binding limit: see below
     assert summary["deep_pass"]["ran"] is False and summary["reconcile"]["ran"] is False
     assert summary["quiet_surveys_skipped"] == [] and summary["warnings"] == []
     assert summary["load_jobs"]["survey_responses"] >= 1 and summary["rounds"] >= 1
@@ -137,6 +137,68 @@ def test_dry_run_json_holds_the_plan(start_sandbox, tmp_path):
     assert sandbox.stats()["requests"] == 0
 
 
+def test_floor_seconds_is_what_the_sandboxs_rate_limit_allows(start_sandbox, tmp_path):
+    # A limit that binds: 20 requests/s after a burst of 10 (the client's own burst is never
+    # below 10, so the floor it reports and the sandbox's agree only from 10 up).
+    rate, burst = 20.0, 10
+    sandbox = start_sandbox(devices=10, surveys=3, responses=300, page_size=20, rate=rate,
+                            burst=burst)
+    result = run_cli(sync_env(tmp_path, sandbox.url), "--json", "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    summary = one_json_line(result)
+    requests = sandbox.stats()["requests"]
+    assert summary["requests"] == requests > burst
+    assert summary["floor_seconds"] == round((requests - burst) / rate, 3) > 0
+
+
+def test_the_deep_pass_in_json_found_the_late_uploads(start_sandbox, tmp_path):
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    late = sandbox.add_late_responses(4, delay_seconds=10 * 3600)  # beyond the 120-min lookback
+    result = run_cli(dict(env, SOURCES__MICROMETRICS__DEEP_EVERY_HOURS="0"),
+                     "--json", "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    summary = one_json_line(result)
+    deep = summary["deep_pass"]
+    assert deep["ran"] is True and deep["lookback_hours"] == 72
+    assert 0 < deep["streams"] <= 1 + len(sandbox.truth()["surveys"])  # devices, responses
+    assert deep["found"] == len(late) == 4
+
+
+def test_retries_in_json_are_the_sandboxs_503_answers(start_sandbox, tmp_path):
+    sandbox = start_sandbox(**SMALL)
+    sandbox.script("http_503", count=2)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__BACKOFF_SECONDS="0.01")
+    result = run_cli(env, "--json", "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    summary = one_json_line(result)
+    faults = sandbox.stats()["faults"]
+    assert faults["http_503"] == 2 and sum(faults.values()) == 2
+    assert summary["retries"] == faults["http_503"]
+    assert summary["requests"] == sandbox.stats()["requests"]
+
+
 def test_secrets_are_redacted():
+    assert len(SECRET) >= MIN_REDACTED_LENGTH
     assert redact(f"failed: {SECRET} in url", [None, SECRET]) == "failed: *** in url"
     assert redact(None, [SECRET]) is None
+    exactly = "x" * MIN_REDACTED_LENGTH
+    assert redact(f"a {exactly} b", [exactly]) == "a *** b"
+
+
+def test_a_short_secret_is_not_redacted_so_messages_stay_readable():
+    # Replacing "s" everywhere would turn "sync failed" into "***ync failed" and show the secret.
+    message = "sync failed: HTTP 401 on GET /surveys: bad signature"
+    assert redact(message, ["s", "short", "x" * (MIN_REDACTED_LENGTH - 1)]) == message
+
+
+def test_a_one_letter_secret_leaves_the_json_error_as_on_stderr(start_sandbox, tmp_path):
+    sandbox = start_sandbox(**FAST)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__API_SECRET="s",
+                   SOURCES__MICROMETRICS__MAX_ATTEMPTS="1")
+    result = run_cli(env, "--json", "--quiet", "--no-models")
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert "***" not in error and error.startswith("sync failed: ") and "HTTP 401" in error
+    assert result.stderr.strip().splitlines()[-1] == f"error: {error}"

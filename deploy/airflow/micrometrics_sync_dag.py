@@ -1,9 +1,10 @@
 """Airflow DAG ``micrometrics_sync``: the Micrometrics sync every hour, one run at a time,
 retried only when a retry can help.
 
-One task calls the library (not a subprocess): ``pipelines.schedules.scheduled_sync`` does
-what ``make sync`` does (settings, the pipeline's sync lock, ``make_pipeline``, ``sync()``, the
-SQL models and their data tests) and returns a summary that lands in XCom. A failure is judged
+One task calls the library (not a subprocess): ``pipelines.schedules.scheduled_sync`` runs
+the very code of ``make sync`` (``pipelines.sync.run.run_sync``: settings, the pipeline's sync
+lock, ``sync()``, the SQL models and their data tests) and returns the summary
+``make sync ARGS=--json`` prints, as a dict that lands in XCom. A failure is judged
 by ``pipelines.schedules.classify``: a transient cause (the API's 5xx/429 outlasting the
 client's own retries, no response, a dropped destination connection, another sync holding the
 lock) raises ``AirflowException`` and Airflow retries it; a configuration error, a refused key,

@@ -20,13 +20,13 @@ Not retried (a retry would fail the same way):
 - ``ValueError`` from ``sync()``'s own argument checks, and anything not listed above.
 
 The connector's own errors decide first, wherever they sit in the chain (``__cause__`` /
-``__context__``) inside dlt's wrappers, as the command line's ``first_cause`` finds them; then
-dlt's markers and transport errors; a model that failed to build is judged by its cause.
+``__context__``, walked by ``pipelines.sync.errors.causes``) inside dlt's wrappers, as the
+command line's ``first_cause`` finds them; then dlt's markers and transport errors; a model
+that failed to build is judged by its cause.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import requests
@@ -40,6 +40,7 @@ from pipelines.micrometrics.errors import (
     UnexpectedResponseError,
 )
 from pipelines.models import DataTestFailed, ModelsError
+from pipelines.sync.errors import causes, one_line
 from pipelines.sync.lock import SyncLockedError
 
 # Statuses of an ApiError worth a later run: the session already retried 5xx and waited out
@@ -107,18 +108,3 @@ def ours(exc: BaseException) -> Verdict | None:
             return Verdict(True, f"the API kept failing: {one_line(exc)}", exc)
         return Verdict(False, f"the API refused the request: {one_line(exc)}", exc)
     return None
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc``, then what caused it (``__cause__``, else ``__context__``), outermost first."""
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        yield link
-        link = link.__cause__ or link.__context__
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 500 else text[:500] + "..."

@@ -1,8 +1,8 @@
 """``scheduled_sync()``: what ``make sync`` does, as one call for a scheduler's task.
 
-The same steps as the command line (``pipelines.sync.cli.main``): settings validated before
-anything else, the pipeline's sync lock held throughout, the pipeline built from the same
-options (``make_pipeline``), the library's ``sync()``, then the SQL models and their data tests.
+The very steps of the command line: both call ``pipelines.sync.run.run_sync`` (settings
+validated before anything else, the pipeline's sync lock held throughout, the library's
+``sync()``, then the SQL models and their data tests, the outcome recorded for ``status``).
 Failures are raised as they are (``ConfigurationError``, ``SyncLockedError``, ``DataTestFailed``,
 dlt's ``PipelineStepFailed`` around an ``ApiError``...) so the caller can ``classify`` them.
 """
@@ -13,16 +13,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from dlt.common.pipeline import get_dlt_pipelines_dir
-
-from pipelines.destination import DEFAULT_DATASET, PIPELINE_NAME
-from pipelines.micrometrics import RESOURCES, sync
-from pipelines.micrometrics.settings import load_settings
-from pipelines.models import build_models
-from pipelines.sync.cli import recorded
+from pipelines.destination import DEFAULT_DATASET
+from pipelines.micrometrics import RESOURCES
 from pipelines.sync.json_summary import RunResult
-from pipelines.sync.lock import sync_lock
-from pipelines.sync.options import SyncOptions, make_pipeline
+from pipelines.sync.options import SyncOptions
+from pipelines.sync.run import EXIT_OK, run_sync
 
 
 def scheduled_sync(
@@ -38,9 +33,9 @@ def scheduled_sync(
     ``DESTINATION__*``, ``.dlt/`` of the working directory, any registered provider).
 
     Returns:
-        A JSON-able summary (an Airflow task's return value goes to XCom): destination,
-        dataset, rounds, rows loaded per table, requests, retries, elapsed seconds, models
-        built and data tests passed.
+        The summary ``make sync ARGS=--json`` prints, as a dict (an Airflow task's return value
+        goes to XCom): exit_code, exit_cause, destination, dataset, tables (rows loaded and in
+        the destination), requests, retries, rounds, deep_pass, models (built, tests passed)...
 
     Raises:
         ConfigurationError: Bad or missing settings, before any request.
@@ -48,28 +43,7 @@ def scheduled_sync(
         DataTestFailed: Loaded, but a data test failed.
         Exception: What the sync or dlt raised (see ``classify``).
     """
-    settings = load_settings()
     options = SyncOptions(destination=destination, dataset=dataset, resources=tuple(resources))
-    result = RunResult(destination=destination, dataset=dataset, started_at=datetime.now(UTC),
-                       secrets=[settings.api_secret])
-    with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
-        pipeline = make_pipeline(options)
-        # Recorded as the command records its runs, so that `make status` sees this one too.
-        with recorded(pipeline, options, result):
-            report = result.report = sync(pipeline, settings=settings,
-                                          **options.sync_arguments())
-            built = build_models(pipeline) if models else None
-    stats = report.client_stats
-    return {
-        "destination": destination,
-        "dataset": dataset,
-        "rounds": report.rounds,
-        "loaded_rows": dict(report.loaded_rows),
-        "requests": stats.get("requests", 0),
-        "retries": stats.get("retries", 0),
-        "throttled": stats.get("throttled", 0),
-        "elapsed_seconds": round(report.elapsed, 3),
-        "warnings": list(report.warnings),
-        "models_built": len(built.built) if built else 0,
-        "data_tests_passed": sum(1 for test in built.tests if test.passed) if built else 0,
-    }
+    result = RunResult(destination=destination, dataset=dataset, started_at=datetime.now(UTC))
+    run_sync(options, result, models=models)
+    return result.as_dict(EXIT_OK, datetime.now(UTC))

@@ -18,7 +18,7 @@ from .render import render
 from .report import build_report
 from .snapshot import take_snapshot
 
-EXIT_OK, EXIT_STALE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_STALE, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 DESCRIPTION = """\
@@ -40,9 +40,9 @@ freshness (--max-age): the data is as of the start of the last successful comple
 mark of the streams the last sync was to read when that is newer (syncs run from code record
 no result); quiet surveys skipped on purpose and surveys gone upstream do not count.
 exit status: 0 shown (with --max-age: the data is fresh), 1 with --max-age: the data is older
-than AGE or its age is unknown (nothing synced yet); also, with or without --max-age, when no
-state could be read at all (the destination unreachable and no local state), 2 bad arguments or
-configuration.
+than AGE or its age is unknown (nothing synced yet), 2 bad arguments or configuration, 3 status
+unavailable: no state could be read at all (the destination unreachable and no local state),
+with or without --max-age.
 examples:
   python -m pipelines.status
   python -m pipelines.status --max-age 6h          # for a monitor: exit 1 when stale
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         return fail(args, EXIT_CONFIG, str(exc))
     if snapshot.state is None and snapshot.unreachable:
-        return fail(args, EXIT_STALE, "status unavailable: " + "; ".join(snapshot.problems))
+        return fail(args, EXIT_UNAVAILABLE, "status unavailable: " + "; ".join(snapshot.problems))
     report = build_report(snapshot, now, args.max_age, args.destination, args.dataset)
     code = EXIT_STALE if report["fresh"] is False else EXIT_OK
     report["exit_code"] = code

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipelines.micrometrics import RESOURCES
 from pipelines.micrometrics.timeutil import parse_timestamp
 
 SOURCES = {"none": "none found (nothing synced yet?)",
@@ -37,7 +38,7 @@ def sync_line(label: str, record: dict[str, Any] | None, now: datetime) -> str:
     rows = sum((record.get("rows_loaded") or {}).values())
     what = f"{record['exit_cause']} (exit {record['exit_code']})"
     scope = "" if not record.get("explicit_range") else ", an explicit re-read"
-    if set(record.get("resources") or []) != {"devices", "surveys", "survey_responses"}:
+    if set(record.get("resources") or []) != set(RESOURCES):
         scope += f", resources {','.join(record.get('resources') or [])}"
     line = (f"{label}: {what}, started {ago(record['started_at'], now)}, finished "
             f"{record['finished_at']}{scope}")

@@ -24,6 +24,7 @@ from typing import Any
 
 from pipelines.micrometrics.quiet import skipped_surveys
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
+from pipelines.sync.json_summary import quiet_surveys_json
 
 from .record import status_of
 from .snapshot import Snapshot
@@ -137,10 +138,7 @@ def build_report(snapshot: Snapshot, now: datetime, max_age: timedelta | None,
         "streams": streams,
         "open_backfills": [s["stream"] for s in streams if s["backfill"]],
         "survey_list": listing,
-        "quiet_surveys_skipped": [
-            {"survey_id": s.survey_id, "last_read": format_timestamp(s.last_read),
-             "stale_hours": round(s.stale.total_seconds() / 3600, 3),
-             "read_by": format_timestamp(s.read_by)} for s in skipped],
+        "quiet_surveys_skipped": quiet_surveys_json(skipped),
         "tables": counts,
         "rejected": None if snapshot.rejected is None else {
             "total": sum(n for _, _, n in snapshot.rejected),

@@ -26,6 +26,7 @@ from dlt.pipeline.state_sync import migrate_state_to_current
 from pipelines.destination import DEFAULT_DUCKDB_FILE, PIPELINE_NAME, open_pipeline
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
+from pipelines.sync.errors import causes, one_line
 
 from .record import STATUS_KEY
 
@@ -159,12 +160,5 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
 
 
 def root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception dlt wrapped."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return exc
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:300] + "..."
+    """The innermost exception dlt wrapped (following ``__cause__`` only)."""
+    return list(causes(exc, implicit=False))[-1]

@@ -5,40 +5,30 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import dlt
-from dlt.common.pipeline import get_dlt_pipelines_dir
 
-from pipelines.destination import PIPELINE_NAME, add_destination_arguments
-from pipelines.micrometrics import RESOURCES, sync
-from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
-from pipelines.micrometrics.quarantine import REJECTED_TABLE
-from pipelines.micrometrics.settings import Settings, load_settings
+from pipelines.destination import add_destination_arguments
+from pipelines.micrometrics import RESOURCES
+from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.timeutil import parse_timestamp
-from pipelines.models import (
-    DataTestFailed,
-    ModelsError,
-    build_models,
-    mart_preview,
-    run_data_tests,
-)
-from pipelines.status.record import SyncOutcome, record_sync
 
 from .dryrun import describe_plan
-from .json_summary import JsonAwareParser, RunResult, exit_cause, redact
-from .lock import SyncLockedError, sync_lock
-from .options import SyncOptions, make_pipeline
-from .summary import destination_counts, render
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
-EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
-TABLES = ["devices", "surveys", "surveys__questions", "survey_questions", "survey_responses",
-          "survey_responses__answers", REJECTED_TABLE]
+from .json_summary import JsonAwareParser, RunResult
+from .options import SyncOptions
+from .run import (  # noqa: F401 - TABLES and the exit statuses are imported from here too
+    EXIT_CONFIG,
+    EXIT_DATA_TEST,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    TABLES,
+    failure,
+    run_sync,
+)
 
 DESCRIPTION = """\
 Sync Micrometrics devices, surveys and survey responses into the destination.
@@ -134,16 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def first_cause(exc: BaseException) -> BaseException:
-    """Our own error inside dlt's wrappers, if there is one."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, MicrometricsError | ModelsError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return exc
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -179,17 +159,18 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
         reconcile=args.reconcile,
     )
     try:
-        settings = load_settings()
-        result.secrets.append(settings.api_secret)
         if args.dry_run:
+            settings = load_settings()
+            result.secrets.append(settings.api_secret)
             plan = describe_plan(settings, options)
             say(plan)
             result.extra["plan"] = plan.splitlines()
             return EXIT_OK
-        with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
-            pipeline = make_pipeline(options)
-            with recorded(pipeline, options, result):
-                sync_and_build(args, options, settings, pipeline, result, say)
+        preview = None
+        if args.preview:
+            out = sys.stderr if args.json else sys.stdout
+            preview = lambda text: print(text, file=out)  # noqa: E731
+        run_sync(options, result, models=not args.no_models, say=say, preview=preview)
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - one line for people, the trace with --verbose
         code, message = failure(exc)
@@ -200,63 +181,6 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
         return code
 
 
-def sync_and_build(args: argparse.Namespace, options: SyncOptions, settings: Settings,
-                   pipeline: dlt.Pipeline, result: RunResult, say: Callable[[str], None]) -> None:
-    """The sync, its summary, then the models and their data tests (raises DataTestFailed)."""
-    report = result.report = sync(pipeline, settings=settings, **options.sync_arguments())
-    result.counts = destination_counts(pipeline, TABLES)
-    say(render(report, result.counts, report.rate, report.burst))
-    if args.no_models:
-        return
-    started = time.monotonic()
-    models = result.models = build_models(pipeline, run_tests=False)
-    models.tests = run_data_tests(pipeline)
-    models.seconds = time.monotonic() - started
-    failures = [test for test in models.tests if not test.passed]
-    if failures:
-        raise DataTestFailed(failures)
-    say(models.summary())
-    if args.preview:
-        print("\n".join(mart_preview(pipeline)), file=sys.stderr if args.json else sys.stdout)
-
-
-@contextmanager
-def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) -> Iterator[None]:
-    """Record how the sync went (``status`` reads it), whether it succeeds or raises."""
-    try:
-        yield
-    except Exception as exc:
-        save_outcome(pipeline, options, result, *failure(exc))
-        raise
-    save_outcome(pipeline, options, result, EXIT_OK, None)
-
-
-def save_outcome(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
-                 message: str | None) -> None:
-    outcome = SyncOutcome(
-        started_at=result.started_at or datetime.now(UTC), finished_at=datetime.now(UTC),
-        exit_code=code, exit_cause=exit_cause(code),
-        error=redact(" ".join(message.split()), result.secrets) if message else None,
-        resources=tuple(options.resources), explicit_range=options.explicit_range,
-        full_refresh=options.full_refresh, report=result.report)
-    try:
-        record_sync(pipeline, outcome)
-    except Exception as exc:  # noqa: BLE001 - the sync's own result stands
-        print(f"warning: the sync's outcome could not be recorded for status: "
-              f"{one_line(first_cause(exc))}", file=sys.stderr)
-
-
-def failure(exc: BaseException) -> tuple[int, str]:
-    """The exit status of a failed run, and its one-line message (after ``error: ``)."""
-    if isinstance(exc, SyncLockedError):
-        return EXIT_LOCKED, str(exc)
-    if isinstance(exc, DataTestFailed):  # only the models raise it: the load itself succeeded
-        return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
-    if isinstance(exc, ConfigurationError):
-        return EXIT_CONFIG, str(exc)
-    return EXIT_FAILED, f"sync failed: {one_line(first_cause(exc))}"
-
-
 def configured_secret() -> str | None:
     """The API secret as configured, to keep it out of every message (best effort: the
     messages carry none by design)."""
@@ -265,8 +189,3 @@ def configured_secret() -> str | None:
     except Exception:  # noqa: BLE001 - no secret configured, or no provider answers
         return None
     return str(value) if value else None
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 500 else text[:500] + "..."

@@ -19,12 +19,16 @@ from typing import Any
 from pipelines.micrometrics import SyncReport
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.timeutil import format_timestamp
-from pipelines.models import DataTestResult, ModelsReport
+from pipelines.models import ModelsReport
 
 from .summary import floor_seconds, load_jobs_per_table
 
 EXIT_CAUSES = {0: "ok", 1: "failed", 2: "config", 3: "locked", 4: "data_test"}
 REDACTED = "***"
+# Secrets shorter than this are not replaced: replacing a short string (a one-letter secret
+# such as "s") would garble every word holding it and, by where the *** land, show what the
+# secret is. The messages carry no secret by design; this is the safety net for real ones.
+MIN_REDACTED_LENGTH = 8
 
 
 def exit_cause(code: int) -> str:
@@ -32,12 +36,13 @@ def exit_cause(code: int) -> str:
 
 
 def redact(text: str | None, secrets: Iterable[str | None]) -> str | None:
-    """``text`` with every secret in ``secrets`` replaced by ``***``."""
+    """``text`` with every secret in ``secrets`` of at least ``MIN_REDACTED_LENGTH``
+    characters replaced by ``***`` (shorter ones are left: see ``MIN_REDACTED_LENGTH``)."""
     if text is None:
         return None
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_REDACTED_LENGTH},
+                         key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
     return text
 
 
@@ -46,12 +51,11 @@ def dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload, default=str, separators=(",", ":"))
 
 
-def models_json(models: ModelsReport | None, tests: list[DataTestResult] | None = None
-                ) -> dict[str, Any] | None:
+def models_json(models: ModelsReport | None) -> dict[str, Any] | None:
     """What the models build did: built views and tables, data tests passed and failed."""
     if models is None:
         return None
-    tests = models.tests if tests is None else tests
+    tests = models.tests
     views = sum(1 for _, kind in models.built if kind == "view")
     failed = [test for test in tests if not test.passed]
     return {
@@ -65,6 +69,14 @@ def models_json(models: ModelsReport | None, tests: list[DataTestResult] | None 
         "failed_tests": [test.name for test in failed],
         "seconds": round(models.seconds, 3),
     }
+
+
+def quiet_surveys_json(skipped: Iterable[Any]) -> list[dict[str, Any]]:
+    """Quiet surveys a sync skipped on purpose: when each was last read, how stale, and by when
+    it will be read again (the same in the sync's ``--json`` and in ``status``)."""
+    return [{"survey_id": s.survey_id, "last_read": format_timestamp(s.last_read),
+             "stale_hours": round(s.stale.total_seconds() / 3600, 3),
+             "read_by": format_timestamp(s.read_by)} for s in skipped]
 
 
 def report_json(report: SyncReport | None, counts: dict[str, int | None] | None
@@ -108,11 +120,7 @@ def report_json(report: SyncReport | None, counts: dict[str, int | None] | None
             "listed": dict(reconcile.listed) if reconcile else {},
         },
         "marks": {"marked": dict(report.marks.marked), "unmarked": dict(report.marks.unmarked)},
-        "quiet_surveys_skipped": [
-            {"survey_id": s.survey_id, "last_read": format_timestamp(s.last_read),
-             "stale_hours": round(s.stale.total_seconds() / 3600, 3),
-             "read_by": format_timestamp(s.read_by)}
-            for s in report.skipped_surveys],
+        "quiet_surveys_skipped": quiet_surveys_json(report.skipped_surveys),
         "rejected": report.rejected,
         "warnings": warnings,
         "load_jobs": load_jobs_per_table(report),
@@ -129,12 +137,16 @@ class RunResult:
     report: SyncReport | None = None
     counts: dict[str, int | None] | None = None
     models: ModelsReport | None = None
-    tests: list[DataTestResult] | None = None
     error: str | None = None
     secrets: list[str] = field(default_factory=list, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self, code: int, finished_at: datetime) -> str:
+        """The summary as one JSON line (what ``--json`` prints)."""
+        return dumps(self.as_dict(code, finished_at))
+
+    def as_dict(self, code: int, finished_at: datetime) -> dict[str, Any]:
+        """The summary, JSON-able (``datetime``s as ISO 8601 text): what ``as_json`` prints."""
         payload: dict[str, Any] = {
             "exit_code": code,
             "exit_cause": exit_cause(code),
@@ -144,10 +156,10 @@ class RunResult:
             "started_at": format_timestamp(self.started_at) if self.started_at else None,
             "finished_at": format_timestamp(finished_at),
             **report_json(self.report, self.counts),
-            "models": models_json(self.models, self.tests),
+            "models": models_json(self.models),
             **self.extra,
         }
-        return dumps(payload)
+        return json.loads(dumps(payload))
 
 
 class JsonAwareParser(argparse.ArgumentParser):

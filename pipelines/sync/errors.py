@@ -1,0 +1,22 @@
+"""One-line messages of exceptions and their cause chains, shared by sync, status and schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """``exc``'s message with whitespace folded, at most ``limit`` characters (then ``...``)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def causes(exc: BaseException, *, implicit: bool = True) -> Iterator[BaseException]:
+    """``exc``, then what caused it, outermost first: ``__cause__``, else (``implicit``)
+    ``__context__``. Stops at a loop."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or (link.__context__ if implicit else None)

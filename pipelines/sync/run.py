@@ -1,0 +1,128 @@
+"""``run_sync()``: one sync as ``make sync`` runs it, shared by the command line
+(``pipelines.sync.cli``) and the scheduler's task (``pipelines.schedules.scheduled_sync``).
+
+Settings validated before anything else, the pipeline's sync lock held throughout, the pipeline
+built from the options (``make_pipeline``), the library's ``sync()``, the rows per table, then
+the SQL models and their data tests; the outcome recorded in the pipeline's state (what
+``status`` reads) whether the run succeeds or raises. What it did goes into a ``RunResult``
+(``--json``'s summary); failures are raised as they are.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import dlt
+from dlt.common.pipeline import get_dlt_pipelines_dir
+
+from pipelines.destination import PIPELINE_NAME
+from pipelines.micrometrics import sync
+from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
+from pipelines.micrometrics.quarantine import REJECTED_TABLE
+from pipelines.micrometrics.settings import Settings, load_settings
+from pipelines.models import DataTestFailed, ModelsError, build_models, mart_preview, run_data_tests
+from pipelines.status.record import SyncOutcome, record_sync
+
+from .errors import causes, one_line
+from .json_summary import RunResult, exit_cause, redact
+from .lock import SyncLockedError, sync_lock
+from .options import SyncOptions, make_pipeline
+from .summary import destination_counts, render
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
+TABLES = ["devices", "surveys", "surveys__questions", "survey_questions", "survey_responses",
+          "survey_responses__answers", REJECTED_TABLE]
+
+
+def _quiet(_text: str) -> None:
+    return None
+
+
+def run_sync(options: SyncOptions, result: RunResult, *, models: bool = True,
+             say: Callable[[str], None] = _quiet,
+             preview: Callable[[str], None] | None = None) -> None:
+    """Sync as ``options`` say, then build the models and run their data tests (unless
+    ``models`` is false); ``say`` gets the summaries, ``preview`` (if given) the marts' first
+    lines. Fills ``result``.
+
+    Raises:
+        ConfigurationError: Bad or missing settings, before any request.
+        SyncLockedError: Another sync of the pipeline is running.
+        DataTestFailed: Loaded, but a data test failed.
+        Exception: What the sync or dlt raised (``failure`` gives its exit status).
+    """
+    settings = load_settings()
+    result.secrets.append(settings.api_secret)
+    with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
+        pipeline = make_pipeline(options)
+        with recorded(pipeline, options, result):
+            sync_and_build(options, settings, pipeline, result, models, say, preview)
+
+
+def sync_and_build(options: SyncOptions, settings: Settings, pipeline: dlt.Pipeline,
+                   result: RunResult, models: bool, say: Callable[[str], None],
+                   preview: Callable[[str], None] | None) -> None:
+    """The sync, its summary, then the models and their data tests (raises DataTestFailed)."""
+    report = result.report = sync(pipeline, settings=settings, **options.sync_arguments())
+    result.counts = destination_counts(pipeline, TABLES)
+    say(render(report, result.counts, report.rate, report.burst))
+    if not models:
+        return
+    started = time.monotonic()
+    built = result.models = build_models(pipeline, run_tests=False)
+    built.tests = run_data_tests(pipeline)
+    built.seconds = time.monotonic() - started
+    failures = [test for test in built.tests if not test.passed]
+    if failures:
+        raise DataTestFailed(failures)
+    say(built.summary())
+    if preview is not None:
+        preview("\n".join(mart_preview(pipeline)))
+
+
+@contextmanager
+def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) -> Iterator[None]:
+    """Record how the sync went (``status`` reads it), whether it succeeds or raises."""
+    try:
+        yield
+    except Exception as exc:
+        save_outcome(pipeline, options, result, *failure(exc))
+        raise
+    save_outcome(pipeline, options, result, EXIT_OK, None)
+
+
+def save_outcome(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
+                 message: str | None) -> None:
+    outcome = SyncOutcome(
+        started_at=result.started_at or datetime.now(UTC), finished_at=datetime.now(UTC),
+        exit_code=code, exit_cause=exit_cause(code),
+        error=redact(" ".join(message.split()), result.secrets) if message else None,
+        resources=tuple(options.resources), explicit_range=options.explicit_range,
+        full_refresh=options.full_refresh, report=result.report)
+    try:
+        record_sync(pipeline, outcome)
+    except Exception as exc:  # noqa: BLE001 - the sync's own result stands
+        print(f"warning: the sync's outcome could not be recorded for status: "
+              f"{one_line(first_cause(exc))}", file=sys.stderr)
+
+
+def first_cause(exc: BaseException) -> BaseException:
+    """Our own error inside dlt's wrappers, if there is one."""
+    return next((link for link in causes(exc)
+                 if isinstance(link, MicrometricsError | ModelsError)), exc)
+
+
+def failure(exc: BaseException) -> tuple[int, str]:
+    """The exit status of a failed run, and its one-line message (after ``error: ``)."""
+    if isinstance(exc, SyncLockedError):
+        return EXIT_LOCKED, str(exc)
+    if isinstance(exc, DataTestFailed):  # only the models raise it: the load itself succeeded
+        return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
+    if isinstance(exc, ConfigurationError):
+        return EXIT_CONFIG, str(exc)
+    return EXIT_FAILED, f"sync failed: {one_line(first_cause(exc))}"
