@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from dlt.common.configuration.container import Container
@@ -66,20 +66,26 @@ def run_sync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """The command in this process, with ``run_sync``'s environment, working directory, result
-    and exit status (argparse's ``SystemExit`` included; an exception that escapes ``main``
-    is a traceback on stderr and status 1, as in a process)."""
+    """The sync command in this process (see ``run_in_process``)."""
+    return run_in_process(main, COMMAND, env, *args)
+
+
+def run_in_process(command_main: Callable[[list[str]], int], command: Sequence[str],
+                   env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """A command's ``main`` in this process, with ``run_sync``'s environment, working
+    directory, result and exit status (argparse's ``SystemExit`` included; an exception that
+    escapes ``main`` is a traceback on stderr and status 1, as in a process)."""
     stdout, stderr = io.StringIO(), io.StringIO()
     with as_a_process(env, stderr), contextlib.redirect_stdout(stdout), \
             contextlib.redirect_stderr(stderr):
         try:
-            code = main(list(args))
+            code = command_main(list(args))
         except SystemExit as exc:
             code = exit_status(exc.code)
         except Exception:  # noqa: BLE001 - what the interpreter would do with it
             traceback.print_exc()
             code = 1
-    return subprocess.CompletedProcess([*COMMAND, *args], code, stdout.getvalue(),
+    return subprocess.CompletedProcess([*command, *args], code, stdout.getvalue(),
                                        stderr.getvalue())
 
 

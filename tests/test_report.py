@@ -3,8 +3,6 @@ is self-contained, and headless chromium draws every chart without touching the 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shutil
@@ -25,7 +23,7 @@ from pipelines.report.browser import RENDERED_CHARTS_JS, offline_page, open_repo
 from pipelines.report.cli import main
 from pipelines.report.render import CHARTS, age_text, plot_text, write_report
 from pipelines.sandbox import Sandbox
-from tests.cli import as_a_process, run_cli, sync_env
+from tests.cli import run_cli, run_in_process, sync_env
 from tests.conftest import KEY, SECRET
 from tests.destinations import SMALL, pipeline_on
 from tests.fakes import FakeClock
@@ -258,15 +256,7 @@ def test_help_lists_the_options():
 
 def run_report(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """The report command in this process, as ``tests.cli.run_cli`` runs the sync."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with as_a_process(env, stderr), contextlib.redirect_stdout(stdout), \
-            contextlib.redirect_stderr(stderr):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return subprocess.CompletedProcess(["report", *args], code, stdout.getvalue(),
-                                       stderr.getvalue())
+    return run_in_process(main, ["report"], env, *args)
 
 
 def files_under(path: Path) -> dict[str, tuple[int, int]]:

@@ -4,8 +4,6 @@ pipeline folder gone, from the destination's; on DuckDB and PostgreSQL."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
@@ -19,7 +17,7 @@ from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.status.cli import age_arg, main
 from pipelines.sync.cli import TABLES
 from pipelines.sync.summary import destination_counts
-from tests.cli import as_a_process, run_cli, sync_env
+from tests.cli import run_cli, run_in_process, sync_env
 from tests.conftest import SECRET
 from tests.destinations import FAST, pipeline_on
 from tests.syncing import RequestCapExceeded, sync_into
@@ -28,16 +26,8 @@ SMALL = {"devices": 10, "surveys": 3, "responses": 300, **FAST}
 
 
 def run_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """The status command in this process, as ``run_cli`` runs the sync."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with as_a_process(env, stderr), contextlib.redirect_stdout(stdout), \
-            contextlib.redirect_stderr(stderr):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return subprocess.CompletedProcess(["status", *args], code, stdout.getvalue(),
-                                       stderr.getvalue())
+    """The status command in this process, as ``tests.cli.run_cli`` runs the sync."""
+    return run_in_process(main, ["status"], env, *args)
 
 
 def status_json(env: dict[str, str], *args: str, code: int = 0) -> dict:
