@@ -118,3 +118,15 @@ def query(tmp_path: Path, sql: str) -> list[tuple]:
 
 def loaded(tmp_path: Path, table: str, columns: str = "id, updated_at") -> list[tuple]:
     return query(tmp_path, f"SELECT {columns} FROM {DATASET}.{table} ORDER BY 1")
+
+
+def add_malformed_records(sandbox: Sandbox) -> int:
+    """Three records no sync can merge: two responses of the first survey (no id; an
+    updated_at that is no timestamp) and a device without updated_at. Returns that survey."""
+    survey = sandbox.truth()["surveys"][0]["id"]
+    sandbox.add_malformed("survey_responses", {"survey_id": survey, "answers": []},
+                          survey_id=survey)
+    sandbox.add_malformed("survey_responses", {"id": 999001, "updated_at": "yesterday"},
+                          survey_id=survey)
+    sandbox.add_malformed("devices", {"id": "dev-no-time", "name": "Kiosk"})
+    return survey

@@ -12,7 +12,7 @@ import pytest
 from pipelines.micrometrics.messages import hint
 from pipelines.sync.lock import sync_lock
 from tests.cli import run_cli, run_sync, start_sync, sync_env
-from tests.syncing import query
+from tests.syncing import add_malformed_records, query
 from tests.truth import assert_matches_truth
 
 FAST_RETRIES = {"SOURCES__MICROMETRICS__MAX_ATTEMPTS": "2",
@@ -125,12 +125,7 @@ def test_one_off_faults_recover_exact(start_sandbox, tmp_path, kind):
 
 def test_malformed_records_are_quarantined_not_dropped(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox)
-    survey = sandbox.truth()["surveys"][0]["id"]
-    sandbox.add_malformed("survey_responses", {"survey_id": survey, "answers": []},
-                          survey_id=survey)
-    sandbox.add_malformed("survey_responses", {"id": 999001, "updated_at": "yesterday"},
-                          survey_id=survey)
-    sandbox.add_malformed("devices", {"id": "dev-no-time", "name": "Kiosk"})
+    survey = add_malformed_records(sandbox)
     env = sync_env(tmp_path, sandbox.url)
     first = run_cli(env, "--quiet", "--no-models")
     assert first.returncode == 0, first.stderr

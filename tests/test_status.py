@@ -20,7 +20,7 @@ from pipelines.sync.summary import destination_counts
 from tests.cli import run_cli, run_in_process, sync_env
 from tests.conftest import SECRET
 from tests.destinations import FAST, pipeline_on
-from tests.syncing import RequestCapExceeded, sync_into
+from tests.syncing import RequestCapExceeded, add_malformed_records, sync_into
 
 SMALL = {"devices": 10, "surveys": 3, "responses": 300, **FAST}
 
@@ -219,12 +219,7 @@ def test_a_first_sync_that_fails_is_recorded_locally_until_a_sync_loads(start_sa
 def test_status_counts_rejected_records_the_last_reconcile_and_the_deep_pass(start_sandbox,
                                                                              tmp_path):
     sandbox = start_sandbox(**SMALL)
-    survey = sandbox.truth()["surveys"][0]["id"]
-    sandbox.add_malformed("survey_responses", {"survey_id": survey, "answers": []},
-                          survey_id=survey)
-    sandbox.add_malformed("survey_responses", {"id": 999001, "updated_at": "yesterday"},
-                          survey_id=survey)
-    sandbox.add_malformed("devices", {"id": "dev-no-time", "name": "Kiosk"})
+    add_malformed_records(sandbox)
     env = sync_env(tmp_path, sandbox.url)
     assert run_cli(env, "--quiet", "--no-models").returncode == 0
 
