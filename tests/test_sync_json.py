@@ -162,7 +162,9 @@ def test_the_deep_pass_in_json_found_the_late_uploads(start_sandbox, tmp_path):
     summary = one_json_line(result)
     deep = summary["deep_pass"]
     assert deep["ran"] is True and deep["lookback_hours"] == 72
-    assert 0 < deep["streams"] <= 1 + len(sandbox.truth()["surveys"])  # devices, responses
+    # Every stream re-read its deep lookback: devices and each survey's responses, including
+    # those whose deep window held nothing new.
+    assert deep["streams"] == 1 + len(sandbox.truth()["surveys"])
     assert deep["found"] == len(late) == 4
 
 

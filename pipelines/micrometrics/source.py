@@ -70,6 +70,8 @@ def walk(
     while (window := windows.next_window()) is not None:
         if not budget.take():
             return
+        if windows.deep_below is not None:
+            tally.add(deep_stream=label)  # counted when read, whether or not it finds records
         restarts = 0
         while True:
             cursor, records = windows.resume_cursor()
@@ -128,10 +130,7 @@ def count_deep_finds(
     """In a deep pass, count the records changed before the plain lookback's start that the
     destination does not hold in this version: late uploads the plain lookback missed."""
     below = windows.deep_below
-    if below is None:
-        return
-    tally.add(deep_stream=label)
-    if known_versions is None:
+    if below is None or known_versions is None:
         return
     older = {r["id"]: parse_timestamp(r["updated_at"]) for r in records
              if parse_timestamp(r["updated_at"]) < below}
