@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", type=_number(int, 1), default=10, help="leaky bucket capacity")
     p.add_argument("--devices", type=_number(int, 0), default=40, help="generated devices")
     p.add_argument("--surveys", type=_number(int, 0), default=5, help="generated surveys")
+    p.add_argument("--silent-devices", type=_number(int, 0), default=0,
+                   help="active devices with no response in the last 21 days (default 0)")
     p.add_argument("--responses", type=_number(int, 0), default=6000,
                    help="generated survey responses")
     p.add_argument("--last-cursor", choices=LAST_CURSOR_MODES, default="empty",
@@ -73,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         page_size=args.page_size, fault_rate=args.fault_rate, latency=args.latency,
         latency_jitter=args.latency_jitter,
         rate=args.rate, burst=args.burst, devices=args.devices, surveys=args.surveys,
-        responses=args.responses, last_cursor=args.last_cursor, boundary=args.boundary,
+        responses=args.responses, silent_devices=args.silent_devices,
+        last_cursor=args.last_cursor, boundary=args.boundary,
         order=args.order, port=args.port,
     ).start()
     stop = threading.Event()

@@ -188,8 +188,19 @@ def _response_times(rng: random.Random, count: int, anchor: int) -> list[int]:
     return times
 
 
+# A silent device's last response is older than this (dim_devices calls an active device
+# silent after 7 days without one).
+SILENT_DAYS = 21
+
+
+def silent_device_ids(device_rows: list[tuple[int, dict]], count: int) -> list[str]:
+    """The first ``count`` active devices: those that stopped responding."""
+    return [d["id"] for _, d in device_rows if d["status"] == "active"][:count]
+
+
 def generate(
-    seed: int, anchor_ms: int, devices: int, surveys: int, responses: int
+    seed: int, anchor_ms: int, devices: int, surveys: int, responses: int,
+    silent_devices: int = 0,
 ) -> dict[str, list[tuple[int, dict]]]:
     """Builds the initial data set.
 
@@ -199,6 +210,8 @@ def generate(
         devices: Number of devices.
         surveys: Number of surveys.
         responses: Total number of survey responses, spread unevenly over the surveys.
+        silent_devices: Active devices with no response in the last ``SILENT_DAYS`` days (a
+            kiosk unplugged or broken): their recent responses go to the other devices.
 
     Returns:
         ``{kind: [(updated_at_ms, record), ...]}`` for devices, surveys and survey_responses.
@@ -211,13 +224,19 @@ def generate(
         # Uneven spread: survey i gets weight 1/(i+1).
         weights = [1 / (i + 1) for i in range(len(survey_rows))]
         device_ids = [d["id"] for _, d in device_rows]
+        silent = set(silent_device_ids(device_rows, silent_devices))
+        loud_ids = [i for i in device_ids if i not in silent]
+        if not loud_ids:
+            raise ValueError("silent_devices must leave at least one device responding")
+        silent_since = anchor_ms - SILENT_DAYS * DAY_MS
         response_id = 10_000
         for updated in _response_times(rng, responses, anchor_ms):
             response_id += rng.randint(1, 3)  # gaps, like a real shared sequence
             survey = rng.choices(survey_rows, weights)[0][1]
             created = updated - (rng.randint(0, 3 * DAY_MS) if rng.random() < 0.2 else 0)
-            record = make_response(
-                rng, response_id, survey, rng.choice(device_ids), created, updated
-            )
+            device = rng.choice(device_ids)
+            if device in silent and created >= silent_since:
+                device = loud_ids[response_id % len(loud_ids)]  # no draw: the rest stays put
+            record = make_response(rng, response_id, survey, device, created, updated)
             response_rows.append((updated, record))
     return {"devices": device_rows, "surveys": survey_rows, "survey_responses": response_rows}

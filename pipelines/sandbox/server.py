@@ -287,6 +287,8 @@ class Sandbox:
         devices: Number of generated devices.
         surveys: Number of generated surveys.
         responses: Number of generated survey responses.
+        silent_devices: Active devices that stopped responding ``SILENT_DAYS`` (21) days ago
+            (the report's "devices gone quiet"); see :meth:`silent_devices`.
         last_cursor: ``empty`` or ``absent`` Next-Cursor on the last page.
         boundary: ``closed``, ``open``, ``left`` or ``right`` window bounds.
         order: ``shuffled``, ``asc`` or ``desc`` order of index results.
@@ -308,6 +310,7 @@ class Sandbox:
         devices: int = 40,
         surveys: int = 5,
         responses: int = 6000,
+        silent_devices: int = 0,
         last_cursor: str = "empty",
         boundary: str = "closed",
         order: str = "shuffled",
@@ -333,7 +336,7 @@ class Sandbox:
         self._latency_lock = threading.Lock()
         self._reorder: Reorder | None = None
         self._credentials = {api_key: api_secret}
-        self.store = Store(seed, devices, surveys, responses, self.clock)
+        self.store = Store(seed, devices, surveys, responses, self.clock, silent_devices)
         self._bucket = LeakyBucket(rate, burst)
         self._faults = FaultInjector(seed, fault_rate)
         self._script = Script()
@@ -441,6 +444,10 @@ class Sandbox:
     def reset_stats(self) -> None:
         """Zeroes the counters."""
         self._stats.reset()
+
+    def silent_devices(self) -> list[str]:
+        """Ids of the active devices generated silent (``silent_devices``)."""
+        return list(self.store.silent_device_ids)
 
     def malformed(self) -> dict[str, list[dict]]:
         """The records stored with :meth:`add_malformed`, by kind (not part of ``truth()``)."""

@@ -41,6 +41,7 @@ class Store:
         surveys: int = 5,
         responses: int = 6000,
         clock: Callable[[], float] | None = None,
+        silent_devices: int = 0,
     ) -> None:
         self._clock = clock or time.time
         self._lock = threading.RLock()
@@ -58,7 +59,8 @@ class Store:
         self.version = 0
         # Surveys removed with remove_survey, with their responses, for restore_survey.
         self._removed: dict[Any, list[tuple[str, int, dict]]] = {}
-        rows = data.generate(seed, anchor_ms, devices, surveys, responses)
+        rows = data.generate(seed, anchor_ms, devices, surveys, responses, silent_devices)
+        self.silent_device_ids = data.silent_device_ids(rows["devices"], silent_devices)
         for kind in KINDS:
             for updated_ms, record in rows[kind]:
                 self._put(kind, record, updated_ms)
