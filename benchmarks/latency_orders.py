@@ -226,15 +226,18 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
 
 
 EXPLANATION = (
-    "Even the oracle, which no client can be (the API gives no counts, and the order of records "
-    "within a window is unknown, so a stream's length shows only once it is read), stays above "
-    "1.10x: a stream's pages form a chain, each page waits for its answer (0.75-2.25 s) and "
-    "for a token shared with every other stream, so the chains of the longest streams, not the "
-    "rate limit, end the sync (with 20 surveys the oracle's longest stream is done early, and "
-    "the next-longest ones, which it held back, end it). A length-blind guess (most pages first) is worse than first come, first "
-    "served: it picks a wrong stream early and starves the rest. Getting under 1.10x on such "
-    "data takes reading one stream's window as several time slices side by side, which costs a "
-    "partial page per slice on every multi-page stream, against the 1.03x request target.")
+    "Even the oracle, which no client can be (the API gives no counts, and the order of "
+    "records within a window is unknown, so a stream's length shows only once it is read), "
+    "stays above 1.10x when it serves the longest stream first: a stream's pages form a "
+    "chain, each page waits for its answer (0.75-2.25 s) and for a token shared with every "
+    "other stream, so the chains of the longest streams, not the rate limit, end the sync "
+    "(with 20 surveys the oracle's longest stream is done early, and the next-longest ones, "
+    "which it held back, end it). A length-blind guess (most pages first) is worse than first"
+    " come, first served: it picks a wrong stream early and starves the rest. Getting under "
+    "1.10x on such data takes either knowing lengths in advance and holding tokens back for "
+    "the longest stream (so its pages never wait for one), or reading one stream's window as "
+    "several time slices side by side, which costs a partial page per slice on every multi-"
+    "page stream, against the 1.03x request target.")
 
 
 def main() -> int:
