@@ -6,6 +6,7 @@ Shared by the sync and the models runner so both always address the same dataset
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ def duckdb_destination(dataset: str) -> Any:
     """DuckDB at ``DESTINATION__DUCKDB__CREDENTIALS`` or ``warehouse.duckdb``, refusing a file
     whose name equals the dataset (DuckDB could not resolve ``dataset.table`` then)."""
     configured = dlt.config.get("destination.duckdb.credentials")
+    if isinstance(configured, Mapping):  # a [destination.duckdb.credentials] table
+        configured = configured.get("database")  # its other keys (global_config...) resolve
     path = str(configured) if configured else DEFAULT_DUCKDB_FILE
     if Path(path).stem == dataset:
         raise ConfigurationError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from dlt.common.pipeline import LoadInfo
 
 from .client import MicrometricsClient
 from .drift import local_schema, new_variant_warnings, variant_columns
+from .duckdb_session import HeldDatabase, held_duckdb
 from .marks import MarkCounts, apply_survey_marks
 from .pending import finish_pending
 from .questions import with_question_history
@@ -77,19 +79,28 @@ class SyncReport:
 # into DuckDB, Snowflake and BigQuery are parquet (compressed within). So a sync writes them
 # uncompressed unless its user configured data_writer.disable_compression.
 DISABLE_COMPRESSION = "DATA_WRITER__DISABLE_COMPRESSION"
+# dlt's writers buffer 5,000 items per table before writing them out; the normalize step's
+# copies of them were ~20MB of a sync's peak memory (benchmarks/RESULTS.md, 200k and 1m), and
+# 1,000 cost no measurable time. Unless the user configured data_writer.buffer_max_items.
+BUFFER_MAX_ITEMS = "DATA_WRITER__BUFFER_MAX_ITEMS"
+WRITER_DEFAULTS = {
+    "data_writer.disable_compression": (DISABLE_COMPRESSION, "true"),
+    "data_writer.buffer_max_items": (BUFFER_MAX_ITEMS, "1000"),
+}
 
 
 @contextmanager
 def uncompressed_files() -> Iterator[None]:
-    """dlt's intermediate files uncompressed for the block, unless configured otherwise."""
-    if dlt.config.get("data_writer.disable_compression") is not None:
-        yield
-        return
-    os.environ[DISABLE_COMPRESSION] = "true"
+    """dlt's intermediate files uncompressed and smaller writer buffers for the block, each
+    unless configured otherwise."""
+    applied = {variable: value for key, (variable, value) in WRITER_DEFAULTS.items()
+               if dlt.config.get(key) is None}
+    os.environ.update(applied)
     try:
         yield
     finally:
-        os.environ.pop(DISABLE_COMPRESSION, None)
+        for variable in applied:
+            os.environ.pop(variable, None)
 
 
 def with_uncompressed_files(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -162,34 +173,38 @@ def sync(
     states = WindowStates(explicit=explicit)
     variants_before = variant_columns(local_schema(pipeline))
 
-    # What a killed sync left is loaded first, whatever this sync selects, and the marks it
-    # committed to state but never applied are applied (idempotent otherwise).
-    report = SyncReport(load_infos=finish_pending(pipeline))
-    report.marks.add(apply_survey_marks(pipeline))
-    # Only the selected resources: --full-refresh --resources devices keeps the responses.
-    refresh = "drop_resources" if full_refresh else None
-    while True:
-        budget.new_round()
-        source = micrometrics_source(
-            settings=settings, client=client, bounds=bounds, budget=budget,
-            survey_index=index, window_states=states, tally=tally,
-            known_versions=partial(loaded_versions, pipeline),
-        ).with_resources(*with_question_history(selected))
-        info = pipeline.run(source, loader_file_format=loader_format(pipeline), refresh=refresh)
-        refresh = None
-        report.rounds += 1
-        report.load_infos.append(info)
-        count_rows(pipeline, report)
-        if not budget.more:
-            break
-    report.marks.add(apply_survey_marks(pipeline))
-    if reconcile:
-        report.reconcile = reconcile_deletions(client, pipeline, now, selected)
-        report.marks.add(report.reconcile.marks)
-    if "survey_responses" in selected and not explicit:
-        report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
-    report.warnings = new_variant_warnings(variants_before,
-                                           variant_columns(local_schema(pipeline)))
+    # DuckDB: opened once a round instead of once a load job, its memory bounded.
+    with held_duckdb(pipeline) as held:
+        # What a killed sync left is loaded first, whatever this sync selects, and the marks it
+        # committed to state but never applied are applied (idempotent otherwise).
+        report = SyncReport(load_infos=finish_pending(pipeline))
+        report.marks.add(apply_survey_marks(pipeline))
+        # Only the selected resources: --full-refresh --resources devices keeps the responses.
+        refresh = "drop_resources" if full_refresh else None
+        while True:
+            budget.new_round()
+            source = micrometrics_source(
+                settings=settings, client=client, bounds=bounds, budget=budget,
+                survey_index=index, window_states=states, tally=tally,
+                known_versions=partial(loaded_versions, pipeline),
+            ).with_resources(*with_question_history(selected))
+            info = pipeline.run(source, loader_file_format=loader_format(pipeline),
+                                refresh=refresh)
+            refresh = None
+            report.rounds += 1
+            report.load_infos.append(info)
+            count_rows(pipeline, report)
+            if not budget.more:
+                break
+            release_memory(held)
+        report.marks.add(apply_survey_marks(pipeline))
+        if reconcile:
+            report.reconcile = reconcile_deletions(client, pipeline, now, selected)
+            report.marks.add(report.reconcile.marks)
+        if "survey_responses" in selected and not explicit:
+            report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
+        report.warnings = new_variant_warnings(variants_before,
+                                               variant_columns(local_schema(pipeline)))
     report.elapsed = time.monotonic() - started
     report.rejected = tally.rejected
     report.deep_streams, report.deep_found = len(tally.deep_streams), tally.deep_found
@@ -198,6 +213,15 @@ def sync(
     report.client_stats = client.stats.as_dict()
     report.rate, report.burst = client.bucket.rate, client.bucket.burst
     return report
+
+
+def release_memory(held: HeldDatabase | None) -> None:
+    """Between rounds: DuckDB checkpoints and frees what the round's load took, pyarrow's
+    pool (the normalize step's parquet) returns what it keeps cached."""
+    if held is not None:
+        held.checkpoint()
+    if pyarrow := sys.modules.get("pyarrow"):  # only if a step used it (parquet)
+        pyarrow.default_memory_pool().release_unused()
 
 
 def responses_state(pipeline: dlt.Pipeline) -> dict[str, Any]:

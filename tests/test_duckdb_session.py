@@ -1,0 +1,129 @@
+"""A sync holds its DuckDB database open through each round (dlt's connections attach to it
+instead of opening and checkpointing the file per load job), bounds its memory unless the user
+configured it, and leaves the file closed when it returns or fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dlt
+import duckdb
+import pytest
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.specs import PluggableRunContext
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+from pipelines.destination import open_pipeline
+from pipelines.micrometrics.duckdb_session import SETTINGS, duckdb_credentials
+from tests.syncing import loaded, sync_into
+from tests.truth import assert_matches_truth
+
+# Several rounds: a round is 2 pages of 20 records.
+DATA = dict(devices=10, surveys=2, responses=240, page_size=20, rate=1000.0, burst=1000)
+ROUNDS = dict(window_pages=2)
+
+
+def pipeline_at(tmp_path, credentials=None) -> dlt.Pipeline:
+    path = str(tmp_path / "warehouse.duckdb")
+    return dlt.pipeline(
+        pipeline_name="micrometrics",
+        destination=dlt.destinations.duckdb(credentials=credentials or path),
+        dataset_name="micrometrics", pipelines_dir=str(tmp_path / "pipelines"),
+    )
+
+
+@pytest.fixture
+def connections(monkeypatch):
+    """The memory_limit each duckdb.connect() of the warehouse finds when it opens: a database
+    already open in this process shows its settings, a newly opened one DuckDB's default."""
+    found: list[str] = []
+    connect = duckdb.connect
+
+    def spying(database=":memory:", *args, **kwargs):
+        connection = connect(database, *args, **kwargs)
+        if str(database).endswith("warehouse.duckdb"):
+            found.append(connection.execute(
+                "SELECT current_setting('memory_limit')").fetchone()[0])
+        return connection
+
+    monkeypatch.setattr(duckdb, "connect", spying)
+    return found
+
+
+def in_mib(setting: str) -> str:
+    with duckdb.connect() as connection:
+        connection.execute(f"SET memory_limit = '{setting}'")
+        return connection.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+def closed_for_other_processes(path) -> bool:
+    """Another process can open the file read-write (DuckDB locks an open file)."""
+    code = f"import duckdb; duckdb.connect({str(path)!r}).execute('CHECKPOINT').close()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_the_database_opens_once_a_round_with_its_memory_bounded(
+        start_sandbox, tmp_path, clock, connections):
+    sandbox = start_sandbox(clock=clock, **DATA)
+    pipeline = pipeline_at(tmp_path)
+    report = sync_into(sandbox, pipeline, clock, **ROUNDS).report
+    during = list(connections)
+
+    assert report.rounds >= 3
+    bounded = in_mib(SETTINGS["memory_limit"])
+    opened = [limit for limit in during if limit != bounded]
+    # the sync's own connection opens it, once for the sync and again after each round; dlt's
+    # many connections (load jobs, state, queries between rounds) all found it open, bounded
+    assert len(opened) == report.rounds
+    assert len(during) > 3 * report.rounds and set(during) == {*opened, bounded}
+    # exact, and the file closed: another process opens it, and so does the caller's pipeline
+    assert_matches_truth(tmp_path, sandbox.truth())
+    assert closed_for_other_processes(tmp_path / "warehouse.duckdb")
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql("SELECT count(*) FROM survey_responses")
+    assert rows[0][0] == len(sandbox.truth()["survey_responses"])
+    assert pipeline.destination.config_params["credentials"] == str(
+        tmp_path / "warehouse.duckdb")  # the caller's destination is unchanged
+
+
+def test_a_users_duckdb_settings_are_kept(start_sandbox, tmp_path, clock, connections):
+    sandbox = start_sandbox(clock=clock, **DATA)
+    credentials = DuckDbCredentials(str(tmp_path / "warehouse.duckdb"),
+                                    global_config={"memory_limit": "300MB"})
+    report = sync_into(sandbox, pipeline_at(tmp_path, credentials), clock, **ROUNDS).report
+
+    # dlt sets the user's limit on every connection it opens, the sync's own never sets one
+    own = in_mib("300MB")
+    assert connections.count(own) > report.rounds
+    assert in_mib(SETTINGS["memory_limit"]) not in connections
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_a_sync_that_fails_mid_way_closes_the_database(start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, **DATA)
+    with pytest.raises(Exception) as failure:
+        sync_into(sandbox, pipeline_at(tmp_path), clock, max_requests=8, **ROUNDS)
+    assert failure.match("more than 8 requests")  # the cap stopped it, in its third round
+
+    assert closed_for_other_processes(tmp_path / "warehouse.duckdb")
+    # the rounds before the failure are in the file
+    assert loaded(tmp_path, "devices")
+
+
+def test_a_credentials_table_in_config_toml_keeps_its_file_and_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text(
+        '[destination.duckdb.credentials]\ndatabase = "mine.duckdb"\n'
+        '[destination.duckdb.credentials.global_config]\nmemory_limit = "1GB"\n')
+    context = Container()[PluggableRunContext]
+    context.reload_providers()
+    try:
+        pipeline = open_pipeline("duckdb", "micrometrics", str(tmp_path / "pipelines"))
+        credentials = duckdb_credentials(pipeline)
+    finally:
+        monkeypatch.undo()
+        context.reload_providers()
+    assert credentials.database == str(tmp_path / "mine.duckdb")
+    assert credentials.global_config == {"memory_limit": "1GB"}
