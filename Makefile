@@ -20,14 +20,14 @@ lint: install
 	$(BIN)/ruff check pipelines tests deploy
 
 # The fast suite (two workers); the slow end-to-end tests (50,000-record histories, kills in
-# every phase, the demo) run with test-slow. CI runs both.
+# every phase, the demo, real make/cron runs, the browser) run with test-slow. CI runs both.
 # The PostgreSQL tests start a real PostgreSQL 15 server (tests/postgres.py): install it if absent.
 postgres:
 	@command -v initdb >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; }
 
-# The report's browser test drives Debian's chromium through Playwright (Playwright's own
-# browser download is never used): install it if absent.
+# The report's browser test (test-slow) drives Debian's chromium through Playwright
+# (Playwright's own browser download is never used): install it if absent.
 chromium:
 	@[ -x /usr/bin/chromium ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
@@ -35,7 +35,7 @@ chromium:
 test: lint postgres chromium
 	$(BIN)/python -m pytest -q -n 2 -m "not slow and not warehouses"
 
-test-slow: install
+test-slow: install postgres chromium
 	$(BIN)/python -m pytest -q -n 2 -m "slow and not warehouses"
 
 test-all: lint postgres chromium

@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import os
+import runpy
 import subprocess
 import sys
 import traceback
@@ -87,6 +88,21 @@ def run_in_process(command_main: Callable[[list[str]], int], command: Sequence[s
             code = 1
     return subprocess.CompletedProcess([*command, *args], code, stdout.getvalue(),
                                        stderr.getvalue())
+
+
+def run_module(module: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` in this process: the package's ``__main__`` run by ``runpy``
+    with that ``sys.argv``, as ``run_in_process`` runs a ``main``."""
+    def module_main(argv: list[str]) -> int:
+        saved = sys.argv
+        sys.argv = [module, *argv]
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=False)
+        finally:
+            sys.argv = saved
+        return 0  # __main__ ends in SystemExit(main()), which run_in_process turns into a code
+
+    return run_in_process(module_main, [sys.executable, "-m", module], env, *args)
 
 
 def exit_status(code: object) -> int:

@@ -45,7 +45,8 @@ def assert_exact(fetched, truth):
 
 def test_smoke_default_rate_limit_real_time(start_sandbox):
     """Every endpoint paged at the API's default limit: one request per page, no 429."""
-    sandbox = start_sandbox(devices=30, surveys=3, responses=240, page_size=25)
+    # 12 pages: two beyond the burst of 10, so the limit paces (in real time, ~2 s).
+    sandbox = start_sandbox(devices=30, surveys=3, responses=180, page_size=25)
     client = MicrometricsClient(sandbox.url, KEY, SECRET)
     fetched = fetch_everything(client, sandbox)
 

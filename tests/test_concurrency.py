@@ -57,7 +57,10 @@ SLOW = pytest.mark.slow  # the other orders run in make test-slow (and CI)
 
 
 @pytest.mark.parametrize(("max_in_flight", "order", "seed"), [
-    (1, "reverse", 0), (4, "reverse", 0), pytest.param(4, "random", 1, marks=SLOW),
+    # (1, reverse): one request at a time, as the `reference` every case compares with is
+    # synced in the fast suite too: this one runs in make test-slow only.
+    pytest.param(1, "reverse", 0, marks=SLOW), (4, "reverse", 0),
+    pytest.param(4, "random", 1, marks=SLOW),
     pytest.param(4, "random", 2, marks=SLOW), (8, "random", 3),
     pytest.param(8, "reverse", 0, marks=SLOW),
 ])
@@ -175,6 +178,7 @@ def test_sync_at_the_servers_limit_has_no_429(start_sandbox, tmp_path):
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
+@pytest.mark.slow  # a real sync process, SIGKILLed (the kills of every phase: test_kills)
 def test_sigkill_with_requests_in_flight_then_rerun_is_exact(start_sandbox, tmp_path):
     """A real sync process, SIGKILLed while four of its requests are in flight (held by the
     sandbox) in its second round; the rerun loads what the first round committed and ends

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from pipelines.micrometrics.messages import hint
+from pipelines.sandbox import Sandbox
 from pipelines.sync.lock import sync_lock
 from tests.cli import run_cli, run_sync, start_sync, sync_env
+from tests.conftest import KEY, SECRET
 from tests.syncing import add_malformed_records, query
 from tests.truth import assert_matches_truth
 
@@ -21,9 +24,11 @@ TABLES = ("devices", "surveys", "surveys__questions", "survey_responses",
           "survey_responses__answers")
 
 
+SMALL = dict(devices=12, surveys=2, responses=150, page_size=25, rate=200.0, burst=200)
+
+
 def small_sandbox(start_sandbox, **options):
-    defaults = dict(devices=12, surveys=2, responses=150, page_size=25, rate=200.0, burst=200)
-    return start_sandbox(**{**defaults, **options})
+    return start_sandbox(**{**SMALL, **options})
 
 
 def snapshot(tmp_path: Path) -> dict:
@@ -45,12 +50,25 @@ def assert_one_line_failure(result, *needles: str, code: int = 1) -> None:
         assert needle in errors[0]
 
 
+@pytest.fixture(scope="module")
+def synced_once(tmp_path_factory):
+    """One sandbox and one good sync of it (its DuckDB file and pipeline folder), shared by the
+    failure cases: each starts from a copy, so what one case's failed sync did (or wrongly
+    did) never reaches another."""
+    with Sandbox(api_key=KEY, api_secret=SECRET, **SMALL) as sandbox:
+        template = tmp_path_factory.mktemp("synced")
+        env = sync_env(template, sandbox.url, **FAST_RETRIES)
+        assert run_cli(env, "--quiet", "--no-models").returncode == 0
+        yield sandbox, template
+
+
 @pytest.fixture
-def synced(start_sandbox, tmp_path):
+def synced(synced_once, tmp_path):
     """A sandbox and a destination that already holds one good sync."""
-    sandbox = small_sandbox(start_sandbox)
+    sandbox, template = synced_once
+    sandbox.clear_script()  # an earlier case's faults not used up
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
     env = sync_env(tmp_path, sandbox.url, **FAST_RETRIES)
-    assert run_cli(env, "--quiet", "--no-models").returncode == 0
     return sandbox, env, snapshot(tmp_path)
 
 
@@ -171,6 +189,7 @@ def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_pa
                            f"WHERE id = {responses[1]}") == [("kiosk",)]
 
 
+@pytest.mark.slow  # two real processes on one lock, the first made seconds long by latency
 def test_second_concurrent_sync_refuses_and_first_finishes(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox, latency=0.3)  # the first sync takes seconds
     env = sync_env(tmp_path, sandbox.url)

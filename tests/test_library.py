@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import dlt
+import pytest
 
 from pipelines.micrometrics import RESOURCES, micrometrics_source, sync
 from tests.cli import ROOT, sync_env, tmp_cwd
@@ -32,6 +33,7 @@ def users_pipeline() -> dlt.Pipeline:
                         dataset_name="micrometrics")
 
 
+@pytest.mark.slow  # the user's script in a real process, SIGKILLed (as the kills of test_kills)
 def test_the_plain_script_killed_mid_way_then_run_again_ends_exact(
     start_sandbox, tmp_path, monkeypatch
 ):

@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from pipelines.report.browser import RENDERED_CHARTS_JS, offline_page, open_repo
 from pipelines.report.cli import main
 from pipelines.report.render import CHARTS, age_text, plot_text, write_report
 from pipelines.sandbox import Sandbox
-from tests.cli import run_cli, run_in_process, sync_env
+from tests.cli import run_cli, run_in_process, run_module, sync_env
 from tests.conftest import KEY, SECRET
 from tests.destinations import SMALL, pipeline_on
 from tests.fakes import FakeClock
@@ -32,7 +31,6 @@ from tests.test_report_render import card_of, empty_data
 from tests.test_status import SMALL as STATUS_SMALL
 from tests.test_status import status_json
 
-ROOT = Path(__file__).resolve().parents[1]
 FIGURE = re.compile(
     r'<script type="application/json" class="figure" data-chart="([^"]+)">(.*?)</script>',
     re.DOTALL)
@@ -240,10 +238,9 @@ def test_command_line_without_marts_fails_in_one_line(monkeypatch, tmp_path, cap
     assert not (tmp_path / "r.html").exists()
 
 
-def test_help_lists_the_options():
-    done = subprocess.run([sys.executable, "-m", "pipelines.report", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0
+def test_help_lists_the_options(tmp_path):
+    done = run_module("pipelines.report", sync_env(tmp_path, "http://127.0.0.1:9"), "--help")
+    assert done.returncode == 0, done.stderr
     for option in ("--output", "--destination", "--dataset", "--now"):
         assert option in done.stdout
     # How the other destinations are configured.
@@ -359,8 +356,9 @@ CANARY = """<!DOCTYPE html><html><head><script src="http://127.0.0.1:9/lib.js"><
 <body><img src="https://127.0.0.1:9/pixel.png"></body></html>"""
 
 
+@pytest.mark.slow  # a real browser (chromium through Playwright): ~5-9 s
 def test_headless_chromium_draws_every_chart_offline_without_errors(built, tmp_path):
-    """Fails (never skips) without chromium: `make test` installs it (`make chromium`)."""
+    """Fails (never skips) without chromium: `make test-slow` installs it (`make chromium`)."""
     canary = tmp_path / "canary.html"
     canary.write_text(CANARY)
     with offline_page() as (page, log):

@@ -185,6 +185,7 @@ def test_crontab_runs_make_sync_hourly_under_flock():
     assert call == {"flags": [], "args": "--quiet"}
 
 
+@pytest.mark.slow  # the crontab's line in a real shell: flock, make and the command: ~5-9 s
 def test_crontab_command_syncs_once_when_two_runs_overlap(start_sandbox, tmp_path):
     sandbox = start_sandbox(**SMALL)
     checkout = project(tmp_path)

@@ -82,7 +82,7 @@ def test_incremental_sync_applies_new_updated_and_late_records(start_sandbox, tm
 )
 def test_exact_whatever_bounds_and_order(start_sandbox, tmp_path, clock, boundary, order):
     # Small windows (about 2 pages) so many records sit near window bounds.
-    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=300, page_size=10,
+    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=160, page_size=10,
                             boundary=boundary, order=order, rate=50.0, burst=50)
     # Two records exactly on computed bounds: the sync's end, and the first window's start
     # (run_end - 20 days - the overlap). Only the overlap keeps them under "open" bounds.
@@ -168,7 +168,7 @@ def test_oversized_windows_are_read_through_across_rounds(start_sandbox, tmp_pat
                                                           caplog):
     # Two pages a window as target: the 30-day first windows hold many more; they are read
     # to their end across rounds of two pages, from the checkpointed cursor, never re-read.
-    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=200, page_size=10,
+    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=100, page_size=10,
                             rate=100.0, burst=100)
     with caplog.at_level("INFO", logger="micrometrics"):
         sync_sandbox(sandbox, tmp_path, clock, rate=100.0, burst=100, window_pages=2)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from pipelines.models.cli import main
+from tests.cli import run_module, sync_env
 from tests.models.conftest import rows
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_help_lists_the_options():
-    done = subprocess.run([sys.executable, "-m", "pipelines.models", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0
+def test_help_lists_the_options(tmp_path):
+    done = run_module("pipelines.models", sync_env(tmp_path, "http://127.0.0.1:9"), "--help")
+    assert done.returncode == 0, done.stderr
     for option in ("--destination", "--dataset", "--as-of"):
         assert option in done.stdout
 
