@@ -32,7 +32,7 @@ chromium:
 	@[ -x /usr/bin/chromium ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-test: lint postgres chromium
+test: lint postgres
 	$(BIN)/python -m pytest -q -n 2 -m "not slow and not warehouses"
 
 test-slow: install postgres chromium
