@@ -46,9 +46,9 @@ ASSUMED_PAGE_SIZE = 100
 DEFAULT_DEEP_LOOKBACK_HOURS = 72.0
 DEFAULT_DEEP_EVERY_HOURS = 24.0  # the server chooses; this only sizes windows
 # Requests in flight at once (see inflight). Measured against the sandbox (1 request/s, burst
-# 10, 1.5 s +-50% latency, 5 evenly sized surveys, 58 requests): elapsed/floor 1.85 with 1 in
-# flight, 1.08 with 2, 4 or 8; with no latency 4 is as fast as 1. Past 2 the gain is nil here
-# (pages of a stream are sequential); 4 leaves room for a slower API or a higher rate.
+# 10, 1.5 s +-50% latency, 5 surveys, 59 requests): elapsed/floor 1.83 with 1 in flight, 1.26
+# with 2, 1.29 with 4, 1.29 with 8; with no latency 4 is as fast as 1. Past 2 the gain is nil
+# here (pages of a stream are sequential); 4 leaves room for a slower API or a higher rate.
 DEFAULT_MAX_IN_FLIGHT = 4
 # A survey with no change for this long is read at least this often, not every sync (above
 # quiet.FEW_SURVEYS surveys): 300 mostly quiet surveys then cost under 30 requests an hourly

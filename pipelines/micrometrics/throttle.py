@@ -67,6 +67,7 @@ class LeakyBucket:
         self._lock = threading.Lock()
         self._level = 0.0  # tokens in the bucket at self._stamp, reservations included
         self._stamp = clock()
+        self._in_flight = 0
         self._booked = 0  # tokens booked so far; each thread remembers its last one
         self._adopted = 0  # the booking whose response the level was last adopted from
         self._mine = threading.local()
@@ -82,14 +83,13 @@ class LeakyBucket:
     def acquire(self) -> float:
         """Reserve one token, sleeping until it fits. Returns the seconds slept."""
         with self._lock:
-            now = self._clock()
-            self._leak(now)
+            self._leak(self._clock())
             wait = max(0.0, (self._level + 1.0 - self._usable()) / self.rate)
             # The token is booked now so concurrent callers queue behind it.
             self._level += 1.0
+            self._in_flight += 1
             self._booked += 1
             self._mine.booking = self._booked
-            self._mine.departs = now + wait
         if wait > 0:
             self._sleep(wait)
         return wait
@@ -97,15 +97,14 @@ class LeakyBucket:
     def observe(self, headers: Mapping[str, str]) -> None:
         """Adopt the server's view from ``RateLimit-Rate`` and ``RateLimit-Burst-Remaining``.
 
-        The count is the server's when the request arrived, a latency ago: the tokens that
-        leaked since it went out are taken off (with a 1.5 s latency at 1 request/s, ignoring
-        them kept 1.5 tokens of the burst unused for a whole sync), and the requests booked
-        after it, which that count cannot include, are added. The server floors the count,
-        so its level is never underestimated here. The response of a request booked before one
-        whose response was already adopted is not adopted: its count misses that later
-        request (answers of concurrent requests come in any order).
+        The server floors the remaining count, so its level is never underestimated here.
+        Requests of other threads still in flight are added on top. The response of a request
+        booked before one whose response was already adopted is not: its count misses that
+        later request, which is no longer in flight (answers of concurrent requests come in
+        any order).
         """
         with self._lock:
+            self._settle()
             rate = header_float(headers, "RateLimit-Rate")
             if rate:
                 self.rate = rate
@@ -115,15 +114,17 @@ class LeakyBucket:
                 return
             self._adopted = booking
             self.burst = max(self.burst, remaining + 1.0)
-            now = self._clock()
-            self._leak(now)
-            departed = getattr(self._mine, "departs", now)
-            leaked = max(0.0, now - departed) * self.rate
-            self._level = max(0.0, self.burst - remaining - leaked) + (self._booked - booking)
+            self._leak(self._clock())
+            self._level = self.burst - remaining + self._in_flight
 
     def release(self) -> None:
-        """A reserved request got no response (connection error). Nothing to adopt: its token
-        stays booked, as the server may have counted it before the connection failed."""
+        """A reserved request got no response (connection error): stop counting it in flight."""
+        with self._lock:
+            self._settle()
+
+    def _settle(self) -> None:
+        """One request is no longer in flight."""
+        self._in_flight = max(0, self._in_flight - 1)
 
     def hold(self, seconds: float) -> None:
         """After a 429: make the next token available only ``seconds`` from now."""
