@@ -85,6 +85,9 @@ def test_the_database_opens_once_a_round_with_its_memory_bounded(
     assert rows[0][0] == len(sandbox.truth()["survey_responses"])
     assert pipeline.destination.config_params["credentials"] == str(
         tmp_path / "warehouse.duckdb")  # the caller's destination is unchanged
+    # what runs after the sync (the models) opens the file with DuckDB's own settings again
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as after:
+        assert after.execute("SELECT current_setting('memory_limit')").fetchone()[0] != bounded
 
 
 def test_a_users_duckdb_settings_are_kept(start_sandbox, tmp_path, clock, connections):

@@ -30,6 +30,10 @@ def test_silent_devices_have_no_recent_response_and_the_rest_of_the_data_is_unch
                 for r in sandbox.truth()["survey_responses"]]
     assert without_device(quiet) == without_device(plain)
     assert quiet.truth()["devices"] == plain.truth()["devices"]
+    # responses added later (add_responses, add_late_responses) keep them silent
+    quiet.add_responses(200)
+    quiet.add_late_responses(50, delay_seconds=3600)
+    assert not set(silent) & recent_responders(quiet, 21)
 
 
 def test_the_marts_and_the_report_name_exactly_the_silent_devices(start_sandbox, tmp_path, clock):

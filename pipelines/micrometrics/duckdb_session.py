@@ -71,9 +71,13 @@ class HeldDatabase:
             config={key: self.configured[key] for key in CONNECT_OPTIONS
                     if key in self.configured},
         )
-        for key, value in SETTINGS.items():
-            if key not in self.configured:
-                self.connection.execute(f"SET GLOBAL {key} = {value!r}")
+        try:
+            for key, value in SETTINGS.items():
+                if key not in self.configured:
+                    self.connection.execute(f"SET GLOBAL {key} = ?", [value])
+        except Exception:
+            self.close()  # not left open (and the file locked) by a setting DuckDB refused
+            raise
 
     def checkpoint(self) -> None:
         """Close (DuckDB checkpoints and frees the instance's memory) and open again."""

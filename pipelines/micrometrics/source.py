@@ -71,7 +71,7 @@ def walk(
         if not budget.take():
             return
         if windows.deep_below is not None:
-            tally.add(deep_stream=label)  # counted when read, whether or not it finds records
+            tally.add(deep_stream=label)  # counted as its deep window starts, found or not
         restarts = 0
         while True:
             cursor, records = windows.resume_cursor()

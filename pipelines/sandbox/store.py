@@ -448,7 +448,8 @@ class Store:
         with self._lock:
             at = self._now_ms() - delay_ms
             surveys = sorted(self._records["surveys"])
-            devices = sorted(self._records["devices"])
+            # A silent device stays silent: new responses go to the others.
+            devices = sorted(set(self._records["devices"]) - set(self.silent_device_ids))
             if survey_id is not None and survey_id not in self._records["surveys"]:
                 raise KeyError(survey_id)
             if not surveys or not devices:
