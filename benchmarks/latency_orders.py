@@ -245,17 +245,17 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
 
 
 EXPLANATION = (
-    "Evenly spread, the client as shipped is within 1.10x of the floor: no stream's chain of "
-    "pages outlasts the rate limit. Spread unevenly (one survey holds about 4 in 10 of the "
-    "pages), the longest stream's chain ends the sync: each of its pages waits for its answer"
-    " (0.75-2.25 s) and for a token shared with every other stream. Serving that stream first"
-    " would bring it to about 1.10x, but only an oracle can: the API gives no counts and the "
-    "order of records within a window is unknown, so a stream's length shows only once it has"
-    " been read. A length-blind guess (most pages first) is worse than first come, first "
-    "served: it picks a wrong stream early and starves the rest. Without that knowledge, "
-    "getting under 1.10x on such data takes reading a stream's window as several time slices "
-    "side by side, which costs a partial page per slice on every multi-page stream, against "
-    "the 1.03x request target.")
+    "Spread evenly, no stream's chain of pages outlasts the rate limit, and the client as "
+    "shipped ends near 1.10x the floor. Spread unevenly (one survey holds about 4 in 10 of "
+    "the pages), the longest stream's chain ends the sync: each of its pages waits for its "
+    "answer (0.75-2.25 s) and for a token shared with every other stream. Serving that stream"
+    " first (the oracle) closes most of the gap, but no client can know which stream that is:"
+    " the API gives no counts and the order of records within a window is unknown, so a "
+    "stream's length shows only once it has been read. A length-blind guess (most pages "
+    "first) is worse than first come, first served: it picks a wrong stream early and starves"
+    " the rest. Not tried: reading a long stream's window as several time slices side by "
+    "side, which would cost a partial page per slice on every multi-page stream (item 2 asks "
+    "for 1.03x the pages).")
 
 
 def main() -> int:
