@@ -90,7 +90,7 @@ WRITER_DEFAULTS = {
 
 
 @contextmanager
-def uncompressed_files() -> Iterator[None]:
+def writer_defaults() -> Iterator[None]:
     """dlt's intermediate files uncompressed and smaller writer buffers for the block, each
     unless configured otherwise."""
     applied = {variable: value for key, (variable, value) in WRITER_DEFAULTS.items()
@@ -103,16 +103,16 @@ def uncompressed_files() -> Iterator[None]:
             os.environ.pop(variable, None)
 
 
-def with_uncompressed_files(func: Callable[..., Any]) -> Callable[..., Any]:
+def with_writer_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with uncompressed_files():
+        with writer_defaults():
             return func(*args, **kwargs)
 
     return wrapper
 
 
-@with_uncompressed_files
+@with_writer_defaults
 def sync(
     pipeline: dlt.Pipeline,
     *,
