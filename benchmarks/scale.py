@@ -182,6 +182,7 @@ class Run:
     own: float = math.nan  # the sync's own elapsed time from its summary
     cpu: float = math.nan
     peak_mb: float = math.nan
+    tree_mb: float = math.nan  # sampled PSS of the sync and its worker processes together
     exact: str = "-"
     floor: float = 0.0
     note: str = ""
@@ -197,11 +198,14 @@ def child(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> di
     with out.open("w") as stdout, err.open("w") as stderr:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
-        timed_out = False
+        timed_out, tree_kb, polls = False, 0, 0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            if polls % 5 == 0:  # every 0.1 s: read from here, not in the measured process
+                tree_kb = max(tree_kb, tree_pss_kb(proc.pid))
+            polls += 1
             if time.perf_counter() - started > timeout:
                 proc.kill()
                 timed_out = True
@@ -214,8 +218,25 @@ def child(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> di
         "code": proc.returncode, "timed_out": timed_out, "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
         "peak_mb": int(hwm.read_text()) / 1024 if hwm.exists() else usage.ru_maxrss / 1024,
+        "tree_mb": tree_kb / 1024 if tree_kb else math.nan,
         "stdout": out.read_text(), "stderr": err.read_text(),
     }
+
+
+def tree_pss_kb(pid: int) -> int:
+    """Proportional set size of ``pid`` and its descendants, in kB: the memory a process tree
+    uses, a page shared by forked processes counted once (RSS would count it in each)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/smaps_rollup") as rollup:
+                total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+            with open(f"/proc/{current}/task/{current}/children") as children:
+                pending += [int(child) for child in children.read().split()]
+        except (OSError, StopIteration, ValueError):
+            continue  # ended meanwhile
+    return total
 
 
 def base_env(repo: Path, tmp: Path, offset: float) -> dict[str, str]:
@@ -400,7 +421,7 @@ class Bench:
         stats = sandbox.stats()
         run = Run(label, sync, requests=stats["requests"], throttled=stats["throttled"],
                   wall=result["wall"], cpu=result["cpu"], peak_mb=result["peak_mb"],
-                  summary=result["stdout"])
+                  tree_mb=result["tree_mb"], summary=result["stdout"])
         if scenario.rate_limited:
             rate, burst = scenario.sandbox["rate"], scenario.sandbox["burst"]
             run.floor = max(0.0, (run.requests - burst) / rate)
@@ -412,6 +433,7 @@ class Bench:
             run.note = f"exit {result['code']}: {result['stderr'].strip().splitlines()[-1:]}"
         print(f"  {scenario.name} | {sync} | {label}: {run.requests} requests, "
               f"wall {run.wall:.1f} s, cpu {run.cpu:.1f} s, peak {run.peak_mb:.0f} MB "
+              f"(all processes, PSS: {run.tree_mb:.0f} MB) "
               f"{run.note}", flush=True)
         if result["code"] != 0 and self.args.verbose:
             print(result["stderr"][-3000:])
@@ -457,8 +479,8 @@ def ratio(a: float, b: float) -> str:
 def table(scenario: Scenario, runs: list[Run]) -> str:
     lines = [
         "| sync | runner | requests | pages needed | requests / needed | 429s | wall s "
-        "| sync s | CPU s | peak MB | responses/s | exact |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| sync s | CPU s | peak MB | all processes MB | responses/s | exact |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
         per_second = r.responses / r.wall if r.sync == "first sync" and r.wall else math.nan
@@ -466,7 +488,8 @@ def table(scenario: Scenario, runs: list[Run]) -> str:
         lines.append(
             f"| {r.sync} | {r.runner} | {r.requests} | {r.needed} | "
             f"{ratio(r.requests, r.needed)} | {r.throttled} | {fmt(r.wall)} | {fmt(r.own)} | "
-            f"{fmt(r.cpu)} | {fmt(r.peak_mb, 0)} | {fmt(per_second, 0)} | {exact} |")
+            f"{fmt(r.cpu)} | {fmt(r.peak_mb, 0)} | {fmt(r.tree_mb, 0)} | {fmt(per_second, 0)} | "
+            f"{exact} |")
     if scenario.rate_limited:
         lines += ["", "| runner | requests | floor s | wall / floor | sync / floor |",
                   "|---|---:|---:|---:|---:|"]
@@ -502,9 +525,11 @@ empty-cursor fix, incremental `updated_at` sent as `start_at` from 1970, a custo
 dlt's default loader format), `bare client` only fetches and decodes the pages
 (`benchmarks/bare_fetch.py`, no dlt). Wall is the process (interpreter start included), sync s
 the connector's own elapsed time from its summary, CPU s that process's own (`os.wait4`: user +
-system), peak MB its own VmHWM read at its exit (wait4's max RSS would include the benchmark
-process's, which holds the sandbox). Each runner starts from an empty destination and a cold
-sandbox cache; the sandbox runs in the benchmark's process, on the same 2 cores.
+system, its normalize workers' included), peak MB its own VmHWM read at its exit (wait4's max
+RSS would include the benchmark process's, which holds the sandbox), all processes MB the
+largest sum of PSS over the process and its normalize workers, sampled every 0.1 s (PSS counts
+a page the forked workers share with it once). Each runner starts from an empty destination and
+a cold sandbox cache; the sandbox runs in the benchmark's process, on the same 2 cores.
 """
 
 SCENARIO_ORDER = [s.name for s in SCENARIOS] + ["stock-paginator"]

@@ -28,6 +28,15 @@ from tests.snowflake_emulator import (  # noqa: F401 - fixtures
 KEY, SECRET = "test-key", "test-secret-Zx9!q"
 
 
+@pytest.fixture(autouse=True)
+def normalize_in_process(monkeypatch):
+    """dlt's normalize in the sync's own process, as a user's ``NORMALIZE__WORKERS=1`` would
+    have it (subprocesses inherit it). A DuckDB sync's default, two forked workers, costs each
+    round at least 0.3 s (dlt polls its pool), 80 s over this suite of small syncs; it has its
+    own tests (test_dlt_settings, the workers' kill in test_kills)."""
+    monkeypatch.setenv("NORMALIZE__WORKERS", "1")
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

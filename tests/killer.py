@@ -17,6 +17,8 @@ Phases, with what the N-th call is:
   advanced), before the pipeline saved that state locally.
 - ``normalize``: the normalize worker returning (normalized files written in ``load/new``,
   the package not committed).
+- ``normalize-workers``: the sync waiting for its normalize worker processes (dlt polls them),
+  which are normalizing; the marker lists their pids.
 - ``normalize-commit``: the normalized package just moved to ``load/normalized``, its
   extracted copy not deleted yet (dlt's own two-step commit).
 - ``load``: a load job (a file copied into the staging dataset, or a merge) about to run in
@@ -46,8 +48,8 @@ from typing import Any
 
 import dlt
 
-PHASES = ("extract", "extract-commit", "normalize", "normalize-commit", "load", "load-commit",
-          "rounds")
+PHASES = ("extract", "extract-commit", "normalize", "normalize-workers", "normalize-commit",
+          "load", "load-commit", "rounds")
 
 _steps: list[str] = []  # dlt steps in progress: extract, normalize, load
 _pages_in_step = [0]
@@ -155,6 +157,16 @@ def install(phase: str, after: int, marker: Path, match: str = "") -> None:
 
         kill_at(normalize_module, "w_normalize_files", phase, after, marker, when="after",
                 describe=lambda *args, **_: {"load_id": args[4]}, match=match)
+    elif phase == "normalize-workers":
+        import dlt.normalize.normalize as normalize_module
+
+        def children(*_args: Any) -> dict:
+            task = Path(f"/proc/{os.getpid()}/task")
+            return {"workers": sorted(int(pid) for thread in task.iterdir()
+                                      for pid in (thread / "children").read_text().split())}
+
+        kill_at(normalize_module, "sleep", phase, after, marker, when="before",
+                describe=children, match=match)
     elif phase == "normalize-commit":
         from dlt.common.storages.load_storage import LoadStorage
 

@@ -4,7 +4,7 @@ went to gzip), unless the user configured ``data_writer.disable_compression``.""
 import os
 from pathlib import Path
 
-from pipelines.micrometrics.runner import DISABLE_COMPRESSION
+from pipelines.micrometrics.dlt_settings import DISABLE_COMPRESSION
 from tests.syncing import sync_sandbox
 
 GZIP_MAGIC = b"\x1f\x8b"

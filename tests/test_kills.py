@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -191,6 +192,31 @@ def test_kill_while_normalizing(tenant):
     change_upstream(tenant.sandbox)
     check_normalize_commit(tenant.kill("normalize-commit", 1))
     rerun_is_exact(tenant)
+
+
+@pytest.mark.slow
+def test_kill_while_workers_normalize_takes_them_down(tenant):
+    # Two normalize workers, each with several extract files of the round to normalize.
+    tenant.env.update(NORMALIZE__WORKERS="2", SOURCES__DATA_WRITER__FILE_MAX_ITEMS="50")
+    seen = tenant.kill("normalize-workers", 1)
+    assert seen["step"] == "normalize" and len(seen["workers"]) == 2
+    assert seen["packages"]["extracted"]
+    for pid in seen["workers"]:
+        assert exits_within(pid, seconds=10), f"worker {pid} outlived the killed sync"
+    rerun_is_exact(tenant)
+
+
+def exits_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` (not ours to wait for) has ended or ends within ``seconds``."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([handle], [], [], seconds)  # readable once it exits
+        return bool(ready)
+    finally:
+        os.close(handle)
 
 
 @pytest.mark.slow

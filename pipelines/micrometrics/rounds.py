@@ -17,6 +17,7 @@ from the state that round committed. A crash loses at most the round in flight.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,13 +45,18 @@ class SyncBounds:
 
 
 # Every round is one pipeline.run: one load job and one MERGE per table, and a fixed cost
-# (normalize and load set-up; DuckDB checkpoints its file when the load closes it). Measured on
+# (normalize and load set-up; DuckDB checkpoints its file when the round closes it). Measured on
 # 200,000 responses into DuckDB (benchmarks/RESULTS.md, scale): rounds of 50 pages took 77 s,
-# of 300 pages 54 s, of 1,000 pages 46 s but with a higher memory peak. A crash costs at most
-# the round in flight. Warehouses that bill per statement or cap load jobs per table
-# (Snowflake bills warehouse time, 60 s minimum each time it resumes; BigQuery bytes scanned per
-# MERGE, 10 MB minimum per table read, and 1,500 load jobs per table a day) get longer rounds.
+# of 300 pages 54 s, of 1,000 pages 46 s (then with a higher memory peak, since brought down:
+# see dlt_settings). With the normalize on two cores the fixed cost weighs more: 300-page rounds
+# 34-36 s, 900-page rounds 26-30 s. A crash costs at most the round in flight, so a DuckDB round
+# also ends after ROUND_SECONDS: 900 pages when the API answers fast, about 300 at 1 request/s
+# (as before). Warehouses that bill per statement or cap load jobs per table (Snowflake bills
+# warehouse time, 60 s minimum each time it resumes; BigQuery bytes scanned per MERGE, 10 MB
+# minimum per table read, and 1,500 load jobs per table a day) get longer rounds, by pages only.
 LOCAL_ROUND_PAGES = 300
+DUCKDB_ROUND_PAGES = 900
+ROUND_SECONDS = 300.0
 PER_STATEMENT_WAREHOUSES = ("snowflake", "bigquery", "databricks", "redshift", "synapse",
                             "athena", "clickhouse")
 WAREHOUSE_ROUND_PAGES = 600
@@ -63,30 +69,44 @@ def round_pages_for(destination: str, configured: int | None, window_pages: int)
         return configured
     if destination in PER_STATEMENT_WAREHOUSES:
         return max(WAREHOUSE_ROUND_PAGES, window_pages)
+    if destination == "duckdb":
+        return max(DUCKDB_ROUND_PAGES, window_pages)
     return max(LOCAL_ROUND_PAGES, window_pages)
+
+
+def round_seconds_for(destination: str, configured_pages: int | None) -> float | None:
+    """How long a round may fetch: ROUND_SECONDS for DuckDB's own round size, else no limit (a
+    configured size, and a warehouse's merge count, are by pages)."""
+    return ROUND_SECONDS if destination == "duckdb" and configured_pages is None else None
 
 
 @dataclass
 class RoundBudget:
     """The page budget of one round; ``more`` says a stream had to stop for it. Shared by the
     streams walked at once (see ``lanes``): a page is taken before it is requested, under a
-    lock, so the round never fetches more than ``pages`` whatever the threads."""
+    lock, so the round never fetches more than ``pages`` whatever the threads. With
+    ``seconds``, the budget is also spent once the round has fetched for that long."""
 
     pages: int = UNLIMITED
     spent: int = 0
     more: bool = False
+    seconds: float | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    _started: float = field(default=0.0, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def new_round(self) -> None:
         with self._lock:
             self.spent = 0
             self.more = False
+            self._started = self.clock()
 
     def take(self) -> bool:
         """Books one page (to start or continue a window) in this round; False, and the sync
         needs another round, once the budget is spent."""
         with self._lock:
-            if self.spent < self.pages:
+            in_time = self.seconds is None or self.clock() - self._started < self.seconds
+            if self.spent < self.pages and in_time:
                 self.spent += 1
                 return True
             self.more = True

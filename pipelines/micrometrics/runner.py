@@ -9,11 +9,9 @@ before and after, then an optional reconcile. The command line (``python -m pipe
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -23,6 +21,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from .client import MicrometricsClient
+from .dlt_settings import sync_defaults
 from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
 from .marks import MarkCounts, apply_survey_marks
@@ -38,6 +37,7 @@ from .rounds import (
     SyncBounds,
     WindowStates,
     round_pages_for,
+    round_seconds_for,
 )
 from .settings import Settings, load_settings
 from .source import micrometrics_source
@@ -73,46 +73,17 @@ class SyncReport:
     reconcile: ReconcileReport | None = None
 
 
-# dlt gzips the files a pipeline writes between its steps (extract -> normalize, and text load
-# files) unless told otherwise: a fifth of a 200k-response sync's CPU (53.6 -> 42.6 CPU-s with
-# them uncompressed, `benchmarks.scale --only 200k`). They live only until their load, and loads
-# into DuckDB, Snowflake and BigQuery are parquet (compressed within). So a sync writes them
-# uncompressed unless its user configured data_writer.disable_compression.
-DISABLE_COMPRESSION = "DATA_WRITER__DISABLE_COMPRESSION"
-# dlt's writers buffer 5,000 items per table before writing them out; the normalize step's
-# copies of them were ~20MB of a sync's peak memory (benchmarks/RESULTS.md, 200k and 1m), and
-# 1,000 cost no measurable time. Unless the user configured data_writer.buffer_max_items.
-BUFFER_MAX_ITEMS = "DATA_WRITER__BUFFER_MAX_ITEMS"
-WRITER_DEFAULTS = {
-    "data_writer.disable_compression": (DISABLE_COMPRESSION, "true"),
-    "data_writer.buffer_max_items": (BUFFER_MAX_ITEMS, "1000"),
-}
-
-
-@contextmanager
-def writer_defaults() -> Iterator[None]:
-    """dlt's intermediate files uncompressed and smaller writer buffers for the block, each
-    unless configured otherwise."""
-    applied = {variable: value for key, (variable, value) in WRITER_DEFAULTS.items()
-               if dlt.config.get(key) is None}
-    os.environ.update(applied)
-    try:
-        yield
-    finally:
-        for variable in applied:
-            os.environ.pop(variable, None)
-
-
-def with_writer_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
+def with_sync_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func(pipeline, ...)`` run with the dlt settings a sync applies (``dlt_settings``)."""
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with writer_defaults():
-            return func(*args, **kwargs)
+    def wrapper(pipeline: dlt.Pipeline, *args: Any, **kwargs: Any) -> Any:
+        with sync_defaults(destination_name(pipeline)):
+            return func(pipeline, *args, **kwargs)
 
     return wrapper
 
 
-@with_writer_defaults
+@with_sync_defaults
 def sync(
     pipeline: dlt.Pipeline,
     *,
@@ -167,8 +138,9 @@ def sync(
     bounds = SyncBounds(run_end=upper or now, now=now,
                         start_at=lower or (settings.start_at if explicit else None),
                         explicit_range=explicit)
-    budget = RoundBudget(round_pages_for(destination_name(pipeline), settings.round_pages,
-                                         settings.window_pages))
+    destination = destination_name(pipeline)
+    budget = RoundBudget(round_pages_for(destination, settings.round_pages, settings.window_pages),
+                         seconds=round_seconds_for(destination, settings.round_pages))
     index, tally = SurveyIndex(), ExtractTally()
     states = WindowStates(explicit=explicit)
     variants_before = variant_columns(local_schema(pipeline))

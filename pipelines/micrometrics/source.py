@@ -13,6 +13,7 @@ import dlt
 from dlt.sources import DltResource
 
 from .client import MicrometricsClient
+from .column_types import as_column_types
 from .deletions import track_survey_list
 from .errors import ApiError, CursorRejectedError
 from .lanes import Lanes
@@ -84,6 +85,7 @@ def walk(
                     records += len(page)
                     good, rejected = split_records(page, label)
                     if good:
+                        as_column_types(good)
                         record_last_change(windows.state, good)
                         count_deep_finds(good, windows, tally, label, known_versions)
                         yield good

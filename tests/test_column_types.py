@@ -1,0 +1,29 @@
+"""Numeric answers are handed to dlt as the text dlt itself would have made of them; anything
+else is left for dlt to coerce (or to put in a variant column) as before."""
+
+from __future__ import annotations
+
+import pytest
+from dlt.common.data_types.type_helpers import coerce_value, py_type_to_sc_type
+
+from pipelines.micrometrics.column_types import as_column_types
+
+
+@pytest.mark.parametrize("value", [0, 10, -3, 10**20, 4.5, 1e16, 0.1 + 0.2, -0.0])
+def test_a_number_becomes_dlts_own_text_for_it(value):
+    [record] = as_column_types([{"id": 1, "answers": [{"question_id": 7, "value": value}]}])
+    assert record["answers"][0]["value"] == coerce_value("text", py_type_to_sc_type(type(value)),
+                                                         value)
+
+
+@pytest.mark.parametrize("value", [True, False, None, "great", {"a": 1}, [1, 2]])
+def test_anything_else_is_left_as_sent(value):
+    [record] = as_column_types([{"id": 1, "answers": [{"question_id": 7, "value": value}]}])
+    assert record["answers"][0]["value"] == value
+    assert type(record["answers"][0]["value"]) is type(value)
+
+
+def test_records_without_answers_or_with_odd_ones_pass_through():
+    records = [{"id": 1}, {"id": 2, "answers": None}, {"id": 3, "answers": ["x", 5]},
+               {"id": 4, "answers": [{"question_id": 1}]}]
+    assert as_column_types([dict(r) for r in records]) == records
