@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
 
 import pytest
 
@@ -25,6 +26,7 @@ from tests.truth import assert_matches_truth
 # 30 pages of responses in one round; extract files of 300 records: 10 files for two workers.
 DATA = dict(devices=10, surveys=2, responses=3000, page_size=100, rate=1000.0, burst=1000)
 PARALLEL = ("NORMALIZE__WORKERS", "SOURCES__DATA_WRITER__FILE_MAX_ITEMS")
+PIPELINE = "micrometrics"
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def small_extract_files(monkeypatch):
     monkeypatch.delenv("NORMALIZE__WORKERS")
     monkeypatch.setitem(dlt_settings.PARALLEL_NORMALIZE, "sources.data_writer.file_max_items",
                         ("SOURCES__DATA_WRITER__FILE_MAX_ITEMS", "300"))
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(dlt_settings, "cores", lambda: 2)
 
 
 def response_files_per_package(report) -> list[int]:
@@ -63,7 +65,7 @@ def test_duckdb_sync_normalizes_on_two_workers_and_stays_exact(
     assert not [v for v in (*PARALLEL, "LOAD__WORKERS") if v in os.environ]
     # The workers were forked from a frozen heap, and the sync's own is unfrozen again.
     assert frozen and gc.get_freeze_count() == 0
-    assert not dlt_settings._workers_forking.is_set()  # later forks freeze nothing
+    assert not dlt_settings._forks.active.is_set()  # later forks freeze nothing
 
 
 def test_a_users_normalize_workers_are_kept(
@@ -79,8 +81,8 @@ def test_a_users_normalize_workers_are_kept(
 
 def test_duckdb_defaults(monkeypatch):
     monkeypatch.delenv("NORMALIZE__WORKERS")
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert defaults_for("duckdb") == {
+    monkeypatch.setattr(dlt_settings, "cores", lambda: 2)
+    assert defaults_for("duckdb", PIPELINE) == {
         "DATA_WRITER__DISABLE_COMPRESSION": "true",
         "DATA_WRITER__BUFFER_MAX_ITEMS": "1000",
         "LOAD__WORKERS": "1",
@@ -91,31 +93,99 @@ def test_duckdb_defaults(monkeypatch):
 
 @pytest.mark.parametrize("destination", ["postgres", "snowflake", "bigquery"])
 def test_other_destinations_get_the_writer_settings_only(destination, monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert set(defaults_for(destination)) == {
+    monkeypatch.setattr(dlt_settings, "cores", lambda: 2)
+    assert set(defaults_for(destination, PIPELINE)) == {
         "DATA_WRITER__DISABLE_COMPRESSION", "DATA_WRITER__BUFFER_MAX_ITEMS"}
 
 
 def test_no_workers_where_dlt_would_spawn_them_or_on_one_core(monkeypatch):
     monkeypatch.delenv("NORMALIZE__WORKERS")
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(dlt_settings, "cores", lambda: 2)
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda *a, **k: "spawn")
-    assert not set(PARALLEL) & set(defaults_for("duckdb"))
+    assert not set(PARALLEL) & set(defaults_for("duckdb", PIPELINE))
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda *a, **k: "fork")
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
-    assert not set(PARALLEL) & set(defaults_for("duckdb"))
-    assert defaults_for("duckdb")["LOAD__WORKERS"] == "1"
+    monkeypatch.setattr(dlt_settings, "cores", lambda: 1)
+    assert not set(PARALLEL) & set(defaults_for("duckdb", PIPELINE))
+    assert defaults_for("duckdb", PIPELINE)["LOAD__WORKERS"] == "1"
 
 
 def test_a_users_file_size_or_load_workers_are_theirs(monkeypatch):
     monkeypatch.delenv("NORMALIZE__WORKERS")
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(dlt_settings, "cores", lambda: 2)
     monkeypatch.setenv("SOURCES__DATA_WRITER__FILE_MAX_ITEMS", "100000")
     monkeypatch.setenv("LOAD__WORKERS", "4")
-    chosen = defaults_for("duckdb")
+    chosen = defaults_for("duckdb", PIPELINE)
     assert "NORMALIZE__WORKERS" not in chosen  # their file size: no workers of ours either
     assert "SOURCES__DATA_WRITER__FILE_MAX_ITEMS" not in chosen
     assert "LOAD__WORKERS" not in chosen
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("DATA_WRITER__FILE_MAX_ITEMS", "100000"),  # global: it reaches the extract too
+    ("EXTRACT__DATA_WRITER__FILE_MAX_ITEMS", "100000"),
+    ("MICROMETRICS__NORMALIZE__WORKERS", "1"),  # the pipeline's own section wins in dlt
+    ("NORMALIZE__START_METHOD", "spawn"),
+    ("MICROMETRICS__NORMALIZE__START_METHOD", "spawn"),
+])
+def test_no_workers_of_ours_when_the_user_configured_them_anywhere(variable, value, monkeypatch):
+    monkeypatch.delenv("NORMALIZE__WORKERS")
+    monkeypatch.setattr(dlt_settings, "cores", lambda: 2)
+    monkeypatch.setenv(variable, value)
+    assert not set(PARALLEL) & set(defaults_for("duckdb", PIPELINE))
+
+
+def test_a_pipeline_scoped_setting_is_the_users(monkeypatch):
+    monkeypatch.setenv("MICROMETRICS__LOAD__WORKERS", "8")
+    assert "LOAD__WORKERS" not in defaults_for("duckdb", PIPELINE)
+    assert "LOAD__WORKERS" in defaults_for("duckdb", "another_pipeline")
+
+
+def test_the_process_start_method_is_left_unset(monkeypatch):
+    monkeypatch.delenv("NORMALIZE__WORKERS")
+    monkeypatch.setattr(dlt_settings, "cores", lambda: 2)
+    fixed = []
+    monkeypatch.setattr(multiprocessing, "set_start_method", lambda *a, **k: fixed.append(a))
+    defaults_for("duckdb", PIPELINE)
+    assert multiprocessing.get_start_method(allow_none=True) is None or not fixed
+
+
+def test_only_a_main_thread_fork_during_a_sync_counts_as_a_worker(monkeypatch):
+    forks = dlt_settings._WorkerForks()
+    forks.before()  # no sync with workers running
+    assert not forks.worker and gc.get_freeze_count() == 0
+    forks.active.set()
+    seen = []
+    thread = threading.Thread(target=lambda: (forks.before(), seen.append(forks.worker)))
+    thread.start()
+    thread.join()
+    assert seen == [False] and gc.get_freeze_count() == 0  # dlt never forks from a thread
+    forks.before()
+    try:
+        assert forks.worker and gc.get_freeze_count() > 0
+    finally:
+        forks.in_parent()
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # an application's own freeze is left as it was
+    try:
+        forks.before()
+        forks.in_parent()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_workers_across_rounds_stay_exact(start_sandbox, tmp_path, clock, small_extract_files):
+    sandbox = start_sandbox(clock=clock, **DATA)
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000, round_pages=8)
+    # Several rounds, normalized in parallel (the first may give one worker all the responses'
+    # files: dlt deals files in chunks of sorted names, and that round has every table's).
+    files = response_files_per_package(result.report)
+    assert len(files) >= 3 and files.count(2) >= len(files) - 1
+    clock.advance(600)
+    sandbox.update_responses(400)
+    sandbox.add_responses(300)
+    sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000, round_pages=8)
+    assert_matches_truth(tmp_path, sandbox.truth())
 
 
 def test_duckdb_rounds_end_by_pages_or_by_time():

@@ -37,6 +37,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,13 +62,45 @@ PARALLEL_NORMALIZE = {
 DUCKDB = {"load.workers": ("LOAD__WORKERS", "1")}
 
 
-def forks_workers() -> bool:
-    """Whether dlt would fork its normalize workers here, on at least two cores."""
-    return ((os.cpu_count() or 1) >= NORMALIZE_WORKERS
-            and get_default_start_method(multiprocessing.get_start_method()) == "fork")
+# Other keys that configure the same thing: dlt looks a pipeline's own section up first
+# (``<pipeline_name>.normalize.workers``), and a data_writer setting also in the global section
+# or the source's.
+ALSO_CONFIGURED_AS = {
+    "sources.data_writer.file_max_items": ("data_writer.file_max_items",
+                                           "extract.data_writer.file_max_items",
+                                           "sources.micrometrics.data_writer.file_max_items"),
+}
 
 
-def defaults_for(destination: str) -> dict[str, str]:
+def configured(key: str, pipeline_name: str) -> bool:
+    """Whether the user set ``key`` (or what stands for it) anywhere dlt would find it."""
+    keys = (key, f"{pipeline_name}.{key}", *ALSO_CONFIGURED_AS.get(key, ()))
+    return any(dlt.config.get(name) is not None for name in keys)
+
+
+def cores() -> int:
+    """CPUs this process may run on (its affinity, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def forks_workers(pipeline_name: str) -> bool:
+    """Whether dlt would fork its normalize workers here (Linux, main thread, no orchestrator,
+    no other start method configured), on at least two cores."""
+    if sys.platform != "linux" or cores() < NORMALIZE_WORKERS:
+        return False
+    method = (dlt.config.get(f"{pipeline_name}.normalize.start_method")
+              or dlt.config.get("normalize.start_method"))
+    if method is None:
+        # Without fixing the process's start method (a host may still set its own).
+        method = get_default_start_method(multiprocessing.get_start_method(allow_none=True)
+                                          or multiprocessing.get_all_start_methods()[0])
+    return method == "fork"
+
+
+def defaults_for(destination: str, pipeline_name: str) -> dict[str, str]:
     """The environment variables a sync into ``destination`` sets: those of the settings above
     that apply and that the user did not configure."""
     chosen = dict(EVERY_DESTINATION)
@@ -75,65 +108,84 @@ def defaults_for(destination: str) -> dict[str, str]:
         chosen |= DUCKDB
         # Both or neither: rotated files without workers only cost, and a user's worker
         # count or file size is theirs to tune.
-        if forks_workers() and all(dlt.config.get(key) is None for key in PARALLEL_NORMALIZE):
+        if (not any(configured(key, pipeline_name) for key in PARALLEL_NORMALIZE)
+                and forks_workers(pipeline_name)):
             chosen |= PARALLEL_NORMALIZE
     return {variable: value for key, (variable, value) in chosen.items()
-            if dlt.config.get(key) is None}
+            if not configured(key, pipeline_name)}
 
 
-# While a sync normalizes on forked workers (whoever configured them), each fork:
-# - freezes the heap first. The workers share the sync's memory until they write to it, and a
-#   garbage collection in a worker writes to every object it visits: each worker soon held its
-#   own copy of the heap (a 200k-response sync's processes 312 MB together, PSS). Frozen objects
-#   are left out of collections (Python's documented remedy), and the parent unfreezes them
-#   after the fork: 261-266 MB.
-# - makes the worker die with the sync (Linux's parent-death signal). A sync killed while its
-#   workers normalized left them running, then blocked for ever, and a worker still writing
-#   into load/new could meet the next sync's normalize of the same package.
-_workers_forking = threading.Event()
-PR_SET_PDEATHSIG = 1
-
-
-def _before_fork() -> None:
-    if _workers_forking.is_set():
-        gc.freeze()
-
-
-def _in_parent() -> None:
-    if _workers_forking.is_set():
-        gc.unfreeze()
-
-
-def _in_child(parent: list[int]) -> None:
-    if _workers_forking.is_set():
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent[0]:  # the sync died before the signal was set
-            os._exit(1)
-
-
-_parent = [os.getpid()]
-os.register_at_fork(before=lambda: (_parent.__setitem__(0, os.getpid()), _before_fork()),
-                    after_in_parent=_in_parent, after_in_child=lambda: _in_child(_parent))
-
-
-def uses_workers() -> bool:
+def uses_workers(pipeline_name: str) -> bool:
     """Whether dlt's normalize, as configured now, runs on more than one process."""
+    value = (dlt.config.get(f"{pipeline_name}.normalize.workers")
+             or dlt.config.get("normalize.workers") or 1)
     try:
-        return int(dlt.config.get("normalize.workers") or 1) > 1
+        return int(value) > 1
     except (TypeError, ValueError):
         return False
 
 
+# While a sync normalizes on forked workers (whoever configured them), each fork dlt makes of
+# it (from the main thread; it spawns from any other):
+# - freezes the heap first. The workers share the sync's memory until they write to it, and a
+#   garbage collection in a worker writes to every object it visits: each worker soon held its
+#   own copy of the heap (a 200k-response sync's processes 312 MB together, PSS). Frozen objects
+#   are left out of collections (Python's documented remedy), and the parent unfreezes them
+#   after the fork (unless the application had frozen its own): 261-266 MB.
+# - makes the worker die with the sync (Linux's parent-death signal). A sync killed while its
+#   workers normalized left them running, then blocked for ever, and a worker still writing
+#   into load/new could meet the next sync's normalize of the same package.
+# The settings above are the process's environment, so one sync per process at a time.
+PR_SET_PDEATHSIG = 1
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+class _WorkerForks:
+    """What the at-fork hooks need: whether a sync's workers are being forked now, and what
+    the fork in progress did."""
+
+    def __init__(self) -> None:
+        self.active = threading.Event()
+        self.worker = False  # the fork in progress is (likely) one of dlt's workers
+        self.froze = False
+        self.parent = os.getpid()
+
+    def before(self) -> None:
+        self.worker = (self.active.is_set() and _PRCTL is not None
+                       and threading.current_thread() is threading.main_thread())
+        self.froze = self.worker and gc.get_freeze_count() == 0
+        self.parent = os.getpid()
+        if self.froze:
+            gc.freeze()
+
+    def in_parent(self) -> None:
+        if self.froze:
+            gc.unfreeze()
+        self.worker = self.froze = False
+
+    def in_child(self) -> None:
+        if self.worker:
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != self.parent:  # the sync died before the signal was set
+                os._exit(1)
+
+
+_forks = _WorkerForks()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_forks.before, after_in_parent=_forks.in_parent,
+                        after_in_child=_forks.in_child)
+
+
 @contextmanager
-def sync_defaults(destination: str) -> Iterator[dict[str, str]]:
+def sync_defaults(destination: str, pipeline_name: str) -> Iterator[dict[str, str]]:
     """For the block, the defaults that apply to ``destination`` (see ``defaults_for``)."""
-    applied = defaults_for(destination)
+    applied = defaults_for(destination, pipeline_name)
     os.environ.update(applied)
-    if uses_workers():
-        _workers_forking.set()
+    if uses_workers(pipeline_name):
+        _forks.active.set()
     try:
         yield applied
     finally:
-        _workers_forking.clear()
+        _forks.active.clear()
         for variable in applied:
             os.environ.pop(variable, None)

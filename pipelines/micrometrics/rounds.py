@@ -95,6 +95,9 @@ class RoundBudget:
     _started: float = field(default=0.0, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self._started = self.clock()  # a round begins when the budget is made, or new_round
+
     def new_round(self) -> None:
         with self._lock:
             self.spent = 0

@@ -77,7 +77,7 @@ def with_sync_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
     """``func(pipeline, ...)`` run with the dlt settings a sync applies (``dlt_settings``)."""
     @functools.wraps(func)
     def wrapper(pipeline: dlt.Pipeline, *args: Any, **kwargs: Any) -> Any:
-        with sync_defaults(destination_name(pipeline)):
+        with sync_defaults(destination_name(pipeline), pipeline.pipeline_name):
             return func(pipeline, *args, **kwargs)
 
     return wrapper
