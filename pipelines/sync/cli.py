@@ -44,8 +44,9 @@ Configuration (environment or .dlt/secrets.toml under [sources.micrometrics]):
   SOURCES__MICROMETRICS__BASE_URL, SOURCES__MICROMETRICS__API_KEY,
   SOURCES__MICROMETRICS__API_SECRET, optional SOURCES__MICROMETRICS__START_AT,
   SOURCES__MICROMETRICS__LOOKBACK_MINUTES, SOURCES__MICROMETRICS__WINDOW_PAGES,
-  SOURCES__MICROMETRICS__ROUND_PAGES (pages per load+merge round; default 300, or 600 on
-  Snowflake, BigQuery and other per-statement-billed warehouses),
+  SOURCES__MICROMETRICS__ROUND_PAGES (pages per load+merge round; default 900 on DuckDB, where
+  a round also ends after 5 minutes, 300 on PostgreSQL, 600 on Snowflake, BigQuery and other
+  per-statement-billed warehouses),
   SOURCES__MICROMETRICS__DEEP_LOOKBACK_HOURS (72), SOURCES__MICROMETRICS__DEEP_EVERY_HOURS (24;
   0 runs the deep pass every sync), SOURCES__MICROMETRICS__MAX_IN_FLIGHT (requests in flight at
   once, streams read side by side; default 4, at most 32).
