@@ -7,7 +7,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -140,13 +143,17 @@ def test_a_pipeline_scoped_setting_is_the_users(monkeypatch):
     assert "LOAD__WORKERS" in defaults_for("duckdb", "another_pipeline")
 
 
-def test_the_process_start_method_is_left_unset(monkeypatch):
-    monkeypatch.delenv("NORMALIZE__WORKERS")
-    monkeypatch.setattr(dlt_settings, "cores", lambda: 2)
-    fixed = []
-    monkeypatch.setattr(multiprocessing, "set_start_method", lambda *a, **k: fixed.append(a))
-    defaults_for("duckdb", PIPELINE)
-    assert multiprocessing.get_start_method(allow_none=True) is None or not fixed
+def test_the_process_start_method_is_left_unset():
+    # In a fresh interpreter: deciding must not fix multiprocessing's start method, which a host
+    # application may still want to set (set_start_method refuses once it is fixed).
+    script = ("import multiprocessing, os\n"
+              "os.environ.pop('NORMALIZE__WORKERS', None)\n"
+              "from pipelines.micrometrics.dlt_settings import defaults_for\n"
+              "defaults_for('duckdb', 'micrometrics')\n"
+              "print(multiprocessing.get_start_method(allow_none=True))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parent.parent)
+    assert done.stdout.strip() == "None"
 
 
 def test_only_a_main_thread_fork_during_a_sync_counts_as_a_worker(monkeypatch):

@@ -8,7 +8,7 @@ the same text (dlt's text fallback is ``str`` for a number) at a fraction of the
 
 The timestamps stay strings: converted here they cost more in the extract (dlt encodes every
 datetime through a Python callback) than they save in the normalize, which runs on two cores
-(``normalize_workers``) while the extract is one thread's.
+(``dlt_settings``) while the extract is one thread's.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ writes its own load file: a load job more per table and round, which BigQuery ca
   dlt forks its workers (Linux, main thread, no orchestrator): a spawned worker imports dlt anew
   each round, which costs more than it saves. Forked workers share the sync's memory pages
   until they write them (``all processes MB`` in RESULTS.md counts them once); see
-  ``_workers_forking`` for keeping it that way, and for workers that die with the sync.
+  ``_WorkerForks`` for keeping it that way, and for workers that die with the sync.
 - ``load.workers`` = 1: dlt loads a package's files on up to 20 threads; into one DuckDB
   database they run no faster (one writer), and two parquet files read at once raised a
   900-page round's peak from 283 to 320 MB.
