@@ -15,9 +15,10 @@ def recent_responders(sandbox: Sandbox, days: int) -> set[str]:
             if datetime.fromisoformat(r["created_at"]) > now - timedelta(days=days)}
 
 
-def test_silent_devices_have_no_recent_response_and_the_rest_of_the_data_is_unchanged():
-    quiet = Sandbox(KEY, SECRET, silent_devices=3)
-    plain = Sandbox(KEY, SECRET)
+def test_silent_devices_have_no_recent_response_and_the_rest_of_the_data_is_unchanged(clock):
+    # One clock for both: each sandbox anchors its data on the minute it starts in.
+    quiet = Sandbox(KEY, SECRET, silent_devices=3, clock=clock)
+    plain = Sandbox(KEY, SECRET, clock=clock)
     silent = quiet.silent_devices()
     devices = {d["id"]: d for d in quiet.truth()["devices"]}
     assert len(silent) == 3 and all(devices[i]["status"] == "active" for i in silent)
