@@ -40,6 +40,39 @@ def test_observe_lets_us_go_faster_when_server_bucket_is_empty():
     assert bucket.acquire() == 0.0
 
 
+def test_answer_counts_from_the_requests_departure_not_its_arrival_back():
+    """The server judges a request when it arrives and answers after its latency: a burst of
+    10 answered 1.5 s later finds 1.5 tokens leaked since, so the 11th request goes at once
+    and the 12th half a second later (a count taken as of the answer: 1 s and 2 s)."""
+    bucket, clock = make()
+    for _ in range(10):
+        bucket.acquire()
+    clock.advance(1.5)
+    bucket.observe({"RateLimit-Burst-Remaining": "0"})
+    assert [bucket.acquire(), bucket.acquire()] == pytest.approx([0.0, 0.5])
+
+
+def test_answer_leaves_out_requests_booked_after_it():
+    """The server's count of an earlier request misses the requests booked after it (they
+    reached it later); requests booked before it are in the count, not added again."""
+    bucket, clock = make(burst=4)
+
+    def book() -> None:
+        bucket.acquire()
+
+    for _ in range(2):  # two earlier requests, from other threads, still unanswered
+        other = threading.Thread(target=book)
+        other.start()
+        other.join()
+    bucket.acquire()  # this thread's request: the server counted 3 on its arrival
+    late = threading.Thread(target=book)  # booked after it: not in that count
+    late.start()
+    late.join()
+    bucket.observe({"RateLimit-Burst-Remaining": "1"})
+    # 3 counted + 1 booked after = a full bucket of 4: the next token is a second away.
+    assert bucket.acquire() == pytest.approx(1.0)
+
+
 def test_hold_after_429_blocks_for_retry_after():
     bucket, clock = make()
     bucket.acquire()

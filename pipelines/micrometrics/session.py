@@ -113,7 +113,6 @@ class MicrometricsSession(requests.Session):
                 try:
                     response = self._send_once(signed, kwargs)
                 except TRANSPORT_ERRORS as exc:
-                    self.bucket.release()
                     failure = transport_error(signed, exc, self.retry.max_attempts)
                 else:
                     self.bucket.observe(response.headers)

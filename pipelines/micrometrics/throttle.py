@@ -38,7 +38,8 @@ class LeakyBucket:
 
     ``acquire()`` reserves a token (blocking until one fits) before a request goes out;
     ``observe()`` adopts the server's view after a response; ``hold()`` blocks everyone for
-    the time a 429 asked for.
+    the time a 429 asked for. A request that got no answer keeps its token (the server may
+    have counted it).
 
     Args:
         rate: Tokens that leak per second (requests per second in steady state).
@@ -67,10 +68,9 @@ class LeakyBucket:
         self._lock = threading.Lock()
         self._level = 0.0  # tokens in the bucket at self._stamp, reservations included
         self._stamp = clock()
-        self._in_flight = 0
         self._booked = 0  # tokens booked so far; each thread remembers its last one
         self._adopted = 0  # the booking whose response the level was last adopted from
-        self._mine = threading.local()
+        self._mine = threading.local()  # this thread's last booking and the instant it was for
 
     def _usable(self) -> float:
         """The part of the burst this mirror lets fill: all of it but ``skew`` seconds' worth."""
@@ -83,13 +83,14 @@ class LeakyBucket:
     def acquire(self) -> float:
         """Reserve one token, sleeping until it fits. Returns the seconds slept."""
         with self._lock:
-            self._leak(self._clock())
+            now = self._clock()
+            self._leak(now)
             wait = max(0.0, (self._level + 1.0 - self._usable()) / self.rate)
             # The token is booked now so concurrent callers queue behind it.
             self._level += 1.0
-            self._in_flight += 1
             self._booked += 1
             self._mine.booking = self._booked
+            self._mine.due = now + wait
         if wait > 0:
             self._sleep(wait)
         return wait
@@ -97,14 +98,17 @@ class LeakyBucket:
     def observe(self, headers: Mapping[str, str]) -> None:
         """Adopt the server's view from ``RateLimit-Rate`` and ``RateLimit-Burst-Remaining``.
 
-        The server floors the remaining count, so its level is never underestimated here.
-        Requests of other threads still in flight are added on top. The response of a request
-        booked before one whose response was already adopted is not: its count misses that
-        later request, which is no longer in flight (answers of concurrent requests come in
-        any order).
+        The server judges a request on arrival (as a gateway does) and answers after its
+        latency, so its ``remaining`` is its bucket at the instant this thread's request went
+        out: that count holds this request and every one that reached the server before it,
+        and has leaked since; the requests booked after it are not in it and are added. (Taken
+        as of the answer instead, as this mirror did before, the bucket looked fuller by the
+        latency's worth of leak plus the earlier requests still in flight: at 1 request/s and
+        1.5 s latency, 2-3 tokens of the burst never used, 2-3 s on every sync.) The server
+        floors ``remaining``, so the level is never underestimated for it. The answer to a
+        request booked before one whose answer was already adopted is older news: ignored.
         """
         with self._lock:
-            self._settle()
             rate = header_float(headers, "RateLimit-Rate")
             if rate:
                 self.rate = rate
@@ -114,17 +118,12 @@ class LeakyBucket:
                 return
             self._adopted = booking
             self.burst = max(self.burst, remaining + 1.0)
-            self._leak(self._clock())
-            self._level = self.burst - remaining + self._in_flight
-
-    def release(self) -> None:
-        """A reserved request got no response (connection error): stop counting it in flight."""
-        with self._lock:
-            self._settle()
-
-    def _settle(self) -> None:
-        """One request is no longer in flight."""
-        self._in_flight = max(0, self._in_flight - 1)
+            now = self._clock()
+            self._leak(now)
+            sent = min(getattr(self._mine, "due", now), now)
+            at_arrival = self.burst - remaining
+            self._level = (max(0.0, at_arrival - (now - sent) * self.rate)
+                           + (self._booked - booking))
 
     def hold(self, seconds: float) -> None:
         """After a 429: make the next token available only ``seconds`` from now."""
