@@ -6,10 +6,14 @@ Streams (devices, each survey's responses) are independent, so their requests ma
 pages *within* a stream stay sequential (each cursor comes from the page before it), and so do
 the windows of a stream (each is sized from the one before). So a stream is the unit of work:
 
-- a resource generator stays where dlt runs it (its thread holds dlt's state context) and hands
-  its streams to :meth:`Lanes.run`, which walks them in worker threads and yields their items
-  back in that thread, each stream's items in their own order, streams interleaved as their
-  answers come;
+- a resource generator stays where dlt runs it (a thread of dlt's that holds its state context)
+  and hands its streams to :meth:`Lanes.run`, which walks them in worker threads and yields
+  their items back in that thread, each stream's items in their own order, streams interleaved
+  as their answers come;
+- the resources themselves are ``parallelized`` (dlt runs each generator's ``next()`` in its
+  extract pool): a generator waits in ``Lanes.run`` for its streams' next answer, and without
+  that its wait held dlt's whole extract, so the survey list and the response streams started
+  only once the devices' first page had come back (a latency late);
 - up to ``4 * max_in_flight`` streams are walked at once; the client lets ``max_in_flight`` of
   their requests (the survey list's included) be in flight, in the order they asked
   (:mod:`.inflight`), with one leaky bucket shared by every thread;
@@ -19,11 +23,11 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   commits with the round's data matches the pages that round yielded, whatever the order in
   which answers came.
 
-Why not dlt's own ``parallelized=True``: it runs one ``next()`` per *resource* generator at a
+Why not dlt's ``parallelized=True`` alone: it runs one ``next()`` per *resource* generator at a
 time, and every survey's responses are one resource (one table, one resource state), so their
-requests could not overlap without a resource per survey (a new state layout); its wrapper polls
-(``yield None`` while a call is busy); and ``EXTRACT__WORKERS`` bounds generators of the whole
-extract, not requests in flight.
+requests could not overlap without a resource per survey (a new state layout); and
+``EXTRACT__WORKERS`` bounds generators of the whole extract, not requests in flight. So dlt runs
+the resources side by side, and each resource's streams are walked here.
 """
 
 from __future__ import annotations

@@ -131,6 +131,8 @@ class SurveyIndex:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     indexed: list[dict[str, Any]] = field(default_factory=list)
     emitted_by: set[str] = field(default_factory=set)
+    # Resources extracted at once ask for the list at once: one reads it, the others wait.
+    reading: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def read(self) -> bool:
@@ -139,10 +141,11 @@ class SurveyIndex:
     def first_emit(self, resource: str) -> bool:
         """True the first time ``resource`` asks: what comes from the list is emitted in one
         round only."""
-        if resource in self.emitted_by:
-            return False
-        self.emitted_by.add(resource)
-        return True
+        with self.reading:
+            if resource in self.emitted_by:
+                return False
+            self.emitted_by.add(resource)
+            return True
 
 
 @dataclass

@@ -145,6 +145,13 @@ def read_survey_list(
     client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
 ) -> SurveyIndex:
     """Every survey, listed once per sync: it is the index of the response streams."""
+    with index.reading:
+        return _read_survey_list(client, bounds, index, tally)
+
+
+def _read_survey_list(
+    client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
+) -> SurveyIndex:
     if not index.read:
         # Every survey that exists now, even when an explicit range ends earlier: a survey
         # changed since still has responses inside the range.
@@ -231,7 +238,7 @@ def micrometrics_source(
     def surveys_listed() -> SurveyIndex:
         return read_survey_list(client, bounds, index, tally)
 
-    @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
+    @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE, parallelized=True,
                   columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
     def devices() -> Iterator[list[dict[str, Any]]]:
         state = states.for_stream(dlt.current.resource_state(), "windows")
@@ -240,7 +247,8 @@ def micrometrics_source(
                                       "devices", known_versions)])
 
     @dlt.resource(
-        name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
+        name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS,
+        parallelized=True,
     )
     def surveys() -> Iterator[list[dict[str, Any]]]:
         # The full list on every sync: it is small, and it must be complete anyway because it
@@ -257,6 +265,7 @@ def micrometrics_source(
 
     @dlt.resource(
         name="survey_responses",
+        parallelized=True,
         primary_key="id",
         write_disposition=MERGE,
         # comment is optional in the API; declared so the column exists even before one comes.

@@ -158,7 +158,9 @@ class StreamWindows:
         if partial:
             return Window(parse_timestamp(partial["start"]), parse_timestamp(partial["end"]))
         lo, top = parse_timestamp(pending["lo"]), parse_timestamp(pending["next_hi"])
-        start = top - min(self._length(), top - lo + MIN_WINDOW)
+        # In milliseconds, as sent: a window's span (its density) is then the same whether it
+        # was read in one round or resumed from state.
+        start = parse_timestamp(format_timestamp(top - min(self._length(), top - lo + MIN_WINDOW)))
         density = self.state.get("density")
         reaches_all = (
             start <= lo

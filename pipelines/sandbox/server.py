@@ -168,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
         decision = sb._bucket.admit(auth.api_key, now)
         limits = decision.headers()
         sb.wait_latency()
+        if endpoint == sb._held_endpoint:
+            sb._answers_released.wait()
         if not decision.admitted:
             sb._stats.throttled()
             return self._send(error(429, "Too Many Requests"), limits)
@@ -335,6 +337,8 @@ class Sandbox:
         self._latency_rng = random.Random(seed)
         self._latency_lock = threading.Lock()
         self._reorder: Reorder | None = None
+        self._held_endpoint: str | None = None  # answers held back until release_answers()
+        self._answers_released = threading.Event()
         self._credentials = {api_key: api_secret}
         self.store = Store(seed, devices, surveys, responses, self.clock, silent_devices)
         self._bucket = LeakyBucket(rate, burst)
@@ -383,6 +387,7 @@ class Sandbox:
         if self._httpd is None:
             return
         self.reorder(0)  # held requests answer, so their threads end
+        self.release_answers()
         self._httpd.shutdown()
         self._httpd.close_connections()
         self._httpd.server_close()
@@ -436,6 +441,23 @@ class Sandbox:
             Reorder(group, order, seed, grace) if group else None)
         if previous is not None:
             previous.stop()
+
+    def hold_answers(self, endpoint: str) -> None:
+        """From now on, requests to ``endpoint`` (``devices``, ``surveys``,
+        ``survey_responses``) are admitted and counted but not answered until
+        :meth:`release_answers`: a test sees what a client does while they are pending."""
+        self._answers_released.clear()
+        self._held_endpoint = endpoint
+
+    def release_answers(self) -> None:
+        """Answers the requests :meth:`hold_answers` held, and holds no more."""
+        self._held_endpoint = None
+        self._answers_released.set()
+
+    def wait_for_endpoint(self, endpoint: str, count: int, timeout: float) -> bool:
+        """Blocks until ``count`` requests to ``endpoint`` have arrived (since the last reset)
+        or ``timeout`` seconds passed; returns whether they arrived. Each arrival wakes it."""
+        return self._stats.wait_for_endpoint(endpoint, count, timeout)
 
     def reordered_groups(self) -> list[int]:
         """Sizes of the groups the current ``reorder`` released so far."""

@@ -62,6 +62,12 @@ class Stats:
         with self._arrived:
             return self._arrived.wait_for(lambda: self._data["requests"] >= count, timeout)
 
+    def wait_for_endpoint(self, endpoint: str, count: int, timeout: float) -> bool:
+        """Like ``wait_for_requests``, counting only the requests to ``endpoint``."""
+        with self._arrived:
+            return self._arrived.wait_for(
+                lambda: self._data["by_endpoint"][endpoint] >= count, timeout)
+
     def status(self, code: int) -> None:
         """Counts a response status actually sent."""
         with self._lock:
