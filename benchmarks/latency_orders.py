@@ -170,7 +170,7 @@ def spread_evenly(sandbox: Sandbox) -> None:
                                     {"survey_id": surveys[i % len(surveys)]}, bump=False)
 
 
-def one_run(order: str, surveys: int, spread: str) -> dict[str, Any]:
+def one_run(order: str, surveys: int, spread: str, max_in_flight: int) -> dict[str, Any]:
     sandbox = Sandbox(KEY, SECRET, responses=RESPONSES, surveys=surveys, page_size=PAGE_SIZE,
                       rate=RATE, burst=BURST, latency=LATENCY, latency_jitter=JITTER)
     if spread == "even":
@@ -190,7 +190,8 @@ def one_run(order: str, surveys: int, spread: str) -> dict[str, Any]:
             client = MicrometricsClient(sandbox.url, KEY, SECRET,
                                         bucket=LeakyBucket(rate=RATE, burst=BURST),
                                         retry=RetryPolicy(rng=random.Random(3)))
-            settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET)
+            settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET,
+                                     max_in_flight=max_in_flight)
             with arrivals.traced(), request_order(order, longest):
                 started = time.monotonic()
                 sync(pipeline, settings=settings, client=client)
@@ -202,7 +203,8 @@ def one_run(order: str, surveys: int, spread: str) -> dict[str, Any]:
     chain = [(s - t0, e - t0) for s, e, stream in arrivals.log if stream == longest]
     pages = sum(1 for *_, stream in arrivals.log if stream.isdigit())
     floor = max(0.0, (stats["requests"] - BURST) / RATE)
-    return {"order": order, "surveys": surveys, "spread": spread, "requests": stats["requests"],
+    return {"order": order, "surveys": surveys, "spread": spread, "in_flight": max_in_flight,
+            "requests": stats["requests"],
             "throttled": stats["throttled"], "elapsed": elapsed, "floor": floor,
             "ratio": elapsed / floor, "longest_pages": len(chain),
             "response_pages": pages, "longest_first": min(s for s, _ in chain),
@@ -222,13 +224,15 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         "`benchmarks/latency_orders.py`; `oracle` knows the longest stream from the ground "
         "truth, which no client can.",
         "",
-        "| surveys | spread | order | requests | 429s | longest stream: pages of all response "
-        "pages | its first request s | its last answer s | sync s | floor s | sync / floor |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| surveys | spread | order | MAX_IN_FLIGHT | requests | 429s | longest stream: pages of "
+        "all response pages | its first request s | its last answer s | sync s | floor s | "
+        "sync / floor |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['surveys']} | {r['spread']} | {r['order']} | {r['requests']} | "
+            f"| {r['surveys']} | {r['spread']} | {r['order']} | {r['in_flight']} | "
+            f"{r['requests']} | "
             f"{r['throttled']} | "
             f"{r['longest_pages']} of {r['response_pages']} | {r['longest_first']:.1f} | "
             f"{r['longest_last']:.1f} | {r['elapsed']:.1f} | {r['floor']:.0f} | "
@@ -239,7 +243,7 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         if key not in best or r["ratio"] < best[key]["ratio"]:
             best[key] = r
     lines += ["", "Best order per tenant: " + "; ".join(
-        f"{n} surveys, {spread}: {r['order']} {r['ratio']:.2f}x"
+        f"{n} surveys, {spread}: {r['order']}, {r['in_flight']} in flight, {r['ratio']:.2f}x"
         for (n, spread), r in best.items()) + ".", "", EXPLANATION]
     return "\n".join(lines)
 
@@ -268,20 +272,27 @@ def main() -> int:
     parser.add_argument("--orders", nargs="+",
                         default=["as shipped", "oracle", "most pages first"],
                         help="orders to compare (default: all three)")
+    parser.add_argument("--max-in-flight", type=int, nargs="+", default=[4],
+                        help="MAX_IN_FLIGHT values to run (default: 4, the default)")
     parser.add_argument("--write", action="store_true",
                         help="write the table into benchmarks/RESULTS.md (latency_orders)")
     args = parser.parse_args()
     rows = []
-    for surveys, spread, order in itertools.product(args.surveys, args.spread, args.orders):
-        row = one_run(order, surveys, spread)
-        print(f"surveys {surveys} {spread} | {order}: {row['requests']} requests, "
+    for surveys, spread, order, in_flight in itertools.product(
+            args.surveys, args.spread, args.orders, args.max_in_flight):
+        row = one_run(order, surveys, spread, in_flight)
+        print(f"surveys {surveys} {spread} | {order} | {in_flight} in flight: "
+              f"{row['requests']} requests, "
               f"{row['throttled']} 429s, {row['elapsed']:.1f} s, floor {row['floor']:.0f} s, "
               f"{row['ratio']:.2f}x; longest stream {row['longest_pages']} pages, "
               f"{row['longest_first']:.1f} -> {row['longest_last']:.1f} s", flush=True)
         rows.append(row)
     surveys = " ".join(str(s) for s in args.surveys)
+    orders = " ".join(f'"{o}"' for o in args.orders)
+    in_flight = " ".join(str(n) for n in args.max_in_flight)
     table = render(rows, f".venv/bin/python -m benchmarks.latency_orders --surveys {surveys} "
-                         f"--spread {' '.join(args.spread)} --write")
+                         f"--spread {' '.join(args.spread)} --orders {orders} "
+                         f"--max-in-flight {in_flight} --write")
     print(table)
     if args.write:
         write_section("latency_orders", table)

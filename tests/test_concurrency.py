@@ -14,15 +14,18 @@ import signal
 import threading
 import time
 
+import dlt
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.micrometrics.client import MicrometricsClient
-from pipelines.micrometrics.errors import ConfigurationError
+from pipelines.micrometrics.errors import ApiError, ConfigurationError
 from pipelines.micrometrics.lanes import Lanes
 from pipelines.micrometrics.retry import RetryPolicy
 from pipelines.micrometrics.settings import DEFAULT_MAX_IN_FLIGHT, load_settings
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.sandbox import Sandbox
+from pipelines.sync.errors import causes
 from tests.cli import run_cli, start_sync, sync_env
 from tests.conftest import KEY, SECRET
 from tests.fakes import FakeClock
@@ -101,6 +104,59 @@ def test_response_streams_do_not_wait_for_the_devices(start_sandbox, tmp_path, c
         syncing.join()
     assert finished
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_walks_share_the_context_of_the_dlt_thread_that_runs_the_resource():
+    """A parallelized resource runs in a thread of dlt's extract pool; the threads walking its
+    streams must resolve dlt's context (dlt.current.pipeline()...) to the same one, which dlt
+    finds by the pool's thread-name prefix."""
+    names: list[str] = []
+
+    def resource() -> None:
+        names.extend(Lanes(2).run([lambda: [threading.current_thread().name]]))
+
+    pool_thread = threading.Thread(target=resource, name="dlt-pool-4242-extract-threads_0")
+    pool_thread.start()
+    pool_thread.join()
+    assert names and names[0].startswith("dlt-pool-4242-")
+
+
+def test_survey_list_is_asked_for_before_dlt_prepares_the_first_round(
+    start_sandbox, tmp_path, clock, monkeypatch
+):
+    """Its answer overlaps dlt's preparation of the round (state, schema, destination); only
+    once, and the sync stays exact."""
+    sandbox = start_sandbox(clock=clock, **SANDBOX)
+    sandbox.hold_answers("surveys")  # so the list is surely still unanswered when run starts
+    listed_before_run: list[bool] = []
+    run = dlt.Pipeline.run
+
+    def first_run_sees_the_list_asked_for(self, *args, **kwargs):
+        if not listed_before_run:
+            listed_before_run.append(sandbox.wait_for_endpoint("surveys", 1, timeout=30))
+            sandbox.release_answers()
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(dlt.Pipeline, "run", first_run_sees_the_list_asked_for)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST, **SETTINGS)
+
+    assert listed_before_run == [True]
+    assert sandbox.stats()["by_endpoint"]["surveys"] == 1
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_survey_list_failure_read_ahead_fails_the_sync_with_the_api_error(
+    start_sandbox, tmp_path, clock
+):
+    """The list is read in a thread of its own before the round: its failure is raised where
+    the resources ask for it, as an ApiError, without asking again."""
+    sandbox = start_sandbox(clock=clock, **SANDBOX)
+    sandbox.script("http_404", endpoint="surveys")
+    with pytest.raises(PipelineStepFailed) as failed:
+        sync_sandbox(sandbox, tmp_path, clock, **FAST, **SETTINGS)
+    chain = list(causes(failed.value))
+    assert any(isinstance(c, ApiError) and c.status == 404 for c in chain)
+    assert sandbox.stats()["by_endpoint"]["surveys"] == 1  # not asked for again
 
 
 @pytest.mark.parametrize("max_in_flight", [2, pytest.param(3, marks=SLOW)])

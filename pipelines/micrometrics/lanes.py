@@ -32,6 +32,7 @@ the resources side by side, and each resource's streams are walked here.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -109,8 +110,7 @@ class Lanes:
         channel = Channel(capacity=2 * workers)
         stop = threading.Event()
         # Named as dlt's pools are, so that dlt's context (dlt.current...) resolves in them.
-        pool = ThreadPoolExecutor(max_workers=workers,
-                                  thread_name_prefix=Container.thread_pool_prefix())
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=context_prefix())
         try:
             for walk in walks:
                 pool.submit(_drain, walk, channel, stop)
@@ -127,6 +127,16 @@ class Lanes:
             stop.set()
             channel.close()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def context_prefix() -> str:
+    """A thread name prefix under which dlt resolves the context of the thread it serves. Called
+    from a thread of dlt's own extract pool (a ``parallelized`` resource), that pool's prefix:
+    ``Container.thread_pool_prefix()`` would name the pool thread itself, which has no context
+    (``dlt.current.pipeline()`` would be another pipeline)."""
+    if served := re.match(r"dlt-pool-\d+-", threading.current_thread().name):
+        return served.group(0)
+    return Container.thread_pool_prefix()
 
 
 def _drain(walk: Stream, channel: Channel, stop: threading.Event) -> None:

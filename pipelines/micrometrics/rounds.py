@@ -133,6 +133,7 @@ class SurveyIndex:
     emitted_by: set[str] = field(default_factory=set)
     # Resources extracted at once ask for the list at once: one reads it, the others wait.
     reading: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    failure: BaseException | None = field(default=None, repr=False, compare=False)  # prefetch
 
     @property
     def read(self) -> bool:

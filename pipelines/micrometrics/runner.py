@@ -40,7 +40,7 @@ from .rounds import (
     round_seconds_for,
 )
 from .settings import Settings, load_settings
-from .source import micrometrics_source
+from .source import micrometrics_source, prefetch_survey_list
 from .timeutil import parse_timestamp
 from .warehouse import loaded_versions
 
@@ -153,6 +153,8 @@ def sync(
         report.marks.add(apply_survey_marks(pipeline))
         # Only the selected resources: --full-refresh --resources devices keeps the responses.
         refresh = "drop_resources" if full_refresh else None
+        if {"surveys", "survey_responses"} & set(selected):
+            prefetch_survey_list(client, bounds, index, tally)
         while True:
             budget.new_round()
             source = micrometrics_source(

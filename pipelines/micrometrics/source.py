@@ -144,27 +144,59 @@ def count_deep_finds(
 def read_survey_list(
     client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
 ) -> SurveyIndex:
-    """Every survey, listed once per sync: it is the index of the response streams."""
+    """Every survey, listed once per sync: it is the index of the response streams. Asked for
+    once, also when it failed: the resources that ask next get the same error."""
     with index.reading:
-        return _read_survey_list(client, bounds, index, tally)
+        _read_once(client, bounds, index, tally)
+        if index.failure is not None:
+            raise index.failure
+        return index
+
+
+def prefetch_survey_list(
+    client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
+) -> None:
+    """Starts reading the survey list in a thread, so that its answer comes while dlt prepares
+    the first round (state, schema, destination: 0.5-1 s); the resources that need the list
+    wait for it, and a failure is raised in them (``read_survey_list``)."""
+    holding = threading.Event()
+
+    def read() -> None:
+        with index.reading:
+            holding.set()
+            _read_once(client, bounds, index, tally)
+
+    threading.Thread(target=read, name="survey-list", daemon=True).start()
+    holding.wait()  # the lock is the thread's before any resource asks for the list
+
+
+def _read_once(
+    client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
+) -> None:
+    """Reads the list into ``index`` unless it was read or failed; a failure is kept there (to
+    be raised where the list is asked for). Called holding ``index.reading``."""
+    if index.read or index.failure is not None:
+        return
+    try:
+        _read_survey_list(client, bounds, index, tally)
+    except BaseException as exc:  # noqa: BLE001 - kept, raised by read_survey_list
+        index.failure = exc
 
 
 def _read_survey_list(
     client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
-) -> SurveyIndex:
-    if not index.read:
-        # Every survey that exists now, even when an explicit range ends earlier: a survey
-        # changed since still has responses inside the range.
-        # From the epoch whatever start_at says: surveys are dimensions, and a survey last
-        # changed before start_at can still receive responses.
-        window = Window(EPOCH, max(bounds.run_end, bounds.now))
-        paged = client.pages("/surveys", window.params())
-        listed = [s for page in paged for s in page]
-        index.listed, index.rejected = split_records(listed, "surveys")
-        tally.add(rejected=len(index.rejected))
-        # A survey quarantined for its updated_at still indexes its responses.
-        index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
-    return index
+) -> None:
+    # Every survey that exists now, even when an explicit range ends earlier: a survey
+    # changed since still has responses inside the range.
+    # From the epoch whatever start_at says: surveys are dimensions, and a survey last
+    # changed before start_at can still receive responses.
+    window = Window(EPOCH, max(bounds.run_end, bounds.now))
+    paged = client.pages("/surveys", window.params())
+    listed = [s for page in paged for s in page]
+    index.listed, index.rejected = split_records(listed, "surveys")
+    tally.add(rejected=len(index.rejected))
+    # A survey quarantined for its updated_at still indexes its responses.
+    index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
 
 
 @dlt.source(name="micrometrics", section="micrometrics")
