@@ -250,16 +250,17 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
 
 EXPLANATION = (
     "Spread evenly, no stream's chain of pages outlasts the rate limit, and the client as "
-    "shipped ends near 1.10x the floor. Spread unevenly (one survey holds about 4 in 10 of "
-    "the pages), the longest stream's chain ends the sync: each of its pages waits for its "
-    "answer (0.75-2.25 s) and for a token shared with every other stream. Serving that stream"
-    " first (the oracle) closes most of the gap, but no client can know which stream that is:"
-    " the API gives no counts and the order of records within a window is unknown, so a "
-    "stream's length shows only once it has been read. A length-blind guess (most pages "
-    "first) is worse than first come, first served: it picks a wrong stream early and starves"
-    " the rest. Not tried: reading a long stream's window as several time slices side by "
-    "side, which would cost a partial page per slice on every multi-page stream (item 2 asks "
-    "for 1.03x the pages).")
+    "shipped ends within 1.10x the floor: what is left above 1.00x is the first request's "
+    "start, the last answer's latency and the round's normalize and load. Spread unevenly "
+    "(one survey holds about 4 in 10 of the pages), the longest stream's chain ends the sync: "
+    "each of its pages waits for its answer (0.75-2.25 s) and for a token shared with every "
+    "other stream. Serving that stream first (the oracle) closes most of the gap, but no "
+    "client can know which stream that is: the API gives no counts and the order of records "
+    "within a window is unknown, so a stream's length shows only once it has been read. A "
+    "length-blind guess (most pages first) picks a wrong stream early and starves the rest. "
+    "Not built: reading a long stream's window as several time slices side by side, which "
+    "costs a re-read first page and a partial page per slice on every stream it is applied "
+    "to.")
 
 
 def main() -> int:
