@@ -86,26 +86,6 @@ def test_exact_and_same_state_whatever_the_completion_order(
         assert max(sandbox.reordered_groups()) > 1
 
 
-def test_response_streams_do_not_wait_for_the_devices(start_sandbox, tmp_path, clock):
-    """Resources are extracted side by side: while the devices' first page is unanswered, the
-    survey list and every survey's first page are requested (one resource waiting on its
-    answer held dlt's whole extract before: the streams started a devices' latency late)."""
-    sandbox = start_sandbox(clock=clock, **SANDBOX)
-    sandbox.hold_answers("devices")
-    finished: list = []
-    syncing = threading.Thread(target=lambda: finished.append(
-        sync_sandbox(sandbox, tmp_path, clock, max_in_flight=8, **FAST, **SETTINGS)))
-    syncing.start()
-    try:
-        assert sandbox.wait_for_endpoint("survey_responses", SURVEYS, timeout=60)
-        assert sandbox.stats()["by_endpoint"]["devices"] == 1  # its first page, unanswered
-    finally:
-        sandbox.release_answers()
-        syncing.join()
-    assert finished
-    assert_matches_truth(tmp_path, sandbox.truth())
-
-
 def test_walks_share_the_context_of_the_dlt_thread_that_runs_the_resource():
     """A parallelized resource runs in a thread of dlt's extract pool; the threads walking its
     streams must resolve dlt's context (dlt.current.pipeline()...) to the same one, which dlt

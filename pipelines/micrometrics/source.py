@@ -270,7 +270,7 @@ def micrometrics_source(
     def surveys_listed() -> SurveyIndex:
         return read_survey_list(client, bounds, index, tally)
 
-    @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE, parallelized=True,
+    @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
                   columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
     def devices() -> Iterator[list[dict[str, Any]]]:
         state = states.for_stream(dlt.current.resource_state(), "windows")
@@ -279,8 +279,7 @@ def micrometrics_source(
                                       "devices", known_versions)])
 
     @dlt.resource(
-        name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS,
-        parallelized=True,
+        name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
     )
     def surveys() -> Iterator[list[dict[str, Any]]]:
         # The full list on every sync: it is small, and it must be complete anyway because it
@@ -297,7 +296,6 @@ def micrometrics_source(
 
     @dlt.resource(
         name="survey_responses",
-        parallelized=True,
         primary_key="id",
         write_disposition=MERGE,
         # comment is optional in the API; declared so the column exists even before one comes.
