@@ -86,6 +86,26 @@ def test_exact_and_same_state_whatever_the_completion_order(
         assert max(sandbox.reordered_groups()) > 1
 
 
+def test_response_streams_do_not_wait_for_the_devices(start_sandbox, tmp_path, clock):
+    """dlt pulls the resources in turn in one thread: while the devices' first page is
+    unanswered, every survey's first page is requested all the same (a resource waiting for
+    its first answer held the others' start: the streams began a devices' latency late)."""
+    sandbox = start_sandbox(clock=clock, **SANDBOX)
+    sandbox.hold_answers("devices")
+    finished: list = []
+    syncing = threading.Thread(target=lambda: finished.append(
+        sync_sandbox(sandbox, tmp_path, clock, max_in_flight=8, **FAST, **SETTINGS)))
+    syncing.start()
+    try:
+        assert sandbox.wait_for_endpoint("survey_responses", SURVEYS, timeout=30)
+        assert sandbox.stats()["by_endpoint"]["devices"] == 1  # its first page, unanswered
+    finally:
+        sandbox.release_answers()
+        syncing.join()
+    assert finished
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
 def test_walks_share_the_context_of_the_dlt_thread_that_runs_the_resource():
     """A parallelized resource runs in a thread of dlt's extract pool; the threads walking its
     streams must resolve dlt's context (dlt.current.pipeline()...) to the same one, which dlt

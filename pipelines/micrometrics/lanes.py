@@ -10,12 +10,14 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   and hands its streams to :meth:`Lanes.run`, which walks them in worker threads and yields
   their items back in that thread, each stream's items in their own order, streams interleaved
   as their answers come;
-- a generator waits in ``Lanes.run`` for its streams' next answer, and that wait holds dlt's
-  whole extract (dlt pulls the resources in turn, in one thread): the response streams start
-  only once the devices' first page is back. Not ``parallelized`` resources: when one
-  resource fails, dlt closes the others' generators while they may still be running in its
-  pool, which raises in place of the real error and skips ``Lanes.run``'s clean-up (found in
-  review, not fixed in time). The survey list, at least, is read ahead (``runner``);
+- dlt pulls the resources in turn, in one thread, and a generator waiting in ``Lanes.run`` for
+  its streams' next answer holds that thread: so once a resource's walks are started, it
+  hands the turn back once (``let_others_start``: yields None, which dlt takes as "nothing
+  yet" and pulls the next resource), and every resource's streams are on their way before any
+  waits (without it the response streams started only once the devices' first page was back,
+  a latency late). Not ``parallelized`` resources: when one resource fails, dlt closes the
+  others' generators while they may still be running in its pool, which raises in place of
+  the real error and skips ``Lanes.run``'s clean-up;
 - up to ``4 * max_in_flight`` streams are walked at once; the client lets ``max_in_flight`` of
   their requests (the survey list's included) be in flight, in the order they asked
   (:mod:`.inflight`), with one leaky bucket shared by every thread;
@@ -97,11 +99,13 @@ class Lanes:
             raise ValueError("max_in_flight must be >= 1")
         self.max_in_flight = max_in_flight
 
-    def run(self, streams: Iterable[Stream]) -> Iterator[Any]:
+    def run(self, streams: Iterable[Stream], let_others_start: bool = False) -> Iterator[Any]:
         """The items of every stream; each stream (a callable returning its items) is walked in
         a worker thread. ``streams`` itself is read in the calling thread, first. The first
         failure of a stream is raised here once the other walks stopped; closing this
-        generator stops them too (a walk stops before its next request)."""
+        generator stops them too (a walk stops before its next request). With
+        ``let_others_start``, one None is yielded once the walks are started (for dlt: see the
+        module docstring)."""
         walks = list(streams)
         if not walks:
             return
@@ -115,6 +119,8 @@ class Lanes:
         try:
             for walk in walks:
                 pool.submit(_drain, walk, channel, stop)
+            if let_others_start:
+                yield None
             done = 0
             while done < len(walks):
                 item = channel.get()

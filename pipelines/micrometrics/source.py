@@ -276,7 +276,7 @@ def micrometrics_source(
         state = states.for_stream(dlt.current.resource_state(), "windows")
         windows = StreamWindows(state, device_windows, run_end)
         yield from lanes.run([partial(walk, client, "/devices", windows, budget, tally,
-                                      "devices", known_versions)])
+                                      "devices", known_versions)], let_others_start=True)
 
     @dlt.resource(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
@@ -334,7 +334,7 @@ def micrometrics_source(
                 log.warning("warning: %s: the survey no longer exists (404); skipped", label)
 
         # The surveys' streams are walked at once, max_in_flight requests in flight.
-        yield from lanes.run(streams())
+        yield from lanes.run(streams(), let_others_start=True)
 
     # Quarantined surveys with an id too: their questions type their answers.
     survey_questions = question_history(lambda: surveys_listed().indexed, index, bounds.now)
