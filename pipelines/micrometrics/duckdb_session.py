@@ -42,16 +42,6 @@ SETTINGS: dict[str, Any] = {
 CONNECT_OPTIONS = ("custom_user_agent",)
 
 
-def sql_literal(value: bool | int | str) -> str:
-    """``value`` as a SQL literal. Not a bound parameter: DuckDB's Python binding imports pandas
-    to bind one (0.6 s before the sync's first request)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def duckdb_credentials(pipeline: dlt.Pipeline) -> Any | None:
     """The pipeline's resolved DuckDB credentials (file, read_only, global_config); None for
     another destination or a connection the caller passed (it stays open anyway)."""
@@ -84,7 +74,7 @@ class HeldDatabase:
         try:
             for key, value in SETTINGS.items():
                 if key not in self.configured:
-                    self.connection.execute(f"SET GLOBAL {key} = {sql_literal(value)}")
+                    self.connection.execute(f"SET GLOBAL {key} = ?", [value])
         except Exception:
             self.close()  # not left open (and the file locked) by a setting DuckDB refused
             raise

@@ -131,9 +131,10 @@ class SurveyIndex:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     indexed: list[dict[str, Any]] = field(default_factory=list)
     emitted_by: set[str] = field(default_factory=set)
-    # Resources extracted at once ask for the list at once: one reads it, the others wait.
+    # The list is read ahead in a thread of its own (``prefetch_survey_list``): a resource
+    # asking for it waits for that read, and gets its error if it failed.
     reading: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    failure: BaseException | None = field(default=None, repr=False, compare=False)  # prefetch
+    failure: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def read(self) -> bool:
@@ -142,11 +143,10 @@ class SurveyIndex:
     def first_emit(self, resource: str) -> bool:
         """True the first time ``resource`` asks: what comes from the list is emitted in one
         round only."""
-        with self.reading:
-            if resource in self.emitted_by:
-                return False
-            self.emitted_by.add(resource)
-            return True
+        if resource in self.emitted_by:
+            return False
+        self.emitted_by.add(resource)
+        return True
 
 
 @dataclass

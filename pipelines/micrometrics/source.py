@@ -178,25 +178,18 @@ def _read_once(
     if index.read or index.failure is not None:
         return
     try:
-        _read_survey_list(client, bounds, index, tally)
+        # Every survey that exists now, even when an explicit range ends earlier: a survey
+        # changed since still has responses inside the range.
+        # From the epoch whatever start_at says: surveys are dimensions, and a survey last
+        # changed before start_at can still receive responses.
+        window = Window(EPOCH, max(bounds.run_end, bounds.now))
+        listed = [s for page in client.pages("/surveys", window.params()) for s in page]
+        index.listed, index.rejected = split_records(listed, "surveys")
+        tally.add(rejected=len(index.rejected))
+        # A survey quarantined for its updated_at still indexes its responses.
+        index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
     except BaseException as exc:  # noqa: BLE001 - kept, raised by read_survey_list
         index.failure = exc
-
-
-def _read_survey_list(
-    client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
-) -> None:
-    # Every survey that exists now, even when an explicit range ends earlier: a survey
-    # changed since still has responses inside the range.
-    # From the epoch whatever start_at says: surveys are dimensions, and a survey last
-    # changed before start_at can still receive responses.
-    window = Window(EPOCH, max(bounds.run_end, bounds.now))
-    paged = client.pages("/surveys", window.params())
-    listed = [s for page in paged for s in page]
-    index.listed, index.rejected = split_records(listed, "surveys")
-    tally.add(rejected=len(index.rejected))
-    # A survey quarantined for its updated_at still indexes its responses.
-    index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
 
 
 @dlt.source(name="micrometrics", section="micrometrics")

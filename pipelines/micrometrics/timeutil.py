@@ -46,3 +46,8 @@ def _fromisoformat(value: object) -> datetime | None:
 def format_timestamp(moment: datetime) -> str:
     """``2020-09-05T23:59:59.999+00:00``: the API's form, UTC, milliseconds."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def as_sent(moment: datetime) -> datetime:
+    """``moment`` cut to the milliseconds the API is sent (and state keeps)."""
+    return parse_timestamp(format_timestamp(moment))

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .timeutil import format_timestamp, parse_timestamp
+from .timeutil import as_sent, format_timestamp, parse_timestamp
 
 OVERLAP = timedelta(seconds=1)
 MIN_WINDOW = timedelta(minutes=1)
@@ -95,7 +95,7 @@ class StreamWindows:
         self.state = state
         self.settings = settings
         # State keeps milliseconds, as the API does: compare like with like.
-        self.run_end = parse_timestamp(format_timestamp(run_end))
+        self.run_end = as_sent(run_end)
         self.floor = floor
 
     @property
@@ -160,7 +160,7 @@ class StreamWindows:
         lo, top = parse_timestamp(pending["lo"]), parse_timestamp(pending["next_hi"])
         # In milliseconds, as sent: a window's span (its density) is then the same whether it
         # was read in one round or resumed from state.
-        start = parse_timestamp(format_timestamp(top - min(self._length(), top - lo + MIN_WINDOW)))
+        start = as_sent(top - min(self._length(), top - lo + MIN_WINDOW))
         density = self.state.get("density")
         reaches_all = (
             start <= lo
