@@ -18,9 +18,12 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   a latency late). Not ``parallelized`` resources: when one resource fails, dlt closes the
   others' generators while they may still be running in its pool, which raises in place of
   the real error and skips ``Lanes.run``'s clean-up;
-- up to ``4 * max_in_flight`` streams are walked at once; the client lets ``max_in_flight`` of
+- every stream is walked at once (up to ``MAX_WALKS``); the client lets ``max_in_flight`` of
   their requests (the survey list's included) be in flight, in the order they asked
-  (:mod:`.inflight`), with one leaky bucket shared by every thread;
+  (:mod:`.inflight`), with one leaky bucket shared by every thread. A stream waiting for a
+  worker thread is invisible to that order: with workers for ``4 * max_in_flight`` streams, 20
+  surveys at 1.5 s latency had their longest survey's first request wait 25 s for a walk to
+  end (benchmarks.latency_orders, 1.15x the floor; 1.13x with a worker each);
 - a stream's windows and cursors live in its own slice of the resource state, written by the one
   thread walking it; the round's page budget and the tally are locked (``rounds``). A round ends
   only after every stream's walk has returned and its items were yielded, so the state dlt
@@ -48,7 +51,9 @@ T = TypeVar("T")
 Stream = Callable[[], Iterable[Any]]
 
 _DONE = object()  # a stream's walk returned
-WALKS_PER_REQUEST = 4  # streams walked at once, per request that may be in flight
+# Streams walked at once at most: a walk waiting for its answer or turn is an idle thread, and
+# beyond this many (hundreds of surveys) the first pages queue for hundreds of seconds anyway.
+MAX_WALKS = 64
 
 
 class _Failed:
@@ -109,9 +114,9 @@ class Lanes:
         walks = list(streams)
         if not walks:
             return
-        # More walks than requests in flight: a walk waiting for its turn holds no slot, and a
-        # long stream must not wait for a worker until short ones are done (see inflight).
-        workers = min(WALKS_PER_REQUEST * self.max_in_flight, len(walks))
+        # A worker per walk, not per request in flight: a walk waiting for its turn holds no
+        # slot, and a long stream must not wait for a worker until short ones are done.
+        workers = min(MAX_WALKS, len(walks))
         channel = Channel(capacity=2 * workers)
         stop = threading.Event()
         # Named as dlt's pools are, so that dlt's context (dlt.current...) resolves in them.
