@@ -267,16 +267,16 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
 EXPLANATION = (
     "Spread evenly, no stream's chain of pages outlasts the rate limit, and the client as "
     "shipped ends within 1.10x the floor: what is left above 1.00x is the last answer's "
-    "latency and the round's normalize and load. Spread unevenly (one survey holds about 4 "
-    "in 10 of the pages), the longest stream's chain ends the sync: each of its pages waits "
-    'for its answer (0.75-2.25 s) and for a token shared with every other stream. Serving '
-    'that stream first (the oracle) closes the gap, but no client can know which stream '
-    'that is: the API gives no counts and the order of records within a window is unknown, '
-    "so a stream's length shows only once it has been read. With one dominant survey no "
-    'order helps (oracle and client alike about 1.5x): its chain alone, at 1.5 s an answer, '
-    "is longer than the whole floor. Only reading that survey's history as several windows "
-    'side by side would; not built (each slice costs a partial page, and the first page of '
-    'a stream says nothing of its length, so when to slice is the open question).')
+    "latency and the round's normalize and load. Spread unevenly, the longest stream's chain "
+    'ends the sync (among 5 surveys one holds about 4 in 10 of the response pages, among 20 '
+    'about 1 in 4): each of its pages waits for its answer (0.75-2.25 s) and for a token '
+    'shared with every other stream. Serving that stream first (the oracle) closes the gap, '
+    'but no client can know which stream that is: the API gives no counts and the order of '
+    "records within a window is unknown, so a stream's length shows only once it has been "
+    'read. With one dominant survey an order helps little (oracle and client within 0.03 of '
+    'each other, 1.4-1.5x): its chain alone, at 1.5 s an answer, is longer than the whole '
+    "floor. Only reading that survey's history as several windows side by side would; not "
+    'built (see `benchmarks.schedule_model` for when slicing pays).')
 
 
 def main() -> int:

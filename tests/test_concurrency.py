@@ -311,22 +311,6 @@ def test_a_failing_stream_stops_the_others_and_is_raised():
     assert sorted(stopped) == ["x", "y"]
 
 
-def test_every_stream_is_walked_at_once_whatever_max_in_flight():
-    """A stream that waits for a worker thread asks for nothing, so the request order never
-    sees it: with 20 surveys its first page went out only once another survey was read to the
-    end. Every walk starts at once (here: none can go on before all 20 have started)."""
-    streams = 20
-    all_started = threading.Barrier(streams, timeout=10)
-
-    def walk(i):
-        def stream():
-            all_started.wait()  # BrokenBarrierError, raised by run, if some never start
-            yield i
-        return stream
-
-    assert sorted(Lanes(1).run([walk(i) for i in range(streams)])) == list(range(streams))
-
-
 def test_each_streams_items_keep_their_order():
     lanes = Lanes(4)
     streams = [lambda i=i: ((i, n) for n in range(50)) for i in range(10)]

@@ -4,6 +4,8 @@ import threading
 
 import pytest
 
+from pipelines.micrometrics import cancel
+from pipelines.micrometrics.cancel import Cancelled, CancelScope
 from pipelines.micrometrics.inflight import InFlight
 from pipelines.micrometrics.lanes import Lanes
 
@@ -86,15 +88,84 @@ def test_a_failed_booking_frees_its_slot_and_the_turn():
         assert waited == 1.5
 
 
-def test_more_streams_are_walked_than_requests_may_be_in_flight():
-    """With one request in flight, four streams still start at once: a long stream does not
-    wait for a worker until the short ones before it are done."""
-    started = threading.Barrier(4, timeout=10)
+def test_every_stream_is_walked_at_once_even_with_one_request_in_flight():
+    """A stream that waits for a worker thread asks for nothing, so the order of requests never
+    sees it: with a worker per request in flight (or four), 20 surveys had the first page of
+    one go out only once another survey was read to its end. Every walk starts at once (here:
+    none can go on before all 20 have started)."""
+    streams = 20
+    started = threading.Barrier(streams, timeout=10)
 
     def stream(name):
         def walk():
-            started.wait()  # breaks (and fails the test) unless all four run at once
+            started.wait()  # BrokenBarrierError, raised by run, unless all run at once
             yield name
         return walk
 
-    assert sorted(Lanes(1).run([stream(n) for n in "abcd"])) == list("abcd")
+    assert sorted(Lanes(1).run([stream(n) for n in range(streams)])) == list(range(streams))
+
+
+def test_a_waiting_request_is_given_up_unsent_when_its_scope_is_cancelled():
+    in_flight = InFlight(1)
+    booked: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+    stopping = CancelScope()
+    outcome: list[str] = []
+
+    def hold() -> None:  # outside any scope: not cancellable
+        with in_flight.slot(lambda: booked.append("holder") or 0.0):
+            holding.set()
+            release.wait(timeout=10)
+
+    def wait_in_scope() -> None:
+        with cancel.scope(stopping):
+            try:
+                with in_flight.slot(lambda: booked.append("waiter") or 0.0):
+                    outcome.append("sent")
+            except Cancelled:
+                outcome.append("cancelled")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(timeout=10)
+    waiter = threading.Thread(target=wait_in_scope)
+    waiter.start()
+    stopping.cancel()
+    waiter.join(timeout=10)
+    assert outcome == ["cancelled"] and booked == ["holder"]
+    release.set()
+    holder.join(timeout=10)
+    with in_flight.slot(lambda: 0.0):  # the queue is clear for the next request
+        pass
+
+
+def test_when_a_stream_fails_the_requests_waiting_for_their_turn_are_not_sent():
+    """40 walks queue for one request in flight; one fails. Only the request already holding
+    the slot is sent: the others give up unsent (before: each waited its turn, booked a token
+    and went out, a request a second at the API's rate, after the failure was known)."""
+    in_flight = InFlight(1)
+    booked: list[int] = []
+    queued, on_the_wire = threading.Barrier(41, timeout=10), threading.Event()
+
+    def request(i):
+        def walk():
+            queued.wait()
+            with in_flight.slot(lambda: booked.append(i) or 0.0):
+                # The request on the wire: answered once the walks are stopped.
+                on_the_wire.set()
+                stopped, woken = cancel.current(), threading.Condition()
+                stopped.wakes(woken)
+                with woken:
+                    assert woken.wait_for(lambda: stopped.cancelled, timeout=10)
+            yield i
+        return walk
+
+    def failing():
+        queued.wait()
+        assert on_the_wire.wait(timeout=10)
+        raise RuntimeError("boom")
+        yield  # a generator, as the walks are
+
+    with pytest.raises(RuntimeError, match="boom"):
+        list(Lanes(1).run([request(i) for i in range(40)] + [failing]))
+    assert len(booked) == 1

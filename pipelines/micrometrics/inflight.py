@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from . import cancel
+
 
 class InFlight:
     """At most ``limit`` requests in flight; waiting requests go in the order they asked.
@@ -47,12 +49,20 @@ class InFlight:
     def slot(self, book: Callable[[], float]) -> Iterator[float]:
         """Waits for this request's turn and a free slot, calls ``book`` (the token; it may
         sleep), and holds the slot for the block, which sends the request. Yields what
-        ``book`` returned."""
+        ``book`` returned. Raises ``cancel.Cancelled``, with no token booked, if this thread's
+        cancel scope is cancelled before the request's turn comes."""
         me = object()
+        stopping = cancel.current()
         with self._changed:
+            if stopping is not None:
+                stopping.wakes(self._changed)
             self._waiting.append(me)
-            self._changed.wait_for(lambda: self._waiting[0] is me and not self._booking
-                                   and self._in_flight < self._limit)
+            self._changed.wait_for(lambda: (stopping is not None and stopping.cancelled) or (
+                self._waiting[0] is me and not self._booking and self._in_flight < self._limit))
+            if stopping is not None and stopping.cancelled:
+                self._waiting.remove(me)
+                self._changed.notify_all()  # the next in line may have been waiting for me
+                raise cancel.Cancelled
             self._waiting.popleft()
             self._booking = True
             self._in_flight += 1

@@ -23,7 +23,11 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   (:mod:`.inflight`), with one leaky bucket shared by every thread. A stream waiting for a
   worker thread is invisible to that order: with workers for ``4 * max_in_flight`` streams, 20
   surveys at 1.5 s latency had their longest survey's first request wait 25 s for a walk to
-  end (benchmarks.latency_orders, 1.15x the floor; 1.13x with a worker each);
+  end (benchmarks.latency_orders, one run each: 1.15x the floor, 1.11x with a worker each);
+- when a stream fails (or the consumer closes ``run``), the other walks stop: a walk stops
+  before its next page, and a request still waiting for its turn gives up unsent
+  (:mod:`.cancel`), so a failure is raised after the requests already on the wire, not after
+  every waiting walk's request;
 - a stream's windows and cursors live in its own slice of the resource state, written by the one
   thread walking it; the round's page budget and the tally are locked (``rounds``). A round ends
   only after every stream's walk has returned and its items were yielded, so the state dlt
@@ -46,6 +50,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from dlt.common.configuration.container import Container
+
+from . import cancel
 
 T = TypeVar("T")
 Stream = Callable[[], Iterable[Any]]
@@ -108,7 +114,8 @@ class Lanes:
         """The items of every stream; each stream (a callable returning its items) is walked in
         a worker thread. ``streams`` itself is read in the calling thread, first. The first
         failure of a stream is raised here once the other walks stopped; closing this
-        generator stops them too (a walk stops before its next request). With
+        generator stops them too (a walk stops before its next page; a request waiting for
+        its turn is given up, see the module docstring). With
         ``let_others_start``, one None is yielded once the walks are started (for dlt: see the
         module docstring)."""
         walks = list(streams)
@@ -116,9 +123,9 @@ class Lanes:
             return
         # A worker per walk, not per request in flight: a walk waiting for its turn holds no
         # slot, and a long stream must not wait for a worker until short ones are done.
-        workers = min(MAX_WALKS, len(walks))
+        workers = min(max(MAX_WALKS, self.max_in_flight), len(walks))
         channel = Channel(capacity=2 * workers)
-        stop = threading.Event()
+        stop = cancel.CancelScope()
         # Named as dlt's pools are, so that dlt's context (dlt.current...) resolves in them.
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=context_prefix())
         try:
@@ -136,7 +143,7 @@ class Lanes:
                 else:
                     yield item
         finally:
-            stop.set()
+            stop.cancel()
             channel.close()
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -151,21 +158,23 @@ def context_prefix() -> str:
     return Container.thread_pool_prefix()
 
 
-def _drain(walk: Stream, channel: Channel, stop: threading.Event) -> None:
-    """Walks one stream into ``channel``; its end (or failure) goes in without waiting."""
-    if stop.is_set():
+def _drain(walk: Stream, channel: Channel, stop: cancel.CancelScope) -> None:
+    """Walks one stream into ``channel``, in ``stop``'s cancel scope; its end (or failure)
+    goes in without waiting."""
+    if stop.cancelled:
         return
     items: Iterator[Any] | None = None
-    try:
-        items = iter(walk())
-        for item in items:
-            if not channel.put(item) or stop.is_set():
-                return
-    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-        channel.put(_Failed(exc), wait=False)
-        return
-    finally:
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+    with cancel.scope(stop):
+        try:
+            items = iter(walk())
+            for item in items:
+                if not channel.put(item) or stop.cancelled:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            channel.put(_Failed(exc), wait=False)
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
     channel.put(_DONE, wait=False)

@@ -1,0 +1,66 @@
+"""Stop the requests of walks that are no longer wanted, while they wait for their turn.
+
+When one stream fails, :class:`~.lanes.Lanes` stops the others; a walk waiting in the queue of
+requests (``inflight``) would otherwise still take its turn, book a token and send its request
+before seeing the stop: with 64 walks at 1 request/s, a minute of requests after the failure
+was known. So a walk runs inside a :class:`CancelScope` (set for its thread), and a request
+waiting for its turn in that thread gives up, unsent and without a token, once the scope is
+cancelled. Threads outside any scope (the survey list's read-ahead, a sync without lanes) are
+never cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Cancelled(Exception):  # noqa: N818 - what happened, as asyncio's CancelledError
+    """A request given up before it was sent, because its walk was stopped."""
+
+
+class CancelScope:
+    """A cancel flag that wakes whoever waits on a registered condition when it is set."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: set[threading.Condition] = set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._event.set()
+            waiters = list(self._waiters)
+        for condition in waiters:
+            with condition:
+                condition.notify_all()
+
+    def wakes(self, condition: threading.Condition) -> None:
+        """``condition`` is notified when the scope is cancelled (its waiters check
+        ``cancelled``)."""
+        with self._lock:
+            self._waiters.add(condition)
+
+
+_current = threading.local()
+
+
+@contextmanager
+def scope(cancel_scope: CancelScope) -> Iterator[CancelScope]:
+    """Runs the block with ``cancel_scope`` as this thread's scope."""
+    outer = getattr(_current, "scope", None)
+    _current.scope = cancel_scope
+    try:
+        yield cancel_scope
+    finally:
+        _current.scope = outer
+
+
+def current() -> CancelScope | None:
+    """This thread's scope, or None outside any."""
+    return getattr(_current, "scope", None)
