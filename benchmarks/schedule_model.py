@@ -203,24 +203,25 @@ def render(rows: dict[str, list[tuple[float, float, float]]]) -> str:
                                                  for t, worst, r in cells) + " |")
     lines += [
         "",
-        "None of these length-blind schedules stays within 1.10x on every tenant. The orders "
-        "that help the uneven tenants cost the even one (favouring one stream leaves a tail "
-        "of chains), and on most tenants their worst draws are worse than first come, first "
-        "served. Slicing a stream after its first page reads that page again and ends each "
-        "slice on a partial page: it pays where few streams have a second page or histories "
-        "are long (20 dominant, 20,000 responses) and costs 1.2-1.45x where many streams "
-        "have a few pages. Halves up front is the best of them on the sandbox's own tenant (1.07x) "
-        "and on one dominant survey among 5, but a partial page per stream, and every "
-        "one-page stream read twice, cost it 1.15-1.37x elsewhere. The oracle reaches 1.10x "
-        "wherever no single chain outlasts the floor; with one dominant survey an order "
-        "helps little (1.33x at best among 20 surveys). A rule that waits for a length "
-        "signal does better there: slicing a stream once it has read 4 pages while at most "
-        "one other survey is unfinished (the tail is coming) never fires on the uneven and "
-        "even tenants, so costs them nothing, and takes one dominant survey from 1.55x to "
+        "None of these length-blind schedules stays within 1.10x on every tenant. The "
+        "orders that help the uneven tenants cost the even one (favouring one stream "
+        "leaves a tail of chains), and on most tenants their worst draws are worse than "
+        "first come, first served. Slicing a stream after its first page reads that page "
+        "again and ends each slice on a partial page: it pays where few streams have a "
+        "second page or histories are long (20 dominant, 20,000 responses) and costs "
+        "1.2-1.45x where many streams have a few pages. Halves up front is the best of "
+        "them on the sandbox's own tenant (1.07x) and on one dominant survey among 5, but "
+        "a partial page per stream, and every one-page stream read twice, cost it "
+        "1.15-1.37x where surveys are even or many. The oracle reaches 1.10x wherever no "
+        "single chain outlasts the floor; with one dominant survey an order helps little "
+        "(1.33x at best among 20 surveys). A rule that waits for a length signal does "
+        "better there: slicing a stream once it has read 4 pages while at most one other "
+        "survey is unfinished (the tail is coming) never fires on the uneven and even "
+        "tenants, so costs them nothing, and takes one dominant survey from 1.55x to "
         "1.17x (1.43x to 1.13x among 20 surveys) for 1.06-1.07x the requests (it re-reads "
-        "those 4 pages); its worst draw among 5 surveys stays 1.48x, when the small surveys "
-        "are still unfinished at that page. Not built yet: it needs several windows of one "
-        "stream in state at once, finished out of order.",
+        "those 4 pages); its worst draw among 5 surveys stays 1.48x, when the small "
+        "surveys are still unfinished at that page. Not built yet: it needs several "
+        "windows of one stream in state at once, finished out of order.",
     ]
     return "\n".join(lines)
 

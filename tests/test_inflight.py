@@ -106,6 +106,8 @@ def test_every_stream_is_walked_at_once_even_with_one_request_in_flight():
 
 
 def test_a_waiting_request_is_given_up_unsent_when_its_scope_is_cancelled():
+    """Cancelling the scope wakes the request waiting for its turn: it gives up, no token
+    booked, while the request ahead of it still holds the only slot."""
     in_flight = InFlight(1)
     booked: list[str] = []
     holding, release = threading.Event(), threading.Event()
@@ -115,7 +117,7 @@ def test_a_waiting_request_is_given_up_unsent_when_its_scope_is_cancelled():
     def hold() -> None:  # outside any scope: not cancellable
         with in_flight.slot(lambda: booked.append("holder") or 0.0):
             holding.set()
-            release.wait(timeout=10)
+            release.wait(timeout=30)
 
     def wait_in_scope() -> None:
         with cancel.scope(stopping):
@@ -130,11 +132,15 @@ def test_a_waiting_request_is_given_up_unsent_when_its_scope_is_cancelled():
     assert holding.wait(timeout=10)
     waiter = threading.Thread(target=wait_in_scope)
     waiter.start()
+    assert in_flight.wait_for_waiting(1, timeout=10)  # queued behind the holder
     stopping.cancel()
     waiter.join(timeout=10)
-    assert outcome == ["cancelled"] and booked == ["holder"]
-    release.set()
-    holder.join(timeout=10)
+    try:
+        assert not waiter.is_alive()  # woken by the cancel, the slot still held
+        assert outcome == ["cancelled"] and booked == ["holder"]
+    finally:
+        release.set()
+        holder.join(timeout=10)
     with in_flight.slot(lambda: 0.0):  # the queue is clear for the next request
         pass
 
@@ -146,6 +152,7 @@ def test_when_a_stream_fails_the_requests_waiting_for_their_turn_are_not_sent():
     in_flight = InFlight(1)
     booked: list[int] = []
     queued, on_the_wire = threading.Barrier(41, timeout=10), threading.Event()
+    answered: list[bool] = []  # the request on the wire was woken by the stop
 
     def request(i):
         def walk():
@@ -156,7 +163,7 @@ def test_when_a_stream_fails_the_requests_waiting_for_their_turn_are_not_sent():
                 stopped, woken = cancel.current(), threading.Condition()
                 stopped.wakes(woken)
                 with woken:
-                    assert woken.wait_for(lambda: stopped.cancelled, timeout=10)
+                    answered.append(woken.wait_for(lambda: stopped.cancelled, timeout=30))
             yield i
         return walk
 
@@ -168,4 +175,4 @@ def test_when_a_stream_fails_the_requests_waiting_for_their_turn_are_not_sent():
 
     with pytest.raises(RuntimeError, match="boom"):
         list(Lanes(1).run([request(i) for i in range(40)] + [failing]))
-    assert len(booked) == 1
+    assert len(booked) == 1 and answered == [True]

@@ -42,7 +42,8 @@ class CancelScope:
 
     def wakes(self, condition: threading.Condition) -> None:
         """``condition`` is notified when the scope is cancelled (its waiters check
-        ``cancelled``)."""
+        ``cancelled``). ``cancel`` takes its lock: a thread holding it may cancel only if it
+        is re-entrant (``threading.Condition()``'s default)."""
         with self._lock:
             self._waiters.add(condition)
 

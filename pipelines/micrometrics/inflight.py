@@ -33,6 +33,11 @@ class InFlight:
         self._in_flight = 0
         self.limit = limit
 
+    def wait_for_waiting(self, count: int, timeout: float) -> bool:
+        """Blocks until ``count`` requests wait for their turn (for tests); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._waiting) >= count, timeout)
+
     @property
     def limit(self) -> int:
         return self._limit
@@ -57,6 +62,7 @@ class InFlight:
             if stopping is not None:
                 stopping.wakes(self._changed)
             self._waiting.append(me)
+            self._changed.notify_all()  # one more waiting (see wait_for_waiting)
             self._changed.wait_for(lambda: (stopping is not None and stopping.cancelled) or (
                 self._waiting[0] is me and not self._booking and self._in_flight < self._limit))
             if stopping is not None and stopping.cancelled:

@@ -26,8 +26,9 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   end (benchmarks.latency_orders, one run each: 1.15x the floor, 1.11x with a worker each);
 - when a stream fails (or the consumer closes ``run``), the other walks stop: a walk stops
   before its next page, and a request still waiting for its turn gives up unsent
-  (:mod:`.cancel`), so a failure is raised after the requests already on the wire, not after
-  every waiting walk's request;
+  (:mod:`.cancel`): a failure is raised once the requests on the wire and the one holding the
+  turn are done (and a walk in a retry's backoff has woken), not after every waiting walk's
+  request;
 - a stream's windows and cursors live in its own slice of the resource state, written by the one
   thread walking it; the round's page budget and the tally are locked (``rounds``). A round ends
   only after every stream's walk has returned and its items were yielded, so the state dlt
