@@ -73,6 +73,61 @@ def test_answer_leaves_out_requests_booked_after_it():
     assert bucket.acquire() == pytest.approx(1.0)
 
 
+def test_a_request_booked_earlier_but_sent_later_is_added_to_an_answer_that_missed_it():
+    """The server counts requests in the order they reach it. A request booked first but sent
+    second (its thread descheduled in between) is not in the count the server gave the
+    other; it must be added, or the mirror thinks the bucket has room the server does not
+    have (300 surveys on a virtual clock: 30-80 429s a sync)."""
+    bucket, clock = make(burst=2)
+    booked, go = threading.Event(), threading.Event()
+
+    def late_sender() -> None:
+        bucket.acquire()  # booked first
+        booked.set()
+        assert go.wait(timeout=10)
+        bucket.departing()  # ... sent second
+
+    other = threading.Thread(target=late_sender)
+    other.start()
+    assert booked.wait(timeout=10)
+    bucket.acquire()  # booked second
+    bucket.departing()  # sent first
+    go.set()
+    other.join(timeout=10)
+    # The server counted only this request when it arrived: 1 of 2 left.
+    bucket.observe({"RateLimit-Burst-Remaining": "1"})
+    # Both are in the server's bucket now: the next token is a second away.
+    assert bucket.acquire() == pytest.approx(1.0)
+
+
+def test_an_earlier_request_still_unanswered_may_have_reached_the_server_later():
+    """Two requests go out one after the other from two threads; the second reaches the
+    server first (threads race on the way) and its answer counts only itself. The first,
+    unanswered yet, is added: it may be in the server's bucket by now."""
+    bucket, clock = make(burst=2)
+    sent, answer = threading.Event(), threading.Event()
+
+    def first() -> None:
+        bucket.acquire()
+        bucket.departing()
+        sent.set()
+        assert answer.wait(timeout=10)
+        bucket.settle()
+
+    other = threading.Thread(target=first)
+    other.start()
+    assert sent.wait(timeout=10)
+    bucket.acquire()
+    bucket.departing()
+    bucket.observe({"RateLimit-Burst-Remaining": "1"})  # the server counted only this one
+    bucket.settle()
+    try:
+        assert bucket.acquire() == pytest.approx(1.0)  # both may be in: a second away
+    finally:
+        answer.set()
+        other.join(timeout=10)
+
+
 def test_hold_after_429_blocks_for_retry_after():
     bucket, clock = make()
     bucket.acquire()

@@ -110,12 +110,15 @@ class MicrometricsSession(requests.Session):
             with self.in_flight.slot(self.bucket.acquire) as waited:
                 self.stats.add(throttle_wait_seconds=waited, requests=1)
                 signed = self.sign(request)
+                self.bucket.departing()
                 try:
                     response = self._send_once(signed, kwargs)
                 except TRANSPORT_ERRORS as exc:
                     failure = transport_error(signed, exc, self.retry.max_attempts)
                 else:
                     self.bucket.observe(response.headers)
+                finally:
+                    self.bucket.settle()
             if response is not None:
                 if response.status_code == 429:
                     throttled += 1
