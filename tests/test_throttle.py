@@ -73,31 +73,17 @@ def test_answer_leaves_out_requests_booked_after_it():
     assert bucket.acquire() == pytest.approx(1.0)
 
 
-def test_a_request_booked_earlier_but_sent_later_is_added_to_an_answer_that_missed_it():
-    """The server counts requests in the order they reach it. A request booked first but sent
-    second (its thread descheduled in between) is not in the count the server gave the
-    other; it must be added, or the mirror thinks the bucket has room the server does not
-    have (300 surveys on a virtual clock: 30-80 429s a sync)."""
+def test_a_settled_request_is_not_added_to_later_answers():
+    """Once a request's attempt is over, a later request's answer, which counted it on the
+    server, does not add it again: one thread, one request at a time, exact level."""
     bucket, clock = make(burst=2)
-    booked, go = threading.Event(), threading.Event()
-
-    def late_sender() -> None:
-        bucket.acquire()  # booked first
-        booked.set()
-        assert go.wait(timeout=10)
-        bucket.departing()  # ... sent second
-
-    other = threading.Thread(target=late_sender)
-    other.start()
-    assert booked.wait(timeout=10)
-    bucket.acquire()  # booked second
-    bucket.departing()  # sent first
-    go.set()
-    other.join(timeout=10)
-    # The server counted only this request when it arrived: 1 of 2 left.
-    bucket.observe({"RateLimit-Burst-Remaining": "1"})
-    # Both are in the server's bucket now: the next token is a second away.
-    assert bucket.acquire() == pytest.approx(1.0)
+    for remaining in ("1", "0"):  # two requests back to back, each answered at once
+        bucket.acquire()
+        bucket.departing()
+        bucket.observe({"RateLimit-Burst-Remaining": remaining})
+        bucket.settle()
+    clock.advance(1.0)  # one token leaked: room for exactly one more now
+    assert [bucket.acquire(), bucket.acquire()] == pytest.approx([0.0, 1.0])
 
 
 def test_an_earlier_request_still_unanswered_may_have_reached_the_server_later():

@@ -108,15 +108,18 @@ class MicrometricsSession(requests.Session):
         while True:
             response = None
             with self.in_flight.slot(self.bucket.acquire) as waited:
-                self.stats.add(throttle_wait_seconds=waited, requests=1)
-                signed = self.sign(request)
+                # Departing as soon as booked: a booking that never went out (signing failed)
+                # would otherwise count as "booked, not sent yet" for the bucket's life.
                 self.bucket.departing()
                 try:
-                    response = self._send_once(signed, kwargs)
-                except TRANSPORT_ERRORS as exc:
-                    failure = transport_error(signed, exc, self.retry.max_attempts)
-                else:
-                    self.bucket.observe(response.headers)
+                    self.stats.add(throttle_wait_seconds=waited, requests=1)
+                    signed = self.sign(request)
+                    try:
+                        response = self._send_once(signed, kwargs)
+                    except TRANSPORT_ERRORS as exc:
+                        failure = transport_error(signed, exc, self.retry.max_attempts)
+                    else:
+                        self.bucket.observe(response.headers)
                 finally:
                     self.bucket.settle()
             if response is not None:

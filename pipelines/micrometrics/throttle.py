@@ -36,9 +36,10 @@ def header_float(headers: Mapping[str, str], name: str) -> float | None:
 class LeakyBucket:
     """Thread-safe mirror of the server's leaky bucket.
 
-    ``acquire()`` reserves a token (blocking until one fits) before a request goes out;
-    ``observe()`` adopts the server's view after a response; ``hold()`` blocks everyone for
-    the time a 429 asked for. A request that got no answer keeps its token (the server may
+    ``acquire()`` reserves a token (blocking until one fits) before a request goes out,
+    ``departing()`` says it goes, ``observe()`` adopts the server's view after a response,
+    ``settle()`` ends the attempt (answered or not); ``hold()`` blocks everyone for the time
+    a 429 asked for. A request that got no answer keeps its token (the server may
     have counted it).
 
     Args:
@@ -99,8 +100,9 @@ class LeakyBucket:
         return wait
 
     def departing(self) -> None:
-        """This thread's booked request goes out now (called just before sending): the
-        order of departures, not of bookings, is the order the server counts them in."""
+        """This thread's booked request goes out now (called just before sending). The
+        server counts requests in the order they reach it: this order, give or take threads
+        racing on the way (``observe`` adds those that may have been overtaken)."""
         with self._lock:
             self._sent += 1
             self._mine.sent = self._sent
@@ -108,8 +110,10 @@ class LeakyBucket:
             self._unanswered.add(self._sent)
 
     def settle(self) -> None:
-        """This thread's request has its answer (or failed): it no longer counts as possibly
-        reaching the server after a later one."""
+        """This thread's attempt is over (answered or failed): it is no longer added to the
+        answers of requests that went out after it. (Had it reached the server after one of
+        them, and that answer is adopted after this settle, the level misses it by one: a
+        gap only ``DEPARTURE_SKEW``'s free part of the burst covers.)"""
         with self._lock:
             self._unanswered.discard(getattr(self._mine, "sent", None))
 
@@ -125,7 +129,7 @@ class LeakyBucket:
         and are still unanswered, since threads race on the way and may have reached the
         server after it. (Counting only the requests booked after it, as this mirror did for
         a while, 300 surveys on a virtual clock, where threads race most, drew 30-80 429s a
-        sync; 3-7 so.) A request whose departure was not reported (``departing``) counts as
+        sync; 3-15 so.) A request whose departure was not reported (``departing``) counts as
         gone out when its token was due. The server floors ``remaining``, so the level is
         never underestimated for it. The answer to a request that went out before one whose
         answer was already adopted is older news: ignored.
