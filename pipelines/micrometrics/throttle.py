@@ -100,7 +100,8 @@ class LeakyBucket:
         return wait
 
     def departing(self) -> None:
-        """This thread's booked request goes out now (called just before sending). The
+        """This thread's booked request goes out now (the session calls it as soon as the
+        token is booked, so that every booking departs even if signing then fails). The
         server counts requests in the order they reach it: this order, give or take threads
         racing on the way (``observe`` adds those that may have been overtaken)."""
         with self._lock:
