@@ -176,3 +176,32 @@ def test_when_a_stream_fails_the_requests_waiting_for_their_turn_are_not_sent():
     with pytest.raises(RuntimeError, match="boom"):
         list(Lanes(1).run([request(i) for i in range(40)] + [failing]))
     assert len(booked) == 1 and answered == [True]
+
+
+def test_a_failing_stream_stops_the_walks_of_another_streams_slices():
+    """A stream reading its window in two slices walks them in lanes of its own, inside its
+    walk; when another stream fails, those slices' scope is cancelled too (else the stream's
+    walk would wait for them forever, and the failure would never be raised)."""
+    lanes = Lanes(4)
+    both, stopped = threading.Barrier(3, timeout=10), []
+
+    def slice_walk():
+        scope, woken = cancel.current(), threading.Condition()
+        scope.wakes(woken)
+        both.wait()
+        with woken:
+            stopped.append(woken.wait_for(lambda: scope.cancelled, timeout=30))
+        return iter(())
+
+    def sliced_stream():
+        yield from lanes.run([slice_walk, slice_walk])
+
+    def failing():
+        both.wait()
+        raise RuntimeError("boom")
+        yield  # a generator, as the walks are
+
+    with pytest.raises(RuntimeError, match="boom"):
+        list(lanes.run([sliced_stream, failing]))
+    assert stopped == [True, True]
+    assert lanes.unfinished() == 0

@@ -21,12 +21,24 @@ class Cancelled(Exception):  # noqa: N818 - what happened, as asyncio's Cancelle
 
 
 class CancelScope:
-    """A cancel flag that wakes whoever waits on a registered condition when it is set."""
+    """A cancel flag that wakes whoever waits on a registered condition when it is set. A scope
+    made inside another (``parent``: the walks of a stream's slices, inside the stream's walk)
+    is cancelled with it."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: CancelScope | None = None) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._waiters: set[threading.Condition] = set()
+        self._children: list[CancelScope] = []
+        if parent is not None:
+            parent._adopt(self)
+
+    def _adopt(self, child: CancelScope) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self._children.append(child)
+                return
+        child.cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -36,9 +48,12 @@ class CancelScope:
         with self._lock:
             self._event.set()
             waiters = list(self._waiters)
+            children, self._children = self._children, []
         for condition in waiters:
             with condition:
                 condition.notify_all()
+        for child in children:
+            child.cancel()
 
     def wakes(self, condition: threading.Condition) -> None:
         """``condition`` is notified when the scope is cancelled (its waiters check

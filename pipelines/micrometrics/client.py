@@ -124,6 +124,10 @@ class MicrometricsClient(RESTClient):
         )
         self._clock = auth_clock or time.time
 
+    def last_answer_seconds(self) -> float:
+        """How long the last response this thread got took to come (see the session's)."""
+        return self.session.last_answer_seconds()
+
     def limit_in_flight(self, limit: int) -> None:
         """At most ``limit`` requests in flight at once from here on (see ``inflight``)."""
         self.session.in_flight.limit = limit

@@ -29,8 +29,11 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   (:mod:`.cancel`): a failure is raised once the requests on the wire and the one holding the
   turn are done (and a walk in a retry's backoff has woken), not after every waiting walk's
   request;
-- a stream's windows and cursors live in its own slice of the resource state, written by the one
-  thread walking it; the round's page budget and the tally are locked (``rounds``). A round ends
+- a stream's windows and cursors live in its own part of the resource state, written by the
+  one thread walking it; a window read in two slices (``slicing``) is walked in lanes of its
+  own, inside the stream's walk, each slice writing only its own progress (what they share,
+  the stream's last change and page size, under a lock), and those walks stop with the others
+  (their cancel scope is a child of the stream's) and count among ``unfinished``; the round's page budget and the tally are locked (``rounds``). A round ends
   only after every stream's walk has returned and its items were yielded, so the state dlt
   commits with the round's data matches the pages that round yielded, whatever the order in
   which answers came.
@@ -110,6 +113,18 @@ class Lanes:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         self.max_in_flight = max_in_flight
+        self._unfinished = 0
+        self._count_lock = threading.Lock()
+
+    def unfinished(self) -> int:
+        """Walks started by any ``run`` of these lanes and not ended yet (waiting for a worker
+        included): how many chains of pages are still being read, for ``slicing``."""
+        with self._count_lock:
+            return self._unfinished
+
+    def _ended(self, walks: int = 1) -> None:
+        with self._count_lock:
+            self._unfinished -= walks
 
     def run(self, streams: Iterable[Stream], let_others_start: bool = False) -> Iterator[Any]:
         """The items of every stream; each stream (a callable returning its items) is walked in
@@ -126,12 +141,17 @@ class Lanes:
         # slot, and a long stream must not wait for a worker until short ones are done.
         workers = min(max(MAX_WALKS, self.max_in_flight), len(walks))
         channel = Channel(capacity=2 * workers)
-        stop = cancel.CancelScope()
+        # Inside a walk (a stream's slices), a failure elsewhere stops these walks too.
+        stop = cancel.CancelScope(parent=cancel.current())
         # Named as dlt's pools are, so that dlt's context (dlt.current...) resolves in them.
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=context_prefix())
+        prefix = context_prefix()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
+        futures = []
+        with self._count_lock:
+            self._unfinished += len(walks)
         try:
             for walk in walks:
-                pool.submit(_drain, walk, channel, stop)
+                futures.append(pool.submit(_drain, walk, channel, stop, prefix, self._ended))
             if let_others_start:
                 yield None
             done = 0
@@ -147,6 +167,7 @@ class Lanes:
             stop.cancel()
             channel.close()
             pool.shutdown(wait=True, cancel_futures=True)
+            self._ended(sum(1 for future in futures if future.cancelled()))  # never ran
 
 
 def context_prefix() -> str:
@@ -156,26 +177,36 @@ def context_prefix() -> str:
     (``dlt.current.pipeline()`` would be another pipeline)."""
     if served := re.match(r"dlt-pool-\d+-", threading.current_thread().name):
         return served.group(0)
-    return Container.thread_pool_prefix()
+    # In a walk's worker (a stream's slices), the prefix its own pool was given.
+    return getattr(_lane, "prefix", None) or Container.thread_pool_prefix()
 
 
-def _drain(walk: Stream, channel: Channel, stop: cancel.CancelScope) -> None:
-    """Walks one stream into ``channel``, in ``stop``'s cancel scope; its end (or failure)
-    goes in without waiting."""
-    if stop.cancelled:
-        return
+_lane = threading.local()  # the thread name prefix of the pool a worker belongs to
+
+
+def _drain(walk: Stream, channel: Channel, stop: cancel.CancelScope, prefix: str,
+           ended: Callable[[], None]) -> None:
+    """Walks one stream into ``channel``, in ``stop``'s cancel scope. Its end goes in last
+    without waiting, also when it failed (after the failure) or was stopped: a consumer
+    inside another walk (a stream's slices) counts the ends to know when to stop waiting."""
+    _lane.prefix = prefix
     items: Iterator[Any] | None = None
-    with cancel.scope(stop):
-        try:
-            items = iter(walk())
-            for item in items:
-                if not channel.put(item) or stop.cancelled:
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            channel.put(_Failed(exc), wait=False)
+    try:
+        if stop.cancelled:
             return
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-    channel.put(_DONE, wait=False)
+        with cancel.scope(stop):
+            try:
+                items = iter(walk())
+                for item in items:
+                    if not channel.put(item) or stop.cancelled:
+                        return
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                channel.put(_Failed(exc), wait=False)
+                return
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+    finally:
+        ended()
+        channel.put(_DONE, wait=False)

@@ -85,6 +85,7 @@ class MicrometricsSession(requests.Session):
         self.timeout = timeout
         self._sleep = sleep
         self._sending = threading.local()
+        self._answered = threading.local()
         # Bounded by MAX_IN_FLIGHT when a sync's source is built (see inflight).
         self.in_flight = InFlight(MAX_CONNECTIONS)
 
@@ -115,7 +116,9 @@ class MicrometricsSession(requests.Session):
                     self.stats.add(throttle_wait_seconds=waited, requests=1)
                     signed = self.sign(request)
                     try:
+                        sent = self.bucket.now()
                         response = self._send_once(signed, kwargs)
+                        self._answered.seconds = self.bucket.now() - sent
                     except TRANSPORT_ERRORS as exc:
                         failure = transport_error(signed, exc, self.retry.max_attempts)
                     else:
@@ -138,6 +141,11 @@ class MicrometricsSession(requests.Session):
             self.stats.add(retries=1)
             self._sleep(self.retry.backoff(attempt))
             attempt += 1
+
+    def last_answer_seconds(self) -> float:
+        """How long the last response this thread got took to come, on the bucket's clock (0
+        before any): what a walk's slicing weighs (``slicing``)."""
+        return getattr(self._answered, "seconds", 0.0)
 
     def sign(self, request: PreparedRequest) -> PreparedRequest:
         """A copy of ``request`` signed now (new ``Date`` and signature), without its hooks:

@@ -13,13 +13,12 @@ import dlt
 from dlt.sources import DltResource
 
 from .client import MicrometricsClient
-from .column_types import as_column_types
 from .deletions import track_survey_list
-from .errors import ApiError, CursorRejectedError
+from .errors import ApiError
 from .lanes import Lanes
 from .quarantine import as_rejected, split_records
 from .questions import question_history
-from .quiet import plan_reads, record_last_change
+from .quiet import plan_reads
 from .rounds import (
     UNLIMITED,
     ExtractTally,
@@ -30,7 +29,8 @@ from .rounds import (
     WindowStates,
 )
 from .settings import Settings, load_settings
-from .timeutil import format_timestamp, parse_timestamp
+from .timeutil import parse_timestamp
+from .walk import StreamRead, walk
 from .windows import StreamWindows, Window
 
 log = logging.getLogger("micrometrics")
@@ -44,101 +44,9 @@ TIMESTAMP_HINTS: dict[str, Any] = {
     "deleted_at": {"data_type": "timestamp", "nullable": True},
 }
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
-CURSOR_RESTARTS = 2
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A response's earliest plausible change: its survey's creation, minus a day of clock slack.
 SURVEY_FLOOR_SLACK = timedelta(days=1)
-
-
-def walk(
-    client: MicrometricsClient,
-    path: str,
-    windows: StreamWindows,
-    budget: RoundBudget,
-    tally: ExtractTally,
-    label: str,
-    known_versions: KnownVersions | None = None,
-) -> Iterator[Any]:
-    """Yield every page of every window the stream owes, checkpointing each finished window.
-
-    A window is read through to its end whatever its size (records sharing one ``updated_at``
-    can't be split into smaller windows). When the round's page budget runs out part-way, the
-    cursor of the next page goes to state and the next round resumes from it, so no page is
-    read twice. A refused cursor restarts its window, ``CURSOR_RESTARTS`` times at most.
-    Each page is booked in ``budget`` before it is requested; other streams may be walked at
-    the same time (see ``lanes``).
-    """
-    while (window := windows.next_window()) is not None:
-        if not budget.take():
-            return
-        if windows.deep_below is not None:
-            tally.add(deep_stream=label)  # counted as its deep window starts, found or not
-        restarts = 0
-        while True:
-            cursor, records = windows.resume_cursor()
-            params = window.params() | ({"cursor": cursor} if cursor else {})
-            pages = rejected_count = 0
-            paged = client.pages(path, params=params)
-            try:
-                for page in paged:
-                    pages += 1
-                    records += len(page)
-                    good, rejected = split_records(page, label)
-                    if good:
-                        as_column_types(good)
-                        record_last_change(windows.state, good)
-                        count_deep_finds(good, windows, tally, label, known_versions)
-                        yield good
-                    if rejected:
-                        rejected_count += len(rejected)
-                        yield as_rejected(rejected)
-                    next_cursor = page.paginator.next_cursor
-                    if next_cursor:
-                        windows.learn_page_size(len(page))
-                        if not budget.take():
-                            # Out of budget mid-window: this round's state keeps the cursor.
-                            windows.checkpoint(window, next_cursor, records)
-                            tally.add(rejected=rejected_count)
-                            log.info("%s: %s .. %s: %d records so far; continued next round",
-                                     label, format_timestamp(window.start),
-                                     format_timestamp(window.end), records)
-                            return
-                break
-            except CursorRejectedError:
-                # An expired or refused cursor: read this window again from its first page.
-                restarts += 1
-                if restarts > CURSOR_RESTARTS:
-                    raise
-                windows.restart()
-                budget.spend()  # the window's first page, read again whatever the budget
-                tally.add(rejected=rejected_count)
-                log.warning("warning: %s: the API refused a cursor; reading the window again",
-                            label)
-        tally.add(rejected=rejected_count)
-        windows.complete(window, records)
-        log.info(
-            "%s: %s .. %s: %d records in %d pages",
-            label, format_timestamp(window.start), format_timestamp(window.end), records, pages,
-        )
-
-
-def count_deep_finds(
-    records: list[dict],
-    windows: StreamWindows,
-    tally: ExtractTally,
-    label: str,
-    known_versions: KnownVersions | None,
-) -> None:
-    """In a deep pass, count the records changed before the plain lookback's start that the
-    destination does not hold in this version: late uploads the plain lookback missed."""
-    below = windows.deep_below
-    if below is None or known_versions is None:
-        return
-    older = {r["id"]: parse_timestamp(r["updated_at"]) for r in records
-             if parse_timestamp(r["updated_at"]) < below}
-    if older:
-        known = known_versions(label.partition("[")[0], list(older))
-        tally.add(deep_found=sum(1 for rid, at in older.items() if known.get(rid) != at))
 
 
 def read_survey_list(
@@ -268,8 +176,9 @@ def micrometrics_source(
     def devices() -> Iterator[list[dict[str, Any]]]:
         state = states.for_stream(dlt.current.resource_state(), "windows")
         windows = StreamWindows(state, device_windows, run_end)
-        yield from lanes.run([partial(walk, client, "/devices", windows, budget, tally,
-                                      "devices", known_versions)], let_others_start=True)
+        read = StreamRead(client, "/devices", windows, budget, tally, "devices",
+                          known_versions, lanes)
+        yield from lanes.run([partial(walk, read)], let_others_start=True)
 
     @dlt.resource(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
@@ -317,8 +226,8 @@ def micrometrics_source(
         def read_responses(survey_id: Any, windows: StreamWindows) -> Iterator[Any]:
             label = f"survey_responses[{survey_id}]"
             try:
-                yield from walk(client, f"/surveys/{survey_id}/responses", windows, budget,
-                                tally, label, known_versions)
+                yield from walk(StreamRead(client, f"/surveys/{survey_id}/responses", windows,
+                                           budget, tally, label, known_versions, lanes))
             except ApiError as exc:
                 if exc.status != 404:
                     raise

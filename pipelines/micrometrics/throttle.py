@@ -83,6 +83,10 @@ class LeakyBucket:
         self._level = max(0.0, self._level - (now - self._stamp) * self.rate)
         self._stamp = now
 
+    def now(self) -> float:
+        """The bucket's clock (monotonic seconds; virtual in tests)."""
+        return self._clock()
+
     def acquire(self) -> float:
         """Reserve one token, sleeping until it fits. Returns the seconds slept."""
         with self._lock:

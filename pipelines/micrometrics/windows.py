@@ -16,7 +16,11 @@ A stream (one index endpoint) owes a *range* ``[lo, hi]``: the whole history on 
   window can't be split below one instant (a bulk update may stamp 50,000 records with one
   ``updated_at``), and giving a window up would read its pages twice. Its progress is
   checkpointed instead: when a round's page budget runs out mid-window, the paging cursor is
-  kept in state (``pending.window``) and the next round resumes from it (see ``checkpoint``).
+  kept in state (``pending.window``) and the next round resumes from it (see ``checkpoint``);
+- the one exception: a window whose chain of pages would end the sync alone, at slow answers,
+  is given up at its 4th page and read again as two slices side by side (``slicing``), once
+  per range; each slice keeps its own cursor in ``pending.window.slices``, and the window is
+  done when both are.
 
 Each window reaches ``OVERLAP`` beyond both of its nominal bounds (neighbours share
 ``2 * OVERLAP``), so a record on a bound is fetched whatever the server's inclusive/exclusive
@@ -185,6 +189,36 @@ class StreamWindows:
         """Records a window should hold: target pages times the page size the server uses."""
         return self.settings.target_pages * (self.state.get("page_size") or self.settings.page_size)
 
+    @property
+    def may_slice(self) -> bool:
+        """Whether a window of the range being walked may still be sliced: once per range, so
+        that slicing costs a stream at most one re-read per sync (see ``slicing``)."""
+        return not (self.state.get("pending") or {}).get("sliced")
+
+    def slice(self, window: Window, cut: datetime) -> None:
+        """Give up ``window``'s chain of pages and read it as two slices side by side, one up
+        to ``cut`` and one from it (each reaching ``OVERLAP`` across): see ``slicing``. The
+        pages read so far are read again by the slices."""
+        pending = self.state["pending"]
+        pending["window"] = {
+            "start": format_timestamp(window.start),
+            "end": format_timestamp(window.end),
+            "cut": format_timestamp(cut),
+            "slices": [{"records": 0}, {"records": 0}],
+        }
+        pending["sliced"] = True
+
+    def slices(self) -> list[Slice]:
+        """The slices of the window read part-way, or [] when it is not sliced."""
+        partial = (self.state.get("pending") or {}).get("window") or {}
+        if "slices" not in partial:
+            return []
+        start, end = parse_timestamp(partial["start"]), parse_timestamp(partial["end"])
+        cut = parse_timestamp(partial["cut"])
+        older, newer = partial["slices"]
+        return [Slice(older, Window(start, cut + OVERLAP), cut, newer=False),
+                Slice(newer, Window(cut - OVERLAP, end), cut, newer=True)]
+
     def resume_cursor(self) -> tuple[str | None, int]:
         """Cursor of the next page of the window read part-way, and the records it has
         returned so far; ``(None, 0)`` for a fresh window."""
@@ -235,7 +269,9 @@ class StreamWindows:
         """One line on what is owed, for ``--dry-run``."""
         pending = self.state.get("pending")
         if pending:
-            partial = " (a window read part-way)" if pending.get("window") else ""
+            window = pending.get("window") or {}
+            partial = (" (a window read part-way, in two slices)" if "slices" in window
+                       else " (a window read part-way)" if window else "")
             return (f"resume {pending['lo']} .. {pending['next_hi']} (then up to "
                     f"{pending['hi']}){partial}")
         lo = self._new_range_start()
@@ -246,3 +282,74 @@ class StreamWindows:
             kind = "incremental with a deep pass"
             lo = self.high_water - self.settings.deep_lookback
         return f"{kind} {format_timestamp(lo)} .. {format_timestamp(self.run_end)}"
+
+
+class Slice:
+    """One of a window's two slices: its bounds and its progress (``cursor`` of its next page,
+    ``records`` counted, ``done``), kept in its own dict of the stream's state so that each
+    slice's walk writes only its own.
+
+    The slices overlap by ``2 * OVERLAP`` around the cut; a record there comes in both. Each
+    counts only the records on its side of the cut (the newer one also those without a
+    readable ``updated_at``), so the window's count, and the density learnt from it, are the
+    same as had it been read in one chain.
+    """
+
+    def __init__(self, progress: dict[str, Any], window: Window, cut: datetime,
+                 newer: bool) -> None:
+        self.progress, self.window, self.cut, self.newer = progress, window, cut, newer
+
+    @property
+    def done(self) -> bool:
+        return bool(self.progress.get("done"))
+
+    @property
+    def records(self) -> int:
+        return int(self.progress.get("records", 0))
+
+    def resume_cursor(self) -> tuple[str | None, int]:
+        return self.progress.get("cursor"), self.records
+
+    def counted(self, page: list[Any]) -> int:
+        """The records of ``page`` on this slice's side of the cut."""
+        return sum(1 for record in page if self._is_newer(record) == self.newer)
+
+    def _is_newer(self, record: Any) -> bool:
+        try:
+            return parse_timestamp(record["updated_at"]) >= self.cut
+        except (KeyError, TypeError, ValueError):
+            return True
+
+    def checkpoint(self, cursor: str, records: int) -> None:
+        self.progress.update(cursor=cursor, records=records)
+
+    def restart(self) -> None:
+        self.progress.pop("cursor", None)
+        self.progress["records"] = 0
+
+    def finish(self, records: int) -> None:
+        self.progress.pop("cursor", None)
+        self.progress.update(records=records, done=True)
+
+
+class WholeWindow:
+    """A window read as one chain of pages: its progress in ``pending.window`` (the same
+    methods as a :class:`Slice`, for the code that reads a chain)."""
+
+    def __init__(self, windows: StreamWindows, window: Window) -> None:
+        self.windows, self.window = windows, window
+
+    def resume_cursor(self) -> tuple[str | None, int]:
+        return self.windows.resume_cursor()
+
+    def counted(self, page: list[Any]) -> int:
+        return len(page)
+
+    def checkpoint(self, cursor: str, records: int) -> None:
+        self.windows.checkpoint(self.window, cursor, records)
+
+    def restart(self) -> None:
+        self.windows.restart()
+
+    def finish(self, records: int) -> None:
+        """Nothing to keep: the walk completes the window (``StreamWindows.complete``)."""

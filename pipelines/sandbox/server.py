@@ -295,6 +295,7 @@ class Sandbox:
         boundary: ``closed``, ``open``, ``left`` or ``right`` window bounds.
         order: ``shuffled``, ``asc`` or ``desc`` order of index results.
         clock: Zero-argument UNIX time source (default ``time.time``).
+        sleep: Waits an answer's latency (default ``time.sleep``; a virtual clock's in tests).
         port: TCP port on 127.0.0.1; 0 picks a free one.
     """
 
@@ -317,6 +318,7 @@ class Sandbox:
         boundary: str = "closed",
         order: str = "shuffled",
         clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
         port: int = 0,
     ) -> None:
         for name, value, allowed in (
@@ -334,6 +336,7 @@ class Sandbox:
         self.port = port
         self.latency = latency
         self.latency_jitter = latency_jitter
+        self._sleep = sleep or time.sleep
         self._latency_rng = random.Random(seed)
         self._latency_lock = threading.Lock()
         self._reorder: Reorder | None = None
@@ -428,7 +431,7 @@ class Sandbox:
             with self._latency_lock:
                 latency *= 1.0 + self.latency_jitter * self._latency_rng.uniform(-1.0, 1.0)
         if latency > 0:
-            time.sleep(latency)
+            self._sleep(latency)
 
     def reorder(self, group: int = 0, order: str = "reverse", seed: int = 0,
                 grace: float | None = 0.05) -> None:

@@ -1,0 +1,72 @@
+"""When a window's chain of pages is worth giving up for two slices read side by side.
+
+A window's pages form a chain (each cursor comes with the page before), so a stream that is
+still being read when the others are done is paced by its answers, not by the rate limit: at
+1.5 s an answer, 0.67 requests/s. With one dominant survey a first sync took 1.5x the rate
+limit's floor whatever the order of requests (``benchmarks.latency_orders``). The API gives no
+counts and the order of records within a window is unknown, so the rest of a chain can't be
+narrowed: slicing a window reads it again, from its first page, as two windows cut at the
+median ``updated_at`` of the records read so far (a uniform sample of the window). That costs
+the pages read so far, plus a partial page, so it is done only where the tail is coming:
+
+- at the window's ``SLICE_AT_PAGE``-th page, in the round that started it (a stream long
+  enough to matter has shown itself, and little has been read that must be read again);
+- when at most one other stream of the sync is unfinished (``Lanes.unfinished``): with more,
+  their requests keep the rate limit busy anyway;
+- when the window's answers are slow: a lone chain is then slower than the rate limit (an
+  answer takes longer than ``SLOWER_THAN_RATE`` tokens' leak) and each answer takes at least
+  ``SLOW_ANSWER`` seconds. Fast answers leave nothing worth a re-read: on a rate-limited
+  tenant a chain keeps up with the limit alone, and at an unlimited rate the sync is paced by
+  its own CPU, while the re-read pages are requests the vendor counts (at 1/s and 0.2 s
+  answers, one dominant survey already ends within the floor);
+- when two requests may be in flight (``MAX_IN_FLIGHT`` of 2 or more): one at a time, two
+  slices are no faster than one chain;
+- once per range of a stream (``StreamWindows.may_slice``), and not at an instant that holds
+  much of the sample (a bulk update stamps thousands of records with one ``updated_at``: both
+  slices would read them all).
+
+``benchmarks.schedule_model`` chose the rule (exactly page 4, at most one other stream: wider
+rules re-read more than they save on tenants of many uneven surveys); measured results are in
+``benchmarks/RESULTS.md`` (latency_orders).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .windows import OVERLAP, Window
+
+SLICE_AT_PAGE = 4
+SLOWER_THAN_RATE = 1.2
+SLOW_ANSWER = 0.25  # seconds
+# Streams unfinished, the one asking included, at most: itself and one other.
+SLICE_WHEN_UNFINISHED = 2
+# A cut is refused when this share of the sample lies within OVERLAP of it (both slices would
+# read those records).
+CROWDED_SHARE = 0.1
+
+
+def slice_now(pages: int, unfinished: int, answer_seconds: float, rate: float,
+              max_in_flight: int) -> bool:
+    """Whether a chain that has just read its ``pages``-th page should be sliced, with
+    ``unfinished`` streams of the sync left (itself included), its answers having taken
+    ``answer_seconds`` on average, under a rate limit of ``rate`` requests a second and
+    ``max_in_flight`` requests in flight at most."""
+    slow = answer_seconds >= SLOW_ANSWER and answer_seconds * rate >= SLOWER_THAN_RATE
+    return (pages == SLICE_AT_PAGE and unfinished <= SLICE_WHEN_UNFINISHED and slow
+            and max_in_flight >= 2)
+
+
+def cut_point(times: list[datetime], window: Window) -> datetime | None:
+    """Where to cut ``window``: the median of the ``updated_at`` read so far, or None when
+    the sample says a cut would not split it (bunched at one instant, or at its bounds)."""
+    if not times:
+        return None
+    ordered = sorted(times)
+    cut = ordered[len(ordered) // 2]
+    if not window.start + OVERLAP < cut < window.end - OVERLAP:
+        return None
+    near = sum(1 for at in ordered if abs(at - cut) <= OVERLAP)
+    if near > CROWDED_SHARE * len(ordered):
+        return None
+    return cut

@@ -1,0 +1,151 @@
+"""A window that would end the sync alone, at slow answers, is read in two slices side by side.
+
+One survey holds every response: its window's pages are one chain, and at 1.5 s an answer a
+lone chain is slower than 1 request/s. The sandbox's latency runs on the test's virtual clock
+(answers take 1.5 s of it, no real wait). Each sync is compared with the ground truth and with
+the pages it needs: a stream of n records needs ceil(n / page size) pages; slicing re-reads at
+most the ``SLICE_AT_PAGE`` pages that showed the window was long, plus a partial page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+
+import pytest
+
+from pipelines.micrometrics.slicing import SLICE_AT_PAGE
+from tests.cli import run_cli, start_sync, sync_env
+from tests.syncing import sync_sandbox
+from tests.truth import assert_matches_truth
+
+PAGE = 20
+# One survey, 15 pages of responses; 5 devices (one page) and the survey list (one page).
+TENANT = dict(devices=5, surveys=1, responses=300, page_size=PAGE, rate=1.0, burst=10)
+
+
+def pages_needed(truth: dict) -> int:
+    by_survey: dict = {}
+    for response in truth["survey_responses"]:
+        by_survey[response["survey_id"]] = by_survey.get(response["survey_id"], 0) + 1
+    streams = [len(truth["surveys"]), len(truth["devices"])]
+    streams += [by_survey.get(s["id"], 0) for s in truth["surveys"]]
+    return sum(max(1, math.ceil(n / PAGE)) for n in streams)
+
+
+def window_starts(stats: dict) -> int:
+    """Requests without a cursor: the first page of a window (or a slice), or of the list."""
+    return stats["requests"] - stats["throttled"] - stats["cursor_requests"]
+
+
+def responses_state(pipeline) -> dict:
+    surveys = pipeline.state["sources"]["micrometrics"]["resources"]["survey_responses"]
+    return json.loads(json.dumps(surveys["surveys"], default=str))
+
+
+def sync_tenant(start_sandbox, tmp_path, clock, latency: float, max_in_flight: int):
+    sandbox = start_sandbox(clock=clock, sleep=clock.sleep, latency=latency, **TENANT)
+    result = sync_sandbox(sandbox, tmp_path, clock, max_in_flight=max_in_flight)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    return sandbox, result
+
+
+def test_a_long_lone_chain_at_slow_answers_is_read_in_two_slices(start_sandbox, tmp_path,
+                                                                 clock):
+    sandbox, _ = sync_tenant(start_sandbox, tmp_path, clock, latency=1.5, max_in_flight=4)
+    stats, needed = sandbox.stats(), pages_needed(sandbox.truth())
+    # The list, the devices, the survey's window, then its two slices.
+    assert window_starts(stats) == 5, stats
+    served = stats["requests"] - stats["throttled"]
+    assert needed < served <= needed + SLICE_AT_PAGE + 1, (served, needed)
+
+
+@pytest.mark.parametrize("latency, max_in_flight", [(0.2, 4), (1.5, 1)],
+                         ids=["fast answers", "one request in flight"])
+def test_no_slicing_where_it_cannot_pay(start_sandbox, tmp_path, clock, latency,
+                                        max_in_flight):
+    """Fast answers: a lone chain keeps up with 1 request/s. One request in flight: two
+    slices could not overlap. Either way every request is a page needed."""
+    sandbox, _ = sync_tenant(start_sandbox, tmp_path, clock, latency, max_in_flight)
+    stats = sandbox.stats()
+    assert window_starts(stats) == 3, stats
+    assert stats["requests"] - stats["throttled"] == pages_needed(sandbox.truth())
+
+
+def test_a_sliced_window_leaves_the_state_a_single_chain_leaves(start_sandbox, tmp_path,
+                                                                tmp_path_factory):
+    """The slices overlap around the cut; each counts only its side, so the density learnt
+    (and every other key of the survey's state) is what reading the window in one chain
+    gives."""
+    from tests.fakes import FakeClock
+
+    states = []
+    for latency, where in ((1.5, tmp_path), (0.0, tmp_path_factory.mktemp("chain"))):
+        clock = FakeClock()
+        sandbox, result = sync_tenant(start_sandbox, where, clock, latency, max_in_flight=4)
+        states.append((window_starts(sandbox.stats()), responses_state(result.pipeline)))
+    (sliced_starts, sliced), (chain_starts, chain) = states
+    assert (sliced_starts, chain_starts) == (5, 3)
+    assert sliced == chain
+    assert all("density" in s and "pending" not in s for s in sliced.values())
+
+
+def test_slices_cut_by_the_rounds_budget_resume_from_their_cursors(start_sandbox, tmp_path,
+                                                                   clock):
+    """Rounds of 6 pages (the devices' and 4 of the survey's window, then the slices' first
+    page): the slices stop part-way in each round and go on from their cursors in the next;
+    no slice page is read twice."""
+    sandbox = start_sandbox(clock=clock, sleep=clock.sleep, latency=1.5, **TENANT)
+    # A slice re-read from its first page each round would never end: fail instead.
+    result = sync_sandbox(sandbox, tmp_path, clock, max_in_flight=4, round_pages=6,
+                          max_requests=60)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    assert result.report.rounds >= 3
+    stats, needed = sandbox.stats(), pages_needed(sandbox.truth())
+    assert window_starts(stats) == 5, stats
+    assert stats["requests"] - stats["throttled"] <= needed + SLICE_AT_PAGE + 1
+
+
+@pytest.mark.slow  # a real sync process at real 1.3 s answers
+def test_sigkill_while_slices_are_pending_then_rerun_is_exact(start_sandbox, tmp_path):
+    """Rounds of 6 pages: the first round ends with the survey's window sliced and its slices
+    part-way (committed in state); the process is SIGKILLed in the second round with a
+    request in flight; the rerun goes on from the slices and ends exact."""
+    sandbox = start_sandbox(latency=1.3, **TENANT)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__ROUND_PAGES="6",
+                   SOURCES__MICROMETRICS__MAX_IN_FLIGHT="4")
+    process = start_sync(env, "--quiet", "--no-models")
+    try:
+        # The list and 6 pages in round 1; the 10th request is round 2's.
+        assert sandbox.wait_for_requests(10, timeout=120)
+        assert sandbox.wait_for_in_flight(1, timeout=30)
+        assert process.poll() is None, "the sync finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    state = json.loads((tmp_path / "dlt" / "pipelines" / "micrometrics" / "state.json")
+                       .read_text())
+    surveys = state["sources"]["micrometrics"]["resources"]["survey_responses"]["surveys"]
+    (survey,) = surveys.values()
+    assert "slices" in survey["pending"]["window"], survey  # committed by round 1
+
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_a_window_bunched_at_one_instant_is_not_sliced(start_sandbox, tmp_path, clock):
+    """A bulk update stamped every response with one ``updated_at``: no cut splits them (both
+    slices would read them all), so the window is read in one chain."""
+    sandbox = start_sandbox(clock=clock, sleep=clock.sleep, latency=1.5, **TENANT)
+    # Inside the window, 60 days before the clock's now (2026-03-15).
+    sandbox.stamp_records("survey_responses", at="2026-01-14T08:00:00.000+00:00")
+    sync_sandbox(sandbox, tmp_path, clock, max_in_flight=4)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    stats = sandbox.stats()
+    assert window_starts(stats) == 3, stats
+    assert stats["requests"] - stats["throttled"] == pages_needed(sandbox.truth())
