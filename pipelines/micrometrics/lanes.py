@@ -33,7 +33,8 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   one thread walking it; a window read in two slices (``slicing``) is walked in lanes of its
   own, inside the stream's walk, each slice writing only its own progress (what they share,
   the stream's last change and page size, under a lock), and those walks stop with the others
-  (their cancel scope is a child of the stream's) and count among ``unfinished``; the round's page budget and the tally are locked (``rounds``). A round ends
+  (their cancel scope is a child of the stream's) and count among ``unfinished``; the
+  round's page budget and the tally are locked (``rounds``). A round ends
   only after every stream's walk has returned and its items were yielded, so the state dlt
   commits with the round's data matches the pages that round yielded, whatever the order in
   which answers came.

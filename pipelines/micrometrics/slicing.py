@@ -21,6 +21,12 @@ the pages read so far, plus a partial page, so it is done only where the tail is
   answers, one dominant survey already ends within the floor);
 - when two requests may be in flight (``MAX_IN_FLIGHT`` of 2 or more): one at a time, two
   slices are no faster than one chain;
+- when the window may be long: on a stream's first read (no density known), or when the
+  density seen last run puts more than ``MIN_PAGES`` pages in it (below that, two slices of
+  half the pages plus the re-read end no sooner than the chain);
+- when the pages read look unordered: a server that sends a window's records sorted by time
+  would put all of them at one end, and a cut at their median would leave one slice with
+  nearly the whole window;
 - once per range of a stream (``StreamWindows.may_slice``), and not at an instant that holds
   much of the sample (a bulk update stamps thousands of records with one ``updated_at``: both
   slices would read them all).
@@ -33,10 +39,12 @@ rules re-read more than they save on tenants of many uneven surveys); measured r
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 
 from .windows import OVERLAP, Window
 
 SLICE_AT_PAGE = 4
+MIN_PAGES = 2 * (SLICE_AT_PAGE + 1)
 SLOWER_THAN_RATE = 1.2
 SLOW_ANSWER = 0.25  # seconds
 # Streams unfinished, the one asking included, at most: itself and one other.
@@ -57,12 +65,20 @@ def slice_now(pages: int, unfinished: int, answer_seconds: float, rate: float,
             and max_in_flight >= 2)
 
 
-def cut_point(times: list[datetime], window: Window) -> datetime | None:
-    """Where to cut ``window``: the median of the ``updated_at`` read so far, or None when
-    the sample says a cut would not split it (bunched at one instant, or at its bounds)."""
-    if not times:
+def long_enough(expected_pages: float | None) -> bool:
+    """Whether a window expected to hold ``expected_pages`` (None: unknown) may be worth it."""
+    return expected_pages is None or expected_pages > MIN_PAGES
+
+
+def cut_point(pages: list[list[datetime]], window: Window) -> datetime | None:
+    """Where to cut ``window``: the median of the ``updated_at`` of the ``pages`` read so far,
+    or None when the sample says a cut would not split it (sorted pages, bunched at one
+    instant, or at its bounds)."""
+    if sorted_by_time(pages):
         return None
-    ordered = sorted(times)
+    ordered = sorted(at for page in pages for at in page)
+    if not ordered:
+        return None
     cut = ordered[len(ordered) // 2]
     if not window.start + OVERLAP < cut < window.end - OVERLAP:
         return None
@@ -70,3 +86,14 @@ def cut_point(times: list[datetime], window: Window) -> datetime | None:
     if near > CROWDED_SHARE * len(ordered):
         return None
     return cut
+
+
+def sorted_by_time(pages: list[list[datetime]]) -> bool:
+    """Whether the pages follow each other in time (each one's records all at or after, or
+    all at or before, the page before's): records sent in order, not a sample."""
+    spans = [(min(page), max(page)) for page in pages if page]
+    if len(spans) < 2:
+        return False
+    rising = all(after[0] >= before[1] for before, after in pairwise(spans))
+    falling = all(after[1] <= before[0] for before, after in pairwise(spans))
+    return rising or falling

@@ -18,7 +18,7 @@ from .lanes import Lanes
 from .quarantine import as_rejected, split_records
 from .quiet import record_last_change
 from .rounds import ExtractTally, KnownVersions, RoundBudget
-from .slicing import cut_point, slice_now
+from .slicing import SLICE_AT_PAGE, cut_point, long_enough, slice_now
 from .timeutil import format_timestamp, parse_timestamp
 from .windows import Slice, StreamWindows, WholeWindow, Window
 
@@ -77,8 +77,9 @@ def walk(read: StreamRead) -> Iterator[Any]:
                 return
             if windows.deep_below is not None:
                 read.tally.add(deep_stream=read.label)  # counted as its deep window starts
-            ended = yield from read_chain(read, WholeWindow(windows, window),
-                                          may_slice=read.lanes is not None and windows.may_slice)
+            may_slice = (read.lanes is not None and windows.may_slice
+                         and long_enough(windows.expected_pages(window)))
+            ended = yield from read_chain(read, WholeWindow(windows, window), may_slice)
             if isinstance(ended, Read):
                 windows.complete(window, ended.records)
                 log.info("%s: %s .. %s: %d records in %d pages", read.label,
@@ -129,8 +130,9 @@ def read_chain(read: StreamRead, part: Progress,
     while True:
         cursor, records = part.resume_cursor()
         params = window.params() | ({"cursor": cursor} if cursor else {})
-        sample: list | None = [] if may_slice and cursor is None else None
-        pages = rejected_count = 0
+        # updated_at of each page read, while the window may still be sliced
+        sample: list[list] | None = [] if may_slice and cursor is None else None
+        pages = rejected_count = deep_found = 0
         answered = 0.0  # seconds this chain's answers took, this attempt
         try:
             for page in read.client.pages(read.path, params=params):
@@ -138,13 +140,13 @@ def read_chain(read: StreamRead, part: Progress,
                 answered += read.client.last_answer_seconds()
                 records += part.counted(page)
                 good, rejected = split_records(page, read.label)
+                if sample is not None:
+                    sample.append([parse_timestamp(r["updated_at"]) for r in good])
                 if good:
-                    if sample is not None:
-                        sample += [parse_timestamp(r["updated_at"]) for r in good]
                     as_column_types(good)
                     with read.lock:
                         record_last_change(read.windows.state, good)
-                    count_deep_finds(good, read)
+                    deep_found += count_deep_finds(good, read)
                     yield good
                 if rejected:
                     rejected_count += len(rejected)
@@ -157,12 +159,14 @@ def read_chain(read: StreamRead, part: Progress,
                             pages, read.lanes.unfinished(), answered / pages,
                             read.client.bucket.rate, read.lanes.max_in_flight):
                         if (cut := cut_point(sample, window)) is not None:
-                            read.tally.add(rejected=rejected_count)
+                            # The slices read these pages again, and count what they find.
                             return Cut(cut)
+                    if pages >= SLICE_AT_PAGE:
+                        sample = None  # past the one page where a cut is weighed
                     if not read.budget.take():
                         # Out of budget mid-chain: this round's state keeps the cursor.
                         part.checkpoint(next_cursor, records)
-                        read.tally.add(rejected=rejected_count)
+                        read.tally.add(rejected=rejected_count, deep_found=deep_found)
                         log.info("%s: %s .. %s: %d records so far; continued next round",
                                  read.label, format_timestamp(window.start),
                                  format_timestamp(window.end), records)
@@ -175,23 +179,24 @@ def read_chain(read: StreamRead, part: Progress,
                 raise
             part.restart()
             read.budget.spend()  # the chain's first page, read again whatever the budget
-            read.tally.add(rejected=rejected_count)
+            read.tally.add(rejected=rejected_count, deep_found=deep_found)
             log.warning("warning: %s: the API refused a cursor; reading the window again",
                         read.label)
-    read.tally.add(rejected=rejected_count)
+    read.tally.add(rejected=rejected_count, deep_found=deep_found)
     part.finish(records)
     return Read(records, pages)
 
 
-def count_deep_finds(records: list[dict], read: StreamRead) -> None:
-    """In a deep pass, count the records changed before the plain lookback's start that the
+def count_deep_finds(records: list[dict], read: StreamRead) -> int:
+    """In a deep pass, the records changed before the plain lookback's start that the
     destination does not hold in this version: late uploads the plain lookback missed."""
     below = read.windows.deep_below
     if below is None or read.known_versions is None:
-        return
+        return 0
     older = {r["id"]: parse_timestamp(r["updated_at"]) for r in records
              if parse_timestamp(r["updated_at"]) < below}
-    if older:
-        known = read.known_versions(read.label.partition("[")[0], list(older))
-        read.tally.add(deep_found=sum(1 for rid, at in older.items() if known.get(rid) != at))
+    if not older:
+        return 0
+    known = read.known_versions(read.label.partition("[")[0], list(older))
+    return sum(1 for rid, at in older.items() if known.get(rid) != at)
 

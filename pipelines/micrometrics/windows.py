@@ -243,6 +243,15 @@ class StreamWindows:
             partial.pop("cursor", None)
             partial["records"] = 0
 
+    def expected_pages(self, window: Window) -> float | None:
+        """Pages ``window`` should hold at the density seen last run; None when none is known
+        (a stream's first read)."""
+        density = self.state.get("density")
+        if not density:
+            return None
+        span = (window.end - window.start).total_seconds()
+        return density * span / (self.state.get("page_size") or self.settings.page_size)
+
     def learn_page_size(self, size: int) -> None:
         """A full page (one followed by another) shows the server's page size."""
         self.state["page_size"] = max(size, self.state.get("page_size") or 0)
