@@ -58,8 +58,9 @@ def test_a_long_lone_chain_at_slow_answers_is_read_in_two_slices(start_sandbox, 
                                                                  clock, boundary):
     """Exact whatever the server's bounds (``open``: records exactly at the cut are in both
     slices only thanks to their overlap; the one record the cut is taken from was read before
-    the cut, so this does not catch a missing overlap). That the slices' walks run at once is ``test_inflight``'s (nested lanes); the time it
-    saves is measured in ``benchmarks.latency_orders``, not here."""
+    the cut, so this does not catch a missing overlap). That the slices' walks run at once is
+    ``test_inflight``'s (nested lanes); the time it saves is measured in
+    ``benchmarks.latency_orders``, not here."""
     sandbox, _ = sync_tenant(start_sandbox, tmp_path, clock, latency=1.5, max_in_flight=4,
                              boundary=boundary)
     stats, needed = sandbox.stats(), pages_needed(sandbox.truth())
