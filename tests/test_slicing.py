@@ -86,18 +86,26 @@ def test_no_slicing_where_it_cannot_pay(start_sandbox, tmp_path, clock, latency,
     assert stats["requests"] - stats["throttled"] == pages_needed(sandbox.truth())
 
 
+@pytest.mark.parametrize("order, seed", [(None, 0), ("reverse", 0), ("random", 1)])
 def test_a_sliced_window_leaves_the_state_a_single_chain_leaves(start_sandbox, tmp_path,
-                                                                tmp_path_factory):
+                                                                tmp_path_factory, order, seed):
     """The slices overlap around the cut; each counts only its side, so the density learnt
     (and every other key of the survey's state) is what reading the window in one chain
-    gives."""
+    gives, whichever slice's answers come first (the sandbox holds requests in pairs and
+    answers them reversed, or shuffled)."""
     from tests.fakes import FakeClock
 
     states = []
     for latency, where in ((1.5, tmp_path), (0.0, tmp_path_factory.mktemp("chain"))):
         clock = FakeClock()
-        sandbox, result = sync_tenant(start_sandbox, where, clock, latency, max_in_flight=4)
+        sandbox = start_sandbox(clock=clock, sleep=clock.sleep, latency=latency, **TENANT)
+        if order and latency:
+            sandbox.reorder(group=2, order=order, seed=seed)
+        result = sync_sandbox(sandbox, where, clock, max_in_flight=4)
+        assert_matches_truth(where, sandbox.truth())
         states.append((window_starts(sandbox.stats()), responses_state(result.pipeline)))
+        if order and latency:
+            assert max(sandbox.reordered_groups()) == 2
     (sliced_starts, sliced), (chain_starts, chain) = states
     assert (sliced_starts, chain_starts) == (5, 3)
     assert sliced == chain
