@@ -47,3 +47,5 @@ def test_a_quarantined_survey_still_indexes_its_responses():
     assert [s["id"] for s in index.listed] == [1]  # loaded into surveys
     assert [s["id"] for s in index.indexed] == [1, 2]  # responses read for both
     assert len(index.rejected) == 2 and tally.rejected == 2
+    read_survey_list(ListingClient([surveys]), SyncBounds(moment, moment), SurveyIndex(), tally)
+    assert tally.rejected == 2  # the same two records read again are still two

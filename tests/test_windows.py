@@ -110,6 +110,34 @@ def test_a_window_read_part_way_resumes_from_its_cursor_with_the_same_bounds():
     assert "window" not in state["pending"] and resumed.resume_cursor() == (None, 0)
 
 
+def test_a_sliced_window_resumes_its_slices_in_another_process_and_covers_the_window():
+    state = {}
+    planner = StreamWindows(state, SETTINGS, NOW)
+    window = planner.next_window()
+    cut = window.start + (window.end - window.start) / 2
+    planner.slice(window, cut)
+    older, newer = planner.slices()
+    # Together the slices cover the window, overlapping around the cut.
+    assert (older.window.start, newer.window.end) == (window.start, window.end)
+    assert older.window.end - newer.window.start == 2 * OVERLAP
+    # Each counts its own side of the cut; a record without a time counts in the newer one.
+    page = [{"updated_at": cut - timedelta(seconds=1)}, {"updated_at": cut}, {"id": 1}]
+    assert (older.counted(page), newer.counted(page)) == (1, 2)
+    older.finish(40)
+    newer.checkpoint("cursor-3", 60)
+    assert "in two slices" in planner.describe()
+
+    # A later process (another run_end) gets the same window and slices, where they were.
+    resumed = StreamWindows(state, SETTINGS, NOW + timedelta(hours=3))
+    assert resumed.next_window() == window and not resumed.may_slice
+    older, newer = resumed.slices()
+    assert (older.done, older.records) == (True, 40)
+    assert (newer.done, newer.resume_cursor()) == (False, ("cursor-3", 60))
+    newer.finish(100)
+    resumed.complete(window, older.records + newer.records)
+    assert resumed.slices() == [] and state["density"] > 0
+
+
 def deep_settings(every_hours: float) -> WindowSettings:
     from dataclasses import replace
 

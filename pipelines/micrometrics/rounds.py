@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -166,18 +166,32 @@ class WindowStates:
 @dataclass
 class ExtractTally:
     """What the extract counted: records quarantined, streams that ran a deep pass, and the
-    records only the deep pass found. Streams walked at once count through ``add``."""
+    records only the deep pass found. Streams walked at once count through ``add``.
 
-    rejected: int = 0
+    Records are counted by key, once per sync: a page can be read twice (a window read again
+    after a refused cursor, a window's first pages read again by its slices, the overlap
+    around a cut or a window bound), and a record read twice is still one record."""
+
     deep_streams: set[str] = field(default_factory=set)
-    deep_found: int = 0
+    rejected_keys: set[str] = field(default_factory=set)
+    deep_keys: set[tuple] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, rejected: int = 0, deep_found: int = 0, deep_stream: str | None = None) -> None:
-        """Counts, from any of the threads walking streams."""
+    @property
+    def rejected(self) -> int:
+        return len(self.rejected_keys)
+
+    @property
+    def deep_found(self) -> int:
+        return len(self.deep_keys)
+
+    def add(self, rejected: Iterable[str] = (), deep_found: Iterable[tuple] = (),
+            deep_stream: str | None = None) -> None:
+        """Counts, from any of the threads walking streams: the ``record_key`` of records
+        quarantined, the ``(table, id, updated_at)`` of those the deep pass found."""
         with self._lock:
-            self.rejected += rejected
-            self.deep_found += deep_found
+            self.rejected_keys.update(rejected)
+            self.deep_keys.update(deep_found)
             if deep_stream is not None:
                 self.deep_streams.add(deep_stream)
 

@@ -6,7 +6,8 @@ still being read when the others are done is paced by its answers, not by the ra
 limit's floor whatever the order of requests (``benchmarks.latency_orders``). The API gives no
 counts and the order of records within a window is unknown, so the rest of a chain can't be
 narrowed: slicing a window reads it again, from its first page, as two windows cut at the
-median ``updated_at`` of the records read so far (a uniform sample of the window). That costs
+median ``updated_at`` of the records read so far (a sample of the window, unless the server
+sends records in time order: checked below). That costs
 the pages read so far, plus a partial page, so it is done only where the tail is coming:
 
 - at the window's ``SLICE_AT_PAGE``-th page, in the round that started it (a stream long
@@ -17,13 +18,12 @@ the pages read so far, plus a partial page, so it is done only where the tail is
   answer takes longer than ``SLOWER_THAN_RATE`` tokens' leak) and each answer takes at least
   ``SLOW_ANSWER`` seconds. Fast answers leave nothing worth a re-read: on a rate-limited
   tenant a chain keeps up with the limit alone, and at an unlimited rate the sync is paced by
-  its own CPU, while the re-read pages are requests the vendor counts (at 1/s and 0.2 s
-  answers, one dominant survey already ends within the floor);
+  its own CPU, while the re-read pages are requests the vendor counts;
 - when two requests may be in flight (``MAX_IN_FLIGHT`` of 2 or more): one at a time, two
   slices are no faster than one chain;
 - when the window may be long: on a stream's first read (no density known), or when the
-  density seen last run puts more than ``MIN_PAGES`` pages in it (below that, two slices of
-  half the pages plus the re-read end no sooner than the chain);
+  density of the stream's last window read puts more than ``MIN_PAGES`` pages in it (below
+  that, two slices of half the pages plus the re-read end no sooner than the chain);
 - when the pages read look unordered: a server that sends a window's records sorted by time
   would put all of them at one end, and a cut at their median would leave one slice with
   nearly the whole window;
@@ -38,8 +38,8 @@ rules re-read more than they save on tenants of many uneven surveys); measured r
 
 from __future__ import annotations
 
+import statistics
 from datetime import datetime
-from itertools import pairwise
 
 from .windows import OVERLAP, Window
 
@@ -89,11 +89,18 @@ def cut_point(pages: list[list[datetime]], window: Window) -> datetime | None:
 
 
 def sorted_by_time(pages: list[list[datetime]]) -> bool:
-    """Whether the pages follow each other in time (each one's records all at or after, or
-    all at or before, the page before's): records sent in order, not a sample."""
-    spans = [(min(page), max(page)) for page in pages if page]
-    if len(spans) < 2:
+    """Whether the pages look sent in time order rather than drawn from the whole window: the
+    middle half (interquartile range) of a typical page spans less than half the middle half
+    of all of them. Sampled pages each span about the whole; sorted pages each hold their own
+    stretch of time (a quarter of the whole, in 4 pages), and a few records out of place move
+    no quartile. One instant holding the middle half: not a sample worth cutting either."""
+    spreads = [_middle_half(page) for page in pages if len(page) >= 4]
+    if len(spreads) < 2:
         return False
-    rising = all(after[0] >= before[1] for before, after in pairwise(spans))
-    falling = all(after[1] <= before[0] for before, after in pairwise(spans))
-    return rising or falling
+    whole = _middle_half([at for page in pages for at in page])
+    return whole <= 0 or statistics.median(spreads) < whole / 2
+
+
+def _middle_half(times: list[datetime]) -> float:
+    ordered = sorted(times)
+    return (ordered[3 * len(ordered) // 4] - ordered[len(ordered) // 4]).total_seconds()

@@ -93,7 +93,7 @@ def _read_once(
         window = Window(EPOCH, max(bounds.run_end, bounds.now))
         listed = [s for page in client.pages("/surveys", window.params()) for s in page]
         index.listed, index.rejected = split_records(listed, "surveys")
-        tally.add(rejected=len(index.rejected))
+        tally.add(rejected=[row["record_key"] for row in index.rejected])
         # A survey quarantined for its updated_at still indexes its responses.
         index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
     except BaseException as exc:  # noqa: BLE001 - kept, raised by read_survey_list

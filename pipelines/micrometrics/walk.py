@@ -132,7 +132,7 @@ def read_chain(read: StreamRead, part: Progress,
         params = window.params() | ({"cursor": cursor} if cursor else {})
         # updated_at of each page read, while the window may still be sliced
         sample: list[list] | None = [] if may_slice and cursor is None else None
-        pages = rejected_count = deep_found = 0
+        pages = 0
         answered = 0.0  # seconds this chain's answers took, this attempt
         try:
             for page in read.client.pages(read.path, params=params):
@@ -146,10 +146,10 @@ def read_chain(read: StreamRead, part: Progress,
                     as_column_types(good)
                     with read.lock:
                         record_last_change(read.windows.state, good)
-                    deep_found += count_deep_finds(good, read)
+                    read.tally.add(deep_found=deep_finds(good, read))
                     yield good
                 if rejected:
-                    rejected_count += len(rejected)
+                    read.tally.add(rejected=[row["record_key"] for row in rejected])
                     yield as_rejected(rejected)
                 next_cursor = page.paginator.next_cursor
                 if next_cursor:
@@ -159,14 +159,12 @@ def read_chain(read: StreamRead, part: Progress,
                             pages, read.lanes.unfinished(), answered / pages,
                             read.client.bucket.rate, read.lanes.max_in_flight):
                         if (cut := cut_point(sample, window)) is not None:
-                            # The slices read these pages again, and count what they find.
-                            return Cut(cut)
+                            return Cut(cut)  # the slices read these pages again
                     if pages >= SLICE_AT_PAGE:
                         sample = None  # past the one page where a cut is weighed
                     if not read.budget.take():
                         # Out of budget mid-chain: this round's state keeps the cursor.
                         part.checkpoint(next_cursor, records)
-                        read.tally.add(rejected=rejected_count, deep_found=deep_found)
                         log.info("%s: %s .. %s: %d records so far; continued next round",
                                  read.label, format_timestamp(window.start),
                                  format_timestamp(window.end), records)
@@ -179,24 +177,24 @@ def read_chain(read: StreamRead, part: Progress,
                 raise
             part.restart()
             read.budget.spend()  # the chain's first page, read again whatever the budget
-            read.tally.add(rejected=rejected_count, deep_found=deep_found)
             log.warning("warning: %s: the API refused a cursor; reading the window again",
                         read.label)
-    read.tally.add(rejected=rejected_count, deep_found=deep_found)
     part.finish(records)
     return Read(records, pages)
 
 
-def count_deep_finds(records: list[dict], read: StreamRead) -> int:
+def deep_finds(records: list[dict], read: StreamRead) -> list[tuple]:
     """In a deep pass, the records changed before the plain lookback's start that the
-    destination does not hold in this version: late uploads the plain lookback missed."""
+    destination does not hold in this version (late uploads the plain lookback missed), as
+    ``(table, id, updated_at)``."""
     below = read.windows.deep_below
     if below is None or read.known_versions is None:
-        return 0
+        return []
     older = {r["id"]: parse_timestamp(r["updated_at"]) for r in records
              if parse_timestamp(r["updated_at"]) < below}
     if not older:
-        return 0
-    known = read.known_versions(read.label.partition("[")[0], list(older))
-    return sum(1 for rid, at in older.items() if known.get(rid) != at)
+        return []
+    table = read.label.partition("[")[0]
+    known = read.known_versions(table, list(older))
+    return [(table, rid, at) for rid, at in older.items() if known.get(rid) != at]
 

@@ -244,8 +244,8 @@ class StreamWindows:
             partial["records"] = 0
 
     def expected_pages(self, window: Window) -> float | None:
-        """Pages ``window`` should hold at the density seen last run; None when none is known
-        (a stream's first read)."""
+        """Pages ``window`` should hold at the density of the stream's last window read; None
+        when none is known (a stream's first read)."""
         density = self.state.get("density")
         if not density:
             return None
