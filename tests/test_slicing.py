@@ -19,7 +19,7 @@ import pytest
 
 from pipelines.micrometrics.slicing import SLICE_AT_PAGE, sorted_by_time
 from tests.cli import run_cli, start_sync, sync_env
-from tests.syncing import sync_sandbox
+from tests.syncing import add_malformed_records, query, sync_sandbox
 from tests.truth import assert_matches_truth
 
 PAGE = 20
@@ -202,3 +202,16 @@ def test_pages_sorted_by_time_are_told_from_samples_even_with_records_out_of_pla
     assert sorted_by_time([list(reversed(page)) for page in reversed(in_order)])
     shuffled = random.Random(7).sample(times, 80)
     assert not sorted_by_time([shuffled[i:i + 20] for i in range(0, 80, 20)])
+
+
+def test_records_read_again_by_the_slices_are_quarantined_and_counted_once(start_sandbox,
+                                                                           tmp_path, clock):
+    """Malformed records come on the first page of every window that holds them: the whole
+    window's and both slices'. Each is one quarantined record in the summary."""
+    sandbox = start_sandbox(clock=clock, sleep=clock.sleep, latency=1.5, **TENANT)
+    add_malformed_records(sandbox)
+    result = sync_sandbox(sandbox, tmp_path, clock, max_in_flight=4)
+    assert window_starts(sandbox.stats()) == 5  # sliced
+    malformed = sum(len(records) for records in sandbox.malformed().values())
+    assert malformed == 3 and result.report.rejected == malformed
+    assert query(tmp_path, "SELECT count(*) FROM micrometrics._rejected_records")[0][0] == 3
