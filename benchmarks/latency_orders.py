@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
-import math
 import random
 import re
 import tempfile
@@ -46,6 +45,7 @@ from typing import Any
 import dlt
 
 from benchmarks._results import machine, write_section
+from benchmarks.scale import pages_needed
 from pipelines.micrometrics import inflight, sync
 from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.retry import RetryPolicy
@@ -186,15 +186,6 @@ def spread_dominant(sandbox: Sandbox) -> None:
                                     {"survey_id": owner}, bump=False)
 
 
-def pages_needed(truth: dict[str, list[dict[str, Any]]]) -> int:
-    """Requests a first sync cannot do without: the survey list, the devices, and each
-    survey's responses: ceil(records / page size) each, one for an empty one."""
-    by_survey = Counter(r["survey_id"] for r in truth["survey_responses"])
-    streams = [len(truth["surveys"]), len(truth["devices"])]
-    streams += [by_survey.get(s["id"], 0) for s in truth["surveys"]]
-    return sum(max(1, math.ceil(n / PAGE_SIZE)) for n in streams)
-
-
 def one_run(order: str, surveys: int, spread: str, max_in_flight: int) -> dict[str, Any]:
     sandbox = Sandbox(KEY, SECRET, responses=RESPONSES, surveys=surveys, page_size=PAGE_SIZE,
                       rate=RATE, burst=BURST, latency=LATENCY, latency_jitter=JITTER)
@@ -205,8 +196,8 @@ def one_run(order: str, surveys: int, spread: str, max_in_flight: int) -> dict[s
     sandbox.start()
     arrivals = Arrivals()
     try:
-        truth = sandbox.truth()
-        by_survey = Counter(r["survey_id"] for r in truth["survey_responses"])
+        needed, _ = pages_needed(sandbox, PAGE_SIZE)
+        by_survey = Counter(r["survey_id"] for r in sandbox.truth()["survey_responses"])
         longest_id, longest_n = by_survey.most_common(1)[0]
         longest = str(longest_id)
         with tempfile.TemporaryDirectory(prefix="bench-latency-") as name:
@@ -230,7 +221,7 @@ def one_run(order: str, surveys: int, spread: str, max_in_flight: int) -> dict[s
     t0 = min(start for start, _, _ in arrivals.log)
     chain = [(s - t0, e - t0) for s, e, stream in arrivals.log if stream == longest]
     pages = sum(1 for *_, stream in arrivals.log if stream.isdigit())
-    floor = max(0.0, (pages_needed(truth) - BURST) / RATE)
+    floor = max(0.0, (needed - BURST) / RATE)
     return {"order": order, "surveys": surveys, "spread": spread, "in_flight": max_in_flight,
             "requests": stats["requests"],
             "throttled": stats["throttled"], "elapsed": elapsed, "floor": floor,

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import runpy
+import signal
 import subprocess
 import sys
 import traceback
@@ -51,6 +52,13 @@ def start_sync(env: dict[str, str], *args: str) -> subprocess.Popen:
         [*COMMAND, *args],
         cwd=tmp_cwd(env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def kill_now(process: subprocess.Popen) -> None:
+    """SIGKILL a sync that must still be running (no clean-up, as ``kill -9``), and reap it."""
+    assert process.poll() is None, "the sync finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 def tmp_cwd(env: dict[str, str]) -> str:

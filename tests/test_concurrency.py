@@ -26,7 +26,7 @@ from pipelines.micrometrics.settings import DEFAULT_MAX_IN_FLIGHT, load_settings
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.sandbox import Sandbox
 from pipelines.sync.errors import causes
-from tests.cli import run_cli, start_sync, sync_env
+from tests.cli import kill_now, run_cli, start_sync, sync_env
 from tests.conftest import KEY, SECRET
 from tests.fakes import FakeClock
 from tests.syncing import query, sync_sandbox
@@ -269,9 +269,7 @@ def test_sigkill_with_requests_in_flight_then_rerun_is_exact(start_sandbox, tmp_
         assert sandbox.wait_for_requests(50, timeout=60)  # into the second round
         sandbox.reorder(group=4, grace=None)  # hold what comes until four are held
         assert sandbox.wait_for_in_flight(4, timeout=30), "never four requests in flight"
-        assert process.poll() is None, "the sync finished before it could be killed"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        kill_now(process)
     finally:
         if process.poll() is None:
             process.kill()

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipelines.micrometrics.slicing import SLICE_AT_PAGE, sorted_by_time
-from tests.cli import run_cli, start_sync, sync_env
+from tests.cli import kill_now, run_cli, start_sync, sync_env
 from tests.syncing import add_malformed_records, query, sync_sandbox
-from tests.truth import assert_matches_truth
+from tests.truth import assert_matches_truth, truth_streams
 
 PAGE = 20
 # One survey, 15 pages of responses; 5 devices (one page) and the survey list (one page).
@@ -28,12 +28,7 @@ TENANT = dict(devices=5, surveys=1, responses=300, page_size=PAGE, rate=1.0, bur
 
 
 def pages_needed(truth: dict) -> int:
-    by_survey: dict = {}
-    for response in truth["survey_responses"]:
-        by_survey[response["survey_id"]] = by_survey.get(response["survey_id"], 0) + 1
-    streams = [len(truth["surveys"]), len(truth["devices"])]
-    streams += [by_survey.get(s["id"], 0) for s in truth["surveys"]]
-    return sum(max(1, math.ceil(n / PAGE)) for n in streams)
+    return sum(max(1, math.ceil(len(records) / PAGE)) for records in truth_streams(truth))
 
 
 def window_starts(stats: dict) -> int:
@@ -146,9 +141,7 @@ def test_sigkill_while_slices_are_pending_then_rerun_is_exact(start_sandbox, tmp
         # The list and 6 pages in round 1; the 10th request is round 2's.
         assert sandbox.wait_for_requests(10, timeout=120)
         assert sandbox.wait_for_in_flight(1, timeout=30)
-        assert process.poll() is None, "the sync finished before it could be killed"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        kill_now(process)
     finally:
         if process.poll() is None:
             process.kill()

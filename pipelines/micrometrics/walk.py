@@ -72,11 +72,11 @@ def walk(read: StreamRead) -> Iterator[Any]:
     """
     windows = read.windows
     while (window := windows.next_window()) is not None:
+        if windows.deep_below is not None:
+            read.tally.add(deep_stream=read.label)  # counted as its deep window starts
         if not windows.slices():
             if not read.budget.take():
                 return
-            if windows.deep_below is not None:
-                read.tally.add(deep_stream=read.label)  # counted as its deep window starts
             may_slice = (read.lanes is not None and windows.may_slice
                          and long_enough(windows.expected_pages(window)))
             ended = yield from read_chain(read, WholeWindow(windows, window), may_slice)
@@ -94,8 +94,6 @@ def walk(read: StreamRead) -> Iterator[Any]:
             else:
                 return  # out of budget; the cursor is in state
         slices = windows.slices()
-        if windows.deep_below is not None:
-            read.tally.add(deep_stream=read.label)
         yield from read_slices(read, slices)
         if not all(part.done for part in slices):
             return  # out of budget; each slice's cursor is in state
