@@ -103,28 +103,31 @@ def dispatch_by(priority: Callable[[str], float]) -> Callable[..., Any]:
     def slot(self: inflight.InFlight, book: Callable[[], float]) -> Iterator[float]:
         bucket: LeakyBucket = book.__self__  # type: ignore[attr-defined]
         me = (priority(CURRENT.url), next(order))
-        with self._changed:
+        # Every request of this dispatch waits on one condition: it is the heap's head, not
+        # the first to ask, that goes.
+        changed = self.__dict__.setdefault("_by_priority", threading.Condition(self._lock))
+        with changed:
             heap = self.__dict__.setdefault("_heap", [])
             heapq.heappush(heap, me)
-            self._changed.notify_all()
+            changed.notify_all()
             while True:
-                self._changed.wait_for(lambda: heap[0] == me and self._in_flight < self._limit)
+                changed.wait_for(lambda: heap[0] == me and self._in_flight < self._limit)
                 with bucket._lock:
                     bucket._leak(bucket._clock())
                     wait = (bucket._level + 1.0 - bucket._usable()) / bucket.rate
                 if wait <= 0:
                     break
-                self._changed.wait(timeout=wait)
+                changed.wait(timeout=wait)
             heapq.heappop(heap)
             self._in_flight += 1
             booked = book()
-            self._changed.notify_all()
+            changed.notify_all()
         try:
             yield booked
         finally:
-            with self._changed:
+            with changed:
                 self._in_flight -= 1
-                self._changed.notify_all()
+                changed.notify_all()
 
     return slot
 

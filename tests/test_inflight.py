@@ -53,6 +53,38 @@ def test_never_more_than_the_limit_and_no_token_without_a_slot():
     assert seen == {"sending": 3, "booking": 1, "sending_at_booking": 2}
 
 
+def test_waiting_requests_go_in_the_order_they_asked_and_none_is_left_waiting():
+    """Ten requests queue, one by one, behind the only slot: they book their tokens in the
+    order they asked. Each waits on a condition of its own and only the head of the queue is
+    woken, so a wake-up lost on the way would leave the rest waiting (the joins would fail)."""
+    in_flight = InFlight(1)
+    booked: list[int] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with in_flight.slot(lambda: 0.0):
+            holding.set()
+            release.wait(timeout=30)
+
+    def request(i: int) -> None:
+        with in_flight.slot(lambda: booked.append(i) or 0.0):
+            pass
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(timeout=10)
+    waiters = []
+    for i in range(10):
+        waiters.append(threading.Thread(target=request, args=(i,)))
+        waiters[-1].start()
+        assert in_flight.wait_for_waiting(i + 1, timeout=10)
+    release.set()
+    for thread in [holder, *waiters]:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    assert booked == list(range(10))
+
+
 def test_a_raised_limit_lets_waiting_requests_go():
     in_flight = InFlight(1)
     release, inside = threading.Event(), threading.Semaphore(0)

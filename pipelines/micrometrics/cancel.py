@@ -62,6 +62,17 @@ class CancelScope:
         with self._lock:
             self._waiters.add(condition)
 
+    @contextmanager
+    def waking(self, condition: threading.Condition) -> Iterator[None]:
+        """``wakes`` for the block only: a condition made for one wait is not kept for the
+        scope's life."""
+        self.wakes(condition)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiters.discard(condition)
+
 
 _current = threading.local()
 
