@@ -6,8 +6,12 @@ import pytest
 
 from pipelines.micrometrics import cancel
 from pipelines.micrometrics.cancel import Cancelled, CancelScope
+from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.inflight import InFlight
 from pipelines.micrometrics.lanes import Lanes
+from pipelines.micrometrics.retry import RetryPolicy
+from pipelines.micrometrics.throttle import LeakyBucket
+from tests.conftest import KEY, SECRET
 
 
 def test_never_more_than_the_limit_and_no_token_without_a_slot():
@@ -237,3 +241,55 @@ def test_a_failing_stream_stops_the_walks_of_another_streams_slices():
         list(lanes.run([sliced_stream, failing]))
     assert stopped == [True, True]
     assert lanes.unfinished() == 0
+
+
+@pytest.mark.parametrize("asleep_in", ["a retry's backoff", "a token's wait"])
+def test_a_walk_asleep_in_the_client_stops_at_once_when_another_stream_fails(
+        start_sandbox, asleep_in):
+    """One walk sleeps an hour in the client, for real: backing off after a 503 (the client's
+    default sleep), or waiting for a token after a 429 asked for an hour (the bucket's sleep,
+    which says when it starts). When another stream fails, the sleep is cut short: the failure
+    comes out at once, and nothing more is sent. (Before, the sync waited out the hour.)"""
+    sandbox = start_sandbox()
+    asleep = threading.Event()
+
+    class HourLong(RetryPolicy):
+        def backoff(self, attempt: int) -> float:
+            asleep.set()
+            return 3600.0
+
+    def token_sleep(seconds: float) -> None:
+        asleep.set()
+        cancel.sleep(seconds)
+
+    if asleep_in == "a retry's backoff":
+        client = MicrometricsClient(sandbox.url, KEY, SECRET, retry=HourLong())
+        sandbox.script("http_503", endpoint="devices")
+    else:
+        client = MicrometricsClient(sandbox.url, KEY, SECRET,
+                                    bucket=LeakyBucket(sleep=token_sleep))
+        client.bucket.hold(3600)
+
+    def devices():
+        yield from client.pages("/devices")
+
+    def failing():
+        assert asleep.wait(timeout=10)
+        raise RuntimeError("boom")
+        yield  # a generator, as the walks are
+
+    raised: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            list(Lanes(2).run([devices, failing]))
+        except BaseException as exc:  # noqa: BLE001 - what the test looks at
+            raised.append(exc)
+
+    syncing = threading.Thread(target=sync, daemon=True)  # a failed test must not wait an hour
+    syncing.start()
+    syncing.join(timeout=30)
+    assert not syncing.is_alive()
+    assert [type(exc) for exc in raised] == [RuntimeError]
+    sent = 1 if asleep_in == "a retry's backoff" else 0  # the 503'd attempt, or none
+    assert sandbox.stats()["requests"] == sent

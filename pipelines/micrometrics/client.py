@@ -26,6 +26,7 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.client import PageData
 from requests import Response
 
+from . import cancel
 from .auth import APIAuth
 from .errors import (
     ApiError,
@@ -84,7 +85,8 @@ class MicrometricsClient(RESTClient):
         bucket: Client-side rate limiter (default: burst 10, 1 request/s, as the server).
         retry: Retry policy.
         timeout: Requests timeout, seconds or (connect, read).
-        sleep: Called to wait between attempts; injected in tests.
+        sleep: Called to wait between attempts and for tokens (by default cut short when the
+            thread's walk is stopped, see ``cancel.sleep``); injected in tests.
         auth_clock: Time source for the ``Date`` header; injected in tests.
     """
 
@@ -103,7 +105,7 @@ class MicrometricsClient(RESTClient):
         bucket: LeakyBucket | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancel.sleep,
         auth_clock: Callable[[], float] | None = None,
     ) -> None:
         signer = APIAuth(api_key, api_secret, clock=auth_clock)

@@ -26,9 +26,8 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   end (benchmarks.latency_orders, one run each: 1.15x the floor, 1.11x with a worker each);
 - when a stream fails (or the consumer closes ``run``), the other walks stop: a walk stops
   before its next page, and a request still waiting for its turn gives up unsent
-  (:mod:`.cancel`): a failure is raised once the requests on the wire and the one holding the
-  turn are done (and a walk in a retry's backoff has woken), not after every waiting walk's
-  request;
+  (:mod:`.cancel`), and so do a retry's backoff and a wait for a token: a failure is raised
+  once the requests on the wire are done, not after every waiting walk's request or sleep;
 - a stream's windows and cursors live in its own part of the resource state, written by the
   one thread walking it; a window read in two slices (``slicing``) is walked in lanes of its
   own, inside the stream's walk, each slice writing only its own progress (what they share,

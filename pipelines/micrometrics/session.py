@@ -22,7 +22,6 @@ default ``raise_for_status`` hook never sees a 429 or 503 that a retry fixed.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +33,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.hooks import default_hooks, dispatch_hook
 
+from . import cancel
 from .errors import ApiError, UnexpectedResponseError, body_excerpt
 from .inflight import InFlight
 from .messages import hint
@@ -62,7 +62,8 @@ class MicrometricsSession(requests.Session):
         retry: Attempts and backoff for transient failures; cap on 429s.
         stats: Counters of requests, 429s, retries and time waited for tokens.
         timeout: Used when the caller gives none, seconds or (connect, read).
-        sleep: Called to back off between attempts; injected in tests.
+        sleep: Called to back off between attempts (by default cut short when the thread's
+            walk is stopped, see ``cancel.sleep``); injected in tests.
     """
 
     def __init__(
@@ -73,7 +74,7 @@ class MicrometricsSession(requests.Session):
         retry: RetryPolicy,
         stats: ClientStats | None = None,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancel.sleep,
     ) -> None:
         super().__init__()
         for prefix in ("https://", "http://"):

@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from . import cancel
+
 # The API's published defaults: 10 tokens, leaking 1 per second.
 DEFAULT_RATE, DEFAULT_BURST = 1.0, 10
 # Seconds a request may reach the server later than the instant its token was booked for (a
@@ -46,7 +48,8 @@ class LeakyBucket:
         rate: Tokens that leak per second (requests per second in steady state).
         burst: Bucket capacity (requests that may go out back to back).
         clock: Monotonic time source in seconds.
-        sleep: Called with the seconds to wait.
+        sleep: Called with the seconds to wait (by default cut short, raising
+            ``cancel.Cancelled``, when the thread's walk is stopped).
         skew: Seconds of departure delay absorbed by keeping ``skew * rate`` tokens of the
             burst free (see ``DEPARTURE_SKEW``); 0 uses the whole burst.
     """
@@ -56,7 +59,7 @@ class LeakyBucket:
         rate: float = DEFAULT_RATE,
         burst: int = DEFAULT_BURST,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancel.sleep,
         skew: float = DEPARTURE_SKEW,
     ) -> None:
         if rate <= 0 or burst < 1 or skew < 0:
@@ -100,7 +103,14 @@ class LeakyBucket:
             self._mine.due = now + wait
             self._mine.sent = None
         if wait > 0:
-            self._sleep(wait)
+            try:
+                self._sleep(wait)
+            except cancel.Cancelled:
+                # Never sent: counted as gone (and answered) so that no later answer counts
+                # it as booked and not sent yet; its token stays in the level, leaking away.
+                self.departing()
+                self.settle()
+                raise
         return wait
 
     def departing(self) -> None:
