@@ -21,7 +21,9 @@ went out and when its last answer came.
 
 With ``--spread even`` the sandbox's responses are dealt to the surveys in turn (the same
 records, the same number of pages), so no stream is much longer than another; with
-``dominant``, 9 in 10 go to one survey.
+``dominant``, 9 in 10 go to one survey. ``--server-order asc desc`` has the sandbox send each
+window's records sorted by ``updated_at`` (as a server paging by id nearly does) instead of
+shuffled; those runs go to their own section of RESULTS.md (``latency_orders_sorted``).
 
     .venv/bin/python -m benchmarks.latency_orders [--surveys 5 20] [--spread uneven even] [--write]
 """
@@ -189,9 +191,11 @@ def spread_dominant(sandbox: Sandbox) -> None:
                                     {"survey_id": owner}, bump=False)
 
 
-def one_run(order: str, surveys: int, spread: str, max_in_flight: int) -> dict[str, Any]:
+def one_run(order: str, surveys: int, spread: str, max_in_flight: int,
+            server_order: str = "shuffled") -> dict[str, Any]:
     sandbox = Sandbox(KEY, SECRET, responses=RESPONSES, surveys=surveys, page_size=PAGE_SIZE,
-                      rate=RATE, burst=BURST, latency=LATENCY, latency_jitter=JITTER)
+                      rate=RATE, burst=BURST, latency=LATENCY, latency_jitter=JITTER,
+                      order=server_order)
     if spread == "even":
         spread_evenly(sandbox)
     elif spread == "dominant":
@@ -226,6 +230,7 @@ def one_run(order: str, surveys: int, spread: str, max_in_flight: int) -> dict[s
     pages = sum(1 for *_, stream in arrivals.log if stream.isdigit())
     floor = max(0.0, (needed - BURST) / RATE)
     return {"order": order, "surveys": surveys, "spread": spread, "in_flight": max_in_flight,
+            "server_order": server_order,
             "requests": stats["requests"],
             "throttled": stats["throttled"], "elapsed": elapsed, "floor": floor,
             "ratio": elapsed / floor, "longest_pages": len(chain),
@@ -247,27 +252,30 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         "`benchmarks/latency_orders.py`; `oracle` knows the longest stream from the ground "
         "truth, which no client can.",
         "",
-        "| surveys | spread | order | MAX_IN_FLIGHT | requests | 429s | longest stream: pages of "
-        "all response pages | its first request s | its last answer s | sync s | floor s | "
-        "sync / floor |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| surveys | spread | server's order | order | MAX_IN_FLIGHT | requests | 429s | "
+        "longest stream: pages of all response pages | its first request s | its last answer "
+        "s | sync s | floor s | sync / floor |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['surveys']} | {r['spread']} | {r['order']} | {r['in_flight']} | "
+            f"| {r['surveys']} | {r['spread']} | {r['server_order']} | {r['order']} | "
+            f"{r['in_flight']} | "
             f"{r['requests']} | "
             f"{r['throttled']} | "
             f"{r['longest_pages']} of {r['response_pages']} | {r['longest_first']:.1f} | "
             f"{r['longest_last']:.1f} | {r['elapsed']:.1f} | {r['floor']:.0f} | "
             f"**{r['ratio']:.2f}** |")
-    best: dict[tuple[int, str], dict[str, Any]] = {}
+    best: dict[tuple[int, str, str], dict[str, Any]] = {}
     for r in rows:
-        key = (r["surveys"], r["spread"])
+        key = (r["surveys"], r["spread"], r["server_order"])
         if key not in best or r["ratio"] < best[key]["ratio"]:
             best[key] = r
     lines += ["", "Best order per tenant: " + "; ".join(
-        f"{n} surveys, {spread}: {r['order']}, {r['in_flight']} in flight, {r['ratio']:.2f}x"
-        for (n, spread), r in best.items()) + ".", "", EXPLANATION]
+        f"{n} surveys, {spread}, {server}: {r['order']}, {r['in_flight']} in flight, "
+        f"{r['ratio']:.2f}x" for (n, spread, server), r in best.items()) + ".", ""]
+    sorted_only = all(r["server_order"] != "shuffled" for r in rows)
+    lines.append(SORTED_EXPLANATION if sorted_only else EXPLANATION)
     return "\n".join(lines)
 
 
@@ -291,6 +299,17 @@ EXPLANATION = (
     "end, past the 4th page: the rule does not fire there.")
 
 
+SORTED_EXPLANATION = (
+    "A server that sends each window's records sorted by time (as one paging by id nearly "
+    "does): the pages a chain has read hold one end of the window, so the client cuts a "
+    "window it slices in the middle, in time, of the stretch those pages have not reached "
+    "(`slicing.cut_beyond`: oldest first, up to the window's end; newest first, down to the "
+    "survey's creation) instead of at their median, which would leave one slice nearly all "
+    "of it. That is a guess at where half the records lie: the sandbox's responses are "
+    "denser in recent months, so oldest first the newer slice holds most of them and ends the "
+    "sync.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--surveys", type=int, nargs="+", default=[5],
@@ -303,14 +322,17 @@ def main() -> int:
                         help="orders to compare (default: all three)")
     parser.add_argument("--max-in-flight", type=int, nargs="+", default=[4],
                         help="MAX_IN_FLIGHT values to run (default: 4, the default)")
+    parser.add_argument("--server-order", nargs="+", default=["shuffled"],
+                        choices=["shuffled", "asc", "desc"],
+                        help="the sandbox's order of records in a window (default: shuffled)")
     parser.add_argument("--write", action="store_true",
                         help="write the table into benchmarks/RESULTS.md (latency_orders)")
     args = parser.parse_args()
     rows = []
-    for surveys, spread, order, in_flight in itertools.product(
-            args.surveys, args.spread, args.orders, args.max_in_flight):
-        row = one_run(order, surveys, spread, in_flight)
-        print(f"surveys {surveys} {spread} | {order} | {in_flight} in flight: "
+    for surveys, spread, server, order, in_flight in itertools.product(
+            args.surveys, args.spread, args.server_order, args.orders, args.max_in_flight):
+        row = one_run(order, surveys, spread, in_flight, server)
+        print(f"surveys {surveys} {spread} {server} | {order} | {in_flight} in flight: "
               f"{row['requests']} requests, "
               f"{row['throttled']} 429s, {row['elapsed']:.1f} s, floor {row['floor']:.0f} s, "
               f"{row['ratio']:.2f}x; longest stream {row['longest_pages']} pages, "
@@ -319,12 +341,15 @@ def main() -> int:
     surveys = " ".join(str(s) for s in args.surveys)
     orders = " ".join(f'"{o}"' for o in args.orders)
     in_flight = " ".join(str(n) for n in args.max_in_flight)
+    servers = ("" if args.server_order == ["shuffled"]
+               else f" --server-order {' '.join(args.server_order)}")
     table = render(rows, f".venv/bin/python -m benchmarks.latency_orders --surveys {surveys} "
                          f"--spread {' '.join(args.spread)} --orders {orders} "
-                         f"--max-in-flight {in_flight} --write")
+                         f"--max-in-flight {in_flight}{servers} --write")
     print(table)
     if args.write:
-        write_section("latency_orders", table)
+        shuffled = "shuffled" in args.server_order
+        write_section("latency_orders" if shuffled else "latency_orders_sorted", table)
     return 0
 
 

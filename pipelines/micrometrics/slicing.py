@@ -7,13 +7,15 @@ limit's floor whatever the order of requests (``benchmarks.latency_orders``). Th
 counts and the order of records within a window is unknown, so the rest of a chain can't be
 narrowed: slicing a window reads it again, from its first page, as two windows cut at the
 median ``updated_at`` of the records read so far (a sample of the window, unless the server
-sends records in time order: checked below). That costs
+sends records in time order: see below). That costs
 the pages read so far, plus a partial page, so it is done only where the tail is coming:
 
 - at the window's ``SLICE_AT_PAGE``-th page, in the round that started it (a stream long
-  enough to matter has shown itself, and little has been read that must be read again);
-- when at most one other stream of the sync is unfinished (``Lanes.unfinished``): with more,
-  their requests keep the rate limit busy anyway;
+  enough to matter has shown itself, and little has been read that must be read again), when
+  at most one other stream of the sync is unfinished (``Lanes.unfinished``): with more, their
+  requests keep the rate limit busy anyway; or at a later page up to ``SLICE_ALONE_UNTIL``,
+  once no other stream is unfinished (the other streams' last pages may come just after this
+  one's 4th: a rule of page 4 alone then never fired, 1.5x the floor);
 - when the window's answers are slow: a lone chain is then slower than the rate limit (an
   answer takes longer than ``SLOWER_THAN_RATE`` tokens' leak) and each answer takes at least
   ``SLOW_ANSWER`` seconds. Fast answers leave nothing worth a re-read: on a rate-limited
@@ -24,16 +26,17 @@ the pages read so far, plus a partial page, so it is done only where the tail is
 - when the window may be long: on a stream's first read (no density known), or when the
   density of the stream's last window read puts more than ``MIN_PAGES`` pages in it (below
   that, two slices of half the pages plus the re-read end no sooner than the chain);
-- when the pages read look unordered: a server that sends a window's records sorted by time
-  would put all of them at one end, and a cut at their median would leave one slice with
-  nearly the whole window;
+- where to cut: at the median of the pages read when they look unordered (a sample of the
+  window); when they come sorted by time they hold one end of the window, and a cut at their
+  median would leave one slice nearly the whole of it: the cut is then the middle, in time, of
+  the stretch they have not reached (``cut_beyond``), and only if that stretch looks long;
 - once per range of a stream (``StreamWindows.may_slice``), and not at an instant that holds
   much of the sample (a bulk update stamps thousands of records with one ``updated_at``: both
   slices would read them all).
 
-``benchmarks.schedule_model`` chose the rule (exactly page 4, at most one other stream: wider
-rules re-read more than they save on tenants of many uneven surveys); measured results are in
-``benchmarks/RESULTS.md`` (latency_orders).
+``benchmarks.schedule_model`` chose the rule (page 4 with at most one other stream, or pages
+5-6 alone: wider rules re-read more than they save on tenants of many uneven surveys);
+measured results are in ``benchmarks/RESULTS.md`` (latency_orders).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from datetime import datetime
 from .windows import OVERLAP, Window
 
 SLICE_AT_PAGE = 4
+# ... or up to this page, for a chain left alone (two more pages read again, at most).
+SLICE_ALONE_UNTIL = 6
 MIN_PAGES = 2 * (SLICE_AT_PAGE + 1)
 SLOWER_THAN_RATE = 1.2
 SLOW_ANSWER = 0.25  # seconds
@@ -61,8 +66,9 @@ def slice_now(pages: int, unfinished: int, answer_seconds: float, rate: float,
     ``answer_seconds`` on average, under a rate limit of ``rate`` requests a second and
     ``max_in_flight`` requests in flight at most."""
     slow = answer_seconds >= SLOW_ANSWER and answer_seconds * rate >= SLOWER_THAN_RATE
-    return (pages == SLICE_AT_PAGE and unfinished <= SLICE_WHEN_UNFINISHED and slow
-            and max_in_flight >= 2)
+    due = ((pages == SLICE_AT_PAGE and unfinished <= SLICE_WHEN_UNFINISHED)
+           or (SLICE_AT_PAGE < pages <= SLICE_ALONE_UNTIL and unfinished <= 1))
+    return due and slow and max_in_flight >= 2
 
 
 def long_enough(expected_pages: float | None) -> bool:
@@ -70,22 +76,55 @@ def long_enough(expected_pages: float | None) -> bool:
     return expected_pages is None or expected_pages > MIN_PAGES
 
 
-def cut_point(pages: list[list[datetime]], window: Window) -> datetime | None:
-    """Where to cut ``window``: the median of the ``updated_at`` of the ``pages`` read so far,
-    or None when the sample says a cut would not split it (sorted pages, bunched at one
-    instant, or at its bounds)."""
-    if sorted_by_time(pages):
-        return None
+def cut_point(pages: list[list[datetime]], window: Window,
+              floor: datetime | None = None) -> datetime | None:
+    """Where to cut ``window``, from the ``updated_at`` of the ``pages`` read so far: their
+    median when they are a sample of the window; when they come sorted by time, the middle of
+    the stretch they have not reached (``cut_beyond``; ``floor``: the survey's creation). None
+    when a cut would not split the window: the pages bunched at one instant, a sorted window
+    not long, or a cut at its bounds."""
     ordered = sorted(at for page in pages for at in page)
-    if not ordered:
+    if not ordered or _middle_half(ordered) <= 0:
         return None
-    cut = ordered[len(ordered) // 2]
+    if sorted_by_time(pages):
+        cut = cut_beyond(pages, ordered, window, floor)
+        if cut is None:
+            return None
+    else:
+        cut = ordered[len(ordered) // 2]
     if not window.start + OVERLAP < cut < window.end - OVERLAP:
         return None
     near = sum(1 for at in ordered if abs(at - cut) <= OVERLAP)
     if near > CROWDED_SHARE * len(ordered):
         return None
     return cut
+
+
+def cut_beyond(pages: list[list[datetime]], ordered: list[datetime], window: Window,
+               floor: datetime | None) -> datetime | None:
+    """The cut for pages sorted by time: they hold one end of the window, and the records not
+    read yet lie beyond them. Oldest first: between the oldest read and the window's end;
+    newest first: between the survey's creation (``floor``) and the newest read (the window's
+    start may be years before the survey: no cut without a floor the pages have not passed).
+    The middle of that stretch in time, when the records spread over it at the density read
+    so far would fill more than ``MIN_PAGES`` pages (else the window is not long: no cut).
+    A guess, as every cut is: the slices read the whole window again, so it only decides how
+    evenly the two share it."""
+    filled = [page for page in pages if page]  # a page of rejected records samples nothing
+    if len(filled) < 2:
+        return None
+    oldest_first = statistics.median_low(filled[-1]) >= statistics.median_low(filled[0])
+    if oldest_first:
+        start, end = ordered[0], window.end
+    elif floor is not None and floor < ordered[0]:
+        start, end = max(window.start, floor), ordered[-1]
+    else:
+        return None
+    read = (ordered[-1] - ordered[0]).total_seconds()
+    stretch = (end - start).total_seconds()
+    if read <= 0 or len(pages) * stretch / read <= MIN_PAGES:
+        return None
+    return start + (end - start) / 2
 
 
 def sorted_by_time(pages: list[list[datetime]]) -> bool:

@@ -18,7 +18,7 @@ from .lanes import Lanes
 from .quarantine import as_rejected, split_records
 from .quiet import record_last_change
 from .rounds import ExtractTally, KnownVersions, RoundBudget
-from .slicing import SLICE_AT_PAGE, cut_point, long_enough, slice_now
+from .slicing import SLICE_ALONE_UNTIL, cut_point, long_enough, slice_now
 from .timeutil import format_timestamp, parse_timestamp
 from .windows import Slice, StreamWindows, WholeWindow, Window
 
@@ -156,10 +156,10 @@ def read_chain(read: StreamRead, part: Progress,
                     if sample is not None and read.lanes is not None and slice_now(
                             pages, read.lanes.unfinished(), answered / pages,
                             read.client.bucket.rate, read.lanes.max_in_flight):
-                        if (cut := cut_point(sample, window)) is not None:
+                        if (cut := cut_point(sample, window, read.windows.floor)) is not None:
                             return Cut(cut)  # the slices read these pages again
-                    if pages >= SLICE_AT_PAGE:
-                        sample = None  # past the one page where a cut is weighed
+                    if pages >= SLICE_ALONE_UNTIL:
+                        sample = None  # past the last page where a cut is weighed
                     if not read.budget.take():
                         # Out of budget mid-chain: this round's state keeps the cursor.
                         part.checkpoint(next_cursor, records)

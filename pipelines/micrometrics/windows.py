@@ -18,9 +18,9 @@ A stream (one index endpoint) owes a *range* ``[lo, hi]``: the whole history on 
   checkpointed instead: when a round's page budget runs out mid-window, the paging cursor is
   kept in state (``pending.window``) and the next round resumes from it (see ``checkpoint``);
 - the one exception: a window whose chain of pages would end the sync alone, at slow answers,
-  is given up at its 4th page and read again as two slices side by side (``slicing``), once
-  per range; each slice keeps its own cursor in ``pending.window.slices``, and the window is
-  done when both are.
+  is given up at its 4th page (or, left alone, its 5th or 6th) and read again as two slices
+  side by side (``slicing``), once per range; each slice keeps its own cursor in
+  ``pending.window.slices``, and the window is done when both are.
 
 Each window reaches ``OVERLAP`` beyond both of its nominal bounds (neighbours share
 ``2 * OVERLAP``), so a record on a bound is fetched whatever the server's inclusive/exclusive
