@@ -89,6 +89,41 @@ def test_waiting_requests_go_in_the_order_they_asked_and_none_is_left_waiting():
     assert booked == list(range(10))
 
 
+def test_a_head_cancelled_as_the_slot_frees_hands_its_turn_to_the_next():
+    """The slot frees (waking the head of the queue) and the head's walk is cancelled at the
+    same instant: the head gives up, and the request behind it, which nothing else would wake,
+    goes. Both happen under the queue's lock here, so the head wakes to find both done."""
+    in_flight = InFlight(1)
+    stopping = CancelScope()
+    outcome: list[str] = []
+
+    def head() -> None:
+        with cancel.scope(stopping):
+            try:
+                with in_flight.slot(lambda: 0.0):
+                    outcome.append("head sent")
+            except Cancelled:
+                outcome.append("head cancelled")
+
+    def behind() -> None:
+        with in_flight.slot(lambda: 0.0):
+            outcome.append("behind sent")
+
+    held = in_flight.slot(lambda: 0.0)
+    held.__enter__()  # this thread holds the only slot
+    waiters = [threading.Thread(target=head), threading.Thread(target=behind)]
+    for count, waiter in enumerate(waiters, start=1):
+        waiter.start()
+        assert in_flight.wait_for_waiting(count, timeout=10)
+    with in_flight._lock:  # noqa: SLF001 - one instant, as far as the waiters can tell
+        stopping.cancel()
+        held.__exit__(None, None, None)
+    for waiter in waiters:
+        waiter.join(timeout=10)
+        assert not waiter.is_alive()
+    assert outcome == ["head cancelled", "behind sent"]
+
+
 def test_a_raised_limit_lets_waiting_requests_go():
     in_flight = InFlight(1)
     release, inside = threading.Event(), threading.Semaphore(0)

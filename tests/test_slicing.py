@@ -3,21 +3,31 @@
 One survey holds every response: its window's pages are one chain, and at 1.5 s an answer a
 lone chain is slower than 1 request/s. The sandbox's latency runs on the test's virtual clock
 (answers take 1.5 s of it, no real wait). Each sync is compared with the ground truth and with
-the pages it needs: a stream of n records needs ceil(n / page size) pages; slicing re-reads at
-most the ``SLICE_AT_PAGE`` pages that showed the window was long, plus a partial page.
+the pages it needs: a stream of n records needs ceil(n / page size) pages; slicing re-reads the
+pages read before the cut (``SLICE_AT_PAGE`` here: the survey is alone from its start, so its
+window is cut at its 4th page), plus a partial page.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
+import re
 import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipelines.micrometrics.slicing import SLICE_AT_PAGE, cut_beyond, slice_now, sorted_by_time
+from pipelines.micrometrics.slicing import (
+    SLICE_AT_PAGE,
+    cut_beyond,
+    cut_point,
+    slice_now,
+    sorted_by_time,
+)
+from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.micrometrics.windows import Window
 from tests.cli import kill_now, run_cli, start_sync, sync_env
 from tests.syncing import add_malformed_records, query, sync_sandbox
@@ -69,17 +79,27 @@ def test_a_long_lone_chain_at_slow_answers_is_read_in_two_slices(start_sandbox, 
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
-def test_pages_sorted_by_time_are_sliced_beyond_them(start_sandbox, tmp_path, clock, order):
+def test_pages_sorted_by_time_are_sliced_beyond_them(start_sandbox, tmp_path, clock, caplog,
+                                                     order):
     """Records sent sorted by time: the pages read hold one end of the window, so the cut is
-    taken in the stretch they have not reached (oldest first: up to the window's end; newest
-    first: down to the survey's creation), not at their median. Exact, with the slices'
-    re-read pages at most."""
+    taken beyond them (oldest first: towards the window's end; newest first: towards the
+    survey's creation), not at their median, which would leave one slice nearly all of it.
+    Exact, with the slices' re-read pages at most."""
+    caplog.set_level(logging.INFO, logger="micrometrics")
     sandbox, _ = sync_tenant(start_sandbox, tmp_path, clock, latency=1.5, max_in_flight=4,
                              order=order)
     stats, needed = sandbox.stats(), pages_needed(sandbox.truth())
     assert window_starts(stats) == 5, stats
     served = stats["requests"] - stats["throttled"]
     assert needed < served <= needed + SLICE_AT_PAGE + 1, (served, needed)
+    cuts = re.findall(r"sliced at (\S+),", caplog.text)
+    assert len(cuts) == 1, caplog.text
+    times = sorted(r["updated_at"] for r in sandbox.truth()["survey_responses"])
+    read = SLICE_AT_PAGE * PAGE  # the records of the pages read before the cut
+    if order == "asc":
+        assert parse_timestamp(cuts[0]) > parse_timestamp(times[read - 1])
+    else:
+        assert parse_timestamp(cuts[0]) < parse_timestamp(times[-read])
 
 
 @pytest.mark.parametrize("latency, max_in_flight, order, responses", [
@@ -242,6 +262,7 @@ def test_pages_sorted_by_time_are_cut_in_the_middle_of_the_stretch_they_have_not
     ordered = sorted(at for page in oldest_first for at in page)
     assert cut_beyond(oldest_first, ordered, window, None) == ordered[0] + (
         window.end - ordered[0]) / 2
+    assert cut_point(oldest_first, window) == cut_beyond(oldest_first, ordered, window, None)
     newest_first = [list(reversed(page)) for page in pages(datetime(2025, 12, 31, tzinfo=UTC),
                                                            -day)]
     ordered = sorted(at for page in newest_first for at in page)

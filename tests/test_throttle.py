@@ -4,6 +4,7 @@ import threading
 
 import pytest
 
+from pipelines.micrometrics import cancel
 from pipelines.micrometrics.throttle import LeakyBucket
 from tests.fakes import FakeClock
 
@@ -173,3 +174,27 @@ def test_rejects_nonsense_settings():
         LeakyBucket(rate=0)
     with pytest.raises(ValueError):
         LeakyBucket(skew=-1)
+
+
+def test_a_token_wait_given_up_leaves_no_request_counted_as_still_to_go():
+    """A request that booked its token and was stopped while waiting for it (its walk was
+    cancelled) never goes out. A later answer must not count it among the requests booked and
+    not sent yet: that would keep a token of the burst unused for the bucket's life."""
+    clock = FakeClock()
+
+    def stopped(seconds: float) -> None:
+        raise cancel.Cancelled
+
+    bucket = LeakyBucket(rate=1.0, burst=2, clock=clock, sleep=stopped, skew=0.0)
+    for _ in range(2):  # the burst, each request answered
+        bucket.acquire()
+        bucket.departing()
+        bucket.settle()
+    with pytest.raises(cancel.Cancelled):
+        bucket.acquire()  # a second's wait for a token, given up
+    clock.advance(10)  # the server's bucket has long been empty
+    bucket.acquire()
+    bucket.departing()
+    bucket.observe({"RateLimit-Burst-Remaining": "1"})  # it counted this request alone
+    bucket.settle()
+    assert bucket.acquire() == 0.0  # the second token of the burst is free

@@ -5,9 +5,10 @@ requests (``inflight``) would otherwise still take its turn, book a token and se
 before seeing the stop: with 64 walks at 1 request/s, a minute of requests after the failure
 was known. So a walk runs inside a :class:`CancelScope` (set for its thread), and a request
 waiting for its turn in that thread gives up, unsent and without a token, once the scope is
-cancelled. So do the client's waits (:func:`sleep`: a retry's backoff, a token's wait after a
-429): otherwise the failure would be raised only once the longest of them had run out (up to
-the 5 minutes a ``RateLimit-Retry-After`` may ask for). Threads outside any scope (the survey
+cancelled. So do the client's waits (:func:`sleep`: a retry's backoff, a token's wait after
+a 429; a request that had booked its token gives up unsent, and the bucket counts the token as
+gone): otherwise the failure would be raised only once the longest of them had run out (up
+to the 5 minutes a ``RateLimit-Retry-After`` may ask for). Threads outside any scope (the survey
 list's read-ahead, a sync without lanes) are never cancelled.
 """
 
@@ -99,8 +100,8 @@ def current() -> CancelScope | None:
 def sleep(seconds: float) -> None:
     """``time.sleep``, cut short when this thread's scope is cancelled: then raises
     :class:`Cancelled`. Outside any scope, a plain sleep."""
-    stopping = current()
+    stopping, seconds = current(), max(0.0, seconds)
     if stopping is None:
         time.sleep(seconds)
-    elif stopping._event.wait(max(0.0, seconds)) or stopping.cancelled:
+    elif stopping._event.wait(seconds) or stopping.cancelled:
         raise Cancelled

@@ -72,7 +72,8 @@ class InFlight:
         """Waits for this request's turn and a free slot, calls ``book`` (the token; it may
         sleep), and holds the slot for the block, which sends the request. Yields what
         ``book`` returned. Raises ``cancel.Cancelled``, with no token booked, if this thread's
-        cancel scope is cancelled before the request's turn comes."""
+        cancel scope is cancelled before the request's turn comes; and, from ``book``, if it is
+        cancelled while the request waits for its token (the bucket counts it as gone)."""
         stopping = cancel.current()
         turn = threading.Condition(self._lock)
         with self._lock:

@@ -29,7 +29,8 @@ the pages read so far, plus a partial page, so it is done only where the tail is
 - where to cut: at the median of the pages read when they look unordered (a sample of the
   window); when they come sorted by time they hold one end of the window, and a cut at their
   median would leave one slice nearly the whole of it: the cut is then the middle, in time, of
-  the stretch they have not reached (``cut_beyond``), and only if that stretch looks long;
+  the stretch from the far end of the pages read to where the records can end (the window's
+  end, or the survey's creation: ``cut_beyond``), and only if the window looks long;
 - once per range of a stream (``StreamWindows.may_slice``), and not at an instant that holds
   much of the sample (a bulk update stamps thousands of records with one ``updated_at``: both
   slices would read them all).
@@ -80,7 +81,8 @@ def cut_point(pages: list[list[datetime]], window: Window,
               floor: datetime | None = None) -> datetime | None:
     """Where to cut ``window``, from the ``updated_at`` of the ``pages`` read so far: their
     median when they are a sample of the window; when they come sorted by time, the middle of
-    the stretch they have not reached (``cut_beyond``; ``floor``: the survey's creation). None
+    the stretch from their far end to where the records can end (``cut_beyond``; ``floor``:
+    the survey's creation). None
     when a cut would not split the window: the pages bunched at one instant, a sorted window
     not long, or a cut at its bounds."""
     ordered = sorted(at for page in pages for at in page)
@@ -94,6 +96,7 @@ def cut_point(pages: list[list[datetime]], window: Window,
         cut = ordered[len(ordered) // 2]
     if not window.start + OVERLAP < cut < window.end - OVERLAP:
         return None
+    # A bulk update at the cut shows in a sample; beyond sorted pages it cannot be seen.
     near = sum(1 for at in ordered if abs(at - cut) <= OVERLAP)
     if near > CROWDED_SHARE * len(ordered):
         return None
@@ -119,10 +122,12 @@ def cut_beyond(pages: list[list[datetime]], ordered: list[datetime], window: Win
     elif floor is not None and floor < ordered[0]:
         start, end = max(window.start, floor), ordered[-1]
     else:
+        # Newest first with no creation below them: even a sound window start (a later sync's
+        # lookback) is left alone; such windows are seldom long enough to be weighed at all.
         return None
     read = (ordered[-1] - ordered[0]).total_seconds()
     stretch = (end - start).total_seconds()
-    if read <= 0 or len(pages) * stretch / read <= MIN_PAGES:
+    if read <= 0 or len(filled) * stretch / read <= MIN_PAGES:
         return None
     return start + (end - start) / 2
 
