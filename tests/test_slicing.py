@@ -94,12 +94,13 @@ def test_pages_sorted_by_time_are_sliced_beyond_them(start_sandbox, tmp_path, cl
     assert needed < served <= needed + SLICE_AT_PAGE + 1, (served, needed)
     cuts = re.findall(r"sliced at (\S+),", caplog.text)
     assert len(cuts) == 1, caplog.text
-    times = sorted(r["updated_at"] for r in sandbox.truth()["survey_responses"])
+    times = sorted(parse_timestamp(r["updated_at"])
+                   for r in sandbox.truth()["survey_responses"])
     read = SLICE_AT_PAGE * PAGE  # the records of the pages read before the cut
     if order == "asc":
-        assert parse_timestamp(cuts[0]) > parse_timestamp(times[read - 1])
+        assert parse_timestamp(cuts[0]) > times[read - 1]
     else:
-        assert parse_timestamp(cuts[0]) < parse_timestamp(times[-read])
+        assert parse_timestamp(cuts[0]) < times[-read]
 
 
 @pytest.mark.parametrize("latency, max_in_flight, order, responses", [

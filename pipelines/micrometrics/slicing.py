@@ -82,9 +82,8 @@ def cut_point(pages: list[list[datetime]], window: Window,
     """Where to cut ``window``, from the ``updated_at`` of the ``pages`` read so far: their
     median when they are a sample of the window; when they come sorted by time, the middle of
     the stretch from their far end to where the records can end (``cut_beyond``; ``floor``:
-    the survey's creation). None
-    when a cut would not split the window: the pages bunched at one instant, a sorted window
-    not long, or a cut at its bounds."""
+    the survey's creation). None when a cut would not split the window: the pages bunched at
+    one instant, a sorted window not long, or a cut at its bounds."""
     ordered = sorted(at for page in pages for at in page)
     if not ordered or _middle_half(ordered) <= 0:
         return None
