@@ -61,6 +61,15 @@ def sync_tenant(start_sandbox, tmp_path, clock, latency: float, max_in_flight: i
     return sandbox, result
 
 
+def assert_sliced_once(sandbox) -> None:
+    """The list, the devices, the survey's window, then its two slices: 5 window starts, and
+    at most the pages read before the cut plus a partial page more than the pages needed."""
+    stats, needed = sandbox.stats(), pages_needed(sandbox.truth())
+    assert window_starts(stats) == 5, stats
+    served = stats["requests"] - stats["throttled"]
+    assert needed < served <= needed + SLICE_AT_PAGE + 1, (served, needed)
+
+
 @pytest.mark.parametrize("boundary", ["closed", "open"])
 def test_a_long_lone_chain_at_slow_answers_is_read_in_two_slices(start_sandbox, tmp_path,
                                                                  clock, boundary):
@@ -71,11 +80,7 @@ def test_a_long_lone_chain_at_slow_answers_is_read_in_two_slices(start_sandbox, 
     ``benchmarks.latency_orders``, not here."""
     sandbox, _ = sync_tenant(start_sandbox, tmp_path, clock, latency=1.5, max_in_flight=4,
                              boundary=boundary)
-    stats, needed = sandbox.stats(), pages_needed(sandbox.truth())
-    # The list, the devices, the survey's window, then its two slices.
-    assert window_starts(stats) == 5, stats
-    served = stats["requests"] - stats["throttled"]
-    assert needed < served <= needed + SLICE_AT_PAGE + 1, (served, needed)
+    assert_sliced_once(sandbox)
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
@@ -88,10 +93,7 @@ def test_pages_sorted_by_time_are_sliced_beyond_them(start_sandbox, tmp_path, cl
     caplog.set_level(logging.INFO, logger="micrometrics")
     sandbox, _ = sync_tenant(start_sandbox, tmp_path, clock, latency=1.5, max_in_flight=4,
                              order=order)
-    stats, needed = sandbox.stats(), pages_needed(sandbox.truth())
-    assert window_starts(stats) == 5, stats
-    served = stats["requests"] - stats["throttled"]
-    assert needed < served <= needed + SLICE_AT_PAGE + 1, (served, needed)
+    assert_sliced_once(sandbox)
     cuts = re.findall(r"sliced at (\S+),", caplog.text)
     assert len(cuts) == 1, caplog.text
     times = sorted(parse_timestamp(r["updated_at"])

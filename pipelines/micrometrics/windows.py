@@ -185,9 +185,14 @@ class StreamWindows:
         return max(MIN_WINDOW, timedelta(seconds=self.target_records / density))
 
     @property
+    def page_size(self) -> int:
+        """The server's page size as seen, else the one assumed."""
+        return self.state.get("page_size") or self.settings.page_size
+
+    @property
     def target_records(self) -> int:
         """Records a window should hold: target pages times the page size the server uses."""
-        return self.settings.target_pages * (self.state.get("page_size") or self.settings.page_size)
+        return self.settings.target_pages * self.page_size
 
     @property
     def may_slice(self) -> bool:
@@ -250,7 +255,7 @@ class StreamWindows:
         if not density:
             return None
         span = (window.end - window.start).total_seconds()
-        return density * span / (self.state.get("page_size") or self.settings.page_size)
+        return density * span / self.page_size
 
     def learn_page_size(self, size: int) -> None:
         """A full page (one followed by another) shows the server's page size."""
