@@ -65,7 +65,7 @@ def main() -> None:
         sync("hourly sync, deep pass not due")
         clock.sleep(22 * HOUR)
         sandbox.add_responses(20)
-        sync("hourly sync with the daily deep pass (72 h)")
+        sync("hourly sync with the daily deep pass (from 72 h before the previous one)")
         erased = [r["id"] for r in sandbox.truth()["survey_responses"][::500]]
         sandbox.erase_records("survey_responses", erased)
         sync("hourly sync + --reconcile", reconcile=True)

@@ -30,7 +30,8 @@ def test_daily_deep_pass_finds_uploads_older_than_the_lookback(start_sandbox, tm
     assert third.report.deep_found == 5
     assert third.report.deep_streams == 1 + len(sandbox.truth()["surveys"])
     assert deep_pass_line(third.report) == (
-        f"deep pass: {third.report.deep_streams} streams re-read the last 72 h; 5 records "
+        f"deep pass: {third.report.deep_streams} streams re-read from 72 h before their "
+        "previous one; 5 records "
         "found that the 120-minute lookback had missed")
 
     clock.advance(HOUR)  # the next deep pass is a day away again
@@ -67,3 +68,22 @@ def test_uploads_older_than_the_deep_lookback_need_an_explicit_reread(
     result = sync_sandbox(sandbox, tmp_path, clock, **FAST)
     assert result.report.deep_streams > 0 and result.report.deep_found == 0
     assert not set(late) & {row[0] for row in loaded(tmp_path, "survey_responses")}
+
+
+def test_an_upload_just_after_a_deep_pass_is_found_by_the_next_one(start_sandbox, tmp_path, clock):
+    # Deep passes a day apart, each reading 72 h back: a response uploaded 60 h late just after
+    # one pass is older than the next pass's high-water mark minus 72 h (hourly syncs keep the
+    # mark an hour behind). Counted from the previous pass, the next one still reaches it.
+    sandbox = start_sandbox(clock=clock, responses=300, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)  # the full read counts as a deep pass
+    clock.advance(24 * HOUR)
+    assert sync_sandbox(sandbox, tmp_path, clock, **FAST).report.deep_streams > 0
+    late = sandbox.add_late_responses(3, delay_seconds=60 * HOUR)
+    clock.advance(23 * HOUR)
+    hourly = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert hourly.report.deep_streams == 0
+    assert not set(late) & {row[0] for row in loaded(tmp_path, "survey_responses")}
+    clock.advance(HOUR)
+    deep = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert deep.report.deep_streams > 0 and deep.report.deep_found == 3
+    assert_matches_truth(tmp_path, sandbox.truth())

@@ -125,6 +125,18 @@ class StreamWindows:
         last = self.state.get("deep_at")
         return last is None or self.run_end - parse_timestamp(last) >= self.settings.deep_every
 
+    def deep_start(self) -> datetime:
+        """Where a deep pass starts: ``deep_lookback`` before the previous deep pass (or full
+        read), not before the high-water mark. A record that became visible just after that
+        pass, up to ``deep_lookback`` late, can be older than ``high_water - deep_lookback``
+        by the time between two passes: counted from the high-water mark, no pass would read
+        it."""
+        high_water = self.high_water
+        assert high_water is not None  # a deep pass follows a first read
+        last = self.state.get("deep_at")
+        since = min(high_water, parse_timestamp(last)) if last else high_water
+        return since - self.settings.deep_lookback
+
     def _open_range(self) -> dict[str, str] | None:
         pending = self.state.get("pending")
         if pending:
@@ -138,7 +150,7 @@ class StreamWindows:
             self.state["deep_at"] = hi  # a full read covers whatever a deep pass would
         elif self.deep_pass_due():
             pending["deep_below"] = pending["lo"]
-            pending["lo"] = format_timestamp(self.high_water - self.settings.deep_lookback)
+            pending["lo"] = format_timestamp(self.deep_start())
             self.state["deep_at"] = hi
         self.state["pending"] = pending
         self.state.pop("extend", None)
@@ -294,7 +306,7 @@ class StreamWindows:
         kind = "full history" if self.high_water is None else "incremental"
         if self.deep_pass_due():
             kind = "incremental with a deep pass"
-            lo = self.high_water - self.settings.deep_lookback
+            lo = self.deep_start()
         return f"{kind} {format_timestamp(lo)} .. {format_timestamp(self.run_end)}"
 
 

@@ -35,10 +35,10 @@ Sync Micrometrics devices, surveys and survey responses into the destination.
 
 The first sync loads the whole history (from start_at, default 2000-01-01) in adaptive windows,
 checkpointed as it goes; later syncs read from the last high-water mark minus a lookback
-(default 120 minutes, for late uploads) up to now, and once a day a deep pass re-reads the last
-72 hours (kiosks that were offline). Every table is merged on id. Surveys gone from the survey
-list are marked deleted (deleted_at), with their responses; --reconcile also finds responses
-and devices erased upstream.
+(default 120 minutes, for late uploads) up to now, and once a day a deep pass re-reads from 72
+hours before the previous one (kiosks that were offline). Every table is merged on id. Surveys
+gone from the survey list are marked deleted (deleted_at), with their responses; --reconcile
+also finds responses and devices erased upstream.
 
 Configuration (environment or .dlt/secrets.toml under [sources.micrometrics]):
   SOURCES__MICROMETRICS__BASE_URL, SOURCES__MICROMETRICS__API_KEY,

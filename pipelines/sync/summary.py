@@ -64,8 +64,9 @@ def deep_pass_line(report: SyncReport) -> str:
     """Whether a deep pass ran, and what it found that the plain lookback had missed."""
     if not report.deep_streams:
         return "deep pass: not due in this sync"
-    return (f"deep pass: {report.deep_streams} streams re-read the last "
-            f"{report.deep_lookback_hours:g} h; {report.deep_found} records found that the "
+    return (f"deep pass: {report.deep_streams} streams re-read from "
+            f"{report.deep_lookback_hours:g} h before their previous one; {report.deep_found} "
+            f"records found that the "
             f"{report.lookback_minutes:g}-minute lookback had missed")
 
 
