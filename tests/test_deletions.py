@@ -104,6 +104,35 @@ def test_reconcile_marks_erased_responses_and_devices_at_the_cost_it_announced(
     assert again.report.marks.marked == {} and again.report.marks.unmarked == {}
 
 
+def test_records_changed_past_the_syncs_start_are_listed_not_taken_for_deleted(
+    start_sandbox, tmp_path, clock
+):
+    # The survey list and reconcile's lists reach past the sync's start: a record stamped by a
+    # server clock a minute ahead of ours (the API allows 15), or changed 20 minutes into a
+    # long sync before its stream is listed, is in them, so it is not marked deleted.
+    sandbox = start_sandbox(clock=clock, responses=300, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(600)
+    truth = sandbox.truth()
+    survey = truth["surveys"][1]["id"]
+    device = truth["devices"][0]["id"]
+    response = truth["survey_responses"][0]["id"]
+
+    def stamp(kind: str, ids: list, seconds_ahead: int) -> None:
+        at = datetime.fromtimestamp(clock.now + seconds_ahead, UTC).isoformat()
+        sandbox.stamp_records(kind, ids, at=at)
+
+    stamp("surveys", [survey], 60)
+    stamp("devices", [device], 20 * 60)
+    stamp("survey_responses", [response], 20 * 60)
+    result = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(reconcile=True), **FAST)
+
+    assert result.report.marks.marked == {}
+    assert result.report.reconcile.marks.marked == {}
+    for table in ("surveys", "devices", "survey_responses"):
+        assert all(mark is None for mark in marks(tmp_path, table).values()), table
+
+
 def dry_run_estimate(tmp_path, sandbox, monkeypatch) -> int:
     """Requests ``--dry-run --reconcile`` announces for the reconcile alone."""
     from pipelines.micrometrics.settings import load_settings

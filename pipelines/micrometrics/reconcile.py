@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import dlt
@@ -24,9 +24,8 @@ import dlt
 from .client import MicrometricsClient
 from .errors import ApiError
 from .marks import MarkCounts, Marker, in_list
-from .source import EPOCH
 from .timeutil import format_timestamp
-from .windows import OVERLAP, Window
+from .windows import Window, listing_window
 
 log = logging.getLogger("micrometrics")
 
@@ -54,8 +53,7 @@ def reconcile(
     """List every id of the selected streams and mark the destination accordingly."""
     report = ReconcileReport()
     started = client.stats.requests
-    # Whole history, past now: a record changed during the listing is still in the window.
-    window = Window(EPOCH, now + timedelta(minutes=15) + OVERLAP)
+    window = listing_window(now)
     listings: dict[str, tuple[str, set[Any]]] = {}
     if "devices" in resources:
         listings["devices"] = ("1 = 1", listed_ids(client, "/devices", window))

@@ -31,7 +31,7 @@ from .rounds import (
 from .settings import Settings, load_settings
 from .timeutil import parse_timestamp
 from .walk import StreamRead, walk
-from .windows import StreamWindows, Window
+from .windows import EPOCH, StreamWindows, listing_window
 
 log = logging.getLogger("micrometrics")
 
@@ -44,7 +44,6 @@ TIMESTAMP_HINTS: dict[str, Any] = {
     "deleted_at": {"data_type": "timestamp", "nullable": True},
 }
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A response's earliest plausible change: its survey's creation, minus a day of clock slack.
 SURVEY_FLOOR_SLACK = timedelta(days=1)
 
@@ -90,7 +89,7 @@ def _read_once(
         # changed since still has responses inside the range.
         # From the epoch whatever start_at says: surveys are dimensions, and a survey last
         # changed before start_at can still receive responses.
-        window = Window(EPOCH, max(bounds.run_end, bounds.now))
+        window = listing_window(max(bounds.run_end, bounds.now))
         listed = [s for page in client.pages("/surveys", window.params()) for s in page]
         index.listed, index.rejected = split_records(listed, "surveys")
         tally.add(rejected=[row["record_key"] for row in index.rejected])

@@ -34,13 +34,19 @@ window marked done here is checkpointed by the round that fetched it (see ``roun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .timeutil import as_sent, format_timestamp, parse_timestamp
 
 OVERLAP = timedelta(seconds=1)
 MIN_WINDOW = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A listing of every record there is (the survey list; --reconcile's lists) ends this far past
+# the time it is for: a record changed while a long listing runs (a reconcile of 200,000
+# responses takes half an hour at 1 request/s), or stamped by a server clock ahead of ours (the
+# API allows 15 minutes), is still in it. Left out, it would be taken for deleted.
+LISTING_MARGIN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,11 @@ class Window:
 
     def params(self) -> dict[str, str]:
         return {"start_at": format_timestamp(self.start), "end_at": format_timestamp(self.end)}
+
+
+def listing_window(now: datetime) -> Window:
+    """Every record changed up to ``now``, and ``LISTING_MARGIN`` past it."""
+    return Window(EPOCH, as_sent(now) + LISTING_MARGIN)
 
 
 @dataclass(frozen=True)

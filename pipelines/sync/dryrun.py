@@ -9,9 +9,8 @@ from typing import Any
 from pipelines.micrometrics.quiet import choose_skipped
 from pipelines.micrometrics.reconcile import reconcile_estimate
 from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
-from pipelines.micrometrics.source import EPOCH
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
-from pipelines.micrometrics.windows import StreamWindows
+from pipelines.micrometrics.windows import EPOCH, StreamWindows
 
 from .options import SyncOptions, make_pipeline
 from .summary import floor_seconds
