@@ -29,12 +29,15 @@ class SyncResult:
     pipeline: dlt.Pipeline
 
 
-def pipeline_for(tmp_path: Path, name: str = "micrometrics") -> dlt.Pipeline:
+def pipeline_for(tmp_path: Path, name: str = "micrometrics",
+                 pipelines_dir: str = "pipelines") -> dlt.Pipeline:
+    """The pipeline into ``tmp_path/warehouse.duckdb``; another ``pipelines_dir`` is another
+    machine's local state (a second worker of one schedule)."""
     return dlt.pipeline(
         pipeline_name=name,
         destination=dlt.destinations.duckdb(credentials=str(tmp_path / "warehouse.duckdb")),
         dataset_name=DATASET,
-        pipelines_dir=str(tmp_path / "pipelines"),
+        pipelines_dir=str(tmp_path / pipelines_dir),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
 from pipelines.sync.summary import deletion_lines
-from tests.syncing import DATASET, query, sync_sandbox
+from tests.syncing import DATASET, pipeline_for, query, sync_into, sync_sandbox
 from tests.truth import truth_streams, truth_versions
 
 FAST = {"rate": 1000.0, "burst": 1000}
@@ -130,6 +130,33 @@ def test_records_changed_past_the_syncs_start_are_listed_not_taken_for_deleted(
     assert result.report.marks.marked == {}
     assert result.report.reconcile.marks.marked == {}
     for table in ("surveys", "devices", "survey_responses"):
+        assert all(mark is None for mark in marks(tmp_path, table).values()), table
+
+
+def test_a_worker_with_stale_local_state_does_not_mark_a_survey_that_came_back(
+    start_sandbox, tmp_path, clock
+):
+    # Two workers share the destination, each with its own pipeline folder. B saw the survey
+    # gone; A saw it back, twice (its "restored" list is spent). B's local state still lists it
+    # as deleted: the destination's newer state must win before any mark is applied.
+    sandbox = start_sandbox(clock=clock, responses=300, **FAST)
+    worker_a, worker_b = (pipeline_for(tmp_path, pipelines_dir=name) for name in ("a", "b"))
+    sync_into(sandbox, worker_b, clock)
+    survey = sandbox.truth()["surveys"][1]["id"]
+    clock.advance(3600)
+    gone = sandbox.remove_survey(survey)
+    sync_into(sandbox, worker_b, clock)
+    assert {i for i, m in marks(tmp_path, "survey_responses").items() if m} == set(gone)
+    clock.advance(3600)
+    sandbox.restore_survey(survey)
+    for _ in range(2):
+        sync_into(sandbox, worker_a, clock)
+        clock.advance(3600)
+
+    result = sync_into(sandbox, worker_b, clock)
+
+    assert result.report.marks.marked == {}
+    for table in ("surveys", "survey_responses"):
         assert all(mark is None for mark in marks(tmp_path, table).values()), table
 
 

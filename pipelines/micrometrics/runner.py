@@ -150,6 +150,9 @@ def sync(
         # What a killed sync left is loaded first, whatever this sync selects, and the marks it
         # committed to state but never applied are applied (idempotent otherwise).
         report = SyncReport(load_infos=finish_pending(pipeline))
+        # The marks come from state: the destination's, when it is newer than this machine's
+        # (another worker synced since). Stale local state would mark a survey that came back.
+        pipeline.sync_destination()
         report.marks.add(apply_survey_marks(pipeline))
         # Only the selected resources: --full-refresh --resources devices keeps the responses.
         refresh = "drop_resources" if full_refresh else None
