@@ -22,13 +22,21 @@ DEFAULT_DATASET = "micrometrics"
 DEFAULT_DUCKDB_FILE = "warehouse.duckdb"
 
 
-def duckdb_destination(dataset: str) -> Any:
-    """DuckDB at ``DESTINATION__DUCKDB__CREDENTIALS`` or ``warehouse.duckdb``, refusing a file
-    whose name equals the dataset (DuckDB could not resolve ``dataset.table`` then)."""
+def configured_duckdb_path() -> str:
+    """The DuckDB database configured (``DESTINATION__DUCKDB__CREDENTIALS``, or its
+    ``__DATABASE`` field, in any provider dlt reads), else ``warehouse.duckdb``."""
     configured = dlt.config.get("destination.duckdb.credentials")
     if isinstance(configured, Mapping):  # a [destination.duckdb.credentials] table
         configured = configured.get("database")  # its other keys (global_config...) resolve
-    path = str(configured) if configured else DEFAULT_DUCKDB_FILE
+    if not configured:  # the field alone (DESTINATION__DUCKDB__CREDENTIALS__DATABASE)
+        configured = dlt.config.get("destination.duckdb.credentials.database")
+    return str(configured) if configured else DEFAULT_DUCKDB_FILE
+
+
+def duckdb_destination(dataset: str) -> Any:
+    """DuckDB at ``configured_duckdb_path()``, refusing a file whose name equals the dataset
+    (DuckDB could not resolve ``dataset.table`` then)."""
+    path = configured_duckdb_path()
     if Path(path).stem == dataset:
         raise ConfigurationError(
             f"DuckDB file {path!r} has the same name as the dataset {dataset!r}; DuckDB then "

@@ -39,6 +39,8 @@ def test_dry_run_makes_no_request(start_sandbox, tmp_path):
         ({"SOURCES__MICROMETRICS__WINDOW_PAGES": "2.5"}, "whole number"),
         ({"SOURCES__MICROMETRICS__LOOKBACK_MINUTES": "5"}, "at least 15"),
         ({"DESTINATION__DUCKDB__CREDENTIALS": "micrometrics.duckdb"}, "same name as the dataset"),
+        ({"DESTINATION__DUCKDB__CREDENTIALS__DATABASE": "micrometrics.duckdb"},
+         "same name as the dataset"),
     ],
 )
 def test_bad_configuration_fails_before_any_request(start_sandbox, tmp_path, override, expected):
@@ -47,11 +49,26 @@ def test_bad_configuration_fails_before_any_request(start_sandbox, tmp_path, ove
     env.update(override)
     if not override.get("SOURCES__MICROMETRICS__API_SECRET", "x"):
         del env["SOURCES__MICROMETRICS__API_SECRET"]
+    if "DESTINATION__DUCKDB__CREDENTIALS__DATABASE" in override:
+        del env["DESTINATION__DUCKDB__CREDENTIALS"]  # the field alone, not the whole value
     result = run_cli(env)
     assert result.returncode == 2
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
     assert sandbox.stats()["requests"] == 0
+
+
+def test_duckdb_file_configured_by_its_database_field(start_sandbox, tmp_path):
+    sandbox = start_sandbox(rate=1000.0, burst=1000, responses=100)
+    env = sync_env(tmp_path, sandbox.url,
+                   DESTINATION__DUCKDB__CREDENTIALS__DATABASE=str(tmp_path / "mine.duckdb"))
+    del env["DESTINATION__DUCKDB__CREDENTIALS"]
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "warehouse.duckdb").exists()  # the default, in the working directory
+    with duckdb.connect(str(tmp_path / "mine.duckdb"), read_only=True) as db:
+        (rows,) = db.execute("SELECT count(*) FROM micrometrics.survey_responses").fetchone()
+    assert rows == len(sandbox.truth()["survey_responses"])
 
 
 def test_wrong_secret_exits_with_one_line(start_sandbox, tmp_path):

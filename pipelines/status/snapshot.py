@@ -23,7 +23,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.versioned_state import json_decode_state
 from dlt.pipeline.state_sync import migrate_state_to_current
 
-from pipelines.destination import DEFAULT_DUCKDB_FILE, PIPELINE_NAME, open_pipeline
+from pipelines.destination import PIPELINE_NAME, configured_duckdb_path, open_pipeline
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.sync.errors import causes, one_line
@@ -79,8 +79,7 @@ def missing_duckdb_file(destination: str) -> str | None:
     empty one)."""
     if destination != "duckdb":
         return None
-    configured = dlt.config.get("destination.duckdb.credentials")
-    path = str(configured) if configured else DEFAULT_DUCKDB_FILE
+    path = configured_duckdb_path()
     if "://" in path or path.startswith(":"):
         return None
     return None if Path(path).exists() else path
