@@ -5,19 +5,23 @@ figures as DuckDB on the same sandbox data."""
 
 from __future__ import annotations
 
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
 
+from pipelines.models import build_models
+from pipelines.models.project import SQL_DIR
 from tests.destination_scenarios import (
     command_loads_exact,
     deletion_marks_and_reconcile,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
     survey_edit_history_and_type_drift,
 )
-from tests.destinations import (
-    pipeline_on,
-)
+from tests.destinations import HOUR, SMALL, all_passed, pipeline_on
+from tests.syncing import DATASET, sync_into
+from tests.truth import query
 
 
 def postgres_pipeline(tmp_path: Path, credentials: str) -> dlt.Pipeline:
@@ -47,3 +51,43 @@ def test_the_command_loads_postgres_exact(start_sandbox, tmp_path, postgres_cred
     command_loads_exact(start_sandbox, tmp_path, "postgres",
                         {"DESTINATION__POSTGRES__CREDENTIALS": postgres_credentials},
                         postgres_pipeline(tmp_path, postgres_credentials))
+
+
+def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    # PostgreSQL cannot replace a table, and DROP ... CASCADE would take along every view that
+    # reads a model: an analyst's view on a mart or a staging view must survive the next build,
+    # and see the new rows.
+    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+    with pipeline.sql_client() as sql:
+        sql.execute_sql("CREATE SCHEMA bi")
+        sql.execute_sql(f"CREATE VIEW bi.nps AS SELECT * FROM {DATASET}.mart_nps_daily")
+        sql.execute_sql(f"CREATE VIEW bi.answers AS SELECT * FROM {DATASET}.stg_survey_answers")
+        sql.execute_sql(f"CREATE VIEW bi.responses AS SELECT * FROM "
+                        f"{DATASET}.fct_survey_responses")
+
+    clock.advance(HOUR)
+    sandbox.add_responses(30)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+
+    live_responses = len(sandbox.truth()["survey_responses"])
+    assert query(pipeline, "SELECT count(*) FROM bi.responses") == [(live_responses,)]
+    assert (query(pipeline, "SELECT count(*) FROM bi.answers")
+            == query(pipeline, f"SELECT count(*) FROM {DATASET}.stg_survey_answers"))
+    assert (query(pipeline, "SELECT sum(responses) FROM bi.nps")
+            == query(pipeline, f"SELECT sum(responses) FROM {DATASET}.mart_nps_daily"))
+
+    # A model whose columns change (a new version of the connector) is dropped and created.
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    mart = sql_dir / "marts" / "mart_nps_daily.sql"
+    head, select, tail = mart.read_text().rpartition("\nSELECT\n")
+    mart.write_text(f"{head}{select}    1 AS build_version,\n{tail}")
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC),
+                                   sql_dir=sql_dir))
+    assert query(pipeline, f"SELECT DISTINCT build_version FROM {DATASET}.mart_nps_daily") == [
+        (1,)]

@@ -135,21 +135,30 @@ def build_statements(
     dialect: str,
     qualify: Qualifier,
     params: Mapping[str, str] | None = None,
+    in_place: bool = False,
 ) -> list[str]:
     """Statements that (re)build ``model`` as its view or table.
 
     PostgreSQL has no ``CREATE OR REPLACE TABLE`` and refuses to replace a view whose columns
-    changed, so there it is a drop and a create sent as one string: PostgreSQL runs the
-    statements of one query string in a single transaction, so readers never see it missing.
+    changed. There, with ``in_place`` (the relation exists with the same columns, see
+    ``in_place``), a view is replaced and a table emptied and refilled; otherwise it is a drop
+    (which also drops the views that read it) and a create. Either way it is one string:
+    PostgreSQL runs the statements of one query string in a single transaction, so readers
+    never see it missing or half-filled.
     """
     kind = (model.materialization or "").upper()
     if not kind:
         raise ModelsError(f"{model.name} is a data test, not a model")
     target = table_node(qualify(model.name))
     query = compile_query(model, dialect, qualify, params)
-    if dialect != "postgres":
+    if dialect != "postgres" or (in_place and kind == "VIEW"):
         create = exp.Create(this=target, kind=kind, replace=True, expression=query)
         return [generate(create, dialect, model.name)]
+    if in_place:
+        truncate = exp.TruncateTable(expressions=[target.copy()])
+        insert = exp.Insert(this=target, expression=query)
+        return [f"{generate(truncate, dialect, model.name)};\n"
+                f"{generate(insert, dialect, model.name)}"]
     drop = exp.Drop(tables=[target.copy()], kind=kind, exists=True, cascade=True)
     create = exp.Create(this=target, kind=kind, expression=query)
     return [f"{generate(drop, dialect, model.name)};\n{generate(create, dialect, model.name)}"]

@@ -23,8 +23,10 @@ from .compiler import (
     build_statements,
     compile_query,
     generate,
+    table_node,
 )
 from .graph import build_order
+from .in_place import can_replace_in_place
 from .project import Model, ModelsError, Project, load_project
 from .variants import pipeline_schema, schema_tables, with_variants
 
@@ -137,7 +139,8 @@ def build_models(
         qualify = client_qualifier(client)
         report = ModelsReport(dialect=dialect, as_of=params["as_of"])
         for model in build_order(project.models):
-            for statement in build_statements(model, dialect, qualify, params):
+            in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
+            for statement in build_statements(model, dialect, qualify, params, in_place):
                 execute(client, statement, f"model {model.name}")
             report.built.append((model.name, model.materialization or ""))
         if run_tests:
@@ -147,6 +150,17 @@ def build_models(
     if failures:
         raise DataTestFailed(failures)
     return report
+
+
+def replaceable(client: Any, model: Model, qualify: Qualifier, params: dict[str, str]) -> bool:
+    """PostgreSQL: whether ``model`` exists with the columns it would get (``in_place``)."""
+    relation = generate(table_node(qualify(model.name)), "postgres", model.name)
+    query = generate(compile_query(model, "postgres", qualify, params), "postgres", model.name)
+    try:
+        return can_replace_in_place(client, relation, (model.materialization or "").upper(),
+                                    query)
+    except Exception as exc:  # noqa: BLE001 - dlt wraps driver errors in several classes
+        raise ModelsError(f"model {model.name} failed: {one_line(exc)}") from exc
 
 
 def run_data_tests(pipeline: dlt.Pipeline, sql_dir: Path | str | None = None
