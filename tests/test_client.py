@@ -127,6 +127,19 @@ def test_401_is_not_retried_and_says_what_to_check(start_sandbox, virtual_client
     assert "wrong-secret" not in message and "APIAuth" not in message
 
 
+def test_a_header_http_refuses_is_reported_without_the_signed_header(start_sandbox, clock):
+    # A key with a line break (settings strip it; a library caller may not): http.client's
+    # refusal quotes the whole Authorization header, key and a signature valid for 15 minutes.
+    sandbox = start_sandbox(clock=clock)
+    client = MicrometricsClient(sandbox.url, KEY + "\n", SECRET, auth_clock=clock)
+    with pytest.raises(ApiError) as caught:
+        list(client.pages("/devices", EVERYTHING))
+    error = caught.value
+    assert "not sent (ValueError)" in str(error) and "APIAuth" not in str(error)
+    assert error.__cause__ is None and error.__context__ is None  # nothing chained to trace
+    assert sandbox.stats()["requests"] == 0
+
+
 def test_401_with_skewed_clock_blames_the_clock(start_sandbox, clock):
     sandbox = start_sandbox(clock=clock)
     client = MicrometricsClient(sandbox.url, KEY, SECRET, auth_clock=lambda: clock() - 3600)

@@ -81,6 +81,14 @@ def test_deep_pass_settings_default_and_accept_zero_but_not_negative(monkeypatch
         ("LOOKBACK_MINUTES", "5",
          "lookback_minutes must be at least 15 (the clock skew the API allows), got 5"),
         ("START_AT", "last tuesday", "start_at: not an ISO 8601 timestamp: 'last tuesday'"),
+        # Numbers that would fail later, naming no setting.
+        ("LOOKBACK_MINUTES", "nan", "lookback_minutes must be a finite number up to 1e+09, "
+                                    "got nan"),
+        ("MAX_IN_FLIGHT", "inf", "max_in_flight must be a finite number up to 1e+09, got inf"),
+        ("DEEP_EVERY_HOURS", "1e12", "deep_every_hours must be a finite number up to 1e+09, "
+                                     "got 1000000000000.0"),
+        ("API_KEY", "key with space", "api_key holds a space, line break or control character"),
+        ("API_SECRET", "sec\x07ret", "api_secret holds a space, line break or control character"),
     ],
 )
 def test_invalid_settings_are_named_in_one_line_as_before(monkeypatch, key, value, message):
@@ -89,6 +97,18 @@ def test_invalid_settings_are_named_in_one_line_as_before(monkeypatch, key, valu
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
     assert str(raised.value) == f"{message}; {hint('invalid_setting')}"
+
+
+def test_key_and_secret_lose_a_secret_files_trailing_newline(monkeypatch):
+    set_configuration(monkeypatch, API_KEY="the-key\n", API_SECRET=" the-secret\r\n")
+    settings = load_settings()
+    assert (settings.api_key, settings.api_secret) == ("the-key", "the-secret")
+
+
+def test_an_unclosed_ipv6_base_url_is_refused_in_one_line(monkeypatch):
+    set_configuration(monkeypatch, BASE_URL="https://[::1")
+    with pytest.raises(ConfigurationError, match=r"^base_url 'https://\[::1' is not an http"):
+        load_settings()
 
 
 def test_plain_http_base_url_is_refused_in_one_line_as_before(monkeypatch):

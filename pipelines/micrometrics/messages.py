@@ -46,6 +46,11 @@ HINTS: dict[str, Hint] = {
         "... failed: HTTP 401: this machine's clock differs from the server's by N minutes",
         "fix the system clock (enable NTP); the API refuses requests more than 15 minutes off",
     ),
+    "unsendable": Hint(
+        "... failed: no response: not sent (ValueError): a header or the URL holds a character "
+        "HTTP does not allow",
+        "check base_url and the API key for spaces, line breaks or other control characters",
+    ),
     "unreachable": Hint(
         "... failed: no response: could not connect ...",
         "check base_url (host and port) and that this machine can reach it",

@@ -108,7 +108,7 @@ class MicrometricsSession(requests.Session):
         throttled = 0
         attempt = 1  # 429s wait as told and do not use up the attempts kept for failures
         while True:
-            response = None
+            response, unsendable = None, None
             with self.in_flight.slot(self.bucket.acquire) as waited:
                 # Departing as soon as booked: a booking that never went out (signing failed)
                 # would otherwise count as "booked, not sent yet" for the bucket's life.
@@ -122,10 +122,18 @@ class MicrometricsSession(requests.Session):
                         self._answered.seconds = self.bucket.now() - sent
                     except TRANSPORT_ERRORS as exc:
                         failure = transport_error(signed, exc, self.retry.max_attempts)
+                    except ValueError as exc:  # http.client refused a header value or the URL
+                        unsendable = type(exc).__name__
                     else:
                         self.bucket.observe(response.headers)
                 finally:
                     self.bucket.settle()
+            if unsendable:
+                # Raised here, outside the handler: the refusal's message quotes the signed
+                # Authorization header, and a chained exception reaches tracebacks and dlt's trace.
+                raise ApiError(signed.method or "", urlsplit(signed.url or "").path, None,
+                               f"not sent ({unsendable}): a header or the URL holds a character "
+                               f"HTTP does not allow; {hint('unsendable')}")
             if response is not None:
                 if response.status_code == 429:
                     throttled += 1

@@ -15,6 +15,7 @@ validated ``Settings``; what is missing or invalid raises a one-line ``Configura
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
@@ -55,6 +56,8 @@ DEFAULT_MAX_IN_FLIGHT = 4
 # sync, and a response in a quiet survey is at most a day late (see quiet.py, README).
 DEFAULT_QUIET_SURVEY_HOURS = 24.0
 REQUIRED = ("base_url", "api_key", "api_secret")
+# Above any sane value of any numeric setting, below what timedelta can hold in hours.
+MAX_SETTING = 1e9
 
 
 def env_name(key: str) -> str:
@@ -102,18 +105,32 @@ class Settings:
 
 def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
     """The base URL without a trailing slash; https, or http only to a loopback host."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url.strip())
+        hostname = parts.hostname
+    except ValueError:  # an unclosed [IPv6 literal, a bad port
+        hostname = None
+    if not hostname or parts.scheme not in ("http", "https"):
         raise ConfigurationError(
             f"base_url {url!r} is not an http(s) URL such as https://tenant.example.com"
         )
-    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
         raise ConfigurationError(
             f"base_url {url!r} is plain http to a non-loopback host; {hint('insecure_url')} "
             f"(or set {env_name('allow_insecure_http')}=true to accept signed requests and "
             "data in clear)"
         )
     return url.strip().rstrip("/")
+
+
+def credential(key: str, value: object) -> str:
+    """The key or secret without the whitespace around it (a secret file's trailing newline);
+    refused if a control character or space is left: it could not go in a header."""
+    text = str(value).strip()
+    if any(char.isspace() or not char.isprintable() for char in text):
+        raise ConfigurationError(
+            f"{key} holds a space, line break or control character; {hint('invalid_setting')}")
+    return text
 
 
 def is_loopback(host: str) -> bool:
@@ -126,13 +143,17 @@ def is_loopback(host: str) -> bool:
 
 
 def _number(key: str, value: object, default: float, *, zero_ok: bool) -> float:
-    """A configured number, or ``default`` when unset; must be > 0 (>= 0 with ``zero_ok``)."""
+    """A configured number, or ``default`` when unset; must be > 0 (>= 0 with ``zero_ok``) and
+    at most ``MAX_SETTING`` (nan, inf or 1e400 would fail later, naming no setting)."""
     if value is None or value == "":
         return default
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = -1.0
+    if not math.isfinite(number) or number > MAX_SETTING:
+        raise ConfigurationError(f"{key} must be a finite number up to {MAX_SETTING:g}, got "
+                                 f"{value!r}; {hint('invalid_setting')}")
     if number < 0 or (number == 0 and not zero_ok):
         rule = "a number >= 0" if zero_ok else "a positive number"
         raise ConfigurationError(
@@ -287,8 +308,8 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigurationError(f"start_at: {exc}; {hint('invalid_setting')}") from None
     return Settings(
         base_url=check_base_url(str(get("base_url")), insecure),
-        api_key=str(get("api_key")),
-        api_secret=str(get("api_secret")),
+        api_key=credential("api_key", get("api_key")),
+        api_secret=credential("api_secret", get("api_secret")),
         start_at=start_at,
         lookback=timedelta(minutes=lookback),
         initial_window=(None if get("initial_window_days") in (None, "") else timedelta(
