@@ -159,6 +159,32 @@ def test_survey_list_failure_read_ahead_fails_the_sync_with_the_api_error(
     assert sandbox.stats()["by_endpoint"]["surveys"] == 1  # not asked for again
 
 
+def test_a_failed_sync_stops_reading_the_survey_list_ahead(
+    start_sandbox, tmp_path, clock, monkeypatch
+):
+    """The list's read-ahead runs in its own thread: when the sync fails while the list's
+    first page is unanswered (here the destination, as dlt's run starts), it must send nothing
+    more. A next sync's bucket would know nothing of its requests, and draw 429s."""
+    sandbox = start_sandbox(clock=clock, **{**SANDBOX, "page_size": 2})  # the list: 3 pages
+    sandbox.hold_answers("surveys")
+
+    def destination_down(self, *args, **kwargs):
+        assert sandbox.wait_for_endpoint("surveys", 1, timeout=30)
+        raise ConnectionError("the warehouse is unreachable")
+
+    monkeypatch.setattr(dlt.Pipeline, "run", destination_down)
+    try:
+        with pytest.raises(ConnectionError):
+            sync_sandbox(sandbox, tmp_path, clock, **FAST, **SETTINGS)
+    finally:
+        sandbox.release_answers()
+    for thread in threading.enumerate():
+        if thread.name == "survey-list":
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+    assert sandbox.stats()["by_endpoint"]["surveys"] == 1  # its first page only
+
+
 @pytest.mark.parametrize("max_in_flight", [2, pytest.param(3, marks=SLOW)])
 def test_requests_in_flight_never_exceed_the_setting(
     max_in_flight, start_sandbox, tmp_path, clock

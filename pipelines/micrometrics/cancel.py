@@ -8,8 +8,9 @@ waiting for its turn in that thread gives up, unsent and without a token, once t
 cancelled. So do the client's waits (:func:`sleep`: a retry's backoff, a token's wait after
 a 429; a request that had booked its token gives up unsent, and the bucket counts the token as
 gone): otherwise the failure would be raised only once the longest of them had run out (up
-to the 5 minutes a ``RateLimit-Retry-After`` may ask for). Threads outside any scope (the survey
-list's read-ahead, a sync without lanes) are never cancelled.
+to the 5 minutes a ``RateLimit-Retry-After`` may ask for). The survey list's read-ahead has a
+scope of its own, cancelled when the sync fails. Threads outside any scope (a sync without
+lanes) are never cancelled.
 """
 
 from __future__ import annotations

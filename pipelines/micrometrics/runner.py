@@ -156,24 +156,28 @@ def sync(
         report.marks.add(apply_survey_marks(pipeline))
         # Only the selected resources: --full-refresh --resources devices keeps the responses.
         refresh = "drop_resources" if full_refresh else None
-        if {"surveys", "survey_responses"} & set(selected):
-            prefetch_survey_list(client, bounds, index, tally)
-        while True:
-            budget.new_round()
-            source = micrometrics_source(
-                settings=settings, client=client, bounds=bounds, budget=budget,
-                survey_index=index, window_states=states, tally=tally,
-                known_versions=partial(loaded_versions, pipeline),
-            ).with_resources(*with_question_history(selected))
-            info = pipeline.run(source, loader_file_format=loader_format(pipeline),
-                                refresh=refresh)
-            refresh = None
-            report.rounds += 1
-            report.load_infos.append(info)
-            count_rows(pipeline, report)
-            if not budget.more:
-                break
-            release_memory(held)
+        list_read = (prefetch_survey_list(client, bounds, index, tally)
+                     if {"surveys", "survey_responses"} & set(selected) else None)
+        try:
+            while True:
+                budget.new_round()
+                source = micrometrics_source(
+                    settings=settings, client=client, bounds=bounds, budget=budget,
+                    survey_index=index, window_states=states, tally=tally,
+                    known_versions=partial(loaded_versions, pipeline),
+                ).with_resources(*with_question_history(selected))
+                info = pipeline.run(source, loader_file_format=loader_format(pipeline),
+                                    refresh=refresh)
+                refresh = None
+                report.rounds += 1
+                report.load_infos.append(info)
+                count_rows(pipeline, report)
+                if not budget.more:
+                    break
+                release_memory(held)
+        finally:
+            if list_read is not None:  # done by now, unless the sync failed first
+                list_read.cancel()
         report.marks.add(apply_survey_marks(pipeline))
         if reconcile:
             report.reconcile = reconcile_deletions(client, pipeline, now, selected)

@@ -12,6 +12,8 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from . import cancel
+from .cancel import CancelScope
 from .client import MicrometricsClient
 from .deletions import track_survey_list
 from .errors import ApiError
@@ -62,19 +64,22 @@ def read_survey_list(
 
 def prefetch_survey_list(
     client: MicrometricsClient, bounds: SyncBounds, index: SurveyIndex, tally: ExtractTally,
-) -> None:
+) -> CancelScope:
     """Starts reading the survey list in a thread, so that its answer comes while dlt prepares
     the first round (state, schema, destination: 0.5-1 s); the resources that need the list
-    wait for it, and a failure is raised in them (``read_survey_list``)."""
-    holding = threading.Event()
+    wait for it, and a failure is raised in them (``read_survey_list``). Returns the read's
+    scope: a sync that fails cancels it, so that no request of it goes out after the failure
+    (a next sync's bucket would know nothing of them, and draw 429s)."""
+    holding, stop = threading.Event(), CancelScope()
 
     def read() -> None:
-        with index.reading:
+        with cancel.scope(stop), index.reading:
             holding.set()
             _read_once(client, bounds, index, tally)
 
     threading.Thread(target=read, name="survey-list", daemon=True).start()
     holding.wait()  # the lock is the thread's before any resource asks for the list
+    return stop
 
 
 def _read_once(
