@@ -15,6 +15,7 @@ import pytest
 
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.status.cli import age_arg, main
+from pipelines.status.record import SyncOutcome, updated_status
 from pipelines.sync.cli import TABLES
 from pipelines.sync.summary import destination_counts
 from tests.cli import run_cli, run_in_process, sync_env
@@ -152,6 +153,48 @@ def test_max_age_exit_codes_and_a_failed_sync(start_sandbox, tmp_path):
     bad = run_status(env, "--max-age", "6 weeks", "--json")
     assert bad.returncode == 2 and json.loads(bad.stdout)["exit_code"] == 2
     assert "not an age" in bad.stderr
+
+
+def test_status_reads_no_state_of_another_dataset_or_a_moved_file(start_sandbox, tmp_path):
+    # One pipeline folder serves every dataset synced from this machine: after dataset b's
+    # syncs, its local state is b's, and newer than a's in a's destination.
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models", "--dataset", "a").returncode == 0
+    wrong = dict(env, SOURCES__MICROMETRICS__API_SECRET="not-the-secret")
+    assert run_cli(wrong, "--quiet", "--no-models", "--dataset", "a").returncode == 1
+    for _ in range(3):
+        assert run_cli(env, "--quiet", "--no-models", "--dataset", "b").returncode == 0
+
+    a = status_json(env, "--dataset", "a")
+    assert a["last_sync"]["exit_code"] == 1 and a["state_source"] == "destination"
+    assert status_json(env, "--dataset", "b")["last_sync"]["exit_code"] == 0
+
+    (tmp_path / "warehouse.duckdb").rename(tmp_path / "moved.duckdb")
+    gone = status_json(env, "--dataset", "b", "--max-age", "1h", code=1)
+    assert gone["fresh"] is False and gone["last_success"] is None
+
+
+def test_a_failed_full_refresh_no_longer_vouches_for_the_data(start_sandbox, tmp_path):
+    # A full refresh drops the tables as its first round loads: once it fails, the success
+    # before it says nothing about what the destination holds. Freshness then rests on the
+    # streams' own high-water marks, which the refresh resets as it drops.
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1")
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    assert status_json(env)["last_success"] is not None
+    sandbox.script("http_500", endpoint="survey_responses")
+    assert run_cli(env, "--quiet", "--no-models", "--full-refresh").returncode == 1
+    after = status_json(env)
+    assert after["last_success"] is None and after["last_sync"]["full_refresh"] is True
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    succeeded = SyncOutcome(start, start, 0, "ok")
+    failed_refresh = SyncOutcome(start, start, 1, "failed", full_refresh=True)
+    failed_plain = SyncOutcome(start, start, 1, "failed")
+    assert "last_success" not in updated_status(updated_status({}, succeeded), failed_refresh)
+    assert updated_status(updated_status({}, succeeded), failed_plain)["last_success"] == (
+        succeeded.as_record())
 
 
 def test_ages_take_units():

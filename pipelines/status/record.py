@@ -76,6 +76,10 @@ def updated_status(previous: dict[str, Any], outcome: SyncOutcome) -> dict[str, 
     status["last_sync"] = record
     if outcome.complete:
         status["last_success"] = record
+    elif outcome.full_refresh:
+        # A full refresh drops the tables before it reloads them: what the last success loaded
+        # may be gone, so it no longer vouches for the data.
+        status.pop("last_success", None)
     reconciled = outcome.report.reconcile if outcome.report else None
     if reconciled is not None:
         status["last_reconcile"] = {

@@ -85,6 +85,13 @@ def missing_duckdb_file(destination: str) -> str | None:
     return None if Path(path).exists() else path
 
 
+def synced_to(state: dict[str, Any], destination: str, dataset: str) -> bool:
+    """Whether a local state is that of ``destination``'s ``dataset`` (one pipeline folder
+    serves every dataset and destination synced from this machine, the last one's state)."""
+    return (state.get("dataset_name") == dataset
+            and state.get("destination_name") in (None, destination))
+
+
 def was_synced(state: dict[str, Any]) -> bool:
     """Whether a state holds anything a sync wrote (a new pipeline's default state does not)."""
     return bool(state.get("sources")) or STATUS_KEY in state
@@ -146,6 +153,13 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
                                      f"{one_line(root_cause(exc))}")
     if local is not None and not was_synced(local):
         local = None  # a pipeline folder nothing was synced with
+    if local is not None and missing:
+        local = None  # its file is gone: nothing it says was loaded is there
+    elif local is not None and not synced_to(local, destination, dataset):
+        snapshot.problems.append(
+            f"the local pipeline folder last synced {local.get('destination_name')} dataset "
+            f"{local.get('dataset_name')!r}, not this one: not used")
+        local = None
     if local is not None:
         snapshot.versions["local"] = int(local.get("_state_version", 0))
     if remote is not None:
