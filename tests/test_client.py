@@ -106,6 +106,26 @@ def test_retries_sign_again_after_long_backoff(start_sandbox, virtual_client, cl
     assert client.stats.retries >= stats["faults"].get("http_500", 0)
 
 
+@pytest.mark.parametrize("kind,status,requests", [
+    ("http_524", 524, 2),  # a gateway's own 5xx (Cloudflare: origin timed out): retried
+    ("http_408", 408, 2),  # a proxy timed the request out: retried
+    ("http_501", 501, 1),  # not implemented: no retry fixes it
+])
+def test_gateway_statuses_are_retried_unless_no_retry_can_help(
+    start_sandbox, virtual_client, clock, kind, status, requests
+):
+    sandbox = start_sandbox(clock=clock)
+    sandbox.script(kind, endpoint="devices")
+    client = virtual_client(sandbox)
+    if requests == 1:
+        with pytest.raises(ApiError, match=f"HTTP {status}"):
+            list(client.pages("/devices", EVERYTHING))
+    else:
+        assert sum(len(page) for page in client.pages("/devices", EVERYTHING)) == len(
+            sandbox.truth()["devices"])
+    assert sandbox.stats()["by_endpoint"]["devices"] == requests
+
+
 def test_gives_up_after_last_attempt_with_a_useful_message(start_sandbox, virtual_client, clock):
     sandbox = start_sandbox(clock=clock, fault_rate=1.0)
     client = virtual_client(sandbox, max_attempts=3, max_throttled=2)

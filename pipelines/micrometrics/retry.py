@@ -10,8 +10,14 @@ from time import time
 
 from .throttle import header_float
 
-# Statuses worth another attempt besides 429 (which waits for the server's own hint instead).
-TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+# Statuses worth another attempt besides 429 (which waits for the server's own hint instead):
+# every 5xx but those no retry fixes (501 not implemented, 505 HTTP version), so a gateway's
+# own (Cloudflare's 520-524, 507) too; and 408 (a proxy timed the request out) and 425.
+FINAL_5XX = frozenset({501, 505})
+
+
+def is_transient(status: int) -> bool:
+    return status in (408, 425) or (500 <= status <= 599 and status not in FINAL_5XX)
 MAX_RETRY_AFTER = 300.0
 
 

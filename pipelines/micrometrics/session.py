@@ -37,7 +37,7 @@ from . import cancel
 from .errors import ApiError, UnexpectedResponseError, body_excerpt
 from .inflight import InFlight
 from .messages import hint
-from .retry import TRANSIENT_STATUSES, RetryPolicy, retry_after_seconds
+from .retry import RetryPolicy, is_transient, retry_after_seconds
 from .stats import ClientStats
 from .throttle import LeakyBucket
 
@@ -179,7 +179,7 @@ def transient_failure(request: PreparedRequest, response: Response) -> ApiError 
     for a good response (its JSON parsed onto ``response.payload``) and for a 4xx, which no
     retry fixes and which is the response hooks' to judge."""
     status = response.status_code
-    if status in TRANSIENT_STATUSES:
+    if is_transient(status):
         return api_error(request, response, ApiError, hint("server"))
     if status >= 400:
         return None

@@ -18,7 +18,11 @@ HTML_200 = "html_200"
 EMPTY_200 = "empty_200"
 REJECT_CURSOR = "reject_cursor"
 HTTP_404 = "http_404"
-SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, REJECT_CURSOR, HTTP_404)
+# Statuses a gateway or load balancer in front of the API answers (JSON error body): a client
+# timeout, Cloudflare's "origin timed out", and one no retry fixes.
+GATEWAY_STATUSES = {"http_408": 408, "http_524": 524, "http_501": 501}
+SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, REJECT_CURSOR, HTTP_404,
+                              *GATEWAY_STATUSES)
 SCRIPT_ENDPOINTS = ("devices", "surveys", "survey_responses")
 
 PROXY_502_HTML = (

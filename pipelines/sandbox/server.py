@@ -212,6 +212,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(error(400, "invalid cursor"), limits)
         if fault == fk.HTTP_404:
             return self._send(error(404, "Not Found"), limits)
+        if fault in fk.GATEWAY_STATUSES:
+            code = fk.GATEWAY_STATUSES[fault]
+            return self._send(error(code, f"injected: HTTP {code}"), limits)
         reply = sb._api.handle(method, self.path, body)
         if reply.status == 200 and reply.page_records is not None:
             sb._stats.page(reply.page_records)
