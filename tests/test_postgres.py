@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
+import psycopg2
 
 from pipelines.models import build_models
 from pipelines.models.project import SQL_DIR
@@ -19,8 +20,8 @@ from tests.destination_scenarios import (
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
     survey_edit_history_and_type_drift,
 )
-from tests.destinations import HOUR, SMALL, all_passed, pipeline_on
-from tests.syncing import DATASET, sync_into
+from tests.destinations import FAST, HOUR, SMALL, all_passed, pipeline_on
+from tests.syncing import DATASET, sync_into, sync_sandbox
 from tests.truth import query
 
 
@@ -91,3 +92,29 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
                                    sql_dir=sql_dir))
     assert query(pipeline, f"SELECT DISTINCT build_version FROM {DATASET}.mart_nps_daily") == [
         (1,)]
+
+
+def test_last_7_and_30_days_are_exact_durations_whatever_the_servers_time_zone(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    # PostgreSQL subtracts INTERVAL '7 days' from a timestamptz in calendar days of the
+    # session's time zone: across a daylight-saving change that is 167 or 169 hours, and the
+    # server's time zone is the DBA's choice. DuckDB, Snowflake and BigQuery count 168 hours.
+    with psycopg2.connect(postgres_credentials) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        (database,) = cursor.fetchone()
+        cursor.execute(f"ALTER DATABASE {database} SET timezone TO 'America/New_York'")
+    as_of = datetime(2026, 11, 5, 12, tzinfo=UTC)  # a week after the clocks went back (Nov 1)
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    response = sandbox.truth()["survey_responses"][0]
+    # 168.5 hours before as_of: outside the last 7 days, inside a 169-hour "week".
+    sandbox.patch_records("survey_responses", [response["id"]],
+                          {"created_at": "2026-10-29T11:30:00.000Z"})
+    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=as_of))
+    duck = sync_sandbox(sandbox, tmp_path / "duckdb", clock, **FAST)
+    assert all_passed(build_models(duck.pipeline, now=as_of))
+
+    counts = (f"SELECT device_id, responses_last_7d, responses_last_30d "
+              f"FROM {DATASET}.dim_devices ORDER BY device_id")
+    assert query(pipeline, counts) == query(tmp_path / "duckdb", counts)

@@ -8,16 +8,17 @@ WITH activity AS (
         MIN(f.responded_at) AS first_response_at,
         MAX(f.responded_at) AS last_response_at,
         -- COUNT, not SUM(CASE … THEN 1 ELSE 0 END): an integer on every warehouse (fakesnow's
-        -- SUM returns a double).
+        -- SUM returns a double). Hours, not days: PostgreSQL subtracts days from a timestamptz
+        -- in its session's time zone, 167 or 169 hours across a daylight-saving change.
         COUNT(
             CASE
-                WHEN f.responded_at > c.as_of - INTERVAL 7 DAY AND f.responded_at <= c.as_of
+                WHEN f.responded_at > c.as_of - INTERVAL 168 HOUR AND f.responded_at <= c.as_of
                     THEN 1
             END
         ) AS responses_last_7d,
         COUNT(
             CASE
-                WHEN f.responded_at > c.as_of - INTERVAL 30 DAY AND f.responded_at <= c.as_of
+                WHEN f.responded_at > c.as_of - INTERVAL 720 HOUR AND f.responded_at <= c.as_of
                     THEN 1
             END
         ) AS responses_last_30d

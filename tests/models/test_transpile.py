@@ -68,11 +68,11 @@ def test_duckdb_only_syntax_does_not_leak(translated):
         assert "`micrometrics`.`devices`" in sql["stg_devices"]
         assert "INT64" in sql["fct_survey_responses"]
         assert "CAST('2027-01-15 08:00:00.000000+00:00' AS TIMESTAMP)" in sql["stg_run_context"]
-        assert "INTERVAL '7' DAY" in sql["dim_devices"]
+        assert "INTERVAL '168' HOUR" in sql["dim_devices"]
     else:
         assert '"micrometrics"."devices"' in sql["stg_devices"]
         assert "AS TIMESTAMPTZ)" in sql["stg_run_context"]
-        assert "INTERVAL '7 DAY'" in sql["dim_devices"]
+        assert "INTERVAL '168 HOUR'" in sql["dim_devices"]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
