@@ -9,6 +9,7 @@ from typing import Any
 
 from pipelines.models import build_models
 from pipelines.sync.cli import main
+from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
 from tests.models import expected
 from tests.models.conftest import rows
@@ -208,3 +209,31 @@ def test_sync_command_exits_0_after_an_edit_and_4_when_a_data_test_fails(
     assert query(tmp_path, f"SELECT a.value FROM {DATASET}.survey_responses__answers a "
                            f"JOIN {DATASET}.survey_responses r ON a._dlt_parent_id = r._dlt_id "
                            f"WHERE r.id = {new[0]}") == [("11",)]
+
+
+def test_a_full_refresh_keeps_the_question_history_the_api_cannot_serve_again(
+        start_sandbox, tmp_path, clock):
+    # The API lists only a survey's current questions: dropped with the other tables, the
+    # versions of dropped questions would be gone for good, their answers untyped (historic
+    # NPS lost) and answers_have_known_question failing on every build.
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync(sandbox, tmp_path, clock)
+    clock.advance(3600)
+    edit = edit_surveys(sandbox)
+    clock.advance(60)
+    before = sync(sandbox, tmp_path, clock)
+    as_of = datetime.fromtimestamp(clock(), UTC)
+    assert all(test.passed for test in build_models(before.pipeline, now=as_of).tests)
+    history = (f"SELECT survey_id, id, type, valid_from, valid_to "
+               f"FROM {DATASET}.survey_questions")
+    versions = sorted(query(tmp_path, history))
+    nps = f"SELECT count(nps_score) FROM {DATASET}.fct_survey_responses"
+    scores = query(tmp_path, nps)
+    assert edit["old_nps"] in {version[1] for version in versions}
+
+    clock.advance(60)
+    refreshed = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(full_refresh=True),
+                             rate=1000.0, burst=1000)
+    assert all(test.passed for test in build_models(refreshed.pipeline, now=as_of).tests)
+    assert sorted(query(tmp_path, history)) == versions
+    assert query(tmp_path, nps) == scores

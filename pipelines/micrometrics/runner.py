@@ -26,6 +26,7 @@ from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
 from .marks import MarkCounts, apply_survey_marks
 from .pending import finish_pending
+from .questions import RESOURCE as QUESTION_HISTORY
 from .questions import with_question_history
 from .quiet import Skipped, skipped_surveys
 from .reconcile import ReconcileReport
@@ -158,21 +159,26 @@ def sync(
         refresh = "drop_resources" if full_refresh else None
         list_read = (prefetch_survey_list(client, bounds, index, tally)
                      if {"surveys", "survey_responses"} & set(selected) else None)
+        chosen = with_question_history(selected)
         try:
             while True:
                 budget.new_round()
+                # A full refresh keeps the question history: the API serves only the current
+                # questions, so the versions it drops could never be loaded again (and the
+                # answers to them would lose their type). It is merged from the next round.
+                this_round = [r for r in chosen if not (refresh and r == QUESTION_HISTORY)]
                 source = micrometrics_source(
                     settings=settings, client=client, bounds=bounds, budget=budget,
                     survey_index=index, window_states=states, tally=tally,
                     known_versions=partial(loaded_versions, pipeline),
-                ).with_resources(*with_question_history(selected))
+                ).with_resources(*this_round)
                 info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                     refresh=refresh)
                 refresh = None
                 report.rounds += 1
                 report.load_infos.append(info)
                 count_rows(pipeline, report)
-                if not budget.more:
+                if not budget.more and len(this_round) == len(chosen):
                     break
                 release_memory(held)
         finally:

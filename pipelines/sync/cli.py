@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--end-at", type=timestamp_arg,
                         help="upper bound of an explicit re-read (default: now)")
     parser.add_argument("--full-refresh", action="store_true",
-                        help="drop this source's tables and state, then load the whole history")
+                        help="drop this source's tables and state, then load the whole history "
+                             "(the question history survey_questions is kept: the API serves "
+                             "only current questions)")
     parser.add_argument("--reconcile", action="store_true",
                         help="after the sync, list every id of devices and survey responses "
                              "and mark rows erased upstream (deleted_at); one request per page "
