@@ -3,11 +3,14 @@ process through ``main(argv)``, and in a real one where a kill is what is tested
 
 from __future__ import annotations
 
+import io
+import logging
 import signal
 
 import duckdb
 import pytest
 
+from pipelines.sync.cli import main
 from tests.cli import run_cli, start_sync, sync_env
 from tests.syncing import query
 from tests.truth import assert_matches_truth
@@ -136,3 +139,29 @@ def test_sync_builds_models_unless_told_not_to(start_sandbox, tmp_path):
     assert query(with_models, count) == [(120,)]
     with pytest.raises(duckdb.CatalogException):
         query(without, count)
+
+
+def test_in_process_runs_leave_the_hosts_logging_as_it_was(start_sandbox, tmp_path,
+                                                           monkeypatch, capsys):
+    # An orchestrator (an Airflow task) calls main() in its own process: its log handlers stay
+    # in place and open, and one run's verbosity does not leak into the next.
+    sandbox = start_sandbox(rate=1000.0, burst=1000, responses=50)
+    for key, value in sync_env(tmp_path, sandbox.url).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    host_log = io.StringIO()
+    host = logging.StreamHandler(host_log)
+    root, ours = logging.getLogger(), logging.getLogger("micrometrics")
+    root.addHandler(host)
+    before = (root.handlers[:], root.level, ours.level, ours.propagate, ours.handlers[:])
+    try:
+        assert main(["--no-models"]) == 0
+        first = capsys.readouterr().err
+        assert main(["--no-models", "--quiet"]) == 0
+        second = capsys.readouterr().err
+        logging.getLogger("host").warning("after the syncs")
+        assert (root.handlers, root.level, ours.level, ours.propagate, ours.handlers) == before
+        assert "after the syncs" in host_log.getvalue() and not host.stream.closed
+        assert "records in" in first and "records in" not in second  # progress lines
+    finally:
+        root.removeHandler(host)

@@ -13,6 +13,7 @@ from pipelines.destination import add_destination_arguments
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.sync.json_summary import JsonAwareParser, dumps
+from pipelines.sync.logs import command_logging
 
 from .render import render
 from .report import build_report
@@ -83,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr,
-                        force=True)
+    with command_logging(logging.WARNING, "micrometrics"):
+        return report_status(args)
+
+
+def report_status(args: argparse.Namespace) -> int:
     now = args.now or datetime.now(UTC)
     from pipelines.sync.cli import TABLES
 

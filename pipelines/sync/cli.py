@@ -18,6 +18,7 @@ from pipelines.micrometrics.timeutil import parse_timestamp
 
 from .dryrun import describe_plan
 from .json_summary import JsonAwareParser, RunResult
+from .logs import command_logging
 from .options import SyncOptions
 from .run import (  # noqa: F401 - TABLES and the exit statuses are imported from here too
     EXIT_CONFIG,
@@ -129,17 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(message)s",
-        stream=sys.stderr,
-        force=True,  # each call logs to the sys.stderr of the moment (tests call main() in-process)
-    )
-    if not args.quiet:
-        logging.getLogger("micrometrics").setLevel(logging.INFO)
+    level = (logging.DEBUG if args.verbose else logging.WARNING if args.quiet
+             else logging.INFO)
     result = RunResult(destination=args.destination, dataset=args.dataset,
                        started_at=datetime.now(UTC), secrets=[configured_secret()])
-    code = run(args, result)
+    # --verbose: dlt's own debug lines too.
+    with command_logging(level, "micrometrics", *(["dlt"] if args.verbose else [])):
+        code = run(args, result)
     if args.json:
         print(result.as_json(code, datetime.now(UTC)))
     return code

@@ -1,0 +1,35 @@
+"""The commands' log lines on stderr, without touching the host's logging.
+
+The sync and status commands run as processes and in-process (an Airflow task, a notebook, a
+test): configuring the root logger there would remove and close the host's handlers. So a
+command gives its own loggers a stderr handler for the length of the run, and puts their
+levels and propagation back afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def command_logging(level: int, *names: str) -> Iterator[None]:
+    """Messages of ``names`` (and below) at ``level`` or above go to ``sys.stderr`` as they
+    are, for the block; the loggers are as they were afterwards."""
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of this moment (tests swap it)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(logger, logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False  # not twice, where the host logs to stderr too
+    try:
+        yield
+    finally:
+        for logger, level_before, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level_before)
+            logger.propagate = propagate
