@@ -4,14 +4,16 @@ process through ``main(argv)``, and in a real one where a kill is what is tested
 from __future__ import annotations
 
 import io
+import json
 import logging
 import signal
 
 import duckdb
 import pytest
 
+from pipelines.status.cli import main as status_main
 from pipelines.sync.cli import main
-from tests.cli import run_cli, start_sync, sync_env
+from tests.cli import run_cli, run_in_process, start_sync, sync_env
 from tests.syncing import query
 from tests.truth import assert_matches_truth
 
@@ -165,3 +167,27 @@ def test_in_process_runs_leave_the_hosts_logging_as_it_was(start_sandbox, tmp_pa
         assert "records in" in first and "records in" not in second  # progress lines
     finally:
         root.removeHandler(host)
+
+
+def test_destination_misconfiguration_exits_2_and_every_bad_run_is_recorded(start_sandbox,
+                                                                           tmp_path):
+    sandbox = start_sandbox(rate=1000.0, burst=1000, responses=50)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    requests = sandbox.stats()["requests"]
+    for extra, args in [
+        ({}, ["--destination", "nosuchdest"]),
+        ({"DESTINATION__POSTGRES__CREDENTIALS": "postgresql://u:sekret@db:notaport/x"},
+         ["--destination", "postgres"]),
+        ({"DESTINATION__SNOWFLAKE__CREDENTIALS": ""}, ["--destination", "snowflake"]),
+    ]:
+        result = run_cli(dict(env, **extra), "--no-models", *args)
+        assert result.returncode == 2, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and "sekret" not in result.stderr
+    assert sandbox.stats()["requests"] == requests
+
+    bad = run_cli(dict(env, SOURCES__MICROMETRICS__WINDOW_PAGES="-3"), "--quiet")
+    assert bad.returncode == 2
+    status = json.loads(run_in_process(status_main, ["status"], env, "--json").stdout)
+    assert status["last_sync"]["exit_code"] == 2 and "window_pages" in status["last_sync"]["error"]

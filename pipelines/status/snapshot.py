@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
-from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.versioned_state import json_decode_state
 from dlt.pipeline.state_sync import migrate_state_to_current
@@ -26,13 +24,9 @@ from dlt.pipeline.state_sync import migrate_state_to_current
 from pipelines.destination import PIPELINE_NAME, configured_duckdb_path, open_pipeline
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
-from pipelines.sync.errors import causes, one_line
+from pipelines.sync.errors import CONFIG_ERRORS, causes, one_line
 
 from .record import STATUS_KEY
-
-# What the destination's configuration lacks or misnames: bad configuration (exit 2), not an
-# unreachable destination.
-CONFIG_ERRORS = (ConfigFieldMissingException, UnknownDestinationModule)
 
 
 @dataclass

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, InvalidNativeValue
+from dlt.common.destination.exceptions import UnknownDestinationModule
+
+# What the destination's configuration lacks or misnames (an unknown --destination, missing or
+# malformed credentials): bad configuration, exit 2, not a failed or unreachable destination.
+CONFIG_ERRORS = (ConfigFieldMissingException, UnknownDestinationModule, InvalidNativeValue)
+
 
 def one_line(exc: BaseException, limit: int = 500) -> str:
     """``exc``'s message with whitespace folded, at most ``limit`` characters (then ``...``)."""

@@ -27,7 +27,7 @@ from pipelines.micrometrics.settings import Settings, load_settings
 from pipelines.models import DataTestFailed, ModelsError, build_models, mart_preview, run_data_tests
 from pipelines.status.record import SyncOutcome, record_sync
 
-from .errors import causes, one_line
+from .errors import CONFIG_ERRORS, causes, one_line
 from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
@@ -56,11 +56,11 @@ def run_sync(options: SyncOptions, result: RunResult, *, models: bool = True,
         DataTestFailed: Loaded, but a data test failed.
         Exception: What the sync or dlt raised (``failure`` gives its exit status).
     """
-    settings = load_settings()
-    result.secrets.append(settings.api_secret)
     with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
         pipeline = make_pipeline(options)
-        with recorded(pipeline, options, result):
+        with recorded(pipeline, options, result):  # a bad setting is recorded for status too
+            settings = load_settings()
+            result.secrets.append(settings.api_secret)
             sync_and_build(options, settings, pipeline, result, models, say, preview)
 
 
@@ -125,4 +125,7 @@ def failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
     if isinstance(exc, ConfigurationError):
         return EXIT_CONFIG, str(exc)
+    misconfigured = next((link for link in causes(exc) if isinstance(link, CONFIG_ERRORS)), None)
+    if misconfigured is not None:
+        return EXIT_CONFIG, f"destination configuration: {one_line(misconfigured)}"
     return EXIT_FAILED, f"sync failed: {one_line(first_cause(exc))}"
