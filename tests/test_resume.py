@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 
+import dlt
+
 from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.source import micrometrics_source
@@ -52,3 +54,30 @@ def test_local_state_lost_after_extract_falls_back_to_the_destination(
     shutil.rmtree(tmp_path / "pipelines")
     sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_a_window_whose_kept_cursor_expires_between_rounds_still_finishes(
+    start_sandbox, tmp_path, clock, monkeypatch
+):
+    # Cursors that expire while a round loads: the cursor one round kept is refused at the
+    # next. The window is read again from its first page, and must then be read to its end,
+    # or a window longer than a round would start over every round and never be done.
+    sandbox = start_sandbox(clock=clock, surveys=1, devices=3, responses=400, page_size=10,
+                            rate=1000.0, burst=1000)
+    run = dlt.Pipeline.run
+    rounds: list[int] = []
+
+    def cursors_expire_during_the_load(self, *args, **kwargs):
+        if rounds:
+            sandbox.clear_script()
+            sandbox.script("reject_cursor", endpoint="survey_responses")
+        rounds.append(len(rounds) + 1)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(dlt.Pipeline, "run", cursors_expire_during_the_load)
+    sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000, round_pages=10,
+                 max_requests=200)
+
+    assert_matches_truth(tmp_path, sandbox.truth())
+    # 41 pages of responses: 10 in the first round, all of them again in the second.
+    assert len(rounds) <= 3 and sandbox.stats()["requests"] <= 10 + 1 + 41 + 2

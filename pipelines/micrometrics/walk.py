@@ -160,7 +160,11 @@ def read_chain(read: StreamRead, part: Progress,
                             return Cut(cut)  # the slices read these pages again
                     if pages >= SLICE_ALONE_UNTIL:
                         sample = None  # past the last page where a cut is weighed
-                    if not read.budget.take():
+                    # After a refused cursor the chain is read to its end whatever the budget:
+                    # if cursors expire (say, during a round's load), one kept for the next
+                    # round would be refused again, and a window longer than a round would
+                    # start over every round, never done.
+                    if not read.budget.take() and not restarts:
                         # Out of budget mid-chain: this round's state keeps the cursor.
                         part.checkpoint(next_cursor, records)
                         log.info("%s: %s .. %s: %d records so far; continued next round",
@@ -175,8 +179,8 @@ def read_chain(read: StreamRead, part: Progress,
                 raise
             part.restart()
             read.budget.spend()  # the chain's first page, read again whatever the budget
-            log.warning("warning: %s: the API refused a cursor; reading the window again",
-                        read.label)
+            log.warning("warning: %s: the API refused a cursor; reading the window again, to "
+                        "its end in this round", read.label)
     part.finish(records)
     return Read(records, pages)
 

@@ -17,6 +17,8 @@ A stream (one index endpoint) owes a *range* ``[lo, hi]``: the whole history on 
   ``updated_at``), and giving a window up would read its pages twice. Its progress is
   checkpointed instead: when a round's page budget runs out mid-window, the paging cursor is
   kept in state (``pending.window``) and the next round resumes from it (see ``checkpoint``);
+  after the API refused a cursor, the window read again is read to its end whatever the budget
+  (a kept cursor could expire before the next round: see ``walk.read_chain``);
 - the one exception: a window whose chain of pages would end the sync alone, at slow answers,
   is given up at its 4th page (or, left alone, its 5th or 6th) and read again as two slices
   side by side (``slicing``), once per range; each slice keeps its own cursor in
