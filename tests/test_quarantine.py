@@ -12,6 +12,10 @@ def test_reasons():
     assert rejection_reason({"updated_at": "2026-01-01T00:00:00Z"}) == "no id"
     assert rejection_reason({"id": 1}) == "no updated_at"
     assert "not an ISO 8601" in rejection_reason({"id": 1, "updated_at": "2026-01-01 00:00"})
+    # A year, a date, a week or a number is no instant: not guessed as a midnight UTC.
+    for vague in ("2024", "2024-01-01", "2024-W05", 20240101, "2024-01-01+00:00"):
+        assert "not an ISO 8601" in rejection_reason({"id": 1, "updated_at": vague}), vague
+    assert rejection_reason({"id": 1, "updated_at": "2026-01-01 10:00:00.123456789+02:00"}) is None
     assert rejection_reason(["not", "a", "record"]).startswith("not a JSON object")
 
 

@@ -9,6 +9,7 @@ and its summary warns. Each distinct rejected record is stored once (merged on a
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,8 @@ import dlt
 from dlt.common import json
 
 from .timeutil import parse_timestamp
+
+DATE_AND_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 REJECTED_TABLE = "_rejected_records"
 REJECTED_HINTS = dlt.mark.make_hints(
@@ -37,7 +40,11 @@ def rejection_reason(record: Any) -> str | None:
     if updated_at is None:
         return "no updated_at"
     try:
-        parse_timestamp(str(updated_at))
+        # A date and a time of day: a settings value may be a bare date (its midnight), but a
+        # record's change time given as a year, a week or a number is no instant to merge on.
+        if not isinstance(updated_at, str) or not DATE_AND_TIME.match(updated_at.strip()):
+            raise ValueError(updated_at)
+        parse_timestamp(updated_at)
     except ValueError:
         return f"updated_at {str(updated_at)[:40]!r} is not an ISO 8601 timestamp with offset"
     return None
