@@ -137,6 +137,19 @@ def test_no_workers_of_ours_when_the_user_configured_them_anywhere(variable, val
     assert not set(PARALLEL) & set(defaults_for("duckdb", PIPELINE))
 
 
+@pytest.mark.parametrize("variable", [
+    "DATA_WRITER__DISABLE_COMPRESSION",
+    "NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION",  # a step's own writer
+    "EXTRACT__DATA_WRITER__DISABLE_COMPRESSION",
+    "MICROMETRICS__NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION",
+])
+def test_a_writer_setting_in_any_section_is_the_users(variable, monkeypatch):
+    monkeypatch.setenv(variable, "false")
+    chosen = defaults_for("duckdb", PIPELINE)
+    assert "DATA_WRITER__DISABLE_COMPRESSION" not in chosen
+    assert "DATA_WRITER__BUFFER_MAX_ITEMS" in chosen  # the other one is still ours
+
+
 def test_a_pipeline_scoped_setting_is_the_users(monkeypatch):
     monkeypatch.setenv("MICROMETRICS__LOAD__WORKERS", "8")
     assert "LOAD__WORKERS" not in defaults_for("duckdb", PIPELINE)

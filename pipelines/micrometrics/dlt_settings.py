@@ -69,12 +69,16 @@ ALSO_CONFIGURED_AS = {
     "sources.data_writer.file_max_items": ("data_writer.file_max_items",
                                            "extract.data_writer.file_max_items",
                                            "sources.micrometrics.data_writer.file_max_items"),
+    **{f"data_writer.{name}": tuple(f"{section}.data_writer.{name}" for section in (
+        "normalize", "extract", "sources", "sources.micrometrics"))
+       for name in ("disable_compression", "buffer_max_items")},
 }
 
 
 def configured(key: str, pipeline_name: str) -> bool:
     """Whether the user set ``key`` (or what stands for it) anywhere dlt would find it."""
-    keys = (key, f"{pipeline_name}.{key}", *ALSO_CONFIGURED_AS.get(key, ()))
+    also = ALSO_CONFIGURED_AS.get(key, ())
+    keys = (key, *also, *(f"{pipeline_name}.{name}" for name in (key, *also)))
     return any(dlt.config.get(name) is not None for name in keys)
 
 
