@@ -13,6 +13,7 @@ import dlt
 import psycopg2
 
 from pipelines.models import build_models
+from pipelines.models import runner as models_runner
 from pipelines.models.project import SQL_DIR
 from tests.destination_scenarios import (
     command_loads_exact,
@@ -55,7 +56,7 @@ def test_the_command_loads_postgres_exact(start_sandbox, tmp_path, postgres_cred
 
 
 def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
-        start_sandbox, tmp_path, clock, postgres_credentials):
+        start_sandbox, tmp_path, clock, postgres_credentials, monkeypatch):
     # PostgreSQL cannot replace a table, and DROP ... CASCADE would take along every view that
     # reads a model: an analyst's view on a mart or a staging view must survive the next build,
     # and see the new rows.
@@ -92,6 +93,14 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
                                    sql_dir=sql_dir))
     assert query(pipeline, f"SELECT DISTINCT build_version FROM {DATASET}.mart_nps_daily") == [
         (1,)]
+
+    # Taken for unchanged and refused in place, it is dropped and created all the same.
+    monkeypatch.setattr(models_runner, "can_replace_in_place", lambda *args: True)
+    mart.write_text(f"{head}{select}    2 AS build_version, 'b' AS build_label,\n{tail}")
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC),
+                                   sql_dir=sql_dir))
+    assert query(pipeline, f"SELECT DISTINCT build_version, build_label "
+                           f"FROM {DATASET}.mart_nps_daily") == [(2, "b")]
 
 
 def test_last_7_and_30_days_are_exact_durations_whatever_the_servers_time_zone(

@@ -14,28 +14,37 @@ from __future__ import annotations
 from typing import Any
 
 RELKINDS = {"VIEW": ("v",), "TABLE": ("r", "p")}  # pg_class.relkind of each materialization
+PROBE = "pg_temp.micrometrics_columns_of"  # a session's own: gone when it ends
 
 
-def existing_columns(client: Any, relation: str, kind: str) -> list[tuple[str, int]] | None:
-    """Names and type oids of ``relation`` (quoted, qualified) in order; None when it does not
-    exist or is not of ``kind``."""
+def relation_columns(client: Any, relation: str) -> list[tuple[str, str]]:
+    """Names and full types (``numeric(10,2)``, not ``numeric``: PostgreSQL will not replace a
+    view column's type modifier either) of ``relation``'s columns, in order."""
+    with client.execute_query(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+        " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped"
+        " ORDER BY a.attnum", relation
+    ) as cursor:
+        return [(name, kind) for name, kind in cursor.fetchall()]
+
+
+def existing_columns(client: Any, relation: str, kind: str) -> list[tuple[str, str]] | None:
+    """``relation_columns`` of ``relation`` (quoted, qualified); None when it does not exist
+    or is not of ``kind``."""
     with client.execute_query(
         "SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", relation
     ) as cursor:
         row = cursor.fetchone()
     if row is None or row[0] not in RELKINDS[kind]:
         return None
-    with client.execute_query(
-        "SELECT a.attname, a.atttypid FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
-        " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", relation
-    ) as cursor:
-        return [(name, int(oid)) for name, oid in cursor.fetchall()]
+    return relation_columns(client, relation)
 
 
-def query_columns(client: Any, query: str) -> list[tuple[str, int]]:
-    """Names and type oids of what ``query`` returns (planned, no row read)."""
-    with client.execute_query(f"SELECT * FROM ({query}) AS columns_of LIMIT 0") as cursor:
-        return [(column[0], int(column[1])) for column in cursor.description]
+def query_columns(client: Any, query: str) -> list[tuple[str, str]]:
+    """``relation_columns`` of what ``query`` returns (a temporary view of it; no row read)."""
+    client.execute_sql(f"DROP VIEW IF EXISTS {PROBE};\nCREATE TEMP VIEW "
+                       f"{PROBE.split('.')[1]} AS {query}")
+    return relation_columns(client, PROBE)
 
 
 def can_replace_in_place(client: Any, relation: str, kind: str, query: str) -> bool:

@@ -140,8 +140,15 @@ def build_models(
         report = ModelsReport(dialect=dialect, as_of=params["as_of"])
         for model in build_order(project.models):
             in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
-            for statement in build_statements(model, dialect, qualify, params, in_place):
-                execute(client, statement, f"model {model.name}")
+            try:
+                for statement in build_statements(model, dialect, qualify, params, in_place):
+                    execute(client, statement, f"model {model.name}")
+            except ModelsError:
+                if not in_place:
+                    raise
+                # Refused in place after all (its one transaction rolled back): drop, create.
+                for statement in build_statements(model, dialect, qualify, params):
+                    execute(client, statement, f"model {model.name}")
             report.built.append((model.name, model.materialization or ""))
         if run_tests:
             report.tests = [run_test(client, test, dialect, qualify) for test in project.tests]
