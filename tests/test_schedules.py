@@ -52,6 +52,7 @@ from pipelines.micrometrics.errors import (
     ConfigurationError,
     CursorRejectedError,
     UnexpectedResponseError,
+    UnsendableRequestError,
 )
 from pipelines.models import DataTestFailed, DataTestResult, ModelsError
 from pipelines.models.project import load_project
@@ -408,6 +409,9 @@ FAILED_TEST = DataTestResult("scores_in_range", 1, ("nps_score",), ((11,),))
     (lambda: step_failed(ApiError("GET", "/devices", 429, "throttled")), True),
     (lambda: step_failed(CursorRejectedError("GET", "/devices?cursor=x", 400, "cursor")), True),
     (lambda: step_failed(ApiError("GET", "/devices", 404, "check base_url")), False),
+    (lambda: step_failed(ApiError("GET", "/devices", 501, "not implemented")), False),
+    (lambda: step_failed(ApiError("GET", "/devices", 524, "origin timed out")), True),
+    (lambda: step_failed(UnsendableRequestError("GET", "/devices", None, "not sent")), False),
     (lambda: step_failed(AuthenticationError("GET", "/devices", 401, "key and secret")), False),
     (lambda: step_failed(UnexpectedResponseError("GET", "/devices", 200, "not JSON")), False),
     (lambda: SyncLockedError("another sync of pipeline 'micrometrics' is running"), True),

@@ -87,6 +87,8 @@ def test_deep_pass_settings_default_and_accept_zero_but_not_negative(monkeypatch
         ("MAX_IN_FLIGHT", "inf", "max_in_flight must be a finite number up to 1e+09, got inf"),
         ("DEEP_EVERY_HOURS", "1e12", "deep_every_hours must be a finite number up to 1e+09, "
                                      "got 1000000000000.0"),
+        ("INITIAL_WINDOW_DAYS", "1e9", "initial_window_days must be at most 100 years, got 1e+09"),
+        ("DEEP_LOOKBACK_HOURS", "1e8", "deep_lookback_hours must be at most 100 years, got 1e+08"),
         ("API_KEY", "key with space", "api_key holds a space, line break or control character"),
         ("API_SECRET", "sec\x07ret", "api_secret holds a space, line break or control character"),
     ],

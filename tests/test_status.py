@@ -15,7 +15,6 @@ import pytest
 
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.status.cli import age_arg, main
-from pipelines.status.record import SyncOutcome, updated_status
 from pipelines.sync.cli import TABLES
 from pipelines.sync.summary import destination_counts
 from tests.cli import run_cli, run_in_process, sync_env
@@ -177,24 +176,30 @@ def test_status_reads_no_state_of_another_dataset_or_a_moved_file(start_sandbox,
 
 def test_a_failed_full_refresh_no_longer_vouches_for_the_data(start_sandbox, tmp_path):
     # A full refresh drops the tables as its first round loads: once it fails, the success
-    # before it says nothing about what the destination holds. Freshness then rests on the
-    # streams' own high-water marks, which the refresh resets as it drops.
+    # before it says nothing about what the destination holds, and freshness rests on the
+    # streams' own high-water marks, which the refresh resets as it drops the tables.
     sandbox = start_sandbox(**SMALL)
-    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1")
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1",
+                   SOURCES__MICROMETRICS__ROUND_PAGES="1")
     assert run_cli(env, "--quiet", "--no-models").returncode == 0
-    assert status_json(env)["last_success"] is not None
-    sandbox.script("http_500", endpoint="survey_responses")
-    assert run_cli(env, "--quiet", "--no-models", "--full-refresh").returncode == 1
-    after = status_json(env)
-    assert after["last_success"] is None and after["last_sync"]["full_refresh"] is True
+    success = status_json(env)["last_success"]
+    assert success is not None
 
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    succeeded = SyncOutcome(start, start, 0, "ok")
-    failed_refresh = SyncOutcome(start, start, 1, "failed", full_refresh=True)
-    failed_plain = SyncOutcome(start, start, 1, "failed")
-    assert "last_success" not in updated_status(updated_status({}, succeeded), failed_refresh)
-    assert updated_status(updated_status({}, succeeded), failed_plain)["last_success"] == (
-        succeeded.as_record())
+    bad = dict(env, SOURCES__MICROMETRICS__WINDOW_PAGES="-1")  # fails before anything
+    assert run_cli(bad, "--quiet", "--no-models", "--full-refresh").returncode == 2
+    assert status_json(env, "--max-age", "1h")["fresh"] is True
+
+    # Round 1 (one page, no paging cursor) drops the tables and loads that page; the API
+    # refuses every cursor after it, and the sync fails in round 2.
+    sandbox.script("reject_cursor", count=10, endpoint="survey_responses")
+    assert run_cli(env, "--quiet", "--no-models", "--full-refresh").returncode == 1
+    after = status_json(env, "--max-age", "1h", code=1)
+    assert after["fresh"] is False and after["last_success"] == success
+    assert after["last_sync"]["full_refresh"] is True
+
+    sandbox.clear_script()
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0  # completes the reload
+    assert status_json(env, "--max-age", "1h")["fresh"] is True
 
 
 def test_ages_take_units():

@@ -191,3 +191,25 @@ def test_destination_misconfiguration_exits_2_and_every_bad_run_is_recorded(star
     assert bad.returncode == 2
     status = json.loads(run_in_process(status_main, ["status"], env, "--json").stdout)
     assert status["last_sync"]["exit_code"] == 2 and "window_pages" in status["last_sync"]["error"]
+
+
+def test_a_refused_run_on_a_stale_worker_leaves_the_destinations_newer_state(start_sandbox,
+                                                                            tmp_path):
+    # Two workers, one destination. Worker b's local state is old; recording its refused run
+    # must not load that state over the one worker a synced since.
+    sandbox = start_sandbox(rate=1000.0, burst=1000, responses=50)
+    worker_a = sync_env(tmp_path, sandbox.url)
+    worker_b = dict(worker_a, DLT_DATA_DIR=str(tmp_path / "dlt_b"))
+    assert run_cli(worker_b, "--quiet", "--no-models").returncode == 0
+    for _ in range(2):
+        assert run_cli(worker_a, "--quiet", "--no-models").returncode == 0
+    newest_success = json.loads(run_in_process(status_main, ["status"], worker_a,
+                                               "--json").stdout)["last_success"]
+
+    refused = dict(worker_b, SOURCES__MICROMETRICS__WINDOW_PAGES="-1")
+    assert run_cli(refused, "--quiet", "--no-models").returncode == 2
+
+    fresh_machine = dict(worker_a, DLT_DATA_DIR=str(tmp_path / "dlt_c"))
+    status = json.loads(run_in_process(status_main, ["status"], fresh_machine, "--json").stdout)
+    assert status["state_source"] == "destination"
+    assert status["last_sync"]["exit_code"] == 2 and status["last_success"] == newest_success

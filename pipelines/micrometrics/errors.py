@@ -50,5 +50,10 @@ class UnexpectedResponseError(ApiError):
     """A 2xx body that is not what an index endpoint returns."""
 
 
+class UnsendableRequestError(ApiError):
+    """A request this machine could not send (a header or URL with a character HTTP does not
+    allow): no retry, here or by a scheduler, can help."""
+
+
 class CursorRejectedError(ApiError):
     """A 400 on a request that carried a paging cursor: the window can start over."""

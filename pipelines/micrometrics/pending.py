@@ -14,8 +14,9 @@ What is left, by the phase the kill landed in:
 - **after extract, normalize**: a committed, extracted package. Its state (the windows it
   finished) is already the local state, so it must be loaded, whatever the next sync selects:
   it is normalized and loaded. Killed between the package's commit and the save of the local
-  state, the package carries a newer state than the local one: once it is loaded, the first
-  round's ``pipeline.run`` finds the destination's state newer and restores it. A normalize
+  state, the package carries a newer state than the local one: once it is loaded, the sync
+  finds the destination's state newer and restores it (``sync_destination``, before it applies
+  any survey marks). A normalize
   cut before its commit left a half-written copy in ``load/new``, which dlt's normalize
   replaces.
 - **between normalize's commit and its cleanup**: the package both normalized and still

@@ -10,15 +10,16 @@ from time import time
 
 from .throttle import header_float
 
-# Statuses worth another attempt besides 429 (which waits for the server's own hint instead):
-# every 5xx but those no retry fixes (501 not implemented, 505 HTTP version), so a gateway's
-# own (Cloudflare's 520-524, 507) too; and 408 (a proxy timed the request out) and 425.
+MAX_RETRY_AFTER = 300.0
+# The 5xx no retry fixes: 501 not implemented, 505 HTTP version not supported.
 FINAL_5XX = frozenset({501, 505})
 
 
 def is_transient(status: int) -> bool:
+    """Whether a status is worth another attempt (besides 429, which waits for the server's own
+    hint instead): every 5xx but ``FINAL_5XX``, so a gateway's own too (Cloudflare's 520-524,
+    507); 408 (a proxy timed the request out) and 425 (too early)."""
     return status in (408, 425) or (500 <= status <= 599 and status not in FINAL_5XX)
-MAX_RETRY_AFTER = 300.0
 
 
 @dataclass
@@ -26,7 +27,8 @@ class RetryPolicy:
     """Capped exponential backoff with jitter.
 
     Args:
-        max_attempts: Attempts per request for 5xx, connection errors, timeouts and bad JSON.
+        max_attempts: Attempts per request for transient statuses (``is_transient``),
+            connection errors, timeouts and bad JSON.
         max_throttled: 429s tolerated per request before giving up (each waits as told).
         base: First backoff in seconds; doubles per attempt.
         cap: Longest backoff in seconds.

@@ -153,7 +153,9 @@ def sync(
         report = SyncReport(load_infos=finish_pending(pipeline))
         # The marks come from state: the destination's, when it is newer than this machine's
         # (another worker synced since). Stale local state would mark a survey that came back.
-        pipeline.sync_destination()
+        # (dlt's run restores it too, but only once the marks are applied.)
+        if pipeline.config.restore_from_destination:
+            pipeline.sync_destination()
         report.marks.add(apply_survey_marks(pipeline))
         # Only the selected resources: --full-refresh --resources devices keeps the responses.
         refresh = "drop_resources" if full_refresh else None

@@ -10,13 +10,14 @@ such call becomes as many attempts as it takes. Each attempt:
   ``APIAuth`` signer): a new ``Date`` and signature, so a retry after a long wait is not refused
   for a stale ``Date`` (the API allows 15 minutes);
 - on a 429, waits ``RateLimit-Retry-After`` and goes again without using up an attempt;
-- on a 5xx, a dropped connection, a timeout or a 2xx/3xx body that is not JSON, backs off by
-  the ``RetryPolicy`` and goes again, raising the last failure once the attempts are used up.
+- on a 5xx (not 501 or 505), a 408 or 425, a dropped connection, a timeout or a 2xx/3xx body
+  that is not JSON, backs off by the ``RetryPolicy`` and goes again, raising the last failure
+  once the attempts are used up.
 
-Any other response is final: 2xx with its JSON parsed onto ``response.payload``, or a 4xx left
-to the caller. The request's response hooks run once, on that final response (not on every
-attempt), so a status check passed as ``hooks={"response": [...]}`` judges the outcome, and dlt's
-default ``raise_for_status`` hook never sees a 429 or 503 that a retry fixed.
+Any other response is final: 2xx with its JSON parsed onto ``response.payload``, or an error
+status left to the caller. The request's response hooks run once, on that final response (not on
+every attempt), so a status check passed as ``hooks={"response": [...]}`` judges the outcome, and
+dlt's default ``raise_for_status`` hook never sees a 429 or 503 that a retry fixed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from requests.auth import AuthBase
 from requests.hooks import default_hooks, dispatch_hook
 
 from . import cancel
-from .errors import ApiError, UnexpectedResponseError, body_excerpt
+from .errors import ApiError, UnexpectedResponseError, UnsendableRequestError, body_excerpt
 from .inflight import InFlight
 from .messages import hint
 from .retry import RetryPolicy, is_transient, retry_after_seconds
@@ -131,9 +132,10 @@ class MicrometricsSession(requests.Session):
             if unsendable:
                 # Raised here, outside the handler: the refusal's message quotes the signed
                 # Authorization header, and a chained exception reaches tracebacks and dlt's trace.
-                raise ApiError(signed.method or "", urlsplit(signed.url or "").path, None,
-                               f"not sent ({unsendable}): a header or the URL holds a character "
-                               f"HTTP does not allow; {hint('unsendable')}")
+                raise UnsendableRequestError(
+                    signed.method or "", urlsplit(signed.url or "").path, None,
+                    f"not sent ({unsendable}): a header or the URL holds a character HTTP does "
+                    f"not allow; {hint('unsendable')}")
             if response is not None:
                 if response.status_code == 429:
                     throttled += 1
@@ -176,8 +178,9 @@ class MicrometricsSession(requests.Session):
 
 def transient_failure(request: PreparedRequest, response: Response) -> ApiError | None:
     """The error to raise after the last attempt when another attempt may help, else None:
-    for a good response (its JSON parsed onto ``response.payload``) and for a 4xx, which no
-    retry fixes and which is the response hooks' to judge."""
+    for a good response (its JSON parsed onto ``response.payload``) and for any other error
+    status (a 4xx but 408 and 425, a 501, a 505), which no retry fixes and which is the response
+    hooks' to judge."""
     status = response.status_code
     if is_transient(status):
         return api_error(request, response, ApiError, hint("server"))

@@ -41,11 +41,12 @@ DEFAULT_START_AT = "2000-01-01T00:00:00+00:00"
 DEFAULT_LOOKBACK_MINUTES = 120.0
 MIN_LOOKBACK_MINUTES = 15.0
 DEFAULT_WINDOW_PAGES = 50
-ASSUMED_PAGE_SIZE = 100
+ASSUMED_PAGE_SIZE = 100  # the server chooses; this only sizes windows
 # Kiosks offline over a long weekend upload up to three days late: a daily deep pass re-reads
-# three days, so each late record gets three chances to be found.
+# from three days before the previous one, so a record up to three days late is found whenever
+# it arrives between two passes.
 DEFAULT_DEEP_LOOKBACK_HOURS = 72.0
-DEFAULT_DEEP_EVERY_HOURS = 24.0  # the server chooses; this only sizes windows
+DEFAULT_DEEP_EVERY_HOURS = 24.0
 # Requests in flight at once (see inflight). Measured against the sandbox (1 request/s, burst
 # 10, 1.5 s +-50% latency, 5 surveys, 59 requests): elapsed/floor 1.83 with 1 in flight, 1.26
 # with 2, 1.29 with 4, 1.29 with 8; with no latency 4 is as fast as 1. Past 2 the gain is nil
@@ -56,8 +57,11 @@ DEFAULT_MAX_IN_FLIGHT = 4
 # sync, and a response in a quiet survey is at most a day late (see quiet.py, README).
 DEFAULT_QUIET_SURVEY_HOURS = 24.0
 REQUIRED = ("base_url", "api_key", "api_secret")
-# Above any sane value of any numeric setting, below what timedelta can hold in hours.
+# Above any sane value of any numeric setting; durations have their own bound (dates must stay
+# dates when a window or a deep pass reaches back that far).
 MAX_SETTING = 1e9
+MAX_DURATION = timedelta(days=100 * 365)
+HOUR = timedelta(hours=1)
 
 
 def env_name(key: str) -> str:
@@ -311,24 +315,34 @@ def load_settings(**overrides: object) -> Settings:
         api_key=credential("api_key", get("api_key")),
         api_secret=credential("api_secret", get("api_secret")),
         start_at=start_at,
-        lookback=timedelta(minutes=lookback),
-        initial_window=(None if get("initial_window_days") in (None, "") else timedelta(
-            days=_positive("initial_window_days", get("initial_window_days"), 1.0))),
+        lookback=_duration("lookback_minutes", timedelta(minutes=1), lookback),
+        initial_window=(None if get("initial_window_days") in (None, "") else _duration(
+            "initial_window_days", timedelta(days=1),
+            _positive("initial_window_days", get("initial_window_days"), 1.0))),
         window_pages=_count("window_pages", get("window_pages"), DEFAULT_WINDOW_PAGES),
         allow_insecure_http=insecure,
         max_attempts=_count("max_attempts", get("max_attempts"), 6),
         backoff_seconds=_positive("backoff_seconds", get("backoff_seconds"), 0.5),
-        deep_lookback=timedelta(hours=_positive(
+        deep_lookback=_duration("deep_lookback_hours", HOUR, _positive(
             "deep_lookback_hours", get("deep_lookback_hours"), DEFAULT_DEEP_LOOKBACK_HOURS)),
-        deep_every=timedelta(hours=_non_negative(
+        deep_every=_duration("deep_every_hours", HOUR, _non_negative(
             "deep_every_hours", get("deep_every_hours"), DEFAULT_DEEP_EVERY_HOURS)),
         round_pages=(None if get("round_pages") in (None, "")
                      else _count("round_pages", get("round_pages"), 1)),
-        quiet_survey=timedelta(hours=_non_negative(
+        quiet_survey=_duration("quiet_survey_hours", HOUR, _non_negative(
             "quiet_survey_hours", get("quiet_survey_hours"), DEFAULT_QUIET_SURVEY_HOURS)),
         max_in_flight=_at_most("max_in_flight", _count(
             "max_in_flight", get("max_in_flight"), DEFAULT_MAX_IN_FLIGHT), MAX_CONNECTIONS),
     )
+
+
+def _duration(key: str, unit: timedelta, number: float) -> timedelta:
+    """``number`` units as a timedelta, at most ``MAX_DURATION``: a longer one would overflow
+    later, in a window's or a deep pass's dates, naming no setting."""
+    if number * unit.total_seconds() > MAX_DURATION.total_seconds():
+        raise ConfigurationError(f"{key} must be at most {MAX_DURATION.days // 365} years, got "
+                                 f"{number:g}; {hint('invalid_setting')}")
+    return number * unit
 
 
 def _at_most(key: str, value: int, limit: int) -> int:

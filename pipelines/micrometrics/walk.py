@@ -163,8 +163,11 @@ def read_chain(read: StreamRead, part: Progress,
                     # After a refused cursor the chain is read to its end whatever the budget:
                     # if cursors expire (say, during a round's load), one kept for the next
                     # round would be refused again, and a window longer than a round would
-                    # start over every round, never done.
-                    if not read.budget.take() and not restarts:
+                    # start over every round, never done. (Counted, without asking for another
+                    # round: this chain will not need one.)
+                    if restarts:
+                        read.budget.spend()
+                    elif not read.budget.take():
                         # Out of budget mid-chain: this round's state keeps the cursor.
                         part.checkpoint(next_cursor, records)
                         log.info("%s: %s .. %s: %d records so far; continued next round",

@@ -6,6 +6,7 @@ reference time of a build (``now``) reaches the SQL as the one-row view ``stg_ru
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from .project import Model, ModelsError, Project, load_project
 from .variants import pipeline_schema, schema_tables, with_variants
 
 SAMPLE_ROWS = 5
+log = logging.getLogger("micrometrics")
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,12 @@ def build_models(
             try:
                 for statement in build_statements(model, dialect, qualify, params, in_place):
                     execute(client, statement, f"model {model.name}")
-            except ModelsError:
-                if not in_place:
-                    raise
-                # Refused in place after all (its one transaction rolled back): drop, create.
+            except ModelsError as exc:
+                if not (in_place and refused_definition(exc)):
+                    raise  # a lost connection must not cost the views users built on it
+                # Refused in place after all (its transaction rolled back): drop and create.
+                log.warning("warning: model %s could not be replaced in place; dropped and "
+                            "created, with the views that read it", model.name)
                 for statement in build_statements(model, dialect, qualify, params):
                     execute(client, statement, f"model {model.name}")
             report.built.append((model.name, model.materialization or ""))
@@ -157,6 +161,19 @@ def build_models(
     if failures:
         raise DataTestFailed(failures)
     return report
+
+
+def refused_definition(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused a statement for the relation's columns (SQLSTATE 42P16: a view
+    column renamed or dropped; 42804: a type changed; 42601: an INSERT's column count)."""
+    link: BaseException | None = exc
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if getattr(link, "pgcode", None) in ("42P16", "42804", "42601"):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
 
 
 def replaceable(client: Any, model: Model, qualify: Qualifier, params: dict[str, str]) -> bool:

@@ -3,8 +3,9 @@
 A scheduler that retries every failure retries a wrong secret or a failed data test three
 times, for nothing; one that never retries leaves a 503 burst to the next hour. Retried:
 
-- the API kept failing after the client's own attempts: HTTP 5xx, 408, 425, 429 (another client
-  shares the key's rate limit), no response at all (connection refused or dropped, timeouts);
+- the API kept failing after the client's own attempts: HTTP 5xx (not 501 or 505), 408, 425,
+  429 (another client shares the key's rate limit), no response at all (connection refused or
+  dropped, timeouts);
 - the API refused its own paging cursor (its hint: run again, completed windows are kept);
 - another sync of the pipeline holds the lock (``SyncLockedError``, the command's exit 3);
 - what dlt marks transient (``TransientException``: a destination connection lost, a load job
@@ -13,7 +14,8 @@ times, for nothing; one that never retries leaves a 503 burst to the next hour. 
 Not retried (a retry would fail the same way):
 
 - ``ConfigurationError`` (exit 2), 401 (``AuthenticationError``: key, secret or clock), other
-  4xx (404: base_url), a body that is not the API's JSON (a proxy or login page answered);
+  4xx (404: base_url), 501 and 505, a body that is not the API's JSON (a proxy or login page
+  answered), a request this machine could not send (``UnsendableRequestError``);
 - a data test failed (``DataTestFailed``, exit 4): the load is good, the data needs a look;
 - what dlt marks terminal (``TerminalException``: its configuration errors, missing destination
   credentials, a load job the destination refused), a model that cannot be built;
@@ -38,14 +40,13 @@ from pipelines.micrometrics.errors import (
     ConfigurationError,
     CursorRejectedError,
     UnexpectedResponseError,
+    UnsendableRequestError,
 )
+from pipelines.micrometrics.retry import is_transient
 from pipelines.models import DataTestFailed, ModelsError
 from pipelines.sync.errors import causes, one_line
 from pipelines.sync.lock import SyncLockedError
 
-# Statuses of an ApiError worth a later run: the session already retried 5xx and waited out
-# 429s; what is left is an outage or a busy key, which an hour (or a retry delay) may fix.
-RETRYABLE_STATUSES = frozenset({408, 425, 429})
 TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)
 
 
@@ -97,14 +98,16 @@ def ours(exc: BaseException) -> Verdict | None:
         return Verdict(False, f"loaded, but a data test failed: {one_line(exc)}", exc)
     if isinstance(exc, ConfigurationError):
         return Verdict(False, f"configuration error: {one_line(exc)}", exc)
-    if isinstance(exc, AuthenticationError | UnexpectedResponseError):
+    if isinstance(exc, AuthenticationError | UnexpectedResponseError | UnsendableRequestError):
         return Verdict(False, f"the API refused or answered wrongly: {one_line(exc)}", exc)
     if isinstance(exc, CursorRejectedError):
         return Verdict(True, f"the API refused its own cursor: {one_line(exc)}", exc)
     if isinstance(exc, ApiError):
         if exc.status is None:
             return Verdict(True, f"no response from the API: {one_line(exc)}", exc)
-        if exc.status >= 500 or exc.status in RETRYABLE_STATUSES:
+        # The statuses the session retries, and 429s it waited out: what is left is an outage
+        # or a busy key, which an hour (or a retry delay) may fix.
+        if is_transient(exc.status) or exc.status == 429:
             return Verdict(True, f"the API kept failing: {one_line(exc)}", exc)
         return Verdict(False, f"the API refused the request: {one_line(exc)}", exc)
     return None

@@ -29,6 +29,8 @@ from pipelines.micrometrics.timeutil import format_timestamp
 
 STATUS_KEY = "micrometrics_status"  # top-level key of the dlt pipeline state
 LOADED = (0, 4)  # exit codes of a sync whose load succeeded (4: a data test failed after it)
+FAILED = 1  # exit code of a sync that failed on its way (not before: 2 settings, 3 locked)
+REFRESH_FAILED = "full_refresh_failed_at"  # a --full-refresh failed since the last success
 
 
 @dataclass
@@ -76,10 +78,12 @@ def updated_status(previous: dict[str, Any], outcome: SyncOutcome) -> dict[str, 
     status["last_sync"] = record
     if outcome.complete:
         status["last_success"] = record
-    elif outcome.full_refresh:
-        # A full refresh drops the tables before it reloads them: what the last success loaded
-        # may be gone, so it no longer vouches for the data.
-        status.pop("last_success", None)
+        status.pop(REFRESH_FAILED, None)
+    elif outcome.full_refresh and outcome.exit_code == FAILED:
+        # A full refresh drops the tables as its first round loads: what the last success
+        # loaded may be gone, so it no longer vouches for the data until a sync completes (the
+        # streams' high-water marks, reset with the tables, still do).
+        status[REFRESH_FAILED] = record["started_at"]
     reconciled = outcome.report.reconcile if outcome.report else None
     if reconciled is not None:
         status["last_reconcile"] = {
@@ -97,6 +101,14 @@ def record_sync(pipeline: dlt.Pipeline, outcome: SyncOutcome) -> str:
     destination. Returns where: ``destination`` or ``local``. Raises what dlt raises when the
     state-only load fails (the record is saved locally by then)."""
     to_destination = bool(pipeline.default_schema_name) and not pipeline.has_pending_data
+    if to_destination and pipeline.config.restore_from_destination:
+        try:
+            # Another worker may have synced since this machine's state was written (a run
+            # refused for its settings never reached sync()): loaded over the destination's,
+            # a stale state would become its newest.
+            pipeline.sync_destination()
+        except Exception:  # noqa: BLE001 - the destination is not reachable: recorded here only
+            to_destination = False
     with pipeline.managed_state(extract_state=to_destination) as state:
         state[STATUS_KEY] = updated_status(state.get(STATUS_KEY) or {}, outcome)  # type: ignore[literal-required]
     if not to_destination:

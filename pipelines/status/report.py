@@ -13,6 +13,7 @@ Freshness (``data_as_of``): the start of the last successful complete sync the c
 (exit 0 or 4, every resource, not an explicit ``--start-at``/``--end-at`` re-read), or, when
 newer, the oldest high-water mark among the streams the last sync was to read (for syncs run
 through the library, which record nothing): the destination holds every change made before it.
+A ``--full-refresh`` that failed since the last success leaves only the high-water marks.
 Quiet surveys the last sync skipped on purpose and surveys gone from the list do not count
 (their own staleness is listed).
 """
@@ -26,7 +27,7 @@ from pipelines.micrometrics.quiet import skipped_surveys
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.sync.json_summary import quiet_surveys_json
 
-from .record import status_of
+from .record import REFRESH_FAILED, status_of
 from .snapshot import Snapshot
 
 
@@ -94,7 +95,7 @@ def data_as_of(status: dict[str, Any], streams: list[dict[str, Any]],
     """Until when the destination holds every change (see the module's docstring)."""
     candidates = []
     success = status.get("last_success")
-    if success:
+    if success and not status.get(REFRESH_FAILED):
         candidates.append(parse_timestamp(success["started_at"]))
     gone = {str(entry["survey_id"]) for entry in (listing or {}).get("gone", [])}
     counted = [s for s in streams

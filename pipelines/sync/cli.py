@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preview", action="store_true",
                         help="after building the models, print a few lines from the marts")
     parser.add_argument("--verbose", action="store_true",
-                        help="debug logging and full tracebacks on failure")
+                        help="the connector's debug lines and full tracebacks on failure "
+                             "(dlt's own: RUNTIME__LOG_LEVEL=DEBUG)")
     return parser
 
 
@@ -134,8 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              else logging.INFO)
     result = RunResult(destination=args.destination, dataset=args.dataset,
                        started_at=datetime.now(UTC), secrets=[configured_secret()])
-    # --verbose: dlt's own debug lines too.
-    with command_logging(level, "micrometrics", *(["dlt"] if args.verbose else [])):
+    with command_logging(level, "micrometrics"):  # dlt logs as RUNTIME__LOG_LEVEL says
         code = run(args, result)
     if args.json:
         print(result.as_json(code, datetime.now(UTC)))

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 @contextmanager
 def command_logging(level: int, *names: str) -> Iterator[None]:
     """Messages of ``names`` (and below) at ``level`` or above go to ``sys.stderr`` as they
-    are, for the block; the loggers are as they were afterwards."""
+    are, for the block; the loggers are as they were afterwards. Not for dlt's logger: dlt
+    gives it a handler of its own when it sets logging up (lines would come twice)."""
     handler = logging.StreamHandler(sys.stderr)  # the stderr of this moment (tests swap it)
     handler.setFormatter(logging.Formatter("%(message)s"))
     loggers = [logging.getLogger(name) for name in names]

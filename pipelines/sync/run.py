@@ -1,11 +1,11 @@
 """``run_sync()``: one sync as ``make sync`` runs it, shared by the command line
 (``pipelines.sync.cli``) and the scheduler's task (``pipelines.schedules.scheduled_sync``).
 
-Settings validated before anything else, the pipeline's sync lock held throughout, the pipeline
-built from the options (``make_pipeline``), the library's ``sync()``, the rows per table, then
-the SQL models and their data tests; the outcome recorded in the pipeline's state (what
-``status`` reads) whether the run succeeds or raises. What it did goes into a ``RunResult``
-(``--json``'s summary); failures are raised as they are.
+The pipeline's sync lock held throughout, the pipeline built from the options
+(``make_pipeline``), the settings validated (a bad one is recorded too), the library's
+``sync()``, the rows per table, then the SQL models and their data tests; the outcome recorded
+in the pipeline's state (what ``status`` reads) whether the run succeeds or raises. What it did
+goes into a ``RunResult`` (``--json``'s summary); failures are raised as they are.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
     if isinstance(exc, ConfigurationError):
         return EXIT_CONFIG, str(exc)
-    misconfigured = next((link for link in causes(exc) if isinstance(link, CONFIG_ERRORS)), None)
+    misconfigured = next((link for link in causes(exc, implicit=False)
+                          if isinstance(link, CONFIG_ERRORS)), None)
     if misconfigured is not None:
         return EXIT_CONFIG, f"destination configuration: {one_line(misconfigured)}"
     return EXIT_FAILED, f"sync failed: {one_line(first_cause(exc))}"
