@@ -61,6 +61,7 @@ from pipelines.sync.lock import SyncLockedError
 from tests.cli import ROOT, as_a_process, sync_env
 from tests.conftest import KEY, SECRET
 from tests.destinations import pipeline_on
+from tests.syncing import sync_into
 from tests.test_status import status_json
 from tests.truth import assert_matches_truth
 
@@ -673,3 +674,18 @@ def test_dag_in_real_airflow_syncs_retries_transient_failures_and_fails_fatal_on
         assert runs[name]["state"] == "failed" and tries[name] == [("failed", 1)], name
     assert "AirflowFailException: not retried: the API refused" in log
     assert "AirflowFailException: not retried: configuration error" in log
+
+
+def test_a_postgres_that_cannot_be_reached_now_is_retried_a_missing_database_is_not(
+        start_sandbox, tmp_path, clock, postgres_server):
+    # dlt 1.31 raises psycopg2's own OperationalError for a failed connect, not a transient
+    # error of its own: the scheduler must still tell a restart from a wrong database name.
+    sandbox = start_sandbox(clock=clock, responses=50, rate=1000.0, burst=1000)
+    verdicts = []
+    for name, url in (("down", "postgresql://loader:pw@127.0.0.1:1/db"),
+                      ("missing", postgres_server.url("no_such_database"))):
+        pipeline = pipeline_on(dlt.destinations.postgres(credentials=url), tmp_path / name)
+        with pytest.raises(Exception) as raised:
+            sync_into(sandbox, pipeline, clock)
+        verdicts.append(classify(raised.value).retry)
+    assert verdicts == [True, False]

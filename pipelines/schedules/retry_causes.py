@@ -9,7 +9,8 @@ times, for nothing; one that never retries leaves a 503 burst to the next hour. 
 - the API refused its own paging cursor (its hint: run again, completed windows are kept);
 - another sync of the pipeline holds the lock (``SyncLockedError``, the command's exit 3);
 - what dlt marks transient (``TransientException``: a destination connection lost, a load job
-  to retry), and connection errors and timeouts from any client library.
+  to retry), connection errors and timeouts from any client library, and a PostgreSQL that
+  refused or dropped the connection for now (dlt passes psycopg2's error on unwrapped).
 
 Not retried (a retry would fail the same way):
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psycopg2
 import requests
 from dlt.common.exceptions import TerminalException, TransientException
 
@@ -81,6 +83,8 @@ def classify(exc: BaseException) -> Verdict:
                                   f"{one_line(link)}", link)
         if isinstance(link, TRANSPORT_ERRORS):
             return Verdict(True, f"network error: {one_line(link)}", link)
+        if database_unreachable(link):
+            return Verdict(True, f"the database could not be reached: {one_line(link)}", link)
     models = next((link for link in chain if isinstance(link, ModelsError)), None)
     if models is not None:
         return Verdict(False, f"a model could not be built: {one_line(models)}", models)
@@ -88,6 +92,22 @@ def classify(exc: BaseException) -> Verdict:
         return Verdict(False, f"bad arguments: {one_line(exc)}", exc)
     return Verdict(False, f"unexpected error, not retried: {type(exc).__name__}: "
                           f"{one_line(exc)}", exc)
+
+
+# A PostgreSQL that answered a connection with FATAL but may serve later (psycopg2 gives no
+# SQLSTATE at connect time, only the server's message).
+BUSY_SERVER = ("too many clients", "remaining connection slots", "starting up", "shutting down",
+               "in recovery")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """A PostgreSQL connection that failed or was refused for now: dlt 1.31 passes psycopg2's
+    ``OperationalError`` on as it is, not as a transient error. A server that answered FATAL for
+    another reason (a database that does not exist, a wrong password) refuses a retry too."""
+    if not isinstance(exc, psycopg2.OperationalError):
+        return False
+    message = str(exc)
+    return "FATAL:" not in message or any(reason in message for reason in BUSY_SERVER)
 
 
 def ours(exc: BaseException) -> Verdict | None:
