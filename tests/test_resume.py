@@ -11,18 +11,18 @@ from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.source import micrometrics_source
 from tests.conftest import KEY, SECRET
-from tests.syncing import pipeline_for, sync_sandbox
+from tests.syncing import pipeline_for, sync_into, sync_sandbox
 from tests.truth import assert_matches_truth
 
 
-def extract_one_round_and_die(sandbox, tmp_path, clock, client):
+def extract_one_round_and_die(sandbox, tmp_path, clock, client, pipelines_dir="pipelines"):
     """Extract one round (dlt writes the windows it finished to local state) and stop there,
     as if the process died before normalize and load."""
     settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET,
                              window_pages=2)
     now = datetime.fromtimestamp(clock(), UTC)
     budget = RoundBudget(pages=2)
-    pipeline = pipeline_for(tmp_path)
+    pipeline = pipeline_for(tmp_path, pipelines_dir=pipelines_dir)
     pipeline.extract(micrometrics_source(settings=settings, client=client,
                                          bounds=SyncBounds(now, now), budget=budget))
     assert budget.more, "the round should have stopped part-way"
@@ -81,3 +81,24 @@ def test_a_window_whose_kept_cursor_expires_between_rounds_still_finishes(
     assert_matches_truth(tmp_path, sandbox.truth())
     # 41 pages of responses: 10 in the first round, all of them again in the second.
     assert len(rounds) == 2 and sandbox.stats()["requests"] <= 10 + 1 + 41 + 2
+
+
+def test_a_package_left_on_a_worker_another_worker_overtook_is_not_loaded(
+    start_sandbox, tmp_path, clock, virtual_client
+):
+    # Worker a is killed after an extract; the schedule's retry runs on worker b (its own
+    # disk), which syncs newer versions of the same records. When a runs again, its package
+    # is older than b's loads: loaded, it would put older versions back.
+    sandbox = start_sandbox(clock=clock, responses=600, page_size=20, rate=50.0, burst=50)
+    worker_a = pipeline_for(tmp_path, pipelines_dir="a")
+    sync_into(sandbox, worker_a, clock, rate=50.0, burst=50)
+    clock.advance(300)
+    sandbox.update_responses(200)
+    extract_one_round_and_die(sandbox, tmp_path, clock, virtual_client(sandbox, 50.0, 50),
+                              pipelines_dir="a")
+    clock.advance(300)
+    sandbox.stamp_records("survey_responses")  # every response changed again
+    sync_into(sandbox, pipeline_for(tmp_path, pipelines_dir="b"), clock, rate=50.0, burst=50)
+
+    sync_into(sandbox, pipeline_for(tmp_path, pipelines_dir="a"), clock, rate=50.0, burst=50)
+    assert_matches_truth(tmp_path, sandbox.truth())

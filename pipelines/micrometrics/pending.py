@@ -27,6 +27,11 @@ What is left, by the phase the kill landed in:
   destination committed in the instant before dlt recorded it would run twice, and dlt's merge
   copies a table's root rows by row key, so both copies would land: every table with such a
   job starts over in the staging dataset (emptied, all its files loaded again).
+
+One exception: packages older than a load another run made since (another worker of the same
+schedule, on its own disk, took over after this one was killed) are dropped with this
+machine's local state. Loaded now, their older versions of records would replace newer ones;
+and that run read their windows again, from the destination's state, which is restored.
 """
 
 from __future__ import annotations
@@ -83,6 +88,13 @@ def package_states(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
 def finish_pending(pipeline: dlt.Pipeline) -> list[LoadInfo]:
     """Normalize and load every package a killed sync left; returns the load infos (empty
     when there was nothing to finish). Raises what dlt raises when a package cannot load."""
+    if overtaken(pipeline):
+        log.warning("warning: packages a killed sync left here are older than a load made "
+                    "since from elsewhere: dropped with the local state, which the "
+                    "destination's replaces")
+        pipeline.drop()
+        pipeline.activate()
+        return []
     for folder in abandoned_extracts(pipeline):
         log.debug("removing the uncommitted extract %s", folder)
         shutil.rmtree(folder, ignore_errors=True)
@@ -110,6 +122,23 @@ def finish_pending(pipeline: dlt.Pipeline) -> list[LoadInfo]:
         raise RuntimeError("packages left by an interrupted sync could not be loaded: "
                            + ", ".join(pipeline.list_normalized_load_packages()))
     return infos
+
+
+def overtaken(pipeline: dlt.Pipeline) -> bool:
+    """Whether the destination holds a state loaded after the newest package left here (load
+    ids are the times packages were made)."""
+    left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
+    if not left or not pipeline.config.restore_from_destination:
+        return False
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name("_dlt_pipeline_state")
+            rows = client.execute_sql(f"SELECT MAX(_dlt_load_id) FROM {table} "
+                                      f"WHERE pipeline_name = %s", pipeline.pipeline_name)
+    except Exception:  # noqa: BLE001 - no dataset or no state there yet: nothing overtook them
+        return False
+    newest = rows[0][0] if rows else None
+    return newest is not None and float(newest) > max(float(load_id) for load_id in left)
 
 
 def restart_unrecorded_jobs(pipeline: dlt.Pipeline, load_id: str) -> list[str]:
