@@ -135,6 +135,7 @@ def test_days_sum_into_iso_weeks_per_survey():
         (1, "A", date(2026, 3, 2), 3, 2, 2, 0, 0),  # Monday: a new week
         (1, "A", "2026-03-08", 1, 0, 0, 0, 0),  # Sunday, as a string (some drivers)
         (2, None, datetime(2026, 3, 3, tzinfo=UTC), 4, 4, 0, 1, 3),
+        (2, None, None, 1, 1, 1, 0, 0),  # no day (no created_at; a data test flags it): no week
     ]
     got = {(week.survey_id, week.week_start): (week.responses, week.nps_responses, week.nps)
            for week in weekly(rows)}

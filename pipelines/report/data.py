@@ -233,7 +233,7 @@ def report_data(pipeline: dlt.Pipeline, now: datetime | None = None,
         destination=pipeline.destination.destination_name,
         responses=int(responses or 0),
         weeks=weekly(daily),
-        days=[DayCount(to_date(day), int(count)) for day, count in per_day],
+        days=[DayCount(to_date(day), int(count)) for day, count in per_day if day is not None],
         devices=int(devices or 0),
         active_devices=int(active or 0),
         silent_devices=[silent_device(row, as_of) for row in silent],
@@ -250,10 +250,13 @@ def report_data(pipeline: dlt.Pipeline, now: datetime | None = None,
 
 
 def weekly(daily: list[tuple[Any, ...]]) -> list[SurveyWeek]:
-    """Survey-day rows summed into ISO weeks (Monday start)."""
+    """Survey-day rows summed into ISO weeks (Monday start). A row without a day (a response
+    without ``created_at``, which a data test flags) has no week: left out."""
     sums: dict[tuple[int, date], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     names: dict[int, str] = {}
     for survey_id, name, day, *counts in daily:
+        if day is None:
+            continue
         survey = int(survey_id)
         names[survey] = name if name is not None else f"survey {survey}"
         local_day = to_date(day)

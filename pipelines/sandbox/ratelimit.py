@@ -61,11 +61,14 @@ class LeakyBucket:
         """Adds one token if it fits; a refused request adds nothing."""
         with self._lock:
             level = self._level(key, now)
+            # Threads read the clock before the lock: one that read it earlier may come in
+            # later. The stamp never goes back, or the same leak would count twice.
+            stamp = max(now, self._levels.get(key, (0.0, now))[1])
             if level + 1 <= self.burst + _EPS:
                 level += 1
-                self._levels[key] = (level, now)
+                self._levels[key] = (level, stamp)
                 return self._decision(True, level)
-            self._levels[key] = (level, now)
+            self._levels[key] = (level, stamp)
             return self._decision(False, level)
 
     def peek(self, key: str, now: float) -> Decision:

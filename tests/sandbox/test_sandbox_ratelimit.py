@@ -50,3 +50,12 @@ def test_bucket_is_per_key_and_fractional():
     assert bucket.admit("b", 0.0).admitted  # another key has its own bucket
     assert bucket.admit("a", 0.25).retry_after == 0.75  # continuous leak
     assert bucket.admit("a", 1.0).admitted
+
+
+def test_a_request_that_read_the_clock_earlier_but_comes_in_later_leaks_nothing_twice():
+    bucket = LeakyBucket(rate=1.0, burst=10)
+    for _ in range(10):
+        assert bucket.admit("k", 100.0).admitted
+    assert bucket.admit("k", 101.0).admitted  # a second leaked one token
+    assert not bucket.admit("k", 100.0).admitted  # read the clock before that one
+    assert not bucket.admit("k", 101.0).admitted  # the same second, its token already used
