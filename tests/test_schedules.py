@@ -179,9 +179,10 @@ def test_crontab_runs_make_sync_hourly_under_flock():
     words = shlex.split(command)
     cd, directory, conjunction, *rest = words
     assert (cd, conjunction) == ("cd", "&&") and directory.startswith("/")
-    flock, (timeout, limit, *make) = rest[:5], rest[5:]
+    flock, (timeout, kill, grace, limit, *make) = rest[:5], rest[5:]
     assert flock[:4] == ["flock", "-n", "-E", "3"] and flock[4].endswith(".lock")
-    assert (timeout, limit) == ("timeout", "4h")  # a hung sync does not hold the lock for ever
+    # A hung sync does not hold the lock for ever, also where dlt waits out a TERM.
+    assert (timeout, kill, grace, limit) == ("timeout", "-k", "10m", "4h")
     redirect = make.index(">>")
     assert make[redirect + 2] == "2>&1"
     call = make_sync_call(make[:redirect])

@@ -41,6 +41,7 @@ import os
 import shutil
 
 import dlt
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.pipeline import LoadInfo
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 from dlt.destinations.job_client_impl import SqlJobClientWithStagingDataset
@@ -88,12 +89,12 @@ def package_states(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
 def finish_pending(pipeline: dlt.Pipeline) -> list[LoadInfo]:
     """Normalize and load every package a killed sync left; returns the load infos (empty
     when there was nothing to finish). Raises what dlt raises when a package cannot load."""
-    if overtaken(pipeline):
-        log.warning("warning: packages a killed sync left here are older than a load made "
-                    "since from elsewhere: dropped with the local state, which the "
-                    "destination's replaces")
+    if stale := overtaken(pipeline):
+        # Named: an explicit re-read (--start-at) or --full-refresh among them must be repeated.
+        log.warning("warning: packages a killed sync left here (%s) are older than a load made "
+                    "since from another machine: dropped with the local state, which the "
+                    "destination's replaces", ", ".join(stale))
         pipeline.drop()
-        pipeline.activate()
         return []
     for folder in abandoned_extracts(pipeline):
         log.debug("removing the uncommitted extract %s", folder)
@@ -124,21 +125,22 @@ def finish_pending(pipeline: dlt.Pipeline) -> list[LoadInfo]:
     return infos
 
 
-def overtaken(pipeline: dlt.Pipeline) -> bool:
-    """Whether the destination holds a state loaded after the newest package left here (load
-    ids are the times packages were made)."""
+def overtaken(pipeline: dlt.Pipeline) -> list[str]:
+    """The packages left here, when the destination's newest completed load of a state was
+    made after the newest of them (load ids are the times packages were made, on each
+    machine's clock: the workers' clocks must agree, as dlt's own restore assumes); else []."""
     left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
     if not left or not pipeline.config.restore_from_destination:
-        return False
+        return []
     try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name("_dlt_pipeline_state")
-            rows = client.execute_sql(f"SELECT MAX(_dlt_load_id) FROM {table} "
-                                      f"WHERE pipeline_name = %s", pipeline.pipeline_name)
-    except Exception:  # noqa: BLE001 - no dataset or no state there yet: nothing overtook them
-        return False
-    newest = rows[0][0] if rows else None
-    return newest is not None and float(newest) > max(float(load_id) for load_id in left)
+        with pipeline.destination_client() as client:
+            stored = client.get_stored_state(pipeline.pipeline_name)  # dlt's naming and quoting
+    except DestinationUndefinedEntity:  # no dataset or no state there yet
+        return []
+    newest = getattr(stored, "_dlt_load_id", None) if stored is not None else None
+    if newest is None or float(newest) <= max(float(load_id) for load_id in left):
+        return []
+    return sorted(left)
 
 
 def restart_unrecorded_jobs(pipeline: dlt.Pipeline, load_id: str) -> list[str]:

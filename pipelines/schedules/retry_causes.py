@@ -97,7 +97,7 @@ def classify(exc: BaseException) -> Verdict:
 # A PostgreSQL that answered a connection with FATAL but may serve later (psycopg2 gives no
 # SQLSTATE at connect time, only the server's message).
 BUSY_SERVER = ("too many clients", "remaining connection slots", "starting up", "shutting down",
-               "in recovery")
+               "in recovery", "accepting connections")
 
 
 def database_unreachable(exc: BaseException) -> bool:
