@@ -11,9 +11,11 @@ from pathlib import Path
 
 import dlt
 import psycopg2
+import pytest
 
-from pipelines.models import build_models
+from pipelines.models import ModelsError, build_models
 from pipelines.models import runner as models_runner
+from pipelines.models.in_place import can_replace_in_place
 from pipelines.models.project import SQL_DIR
 from tests.destination_scenarios import (
     command_loads_exact,
@@ -101,6 +103,23 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
                                    sql_dir=sql_dir))
     assert query(pipeline, f"SELECT DISTINCT build_version, build_label "
                            f"FROM {DATASET}.mart_nps_daily") == [(2, "b")]
+
+    # Any other failure in place (a lost connection) fails the build and drops nothing.
+    monkeypatch.setattr(models_runner, "can_replace_in_place", can_replace_in_place)
+    with pipeline.sql_client() as sql:
+        sql.execute_sql(f"CREATE VIEW bi.nps_again AS SELECT * FROM {DATASET}.mart_nps_daily")
+    execute = models_runner.execute
+
+    def connection_lost(client, statement, what):
+        if statement.startswith("TRUNCATE"):
+            raise ModelsError(f"{what} failed: server closed the connection unexpectedly")
+        return execute(client, statement, what)
+
+    monkeypatch.setattr(models_runner, "execute", connection_lost)
+    with pytest.raises(ModelsError, match="connection"):
+        build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC), sql_dir=sql_dir)
+    assert query(pipeline, "SELECT count(*) FROM bi.nps_again") == query(
+        pipeline, f"SELECT count(*) FROM {DATASET}.mart_nps_daily")
 
 
 def test_last_7_and_30_days_are_exact_durations_whatever_the_servers_time_zone(

@@ -387,3 +387,20 @@ def test_headless_chromium_draws_every_chart_offline_without_errors(built, tmp_p
     for chart, trace_count, points in drawn:
         assert trace_count == len(figures[chart]["data"])
         assert points > 0  # bars and markers are on the page, not only axes
+
+
+def test_a_response_without_a_date_is_left_out_not_a_crash(start_sandbox, clock, tmp_path):
+    # created_at is not required to load (only id and updated_at are): such a response has no
+    # local day in the marts (a data test flags it), and the report leaves it out of the days
+    # and weeks instead of failing.
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    dateless = sandbox.truth()["survey_responses"][0]["id"]
+    sandbox.patch_records("survey_responses", [dateless], {"created_at": None})
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    now = datetime.fromtimestamp(clock(), UTC)
+    build_models(result.pipeline, now=now, run_tests=False)
+
+    data = report_data(result.pipeline, now=now)
+    responses = len(sandbox.truth()["survey_responses"])
+    assert sum(day.responses for day in data.days) == responses - 1
+    assert sum(week.responses for week in data.weeks) == responses - 1
