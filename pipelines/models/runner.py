@@ -17,6 +17,8 @@ from typing import Any
 import dlt
 from sqlglot import exp
 
+from pipelines.error_chain import causes
+
 from .compiler import (
     DIALECTS,
     Qualifier,
@@ -166,14 +168,8 @@ def build_models(
 def refused_definition(exc: BaseException) -> bool:
     """Whether PostgreSQL refused a statement for the relation's columns (SQLSTATE 42P16: a view
     column renamed or dropped; 42804: a type changed; 42601: an INSERT's column count)."""
-    link: BaseException | None = exc
-    seen: set[int] = set()
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        if getattr(link, "pgcode", None) in ("42P16", "42804", "42601"):
-            return True
-        link = link.__cause__ or link.__context__
-    return False
+    return any(getattr(link, "pgcode", None) in ("42P16", "42804", "42601")
+               for link in causes(exc))
 
 
 def replaceable(client: Any, model: Model, qualify: Qualifier, params: dict[str, str]) -> bool:
