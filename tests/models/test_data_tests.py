@@ -103,3 +103,20 @@ def test_marked_rows_leave_the_marts_and_fail_no_data_test(warehouse_copy, wareh
                                                        "micrometrics.mart_nps_daily")}
     ((daily,),) = rows(pipeline, "SELECT SUM(responses) FROM micrometrics.mart_nps_daily")
     assert daily == len(facts)
+
+
+def test_a_response_naming_no_device_fails_no_data_test(warehouse_copy, warehouse):
+    """device_id is an assumed field: a response without one (taken off a kiosk) is kept in the
+    facts and counted in its own row of mart_nps_daily, and no data test lists it, while a
+    device id the devices never held still fails (``unknown_device`` above)."""
+    pipeline = warehouse_copy()
+    ((response, survey),) = rows(pipeline, "SELECT id, survey_id FROM micrometrics.survey_responses"
+                                           " ORDER BY id LIMIT 1")
+    rows(pipeline, f"UPDATE micrometrics.survey_responses SET device_id = NULL "
+                   f"WHERE id = {response}")
+    report = build_models(pipeline, now=warehouse.as_of)  # raises if a data test fails
+    assert report.tests and all(test.passed for test in report.tests)
+    assert rows(pipeline, f"SELECT device_id FROM micrometrics.fct_survey_responses "
+                          f"WHERE response_id = {response}") == [(None,)]
+    assert rows(pipeline, f"SELECT responses FROM micrometrics.mart_nps_daily "
+                          f"WHERE survey_id = {survey} AND device_id IS NULL") == [(1,)]
