@@ -42,6 +42,7 @@ from .rounds import (
 )
 from .settings import Settings, load_settings
 from .source import micrometrics_source, prefetch_survey_list
+from .target import claim_folder
 from .timeutil import parse_timestamp
 from .warehouse import loaded_versions
 
@@ -144,6 +145,8 @@ def sync(
                          seconds=round_seconds_for(destination, settings.round_pages))
     index, tally = SurveyIndex(), ExtractTally()
     states = WindowStates(explicit=explicit)
+    # This machine's folder may hold another dataset's (or destination's) state and packages.
+    claim_folder(pipeline)
     variants_before = variant_columns(local_schema(pipeline))
 
     # DuckDB: opened once a round instead of once a load job, its memory bounded.

@@ -25,6 +25,7 @@ from typing import Any
 import dlt
 
 from pipelines.micrometrics import RESOURCES, SyncReport
+from pipelines.micrometrics.target import claim_folder
 from pipelines.micrometrics.timeutil import format_timestamp
 
 STATUS_KEY = "micrometrics_status"  # top-level key of the dlt pipeline state
@@ -100,6 +101,13 @@ def record_sync(pipeline: dlt.Pipeline, outcome: SyncOutcome) -> str:
     """Save ``outcome`` in the pipeline state, locally and (when it safely can) in the
     destination. Returns where: ``destination`` or ``local``. Raises what dlt raises when the
     state-only load fails (the record is saved locally by then)."""
+    if claim_folder(pipeline) and pipeline.config.restore_from_destination:
+        # The folder held another dataset's state (a run refused before sync() claimed it):
+        # this one's comes from its destination, and the record goes on top of it.
+        try:
+            pipeline.sync_destination()
+        except Exception:  # noqa: BLE001 - not reachable: recorded here only (below)
+            pass
     to_destination = bool(pipeline.default_schema_name) and not pipeline.has_pending_data
     if to_destination and pipeline.config.restore_from_destination:
         try:

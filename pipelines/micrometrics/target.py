@@ -1,0 +1,79 @@
+"""Which destination and dataset this machine's pipeline folder last synced into.
+
+dlt keeps one working folder per pipeline name, whatever the destination and dataset, and the
+sync always runs under one name (its state in the destination is found by it). So after a sync
+of one dataset, a sync of another (``--dataset scratch``, another ``--destination``) found the
+first one's local state and packages: a package a killed sync left was loaded into the other
+dataset, whose state then carried the first one's windows as done (its history never read);
+and dlt's restore keeps a local state with a higher version than the destination's, so, back
+on the first dataset, the sync went on from the other's high-water marks.
+
+The folder is marked with the target of its last sync (beside the sync's lock file, outside
+the working folder, which dlt resets when it drops the local state). A sync or a recorded
+outcome for another target first drops the local state and the packages left (with a warning
+naming them): the target's own state is restored from its destination, and the windows those
+packages held are read again for the target they were extracted for (its state never recorded
+them). One machine still syncs one target at a time: the lock is the same for all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+log = logging.getLogger("micrometrics.sync")
+
+
+def target_of(pipeline: dlt.Pipeline) -> dict[str, str]:
+    """The pipeline's destination kind, where it keeps its data (a digest of dlt's
+    ``data_location``: host, port and database, or the DuckDB file) and its dataset."""
+    config: Any = pipeline.destination_client().config
+    try:
+        location = str(config.data_location())
+    except Exception:  # noqa: BLE001 - dlt raises when a configuration names no location
+        location = ""
+    if location and pipeline.destination and "duckdb" in pipeline.destination.destination_type:
+        location = os.path.abspath(location)  # relative to where the sync runs
+    return {
+        "destination": str(config.destination_type),
+        "location": hashlib.sha256(location.encode()).hexdigest()[:16],
+        "dataset": str(pipeline.dataset_name),
+    }
+
+
+def marker_path(pipeline: dlt.Pipeline) -> Path:
+    return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.target.json"
+
+
+def claim_folder(pipeline: dlt.Pipeline) -> bool:
+    """Mark the pipeline's folder as this target's; if it held another target's state, drop
+    that state and its packages first. True when something was dropped. An unmarked folder
+    (the first sync, or one made before the mark existed) is taken as this target's."""
+    path = marker_path(pipeline)
+    target = target_of(pipeline)
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = None
+    dropped = False
+    if isinstance(previous, dict) and previous != target:
+        left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
+        log.warning(
+            "warning: this machine's pipeline folder last synced %s dataset %r%s; its local "
+            "state %s dropped, and this one's is restored from %s",
+            previous.get("destination", "?"), previous.get("dataset", "?"),
+            " (another location)" if previous.get("dataset") == target["dataset"] else "",
+            f"and the packages a killed sync left for it ({', '.join(sorted(left))}) are"
+            if left else "is", target["destination"])
+        pipeline.drop()
+        dropped = True
+    if previous != target:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(target))
+    return dropped

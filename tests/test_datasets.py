@@ -1,0 +1,106 @@
+"""One machine syncing more than one target (``--dataset``, ``--destination``, another DuckDB
+file): dlt keeps one local folder per pipeline name, so each target's sync must not inherit the
+other's state or the packages a killed sync left for it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dlt
+
+from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
+from pipelines.micrometrics.settings import load_settings
+from pipelines.micrometrics.source import micrometrics_source
+from pipelines.micrometrics.target import claim_folder
+from pipelines.status.record import SyncOutcome, record_sync, status_of
+from tests.conftest import KEY, SECRET
+from tests.syncing import DATASET, sync_into
+from tests.truth import assert_matches_truth
+
+FAST = {"rate": 1000.0, "burst": 1000}
+
+
+def target(tmp_path: Path, name: str, dataset: str = DATASET) -> dlt.Pipeline:
+    """The pipeline into ``tmp_path/<name>/warehouse.duckdb``; every target shares one local
+    folder, as the CLI's do."""
+    (tmp_path / name).mkdir(exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name="micrometrics",
+        destination=dlt.destinations.duckdb(
+            credentials=str(tmp_path / name / "warehouse.duckdb")),
+        dataset_name=dataset,
+        pipelines_dir=str(tmp_path / "machine"),
+    )
+
+
+def extract_and_die(sandbox, pipeline, clock, client) -> None:
+    """A sync's first round extracted (package and local state committed), then killed."""
+    settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET,
+                             window_pages=2)
+    now = datetime.fromtimestamp(clock(), UTC)
+    budget = RoundBudget(pages=6)
+    pipeline.extract(micrometrics_source(settings=settings, client=client,
+                                         bounds=SyncBounds(now, now), budget=budget))
+    assert pipeline.has_pending_data
+
+
+def test_a_package_left_for_one_target_is_not_loaded_into_another(
+        start_sandbox, tmp_path, clock, virtual_client):
+    sandbox = start_sandbox(clock=clock, responses=600, page_size=20, **FAST)
+    sync_into(sandbox, target(tmp_path, "prod"), clock)
+    clock.advance(3600)
+    sandbox.update_responses(200)
+    sandbox.add_responses(50)
+    extract_and_die(sandbox, target(tmp_path, "prod"), clock, virtual_client(sandbox, **FAST))
+    clock.advance(3 * 3600)
+    # Hours later, another target from this machine: its history read from the start, exact.
+    sync_into(sandbox, target(tmp_path, "scratch"), clock)
+    assert_matches_truth(tmp_path / "scratch", sandbox.truth())
+    clock.advance(4 * 3600)
+    # prod's next sync reads again what the dropped package held (prod's state never had it).
+    sync_into(sandbox, target(tmp_path, "prod"), clock)
+    assert_matches_truth(tmp_path / "prod", sandbox.truth())
+
+
+def test_a_target_synced_in_between_does_not_lend_its_state(start_sandbox, tmp_path, clock):
+    """The other target's local state, at a higher version after many rounds, would win dlt's
+    restore over prod's own, and prod would go on from its high-water marks."""
+    sandbox = start_sandbox(clock=clock, responses=600, page_size=20, **FAST)
+    sync_into(sandbox, target(tmp_path, "prod"), clock)
+    clock.advance(5 * 86400)  # beyond the deep pass: missed changes would stay missed
+    sandbox.update_responses(100)
+    sandbox.add_responses(40)
+    clock.advance(5 * 86400)
+    for _ in range(4):
+        sync_into(sandbox, target(tmp_path, "scratch"), clock, window_pages=3)
+        clock.advance(3600)
+    sync_into(sandbox, target(tmp_path, "prod"), clock)
+    assert_matches_truth(tmp_path / "prod", sandbox.truth())
+
+
+def outcome(clock, exit_code: int) -> SyncOutcome:
+    at = datetime.fromtimestamp(clock(), UTC)
+    return SyncOutcome(started_at=at, finished_at=at, exit_code=exit_code,
+                       exit_cause="ok" if exit_code == 0 else "settings")
+
+
+def test_an_outcome_recorded_for_another_dataset_leaves_both_states_their_own(
+        start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=40, **FAST)
+    prod = target(tmp_path, "one")
+    sync_into(sandbox, prod, clock)
+    assert record_sync(prod, outcome(clock, 0)) == "destination"
+    assert claim_folder(prod) is False  # the same target: nothing dropped
+    # Another dataset in the same file, a run refused before it synced: its outcome goes on a
+    # state of its own (it has none yet), not on prod's windows.
+    other = target(tmp_path, "one", dataset="other")
+    record_sync(other, outcome(clock, 2))
+    assert "sources" not in other.state
+    assert status_of(other.state)["last_sync"]["exit_code"] == 2
+    # Back on prod: the other's local state is dropped, prod's restored with its own record.
+    back = target(tmp_path, "one")
+    assert claim_folder(back) is True
+    back.sync_destination()
+    assert back.state["sources"]["micrometrics"]["resources"]
+    assert status_of(back.state)["last_sync"]["exit_code"] == 0
