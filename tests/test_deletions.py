@@ -60,6 +60,33 @@ def test_survey_gone_from_the_list_is_marked_with_its_responses_and_unmarked_on_
     assert back.report.marks.unmarked.get("survey_responses") == len(gone)
 
 
+def test_a_full_refresh_of_surveys_keeps_tracking_their_deletions(start_sandbox, tmp_path, clock):
+    """The refresh drops the surveys' table and state (where deletions are tracked), not the
+    responses and their marks: a survey that stays gone keeps its responses marked, one that
+    comes back has them unmarked."""
+    sandbox = start_sandbox(clock=clock, responses=300, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    stays, returns = (survey["id"] for survey in sandbox.truth()["surveys"][1:3])
+    clock.advance(600)
+    gone = {survey: sandbox.remove_survey(survey) for survey in (stays, returns)}
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    marked = {rid: mark for rid, mark in marks(tmp_path, "survey_responses").items() if mark}
+    assert set(marked) == set(gone[stays]) | set(gone[returns])
+    clock.advance(600)
+    sync_sandbox(sandbox, tmp_path, clock, SyncOptions(resources=("surveys",),
+                                                       full_refresh=True), **FAST)
+    sandbox.restore_survey(returns)
+    clock.advance(600)
+    back = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    response_marks = marks(tmp_path, "survey_responses")
+    assert {rid: mark for rid, mark in response_marks.items() if mark} == {
+        rid: marked[rid] for rid in gone[stays]}
+    assert back.report.marks.unmarked.get("survey_responses") == len(gone[returns])
+    truth = sandbox.truth()
+    assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])
+    assert live(tmp_path, "surveys") == truth_versions(truth["surveys"])
+
+
 def test_reconcile_marks_erased_responses_and_devices_at_the_cost_it_announced(
     start_sandbox, tmp_path, clock, monkeypatch
 ):

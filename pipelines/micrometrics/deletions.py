@@ -16,10 +16,19 @@ from typing import Any
 from .timeutil import format_timestamp
 
 
-def track_survey_list(state: dict[str, Any], listed_ids: list[Any], now: datetime) -> None:
-    """Update ``state`` with the ids of a complete survey list read at ``now``."""
+def track_survey_list(state: dict[str, Any], listed_ids: list[Any], now: datetime,
+                      deleted_before: list[tuple[Any, str]] | None = None) -> None:
+    """Update ``state`` with the ids of a complete survey list read at ``now``.
+
+    ``deleted_before``: the deletions a full refresh of ``surveys`` dropped with its state
+    (``deleted_surveys`` of the state before it). The responses keep their marks unless they
+    were refreshed too, so a survey among them that comes back must still be seen restored.
+    """
     listed = set(listed_ids)
     deleted = {survey_id: when for survey_id, when in state.get("deleted", [])}
+    if "known" not in state:  # a first list: a new pipeline, or one whose state was dropped
+        for survey_id, when in deleted_before or []:
+            deleted.setdefault(survey_id, when)
     restored = {survey_id: deleted.pop(survey_id) for survey_id in list(deleted)
                 if survey_id in listed}
     for survey_id in set(state.get("known", [])) - listed:

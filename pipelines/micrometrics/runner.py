@@ -24,7 +24,8 @@ from .client import MicrometricsClient
 from .dlt_settings import sync_defaults
 from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
-from .marks import MarkCounts, apply_survey_marks
+from .deletions import deleted_surveys
+from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .pending import finish_pending
 from .questions import RESOURCE as QUESTION_HISTORY
 from .questions import with_question_history
@@ -162,6 +163,9 @@ def sync(
         report.marks.add(apply_survey_marks(pipeline))
         # Only the selected resources: --full-refresh --resources devices keeps the responses.
         refresh = "drop_resources" if full_refresh else None
+        # A refresh drops the surveys' state, where the deletions are tracked; responses not
+        # refreshed keep their marks, and must be unmarked if their survey comes back.
+        deleted_before = deleted_surveys(surveys_state(pipeline)) if full_refresh else None
         list_read = (prefetch_survey_list(client, bounds, index, tally)
                      if {"surveys", "survey_responses"} & set(selected) else None)
         chosen = with_question_history(selected)
@@ -176,6 +180,7 @@ def sync(
                     settings=settings, client=client, bounds=bounds, budget=budget,
                     survey_index=index, window_states=states, tally=tally,
                     known_versions=partial(loaded_versions, pipeline),
+                    deleted_before=deleted_before,
                 ).with_resources(*this_round)
                 info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                     refresh=refresh)

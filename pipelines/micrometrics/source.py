@@ -120,6 +120,7 @@ def micrometrics_source(
     window_states: WindowStates | None = None,
     tally: ExtractTally | None = None,
     known_versions: KnownVersions | None = None,
+    deleted_before: list[tuple[Any, str]] | None = None,
 ) -> list[DltResource]:
     """Devices, surveys (with their question history) and survey responses of one tenant.
 
@@ -146,6 +147,9 @@ def micrometrics_source(
         window_states: Where windows are kept (scratch for an explicit re-read).
         tally: Counters for the summary.
         known_versions: Destination lookup the deep pass uses to count what it found.
+        deleted_before: The surveys gone from the list, as the state a full refresh of
+            ``surveys`` drops had them (``(id, deleted_at)``): tracked on, so that one that
+            comes back has its responses' marks cleared.
 
     Returns:
         ``devices``, ``surveys``, ``survey_questions`` (scd2 history) and
@@ -196,7 +200,7 @@ def micrometrics_source(
         if listing.first_emit("surveys"):
             # The list is complete: a survey it no longer names is gone (marked, not dropped).
             track_survey_list(dlt.current.resource_state(),
-                              [s["id"] for s in listing.indexed], bounds.now)
+                              [s["id"] for s in listing.indexed], bounds.now, deleted_before)
             if listing.listed:
                 yield listing.listed
             if listing.rejected:
