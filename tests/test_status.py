@@ -174,6 +174,23 @@ def test_status_reads_no_state_of_another_dataset_or_a_moved_file(start_sandbox,
     assert gone["fresh"] is False and gone["last_success"] is None
 
 
+def test_status_reads_no_state_of_the_same_dataset_in_another_file(start_sandbox, tmp_path):
+    """Same destination kind and dataset name, another DuckDB file (a staging copy synced from
+    this machine): its local state, at a higher version, is not this file's."""
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    other = dict(env, DESTINATION__DUCKDB__CREDENTIALS=str(tmp_path / "staging.duckdb"))
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    for _ in range(2):
+        assert run_cli(other, "--quiet", "--no-models").returncode == 0
+    wrong = dict(other, SOURCES__MICROMETRICS__API_SECRET="not-the-secret")
+    assert run_cli(wrong, "--quiet", "--no-models").returncode == 1
+
+    mine = status_json(env)
+    assert mine["last_sync"]["exit_code"] == 0 and mine["state_source"] == "destination"
+    assert status_json(other, code=0)["last_sync"]["exit_code"] == 1
+
+
 def test_a_failed_full_refresh_no_longer_vouches_for_the_data(start_sandbox, tmp_path):
     # A full refresh drops the tables as its first round loads: once it fails, the success
     # before it says nothing about what the destination holds, and freshness rests on the

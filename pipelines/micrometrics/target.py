@@ -51,18 +51,24 @@ def marker_path(pipeline: dlt.Pipeline) -> Path:
     return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.target.json"
 
 
+def folder_target(pipelines_dir: str | Path, pipeline_name: str) -> dict[str, str] | None:
+    """The target a folder's last sync was into (None: unmarked or unreadable)."""
+    try:
+        marked = json.loads((Path(pipelines_dir) / f"{pipeline_name}.target.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return marked if isinstance(marked, dict) else None
+
+
 def claim_folder(pipeline: dlt.Pipeline) -> bool:
     """Mark the pipeline's folder as this target's; if it held another target's state, drop
     that state and its packages first. True when something was dropped. An unmarked folder
     (the first sync, or one made before the mark existed) is taken as this target's."""
     path = marker_path(pipeline)
     target = target_of(pipeline)
-    try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        previous = None
+    previous = folder_target(pipeline.pipelines_dir, pipeline.pipeline_name)
     dropped = False
-    if isinstance(previous, dict) and previous != target:
+    if previous is not None and previous != target:
         left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
         log.warning(
             "warning: this machine's pipeline folder last synced %s dataset %r%s; its local "

@@ -22,6 +22,7 @@ from dlt.common.versioned_state import json_decode_state
 from dlt.pipeline.state_sync import migrate_state_to_current
 
 from pipelines.destination import PIPELINE_NAME, configured_duckdb_path, open_pipeline
+from pipelines.micrometrics.target import folder_target, target_of
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.sync.errors import CONFIG_ERRORS, causes, one_line
@@ -84,6 +85,23 @@ def synced_to(state: dict[str, Any], destination: str, dataset: str) -> bool:
     serves every dataset and destination synced from this machine, the last one's state)."""
     return (state.get("dataset_name") == dataset
             and state.get("destination_name") in (None, destination))
+
+
+def local_is_elsewhere(destination: str, dataset: str, pipelines_dir: str | None) -> bool:
+    """Whether this machine's folder is marked as another target's (``target``): the same
+    destination kind and dataset name, but another DuckDB file or database."""
+    marked = folder_target(pipelines_dir or get_dlt_pipelines_dir(), PIPELINE_NAME)
+    if marked is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix="micrometrics-status-",
+                                     ignore_cleanup_errors=True) as scratch:
+        pipeline = open_pipeline(destination, dataset, scratch)
+        try:
+            return marked != target_of(pipeline)
+        except Exception:  # noqa: BLE001 - its configuration is reported by the destination read
+            return False
+        finally:
+            pipeline.deactivate()
 
 
 def was_synced(state: dict[str, Any]) -> bool:
@@ -149,10 +167,11 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
         local = None  # a pipeline folder nothing was synced with
     if local is not None and missing:
         local = None  # its file is gone: nothing it says was loaded is there
-    elif local is not None and not synced_to(local, destination, dataset):
+    elif local is not None and (not synced_to(local, destination, dataset)
+                                or local_is_elsewhere(destination, dataset, pipelines_dir)):
         snapshot.problems.append(
-            f"the local pipeline folder last synced {local.get('destination_name')} dataset "
-            f"{local.get('dataset_name')!r}, not this one: not used")
+            f"the local pipeline folder holds another target's state (last synced: "
+            f"{local.get('destination_name')} dataset {local.get('dataset_name')!r}): not used")
         local = None
     if local is not None:
         snapshot.versions["local"] = int(local.get("_state_version", 0))
