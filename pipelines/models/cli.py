@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pipeline = open_pipeline(args.destination, args.dataset, args.pipelines_dir)
         report = build_models(pipeline, now=args.as_of)
-        lines = [report.summary(), *mart_preview(pipeline)]
+        lines = [report.summary(), *([] if report.waiting_for else mart_preview(pipeline))]
     except (ConfigurationError, ConfigurationException) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG

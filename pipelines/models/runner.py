@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from pipelines.error_chain import causes
 
+from .absent import tables_not_loaded, with_absent_columns
 from .compiler import (
     DIALECTS,
     Qualifier,
@@ -85,8 +86,14 @@ class ModelsReport:
     built: list[tuple[str, str]] = field(default_factory=list)  # (name, view|table)
     tests: list[DataTestResult] = field(default_factory=list)
     seconds: float = 0.0
+    # Source tables the destination does not have yet: nothing was built (see .absent).
+    waiting_for: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        if self.waiting_for:
+            return (f"models: not built yet: the destination has no "
+                    f"{', '.join(self.waiting_for)} (dlt creates a table once the API served "
+                    f"a row of it); the first sync that loads them builds the models")
         views = sum(1 for _, kind in self.built if kind == "view")
         tables = len(self.built) - views
         passed = sum(1 for test in self.tests if test.passed)
@@ -142,6 +149,9 @@ def build_models(
         dialect = dialect_of(client)
         qualify = client_qualifier(client)
         report = ModelsReport(dialect=dialect, as_of=params["as_of"])
+        report.waiting_for = tables_not_loaded(project, client)
+        if report.waiting_for:
+            return report
         for model in build_order(project.models):
             in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
             try:
@@ -195,8 +205,9 @@ def run_data_tests(pipeline: dlt.Pipeline, sql_dir: Path | str | None = None
 
 def adapted_project(pipeline: dlt.Pipeline, sql_dir: Path | str | None) -> Project:
     """The SQL project, reading the variant columns the pipeline's tables have (see
-    :mod:`.variants`)."""
-    return with_variants(load_project(sql_dir), schema_tables(pipeline_schema(pipeline)))
+    :mod:`.variants`) and NULL for the columns they lack (see :mod:`.absent`)."""
+    tables = schema_tables(pipeline_schema(pipeline))
+    return with_absent_columns(with_variants(load_project(sql_dir), tables), tables)
 
 
 def run_test(client: Any, test: Model, dialect: str, qualify: Qualifier) -> DataTestResult:

@@ -1,0 +1,94 @@
+"""Models over loaded tables that do not exist yet, or lack a column.
+
+dlt creates a table once it has loaded a row of it, and a column once it has seen a value (or
+the source declared it). So a new tenant's first syncs can leave the models' sources short: no
+``survey_responses`` before the first response, no ``survey_responses__answers`` before the first
+answer, no ``devices.location_id`` while every device has none. Failing the build then would
+fail every scheduled sync until the API serves such data. Instead:
+
+- a source table not loaded yet: nothing is built and no data test runs, and the summary says
+  what the models wait for (:func:`tables_not_loaded`); the next sync that loads it builds
+  them;
+- a column of a loaded table that dlt has not created: read as NULL (text), under its own name
+  (:func:`with_absent_columns`); the build after the first value reads the real column.
+
+Tables are looked up in the destination; columns in the pipeline's schema (as variant columns
+are, :mod:`.variants`): without a schema no column is read as NULL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Set
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.optimizer.scope import traverse_scope
+
+from .project import SOURCE_DIALECT, Model, Project, parse
+from .variants import VARIANT_MARK
+
+
+def source_tables(model: Model, models: Set[str]) -> set[str]:
+    """The loaded tables ``model`` reads (bare names that are neither models nor its CTEs)."""
+    tree = parse(model.sql, model.name)
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    return {table.name.lower() for table in tree.find_all(exp.Table)
+            if table.name and table.name.lower() not in models | ctes}
+
+
+def tables_not_loaded(project: Project, client: Any) -> list[str]:
+    """The source tables of the models and tests that the destination (``client``, a dlt SQL
+    client) does not have: asked of the destination itself, which is what the build reads."""
+    models = {name.lower() for name in project.model_names}
+    wanted: set[str] = set()
+    for model in (*project.models, *project.tests):
+        wanted |= source_tables(model, models)
+    return sorted(table for table in wanted if not exists(client, table))
+
+
+def exists(client: Any, table: str) -> bool:
+    try:
+        client.execute_sql(f"SELECT 1 FROM {client.make_qualified_table_name(table)} WHERE 1 = 0")
+    except Exception:  # noqa: BLE001 - dlt wraps "no such table" differently per destination
+        return False
+    return True
+
+
+def with_absent_columns(project: Project, tables: Mapping[str, Mapping[str, Any]]) -> Project:
+    """The project with every reference to a column that a loaded table lacks read as NULL."""
+    columns = {table.lower(): {name.lower() for name in cols} for table, cols in tables.items()}
+
+    def adapt(model: Model) -> Model:
+        rewritten = read_absent(model.sql, columns, model.name)
+        return model if rewritten is None else dataclasses.replace(model, sql=rewritten)
+
+    return Project(tuple(map(adapt, project.models)), tuple(map(adapt, project.tests)))
+
+
+def read_absent(sql: str, columns: Mapping[str, Set[str]], name: str = "<sql>") -> str | None:
+    """``sql`` with each column of a loaded table that the table lacks as a text NULL, or None
+    when there is none. Only columns whose table is certain are touched: qualified ones, and
+    bare ones in a scope that reads a single table."""
+    tree = parse(sql, name)
+    replaced = False
+    for scope in traverse_scope(tree):
+        tables = {alias.lower(): source.name.lower() for alias, source in scope.sources.items()
+                  if isinstance(source, exp.Table)}
+        for column in list(scope.columns):
+            if column.table:
+                table = tables.get(column.table.lower())
+            elif len(scope.sources) == 1 and len(tables) == 1:
+                table = next(iter(tables.values()))
+            else:
+                table = None
+            have = columns.get(table or "")
+            wanted = column.name.lower()
+            if have is None or wanted in have or VARIANT_MARK in wanted:
+                continue
+            null: exp.Expression = exp.cast(exp.null(), "TEXT")
+            if isinstance(column.parent, exp.Select) and column.arg_key == "expressions":
+                null = exp.alias_(null, column.this.copy())
+            column.replace(null)
+            replaced = True
+    return tree.sql(dialect=SOURCE_DIALECT, pretty=True) if replaced else None
