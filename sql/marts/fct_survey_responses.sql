@@ -1,6 +1,6 @@
 -- One row per live response of a live survey, with its scores. response_date is the day in the
 -- device's timezone when the device has one (a "Monday" in Tokyo is a Monday there), in UTC
--- otherwise.
+-- otherwise (stg_devices.local_zone).
 -- Deletions: rows the sync marked (deleted_at) are left out as if they had been purged: a
 -- marked response, and every response of a marked survey (the sync marks those too; the survey
 -- is checked as well, so a build between a load and its marks already leaves them out). A live
@@ -21,7 +21,7 @@ SELECT
     r.survey_id,
     r.device_id,
     r.responded_at,
-    CAST(r.responded_at AT TIME ZONE COALESCE(d.timezone, 'UTC') AS DATE) AS response_date,
+    CAST(r.responded_at AT TIME ZONE COALESCE(d.local_zone, 'UTC') AS DATE) AS response_date,
     CAST(s.nps_value AS INTEGER) AS nps_score,
     CAST(s.rating_value AS INTEGER) AS rating,
     r.comment_text

@@ -7,6 +7,9 @@
 -- question_is_current says whether the survey still lists it. deleted_at is the response's
 -- (an answer is marked with the response it belongs to).
 -- A regex guards the cast because PostgreSQL has no TRY_CAST and Snowflake's only takes text.
+-- At most 9 digits before the point: the marts cast scores to INTEGER, 32 bits on DuckDB and
+-- PostgreSQL (64 on Snowflake and BigQuery), so a longer one would fail the whole build there
+-- and only a data test elsewhere; now scores_are_numbers lists it on every warehouse.
 WITH versions AS (
     SELECT
         a._dlt_id AS answer_key,
@@ -37,7 +40,7 @@ SELECT
     a.value AS raw_value,
     CASE
         WHEN v.question_type IN ('nps', 'rating')
-            AND regexp_matches(TRIM(a.value), '^-?[0-9]+([.][0-9]+)?$')
+            AND regexp_matches(TRIM(a.value), '^-?[0-9]{1,9}([.][0-9]+)?$')
             THEN CAST(TRIM(a.value) AS DOUBLE)
     END AS numeric_value,
     CASE

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from pipelines.models import DataTestFailed, build_models, run_data_tests
@@ -31,6 +34,11 @@ BREAKAGES = {
         "INSERT INTO micrometrics.survey_responses SELECT * REPLACE ('dup' || _dlt_id AS _dlt_id) "
         "FROM micrometrics.survey_responses ORDER BY id LIMIT 1",
         "fct_survey_responses_key", "rows_with_key=2",
+    ),
+    "nps_beyond_integer": (  # would overflow INTEGER on DuckDB and PostgreSQL: no build
+        "UPDATE micrometrics.survey_responses__answers SET value = '3000000000' "
+        f"WHERE _dlt_id = ({NPS_ANSWER.format(kind='nps')})",
+        "scores_are_numbers", "raw_value='3000000000'",
     ),
     "unknown_device": (
         "UPDATE micrometrics.survey_responses SET device_id = 'no-such-device' "
@@ -120,3 +128,32 @@ def test_a_response_naming_no_device_fails_no_data_test(warehouse_copy, warehous
                           f"WHERE response_id = {response}") == [(None,)]
     assert rows(pipeline, f"SELECT responses FROM micrometrics.mart_nps_daily "
                           f"WHERE survey_id = {survey} AND device_id IS NULL") == [(1,)]
+
+
+def test_a_device_zone_that_is_no_zone_name_gives_utc_days(warehouse_copy, warehouse):
+    """Blank, an offset, a POSIX-style name: each would fail the build on DuckDB (and
+    PostgreSQL reads '+05:30' as west of UTC); their responses get the UTC day, and the
+    devices with a real zone name keep theirs."""
+    pipeline = warehouse_copy()
+    odd = {"": None, "+05:30": None, "GMT+5": None, " Asia/Kolkata ": "Asia/Kolkata",
+           "Etc/GMT-14": "Etc/GMT-14"}
+    devices = [d for (d,) in rows(pipeline, "SELECT id FROM micrometrics.devices ORDER BY id")]
+    assert len(devices) >= len(odd)
+    for device, zone in zip(devices, odd, strict=False):
+        rows(pipeline, f"UPDATE micrometrics.devices SET timezone = '{zone}' "
+                       f"WHERE id = '{device}'")
+    build_models(pipeline, now=warehouse.as_of)
+    zones = dict(rows(pipeline, "SELECT device_id, local_zone FROM micrometrics.stg_devices"))
+    for device, zone in zip(devices, odd.values(), strict=False):
+        assert zones[device] == zone
+    days = rows(pipeline, """
+        SELECT f.device_id, f.response_date, f.responded_at FROM micrometrics.fct_survey_responses f
+    """)
+    checked = 0
+    for device, day, at in days:
+        if device in devices[:len(odd)]:
+            zone = zones[device]
+            local = at.astimezone(ZoneInfo(zone) if zone else UTC)
+            assert day == local.date(), (device, zone, at)
+            checked += 1
+    assert checked

@@ -38,18 +38,18 @@ def test_timezone_conversion_is_each_dialects_own(translated):
     dialect, sql = translated
     fct = sql["fct_survey_responses"]
     if dialect == "snowflake":
-        assert "CONVERT_TIMEZONE(COALESCE(d.timezone, 'UTC'), r.responded_at)" in fct
+        assert "CONVERT_TIMEZONE(COALESCE(d.local_zone, 'UTC'), r.responded_at)" in fct
     elif dialect == "bigquery":
-        assert "DATE(r.responded_at, COALESCE(d.timezone, 'UTC'))" in fct
+        assert "DATE(r.responded_at, COALESCE(d.local_zone, 'UTC'))" in fct
         assert "DATETIME" not in fct
     else:
-        assert "r.responded_at AT TIME ZONE COALESCE(d.timezone, 'UTC')" in fct
+        assert "r.responded_at AT TIME ZONE COALESCE(d.local_zone, 'UTC')" in fct
 
 
 def test_numeric_answers_use_each_dialects_regex_and_types(translated):
     dialect, sql = translated
     answers = sql["stg_survey_answers"]
-    pattern = "'^-?[0-9]+([.][0-9]+)?$'"
+    pattern = "'^-?[0-9]{1,9}([.][0-9]+)?$'"
     expected = {
         "snowflake": ("REGEXP_LIKE(TRIM(a.value), " + pattern, "AS DOUBLE)"),
         "bigquery": ("REGEXP_CONTAINS(TRIM(a.value), " + pattern, "AS FLOAT64)"),
