@@ -1,4 +1,4 @@
-"""Run the sync and SIGKILL it at an exact point inside one phase (tests only).
+"""Run the sync and SIGKILL (or SIGTERM) it at an exact point inside one phase (tests only).
 
     python -m tests.killer --phase load --after 2 --marker kill.json -- --quiet --no-models
 
@@ -89,7 +89,10 @@ def die(marker: Path, phase: str, call: int, detail: dict[str, Any]) -> None:
     partial = marker.with_suffix(".tmp")
     partial.write_text(json.dumps(record, indent=1, default=str))
     partial.replace(marker)
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), _signal[0])
+
+
+_signal = [signal.SIGKILL]  # --signal TERM: a stop the sync may handle (then the call goes on)
 
 
 def state_versions(working_dir: Path) -> dict[str, Any]:
@@ -124,7 +127,7 @@ def kill_at(owner: Any, attribute: str, phase: str, after: int, marker: Path,
         if fatal and when == "before":
             die(marker, phase, after, detail)
         result = original(*args, **kwargs)
-        if fatal:
+        if fatal and when == "after":  # once: a TERM returns, and the call goes on
             die(marker, phase, after, detail)
         return result
 
@@ -207,10 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="count only calls whose description matches this regular expression, "
                              "e.g. a job's file name")
     parser.add_argument("--marker", type=Path, required=True)
+    parser.add_argument("--signal", choices=("KILL", "TERM"), default="KILL",
+                        help="the signal sent (TERM: as a timeout or a stop would)")
     parser.add_argument("--script", type=Path,
                         help="run this Python file (a user's script calling sync()) instead of "
                              "the command line")
     args = parser.parse_args(ours)
+    _signal[0] = signal.Signals[f"SIG{args.signal}"]
     install(args.phase, args.after, args.marker, args.match)
     if args.script:
         import runpy

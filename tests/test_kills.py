@@ -350,3 +350,43 @@ def test_kills_at_seeded_random_moments_end_exact(tenant):
     assert len(landed) >= 5, landed
     assert tenant.sync() == 0
     tenant.assert_exact()
+
+
+# -- SIGTERM: a timeout, a stop, a shutdown ------------------------------------------------------
+
+
+def terminate(tenant: Tenant, phase: str, after: int, match: str = "") -> dict:
+    """The sync in a new process sent SIGTERM at the phase's hook, with ``--json``: it must end
+    as a reported failure (exit 1, the error line, the JSON line), not die silently."""
+    tenant.kills += 1
+    marker = tenant.path / f"term-{tenant.kills}.json"
+    env = dict(tenant.env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.killer", "--signal", "TERM", "--phase", phase,
+         "--after", str(after), "--match", match, "--marker", str(marker), "--", *FLAGS,
+         "--json"],
+        cwd=tmp_cwd(env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    out, err = process.communicate(timeout=120)
+    assert json.loads(marker.read_text())["phase"] == phase  # the signal was sent there
+    assert process.returncode == 1, (phase, process.returncode, err[-3000:])
+    assert "error: sync failed: stopped by SIGTERM" in err
+    summary = json.loads(out)
+    assert summary["exit_code"] == 1 and "SIGTERM" in summary["error"]
+    return summary
+
+
+@pytest.mark.slow
+def test_sigterm_in_every_phase_is_a_reported_and_recorded_failure(tenant):
+    # Between rounds of a first sync (3-4 rounds), then inside each step of later ones.
+    for phase, after, match in (("rounds", 2, ""), ("extract", 3, ""),
+                                ("normalize", 1, ""), ("load", 1, ROOT_MERGE)):
+        if phase != "rounds":
+            change_upstream(tenant.sandbox)
+        terminate(tenant, phase, after, match)
+        status = subprocess.run(
+            [sys.executable, "-m", "pipelines.status", "--json"], cwd=tmp_cwd(dict(tenant.env)),
+            env=dict(tenant.env), capture_output=True, text=True, timeout=120)
+        recorded = json.loads(status.stdout)["last_sync"]
+        assert recorded["exit_code"] == 1 and "SIGTERM" in recorded["error"], phase
+        rerun_is_exact(tenant)

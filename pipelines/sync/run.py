@@ -31,6 +31,7 @@ from .errors import CONFIG_ERRORS, causes, one_line
 from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
+from .terminate import STOPPED, was_terminated
 from .summary import destination_counts, render
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
@@ -122,6 +123,8 @@ def failure(exc: BaseException) -> tuple[int, str]:
     """The exit status of a failed run, and its one-line message (after ``error: ``)."""
     if isinstance(exc, SyncLockedError):
         return EXIT_LOCKED, str(exc)
+    if was_terminated(exc):
+        return EXIT_FAILED, f"sync failed: {STOPPED}"
     if isinstance(exc, DataTestFailed):  # only the models raise it: the load itself succeeded
         return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
     if isinstance(exc, ConfigurationError):

@@ -1,0 +1,69 @@
+"""SIGTERM (a scheduler's timeout, ``docker stop``, systemd, Kubernetes) ends a sync as a failure
+it reports, not as a silent death.
+
+Python's default for SIGTERM ends the process at once: no error line, no ``--json`` line, no
+outcome recorded for status (which went on showing the run before as the last one). dlt
+intercepts SIGTERM only inside its normalize and load steps (it finishes the running jobs,
+then raises); elsewhere (extract, between rounds, the models) this handler raises
+:class:`Terminated` in the main thread. Both end the run the way any failure does: exit 1,
+the error line, the JSON line, the outcome recorded. What was extracted and committed is kept
+and loaded by the next sync, as after a kill. A second SIGTERM ends the process at once (the
+crontab's ``timeout -k`` then KILLs a run stuck in its clean-up anyway).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from dlt.common.exceptions import SignalReceivedException
+from dlt.common.runtime import signals as dlt_signals
+
+from pipelines.error_chain import causes
+
+STOPPED = ("stopped by SIGTERM (a timeout, a stop or a shutdown); the next sync loads what this "
+           "one committed and goes on from there")
+
+
+class Terminated(Exception):
+    """The process received SIGTERM."""
+
+    def __init__(self) -> None:
+        super().__init__(STOPPED)
+
+
+def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
+    if dlt_signals.was_signal_received():
+        # dlt, inside its step, took the first one (it stops once the running jobs end) and
+        # hands it this second one to force the stop: an exception raised here would land in
+        # one of its jobs, which it would take for a failed job and run again.
+        signal.raise_signal(signal.SIGTERM)
+        return
+    raise Terminated
+
+
+@contextmanager
+def terminated_as_failure() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only: Python runs
+    signal handlers there; elsewhere, as when a host calls the command in a worker thread, the
+    host's own handling stands)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def was_terminated(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a SIGTERM: ours, or dlt's from inside its steps."""
+    return any(isinstance(link, Terminated)
+               or (isinstance(link, SignalReceivedException)
+                   and getattr(link, "signal_code", None) == signal.SIGTERM)
+               for link in causes(exc))
