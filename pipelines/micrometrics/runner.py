@@ -21,10 +21,10 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from .client import MicrometricsClient
+from .deletions import deleted_surveys
 from .dlt_settings import sync_defaults
 from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
-from .deletions import deleted_surveys
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .pending import finish_pending
 from .questions import RESOURCE as QUESTION_HISTORY

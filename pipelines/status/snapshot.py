@@ -22,9 +22,9 @@ from dlt.common.versioned_state import json_decode_state
 from dlt.pipeline.state_sync import migrate_state_to_current
 
 from pipelines.destination import PIPELINE_NAME, configured_duckdb_path, open_pipeline
-from pipelines.micrometrics.target import folder_target, target_of
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
+from pipelines.micrometrics.target import folder_target, target_of
 from pipelines.sync.errors import CONFIG_ERRORS, causes, one_line
 
 from .record import STATUS_KEY

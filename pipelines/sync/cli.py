@@ -19,7 +19,6 @@ from pipelines.micrometrics.timeutil import parse_timestamp
 from .dryrun import describe_plan
 from .json_summary import JsonAwareParser, RunResult
 from .logs import command_logging
-from .terminate import terminated_as_failure
 from .options import SyncOptions
 from .run import (  # noqa: F401 - TABLES and the exit statuses are imported from here too
     EXIT_CONFIG,
@@ -31,6 +30,7 @@ from .run import (  # noqa: F401 - TABLES and the exit statuses are imported fro
     failure,
     run_sync,
 )
+from .terminate import terminated_as_failure
 
 DESCRIPTION = """\
 Sync Micrometrics devices, surveys and survey responses into the destination.

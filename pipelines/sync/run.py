@@ -31,8 +31,8 @@ from .errors import CONFIG_ERRORS, causes, one_line
 from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
-from .terminate import STOPPED, was_terminated
 from .summary import destination_counts, render
+from .terminate import STOPPED, was_terminated
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data

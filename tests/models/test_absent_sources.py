@@ -30,8 +30,8 @@ def test_models_wait_for_tables_not_loaded_yet_then_build(start_sandbox, tmp_pat
     sync_into(sandbox, pipeline, clock)
     built = build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC))
     assert built.waiting_for == [] and built.built and all(t.passed for t in built.tests)
-    assert sorted(r for (r,) in rows(pipeline, "SELECT response_id FROM "
-                                               "micrometrics.fct_survey_responses")) == sorted(added)
+    facts = rows(pipeline, "SELECT response_id FROM micrometrics.fct_survey_responses")
+    assert sorted(r for (r,) in facts) == sorted(added)
 
 
 def test_a_column_no_record_had_yet_reads_as_null(start_sandbox, tmp_path, clock):
