@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from pipelines.sync.summary import deep_pass_line
 from tests.syncing import loaded, sync_sandbox
 from tests.truth import assert_matches_truth, truth_versions
@@ -86,4 +88,21 @@ def test_an_upload_just_after_a_deep_pass_is_found_by_the_next_one(start_sandbox
     clock.advance(HOUR)
     deep = sync_sandbox(sandbox, tmp_path, clock, **FAST)
     assert deep.report.deep_streams > 0 and deep.report.deep_found == 3
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_a_batch_stamped_at_the_lookbacks_very_start_is_read_with_exclusive_bounds(
+        start_sandbox, tmp_path, clock):
+    """The API does not say whether start_at is inclusive: on a server where it is not, a late
+    batch stamped exactly at high-water minus the lookback was skipped until a deep pass."""
+    sandbox = start_sandbox(clock=clock, responses=300, boundary="open", **FAST)
+    first = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    high_water = datetime.fromtimestamp(int(clock.now * 1000) / 1000, UTC)
+    lookback = first.report.lookback_minutes
+    clock.advance(HOUR)
+    ids = [r["id"] for r in sandbox.truth()["survey_responses"]][:50]
+    at = high_water - timedelta(minutes=lookback)
+    sandbox.stamp_records("survey_responses", ids, at=at.isoformat(timespec="milliseconds"))
+    second = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert second.report.deep_streams == 0  # the plain lookback, not a deep pass
     assert_matches_truth(tmp_path, sandbox.truth())

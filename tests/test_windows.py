@@ -60,7 +60,9 @@ def test_floor_extends_window_to_start():
 def test_incremental_range_starts_at_high_water_minus_lookback():
     state = {"high_water": "2026-11-27T00:00:00.000+00:00", "density": 0.01}
     windows = walk(state, [12])
-    assert windows[0].start == datetime(2026, 11, 26, 22, tzinfo=UTC)
+    # OVERLAP past both bounds: a record stamped at the lookback's very start is read whatever
+    # the server's start_at semantics (exclusive: a late batch stamped there was skipped).
+    assert windows[0].start == datetime(2026, 11, 26, 22, tzinfo=UTC) - OVERLAP
     assert windows[0].end == NOW + OVERLAP
 
 
@@ -151,12 +153,12 @@ def test_deep_pass_widens_a_new_range_once_per_period():
     planner = StreamWindows(state, deep_settings(24), NOW)  # exactly 24 h later: due
     window = planner.next_window()
     assert window.start <= datetime(2026, 11, 24, 23, tzinfo=UTC)
-    assert planner.deep_below == datetime(2026, 11, 27, 21, tzinfo=UTC)  # the plain lookback
+    assert planner.deep_below == datetime(2026, 11, 27, 21, tzinfo=UTC) - OVERLAP  # the plain one
     assert state["deep_at"] == "2026-11-28T00:00:00.000+00:00"
     planner.complete(window, 10)
     later = StreamWindows(state, deep_settings(24), NOW + timedelta(hours=1))
     assert not later.deep_pass_due()
-    assert later.next_window().start == datetime(2026, 11, 27, 22, tzinfo=UTC)  # hw - 2 h
+    assert later.next_window().start == datetime(2026, 11, 27, 22, tzinfo=UTC) - OVERLAP  # hw - 2 h
     assert later.deep_below is None
 
 

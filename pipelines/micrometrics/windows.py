@@ -128,7 +128,9 @@ class StreamWindows:
             return self.settings.start_at - OVERLAP
         if high_water >= self.run_end:
             return None
-        return high_water - self.settings.lookback
+        # OVERLAP below, as every window bound: a late batch stamped at that very instant
+        # would be outside a server's exclusive start_at.
+        return high_water - self.settings.lookback - OVERLAP
 
     def deep_pass_due(self) -> bool:
         """Whether a new range re-reads ``deep_lookback`` instead of the plain lookback: at most
@@ -148,7 +150,7 @@ class StreamWindows:
         assert high_water is not None  # a deep pass follows a first read
         last = self.state.get("deep_at")
         since = min(high_water, parse_timestamp(last)) if last else high_water
-        return since - self.settings.deep_lookback
+        return since - self.settings.deep_lookback - OVERLAP
 
     def _open_range(self) -> dict[str, str] | None:
         pending = self.state.get("pending")
