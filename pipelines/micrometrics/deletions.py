@@ -6,6 +6,11 @@ surveys are gone and since when (``deleted``: ``[id, when first seen gone]`` pai
 came back in this sync (``restored``). The state travels in the same load package as the list,
 so a crash never loses a deletion; the marks themselves are applied to the destination after
 the load (``marks``), idempotently, from this state.
+
+A survey that comes back (undeleted, or a new survey given the old id) has its responses read
+again from its start (:func:`reread_returned`): the merge brings back, unmarked, exactly the
+ones the API serves again; those it no longer serves (erased meanwhile, or the old survey's)
+stay marked. Unmarking every response marked with the survey brought those back as live rows.
 """
 
 from __future__ import annotations
@@ -47,3 +52,19 @@ def restored_surveys(state: dict[str, Any]) -> list[tuple[Any, str]]:
     """``(survey id, the deleted_at it had)`` of the surveys that came back in the last sync
     that read the list."""
     return [(survey_id, when) for survey_id, when in state.get("restored", [])]
+
+
+def reread_returned(listed_ids: set[Any], per_survey: dict[str, dict[str, Any]],
+                    gone: list[tuple[Any, str]]) -> list[Any]:
+    """Start over the response state of each survey of ``gone`` (gone from the list when the
+    sync began: ``(id, deleted_at)``) that is listed again; once per return (``returned_from``
+    keeps the deletion it came back from), whatever the rounds. Returns their ids."""
+    restarted = []
+    for survey_id, when in gone:
+        if survey_id not in listed_ids:
+            continue
+        if (per_survey.get(str(survey_id)) or {}).get("returned_from") == when:
+            continue  # an earlier round of this sync started it over
+        per_survey[str(survey_id)] = {"returned_from": when}
+        restarted.append(survey_id)
+    return restarted

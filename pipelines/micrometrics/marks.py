@@ -108,9 +108,9 @@ def surveys_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
 
 def apply_survey_marks(pipeline: dlt.Pipeline) -> MarkCounts:
     """Marks every survey gone from the list, and its responses, with the time a sync first
-    saw it gone; unmarks the surveys that came back and the responses marked with them (not
-    those ``--reconcile`` found erased: their mark has another time). Run at the start of a
-    sync (repairing one killed before its marks) and after its loads."""
+    saw it gone; unmarks the surveys that came back (their responses come back unmarked as
+    they are read again: ``deletions.reread_returned``). Run at the start of a sync
+    (repairing one killed before its marks) and after its loads."""
     state = surveys_state(pipeline)
     deleted, restored = deleted_surveys(state), restored_surveys(state)
     if not deleted and not restored:
@@ -122,5 +122,4 @@ def apply_survey_marks(pipeline: dlt.Pipeline) -> MarkCounts:
             marker.mark("survey_responses", "survey_id", [survey_id], when)
         for survey_id, when in restored:
             marker.unmark("surveys", "id", [survey_id], when)
-            marker.unmark("survey_responses", "survey_id", [survey_id], when)
     return marker.counts

@@ -163,9 +163,9 @@ def sync(
         report.marks.add(apply_survey_marks(pipeline))
         # Only the selected resources: --full-refresh --resources devices keeps the responses.
         refresh = "drop_resources" if full_refresh else None
-        # A refresh drops the surveys' state, where the deletions are tracked; responses not
-        # refreshed keep their marks, and must be unmarked if their survey comes back.
-        deleted_before = deleted_surveys(surveys_state(pipeline)) if full_refresh else None
+        # Surveys gone as the sync begins: one listed again has its responses read again; and
+        # a refresh drops the surveys' state, where the deletions are tracked, not the marks.
+        deleted_before = deleted_surveys(surveys_state(pipeline))
         list_read = (prefetch_survey_list(client, bounds, index, tally)
                      if {"surveys", "survey_responses"} & set(selected) else None)
         chosen = with_question_history(selected)

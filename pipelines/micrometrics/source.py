@@ -15,7 +15,7 @@ from dlt.sources import DltResource
 from . import cancel
 from .cancel import CancelScope
 from .client import MicrometricsClient
-from .deletions import track_survey_list
+from .deletions import reread_returned, track_survey_list
 from .errors import ApiError
 from .lanes import Lanes
 from .quarantine import as_rejected, split_records
@@ -147,9 +147,10 @@ def micrometrics_source(
         window_states: Where windows are kept (scratch for an explicit re-read).
         tally: Counters for the summary.
         known_versions: Destination lookup the deep pass uses to count what it found.
-        deleted_before: The surveys gone from the list, as the state a full refresh of
-            ``surveys`` drops had them (``(id, deleted_at)``): tracked on, so that one that
-            comes back has its responses' marks cleared.
+        deleted_before: The surveys gone from the list as the sync began (``(id,
+            deleted_at)``): one listed again has its responses read again from its start
+            (``deletions.reread_returned``); and a full refresh of ``surveys``, which drops
+            the state where they are tracked, tracks them on.
 
     Returns:
         ``devices``, ``surveys``, ``survey_questions`` (scd2 history) and
@@ -225,7 +226,16 @@ def micrometrics_source(
 
         def streams() -> Iterator[partial[Iterator[Any]]]:
             """One walk per survey, read here (the state dicts are dlt's, in this thread)."""
-            for survey in plan_reads(surveys_listed().indexed, per_survey, plans, bounds.now,
+            listed = surveys_listed().indexed
+            # In the stream state that persists (an explicit range reads scratch windows): the
+            # next sync that follows the incremental state reads them again.
+            returned = reread_returned({s["id"] for s in listed},
+                                       dlt.current.resource_state().setdefault("surveys", {}),
+                                       deleted_before or [])
+            for survey_id in returned:
+                log.info("survey_responses[%s]: listed again after it was gone; its responses "
+                         "are read again from its start", survey_id)
+            for survey in plan_reads(listed, per_survey, plans, bounds.now,
                                      settings.quiet_survey if not bounds.explicit_range
                                      else timedelta(0)):
                 floor = survey_floor(survey)
