@@ -33,6 +33,17 @@ def configured_duckdb_path() -> str:
     return str(configured) if configured else DEFAULT_DUCKDB_FILE
 
 
+def missing_duckdb_file(destination: str) -> str | None:
+    """The DuckDB file the sync would write, when it does not exist (reading it would create an
+    empty one)."""
+    if destination != "duckdb":
+        return None
+    path = configured_duckdb_path()
+    if "://" in path or path.startswith(":"):
+        return None
+    return None if Path(path).exists() else path
+
+
 def duckdb_destination(dataset: str) -> Any:
     """DuckDB at ``configured_duckdb_path()``, refusing a file whose name equals the dataset
     (DuckDB could not resolve ``dataset.table`` then)."""

@@ -1,9 +1,17 @@
 """An exception's chain of causes, for code of any layer that judges a failure by its cause
-(the sync's exit statuses, the scheduler's retries, the models' fallback)."""
+(the sync's exit statuses, the scheduler's retries, the models' fallback), and the dlt errors
+that mean bad configuration."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, InvalidNativeValue
+from dlt.common.destination.exceptions import UnknownDestinationModule
+
+# What the destination's configuration lacks or misnames (an unknown --destination, missing or
+# malformed credentials): bad configuration, exit 2, not a failed or unreachable destination.
+CONFIG_ERRORS = (ConfigFieldMissingException, UnknownDestinationModule, InvalidNativeValue)
 
 
 def causes(exc: BaseException, *, implicit: bool = True) -> Iterator[BaseException]:

@@ -9,7 +9,8 @@ from datetime import datetime
 
 from dlt.common.configuration.exceptions import ConfigurationException
 
-from pipelines.destination import add_destination_arguments, open_pipeline
+from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
+from pipelines.error_chain import CONFIG_ERRORS, causes
 from pipelines.micrometrics.errors import ConfigurationError
 
 from .preview import mart_preview
@@ -65,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         pipeline = open_pipeline(args.destination, args.dataset, args.pipelines_dir)
+        # Reading a DuckDB file that is not there would create an empty one and fail on it.
+        if missing := missing_duckdb_file(args.destination):
+            print(f"error: no DuckDB file {missing!r} here: run make sync first, or point "
+                  f"DESTINATION__DUCKDB__CREDENTIALS at the file", file=sys.stderr)
+            return EXIT_CONFIG
         report = build_models(pipeline, now=args.as_of)
         lines = [report.summary(), *([] if report.waiting_for else mart_preview(pipeline))]
     except (ConfigurationError, ConfigurationException) as exc:
@@ -77,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # e.g. the destination refused the connection
+        misconfigured = next((link for link in causes(exc) if isinstance(link, CONFIG_ERRORS)),
+                             None)
+        if misconfigured is not None:  # an unknown --destination, missing credentials
+            print(f"error: destination configuration: {one_line(misconfigured)}",
+                  file=sys.stderr)
+            return EXIT_CONFIG
         print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
 from dlt.common.destination.exceptions import UnknownDestinationModule
 
-from pipelines.destination import add_destination_arguments, open_pipeline
+from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.models.runner import one_line
 from pipelines.status.cli import now_arg
 from pipelines.status.record import status_of
-from pipelines.status.snapshot import missing_duckdb_file, root_cause, take_snapshot
+from pipelines.status.snapshot import root_cause, take_snapshot
 
 from . import make_report
 from .data import ReportError

@@ -21,7 +21,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.versioned_state import json_decode_state
 from dlt.pipeline.state_sync import migrate_state_to_current
 
-from pipelines.destination import PIPELINE_NAME, configured_duckdb_path, open_pipeline
+from pipelines.destination import PIPELINE_NAME, missing_duckdb_file, open_pipeline
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.target import folder_target, target_of
@@ -67,17 +67,6 @@ def local_state(pipelines_dir: str | None = None) -> tuple[dict[str, Any] | None
         return dict(migrate_state_to_current(PIPELINE_NAME, json_decode_state(text))), None
     except Exception as exc:  # noqa: BLE001 - half-written by a sync at this instant, or damaged
         return None, f"local state {path} unreadable: {one_line(exc)}"
-
-
-def missing_duckdb_file(destination: str) -> str | None:
-    """The DuckDB file the sync would write, when it does not exist (reading it would create an
-    empty one)."""
-    if destination != "duckdb":
-        return None
-    path = configured_duckdb_path()
-    if "://" in path or path.startswith(":"):
-        return None
-    return None if Path(path).exists() else path
 
 
 def synced_to(state: dict[str, Any], destination: str, dataset: str) -> bool:

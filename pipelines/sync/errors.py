@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from dlt.common.configuration.exceptions import ConfigFieldMissingException, InvalidNativeValue
-from dlt.common.destination.exceptions import UnknownDestinationModule
-
-from pipelines.error_chain import causes  # noqa: F401 - the sync's callers import it from here
-
-# What the destination's configuration lacks or misnames (an unknown --destination, missing or
-# malformed credentials): bad configuration, exit 2, not a failed or unreachable destination.
-CONFIG_ERRORS = (ConfigFieldMissingException, UnknownDestinationModule, InvalidNativeValue)
+# The sync's callers import these from here.
+from pipelines.error_chain import CONFIG_ERRORS, causes  # noqa: F401
 
 
 def one_line(exc: BaseException, limit: int = 500) -> str:

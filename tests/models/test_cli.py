@@ -42,3 +42,19 @@ def test_file_named_like_the_dataset_is_a_configuration_error(monkeypatch, tmp_p
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(tmp_path / "micrometrics.duckdb"))
     assert main(["--pipelines-dir", str(tmp_path / "cli")]) == 2
     assert "same name as the dataset" in capsys.readouterr().err
+
+
+def test_an_unknown_destination_or_a_missing_file_is_a_configuration_error(tmp_path):
+    """In a process of its own: dlt sets its logging up on the first destination it resolves."""
+    env = sync_env(tmp_path, "http://127.0.0.1:9")
+    done = run_module("pipelines.models", env, "--destination", "nosuch")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: destination configuration:")
+    assert done.stderr.count("\n") == 1
+
+    missing = tmp_path / "nowhere.duckdb"
+    env["DESTINATION__DUCKDB__CREDENTIALS"] = str(missing)
+    done = run_module("pipelines.models", env)
+    assert done.returncode == 2, done.stderr
+    assert f"no DuckDB file {str(missing)!r}" in done.stderr
+    assert not missing.exists()
