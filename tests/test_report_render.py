@@ -7,9 +7,11 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from html import escape
 
+import pytest
+
 from pipelines.report import DayCount, Freshness, ReportData, SilentDevice, render_html
 from pipelines.report.data import nps_value, weekly
-from pipelines.report.render import CHARTS, age_text, plot_text, relative
+from pipelines.report.render import CHARTS, age_text, plot_text, relative, write_report
 
 NOW = datetime(2026, 3, 16, 9, 0, tzinfo=UTC)
 HOSTILE = '</script><script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
@@ -161,3 +163,19 @@ def test_ages_read_as_whole_units():
     assert age_text(timedelta(days=3, hours=4, minutes=1)) == "3 d 4 h"
     assert relative(timedelta(minutes=-3)) == "3 min 0 s after this report"
     assert relative(None) == "never"
+
+
+def test_a_report_that_cannot_be_written_leaves_no_hidden_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "report.html"
+
+    def refused(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("pipelines.report.render.os.replace", refused)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(empty_data(), target)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        write_report(empty_data(), tmp_path)  # --output a directory: named, nothing written
+    assert list(tmp_path.iterdir()) == []

@@ -375,9 +375,15 @@ def write_report(data: ReportData, path: Path | str) -> Path:
     """Writes the page to ``path`` (atomically: a reader never sees half a file)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise IsADirectoryError(f"--output {str(target)!r} is a directory; name a file in it")
     partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(render_html(data), encoding="utf-8")
-    os.replace(partial, target)
+    try:
+        partial.write_text(render_html(data), encoding="utf-8")
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a few MB of hidden half-report otherwise
+        raise
     return target.resolve()
 
 
