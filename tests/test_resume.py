@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dlt
 
@@ -102,3 +104,20 @@ def test_a_package_left_on_a_worker_another_worker_overtook_is_not_loaded(
 
     sync_into(sandbox, pipeline_for(tmp_path, pipelines_dir="a"), clock, rate=50.0, burst=50)
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_loaded_packages_older_than_a_week_are_deleted(start_sandbox, tmp_path, clock):
+    """Two packages an hourly sync: kept for ever they would fill the disk of an unattended
+    machine; the recent ones stay for inspection."""
+    sandbox = start_sandbox(clock=clock, responses=50, rate=1000.0, burst=1000)
+    first = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    loaded = Path(first.pipeline.working_dir) / "load" / "loaded"
+    (package,) = list(loaded.iterdir())
+    day = 86400
+    old, recent = (f"{time.time() - days * day:.6f}" for days in (8, 6))
+    shutil.copytree(package, loaded / old)
+    shutil.copytree(package, loaded / recent)
+    second = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    left = {path.name for path in loaded.iterdir()}
+    assert old not in left and {recent, package.name} <= left
+    assert len(left - {recent, package.name}) == len(second.report.load_infos)  # this sync's

@@ -25,6 +25,7 @@ from .deletions import deleted_surveys
 from .dlt_settings import sync_defaults
 from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
+from .housekeeping import prune_loaded_packages
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .pending import finish_pending
 from .questions import RESOURCE as QUESTION_HISTORY
@@ -202,6 +203,7 @@ def sync(
             report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
         report.warnings = new_variant_warnings(variants_before,
                                                variant_columns(local_schema(pipeline)))
+    prune_loaded_packages(pipeline)
     report.elapsed = time.monotonic() - started
     report.rejected = tally.rejected
     report.deep_streams, report.deep_found = len(tally.deep_streams), tally.deep_found
