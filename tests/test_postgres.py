@@ -5,6 +5,7 @@ figures as DuckDB on the same sandbox data."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_the_command_loads_postgres_exact(start_sandbox, tmp_path, postgres_cred
 
 
 def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
-        start_sandbox, tmp_path, clock, postgres_credentials, monkeypatch):
+        start_sandbox, tmp_path, clock, postgres_credentials, monkeypatch, caplog):
     # PostgreSQL cannot replace a table, and DROP ... CASCADE would take along every view that
     # reads a model: an analyst's view on a mart or a staging view must survive the next build,
     # and see the new rows.
@@ -95,6 +96,9 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
                                    sql_dir=sql_dir))
     assert query(pipeline, f"SELECT DISTINCT build_version FROM {DATASET}.mart_nps_daily") == [
         (1,)]
+    # The drop took the users' views along; they are created again, and read the new table.
+    assert (query(pipeline, "SELECT sum(responses) FROM bi.nps")
+            == query(pipeline, f"SELECT sum(responses) FROM {DATASET}.mart_nps_daily"))
 
     # Taken for unchanged and refused in place, it is dropped and created all the same.
     monkeypatch.setattr(models_runner, "can_replace_in_place", lambda *args: True)
@@ -103,6 +107,23 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
                                    sql_dir=sql_dir))
     assert query(pipeline, f"SELECT DISTINCT build_version, build_label "
                            f"FROM {DATASET}.mart_nps_daily") == [(2, "b")]
+    assert query(pipeline, "SELECT count(*) FROM bi.nps") == query(
+        pipeline, f"SELECT count(*) FROM {DATASET}.mart_nps_daily")
+
+    # A view of a user's that no longer fits the new columns is named; the others come back.
+    with pipeline.sql_client() as sql:
+        sql.execute_sql(f"CREATE VIEW bi.labels AS SELECT build_label FROM "
+                        f"{DATASET}.mart_nps_daily")
+    mart.write_text(f"{head}{select}    3 AS build_version,\n{tail}")
+    with caplog.at_level(logging.WARNING, logger="micrometrics"):
+        assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC),
+                                       sql_dir=sql_dir))
+    warned = [record.getMessage() for record in caplog.records]
+    assert any('"bi"."labels"' in line and "could not be created again" in line
+               for line in warned), warned
+    assert query(pipeline, "SELECT table_name FROM information_schema.views "
+                           "WHERE table_schema = 'bi' ORDER BY 1") == [
+        ("answers",), ("nps",), ("responses",)]
 
     # Any other failure in place (a lost connection) fails the build and drops nothing.
     monkeypatch.setattr(models_runner, "can_replace_in_place", can_replace_in_place)

@@ -6,7 +6,9 @@ every view that reads it: the views analysts and BI tools build on the marts and
 would be gone after every sync. So when the relation already exists, of the same kind, with the
 same column names and types in the same order (every build but the first after an upgrade that
 changed a model), a view is replaced (``CREATE OR REPLACE VIEW``) and a table emptied and
-refilled in one transaction: what depends on it stays.
+refilled in one transaction: what depends on it stays. When the columns did change, the views
+of users that the drop takes along are created again from their definitions after the build
+(``dependent_views``, ``recreate_views``).
 """
 
 from __future__ import annotations
@@ -51,3 +53,66 @@ def can_replace_in_place(client: Any, relation: str, kind: str, query: str) -> b
     """Whether ``relation`` exists as ``kind`` with exactly the columns ``query`` returns."""
     existing = existing_columns(client, relation, kind)
     return existing is not None and existing == query_columns(client, query)
+
+
+# -- when a model must be dropped after all ------------------------------------------------------
+
+# Views (and materialized views) that read ``relation``, directly or through one another, with
+# their depth and definition: what DROP ... CASCADE takes along.
+DEPENDENTS = """
+WITH RECURSIVE dependents(oid, depth) AS (
+    SELECT DISTINCT r.ev_class, 1
+    FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+    WHERE d.refobjid = to_regclass(%s) AND r.ev_class <> d.refobjid
+  UNION
+    SELECT DISTINCT r.ev_class, dependents.depth + 1
+    FROM dependents
+    JOIN pg_depend d ON d.refobjid = dependents.oid
+    JOIN pg_rewrite r ON r.oid = d.objid
+    WHERE r.ev_class <> d.refobjid AND dependents.depth < 50
+)
+SELECT n.nspname, c.relname, c.relkind, MAX(dependents.depth), pg_get_viewdef(c.oid)
+FROM dependents
+JOIN pg_class c ON c.oid = dependents.oid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+GROUP BY n.nspname, c.relname, c.relkind, c.oid
+ORDER BY MAX(dependents.depth), n.nspname, c.relname
+"""
+
+
+def dependent_views(client: Any, relation: str, models: set[tuple[str, str]]
+                    ) -> list[tuple[str, str, str, str]]:
+    """``(schema, name, relkind, definition)`` of the views that read ``relation`` (quoted,
+    qualified) and are not among ``models`` (``(schema, name)``: rebuilt anyway), shallowest
+    first."""
+    with client.execute_query(DEPENDENTS, relation) as cursor:
+        rows = cursor.fetchall()
+    return [(schema, name, kind, definition) for schema, name, kind, _depth, definition in rows
+            if (schema, name) not in models]
+
+
+def recreate_views(client: Any, views: list[tuple[str, str, str, str]]) -> list[str]:
+    """Create ``views`` again (views that read others after those); returns one line per view
+    that could not be (its definition no longer fits what it reads)."""
+    left, failures = list(views), {}
+    while left:
+        retry = []
+        for schema, name, kind, definition in left:
+            target = f"{quoted(schema)}.{quoted(name)}"
+            create = ("CREATE MATERIALIZED VIEW IF NOT EXISTS" if kind == "m"
+                      else "CREATE OR REPLACE VIEW")
+            try:
+                client.execute_sql(f"{create} {target} AS {definition.rstrip().rstrip(';')}")
+            except Exception as exc:  # noqa: BLE001 - named in a warning, the build goes on
+                failures[target] = " ".join(str(exc).split())[:200]
+                retry.append((schema, name, kind, definition))
+            else:
+                failures.pop(target, None)
+        if len(retry) == len(left):
+            break  # no progress: what is left reads something that no longer fits
+        left = retry
+    return [f"{target}: {error}" for target, error in failures.items()]
+
+
+def quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

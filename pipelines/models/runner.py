@@ -30,7 +30,7 @@ from .compiler import (
     table_node,
 )
 from .graph import build_order
-from .in_place import can_replace_in_place
+from .in_place import can_replace_in_place, dependent_views, recreate_views
 from .project import Model, ModelsError, Project, load_project
 from .variants import pipeline_schema, schema_tables, with_variants
 
@@ -152,8 +152,12 @@ def build_models(
         report.waiting_for = tables_not_loaded(project, client)
         if report.waiting_for:
             return report
+        models = {tuple(qualify(model.name)[-2:]) for model in project.models}
+        taken_along: list[tuple[str, str, str, str]] = []  # users' views a drop took along
         for model in build_order(project.models):
             in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
+            if dialect == "postgres" and not in_place:
+                taken_along += dependent_views(client, relation_of(model, qualify), models)
             try:
                 for statement in build_statements(model, dialect, qualify, params, in_place):
                     execute(client, statement, f"model {model.name}")
@@ -162,10 +166,13 @@ def build_models(
                     raise  # a lost connection must not cost the views users built on it
                 # Refused in place after all (its transaction rolled back): drop and create.
                 log.warning("warning: model %s could not be replaced in place; dropped and "
-                            "created, with the views that read it", model.name)
+                            "created", model.name)
+                taken_along += dependent_views(client, relation_of(model, qualify), models)
                 for statement in build_statements(model, dialect, qualify, params):
                     execute(client, statement, f"model {model.name}")
             report.built.append((model.name, model.materialization or ""))
+        if taken_along:
+            restore_users_views(client, taken_along)
         if run_tests:
             report.tests = [run_test(client, test, dialect, qualify) for test in project.tests]
     report.seconds = time.monotonic() - started
@@ -173,6 +180,25 @@ def build_models(
     if failures:
         raise DataTestFailed(failures)
     return report
+
+
+def relation_of(model: Model, qualify: Qualifier) -> str:
+    return generate(table_node(qualify(model.name)), "postgres", model.name)
+
+
+def restore_users_views(client: Any, views: list[tuple[str, str, str, str]]) -> None:
+    """PostgreSQL: create again the views of users that a model's drop took along (a model
+    whose columns changed: DROP ... CASCADE), from their definitions; name those that no longer
+    fit. Their grants and comments are not restored."""
+    failed = recreate_views(client, views)
+    restored = len(views) - len(failed)
+    if restored:
+        log.warning("warning: %d view(s) of yours read a model whose columns changed and were "
+                    "created again after its rebuild (their grants, if any, must be given "
+                    "again)", restored)
+    for line in failed:
+        log.warning("warning: a view of yours read a model whose columns changed and could not "
+                    "be created again: %s", line)
 
 
 def refused_definition(exc: BaseException) -> bool:
@@ -184,7 +210,7 @@ def refused_definition(exc: BaseException) -> bool:
 
 def replaceable(client: Any, model: Model, qualify: Qualifier, params: dict[str, str]) -> bool:
     """PostgreSQL: whether ``model`` exists with the columns it would get (``in_place``)."""
-    relation = generate(table_node(qualify(model.name)), "postgres", model.name)
+    relation = relation_of(model, qualify)
     query = generate(compile_query(model, "postgres", qualify, params), "postgres", model.name)
     try:
         return can_replace_in_place(client, relation, (model.materialization or "").upper(),
