@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
+import pytest
 
-from pipelines.models import ModelsReport, build_models
+from pipelines.models import DataTestFailed, ModelsReport, build_models
 from pipelines.sync.options import SyncOptions
 from tests.cli import run_cli, sync_env
 from tests.destinations import (
@@ -209,3 +210,43 @@ def command_loads_exact(start_sandbox, tmp_path, destination: str, env: dict[str
     assert "data tests passed" in done.stdout  # it built the models there too
     assert not (tmp_path / "warehouse.duckdb").exists()
     assert_matches_truth(pipeline, sandbox.truth())
+
+
+def ids_and_times_that_drift_keep_the_models_building(start_sandbox, pipeline: dlt.Pipeline,
+                                                       clock) -> None:
+    """A question id the API sends as a string, and a response's created_at that is no time,
+    put dlt's variant columns beside a bigint and a timestamp the models join and compute on.
+    The build goes on: the string id matches as text, the bad time reads as NULL and a data
+    test names that response; once upstream fixes it the build passes again."""
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync_into(sandbox, pipeline, clock)
+    now = lambda: datetime.fromtimestamp(clock(), UTC)  # noqa: E731
+    assert all_passed(build_models(pipeline, now=now()))
+
+    clock.advance(HOUR)
+    survey = min(sandbox.truth()["surveys"], key=lambda s: s["id"])
+    questions = [*survey["questions"], {"id": "q-extra", "type": "text", "text": "Else?"}]
+    sandbox.patch_records("surveys", [survey["id"]], {"questions": questions})
+    clock.advance(60)
+    sync_into(sandbox, pipeline, clock)  # the questions' ids drift, not yet the answers'
+    assert all_passed(build_models(pipeline, now=now()))
+
+    clock.advance(HOUR)
+    (added,) = sandbox.add_responses(1, survey_id=survey["id"])
+    sandbox.patch_records("survey_responses", [added], {
+        "answers": [{"question_id": "q-extra", "value": "all good"}],
+        "created_at": "2024-13-45T99:00:00Z"})
+    clock.advance(60)
+    sync_into(sandbox, pipeline, clock)
+    with pytest.raises(DataTestFailed) as failed:
+        build_models(pipeline, now=now())
+    assert {test.name for test in failed.value.failures} == {"mart_nps_daily_key"}
+    answers = query(pipeline, f"SELECT question_id, question_type, text_value FROM "
+                              f"{DATASET}.stg_survey_answers WHERE response_id = {added}")
+    assert answers == [("q-extra", "text", "all good")]
+
+    clock.advance(HOUR)
+    sandbox.patch_records("survey_responses", [added], {"created_at": "2024-06-01T10:00:00Z"})
+    clock.advance(60)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=now()))

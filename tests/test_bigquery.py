@@ -20,6 +20,7 @@ from tests.bigquery_emulator import start_emulator, stop_emulator
 from tests.destination_scenarios import (
     command_loads_exact,
     deletion_marks_and_reconcile,
+    ids_and_times_that_drift_keep_the_models_building,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
 )
 from tests.destinations import (
@@ -106,3 +107,9 @@ def test_without_http_errors_a_failing_data_test_is_still_reported_failed(
         assert "returned no row" in failure.describe()
     finally:
         stop_emulator(emulator)
+
+
+def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_path, clock,
+                                                           bigquery_destination):
+    ids_and_times_that_drift_keep_the_models_building(
+        start_sandbox, pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines"), clock)

@@ -21,6 +21,7 @@ from pipelines.models.project import SQL_DIR
 from tests.destination_scenarios import (
     command_loads_exact,
     deletion_marks_and_reconcile,
+    ids_and_times_that_drift_keep_the_models_building,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
     survey_edit_history_and_type_drift,
 )
@@ -167,3 +168,9 @@ def test_last_7_and_30_days_are_exact_durations_whatever_the_servers_time_zone(
     counts = (f"SELECT device_id, responses_last_7d, responses_last_30d "
               f"FROM {DATASET}.dim_devices ORDER BY device_id")
     assert query(pipeline, counts) == query(tmp_path / "duckdb", counts)
+
+
+def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_path, clock,
+                                                           postgres_credentials):
+    ids_and_times_that_drift_keep_the_models_building(
+        start_sandbox, postgres_pipeline(tmp_path, postgres_credentials), clock)

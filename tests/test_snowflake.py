@@ -17,6 +17,7 @@ from pipelines.models import DataTestFailed, ModelsError, build_models, run_data
 from tests.destination_scenarios import (
     command_loads_exact,
     deletion_marks_and_reconcile,
+    ids_and_times_that_drift_keep_the_models_building,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
     survey_edit_history_and_type_drift,
 )
@@ -96,3 +97,9 @@ def test_data_tests_fail_on_offending_rows_and_on_sql_the_emulator_cannot_run(
     with pytest.raises(ModelsError, match="data test reads_a_missing_column failed") as refused:
         run_data_tests(pipeline, sql_dir)
     assert not isinstance(refused.value, DataTestFailed)
+
+
+def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_path, clock,
+                                                           snowflake_destination):
+    ids_and_times_that_drift_keep_the_models_building(
+        start_sandbox, pipeline_on(snowflake_destination, tmp_path / "snowflake_pipelines"), clock)

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pipelines.models import build_models
 from pipelines.sync.cli import TABLES
 from pipelines.sync.summary import destination_counts, render
+from tests.destination_scenarios import ids_and_times_that_drift_keep_the_models_building
 from tests.models.conftest import rows
-from tests.syncing import DATASET, sync_sandbox
+from tests.syncing import DATASET, pipeline_for, sync_sandbox
 
 TEXT_IDS = ["L-12", "L-7", "Lobby 3"]
 
@@ -52,3 +53,8 @@ def test_location_id_turning_text_reaches_staging_and_marts_and_warns_once(
     clock.advance(60)
     result, summary = sync(sandbox, tmp_path, clock)
     assert result.report.warnings == [] and "changed type" not in summary
+
+
+def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_path, clock):
+    ids_and_times_that_drift_keep_the_models_building(start_sandbox, pipeline_for(tmp_path),
+                                                       clock)

@@ -106,7 +106,37 @@ def compile_query(
     tree = fill_parameters(tree, params or {}, model.name)
     if dialect == "bigquery":
         tree = tree.transform(local_date_for_bigquery)
+    if dialect == "postgres":
+        tree = tree.transform(guarded_cast_for_postgres)
     return qualify_tables(tree, qualify)
+
+
+# What each type reads from text, for PostgreSQL, which has no TRY_CAST (a bad value fails the
+# whole statement): the shapes its input functions take. A value of the shape that is still no
+# date (2024-02-30) fails the build there.
+_DAY = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_TIME = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?"
+_ZONE = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+CAST_SHAPES = {
+    exp.DataType.Type.TIMESTAMPTZ: rf"^\s*{_DAY}([T ]{_TIME})?\s*{_ZONE}\s*$",
+    exp.DataType.Type.DATE: rf"^\s*{_DAY}\s*$",
+    exp.DataType.Type.TIME: rf"^\s*{_TIME}\s*$",
+    exp.DataType.Type.BOOLEAN: r"^\s*(true|false|t|f|yes|no|on|off|1|0)\s*$",
+}
+
+
+def guarded_cast_for_postgres(node: exp.Expression) -> exp.Expression:
+    """``TRY_CAST(text AS type)`` (reading a drifted column, see ``variants``) as PostgreSQL's
+    ``CASE WHEN text ~* shape THEN CAST(text AS type) END``: sqlglot renders it as a plain
+    CAST, which fails the build on the first value that does not read."""
+    if not isinstance(node, exp.TryCast):
+        return node
+    shape = next((pattern for kind, pattern in CAST_SHAPES.items() if node.to.is_type(kind)),
+                 None)
+    if shape is None:
+        return node
+    matches = exp.RegexpILike(this=node.this.copy(), expression=exp.Literal.string(shape))
+    return exp.Case(ifs=[exp.If(this=matches, true=exp.cast(node.this.copy(), node.to.copy()))])
 
 
 def local_date_for_bigquery(node: exp.Expression) -> exp.Expression:

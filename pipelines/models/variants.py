@@ -5,7 +5,8 @@ the column and adds a variant column for the new type (``location_id__v_text``);
 column is NULL in those rows. A variant column only exists once the drift happened, so the SQL
 cannot name it in advance: before a build, every reference to a column that has variants is
 rewritten into ``COALESCE(column, column__v_type, ...)``, each cast to a common type (the
-column's own when all agree, text when they differ). A projection keeps its name. The rewrite
+column's own when all agree or it is a time or a boolean, which the models compute with; text
+otherwise). A projection keeps its name. The rewrite
 works on the models' DuckDB-dialect SQL, so it is translated to the destination like the rest.
 """
 
@@ -84,13 +85,29 @@ def pipeline_schema(pipeline: dlt.Pipeline) -> Schema | None:
     return Schema.from_dict(json.loads(stored.schema)) if stored else None
 
 
+# Base types kept through a drift: the models compute with them (a day in a zone, a time
+# between two versions), which text would break in every later build. A variant value that
+# does not read as the type is NULL in the models (the loaded table keeps it).
+KEPT_TYPES = {"timestamp": "TIMESTAMPTZ", "date": "DATE", "time": "TIME", "bool": "BOOLEAN"}
+
+
 def coalesced(column: exp.Column, members: list[tuple[str, str | None]]) -> exp.Expression:
-    """``COALESCE(column, variant, ...)`` over the same table qualifier, cast to one type."""
-    to_text = len({kind for _, kind in members}) > 1
+    """``COALESCE(column, variant, ...)`` over the same table qualifier, cast to one type: the
+    column's own when all agree or it is one of ``KEPT_TYPES`` (the others read through
+    ``TRY_CAST``), else text (an id that turned text keeps its values)."""
+    kinds = {kind for _, kind in members}
+    base = members[0][1]
+    kept = KEPT_TYPES.get(base or "") if len(kinds) > 1 else None
     parts: list[exp.Expression] = []
     for name, kind in members:
         ref = exp.column(name, table=column.table or None, quoted=column.this.quoted)
-        parts.append(exp.cast(ref, "TEXT") if to_text and kind != "text" else ref)
+        if len(kinds) == 1 or kind == (base if kept else "text"):
+            parts.append(ref)
+        elif kept:
+            parts.append(exp.TryCast(this=exp.cast(ref, "TEXT"),
+                                     to=exp.DataType.build(kept)))
+        else:
+            parts.append(exp.cast(ref, "TEXT"))
     return exp.Coalesce(this=parts[0], expressions=parts[1:])
 
 

@@ -6,6 +6,9 @@
 -- question). So answers keep their type when a survey drops or re-creates a question, and
 -- question_is_current says whether the survey still lists it. deleted_at is the response's
 -- (an answer is marked with the response it belongs to).
+-- Question ids are matched as text: an id the API sends as a string on one side (dlt then reads
+-- that column as text, see pipelines/models/variants.py) still finds its match, where a text =
+-- bigint comparison would fail every build on PostgreSQL, Snowflake and BigQuery.
 -- A regex guards the cast because PostgreSQL has no TRY_CAST and Snowflake's only takes text.
 -- At most 9 digits before the point: the marts cast scores to INTEGER, 32 bits on DuckDB and
 -- PostgreSQL (64 on Snowflake and BigQuery), so a longer one would fail the whole build there
@@ -27,7 +30,7 @@ WITH versions AS (
         ON a._dlt_parent_id = r._dlt_id
     JOIN stg_survey_question_history AS h
         ON h.survey_id = r.survey_id
-        AND h.question_id = a.question_id
+        AND CAST(h.question_id AS TEXT) = CAST(a.question_id AS TEXT)
 )
 
 SELECT
@@ -55,4 +58,4 @@ LEFT JOIN versions AS v
     AND v.version_rank = 1
 LEFT JOIN stg_survey_questions AS q
     ON q.survey_id = r.survey_id
-    AND q.question_id = a.question_id
+    AND CAST(q.question_id AS TEXT) = CAST(a.question_id AS TEXT)

@@ -3,6 +3,8 @@ every dialect, and leaves everything else as written."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -76,3 +78,22 @@ def test_without_variants_the_project_is_unchanged():
     project = load_project()
     assert with_variants(project, {"devices": {"location_id": {"data_type": "bigint"}}}) \
         is project
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_time_that_drifted_stays_a_time_in_every_dialect(dialect):
+    """The models compute with created_at (the question version in force): its text variant is
+    read as a time where it is one and NULL where not, never as text, and never by a cast that
+    fails the statement (PostgreSQL has no TRY_CAST)."""
+    drifted = {"survey_responses": {
+        "created_at": {"data_type": "timestamp"},
+        "created_at__v_text": {"data_type": "text", "variant": True}}}
+    models = {m.name: m for m in with_variants(load_project(), drifted).models}
+    sql = compile_model(models["stg_survey_answers"], dialect, dataset_qualifier("micrometrics"))
+    guarded = {"duckdb": "TRY_CAST(CAST(r.created_at__v_text AS TEXT) AS TIMESTAMPTZ)",
+               "snowflake": "TRY_CAST(CAST(r.created_at__v_text AS VARCHAR) AS TIMESTAMPTZ)",
+               "bigquery": "SAFE_CAST(CAST(r.created_at__v_text AS STRING) AS TIMESTAMP)",
+               "postgres": "CASE WHEN CAST(r.created_at__v_text AS TEXT) ~* "}[dialect]
+    flat = re.sub(r"\(\s+", "(", " ".join(sql.split()))
+    assert f"COALESCE(r.created_at, {guarded}" in flat
+    assert isinstance(sqlglot.parse_one(sql, read=dialect), exp.Query)
