@@ -183,6 +183,10 @@ def build_statements(
     query = compile_query(model, dialect, qualify, params)
     if dialect != "postgres" or (in_place and kind == "VIEW"):
         create = exp.Create(this=target, kind=kind, replace=True, expression=query)
+        if dialect == "snowflake":
+            # A replaced table or view loses the privileges granted on it (a BI role's SELECT)
+            # unless the statement copies them.
+            create.set("properties", exp.Properties(expressions=[exp.CopyGrantsProperty()]))
         return [generate(create, dialect, model.name)]
     if in_place:
         truncate = exp.TruncateTable(expressions=[target.copy()])
