@@ -98,8 +98,8 @@ HINTS: dict[str, Hint] = {
     "type_drift": Hint(
         "warning: <table>.<column> changed type: dlt added the variant column ...",
         "nothing breaks: the models read the column and its variant (as text when the types "
-        "differ); queries on the loaded table should read both too. Shown once, by the sync "
-        "that added the variant",
+        "differ, as the column's type for a time or a boolean); queries on the loaded table "
+        "should read both too. Shown once, by the sync that added the variant",
     ),
 }
 
