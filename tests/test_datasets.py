@@ -4,15 +4,18 @@ other's state or the packages a killed sync left for it."""
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
 
+from pipelines.destination import open_pipeline
 from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.source import micrometrics_source
-from pipelines.micrometrics.target import claim_folder
+from pipelines.micrometrics.target import claim_folder, target_of
 from pipelines.status.record import SyncOutcome, record_sync, status_of
 from tests.conftest import KEY, SECRET
 from tests.syncing import DATASET, sync_into
@@ -104,3 +107,30 @@ def test_an_outcome_recorded_for_another_dataset_leaves_both_states_their_own(
     back.sync_destination()
     assert back.state["sources"]["micrometrics"]["resources"]
     assert status_of(back.state)["last_sync"]["exit_code"] == 0
+
+
+def test_databases_and_projects_of_one_account_are_told_apart(tmp_path, monkeypatch):
+    """dlt's data_location is the account host on Snowflake and the region on BigQuery."""
+    for key in [key for key in os.environ if key.startswith("DESTINATION__")]:
+        monkeypatch.delenv(key)
+    seen = set()
+    for database in ("PROD", "DEV"):
+        monkeypatch.setenv("DESTINATION__SNOWFLAKE__CREDENTIALS",
+                           f"snowflake://user:pass@account/{database}?warehouse=w&role=r")
+        seen.add(repr(target_of(open_pipeline("snowflake", DATASET, str(tmp_path)))))
+    monkeypatch.setenv("DESTINATION__BIGQUERY__CREDENTIALS__CLIENT_EMAIL",
+                       "x@y.iam.gserviceaccount.com")
+    monkeypatch.setenv("DESTINATION__BIGQUERY__CREDENTIALS__PRIVATE_KEY",
+                       "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
+    for project in ("acme-prod", "acme-dev"):
+        monkeypatch.setenv("DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID", project)
+        seen.add(repr(target_of(open_pipeline("bigquery", DATASET, str(tmp_path)))))
+    assert len(seen) == 4
+
+
+def test_a_run_refused_for_its_destination_configuration_is_still_recorded(tmp_path, monkeypatch):
+    for key in [key for key in os.environ if key.startswith("DESTINATION__")]:
+        monkeypatch.delenv(key)
+    pipeline = open_pipeline("postgres", DATASET, str(tmp_path))  # no credentials anywhere
+    assert record_sync(pipeline, outcome(time.time, 2)) == "local"
+    assert status_of(pipeline.state)["last_sync"]["exit_code"] == 2

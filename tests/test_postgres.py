@@ -174,3 +174,27 @@ def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_pa
                                                            postgres_credentials):
     ids_and_times_that_drift_keep_the_models_building(
         start_sandbox, postgres_pipeline(tmp_path, postgres_credentials), clock)
+
+
+def test_users_views_a_drop_took_along_come_back_even_if_a_later_model_fails(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync_into(sandbox, pipeline, clock)
+    now = datetime.fromtimestamp(clock(), UTC)
+    assert all_passed(build_models(pipeline, now=now))
+    with pipeline.sql_client() as sql:
+        sql.execute_sql("CREATE SCHEMA bi")
+        sql.execute_sql(f"CREATE VIEW bi.devices AS SELECT device_id FROM {DATASET}.stg_devices")
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    staging = sql_dir / "staging" / "stg_devices.sql"  # new columns: dropped and created
+    staging.write_text(staging.read_text().replace("    deleted_at\n",
+                                                   "    deleted_at,\n    1 AS build_version\n"))
+    mart = sql_dir / "marts" / "mart_nps_daily.sql"  # built later, and refused
+    mart.write_text(mart.read_text().replace("FROM fct_survey_responses",
+                                             "FROM fct_survey_responses WHERE no_such_column"))
+    with pytest.raises(ModelsError, match="mart_nps_daily"):
+        build_models(pipeline, now=now, sql_dir=sql_dir)
+    assert query(pipeline, "SELECT count(*) FROM bi.devices") == query(
+        pipeline, f"SELECT count(*) FROM {DATASET}.stg_devices")

@@ -30,9 +30,15 @@ import dlt
 log = logging.getLogger("micrometrics.sync")
 
 
+# What names the database beyond dlt's data_location, which is only the account host on
+# Snowflake and the region on BigQuery (two databases, two projects would look alike).
+LOCATION_FIELDS = ("database", "project_id")
+
+
 def target_of(pipeline: dlt.Pipeline) -> dict[str, str]:
     """The pipeline's destination kind, where it keeps its data (a digest of dlt's
-    ``data_location``: host, port and database, or the DuckDB file) and its dataset."""
+    ``data_location`` (host and port, or the DuckDB file) with the credentials' database or
+    project) and its dataset."""
     config: Any = pipeline.destination_client().config
     try:
         location = str(config.data_location())
@@ -40,6 +46,9 @@ def target_of(pipeline: dlt.Pipeline) -> dict[str, str]:
         location = ""
     if location and pipeline.destination and "duckdb" in pipeline.destination.destination_type:
         location = os.path.abspath(location)  # relative to where the sync runs
+    credentials = getattr(config, "credentials", None)
+    for field in LOCATION_FIELDS:
+        location += f"|{getattr(credentials, field, None) or ''}"
     return {
         "destination": str(config.destination_type),
         "location": hashlib.sha256(location.encode()).hexdigest()[:16],

@@ -7,21 +7,20 @@ answer, no ``devices.location_id`` while every device has none. Failing the buil
 fail every scheduled sync until the API serves such data. Instead:
 
 - a source table not loaded yet: nothing is built and no data test runs, and the summary says
-  what the models wait for (:func:`tables_not_loaded`); the next sync that loads it builds
-  them;
+  what the models wait for (:func:`source_columns`); the next sync that loads it builds them;
 - a column of a loaded table that dlt has not created: read as NULL (text), under its own name
   (:func:`with_absent_columns`); the build after the first value reads the real column.
 
-Tables are looked up in the destination; columns in the pipeline's schema (as variant columns
-are, :mod:`.variants`): without a schema no column is read as NULL.
+Both are looked up in the destination, which is what the build reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
@@ -37,25 +36,31 @@ def source_tables(model: Model, models: Set[str]) -> set[str]:
             if table.name and table.name.lower() not in models | ctes}
 
 
-def tables_not_loaded(project: Project, client: Any) -> list[str]:
-    """The source tables of the models and tests that the destination (``client``, a dlt SQL
-    client) does not have: asked of the destination itself, which is what the build reads."""
+def source_columns(project: Project, client: Any) -> dict[str, set[str] | None]:
+    """Each source table of the models and tests, with the columns the destination (``client``,
+    a dlt SQL client) has for it, or None when it has no such table: asked of the destination
+    itself, which is what the build reads (a local dlt schema may be older: another worker
+    loaded since)."""
     models = {name.lower() for name in project.model_names}
     wanted: set[str] = set()
     for model in (*project.models, *project.tests):
         wanted |= source_tables(model, models)
-    return sorted(table for table in wanted if not exists(client, table))
+    return {table: loaded_columns(client, table) for table in sorted(wanted)}
 
 
-def exists(client: Any, table: str) -> bool:
+def loaded_columns(client: Any, table: str) -> set[str] | None:
+    """The column names (lower case) of ``table`` in the destination; None when it is not
+    there. Any other error (a lost connection, no permission) is raised: it is no reason to
+    skip the build and report success."""
     try:
-        client.execute_sql(f"SELECT 1 FROM {client.make_qualified_table_name(table)} WHERE 1 = 0")
-    except Exception:  # noqa: BLE001 - dlt wraps "no such table" differently per destination
-        return False
-    return True
+        with client.execute_query(
+                f"SELECT * FROM {client.make_qualified_table_name(table)} WHERE 1 = 0") as cursor:
+            return {str(column[0]).lower() for column in cursor.description}
+    except DestinationUndefinedEntity:  # dlt's "no such table (or dataset)", every destination
+        return None
 
 
-def with_absent_columns(project: Project, tables: Mapping[str, Mapping[str, Any]]) -> Project:
+def with_absent_columns(project: Project, tables: Mapping[str, Iterable[str]]) -> Project:
     """The project with every reference to a column that a loaded table lacks read as NULL."""
     columns = {table.lower(): {name.lower() for name in cols} for table, cols in tables.items()}
 

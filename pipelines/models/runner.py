@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from pipelines.error_chain import causes
 
-from .absent import tables_not_loaded, with_absent_columns
+from .absent import source_columns, with_absent_columns
 from .compiler import (
     DIALECTS,
     Qualifier,
@@ -143,36 +143,21 @@ def build_models(
         ModelsError: A model could not be built, or the destination is not supported.
     """
     started = time.monotonic()
-    project = adapted_project(pipeline, sql_dir)
     params = {"as_of": as_of_literal(now)}
     with pipeline.sql_client() as client:
         dialect = dialect_of(client)
         qualify = client_qualifier(client)
-        report = ModelsReport(dialect=dialect, as_of=params["as_of"])
-        report.waiting_for = tables_not_loaded(project, client)
+        project, missing = adapted_project(pipeline, sql_dir, client)
+        report = ModelsReport(dialect=dialect, as_of=params["as_of"], waiting_for=missing)
         if report.waiting_for:
             return report
-        models = {tuple(qualify(model.name)[-2:]) for model in project.models}
         taken_along: list[tuple[str, str, str, str]] = []  # users' views a drop took along
-        for model in build_order(project.models):
-            in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
-            if dialect == "postgres" and not in_place:
-                taken_along += dependent_views(client, relation_of(model, qualify), models)
-            try:
-                for statement in build_statements(model, dialect, qualify, params, in_place):
-                    execute(client, statement, f"model {model.name}")
-            except ModelsError as exc:
-                if not (in_place and refused_definition(exc)):
-                    raise  # a lost connection must not cost the views users built on it
-                # Refused in place after all (its transaction rolled back): drop and create.
-                log.warning("warning: model %s could not be replaced in place; dropped and "
-                            "created", model.name)
-                taken_along += dependent_views(client, relation_of(model, qualify), models)
-                for statement in build_statements(model, dialect, qualify, params):
-                    execute(client, statement, f"model {model.name}")
-            report.built.append((model.name, model.materialization or ""))
-        if taken_along:
-            restore_users_views(client, taken_along)
+        try:
+            build(client, project, dialect, qualify, params, report, taken_along)
+        finally:
+            # Also when a later model fails: the next build would not find them to restore.
+            if taken_along:
+                restore_users_views(client, taken_along)
         if run_tests:
             report.tests = [run_test(client, test, dialect, qualify) for test in project.tests]
     report.seconds = time.monotonic() - started
@@ -180,6 +165,31 @@ def build_models(
     if failures:
         raise DataTestFailed(failures)
     return report
+
+
+def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
+          params: dict[str, str], report: ModelsReport,
+          taken_along: list[tuple[str, str, str, str]]) -> None:
+    """Builds every model in order into ``report.built``; on PostgreSQL, the users' views a
+    model's drop takes along go into ``taken_along`` (to be created again)."""
+    models = {tuple(qualify(model.name)[-2:]) for model in project.models}
+    for model in build_order(project.models):
+        in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
+        if dialect == "postgres" and not in_place:
+            taken_along += dependent_views(client, relation_of(model, qualify), models)
+        try:
+            for statement in build_statements(model, dialect, qualify, params, in_place):
+                execute(client, statement, f"model {model.name}")
+        except ModelsError as exc:
+            if not (in_place and refused_definition(exc)):
+                raise  # a lost connection must not cost the views users built on it
+            # Refused in place after all (its transaction rolled back): drop and create.
+            log.warning("warning: model %s could not be replaced in place; dropped and "
+                        "created", model.name)
+            taken_along += dependent_views(client, relation_of(model, qualify), models)
+            for statement in build_statements(model, dialect, qualify, params):
+                execute(client, statement, f"model {model.name}")
+        report.built.append((model.name, model.materialization or ""))
 
 
 def relation_of(model: Model, qualify: Qualifier) -> str:
@@ -222,18 +232,23 @@ def replaceable(client: Any, model: Model, qualify: Qualifier, params: dict[str,
 def run_data_tests(pipeline: dlt.Pipeline, sql_dir: Path | str | None = None
                    ) -> list[DataTestResult]:
     """Runs every data test against the built models; never raises for offending rows."""
-    project = adapted_project(pipeline, sql_dir)
     with pipeline.sql_client() as client:
         dialect = dialect_of(client)
         qualify = client_qualifier(client)
+        project, _missing = adapted_project(pipeline, sql_dir, client)
         return [run_test(client, test, dialect, qualify) for test in project.tests]
 
 
-def adapted_project(pipeline: dlt.Pipeline, sql_dir: Path | str | None) -> Project:
+def adapted_project(pipeline: dlt.Pipeline, sql_dir: Path | str | None, client: Any
+                    ) -> tuple[Project, list[str]]:
     """The SQL project, reading the variant columns the pipeline's tables have (see
-    :mod:`.variants`) and NULL for the columns they lack (see :mod:`.absent`)."""
-    tables = schema_tables(pipeline_schema(pipeline))
-    return with_absent_columns(with_variants(load_project(sql_dir), tables), tables)
+    :mod:`.variants`) and NULL for the columns the destination's tables lack; and the source
+    tables the destination does not have yet (see :mod:`.absent`)."""
+    project = with_variants(load_project(sql_dir), schema_tables(pipeline_schema(pipeline)))
+    loaded = source_columns(project, client)
+    present = {table: columns for table, columns in loaded.items() if columns is not None}
+    return (with_absent_columns(project, present),
+            [table for table, columns in loaded.items() if columns is None])
 
 
 def run_test(client: Any, test: Model, dialect: str, qualify: Qualifier) -> DataTestResult:

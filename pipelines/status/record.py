@@ -101,7 +101,11 @@ def record_sync(pipeline: dlt.Pipeline, outcome: SyncOutcome) -> str:
     """Save ``outcome`` in the pipeline state, locally and (when it safely can) in the
     destination. Returns where: ``destination`` or ``local``. Raises what dlt raises when the
     state-only load fails (the record is saved locally by then)."""
-    if claim_folder(pipeline) and pipeline.config.restore_from_destination:
+    try:
+        claimed = claim_folder(pipeline)
+    except Exception:  # noqa: BLE001 - a destination not configured: the record stays local
+        claimed = False
+    if claimed and pipeline.config.restore_from_destination:
         # The folder held another dataset's state (a run refused before sync() claimed it):
         # this one's comes from its destination, and the record goes on top of it.
         try:

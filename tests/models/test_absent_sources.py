@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipelines.models import build_models
+import pytest
+from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseUndefinedRelation
+
+from pipelines.models import absent, build_models
 from pipelines.models.absent import read_absent
 from tests.cli import run_cli, sync_env
 from tests.models.conftest import rows
@@ -52,6 +55,52 @@ def test_a_column_no_record_had_yet_reads_as_null(start_sandbox, tmp_path, clock
     build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC))
     assert query(tmp_path, f"SELECT location_id FROM micrometrics.dim_devices "
                            f"WHERE device_id = '{devices[0]}'") == [(7,)]
+
+
+def test_a_column_another_worker_loaded_is_read_whatever_the_local_schema(
+        start_sandbox, tmp_path, clock):
+    """Absent means absent from the destination's table: a worker whose local schema predates
+    another's load (``make models`` restores nothing) must not read the column as NULL."""
+    sandbox = start_sandbox(clock=clock, responses=20, **FAST)
+    devices = [device["id"] for device in sandbox.truth()["devices"]]
+    sandbox.patch_records("devices", devices, {"location_id": None})
+    sync_into(sandbox, pipeline_for(tmp_path, pipelines_dir="worker_a"), clock)
+    clock.advance(600)
+    sandbox.patch_records("devices", devices[:1], {"location_id": 7})
+    sync_into(sandbox, pipeline_for(tmp_path, pipelines_dir="worker_b"), clock)
+    stale = pipeline_for(tmp_path, pipelines_dir="worker_a")
+    assert "location_id" not in stale.default_schema.get_table_columns("devices")
+    build_models(stale, now=datetime.fromtimestamp(clock(), UTC))
+    assert query(tmp_path, f"SELECT location_id FROM micrometrics.dim_devices "
+                           f"WHERE device_id = '{devices[0]}'") == [(7,)]
+
+
+class RefusingClient:
+    """A SQL client whose every query fails with ``error`` (as dlt's would)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def make_qualified_table_name(self, table: str) -> str:
+        return f"micrometrics.{table}"
+
+    def execute_query(self, _sql: str):
+        raise self.error
+
+
+def test_an_error_other_than_a_missing_table_fails_the_build(start_sandbox, tmp_path, clock):
+    """No permission, a lost connection: no reason to skip the build and report success. Only
+    dlt's "no such table" (any destination's) means not loaded yet."""
+    sandbox = start_sandbox(clock=clock, responses=20, **FAST)
+    pipeline = pipeline_for(tmp_path)
+    sync_into(sandbox, pipeline, clock)
+    with pipeline.sql_client() as client:
+        assert absent.loaded_columns(client, "no_such_table") is None
+        assert "location_id" in absent.loaded_columns(client, "devices")
+    assert absent.loaded_columns(RefusingClient(DatabaseUndefinedRelation("gone")), "t") is None
+    with pytest.raises(DatabaseTerminalException, match="permission denied"):
+        absent.loaded_columns(RefusingClient(DatabaseTerminalException(
+            Exception("permission denied for table t"))), "t")
 
 
 def test_only_columns_of_a_certain_table_are_read_as_null():
