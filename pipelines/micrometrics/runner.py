@@ -99,6 +99,7 @@ def sync(
     settings: Settings | None = None,
     client: MicrometricsClient | None = None,
     clock: Callable[[], float] = time.time,
+    after_step: Callable[[], None] = lambda: None,
 ) -> SyncReport:
     """Sync the Micrometrics source into ``pipeline`` until every selected stream is up to now.
 
@@ -117,6 +118,8 @@ def sync(
         settings: Validated settings (default: dlt configuration, ``sources.micrometrics``).
         client: The API client (default: built from the settings).
         clock: UNIX time source (tests pin it).
+        after_step: Called after each of dlt's runs (the packages left, each round); what it
+            raises stops the sync (the command raises a SIGTERM dlt caught and let go).
 
     Returns:
         Rows loaded per table, requests, rounds, deep pass, marks, reconcile, warnings.
@@ -156,6 +159,7 @@ def sync(
         # What a killed sync left is loaded first, whatever this sync selects, and the marks it
         # committed to state but never applied are applied (idempotent otherwise).
         report = SyncReport(load_infos=finish_pending(pipeline))
+        after_step()
         # The marks come from state: the destination's, when it is newer than this machine's
         # (another worker synced since). Stale local state would mark a survey that came back.
         # (dlt's run restores it too, but only once the marks are applied.)
@@ -186,6 +190,7 @@ def sync(
                 info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                     refresh=refresh)
                 refresh = None
+                after_step()
                 report.rounds += 1
                 report.load_infos.append(info)
                 count_rows(pipeline, report)

@@ -30,7 +30,7 @@ from .run import (  # noqa: F401 - TABLES and the exit statuses are imported fro
     failure,
     run_sync,
 )
-from .terminate import terminated_as_failure
+from .terminate import Terminated, terminated_as_failure
 
 DESCRIPTION = """\
 Sync Micrometrics devices, surveys and survey responses into the destination.
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
             preview = lambda text: print(text, file=out)  # noqa: E731
         run_sync(options, result, models=not args.no_models, say=say, preview=preview)
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - one line for people, the trace with --verbose
+    except (Exception, Terminated) as exc:  # noqa: BLE001 - one line, the trace with --verbose
         code, message = failure(exc)
         if args.verbose and code == EXIT_FAILED:
             traceback.print_exc()

@@ -32,7 +32,7 @@ from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
 from .summary import destination_counts, render
-from .terminate import STOPPED, was_terminated
+from .terminate import STOPPED, Terminated, raise_if_terminated, was_terminated
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
@@ -69,7 +69,8 @@ def sync_and_build(options: SyncOptions, settings: Settings, pipeline: dlt.Pipel
                    result: RunResult, models: bool, say: Callable[[str], None],
                    preview: Callable[[str], None] | None) -> None:
     """The sync, its summary, then the models and their data tests (raises DataTestFailed)."""
-    report = result.report = sync(pipeline, settings=settings, **options.sync_arguments())
+    report = result.report = sync(pipeline, settings=settings, after_step=raise_if_terminated,
+                                  **options.sync_arguments())
     result.counts = destination_counts(pipeline, TABLES)
     say(render(report, result.counts, report.rate, report.burst))
     if not models:
@@ -92,7 +93,7 @@ def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) ->
     """Record how the sync went (``status`` reads it), whether it succeeds or raises."""
     try:
         yield
-    except Exception as exc:
+    except (Exception, Terminated) as exc:
         save_outcome(pipeline, options, result, *failure(exc))
         raise
     save_outcome(pipeline, options, result, EXIT_OK, None)
