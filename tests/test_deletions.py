@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import pytest
+
 from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
 from pipelines.sync.summary import deletion_lines
@@ -87,6 +89,30 @@ def test_a_survey_that_comes_back_brings_back_only_the_responses_the_api_serves(
     still_marked = {rid for rid, mark in marks(tmp_path, "survey_responses").items() if mark}
     assert still_marked == set(erased) | set(gone[reused])
     assert set(fresh) <= set(marks(tmp_path, "survey_responses"))
+
+
+@pytest.mark.parametrize("resources, full_refresh", [
+    (("surveys",), False), (("survey_responses",), False), (("surveys",), True)])
+def test_a_return_seen_by_a_sync_of_some_resources_is_read_by_the_next_full_one(
+        start_sandbox, tmp_path, clock, resources, full_refresh):
+    """The sync that sees a survey back may read no responses (--resources surveys), or not
+    track the list (--resources survey_responses): the next sync of everything reads them."""
+    sandbox = start_sandbox(clock=clock, responses=300, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    doomed = sandbox.truth()["surveys"][1]["id"]
+    clock.advance(600)
+    gone = sandbox.remove_survey(doomed)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert {rid for rid, mark in marks(tmp_path, "survey_responses").items() if mark} == set(gone)
+    sandbox.restore_survey(doomed)
+    clock.advance(600)
+    sync_sandbox(sandbox, tmp_path, clock,
+                 SyncOptions(resources=resources, full_refresh=full_refresh), **FAST)
+    clock.advance(600)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    truth = sandbox.truth()
+    assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])
+    assert live(tmp_path, "surveys") == truth_versions(truth["surveys"])
 
 
 def test_a_full_refresh_of_surveys_keeps_tracking_their_deletions(start_sandbox, tmp_path, clock):

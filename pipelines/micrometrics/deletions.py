@@ -11,36 +11,59 @@ A survey that comes back (undeleted, or a new survey given the old id) has its r
 again from its start (:func:`reread_returned`): the merge brings back, unmarked, exactly the
 ones the API serves again; those it no longer serves (erased meanwhile, or the old survey's)
 stay marked. Unmarking every response marked with the survey brought those back as live rows.
+Returns are kept (``returns``) until a sync reads the responses: ``--resources surveys`` may see
+one and read none.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .timeutil import format_timestamp
 
 
+@dataclass(frozen=True)
+class TrackedSurveys:
+    """What the surveys' state said as a sync began: the surveys gone (``deleted``) and every
+    return seen (``returned``: ``(id, the deletion it came back from)``, kept until the
+    responses are read again, whichever later sync that is: one of ``--resources surveys``
+    reads no responses)."""
+
+    deleted: list[tuple[Any, str]]
+    returned: list[tuple[Any, str]]
+
+    @classmethod
+    def of(cls, state: dict[str, Any]) -> TrackedSurveys:
+        return cls(deleted_surveys(state), [tuple(pair) for pair in state.get("returns", [])])
+
+
 def track_survey_list(state: dict[str, Any], listed_ids: list[Any], now: datetime,
-                      deleted_before: list[tuple[Any, str]] | None = None) -> None:
+                      before: TrackedSurveys | None = None) -> None:
     """Update ``state`` with the ids of a complete survey list read at ``now``.
 
-    ``deleted_before``: the deletions a full refresh of ``surveys`` dropped with its state
-    (``deleted_surveys`` of the state before it). The responses keep their marks unless they
-    were refreshed too, so a survey among them that comes back must still be seen restored.
+    ``before``: the state as the sync began, for a full refresh of ``surveys``, which drops
+    the state (the responses keep their marks unless they were refreshed too, so a survey
+    among them that comes back must still be seen restored and its responses read again).
     """
     listed = set(listed_ids)
     deleted = {survey_id: when for survey_id, when in state.get("deleted", [])}
-    if "known" not in state:  # a first list: a new pipeline, or one whose state was dropped
-        for survey_id, when in deleted_before or []:
+    returns = {survey_id: when for survey_id, when in state.get("returns", [])}
+    if "known" not in state and before is not None:  # a first list, or one after a refresh
+        for survey_id, when in before.deleted:
             deleted.setdefault(survey_id, when)
+        for survey_id, when in before.returned:
+            returns.setdefault(survey_id, when)
     restored = {survey_id: deleted.pop(survey_id) for survey_id in list(deleted)
                 if survey_id in listed}
+    returns.update(restored)
     for survey_id in set(state.get("known", [])) - listed:
         deleted.setdefault(survey_id, format_timestamp(now))
     state["known"] = sorted(listed, key=repr)
     state["deleted"] = sorted(deleted.items(), key=repr)
     state["restored"] = sorted(restored.items(), key=repr)
+    state["returns"] = sorted(returns.items(), key=repr)
 
 
 def deleted_surveys(state: dict[str, Any]) -> list[tuple[Any, str]]:
@@ -55,12 +78,14 @@ def restored_surveys(state: dict[str, Any]) -> list[tuple[Any, str]]:
 
 
 def reread_returned(listed_ids: set[Any], per_survey: dict[str, dict[str, Any]],
-                    gone: list[tuple[Any, str]]) -> list[Any]:
-    """Start over the response state of each survey of ``gone`` (gone from the list when the
-    sync began: ``(id, deleted_at)``) that is listed again; once per return (``returned_from``
-    keeps the deletion it came back from), whatever the rounds. Returns their ids."""
+                    before: TrackedSurveys) -> list[Any]:
+    """Start over the response state of each survey gone, or seen back, as the sync began
+    (``before``) that is listed; once per return (``returned_from`` keeps the deletion it came
+    back from), whatever the rounds and syncs. Returns their ids. Only in a sync that also
+    tracks the list (``surveys`` selected): one that does not would mark the responses read
+    again, their survey still gone in its state."""
     restarted = []
-    for survey_id, when in gone:
+    for survey_id, when in dict(before.returned + before.deleted).items():
         if survey_id not in listed_ids:
             continue
         if (per_survey.get(str(survey_id)) or {}).get("returned_from") == when:

@@ -21,7 +21,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from .client import MicrometricsClient
-from .deletions import deleted_surveys
+from .deletions import TrackedSurveys
 from .dlt_settings import sync_defaults
 from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
@@ -168,9 +168,10 @@ def sync(
         report.marks.add(apply_survey_marks(pipeline))
         # Only the selected resources: --full-refresh --resources devices keeps the responses.
         refresh = "drop_resources" if full_refresh else None
-        # Surveys gone as the sync begins: one listed again has its responses read again; and
-        # a refresh drops the surveys' state, where the deletions are tracked, not the marks.
-        deleted_before = deleted_surveys(surveys_state(pipeline))
+        # Surveys gone or seen back as the sync begins: one listed has its responses read
+        # again; and a refresh drops the surveys' state, where they are tracked, not the marks.
+        deletions_before = (TrackedSurveys.of(surveys_state(pipeline))
+                            if "surveys" in selected else None)
         list_read = (prefetch_survey_list(client, bounds, index, tally)
                      if {"surveys", "survey_responses"} & set(selected) else None)
         chosen = with_question_history(selected)
@@ -185,7 +186,7 @@ def sync(
                     settings=settings, client=client, bounds=bounds, budget=budget,
                     survey_index=index, window_states=states, tally=tally,
                     known_versions=partial(loaded_versions, pipeline),
-                    deleted_before=deleted_before,
+                    deletions_before=deletions_before,
                 ).with_resources(*this_round)
                 info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                     refresh=refresh)

@@ -15,7 +15,7 @@ from dlt.sources import DltResource
 from . import cancel
 from .cancel import CancelScope
 from .client import MicrometricsClient
-from .deletions import reread_returned, track_survey_list
+from .deletions import TrackedSurveys, reread_returned, track_survey_list
 from .errors import ApiError
 from .lanes import Lanes
 from .quarantine import as_rejected, split_records
@@ -120,7 +120,7 @@ def micrometrics_source(
     window_states: WindowStates | None = None,
     tally: ExtractTally | None = None,
     known_versions: KnownVersions | None = None,
-    deleted_before: list[tuple[Any, str]] | None = None,
+    deletions_before: TrackedSurveys | None = None,
 ) -> list[DltResource]:
     """Devices, surveys (with their question history) and survey responses of one tenant.
 
@@ -147,10 +147,10 @@ def micrometrics_source(
         window_states: Where windows are kept (scratch for an explicit re-read).
         tally: Counters for the summary.
         known_versions: Destination lookup the deep pass uses to count what it found.
-        deleted_before: The surveys gone from the list as the sync began (``(id,
-            deleted_at)``): one listed again has its responses read again from its start
-            (``deletions.reread_returned``); and a full refresh of ``surveys``, which drops
-            the state where they are tracked, tracks them on.
+        deletions_before: The surveys gone, and seen back, as the sync began, when it
+            tracks the survey list (``surveys`` selected): one listed has its responses read
+            again from its start (``deletions.reread_returned``); and a full refresh of
+            ``surveys``, which drops the state where they are tracked, tracks them on.
 
     Returns:
         ``devices``, ``surveys``, ``survey_questions`` (scd2 history) and
@@ -201,7 +201,7 @@ def micrometrics_source(
         if listing.first_emit("surveys"):
             # The list is complete: a survey it no longer names is gone (marked, not dropped).
             track_survey_list(dlt.current.resource_state(),
-                              [s["id"] for s in listing.indexed], bounds.now, deleted_before)
+                              [s["id"] for s in listing.indexed], bounds.now, deletions_before)
             if listing.listed:
                 yield listing.listed
             if listing.rejected:
@@ -229,9 +229,9 @@ def micrometrics_source(
             listed = surveys_listed().indexed
             # In the stream state that persists (an explicit range reads scratch windows): the
             # next sync that follows the incremental state reads them again.
-            returned = reread_returned({s["id"] for s in listed},
-                                       dlt.current.resource_state().setdefault("surveys", {}),
-                                       deleted_before or [])
+            returned = [] if deletions_before is None else reread_returned(
+                {s["id"] for s in listed},
+                dlt.current.resource_state().setdefault("surveys", {}), deletions_before)
             for survey_id in returned:
                 log.info("survey_responses[%s]: listed again after it was gone; its responses "
                          "are read again from its start", survey_id)
