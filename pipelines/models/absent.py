@@ -22,9 +22,9 @@ from typing import Any
 
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from sqlglot import exp
-from sqlglot.optimizer.scope import traverse_scope
 
-from .project import SOURCE_DIALECT, Model, Project, parse
+from .project import Model, Project, parse
+from .rewrite import replace_columns
 from .variants import VARIANT_MARK
 
 
@@ -75,25 +75,16 @@ def read_absent(sql: str, columns: Mapping[str, Set[str]], name: str = "<sql>") 
     """``sql`` with each column of a loaded table that the table lacks as a text NULL, or None
     when there is none. Only columns whose table is certain are touched: qualified ones, and
     bare ones in a scope that reads a single table."""
-    tree = parse(sql, name)
-    replaced = False
-    for scope in traverse_scope(tree):
-        tables = {alias.lower(): source.name.lower() for alias, source in scope.sources.items()
-                  if isinstance(source, exp.Table)}
-        for column in list(scope.columns):
-            if column.table:
-                table = tables.get(column.table.lower())
-            elif len(scope.sources) == 1 and len(tables) == 1:
-                table = next(iter(tables.values()))
-            else:
-                table = None
-            have = columns.get(table or "")
-            wanted = column.name.lower()
-            if have is None or wanted in have or VARIANT_MARK in wanted:
-                continue
-            null: exp.Expression = exp.cast(exp.null(), "TEXT")
-            if isinstance(column.parent, exp.Select) and column.arg_key == "expressions":
-                null = exp.alias_(null, column.this.copy())
-            column.replace(null)
-            replaced = True
-    return tree.sql(dialect=SOURCE_DIALECT, pretty=True) if replaced else None
+
+    def null(column: exp.Column, tables: dict[str, str], sources: int) -> exp.Expression | None:
+        if column.table:
+            table = tables.get(column.table.lower())
+        else:
+            table = next(iter(tables.values())) if sources == 1 and len(tables) == 1 else None
+        have = columns.get(table or "")
+        wanted = column.name.lower()
+        if have is None or wanted in have or VARIANT_MARK in wanted:
+            return None
+        return exp.cast(exp.null(), "TEXT")
+
+    return replace_columns(sql, null, name)

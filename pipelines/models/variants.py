@@ -21,9 +21,9 @@ import dlt
 from dlt.common import json
 from dlt.common.schema import Schema
 from sqlglot import exp
-from sqlglot.optimizer.scope import traverse_scope
 
-from .project import SOURCE_DIALECT, Model, Project, parse
+from .project import Model, Project
+from .rewrite import replace_columns
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +116,13 @@ def read_variants(sql: str, variants: VariantMap, name: str = "<sql>") -> str | 
     too, or None when it references none (then it is left exactly as written)."""
     if not variants:
         return None
-    tree = parse(sql, name)
-    replaced = False
-    for scope in traverse_scope(tree):
-        tables = {alias.lower(): source.name.lower() for alias, source in scope.sources.items()
-                  if isinstance(source, exp.Table)}
-        for column in list(scope.columns):
-            table = owner(column, tables, len(scope.sources), variants)
-            members = variants.get(table or "", {}).get(column.name.lower())
-            if not members:
-                continue
-            replacement = coalesced(column, members)
-            parent = column.parent
-            if isinstance(parent, exp.Select) and column.arg_key == "expressions":
-                replacement = exp.alias_(replacement, column.this.copy())
-            column.replace(replacement)
-            replaced = True
-    return tree.sql(dialect=SOURCE_DIALECT, pretty=True) if replaced else None
+
+    def merged(column: exp.Column, tables: dict[str, str], sources: int) -> exp.Expression | None:
+        table = owner(column, tables, sources, variants)
+        members = variants.get(table or "", {}).get(column.name.lower())
+        return coalesced(column, members) if members else None
+
+    return replace_columns(sql, merged, name)
 
 
 def owner(column: exp.Column, tables: dict[str, str], sources: int,
