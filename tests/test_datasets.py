@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
+import pytest
 
 from pipelines.destination import open_pipeline
 from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
@@ -109,6 +110,7 @@ def test_an_outcome_recorded_for_another_dataset_leaves_both_states_their_own(
     assert status_of(back.state)["last_sync"]["exit_code"] == 0
 
 
+@pytest.mark.warehouses  # their clients (the `warehouses` extra), not their emulators
 def test_databases_and_projects_of_one_account_are_told_apart(tmp_path, monkeypatch):
     """dlt's data_location is the account host on Snowflake and the region on BigQuery."""
     for key in [key for key in os.environ if key.startswith("DESTINATION__")]:
