@@ -67,6 +67,8 @@ def models_json(models: ModelsReport | None) -> dict[str, Any] | None:
         "tests_passed": len(tests) - len(failed),
         "tests_failed": len(failed),
         "failed_tests": [test.name for test in failed],
+        # Source tables the destination does not have yet: nothing was built (a new tenant).
+        "waiting_for": list(models.waiting_for),
         "seconds": round(models.seconds, 3),
     }
 

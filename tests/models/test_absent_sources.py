@@ -4,6 +4,7 @@ every scheduled sync until the API serves such data."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -122,3 +123,7 @@ def test_the_sync_of_a_tenant_without_responses_succeeds(start_sandbox, tmp_path
     done = run_cli(sync_env(tmp_path, sandbox.url))
     assert done.returncode == 0, done.stderr
     assert "models: not built yet: the destination has no survey_responses" in done.stdout
+    summary = json.loads(run_cli(sync_env(tmp_path, sandbox.url), "--json").stdout)
+    assert summary["exit_code"] == 0
+    assert summary["models"]["waiting_for"] == ["survey_responses", "survey_responses__answers"]
+    assert summary["models"]["built"] == 0
