@@ -3,6 +3,7 @@ HTTP against the sandbox on the virtual clock, hourly."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 
@@ -96,3 +97,21 @@ def test_dry_run_and_summary_name_the_skipped_surveys(start_sandbox, tmp_path):
     line = next(line for line in second.stdout.splitlines()
                 if line.startswith("quiet surveys: "))
     assert f"quiet surveys: {len(skipped)} not read this sync" in line
+
+
+def test_dry_run_plans_the_surveys_the_last_list_named(start_sandbox, tmp_path):
+    """A deleted survey's stream state stays behind: counted, 25 surveys made the plan skip
+    quiet ones, while the sync, listing 24, reads them all."""
+    sandbox = start_sandbox(devices=5, surveys=25, responses=400, **FAST)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--no-models").returncode == 0
+    sandbox.remove_survey(sandbox.truth()["surveys"][-1]["id"])
+    assert run_cli(env, "--no-models").returncode == 0
+    plan = run_cli(env, "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "skipped: quiet" not in plan.stdout
+    assert "1 survey(s) gone upstream: not read" in plan.stdout
+    reads = [line for line in plan.stdout.splitlines() if "survey_responses[" in line]
+    assert len(reads) == 24
+    third = run_cli(env, "--no-models", "--json")
+    assert json.loads(third.stdout)["quiet_surveys_skipped"] == []

@@ -48,7 +48,15 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
         estimate += 1
     if "survey_responses" in options.resources:
         responses = states.get("survey_responses", {})
-        known = responses.get("surveys", {})
+        # The surveys the last list named (a deleted survey's stream state stays behind).
+        tracked = states.get("surveys", {})
+        gone = {str(sid) for sid, _when in tracked.get("deleted", [])}
+        listed = {str(sid) for sid in tracked.get("known", [])} or set(responses.get("surveys", {}))
+        known = {sid: state for sid, state in responses.get("surveys", {}).items()
+                 if sid in listed and sid not in gone}
+        if gone:
+            lines.append(f"  {'survey_responses':<28} {len(gone)} survey(s) gone upstream: "
+                         f"not read")
         skipped = {} if explicit else {
             str(s.survey_id): s for s in choose_skipped(
                 [{"id": sid} for sid in sorted(known)], known, responses.get("reads", {}), run_end,
