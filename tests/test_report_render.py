@@ -179,3 +179,14 @@ def test_a_report_that_cannot_be_written_leaves_no_hidden_partial_file(tmp_path,
     with pytest.raises(IsADirectoryError, match="is a directory"):
         write_report(empty_data(), tmp_path)  # --output a directory: named, nothing written
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_full_refresh_leaves_no_success_to_vouch_for_the_data():
+    """As status says: the refresh dropped the tables, so the success before it no longer
+    tells how current they are."""
+    status = {"last_sync": FAILED, "last_success": SUCCESS,
+              "full_refresh_failed_at": "2026-03-16T08:00:00.000+00:00"}
+    freshness = recorded(status)
+    assert freshness.data_as_of is None
+    html = render_html(empty_data(freshness=freshness))
+    assert 'class="card stale"' in card_of(html) and 'data-value=""' in card_of(html)

@@ -27,6 +27,7 @@ from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.models.compiler import compile_model
 from pipelines.models.project import Model, ModelsError
 from pipelines.models.runner import client_qualifier, dialect_of, execute
+from pipelines.status.record import REFRESH_FAILED
 
 # Per survey and local day; summed into weeks in Python (see the module's docstring).
 NPS_DAILY = """
@@ -136,9 +137,13 @@ class Freshness:
 
     @property
     def last_success_at(self) -> datetime | None:
-        """Start of the last successful complete sync recorded (``status``'s freshness)."""
+        """Start of the last successful complete sync recorded (``status``'s freshness); None
+        after a failed full refresh (it dropped the tables: that success no longer vouches for
+        what they hold, as ``status`` says too)."""
         success = self.status.get("last_success")
-        return parse_timestamp(success["started_at"]) if success else None
+        if not success or self.status.get(REFRESH_FAILED):
+            return None
+        return parse_timestamp(success["started_at"])
 
     @property
     def data_as_of(self) -> datetime | None:
