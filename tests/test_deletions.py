@@ -59,8 +59,12 @@ def test_survey_gone_from_the_list_is_marked_with_its_responses_and_unmarked_on_
     back = sync_sandbox(sandbox, tmp_path, clock, **FAST)
     assert all(mark is None for mark in marks(tmp_path, "surveys").values())
     assert all(mark is None for mark in marks(tmp_path, "survey_responses").values())
-    # Its responses came back by being read again (merged unmarked), not by an unmark.
+    # Its responses came back by being read again (merged unmarked), not by an unmark; the
+    # summary says so.
     assert back.report.loaded_rows["survey_responses"] >= len(gone)
+    assert back.report.returned_surveys == [doomed]
+    assert any(line.startswith(f"deletions: surveys back upstream: {doomed} ")
+               for line in deletion_lines(back.report))
 
 
 def test_a_survey_that_comes_back_brings_back_only_the_responses_the_api_serves(

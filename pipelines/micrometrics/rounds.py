@@ -175,6 +175,7 @@ class ExtractTally:
     deep_streams: set[str] = field(default_factory=set)
     rejected_keys: set[str] = field(default_factory=set)
     deep_keys: set[tuple] = field(default_factory=set)
+    returned: set[Any] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -186,14 +187,16 @@ class ExtractTally:
         return len(self.deep_keys)
 
     def add(self, rejected: Iterable[str] = (), deep_found: Iterable[tuple] = (),
-            deep_stream: str | None = None) -> None:
+            deep_stream: str | None = None, returned: Iterable[Any] = ()) -> None:
         """Counts, from any of the threads walking streams: the ``record_key`` of records
-        quarantined, the ``(table, id, updated_at)`` of those the deep pass found."""
+        quarantined, the ``(table, id, updated_at)`` of those the deep pass found, the surveys
+        back upstream whose responses are read again."""
         with self._lock:
             self.rejected_keys.update(rejected)
             self.deep_keys.update(deep_found)
             if deep_stream is not None:
                 self.deep_streams.add(deep_stream)
+            self.returned.update(returned)
 
 
 # ``{id: updated_at}`` the destination holds for a table and ids (the deep pass asks).

@@ -71,6 +71,8 @@ class SyncReport:
     skipped_surveys: list[Skipped] = field(default_factory=list)  # quiet, not read this sync
     deep_streams: int = 0  # streams that re-read the deep lookback in this sync
     deep_found: int = 0  # records only the deep pass found (late uploads)
+    # Surveys back upstream whose responses this sync read again from their start.
+    returned_surveys: list[Any] = field(default_factory=list)
     deep_lookback_hours: float = 0.0
     lookback_minutes: float = 0.0
     marks: MarkCounts = field(default_factory=MarkCounts)  # deleted_at set and cleared
@@ -213,6 +215,7 @@ def sync(
     report.elapsed = time.monotonic() - started
     report.rejected = tally.rejected
     report.deep_streams, report.deep_found = len(tally.deep_streams), tally.deep_found
+    report.returned_surveys = sorted(tally.returned, key=repr)
     report.deep_lookback_hours = settings.deep_lookback.total_seconds() / 3600
     report.lookback_minutes = settings.lookback.total_seconds() / 60
     report.client_stats = client.stats.as_dict()

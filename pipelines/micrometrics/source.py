@@ -232,6 +232,7 @@ def micrometrics_source(
             returned = [] if deletions_before is None else reread_returned(
                 {s["id"] for s in listed},
                 dlt.current.resource_state().setdefault("surveys", {}), deletions_before)
+            tally.add(returned=returned)
             for survey_id in returned:
                 log.info("survey_responses[%s]: listed again after it was gone; its responses "
                          "are read again from its start", survey_id)

@@ -82,6 +82,10 @@ def deletion_lines(report: SyncReport) -> list[str]:
         if counts:
             rows = ", ".join(f"{n} {table}" for table, n in sorted(counts.items()))
             lines.append(f"deletions: {verb}: {rows}")
+    if report.returned_surveys:
+        ids = ", ".join(str(survey) for survey in report.returned_surveys)
+        lines.append(f"deletions: surveys back upstream: {ids} (their responses read again "
+                     f"from the start: those served again are live, the others stay marked)")
     return lines
 
 
