@@ -89,10 +89,12 @@ def die(marker: Path, phase: str, call: int, detail: dict[str, Any]) -> None:
     partial = marker.with_suffix(".tmp")
     partial.write_text(json.dumps(record, indent=1, default=str))
     partial.replace(marker)
-    os.kill(os.getpid(), _signal[0])
+    for _ in range(_repeats[0]):
+        os.kill(os.getpid(), _signal[0])
 
 
 _signal = [signal.SIGKILL]  # --signal TERM: a stop the sync may handle (then the call goes on)
+_repeats = [1]  # --signal TERMx2: the same stop twice (timeout signals make and its group)
 
 
 def state_versions(working_dir: Path) -> dict[str, Any]:
@@ -210,13 +212,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="count only calls whose description matches this regular expression, "
                              "e.g. a job's file name")
     parser.add_argument("--marker", type=Path, required=True)
-    parser.add_argument("--signal", choices=("KILL", "TERM"), default="KILL",
-                        help="the signal sent (TERM: as a timeout or a stop would)")
+    parser.add_argument("--signal", choices=("KILL", "TERM", "TERMx2"), default="KILL",
+                        help="the signal sent (TERM: as a timeout or a stop would; TERMx2: twice "
+                             "at once, as `timeout make ...` delivers it)")
     parser.add_argument("--script", type=Path,
                         help="run this Python file (a user's script calling sync()) instead of "
                              "the command line")
     args = parser.parse_args(ours)
-    _signal[0] = signal.Signals[f"SIG{args.signal}"]
+    name, _, times = args.signal.partition("x")
+    _signal[0], _repeats[0] = signal.Signals[f"SIG{name}"], int(times or 1)
     install(args.phase, args.after, args.marker, args.match)
     if args.script:
         import runpy

@@ -42,6 +42,7 @@ import requests
 import yaml
 from croniter import croniter
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.exceptions import SignalReceivedException
 from dlt.destinations.exceptions import DatabaseTerminalException, DestinationConnectionError
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -58,6 +59,7 @@ from pipelines.models import DataTestFailed, DataTestResult, ModelsError
 from pipelines.models.project import load_project
 from pipelines.schedules import classify
 from pipelines.sync.lock import SyncLockedError
+from pipelines.sync.terminate import Terminated
 from tests.cli import ROOT, as_a_process, sync_env
 from tests.conftest import KEY, SECRET
 from tests.destinations import pipeline_on
@@ -429,6 +431,11 @@ FAILED_TEST = DataTestResult("scores_in_range", 1, ("nps_score",), ((11,),))
     (lambda: step_failed(requests.ConnectionError("connection reset")), True),
     (lambda: ValueError("unknown resources ['x']"), False),
     (lambda: RuntimeError("something else"), False),
+    # A stop (a shutdown, a timeout): ours, or dlt's from inside a step (a "terminal" one).
+    (lambda: Terminated(), True),
+    (lambda: chained(PipelineStepFailed(mock.Mock(pipeline_name="micrometrics"), "load",
+                                        "load_id", SignalReceivedException(15), None),
+                     SignalReceivedException(15)), True),
 ])
 def test_classify_retries_only_transient_causes(make, retry):
     verdict = classify(make())
@@ -691,3 +698,30 @@ def test_a_postgres_that_cannot_be_reached_now_is_retried_a_missing_database_is_
             sync_into(sandbox, pipeline, clock)
         verdicts.append(classify(raised.value).retry)
     assert verdicts == [True, False]
+
+
+class AirflowTaskTimeout(BaseException):
+    """Airflow's execution_timeout raises this (a BaseException) in the task's thread."""
+
+
+def test_a_schedulers_timeout_is_recorded_for_status(dag_module, start_sandbox, tmp_path,
+                                                     monkeypatch):
+    """Airflow retries the task; status must still show the run that timed out as the last
+    one, not the one before."""
+    module, _ = dag_module
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    run_task(module, env)
+    rounds = iter(range(100))
+
+    def timed_out(self, *args, **kwargs):
+        if next(rounds) == 0:
+            raise AirflowTaskTimeout("Timeout, PID: 4242")
+        return run(self, *args, **kwargs)
+
+    run = dlt.Pipeline.run
+    monkeypatch.setattr(dlt.Pipeline, "run", timed_out)
+    with pytest.raises(AirflowTaskTimeout):
+        run_task(module, env)
+    last = status_json(env)["last_sync"]
+    assert last["exit_code"] == 1 and "timed out" in last["error"], last

@@ -48,6 +48,7 @@ from pipelines.micrometrics.retry import is_transient
 from pipelines.models import DataTestFailed, ModelsError
 from pipelines.sync.errors import causes, one_line
 from pipelines.sync.lock import SyncLockedError
+from pipelines.sync.terminate import was_terminated
 
 TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)
 
@@ -71,6 +72,9 @@ def classify(exc: BaseException) -> Verdict:
     """Whether ``exc`` (what ``sync()``, ``scheduled_sync()`` or dlt raised) is worth a retry;
     see the module docstring for the rules."""
     chain = list(causes(exc))
+    if was_terminated(exc):  # dlt's own, from inside a step, is a "terminal" exception
+        return Verdict(True, "stopped by SIGTERM (a stop or a shutdown); the next run goes on "
+                             "from the last checkpoint", exc)
     for link in chain:
         verdict = ours(link)
         if verdict is not None:

@@ -32,7 +32,7 @@ from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
 from .summary import destination_counts, render
-from .terminate import STOPPED, Terminated, raise_if_terminated, was_terminated
+from .terminate import STOPPED, raise_if_terminated, was_terminated
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
@@ -93,7 +93,7 @@ def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) ->
     """Record how the sync went (``status`` reads it), whether it succeeds or raises."""
     try:
         yield
-    except (Exception, Terminated) as exc:
+    except BaseException as exc:  # a scheduler's timeout (Airflow's is no Exception) too
         save_outcome(pipeline, options, result, *failure(exc))
         raise
     save_outcome(pipeline, options, result, EXIT_OK, None)
@@ -126,6 +126,10 @@ def failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_LOCKED, str(exc)
     if was_terminated(exc):
         return EXIT_FAILED, f"sync failed: {STOPPED}"
+    if type(exc).__name__ == "AirflowTaskTimeout":  # by name: Airflow is not ours to import
+        return EXIT_FAILED, f"sync failed: timed out (the scheduler's limit): {one_line(exc)}"
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_FAILED, "sync failed: interrupted"
     if isinstance(exc, DataTestFailed):  # only the models raise it: the load itself succeeded
         return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
     if isinstance(exc, ConfigurationError):

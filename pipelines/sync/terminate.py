@@ -9,8 +9,9 @@ rounds, the models) this handler raises :class:`Terminated` in the main thread, 
 of dlt's steps :func:`raise_if_terminated` raises one dlt let go (a pipe every signal writes
 to). Every way, the run ends as any failure does: exit 1, the error line, the JSON line, the
 outcome recorded. What was extracted and committed is kept and loaded by the next sync, as
-after a kill. A second SIGTERM ends the process at once (the crontab's ``timeout -k`` then
-KILLs a run stuck in its clean-up anyway).
+after a kill. A repeat within ``REPEAT_GRACE`` seconds is the same stop (``timeout`` around
+``make`` delivers two); one after it ends the process at once (the crontab's ``timeout -k``
+then KILLs a run stuck in its clean-up anyway).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -41,15 +43,26 @@ class Terminated(BaseException):
         super().__init__(STOPPED)
 
 
+# A stop often comes twice at once: `timeout` signals its child and then its process group, and
+# make passes on a TERM it gets to the recipe it runs. Within this many seconds of the first, a
+# TERM is that same stop; a later one forces the process to end.
+REPEAT_GRACE = 5.0
+_first_term: list[float | None] = [None]  # when the stop came (monotonic)
+
+
 def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
-    if dlt_signals.was_signal_received():
+    now = time.monotonic()
+    if _first_term[0] is None:
+        _first_term[0] = now
+        if not dlt_signals.was_signal_received():
+            raise Terminated
         # dlt, inside its step, took the first one (it stops once the running jobs end) and
-        # hands it this second one to force the stop: an exception raised here would land in
-        # one of its jobs, which it would take for a failed job and run again.
-        signal.raise_signal(signal.SIGTERM)
-        return
-    raise Terminated
+        # hands over this repeat: an exception raised here would land in one of its jobs,
+        # which it would take for a failed job and run again.
+    if now - _first_term[0] < REPEAT_GRACE:
+        return  # the same stop, sent twice
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.raise_signal(signal.SIGTERM)  # asked again: end now
 
 
 @contextmanager
@@ -69,6 +82,7 @@ def terminated_as_failure() -> Iterator[None]:
     previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     _received[0] = read_end
+    _first_term[0] = None
     try:
         yield
     finally:
