@@ -9,6 +9,7 @@ from pipelines.sync.json_summary import MIN_REDACTED_LENGTH, redact
 from pipelines.sync.lock import sync_lock
 from tests.cli import run_cli, sync_env
 from tests.conftest import SECRET
+from tests.test_status import status_json
 
 FAST = {"rate": 1000.0, "burst": 1000}
 SMALL = {"devices": 10, "surveys": 3, "responses": 300, **FAST}
@@ -204,3 +205,21 @@ def test_a_one_letter_secret_leaves_the_json_error_as_on_stderr(start_sandbox, t
     error = json.loads(result.stdout)["error"]
     assert "***" not in error and error.startswith("sync failed: ") and "HTTP 401" in error
     assert result.stderr.strip().splitlines()[-1] == f"error: {error}"
+
+
+def test_a_sync_that_fails_after_loading_reports_what_it_did(start_sandbox, tmp_path):
+    """Round 1 loads, round 2 fails (the API refuses every paging cursor): the JSON line and
+    the status record keep round 1's rows, the requests and the rounds, not nulls."""
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1",
+                   SOURCES__MICROMETRICS__ROUND_PAGES="1")
+    sandbox.script("reject_cursor", count=10, endpoint="survey_responses")
+    failed = run_cli(env, "--json", "--no-models")
+    assert failed.returncode == 1, failed.stderr
+    summary = one_json_line(failed)
+    assert summary["requests"] == sandbox.stats()["requests"] > 0
+    assert summary["rounds"] >= 1
+    assert summary["tables"]["devices"]["loaded"] == 10
+    record = status_json(env)["last_sync"]
+    assert record["exit_code"] == 1 and record["rows_loaded"]["devices"] == 10
+    assert record["requests"] == summary["requests"]

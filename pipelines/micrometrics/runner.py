@@ -102,6 +102,7 @@ def sync(
     client: MicrometricsClient | None = None,
     clock: Callable[[], float] = time.time,
     after_step: Callable[[], None] = lambda: None,
+    report: SyncReport | None = None,
 ) -> SyncReport:
     """Sync the Micrometrics source into ``pipeline`` until every selected stream is up to now.
 
@@ -122,6 +123,8 @@ def sync(
         clock: UNIX time source (tests pin it).
         after_step: Called after each of dlt's runs (the packages left, each round); what it
             raises stops the sync (the command raises a SIGTERM dlt caught and let go).
+        report: Filled as the sync goes (default: a new one), so that a caller also has what a
+            sync that fails did: rows loaded by its finished rounds, requests, 429s.
 
     Returns:
         Rows loaded per table, requests, rounds, deep pass, marks, reconcile, warnings.
@@ -156,70 +159,74 @@ def sync(
     claim_folder(pipeline)
     variants_before = variant_columns(local_schema(pipeline))
 
+    report = report if report is not None else SyncReport()
     # DuckDB: opened once a round instead of once a load job, its memory bounded.
-    with held_duckdb(pipeline) as held:
-        # What a killed sync left is loaded first, whatever this sync selects, and the marks it
-        # committed to state but never applied are applied (idempotent otherwise).
-        report = SyncReport(load_infos=finish_pending(pipeline))
-        after_step()
-        # The marks come from state: the destination's, when it is newer than this machine's
-        # (another worker synced since). Stale local state would mark a survey that came back.
-        # (dlt's run restores it too, but only once the marks are applied.)
-        if pipeline.config.restore_from_destination:
-            pipeline.sync_destination()
-        report.marks.add(apply_survey_marks(pipeline))
-        # Only the selected resources: --full-refresh --resources devices keeps the responses.
-        refresh = "drop_resources" if full_refresh else None
-        # Surveys gone or seen back as the sync begins: one listed has its responses read
-        # again; and a refresh drops the surveys' state, where they are tracked, not the marks.
-        deletions_before = (TrackedSurveys.of(surveys_state(pipeline))
-                            if "surveys" in selected else None)
-        list_read = (prefetch_survey_list(client, bounds, index, tally)
-                     if {"surveys", "survey_responses"} & set(selected) else None)
-        chosen = with_question_history(selected)
-        try:
-            while True:
-                budget.new_round()
-                # A full refresh keeps the question history: the API serves only the current
-                # questions, so the versions it drops could never be loaded again (and the
-                # answers to them would lose their type). It is merged from the next round.
-                this_round = [r for r in chosen if not (refresh and r == QUESTION_HISTORY)]
-                source = micrometrics_source(
-                    settings=settings, client=client, bounds=bounds, budget=budget,
-                    survey_index=index, window_states=states, tally=tally,
-                    known_versions=partial(loaded_versions, pipeline),
-                    deletions_before=deletions_before,
-                ).with_resources(*this_round)
-                info = pipeline.run(source, loader_file_format=loader_format(pipeline),
-                                    refresh=refresh)
-                refresh = None
-                after_step()
-                report.rounds += 1
-                report.load_infos.append(info)
-                count_rows(pipeline, report)
-                if not budget.more and len(this_round) == len(chosen):
-                    break
-                release_memory(held)
-        finally:
-            if list_read is not None:  # done by now, unless the sync failed first
-                list_read.cancel()
-        report.marks.add(apply_survey_marks(pipeline))
-        if reconcile:
-            report.reconcile = reconcile_deletions(client, pipeline, now, selected)
-            report.marks.add(report.reconcile.marks)
-        if "survey_responses" in selected and not explicit:
-            report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
-        report.warnings = new_variant_warnings(variants_before,
-                                               variant_columns(local_schema(pipeline)))
-    prune_loaded_packages(pipeline)
-    report.elapsed = time.monotonic() - started
-    report.rejected = tally.rejected
-    report.deep_streams, report.deep_found = len(tally.deep_streams), tally.deep_found
-    report.returned_surveys = sorted(tally.returned, key=repr)
-    report.deep_lookback_hours = settings.deep_lookback.total_seconds() / 3600
-    report.lookback_minutes = settings.lookback.total_seconds() / 60
-    report.client_stats = client.stats.as_dict()
-    report.rate, report.burst = client.bucket.rate, client.bucket.burst
+    try:
+        with held_duckdb(pipeline) as held:
+            # What a killed sync left is loaded first, whatever this sync selects, and the marks it
+            # committed to state but never applied are applied (idempotent otherwise).
+            report.load_infos.extend(finish_pending(pipeline))
+            after_step()
+            # The marks come from state: the destination's, when it is newer than this machine's
+            # (another worker synced since). Stale local state would mark a survey that came back.
+            # (dlt's run restores it too, but only once the marks are applied.)
+            if pipeline.config.restore_from_destination:
+                pipeline.sync_destination()
+            report.marks.add(apply_survey_marks(pipeline))
+            # Only the selected resources: --full-refresh --resources devices keeps the responses.
+            refresh = "drop_resources" if full_refresh else None
+            # Surveys gone or seen back as the sync begins: one listed has its responses read
+            # again; and a refresh drops the surveys' state, where they are tracked, not the marks.
+            deletions_before = (TrackedSurveys.of(surveys_state(pipeline))
+                                if "surveys" in selected else None)
+            list_read = (prefetch_survey_list(client, bounds, index, tally)
+                         if {"surveys", "survey_responses"} & set(selected) else None)
+            chosen = with_question_history(selected)
+            try:
+                while True:
+                    budget.new_round()
+                    # A full refresh keeps the question history: the API serves only the current
+                    # questions, so the versions it drops could never be loaded again (and the
+                    # answers to them would lose their type). It is merged from the next round.
+                    this_round = [r for r in chosen if not (refresh and r == QUESTION_HISTORY)]
+                    source = micrometrics_source(
+                        settings=settings, client=client, bounds=bounds, budget=budget,
+                        survey_index=index, window_states=states, tally=tally,
+                        known_versions=partial(loaded_versions, pipeline),
+                        deletions_before=deletions_before,
+                    ).with_resources(*this_round)
+                    info = pipeline.run(source, loader_file_format=loader_format(pipeline),
+                                        refresh=refresh)
+                    refresh = None
+                    after_step()
+                    report.rounds += 1
+                    report.load_infos.append(info)
+                    count_rows(pipeline, report)
+                    if not budget.more and len(this_round) == len(chosen):
+                        break
+                    release_memory(held)
+            finally:
+                if list_read is not None:  # done by now, unless the sync failed first
+                    list_read.cancel()
+            report.marks.add(apply_survey_marks(pipeline))
+            if reconcile:
+                report.reconcile = reconcile_deletions(client, pipeline, now, selected)
+                report.marks.add(report.reconcile.marks)
+            if "survey_responses" in selected and not explicit:
+                report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
+            report.warnings = new_variant_warnings(variants_before,
+                                                   variant_columns(local_schema(pipeline)))
+        prune_loaded_packages(pipeline)
+    finally:
+        # Also when the sync fails: what it did so far, for the summary and the status.
+        report.elapsed = time.monotonic() - started
+        report.rejected = tally.rejected
+        report.deep_streams, report.deep_found = len(tally.deep_streams), tally.deep_found
+        report.returned_surveys = sorted(tally.returned, key=repr)
+        report.deep_lookback_hours = settings.deep_lookback.total_seconds() / 3600
+        report.lookback_minutes = settings.lookback.total_seconds() / 60
+        report.client_stats = client.stats.as_dict()
+        report.rate, report.burst = client.bucket.rate, client.bucket.burst
     return report
 
 

@@ -20,7 +20,7 @@ import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from pipelines.destination import PIPELINE_NAME
-from pipelines.micrometrics import sync
+from pipelines.micrometrics import SyncReport, sync
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import Settings, load_settings
@@ -69,8 +69,10 @@ def sync_and_build(options: SyncOptions, settings: Settings, pipeline: dlt.Pipel
                    result: RunResult, models: bool, say: Callable[[str], None],
                    preview: Callable[[str], None] | None) -> None:
     """The sync, its summary, then the models and their data tests (raises DataTestFailed)."""
-    report = result.report = sync(pipeline, settings=settings, after_step=raise_if_terminated,
-                                  **options.sync_arguments())
+    # Filled as the sync goes: a failed sync's summary and record keep what it did.
+    report = result.report = SyncReport()
+    sync(pipeline, settings=settings, after_step=raise_if_terminated, report=report,
+         **options.sync_arguments())
     result.counts = destination_counts(pipeline, TABLES)
     say(render(report, result.counts, report.rate, report.burst))
     if not models:
