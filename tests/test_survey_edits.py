@@ -237,3 +237,27 @@ def test_a_full_refresh_keeps_the_question_history_the_api_cannot_serve_again(
     assert all(test.passed for test in build_models(refreshed.pipeline, now=as_of).tests)
     assert sorted(query(tmp_path, history)) == versions
     assert query(tmp_path, nps) == scores
+
+
+def test_a_survey_whose_questions_were_all_removed_closes_their_versions(
+        start_sandbox, tmp_path, clock):
+    """dlt's scd2 retires a survey's versions only when a load names the survey; an empty
+    question list names none, and its questions stayed 'current' in the history."""
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync(sandbox, tmp_path, clock)
+    emptied = sandbox.truth()["surveys"][0]
+    kept = {row[0] for row in query(tmp_path, f"SELECT id FROM {DATASET}.survey_questions "
+                                              f"WHERE survey_id = {emptied['id']}")}
+    assert kept
+    clock.advance(3600)
+    sandbox.patch_records("surveys", [emptied["id"]], {"questions": []})
+    clock.advance(60)
+    second = datetime.fromtimestamp(clock(), UTC)
+    sync(sandbox, tmp_path, clock)
+    closed = query(tmp_path, f"SELECT id, valid_to FROM {DATASET}.survey_questions "
+                             f"WHERE survey_id = {emptied['id']}")
+    assert {qid for qid, _ in closed} == kept
+    assert {end and end.astimezone(UTC) for _, end in closed} == {second}
+    # Other surveys' questions stay open.
+    assert query(tmp_path, f"SELECT count(*) FROM {DATASET}.survey_questions "
+                           f"WHERE survey_id <> {emptied['id']} AND valid_to IS NOT NULL") == [(0,)]

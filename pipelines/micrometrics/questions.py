@@ -7,7 +7,8 @@ one row per question per survey, merged with dlt's ``scd2`` strategy. A row whos
 (survey, id, type, text, any other field) is new gets ``valid_from`` = the sync's "now"; a row
 its survey no longer lists gets ``valid_to`` = that same "now". ``merge_key="survey_id"``
 limits retiring to the surveys present in the load, so a survey missing from a listing (deleted
-upstream, say) keeps its questions.
+upstream, say) keeps its questions. A listed survey whose questions were all removed gives no
+row, so dlt retires none of its versions: the sync closes them itself (``retire_emptied``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from datetime import datetime
 from typing import Any
 
 import dlt
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.sources import DltResource
 
 from .rounds import SurveyIndex
+from .timeutil import format_timestamp
+from .warehouse import sql_literal
 
 RESOURCE = "survey_questions"
 VALIDITY_COLUMNS = ["valid_from", "valid_to"]
@@ -82,3 +86,31 @@ def with_question_history(resources: Sequence[str]) -> tuple[str, ...]:
     if "surveys" in chosen and RESOURCE not in chosen:
         chosen += (RESOURCE,)
     return chosen
+
+
+def emptied(surveys: Iterable[Any]) -> list[Any]:
+    """The ids of the listed surveys that have no question at all (an empty list)."""
+    return [survey["id"] for survey in surveys
+            if isinstance(survey, dict) and survey.get("id") is not None
+            and survey.get("questions") == []]
+
+
+def retire_emptied(pipeline: dlt.Pipeline, survey_ids: Sequence[Any], boundary: datetime) -> int:
+    """Close (``valid_to`` = ``boundary``, the sync's scd2 boundary) the open question versions
+    of surveys listed with no question; returns the rows closed. dlt's scd2 retires a survey's
+    versions only when its load names the survey, and an empty list names none."""
+    if not survey_ids:
+        return 0
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(RESOURCE)
+        ids = ", ".join(sql_literal(survey_id) for survey_id in survey_ids)
+        where = f"survey_id IN ({ids}) AND {VALIDITY_COLUMNS[1]} IS NULL"
+        try:
+            rows = client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE {where}")
+        except DestinationUndefinedEntity:
+            return 0  # no question history loaded yet
+        count = int(rows[0][0]) if rows else 0
+        if count:
+            client.execute_sql(f"UPDATE {table} SET {VALIDITY_COLUMNS[1]} = "
+                               f"{sql_literal(format_timestamp(boundary))} WHERE {where}")
+    return count

@@ -29,7 +29,7 @@ from .housekeeping import prune_loaded_packages
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .pending import finish_pending
 from .questions import RESOURCE as QUESTION_HISTORY
-from .questions import with_question_history
+from .questions import emptied, retire_emptied, with_question_history
 from .quiet import Skipped, skipped_surveys
 from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
@@ -209,6 +209,8 @@ def sync(
                 if list_read is not None:  # done by now, unless the sync failed first
                     list_read.cancel()
             report.marks.add(apply_survey_marks(pipeline))
+            if QUESTION_HISTORY in chosen and index.read:
+                retire_emptied(pipeline, emptied(index.indexed), bounds.now)
             if reconcile:
                 report.reconcile = reconcile_deletions(client, pipeline, now, selected)
                 report.marks.add(report.reconcile.marks)
