@@ -56,14 +56,15 @@ def target_of(pipeline: dlt.Pipeline) -> dict[str, str]:
     }
 
 
-def marker_path(pipeline: dlt.Pipeline) -> Path:
-    return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.target.json"
+def marker_path(pipelines_dir: str | Path, pipeline_name: str) -> Path:
+    """Beside the sync's lock file, outside the working folder dlt resets when it drops."""
+    return Path(pipelines_dir) / f"{pipeline_name}.target.json"
 
 
 def folder_target(pipelines_dir: str | Path, pipeline_name: str) -> dict[str, str] | None:
     """The target a folder's last sync was into (None: unmarked or unreadable)."""
     try:
-        marked = json.loads((Path(pipelines_dir) / f"{pipeline_name}.target.json").read_text())
+        marked = json.loads(marker_path(pipelines_dir, pipeline_name).read_text())
     except (OSError, ValueError):
         return None
     return marked if isinstance(marked, dict) else None
@@ -73,7 +74,7 @@ def claim_folder(pipeline: dlt.Pipeline) -> bool:
     """Mark the pipeline's folder as this target's; if it held another target's state, drop
     that state and its packages first. True when something was dropped. An unmarked folder
     (the first sync, or one made before the mark existed) is taken as this target's."""
-    path = marker_path(pipeline)
+    path = marker_path(pipeline.pipelines_dir, pipeline.pipeline_name)
     target = target_of(pipeline)
     previous = folder_target(pipeline.pipelines_dir, pipeline.pipeline_name)
     dropped = False
