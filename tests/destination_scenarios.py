@@ -232,10 +232,13 @@ def ids_and_times_that_drift_keep_the_models_building(start_sandbox, pipeline: d
     assert all_passed(build_models(pipeline, now=now()))
 
     clock.advance(HOUR)
-    (added,) = sandbox.add_responses(1, survey_id=survey["id"])
+    (added, leap) = sandbox.add_responses(2, survey_id=survey["id"])
     sandbox.patch_records("survey_responses", [added], {
         "answers": [{"question_id": "q-extra", "value": "all good"}],
         "created_at": "2024-13-45T99:00:00Z"})
+    # Of the shape of a time, yet none (2023 has no 29 February): PostgreSQL's guard must
+    # still keep it from its cast.
+    sandbox.patch_records("survey_responses", [leap], {"created_at": "2023-02-29T10:00:00Z"})
     clock.advance(60)
     sync_into(sandbox, pipeline, clock)
     with pytest.raises(DataTestFailed) as failed:
@@ -246,7 +249,8 @@ def ids_and_times_that_drift_keep_the_models_building(start_sandbox, pipeline: d
     assert answers == [("q-extra", "text", "all good")]
 
     clock.advance(HOUR)
-    sandbox.patch_records("survey_responses", [added], {"created_at": "2024-06-01T10:00:00Z"})
+    sandbox.patch_records("survey_responses", [added, leap],
+                          {"created_at": "2024-06-01T10:00:00Z"})
     clock.advance(60)
     sync_into(sandbox, pipeline, clock)
     assert all_passed(build_models(pipeline, now=now()))

@@ -13,9 +13,11 @@ from pathlib import Path
 import dlt
 import psycopg2
 import pytest
+from sqlglot import exp
 
 from pipelines.models import ModelsError, build_models
 from pipelines.models import runner as models_runner
+from pipelines.models.compiler import CAST_SHAPES
 from pipelines.models.in_place import can_replace_in_place
 from pipelines.models.project import SQL_DIR
 from tests.destination_scenarios import (
@@ -174,6 +176,48 @@ def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_pa
                                                            postgres_credentials):
     ids_and_times_that_drift_keep_the_models_building(
         start_sandbox, postgres_pipeline(tmp_path, postgres_credentials), clock)
+
+
+# Values a drifted time column may hold: PostgreSQL reads some, refuses the others.
+DRIFTED_TIMES = {
+    "timestamptz": [
+        "2024-02-29T10:00:00Z", "2023-02-29T10:00:00Z", "2024-02-30", "2024-04-31T00:00:00+02:00",
+        "2024-06-31", "2024-13-01", "2024-01-01T25:00:00Z", "2024-01-01T24:00:00Z",
+        "2024-01-01T24:00:01Z", "2024-01-01T23:60:00Z", "2024-01-01T23:59:60Z",
+        "2024-01-01T23:59:60.5Z", "2024-01-01T23:59:60.000Z", "0000-01-01", "0001-01-01",
+        "2000-02-29", "1900-02-29", "2100-02-29", "2400-02-29", "0400-02-29", "0000-02-29",
+        "2024-01-01T10:00:00+15:59", "2024-01-01T10:00:00+16:00", "2024-01-01T10:00:00-1530",
+        "2024-01-01T10:00:00+14", "2024-01-01 10:00:00.123456789 +02:00",
+        " 2024-06-01T10:00:00z ", "2024-06-01T10:00", "9999-12-31T23:59:59Z", "soon", ""],
+    "date": ["2024-02-29", "2023-02-29", "2024-06-31", "2024-06-30", " 2024-01-01 "],
+    "time": ["10:00", "24:00:00", "24:00:00.000", "24:00:00.5", "23:59:60", "23:60:00", "25:00"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DRIFTED_TIMES))
+def test_the_guard_before_a_cast_takes_exactly_what_postgres_reads(postgres_credentials, kind):
+    """PostgreSQL has no TRY_CAST: the models guard each cast of a drifted value with the
+    shape of what the type reads (``compiler.CAST_SHAPES``). A value the guard lets through
+    that PostgreSQL refuses (a 30 February) failed every build until upstream fixed it; one
+    it keeps out that PostgreSQL reads would be NULL for nothing."""
+    shape = CAST_SHAPES[exp.DataType.Type[kind.upper()]]
+    connection = psycopg2.connect(postgres_credentials)
+    connection.autocommit = True
+    disagree = []
+    try:
+        with connection.cursor() as cursor:
+            for value in DRIFTED_TIMES[kind]:
+                try:
+                    cursor.execute(f"SELECT CAST(%s AS {kind})", (value,))
+                    reads = True
+                except psycopg2.DataError:
+                    reads = False
+                cursor.execute("SELECT %s ~* %s", (value, shape))
+                if cursor.fetchone()[0] != reads:
+                    disagree.append((value, reads))
+    finally:
+        connection.close()
+    assert disagree == []
 
 
 def test_users_views_a_drop_took_along_come_back_even_if_a_later_model_fails(

@@ -112,11 +112,19 @@ def compile_query(
 
 
 # What each type reads from text, for PostgreSQL, which has no TRY_CAST (a bad value fails the
-# whole statement): the shapes its input functions take. A value of the shape that is still no
-# date (2024-02-30) fails the build there.
-_DAY = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-_TIME = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?"
-_ZONE = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+# whole statement): exactly the values its input functions take, calendar included (no
+# 2024-02-30, no 2023-02-29, no year 0, no 23:60, no offset beyond 15:59), so a drifted value
+# that is no time reads as NULL instead of failing every build. Checked value by value against
+# PostgreSQL 15's own casts (tests/test_postgres.py).
+_YEAR = r"([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # 0001-9999
+_LEAP_YEAR = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+              r"|02-(0[1-9]|1[0-9]|2[0-8]))")
+_DAY = rf"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+# 24:00:00 and a leap second are taken (as the next day's or minute's start).
+_TIME = (r"(([01][0-9]|2[0-3]):[0-5][0-9](:([0-5][0-9]([.][0-9]+)?|60([.]0+)?))?"
+         r"|24:00(:00([.]0+)?)?)")
+_ZONE = r"(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)?"
 CAST_SHAPES = {
     exp.DataType.Type.TIMESTAMPTZ: rf"^\s*{_DAY}([T ]{_TIME})?\s*{_ZONE}\s*$",
     exp.DataType.Type.DATE: rf"^\s*{_DAY}\s*$",
