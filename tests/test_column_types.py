@@ -1,5 +1,6 @@
-"""Numeric answers are handed to dlt as the text dlt itself would have made of them; anything
-else is left for dlt to coerce (or to put in a variant column) as before."""
+"""Numeric answers are handed to dlt as the text dlt itself would have made of them, object and
+list answers as their JSON text (dlt would spread them over columns and a child table, leaving
+the value NULL); anything else is left for dlt to coerce as before."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ def test_a_number_becomes_dlts_own_text_for_it(value):
                                                          value)
 
 
-@pytest.mark.parametrize("value", [True, False, None, "great", {"a": 1}, [1, 2]])
+@pytest.mark.parametrize(("value", "text"), [
+    ({"score": 7}, '{"score":7}'), ([1, 2], "[1,2]"), (["très", "bien"], '["très","bien"]'),
+    ({}, "{}"), ([], "[]")])
+def test_an_object_or_a_list_becomes_its_json_text(value, text):
+    [record] = as_column_types([{"id": 1, "answers": [{"question_id": 7, "value": value}]}])
+    assert record["answers"][0]["value"] == text
+
+
+@pytest.mark.parametrize("value", [True, False, None, "great"])
 def test_anything_else_is_left_as_sent(value):
     [record] = as_column_types([{"id": 1, "answers": [{"question_id": 7, "value": value}]}])
     assert record["answers"][0]["value"] == value

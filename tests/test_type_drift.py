@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from pipelines.models import build_models
+from pipelines.models.runner import DataTestFailed
 from pipelines.sync.cli import TABLES
 from pipelines.sync.summary import destination_counts, render
 from tests.destination_scenarios import ids_and_times_that_drift_keep_the_models_building
@@ -58,3 +61,37 @@ def test_location_id_turning_text_reaches_staging_and_marts_and_warns_once(
 def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_path, clock):
     ids_and_times_that_drift_keep_the_models_building(start_sandbox, pipeline_for(tmp_path),
                                                        clock)
+
+
+def test_an_answer_sent_as_an_object_or_a_list_is_kept_whole_and_named_by_a_data_test(
+        start_sandbox, tmp_path, clock):
+    """dlt spreads an object over ``value__<key>`` columns and a list over a child table, leaving
+    ``value`` NULL: the answer fell out of every mart and no test noticed. It is loaded as its
+    JSON text instead; a score that is no number fails ``scores_are_numbers``, which names it."""
+    sandbox = start_sandbox(clock=clock, devices=3, surveys=1, responses=20, rate=1000.0,
+                            burst=1000)
+    result, _ = sync(sandbox, tmp_path, clock)
+    clock.advance(600)
+    (survey,) = sandbox.truth()["surveys"]
+    by_type = {question["type"]: question["id"] for question in survey["questions"]}
+    (added,) = sandbox.add_responses(1, survey_id=survey["id"])
+    sandbox.patch_records("survey_responses", [added], {"answers": [
+        {"question_id": by_type["nps"], "value": {"score": 7}},
+        {"question_id": by_type["text"], "value": ["très", "bien"]}]})
+    clock.advance(60)
+    result, _ = sync(sandbox, tmp_path, clock)
+
+    loaded = rows(result.pipeline, f"SELECT value FROM {DATASET}.survey_responses__answers a "
+                                   f"JOIN {DATASET}.survey_responses r ON a._dlt_parent_id = "
+                                   f"r._dlt_id WHERE r.id = {added}")
+    assert sorted(value for (value,) in loaded) == ['["très","bien"]', '{"score":7}']
+    tables = result.pipeline.default_schema.tables
+    assert "survey_responses__answers__value" not in tables
+    assert not [c for c in tables["survey_responses__answers"]["columns"]
+                if c.startswith("value__")]
+    with pytest.raises(DataTestFailed) as failed:
+        build_models(result.pipeline, now=datetime.fromtimestamp(clock(), UTC))
+    assert {test.name for test in failed.value.failures} == {"scores_are_numbers"}
+    named = rows(result.pipeline, f"SELECT response_id, raw_value FROM {DATASET}.stg_survey_answers"
+                                  f" WHERE question_type = 'nps' AND response_id = {added}")
+    assert named == [(added, '{"score":7}')]

@@ -6,6 +6,12 @@ column's type as is and coerces any other one by one, a number into text through
 caught TypeError: 0.5 s of 9.5 s normalizing 30,000 responses (``cProfile``). ``str`` here is
 the same text (dlt's text fallback is ``str`` for a number) at a fraction of the cost.
 
+An answer whose value is an object or a list (``{"score": 7}``, ``["a", "b"]``) is kept as its
+JSON text in the same column: dlt would spread an object over ``value__score`` columns and a
+list over a child table, leaving ``value`` NULL and the answer silently out of every mart. As
+text, a score that is no number is named by the ``scores_are_numbers`` data test, and a text
+or choice answer keeps what was sent.
+
 The timestamps stay strings: converted here they cost more in the extract (dlt encodes every
 datetime through a Python callback) than they save in the normalize, which runs on two cores
 (``dlt_settings``) while the extract is one thread's.
@@ -13,16 +19,23 @@ datetime through a Python callback) than they save in the normalize, which runs 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
 def as_column_types(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``records`` with numeric answer values as text, in place; a bool or an object is left
-    as the API sent it, for dlt to coerce (or keep in a variant column) as before."""
+    """``records`` with numeric answer values as text and object or list values as their JSON
+    text, in place; a bool is left as the API sent it, for dlt to coerce."""
     for record in records:
         answers = record.get("answers")
         if isinstance(answers, list):
             for answer in answers:
-                if isinstance(answer, dict) and type(answer.get("value")) in (int, float):
-                    answer["value"] = str(answer["value"])
+                if not isinstance(answer, dict):
+                    continue
+                value = answer.get("value")
+                if type(value) in (int, float):
+                    answer["value"] = str(value)
+                elif isinstance(value, dict | list):
+                    answer["value"] = json.dumps(value, ensure_ascii=False,
+                                                 separators=(",", ":"))
     return records
