@@ -20,14 +20,17 @@ to this one (the project is installed in it in editable mode).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import io
 import json
 import os
 import re
+import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import types
@@ -294,9 +297,9 @@ def test_workflow_steps_install_python_run_make_sync_and_keep_the_summary():
                      "cache-dependency-path": "pyproject.toml"}
     assert step(uses="actions/checkout")
     sync_lines = [line for line in step(name="Sync")["run"].splitlines()
-                  if line.strip().startswith("make ")]
+                  if line.strip().startswith("exec make ")]
     [line] = sync_lines
-    words = shlex.split(line)
+    words = shlex.split(line)[1:]
     redirect = words.index(">")
     call = make_sync_call(words[:redirect])
     assert call["flags"] == ["-s"]  # no recipe echo: stdout is the JSON line
@@ -304,6 +307,53 @@ def test_workflow_steps_install_python_run_make_sync_and_keep_the_summary():
     summary = words[redirect + 1]
     upload = step(uses="actions/upload-artifact")
     assert upload["if"] == "always()" and upload["with"]["path"] == summary
+
+
+FAKE_MAKE = """#!/bin/bash
+trap 'echo TERM > "$GOT"; exit 143' TERM
+echo $$ > "$READY"
+sleep 60 & wait
+"""
+
+
+def test_a_stop_sent_to_the_sync_steps_shell_reaches_make(tmp_path):
+    """A cancelled run: GitHub's runner signals the step's shell (SIGINT, then SIGTERM, then it
+    kills the process tree). A shell running make as its child dies of the TERM and leaves
+    make, and the sync, to be killed unwarned: no error line, no JSON line, nothing recorded
+    for status. The step ``exec``s make, so the TERM reaches make, which passes it to the sync
+    (which ends as a reported failure: ``pipelines/sync/terminate.py``). A stand-in make
+    records the signal; the script runs as GitHub runs it, ``bash -e <file>``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text(FAKE_MAKE)
+    (bin_dir / "make").chmod(0o755)
+    ready, got = tmp_path / "ready", tmp_path / "got"
+    os.mkfifo(ready)
+    script = tmp_path / "step.sh"
+    script.write_text(step(name="Sync")["run"])
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "READY": str(ready), "GOT": str(got),
+           "SYNC_ARGS": "", "MICROMETRICS_DESTINATION": "postgres"}
+    shell = subprocess.Popen(["bash", "-e", str(script)], cwd=tmp_path, env=env)
+    make = None
+    try:
+        with open(ready) as started:  # blocks until the stand-in make runs
+            make = int(started.read())
+        ended = os.pidfd_open(make)  # readable once it has ended (it may be the shell's pid)
+        try:
+            shell.send_signal(signal.SIGTERM)
+            assert shell.wait(timeout=30) != 0
+            # The stand-in ends at once when the TERM reaches it, else after 60 s.
+            assert select.select([ended], [], [], 30)[0], "make never got the TERM"
+        finally:
+            os.close(ended)
+        make = None
+        assert got.read_text() == "TERM\n"
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        if make is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(make, signal.SIGKILL)
 
 
 def evaluate(value: Any, contexts: dict[str, dict[str, str]]) -> str:
