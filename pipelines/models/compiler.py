@@ -4,6 +4,7 @@ qualified with the dataset, and the dialect translated by sqlglot."""
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -17,6 +18,9 @@ DIALECTS = ("duckdb", "postgres", "snowflake", "bigquery")
 # A string literal that is exactly '{{ name }}' is a parameter the runner fills in.
 PARAMETER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
+# The runner's parameters: one value, or several for an IN list.
+Params = Mapping[str, str | tuple[str, ...]]
+
 # Maps an unqualified table name to its path in the destination: [catalog,] dataset, table.
 Qualifier = Callable[[str], Sequence[str]]
 
@@ -24,6 +28,18 @@ Qualifier = Callable[[str], Sequence[str]]
 def dataset_qualifier(dataset: str) -> Qualifier:
     """A qualifier for ``dataset.table`` without a destination at hand (offline transpiling)."""
     return lambda name: (dataset, name)
+
+
+def default_params(now: datetime | None = None) -> dict[str, str | tuple[str, ...]]:
+    """The models' parameters without a destination at hand: ``as_of`` (``now``, default the
+    wall clock) and the time zones Python knows (the runner asks the destination itself where it
+    can: ``time_zones``)."""
+    return {"as_of": as_of_literal(now), "time_zones": python_time_zones()}
+
+
+def python_time_zones() -> tuple[str, ...]:
+    """The IANA zone names of Python's tz database (the ``tzdata`` package or the system's)."""
+    return tuple(sorted(zoneinfo.available_timezones())) or ("UTC",)
 
 
 def as_of_literal(now: datetime | None) -> str:
@@ -35,21 +51,36 @@ def as_of_literal(now: datetime | None) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
 
 
-def fill_parameters(tree: exp.Expression, params: Mapping[str, str], name: str) -> exp.Expression:
+def fill_parameters(tree: exp.Expression, params: Params, name: str) -> exp.Expression:
     """Replaces ``'{{ key }}'`` literals with ``params[key]``, as literals: never spliced text.
+    A parameter that holds several values (a tuple) fills a whole ``IN ('{{ key }}')`` list.
 
     Raises:
-        ModelsError: The SQL uses a parameter that ``params`` does not have.
+        ModelsError: The SQL uses a parameter that ``params`` does not have, or a list where
+            one value goes.
     """
 
+    def value_of(node: exp.Expression) -> str | tuple[str, ...] | None:
+        if not (isinstance(node, exp.Literal) and node.is_string):
+            return None
+        match = PARAMETER.fullmatch(node.this)
+        if not match:
+            return None
+        if match.group(1) not in params:
+            raise ModelsError(f"{name}: no value for parameter {match.group(1)!r}")
+        return params[match.group(1)]
+
     def fill(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Literal) and node.is_string:
-            match = PARAMETER.fullmatch(node.this)
-            if match:
-                if match.group(1) not in params:
-                    raise ModelsError(f"{name}: no value for parameter {match.group(1)!r}")
-                return exp.Literal.string(params[match.group(1)])
-        return node
+        if isinstance(node, exp.In) and len(node.expressions) == 1:
+            values = value_of(node.expressions[0])
+            if isinstance(values, tuple):
+                node.set("expressions", [exp.Literal.string(v) for v in values])
+                return node
+        value = value_of(node)
+        if isinstance(value, tuple):
+            raise ModelsError(f"{name}: parameter {node.this!r} holds a list: use it as "
+                              f"IN ('{node.this}')")
+        return node if value is None else exp.Literal.string(value)
 
     return tree.transform(fill)
 
@@ -99,11 +130,11 @@ def compile_query(
     model: Model,
     dialect: str,
     qualify: Qualifier,
-    params: Mapping[str, str] | None = None,
+    params: Params | None = None,
 ) -> exp.Expression:
     """The model's SELECT, parameters filled in and tables qualified (still an AST)."""
     tree = parse(model.sql, model.name)
-    tree = fill_parameters(tree, params or {}, model.name)
+    tree = fill_parameters(tree, default_params() if params is None else params, model.name)
     if dialect == "bigquery":
         tree = tree.transform(local_date_for_bigquery)
     if dialect == "postgres":
@@ -162,7 +193,7 @@ def compile_model(
     model: Model,
     dialect: str,
     qualify: Qualifier,
-    params: Mapping[str, str] | None = None,
+    params: Params | None = None,
 ) -> str:
     """The model's SELECT as ``dialect`` SQL."""
     return generate(compile_query(model, dialect, qualify, params), dialect, model.name)
@@ -172,7 +203,7 @@ def build_statements(
     model: Model,
     dialect: str,
     qualify: Qualifier,
-    params: Mapping[str, str] | None = None,
+    params: Params | None = None,
     in_place: bool = False,
 ) -> list[str]:
     """Statements that (re)build ``model`` as its view or table.

@@ -22,6 +22,7 @@ from pipelines.error_chain import causes
 from .absent import source_columns, with_absent_columns
 from .compiler import (
     DIALECTS,
+    Params,
     Qualifier,
     as_of_literal,
     build_statements,
@@ -32,6 +33,7 @@ from .compiler import (
 from .graph import build_order
 from .in_place import can_replace_in_place, dependent_views, recreate_views
 from .project import Model, ModelsError, Project, load_project
+from .time_zones import destination_time_zones
 from .variants import pipeline_schema, schema_tables, with_variants
 
 SAMPLE_ROWS = 5
@@ -143,9 +145,10 @@ def build_models(
         ModelsError: A model could not be built, or the destination is not supported.
     """
     started = time.monotonic()
-    params = {"as_of": as_of_literal(now)}
     with pipeline.sql_client() as client:
         dialect = dialect_of(client)
+        params = {"as_of": as_of_literal(now),
+                  "time_zones": destination_time_zones(client, dialect)}
         qualify = client_qualifier(client)
         project, missing = adapted_project(pipeline, sql_dir, client)
         report = ModelsReport(dialect=dialect, as_of=params["as_of"], waiting_for=missing)
@@ -168,7 +171,7 @@ def build_models(
 
 
 def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
-          params: dict[str, str], report: ModelsReport,
+          params: Params, report: ModelsReport,
           taken_along: list[tuple[str, str, str, str]]) -> None:
     """Builds every model in order into ``report.built``; on PostgreSQL, the users' views a
     model's drop takes along go into ``taken_along`` (to be created again)."""
@@ -218,7 +221,7 @@ def refused_definition(exc: BaseException) -> bool:
                for link in causes(exc))
 
 
-def replaceable(client: Any, model: Model, qualify: Qualifier, params: dict[str, str]) -> bool:
+def replaceable(client: Any, model: Model, qualify: Qualifier, params: Params) -> bool:
     """PostgreSQL: whether ``model`` exists with the columns it would get (``in_place``)."""
     relation = relation_of(model, qualify)
     query = generate(compile_query(model, "postgres", qualify, params), "postgres", model.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from .compiler import DIALECTS, as_of_literal, compile_model, dataset_qualifier
+from .compiler import DIALECTS, compile_model, dataset_qualifier, default_params
 from .graph import build_order
 from .project import ModelsError, load_project
 
@@ -31,7 +31,7 @@ def transpile_models(
         raise ModelsError(f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}")
     project = load_project(sql_dir)
     qualify = dataset_qualifier(dataset)
-    params = {"as_of": as_of_literal(now)}
+    params = default_params(now)
     return {
         model.name: compile_model(model, dialect, qualify, params)
         for model in [*build_order(project.models), *project.tests]

@@ -7,14 +7,12 @@ SELECT
     status,
     location_id,
     timezone,
-    -- The zone the marts take local days in: the timezone when it has the shape of an IANA
-    -- name, else NULL (UTC). A blank one, or an offset such as '+05:30', would fail the
-    -- whole build on DuckDB, and PostgreSQL reads an offset the POSIX way, east as west.
+    -- The zone the marts take local days in: the timezone when the destination knows it,
+    -- else NULL (UTC). A zone it does not know (misspelt, retired, blank, an offset such as
+    -- '+05:30', which PostgreSQL would read the POSIX way, east as west) would fail the whole
+    -- build; the runner fills in the names the destination reads (pipelines/models/time_zones.py).
     CASE
-        WHEN regexp_matches(
-            TRIM(timezone),
-            '^([A-Za-z_]+(/[A-Za-z_-]+)*|Etc/GMT[+-][0-9]{1,2}|[A-Z]{3}[0-9][A-Z]{3})$'
-        )
+        WHEN TRIM(timezone) IN ('{{ time_zones }}')
             THEN TRIM(timezone)
     END AS local_zone,
     created_at,

@@ -131,12 +131,14 @@ def test_a_response_naming_no_device_fails_no_data_test(warehouse_copy, warehous
 
 
 def test_a_device_zone_that_is_no_zone_name_gives_utc_days(warehouse_copy, warehouse):
-    """Blank, an offset, a POSIX-style name: each would fail the build on DuckDB (and
-    PostgreSQL reads '+05:30' as west of UTC); their responses get the UTC day, and the
-    devices with a real zone name keep theirs."""
+    """Blank, an offset, a POSIX-style name, a name of the right shape that is no zone (made
+    up, misspelt): each would fail the build on DuckDB (and PostgreSQL reads '+05:30' as west
+    of UTC); their responses get the UTC day, and the devices with a zone the destination
+    knows keep theirs (links such as W-SU included)."""
     pipeline = warehouse_copy()
     odd = {"": None, "+05:30": None, "GMT+5": None, " Asia/Kolkata ": "Asia/Kolkata",
-           "Etc/GMT-14": "Etc/GMT-14"}
+           "Etc/GMT-14": "Etc/GMT-14", "Mars/Olympus": None, "Europe/Londn": None,
+           "W-SU": "W-SU", "NZ-CHAT": "NZ-CHAT"}
     devices = [d for (d,) in rows(pipeline, "SELECT id FROM micrometrics.devices ORDER BY id")]
     assert len(devices) >= len(odd)
     for device, zone in zip(devices, odd, strict=False):

@@ -9,7 +9,12 @@ import sqlglot
 from sqlglot import exp
 
 from pipelines.models import ModelsError, transpile_models
-from pipelines.models.compiler import as_of_literal, build_statements, dataset_qualifier
+from pipelines.models.compiler import (
+    as_of_literal,
+    build_statements,
+    dataset_qualifier,
+    default_params,
+)
 from pipelines.models.project import load_project
 
 DIALECTS = ("snowflake", "bigquery", "postgres")
@@ -79,7 +84,7 @@ def test_duckdb_only_syntax_does_not_leak(translated):
 def test_build_statements_parse_back(dialect):
     qualify = dataset_qualifier("micrometrics")
     for model in load_project().models:
-        statements = build_statements(model, dialect, qualify, {"as_of": as_of_literal(NOW)})
+        statements = build_statements(model, dialect, qualify, default_params(NOW))
         parsed = [tree for text in statements for tree in sqlglot.parse(text, read=dialect)]
         assert any(isinstance(tree, exp.Create) for tree in parsed), model.name
         kind = model.materialization.upper()
