@@ -129,7 +129,8 @@ def test_clock_skew_is_named_as_the_cause(start_sandbox, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("kind", ["html_200", "empty_200", "reject_cursor", "truncated_body",
+@pytest.mark.parametrize("kind", ["html_200", "empty_200", "reject_cursor", "expire_cursor_404",
+                                  "expire_cursor_410", "expire_cursor_422", "truncated_body",
                                   "dropped_connection", "http_502_html"])
 def test_one_off_faults_recover_exact(start_sandbox, tmp_path, kind):
     sandbox = small_sandbox(start_sandbox)

@@ -43,6 +43,11 @@ from .throttle import LeakyBucket
 
 API_PREFIX = "/api/experience"
 ALLOWED_SKEW_SECONDS = 15 * 60  # api_auth's default allowance
+# How a server may refuse a paging cursor it no longer keeps (the vendor documents none): a
+# 404 on a cursor is not the survey gone (taken so, the survey was skipped on every sync after,
+# its dead cursor kept in state), nor a 410 or 422 a failure for good: the chain is read again
+# from its first page, where a 404 does mean the survey is gone.
+CURSOR_REFUSALS = (400, 404, 410, 422)
 
 
 def index_records(payload: Any, where: str) -> list[Any]:
@@ -145,7 +150,7 @@ class MicrometricsClient(RESTClient):
 
         Raises:
             AuthenticationError: 401, saying whether the credentials or the clock are to blame.
-            CursorRejectedError: 400 on a request with a paging cursor.
+            CursorRejectedError: 400, 404, 410 or 422 on a request with a paging cursor.
             ApiError: 404 and any other error status.
         """
         status = response.status_code
@@ -156,10 +161,10 @@ class MicrometricsClient(RESTClient):
         if status == 401:
             raise api_error(request, response, AuthenticationError,
                             auth_hint(response, self._clock()))
+        if status in CURSOR_REFUSALS and request_params(request).get("cursor"):
+            raise api_error(request, response, CursorRejectedError, hint("cursor"))
         if status == 404:
             raise api_error(request, response, ApiError, hint("not_found"))
-        if status == 400 and request_params(request).get("cursor"):
-            raise api_error(request, response, CursorRejectedError, hint("cursor"))
         raise api_error(request, response, ApiError)
 
     def extract_response(self, response: Response, data_selector: Any) -> list[Any]:

@@ -64,7 +64,7 @@ HINTS: dict[str, Hint] = {
         "a proxy or login page answered instead of the API: check base_url and any HTTP proxy",
     ),
     "cursor": Hint(
-        "... failed: HTTP 400: ... invalid cursor",
+        "... failed: HTTP 400/404/410/422: ... (a request with &cursor=)",
         "the API kept refusing its own paging cursor; run the sync again (completed windows are "
         "kept), and report it to Micrometrics if it persists",
     ),

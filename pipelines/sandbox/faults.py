@@ -18,10 +18,15 @@ HTML_200 = "html_200"
 EMPTY_200 = "empty_200"
 REJECT_CURSOR = "reject_cursor"
 HTTP_404 = "http_404"
+# How else a server may refuse a cursor it no longer keeps (the vendor documents none): gone,
+# not found, unprocessable. Like reject_cursor, they apply only to requests with a cursor.
+EXPIRED_CURSOR_STATUSES = {"expire_cursor_404": 404, "expire_cursor_410": 410,
+                           "expire_cursor_422": 422}
+CURSOR_KINDS = (REJECT_CURSOR, *EXPIRED_CURSOR_STATUSES)
 # Statuses a gateway or load balancer in front of the API answers (JSON error body): a client
 # timeout, Cloudflare's "origin timed out", and one no retry fixes.
 GATEWAY_STATUSES = {"http_408": 408, "http_524": 524, "http_501": 501}
-SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, REJECT_CURSOR, HTTP_404,
+SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, HTTP_404, *CURSOR_KINDS,
                               *GATEWAY_STATUSES)
 SCRIPT_ENDPOINTS = ("devices", "surveys", "survey_responses")
 
@@ -78,8 +83,8 @@ class Script:
     """A FIFO queue of scripted answers that override normal handling of admitted requests.
 
     Each entry answers the next ``count`` requests it applies to: any request, or only those
-    of one endpoint; a ``reject_cursor`` entry applies only to requests with a non-empty
-    ``cursor``. A request takes the oldest entry that applies to it.
+    of one endpoint; a ``reject_cursor`` or ``expire_cursor_*`` entry applies only to requests
+    with a non-empty ``cursor``. A request takes the oldest entry that applies to it.
     """
 
     def __init__(self) -> None:
@@ -111,7 +116,7 @@ class Script:
                 kind, _, wanted = entry
                 if wanted is not None and wanted != endpoint:
                     continue
-                if kind == REJECT_CURSOR and not has_cursor:
+                if kind in CURSOR_KINDS and not has_cursor:
                     continue
                 entry[1] -= 1
                 if not entry[1]:

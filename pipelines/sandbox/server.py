@@ -210,6 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_raw(200, b"", JSON_TYPE, limits)
         if fault == fk.REJECT_CURSOR:
             return self._send(error(400, "invalid cursor"), limits)
+        if fault in fk.EXPIRED_CURSOR_STATUSES:
+            code = fk.EXPIRED_CURSOR_STATUSES[fault]
+            return self._send(error(code, "cursor expired"), limits)
         if fault == fk.HTTP_404:
             return self._send(error(404, "Not Found"), limits)
         if fault in fk.GATEWAY_STATUSES:
