@@ -257,3 +257,44 @@ def dry_run_estimate(tmp_path, sandbox, monkeypatch) -> int:
                                                pipelines_dir=str(tmp_path / "pipelines")))
     line = next(line for line in plan.splitlines() if "reconcile: about" in line)
     return int(line.split("about ")[1].split()[0])
+
+
+def test_survey_ids_sent_as_text_in_one_list_mark_nothing_deleted(start_sandbox, tmp_path,
+                                                                  clock):
+    """A server that lists ``"237"`` where it listed ``237`` names the same surveys: compared as
+    they were sent, every survey and every response was marked deleted, and stayed so."""
+    sandbox = start_sandbox(clock=clock, surveys=3, responses=120, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    for wire in ("ids_as_text", None):  # "237", then 237 again
+        if wire:
+            sandbox.script(wire, endpoint="surveys")  # the sync's one survey list request
+        clock.advance(600)
+        result = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+        assert sandbox.scripted() == [] and sandbox.stats()["faults"] == {"ids_as_text": 1}
+        assert result.report.marks.marked == {} and result.report.returned_surveys == []
+        assert all(mark is None for mark in marks(tmp_path, "surveys").values())
+        assert all(mark is None for mark in marks(tmp_path, "survey_responses").values())
+
+
+def test_a_survey_listed_twice_is_read_once(start_sandbox, tmp_path, clock):
+    """Two entries of one survey walked its responses twice at once over one state: every
+    sync failed (KeyError 'pending'). It is read once, exact."""
+    sandbox = start_sandbox(clock=clock, surveys=3, responses=300, page_size=20, **FAST)
+    sandbox.script("repeat_record", endpoint="surveys")
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert sandbox.stats()["faults"] == {"repeat_record": 1}
+    assert live(tmp_path, "surveys") == truth_versions(sandbox.truth()["surveys"])
+    assert live(tmp_path, "survey_responses") == truth_versions(
+        sandbox.truth()["survey_responses"])
+
+
+def test_reconcile_takes_response_ids_sent_as_text_for_the_tables_ids(start_sandbox, tmp_path,
+                                                                      clock):
+    sandbox = start_sandbox(clock=clock, surveys=2, responses=120, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(600)
+    sandbox.script("ids_as_text", count=100, endpoint="survey_responses")
+    result = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(reconcile=True), **FAST)
+    assert sandbox.stats()["faults"].get("ids_as_text", 0) > 0
+    assert result.report.reconcile.marks.marked == {}
+    assert all(mark is None for mark in marks(tmp_path, "survey_responses").values())

@@ -47,23 +47,26 @@ def track_survey_list(state: dict[str, Any], listed_ids: list[Any], now: datetim
     the state (the responses keep their marks unless they were refreshed too, so a survey
     among them that comes back must still be seen restored and its responses read again).
     """
-    listed = set(listed_ids)
-    deleted = {survey_id: when for survey_id, when in state.get("deleted", [])}
-    returns = {survey_id: when for survey_id, when in state.get("returns", [])}
+    # Ids are compared as text: a server that sends 237 in one list and "237" in the next
+    # names one survey, not one gone and one new (every survey and response was marked).
+    # Each pair keeps the id as it was first tracked: the marks compare it with the tables.
+    listed = {str(survey_id): survey_id for survey_id in listed_ids}
+    deleted = {str(survey_id): (survey_id, when) for survey_id, when in state.get("deleted", [])}
+    returns = {str(survey_id): (survey_id, when) for survey_id, when in state.get("returns", [])}
     if "known" not in state and before is not None:  # a first list, or one after a refresh
         for survey_id, when in before.deleted:
-            deleted.setdefault(survey_id, when)
+            deleted.setdefault(str(survey_id), (survey_id, when))
         for survey_id, when in before.returned:
-            returns.setdefault(survey_id, when)
-    restored = {survey_id: deleted.pop(survey_id) for survey_id in list(deleted)
-                if survey_id in listed}
+            returns.setdefault(str(survey_id), (survey_id, when))
+    restored = {key: deleted.pop(key) for key in list(deleted) if key in listed}
     returns.update(restored)
-    for survey_id in set(state.get("known", [])) - listed:
-        deleted.setdefault(survey_id, format_timestamp(now))
-    state["known"] = sorted(listed, key=repr)
-    state["deleted"] = sorted(deleted.items(), key=repr)
-    state["restored"] = sorted(restored.items(), key=repr)
-    state["returns"] = sorted(returns.items(), key=repr)
+    for survey_id in state.get("known", []):
+        if str(survey_id) not in listed:
+            deleted.setdefault(str(survey_id), (survey_id, format_timestamp(now)))
+    state["known"] = sorted(listed.values(), key=repr)
+    state["deleted"] = sorted(deleted.values(), key=repr)
+    state["restored"] = sorted(restored.values(), key=repr)
+    state["returns"] = sorted(returns.values(), key=repr)
 
 
 def deleted_surveys(state: dict[str, Any]) -> list[tuple[Any, str]]:
@@ -85,8 +88,9 @@ def reread_returned(listed_ids: set[Any], per_survey: dict[str, dict[str, Any]],
     tracks the list (``surveys`` selected): one that does not would mark the responses read
     again, their survey still gone in its state."""
     restarted = []
+    listed = {str(survey_id) for survey_id in listed_ids}
     for survey_id, when in dict(before.returned + before.deleted).items():
-        if survey_id not in listed_ids:
+        if str(survey_id) not in listed:
             continue
         if (per_survey.get(str(survey_id)) or {}).get("returned_from") == when:
             continue  # an earlier round of this sync started it over

@@ -77,9 +77,12 @@ def reconcile(
         for table, (scope, ids) in listings.items():
             report.listed[table] = len(ids)
             rows = marker.ids(table, scope)
-            marker.mark(table, "id", [i for i, mark in rows if mark is None and i not in ids],
-                        when)
-            marker.unmark(table, "id", [i for i, mark in rows if mark is not None and i in ids])
+            # As text: an id the API sends as "123" is the table's 123 (marked live rows).
+            listed = {str(i) for i in ids}
+            marker.mark(table, "id", [i for i, mark in rows
+                                      if mark is None and str(i) not in listed], when)
+            marker.unmark(table, "id", [i for i, mark in rows
+                                        if mark is not None and str(i) in listed])
     report.marks = marker.counts
     report.requests = client.stats.requests - started
     return report

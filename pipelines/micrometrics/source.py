@@ -95,13 +95,32 @@ def _read_once(
         # From the epoch whatever start_at says: surveys are dimensions, and a survey last
         # changed before start_at can still receive responses.
         window = listing_window(max(bounds.run_end, bounds.now))
-        listed = [s for page in client.pages("/surveys", window.params()) for s in page]
+        listed = once_each([s for page in client.pages("/surveys", window.params())
+                            for s in page])
         index.listed, index.rejected = split_records(listed, "surveys")
         tally.add(rejected=[row["record_key"] for row in index.rejected])
         # A survey quarantined for its updated_at still indexes its responses.
         index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
     except BaseException as exc:  # noqa: BLE001 - kept, raised by read_survey_list
         index.failure = exc
+
+
+def once_each(surveys: list[Any]) -> list[Any]:
+    """The list with each survey id once (compared as text), the last one listed kept: two
+    entries of one survey (a list read while it changed, or a server's repeat) walked its
+    responses twice at once, over one state, and failed every sync."""
+    by_id: dict[str, Any] = {}
+    others = []
+    for survey in surveys:
+        if isinstance(survey, dict) and survey.get("id") is not None:
+            key = str(survey["id"])
+            if key in by_id:
+                log.warning("warning: the survey list named survey %s more than once; it is "
+                            "read once", survey["id"])
+            by_id[key] = survey
+        else:
+            others.append(survey)  # quarantined as they are
+    return [*by_id.values(), *others]
 
 
 @dlt.source(name="micrometrics", section="micrometrics")

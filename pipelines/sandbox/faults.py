@@ -23,11 +23,16 @@ HTTP_404 = "http_404"
 EXPIRED_CURSOR_STATUSES = {"expire_cursor_404": 404, "expire_cursor_410": 410,
                            "expire_cursor_422": 422}
 CURSOR_KINDS = (REJECT_CURSOR, *EXPIRED_CURSOR_STATUSES)
+# A normal page, reshaped on the wire as a server the vendor documents no further may send it:
+# its records' ids as strings (a survey id "237" for 237), or its first record twice.
+IDS_AS_TEXT = "ids_as_text"
+REPEAT_RECORD = "repeat_record"
+RESHAPE_KINDS = (IDS_AS_TEXT, REPEAT_RECORD)
 # Statuses a gateway or load balancer in front of the API answers (JSON error body): a client
 # timeout, Cloudflare's "origin timed out", and one no retry fixes.
 GATEWAY_STATUSES = {"http_408": 408, "http_524": 524, "http_501": 501}
 SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, HTTP_404, *CURSOR_KINDS,
-                              *GATEWAY_STATUSES)
+                              *GATEWAY_STATUSES, *RESHAPE_KINDS)
 SCRIPT_ENDPOINTS = ("devices", "surveys", "survey_responses")
 
 PROXY_502_HTML = (
@@ -45,6 +50,14 @@ LOGIN_200_HTML = (
     "<input name=\"username\" type=\"text\">\n<input name=\"password\" type=\"password\">\n"
     "<button type=\"submit\">Sign in</button>\n</form>\n</body>\n</html>\n"
 )
+
+
+def reshaped(kind: str, records: list) -> list:
+    """An index page's ``records`` as ``kind`` (one of :data:`RESHAPE_KINDS`) sends them."""
+    if kind == IDS_AS_TEXT:
+        return [{**r, "id": str(r["id"])} if isinstance(r, dict) and "id" in r else r
+                for r in records]
+    return records + records[:1]
 
 
 class FaultInjector:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import random
@@ -219,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
             code = fk.GATEWAY_STATUSES[fault]
             return self._send(error(code, f"injected: HTTP {code}"), limits)
         reply = sb._api.handle(method, self.path, body)
+        if fault in fk.RESHAPE_KINDS and reply.status == 200 and isinstance(reply.body, list):
+            reply = dataclasses.replace(reply, body=fk.reshaped(fault, reply.body))
         if reply.status == 200 and reply.page_records is not None:
             sb._stats.page(reply.page_records)
         return self._send(reply, limits, truncate=fault == fk.TRUNCATED)
