@@ -69,6 +69,26 @@ def test_sync_accepts_resources_and_an_explicit_range(start_sandbox, tmp_path, m
     assert report.client_stats["requests"] == sandbox.stats()["requests"]
 
 
+def test_keys_scoped_to_the_pipelines_name_come_first(start_sandbox, tmp_path, monkeypatch):
+    """Two tenants in one environment, the dlt way: tenant B's keys scoped to its pipeline's
+    name, the unscoped ones tenant A's. ``sync()`` resolved only the unscoped keys and loaded
+    tenant A's data into tenant B's dataset, its state then holding A's windows as done."""
+    tenant_a = start_sandbox(devices=3, surveys=2, responses=40, rate=1000.0, burst=1000)
+    tenant_b = start_sandbox(seed=7, devices=7, surveys=3, responses=90, rate=1000.0,
+                             burst=1000)
+    apply_env(monkeypatch, sync_env(tmp_path, tenant_a.url))
+    for key, value in sync_env(tmp_path, tenant_b.url, SOURCES__MICROMETRICS__MAX_IN_FLIGHT="1"
+                               ).items():
+        if key.startswith("SOURCES__MICROMETRICS__"):
+            monkeypatch.setenv(f"TENANT_B__{key}", value)
+    pipeline = dlt.pipeline(pipeline_name="tenant_b", destination="duckdb",
+                            dataset_name="micrometrics")
+    sync(pipeline)
+    assert tenant_a.stats()["requests"] == 0
+    assert tenant_b.stats()["max_in_flight"] == 1
+    assert_matches_truth(tmp_path, tenant_b.truth())
+
+
 def test_the_source_alone_is_one_round(start_sandbox, tmp_path, monkeypatch):
     sandbox = start_sandbox(**SANDBOX)
     apply_env(monkeypatch, sync_env(tmp_path, sandbox.url))

@@ -139,7 +139,7 @@ def sync(
     unknown = sorted(set(selected) - set(RESOURCES))
     if unknown:
         raise ValueError(f"unknown resources {unknown}; choose from {', '.join(RESOURCES)}")
-    settings = settings or load_settings()
+    settings = settings or load_settings(pipeline.pipeline_name)
     client = client or MicrometricsClient.from_settings(settings)
     now = datetime.fromtimestamp(clock(), UTC)
     lower = parse_timestamp(start_at) if start_at is not None else None

@@ -23,8 +23,10 @@ from urllib.parse import urlsplit
 
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.exceptions import ValueNotSecretException
+from dlt.common.configuration.inject import inject_section
 from dlt.common.configuration.specs import BaseConfiguration, CredentialsConfiguration
 from dlt.common.configuration.specs.base_configuration import NotResolved
+from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
 from dlt.common.configuration.utils import auto_cast
 from dlt.common.typing import TSecretStrValue
 
@@ -284,13 +286,22 @@ def resolve_micrometrics_configuration(**explicit: object) -> MicrometricsConfig
     return config
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Resolve and validate settings; ``overrides`` (not None) win over configuration.
+def load_settings(pipeline_name: str | None = None, **overrides: object) -> Settings:
+    """Resolve and validate settings; ``overrides`` (not None) win over configuration. With
+    ``pipeline_name``, keys scoped to that pipeline come first, as dlt looks them up for a
+    source the pipeline runs (``TENANT_B__SOURCES__MICROMETRICS__API_KEY``): ``sync()`` resolves
+    its settings before dlt runs anything, and without the name two tenants' pipelines in one
+    environment both took the unscoped keys (one tenant's data loaded into the other's dataset).
 
     Raises:
         ConfigurationError: naming the key to set, before any request is made.
     """
-    config = resolve_micrometrics_configuration(**overrides)
+    if pipeline_name is None:
+        config = resolve_micrometrics_configuration(**overrides)
+    else:
+        with inject_section(ConfigSectionContext(pipeline_name=pipeline_name,
+                                                 sections=SECTIONS)):
+            config = resolve_micrometrics_configuration(**overrides)
     get = config.configured
     missing = [k for k in REQUIRED if not get(k)]
     if missing:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import dlt
 
-from pipelines.destination import add_destination_arguments
+from pipelines.destination import PIPELINE_NAME, add_destination_arguments
 from pipelines.micrometrics import RESOURCES
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.timeutil import parse_timestamp
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
     )
     try:
         if args.dry_run:
-            settings = load_settings()
+            settings = load_settings(PIPELINE_NAME)
             result.secrets.append(settings.api_secret)
             plan = describe_plan(settings, options)
             say(plan)

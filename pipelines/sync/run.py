@@ -60,7 +60,7 @@ def run_sync(options: SyncOptions, result: RunResult, *, models: bool = True,
     with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
         pipeline = make_pipeline(options)
         with recorded(pipeline, options, result):  # a bad setting is recorded for status too
-            settings = load_settings()
+            settings = load_settings(pipeline.pipeline_name)
             result.secrets.append(settings.api_secret)
             sync_and_build(options, settings, pipeline, result, models, say, preview)
 
