@@ -123,6 +123,15 @@ def once_each(surveys: list[Any]) -> list[Any]:
     return [*by_id.values(), *others]
 
 
+def forget_gone(per_survey: dict[str, Any], listed: set[str]) -> None:
+    """Drop the response state of the surveys the full list no longer names: their windows,
+    deep pass and any backfill a sync had open when they went. Kept, it grew the state stored
+    with every load, and status listed each as a stream, its backfill open for ever. One that
+    comes back is read from its start (``deletions.reread_returned``)."""
+    for survey_id in [key for key in per_survey if key not in listed]:
+        del per_survey[survey_id]
+
+
 @dlt.source(name="micrometrics", section="micrometrics")
 def micrometrics_source(
     # Optional so that a caller passing ``settings`` needs none of them; load_settings then
@@ -246,11 +255,12 @@ def micrometrics_source(
         def streams() -> Iterator[partial[Iterator[Any]]]:
             """One walk per survey, read here (the state dicts are dlt's, in this thread)."""
             listed = surveys_listed().indexed
+            persistent = dlt.current.resource_state().setdefault("surveys", {})
+            forget_gone(persistent, {str(s["id"]) for s in listed})
             # In the stream state that persists (an explicit range reads scratch windows): the
             # next sync that follows the incremental state reads them again.
             returned = [] if deletions_before is None else reread_returned(
-                {s["id"] for s in listed},
-                dlt.current.resource_state().setdefault("surveys", {}), deletions_before)
+                {s["id"] for s in listed}, persistent, deletions_before)
             tally.add(returned=returned)
             for survey_id in returned:
                 log.info("survey_responses[%s]: listed again after it was gone; its responses "
