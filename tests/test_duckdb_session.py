@@ -130,3 +130,34 @@ def test_a_credentials_table_in_config_toml_keeps_its_file_and_settings(tmp_path
         context.reload_providers()
     assert credentials.database == str(tmp_path / "mine.duckdb")
     assert credentials.global_config == {"memory_limit": "1GB"}
+
+
+APP_SETTINGS = ("memory_limit", "threads", "preserve_insertion_order",
+                "allocator_flush_threshold", "allocator_background_threads")
+
+
+def settings_of(connection) -> dict[str, object]:
+    return {key: connection.execute("SELECT current_setting(?)", [key]).fetchone()[0]
+            for key in APP_SETTINGS}
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["synced", "failed"])
+def test_an_apps_connection_to_the_file_keeps_its_settings(
+        start_sandbox, tmp_path, clock, fails):
+    # A notebook or app in the sync's process holds the warehouse open and calls sync(): both
+    # connections share DuckDB's instance, whose settings the sync bounds while it runs.
+    sandbox = start_sandbox(clock=clock, **DATA)
+    app = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    app.execute("SET threads = 3")  # one the app chose; the rest DuckDB's defaults
+    before = settings_of(app)
+    assert before["memory_limit"] != in_mib(SETTINGS["memory_limit"])
+
+    if fails:
+        with pytest.raises(Exception, match="more than 8 requests"):
+            sync_into(sandbox, pipeline_at(tmp_path), clock, max_requests=8, **ROUNDS)
+    else:
+        assert sync_into(sandbox, pipeline_at(tmp_path), clock, **ROUNDS).report.rounds >= 3
+
+    assert settings_of(app) == before
+    assert app.execute("SELECT count(*) FROM micrometrics.devices").fetchone()[0] > 0
+    app.close()

@@ -12,7 +12,9 @@ its destination and credentials stay the caller's.
 
 A database held open keeps what its queries allocated, up to DuckDB's memory_limit (80% of
 RAM by default), so the sync bounds the instance it holds (``SETTINGS``) unless the user's
-DuckDB credentials set the same option in ``global_config``.
+DuckDB credentials set the same option in ``global_config``. The instance is shared with any
+connection the caller's process holds to the file (a notebook's, an app's), so the sync sets
+each option back to the value it found when it closes its connection, also when it fails.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class HeldDatabase:
         self.configured = {key.lower(): value
                            for key, value in (credentials.global_config or {}).items()}
         self.connection: Any = None
+        # The values the sync found on the instance, read when it first opened it: what it
+        # sets back on closing (read once: a value DuckDB shows rounded would drift a round).
+        self.found: dict[str, Any] = {}
+        self.applied: list[str] = []
 
     def open(self) -> None:
         import duckdb
@@ -74,6 +80,9 @@ class HeldDatabase:
         try:
             for key, value in SETTINGS.items():
                 if key not in self.configured:
+                    if key not in self.found:
+                        self.found[key] = self.setting(key)
+                    self.applied.append(key)
                     self.connection.execute(f"SET GLOBAL {key} = ?", [value])
         except Exception:
             self.close()  # not left open (and the file locked) by a setting DuckDB refused
@@ -86,8 +95,25 @@ class HeldDatabase:
 
     def close(self) -> None:
         if self.connection is not None:
-            self.connection.close()  # the last connection: checkpoint and shut down
-            self.connection = None
+            try:
+                self.restore()
+            finally:
+                self.connection.close()  # the last connection: checkpoint and shut down
+                self.connection = None
+
+    def setting(self, key: str) -> Any:
+        return self.connection.execute("SELECT current_setting(?)", [key]).fetchone()[0]
+
+    def restore(self) -> None:
+        """Set back what the sync set: another connection of this process to the file (the
+        caller's) goes on with its own settings, not the sync's 64MB and one thread."""
+        while self.applied:
+            key = self.applied.pop()
+            # DuckDB's default exactly (a memory_limit shows rounded: 18.8 GiB), else the value
+            # found as DuckDB showed it
+            self.connection.execute(f"RESET GLOBAL {key}")
+            if self.setting(key) != self.found[key]:
+                self.connection.execute(f"SET GLOBAL {key} = ?", [self.found[key]])
 
 
 @contextmanager
