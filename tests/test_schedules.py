@@ -40,6 +40,7 @@ from typing import Any
 from unittest import mock
 
 import dlt
+import duckdb
 import pytest
 import requests
 import yaml
@@ -470,6 +471,15 @@ FAILED_TEST = DataTestResult("scores_in_range", 1, ("nps_score",), ((11,),))
     (lambda: step_failed(AuthenticationError("GET", "/devices", 401, "key and secret")), False),
     (lambda: step_failed(UnexpectedResponseError("GET", "/devices", 200, "not JSON")), False),
     (lambda: SyncLockedError("another sync of pipeline 'micrometrics' is running"), True),
+    # Another process (make status, a BI tool, the duckdb CLI) has the DuckDB file open.
+    (lambda: duckdb.IOException(
+        'IO Error: Could not set lock on file "/data/warehouse.duckdb": Conflicting lock is '
+        "held in /usr/bin/python3 (PID 4242)"), True),
+    (lambda: step_failed(duckdb.IOException(
+        'IO Error: Could not set lock on file "/data/warehouse.duckdb": Conflicting lock is '
+        "held in /usr/bin/duckdb (PID 4242)")), True),
+    (lambda: duckdb.IOException('IO Error: Cannot open file "/data/x.duckdb": Permission '
+                                "denied"), False),
     (lambda: DataTestFailed([FAILED_TEST]), False),
     (lambda: chained(ModelsError("model stg_devices failed"),
                      DestinationConnectionError("postgres", "ds", "connection reset", None)), True),
@@ -748,6 +758,32 @@ def test_a_postgres_that_cannot_be_reached_now_is_retried_a_missing_database_is_
             sync_into(sandbox, pipeline, clock)
         verdicts.append(classify(raised.value).retry)
     assert verdicts == [True, False]
+
+
+def test_a_duckdb_file_another_process_holds_open_is_retried(start_sandbox, tmp_path, clock):
+    # A BI tool, the duckdb CLI or `make status` has the warehouse open: DuckDB refuses the
+    # sync the file, until that process lets go of it; Airflow's retry then syncs.
+    sandbox = start_sandbox(clock=clock, responses=50, rate=1000.0, burst=1000)
+    path = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(path)!r}); "
+                               "print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        pipeline = pipeline_on(dlt.destinations.duckdb(credentials=str(path)),
+                               tmp_path / "pipelines")
+        with pytest.raises(Exception) as raised:
+            sync_into(sandbox, pipeline, clock)
+        verdict = classify(raised.value)
+    finally:
+        holder.stdin.close()  # the holder reads to the end of its input, then exits
+        holder.wait(timeout=60)
+    assert verdict.retry, verdict
+    assert "another process has the DuckDB file open" in verdict.reason
+    assert f"(PID {holder.pid})" in verdict.reason
+    sync_into(sandbox, pipeline, clock)  # the retry, once the file is free
+    assert_matches_truth(tmp_path, sandbox.truth())
 
 
 class AirflowTaskTimeout(BaseException):

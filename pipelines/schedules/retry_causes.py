@@ -8,6 +8,8 @@ times, for nothing; one that never retries leaves a 503 burst to the next hour. 
   dropped, timeouts);
 - the API refused its own paging cursor (its hint: run again, completed windows are kept);
 - another sync of the pipeline holds the lock (``SyncLockedError``, the command's exit 3);
+- another process holds the DuckDB file open (DuckDB's "Could not set lock on file":
+  ``make status``, a BI tool, the duckdb CLI), which it lets go of when it is done;
 - what dlt marks transient (``TransientException``: a destination connection lost, a load job
   to retry), connection errors and timeouts from any client library, and a PostgreSQL that
   refused or dropped the connection for now (dlt passes psycopg2's error on unwrapped).
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 import psycopg2
 import requests
 from dlt.common.exceptions import TerminalException, TransientException
@@ -76,7 +79,7 @@ def classify(exc: BaseException) -> Verdict:
         return Verdict(True, "stopped by SIGTERM (a stop or a shutdown); the next run goes on "
                              "from the last checkpoint", exc)
     for link in chain:
-        verdict = ours(link)
+        verdict = ours(link) or file_locked(link)
         if verdict is not None:
             return verdict
     for link in chain:
@@ -112,6 +115,20 @@ def database_unreachable(exc: BaseException) -> bool:
         return False
     message = str(exc)
     return "FATAL:" not in message or any(reason in message for reason in BUSY_SERVER)
+
+
+# What DuckDB raises when another process holds the file: it locks a file it opens (read-write
+# or read-only) until that process closes it or exits.
+FILE_LOCKED = ("Could not set lock on file", "Conflicting lock is held")
+
+
+def file_locked(exc: BaseException) -> Verdict | None:
+    """Another process holds the DuckDB file open: the verdict, else None. Retried as another
+    sync holding the lock is (``SyncLockedError``); DuckDB's message names the process."""
+    if isinstance(exc, duckdb.IOException) and any(m in str(exc) for m in FILE_LOCKED):
+        return Verdict(True, f"another process has the DuckDB file open (retried once it closes "
+                             f"it): {one_line(exc)}", exc)
+    return None
 
 
 def ours(exc: BaseException) -> Verdict | None:
