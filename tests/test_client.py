@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from email.utils import parsedate_to_datetime
+import time
+from email.utils import formatdate, parsedate_to_datetime
 
 import pytest
 from dlt.sources.helpers.rest_client import RESTClient
@@ -180,6 +181,40 @@ def test_retry_after_headers():
     assert retry_after_seconds({"Retry-After": "3"}, 9) == 3
     assert retry_after_seconds({}, 9) == 9
     assert retry_after_seconds({"RateLimit-Retry-After": "99999"}, 9) == 300
+
+
+def test_a_retry_after_date_counts_from_the_responses_date():
+    # The server's clock 10 minutes ahead of this machine's (the API allows 15), then behind:
+    # Retry-After is two seconds after the response's Date either way.
+    for server in (1_773_578_696, 1_773_577_496):
+        headers = {"Date": formatdate(server, usegmt=True),
+                   "Retry-After": formatdate(server + 2, usegmt=True)}
+        assert retry_after_seconds(headers, 9, now=lambda: 1_773_578_096.0) == 2
+        # the RateLimit header, in seconds, still decides when the API sends it
+        assert retry_after_seconds({**headers, "RateLimit-Retry-After": "0.250"}, 9) == 0.25
+    # No Date: this machine's clock, the wait rounded up to the date's whole seconds.
+    retry_at = {"Retry-After": formatdate(1_773_578_098, usegmt=True)}
+    assert retry_after_seconds(retry_at, 9, now=lambda: 1_773_578_096.4) == 2
+    assert retry_after_seconds(retry_at, 9, now=lambda: 1_773_578_099.0) == 0
+    assert retry_after_seconds({**retry_at, "Date": "yesterday"}, 9,
+                               now=lambda: 1_773_577_996.0) == 102
+    assert retry_after_seconds({"Retry-After": "soon"}, 9) == 9
+
+
+@pytest.mark.parametrize("skew", [0.0, 600.0, -600.0], ids=["same", "ahead", "behind"])
+def test_a_gateways_429_waits_its_retry_after_date_whatever_the_servers_clock(
+        start_sandbox, virtual_client, clock, skew):
+    clock.now = time.time()  # this machine's clock (its waits virtual)
+    sandbox = start_sandbox(clock=lambda: clock() + skew)
+    sandbox.script("retry_after_date", endpoint="devices")
+    client = virtual_client(sandbox, rate=1000.0, burst=1000)
+    pages = list(client.pages("/devices", EVERYTHING))
+
+    assert sum(len(page) for page in pages) == len(sandbox.truth()["devices"])
+    assert sandbox.stats()["faults"] == {"retry_after_date": 1}
+    assert client.stats.throttled == 1 and client.stats.retries == 0
+    # the two seconds the server asked for: not five minutes (ahead), not none (behind)
+    assert clock.slept == [pytest.approx(2.0)]
 
 
 def test_429s_do_not_use_up_the_attempts_kept_for_failures(start_sandbox, virtual_client, clock):

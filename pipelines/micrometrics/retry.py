@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from time import time
@@ -48,17 +49,34 @@ class RetryPolicy:
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
 
-def retry_after_seconds(headers: Mapping[str, str], default: float) -> float:
+def retry_after_seconds(headers: Mapping[str, str], default: float,
+                        now: Callable[[], float] = time) -> float:
     """Seconds a 429 asks us to wait: ``RateLimit-Retry-After`` (fractional), else the standard
-    ``Retry-After`` (seconds or an HTTP date), else ``default``. Capped at five minutes."""
+    ``Retry-After`` (seconds or an HTTP date), else ``default``. Capped at five minutes.
+
+    A date is the server's clock: it is counted from the response's own ``Date`` (this
+    machine's clock, ``now``, only when there is none), so a server clock minutes ahead or
+    behind (the API allows 15) does not turn a 2 s wait into five minutes or none. HTTP dates
+    have whole seconds: a wait from one is rounded up to whole seconds, never short."""
     seconds = header_float(headers, "RateLimit-Retry-After")
     if seconds is None:
         seconds = header_float(headers, "Retry-After")
     if seconds is None and headers.get("Retry-After"):
-        try:
-            seconds = max(0.0, parsedate_to_datetime(headers["Retry-After"]).timestamp() - time())
-        except (TypeError, ValueError):
-            seconds = None
+        retry_at = http_timestamp(headers["Retry-After"])
+        if retry_at is not None:
+            sent_at = http_timestamp(headers.get("Date"))
+            seconds = max(0.0, math.ceil(retry_at - (now() if sent_at is None else sent_at)))
     if seconds is None:
         seconds = default
     return min(seconds, MAX_RETRY_AFTER)
+
+
+def http_timestamp(value: str | None) -> float | None:
+    """An HTTP date (``Fri, 04 Sep 2020 13:35:05 GMT``) as UNIX seconds; None when absent or not
+    a date."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None

@@ -31,8 +31,12 @@ RESHAPE_KINDS = (IDS_AS_TEXT, REPEAT_RECORD)
 # Statuses a gateway or load balancer in front of the API answers (JSON error body): a client
 # timeout, Cloudflare's "origin timed out", and one no retry fixes.
 GATEWAY_STATUSES = {"http_408": 408, "http_524": 524, "http_501": 501}
+# A 429 as a gateway in front of the API may send it: the standard Retry-After as an HTTP date
+# (RETRY_AFTER_DATE_SECONDS on the sandbox's clock), none of the API's RateLimit-* headers.
+RETRY_AFTER_DATE = "retry_after_date"
+RETRY_AFTER_DATE_SECONDS = 2
 SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, HTTP_404, *CURSOR_KINDS,
-                              *GATEWAY_STATUSES, *RESHAPE_KINDS)
+                              *GATEWAY_STATUSES, *RESHAPE_KINDS, RETRY_AFTER_DATE)
 SCRIPT_ENDPOINTS = ("devices", "surveys", "survey_responses")
 
 PROXY_502_HTML = (

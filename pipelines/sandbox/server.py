@@ -205,6 +205,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 error(429, "Too Many Requests"), {**limits, "RateLimit-Retry-After": "0.05"}
             )
+        if fault == fk.RETRY_AFTER_DATE:
+            now = sb.clock()  # one reading: Date and Retry-After exactly the seconds apart
+            return self._send(error(429, "Too Many Requests"), {
+                "Date": http_date(now),
+                "Retry-After": http_date(now + fk.RETRY_AFTER_DATE_SECONDS)})
         if fault == fk.HTML_200:
             return self._send_raw(200, fk.LOGIN_200_HTML.encode(), "text/html", limits)
         if fault == fk.EMPTY_200:
@@ -272,11 +277,12 @@ class _Handler(BaseHTTPRequestHandler):
         # send_response_only: the stock send_response would add a Date of the real clock.
         self.send_response_only(status)
         self.send_header("Server", self.version_string())
-        self.send_header("Date", http_date(self.sandbox.clock()))
+        self.send_header("Date", headers.get("Date") or http_date(self.sandbox.clock()))
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in headers.items():
-            self.send_header(name, value)
+            if name != "Date":
+                self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from email.utils import parsedate_to_datetime
 
 import pytest
 import requests
@@ -55,6 +56,20 @@ def test_script_per_endpoint(sandbox, api):
     assert sandbox.scripted() == [{"kind": "http_500", "count": 1, "endpoint": "survey_responses"}]
     assert _get(api, sandbox, "/surveys/238/responses").status_code == 500
     assert _get(api, sandbox, "/surveys/238/responses").status_code == 200
+
+
+def test_retry_after_date_is_a_gateways_429_on_the_sandbox_clock(sandbox, api, clock):
+    clock.advance(0.7)  # off the whole second: both dates are of one reading
+    sandbox.script("retry_after_date", endpoint="surveys")
+    assert _get(api, sandbox, "/devices").status_code == 200
+    throttled = _get(api, sandbox, "/surveys")
+    assert throttled.status_code == 429 and "error" in throttled.json()
+    sent = parsedate_to_datetime(throttled.headers["Date"]).timestamp()
+    retry_at = parsedate_to_datetime(throttled.headers["Retry-After"]).timestamp()
+    assert sent == int(clock()) and retry_at - sent == 2
+    assert not [name for name in throttled.headers if name.lower().startswith("ratelimit")]
+    assert sandbox.stats()["faults"] == {"retry_after_date": 1}
+    assert _get(api, sandbox, "/surveys").status_code == 200
 
 
 def test_reject_cursor_waits_for_a_cursor(sandbox, api):
