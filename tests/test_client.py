@@ -10,16 +10,20 @@ from dlt.sources.helpers.rest_client import RESTClient
 from requests import Response
 from requests.adapters import BaseAdapter, HTTPAdapter
 
+from pipelines.error_chain import causes
 from pipelines.micrometrics.client import MicrometricsClient, index_records
 from pipelines.micrometrics.errors import (
     ApiError,
     AuthenticationError,
     UnexpectedResponseError,
 )
+from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.retry import retry_after_seconds
 from pipelines.micrometrics.session import MicrometricsSession
 from pipelines.micrometrics.throttle import LeakyBucket
+from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
+from tests.syncing import loaded, sync_sandbox
 
 EVERYTHING = {"start_at": "2000-01-01T00:00:00+00:00", "end_at": "2100-01-01T00:00:00+00:00"}
 
@@ -338,3 +342,23 @@ def test_redirect_hop_is_not_re_signed_for_another_host(clock):
     assert first["Authorization"].startswith(f"APIAuth {KEY}:")
     assert hop_url == "https://elsewhere.example/x" and "Authorization" not in hop
     assert client.stats.requests == 1
+
+
+def test_a_404_on_one_endpoint_says_the_tenant_may_lack_it(start_sandbox, tmp_path, clock):
+    # base_url is right (/surveys answers), but this tenant has no /devices: the hint must not
+    # only send the user to base_url, and what it says to do works.
+    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=50, rate=1000.0,
+                            burst=1000)
+    sandbox.script("http_404", count=100, endpoint="devices")
+    with pytest.raises(Exception) as failed:
+        sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    [error] = [link for link in causes(failed.value) if isinstance(link, ApiError)]
+    message = str(error)
+    assert message.startswith("GET /api/experience/devices?") and "HTTP 404" in message
+    assert hint("not_found") in message and "leave its resource out with --resources" in message
+
+    options = SyncOptions(resources=("surveys", "survey_responses"))
+    sync_sandbox(sandbox, tmp_path, clock, options, rate=1000.0, burst=1000)
+    truth = sandbox.truth()
+    assert len(loaded(tmp_path, "surveys")) == len(truth["surveys"])
+    assert len(loaded(tmp_path, "survey_responses")) == len(truth["survey_responses"])

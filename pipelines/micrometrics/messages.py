@@ -57,7 +57,9 @@ HINTS: dict[str, Hint] = {
     ),
     "not_found": Hint(
         "... failed: HTTP 404 ...",
-        "check base_url: it is the tenant's root URL, without /api/experience",
+        "check base_url: it is the tenant's root URL, without /api/experience; if other "
+        "endpoints answer, this tenant may not have this one: leave its resource out with "
+        "--resources",
     ),
     "not_json": Hint(
         "... failed: HTTP 200: the body is not JSON ...",
