@@ -19,6 +19,7 @@ each option back to the value it found when it closes its connection, also when 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -96,6 +97,10 @@ class HeldDatabase:
     def close(self) -> None:
         if self.connection is not None:
             try:
+                # The round's checkpoint first, still within the sync's bounds (closing the last
+                # connection checkpoints too, but by then the settings are set back).
+                with contextlib.suppress(Exception):  # another transaction runs: at close
+                    self.connection.execute("CHECKPOINT")
                 self.restore()
             finally:
                 self.connection.close()  # the last connection: checkpoint and shut down
