@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
@@ -298,3 +299,33 @@ def test_reconcile_takes_response_ids_sent_as_text_for_the_tables_ids(start_sand
     assert sandbox.stats()["faults"].get("ids_as_text", 0) > 0
     assert result.report.reconcile.marks.marked == {}
     assert all(mark is None for mark in marks(tmp_path, "survey_responses").values())
+
+
+def test_surveys_deleted_long_ago_cost_no_statement_per_survey(start_sandbox, tmp_path, clock,
+                                                                monkeypatch):
+    """Every survey ever deleted stays in the state and the marks run twice a sync: one COUNT
+    per survey and table, each time, grew an hourly sync on a warehouse by minutes after years
+    of churn. Once all is marked, a sync counts once per table (and chunk of surveys)."""
+    sandbox = start_sandbox(clock=clock, surveys=10, responses=200, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    gone = sorted(survey["id"] for survey in sandbox.truth()["surveys"])[:6]
+    for survey in gone:  # one a sync: each seen gone at its own time
+        sandbox.remove_survey(survey)
+        clock.advance(3600)
+        sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert {i for i, mark in marks(tmp_path, "surveys").items() if mark} == set(gone)
+
+    statements: list[str] = []
+    execute = DuckDbSqlClient.execute_sql
+
+    def counted(self, sql, *args, **kwargs):
+        statements.append(sql)
+        return execute(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(DuckDbSqlClient, "execute_sql", counted)
+    clock.advance(3600)
+    result = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert result.report.marks.marked == {}
+    on_marks = [sql for sql in statements if "deleted_at" in sql
+                and sql.lstrip().startswith(("SELECT COUNT", "UPDATE"))]
+    assert len(on_marks) <= 4, "\n".join(on_marks)  # a COUNT per table, before and after

@@ -49,15 +49,27 @@ class Marker:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.counts = MarkCounts()
+        self._tables: dict[str, str | None] = {}
 
     def table(self, name: str) -> str | None:
-        """The qualified name of ``name``, or None when it was never loaded."""
-        qualified = self.client.make_qualified_table_name(name)
-        try:
-            self.client.execute_sql(f"SELECT 1 FROM {qualified} WHERE 1 = 0")
-        except Exception:  # noqa: BLE001 - no such table (yet): nothing to mark
-            return None
-        return qualified
+        """The qualified name of ``name``, or None when it was never loaded (asked once)."""
+        if name not in self._tables:
+            qualified = self.client.make_qualified_table_name(name)
+            try:
+                self.client.execute_sql(f"SELECT 1 FROM {qualified} WHERE 1 = 0")
+            except Exception:  # noqa: BLE001 - no such table (yet): nothing to mark
+                qualified = None
+            self._tables[name] = qualified
+        return self._tables[name]
+
+    def unmarked(self, table: str, where: str) -> int:
+        """Rows of ``table`` matching ``where`` that carry no mark."""
+        qualified = self.table(table)
+        if qualified is None:
+            return 0
+        rows = self.client.execute_sql(
+            f"SELECT COUNT(*) FROM {qualified} WHERE {where} AND deleted_at IS NULL")
+        return int(rows[0][0]) if rows else 0
 
     def _update(self, table: str, where: str, value: str | None, unmark: bool,
                 marked_at: str | None = None) -> None:
@@ -117,9 +129,19 @@ def apply_survey_marks(pipeline: dlt.Pipeline) -> MarkCounts:
         return MarkCounts()
     with pipeline.sql_client() as client:
         marker = Marker(client)
-        for survey_id, when in deleted:
-            marker.mark("surveys", "id", [survey_id], when)
-            marker.mark("survey_responses", "survey_id", [survey_id], when)
+        for table, column in (("surveys", "id"), ("survey_responses", "survey_id")):
+            # Every survey ever deleted stays in the state, and this runs twice a sync: one
+            # count per table and chunk when all is marked already (a statement per survey and
+            # table cost minutes a sync on a warehouse after years of churn), then one mark per
+            # time the surveys were seen gone.
+            for part in chunks(deleted):
+                if not marker.unmarked(table, in_list(column, [i for i, _ in part])):
+                    continue
+                seen_gone: dict[str, list[Any]] = {}
+                for survey_id, when in part:
+                    seen_gone.setdefault(when, []).append(survey_id)
+                for when, ids in seen_gone.items():
+                    marker.mark(table, column, ids, when)
         for survey_id, when in restored:
             marker.unmark("surveys", "id", [survey_id], when)
     return marker.counts
