@@ -157,7 +157,6 @@ def sync(
     states = WindowStates(explicit=explicit)
     # This machine's folder may hold another dataset's (or destination's) state and packages.
     claim_folder(pipeline)
-    variants_before = variant_columns(local_schema(pipeline))
 
     report = report if report is not None else SyncReport()
     # DuckDB: opened once a round instead of once a load job, its memory bounded.
@@ -172,6 +171,9 @@ def sync(
             # (dlt's run restores it too, but only once the marks are applied.)
             if pipeline.config.restore_from_destination:
                 pipeline.sync_destination()
+            # After the restore: a fresh runner (GitHub Actions, a container) has no local
+            # schema, and took every variant column for new, warning on every sync.
+            variants_before = variant_columns(local_schema(pipeline))
             report.marks.add(apply_survey_marks(pipeline))
             # Only the selected resources: --full-refresh --resources devices keeps the responses.
             refresh = "drop_resources" if full_refresh else None
