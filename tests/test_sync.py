@@ -261,3 +261,18 @@ def test_round_pages_bounds_the_merges_of_a_backfill(start_sandbox, tmp_path, cl
     assert requests > 40
     assert 2 <= result.report.rounds <= -(-requests // 15) + 1
     assert load_jobs_per_table(result.report)["survey_responses"] // 2 <= result.report.rounds
+
+
+
+@pytest.mark.parametrize("bounds", [{"start_at": "2026-01-01T00:00:00Z"},
+                                    {"end_at": "2026-01-01T00:00:00Z"}])
+def test_sync_refuses_a_full_refresh_with_an_explicit_range(start_sandbox, tmp_path, clock,
+                                                            bounds):
+    # The refresh would drop the tables and state, then load back only the range.
+    from pipelines.micrometrics.errors import ConfigurationError
+
+    sandbox = start_sandbox(clock=clock)
+    options = SyncOptions(full_refresh=True, **{k: parse_timestamp(v) for k, v in bounds.items()})
+    with pytest.raises(ConfigurationError, match="full_refresh .* start_at or end_at"):
+        sync_sandbox(sandbox, tmp_path, clock, options)
+    assert sandbox.stats()["requests"] == 0 and not (tmp_path / "warehouse.duckdb").exists()

@@ -213,3 +213,24 @@ def test_a_refused_run_on_a_stale_worker_leaves_the_destinations_newer_state(sta
     status = json.loads(run_in_process(status_main, ["status"], fresh_machine, "--json").stdout)
     assert status["state_source"] == "destination"
     assert status["last_sync"]["exit_code"] == 2 and status["last_success"] == newest_success
+
+
+@pytest.mark.parametrize("bounds", [("--start-at", "2026-01-01T00:00:00Z"),
+                                    ("--end-at", "2026-01-01T00:00:00Z")])
+def test_full_refresh_with_an_explicit_range_is_refused_before_anything(start_sandbox, tmp_path,
+                                                                        bounds):
+    # The refresh would drop the tables and state, then load back only the range: exit 0 with
+    # a fraction of the data, and the status calling it fresh.
+    sandbox = start_sandbox(rate=1000.0, burst=1000, responses=50)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    state = tmp_path / "dlt" / "pipelines" / "micrometrics" / "state.json"
+    before, requests = state.read_bytes(), sandbox.stats()["requests"]
+    rows = query(tmp_path, "SELECT count(*) FROM micrometrics.survey_responses")
+    result = run_cli(env, "--quiet", "--no-models", "--full-refresh", *bounds)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --full-refresh reloads the whole history: it cannot be combined with "
+        "--start-at/--end-at (run them one after the other)"]
+    assert sandbox.stats()["requests"] == requests and state.read_bytes() == before
+    assert query(tmp_path, "SELECT count(*) FROM micrometrics.survey_responses") == rows

@@ -25,6 +25,7 @@ from .deletions import TrackedSurveys
 from .dlt_settings import sync_defaults
 from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
+from .errors import ConfigurationError
 from .housekeeping import prune_loaded_packages
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .pending import finish_pending
@@ -130,7 +131,8 @@ def sync(
         Rows loaded per table, requests, rounds, deep pass, marks, reconcile, warnings.
 
     Raises:
-        ConfigurationError: Bad or missing settings, before any request.
+        ConfigurationError: Bad or missing settings, or ``full_refresh`` with an explicit
+            range, before any request.
         ValueError: Unknown resources or a bad time range.
         Exception: Whatever dlt raises when a step fails (the cause is our ``ApiError``...).
     """
@@ -139,6 +141,10 @@ def sync(
     unknown = sorted(set(selected) - set(RESOURCES))
     if unknown:
         raise ValueError(f"unknown resources {unknown}; choose from {', '.join(RESOURCES)}")
+    if full_refresh and (start_at is not None or end_at is not None):
+        # The refresh drops the tables and state: only the range would be loaded back.
+        raise ConfigurationError("full_refresh reloads the whole history: it cannot be combined "
+                                 "with start_at or end_at")
     settings = settings or load_settings(pipeline.pipeline_name)
     client = client or MicrometricsClient.from_settings(settings)
     now = datetime.fromtimestamp(clock(), UTC)

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--full-refresh", action="store_true",
                         help="drop this source's tables and state, then load the whole history "
                              "(the question history survey_questions is kept: the API serves "
-                             "only current questions)")
+                             "only current questions); not with --start-at/--end-at")
     parser.add_argument("--reconcile", action="store_true",
                         help="after the sync, list every id of devices and survey responses "
                              "and mark rows erased upstream (deleted_at); one request per page "
@@ -149,6 +149,12 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
     say = (lambda _text: None) if args.json else print  # --json: stdout holds the JSON only
     if args.start_at and args.end_at and args.start_at >= args.end_at:
         result.error = "--start-at must be before --end-at"
+        print(f"error: {result.error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.full_refresh and (args.start_at or args.end_at):
+        # The refresh drops the tables and state; the range alone would then be all there is.
+        result.error = ("--full-refresh reloads the whole history: it cannot be combined with "
+                        "--start-at/--end-at (run them one after the other)")
         print(f"error: {result.error}", file=sys.stderr)
         return EXIT_CONFIG
     options = SyncOptions(
