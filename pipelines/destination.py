@@ -64,11 +64,19 @@ def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = No
                         **kwargs)
 
 
+def name_arg(value: str) -> str:
+    """A destination or dataset name: not empty or blank (dlt would take an empty one for the
+    dataset or destination it used last, and fail on a blank one after the requests)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty or blank (an unset variable?)")
+    return value
+
+
 def add_destination_arguments(parser: argparse.ArgumentParser) -> None:
     """``--destination`` and ``--dataset``, the same for every command."""
-    parser.add_argument("--destination", default="duckdb",
+    parser.add_argument("--destination", default="duckdb", type=name_arg,
                         help="dlt destination: duckdb (default), postgres, snowflake, bigquery")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET,
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, type=name_arg,
                         help=f"dataset (schema) name in the destination (default: "
                              f"{DEFAULT_DATASET})")
 

@@ -234,3 +234,25 @@ def test_full_refresh_with_an_explicit_range_is_refused_before_anything(start_sa
         "--start-at/--end-at (run them one after the other)"]
     assert sandbox.stats()["requests"] == requests and state.read_bytes() == before
     assert query(tmp_path, "SELECT count(*) FROM micrometrics.survey_responses") == rows
+
+
+@pytest.mark.parametrize("flag,value", [("--dataset", ""), ("--dataset", "   "),
+                                        ("--destination", ""), ("--destination", " ")])
+def test_an_empty_or_blank_destination_or_dataset_is_refused_by_every_command(
+        start_sandbox, tmp_path, flag, value):
+    # Empty, dlt took the dataset (destination) synced last: an unset variable synced into the
+    # previous target with exit 0. Blank, the sync failed after its requests.
+    from pipelines.models.cli import main as models_main
+    from pipelines.report.cli import main as report_main
+
+    sandbox = start_sandbox(rate=1000.0, burst=1000, responses=20)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models", "--dataset", "scratch_copy").returncode == 0
+    state = tmp_path / "dlt" / "pipelines" / "micrometrics" / "state.json"
+    before, requests = state.read_bytes(), sandbox.stats()["requests"]
+    for command in (main, models_main, status_main, report_main):
+        result = run_in_process(command, [command.__module__], env, flag, value)
+        assert result.returncode == 2, (command.__module__, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert f"argument {flag}: must not be empty or blank" in last
+    assert sandbox.stats()["requests"] == requests and state.read_bytes() == before
