@@ -1,5 +1,6 @@
 """Configuration checks that happen before any request, and the docs generated from messages."""
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,45 @@ def test_https_or_loopback_accepted(url):
 def test_cleartext_or_odd_urls_refused(url):
     with pytest.raises(ConfigurationError, match="base_url"):
         check_base_url(url)
+
+
+@pytest.mark.parametrize("url", ["https://usr:URLzq9PASSuu@tenant.example.com",
+                                 "http://usr:URLzq9PASSuu@127.0.0.1:8765/",
+                                 "https://URLzq9PASSuu@tenant.example.com",
+                                 "usr:URLzq9PASSuu@tenant.example.com",
+                                 "ftp://usr:URLzq9PASSuu@[::1"])
+def test_a_user_name_or_password_in_base_url_is_refused_unechoed(url):
+    # Accepted, requests sent them as Basic auth and the password reached messages and state.
+    with pytest.raises(ConfigurationError) as raised:
+        check_base_url(url)
+    assert str(raised.value).startswith("base_url must not hold a user name or password; ")
+    assert "URLzq9PASSuu" not in str(raised.value) and "usr" not in str(raised.value)
+
+
+@pytest.mark.parametrize("url,message", [
+    ("https://tenant.example.com/?token=x", "must not have a query string"),
+    ("https://tenant.example.com?", "must not have a query string"),
+    ("https://tenant.example.com/#top", "or fragment"),
+    ("https://tenant.example.com:0", "has an invalid port (1 to 65535)"),
+    ("https://tenant.example.com:65536", "has an invalid port (1 to 65535)"),
+    ("http://127.0.0.1:http", "has an invalid port (1 to 65535)"),
+])
+def test_a_query_fragment_or_bad_port_in_base_url_is_refused(monkeypatch, url, message):
+    set_configuration(monkeypatch, BASE_URL=url)
+    with pytest.raises(ConfigurationError, match=r"^base_url .*" + re.escape(message)):
+        load_settings()
+
+
+def test_a_transport_error_names_the_host_and_port_never_a_user_or_password():
+    import requests
+
+    from pipelines.micrometrics.session import transport_error
+
+    request = requests.Request("GET", "http://usr:URLzq9PASSuu@127.0.0.1:9/devices").prepare()
+    for exc in (requests.ConnectionError("refused"), requests.Timeout("slow")):
+        message = str(transport_error(request, exc, 3))
+        assert "127.0.0.1:9" in message
+        assert "URLzq9PASSuu" not in message and "usr" not in message
 
 
 def test_cleartext_allowed_only_with_the_explicit_flag():

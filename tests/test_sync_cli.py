@@ -40,6 +40,8 @@ def test_dry_run_makes_no_request(start_sandbox, tmp_path):
         ({"SOURCES__MICROMETRICS__API_SECRET": ""}, "SOURCES__MICROMETRICS__API_SECRET"),
         ({"SOURCES__MICROMETRICS__START_AT": "last tuesday"}, "start_at"),
         ({"SOURCES__MICROMETRICS__BASE_URL": "http://example.com"}, "https"),
+        ({"SOURCES__MICROMETRICS__BASE_URL": "https://usr:pw@example.com"},
+         "base_url must not hold a user name or password"),
         ({"SOURCES__MICROMETRICS__WINDOW_PAGES": "-3"}, "window_pages"),
         ({"SOURCES__MICROMETRICS__WINDOW_PAGES": "2.5"}, "whole number"),
         ({"SOURCES__MICROMETRICS__LOOKBACK_MINUTES": "5"}, "at least 15"),

@@ -206,7 +206,7 @@ def api_error(request: PreparedRequest, response: Response, kind: type[ApiError]
 
 def transport_error(request: PreparedRequest, exc: Exception, attempts: int) -> ApiError:
     """No HTTP response at all: name the host, not the exception's internals."""
-    host = urlsplit(request.url or "").netloc
+    host = urlsplit(request.url or "").netloc.rpartition("@")[2]  # never a user or password
     if isinstance(exc, requests.ConnectionError) and not isinstance(
         exc, requests.exceptions.ChunkedEncodingError
     ):

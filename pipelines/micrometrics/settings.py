@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
@@ -110,23 +111,47 @@ class Settings:
 
 
 def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
-    """The base URL without a trailing slash; https, or http only to a loopback host."""
+    """The base URL without a trailing slash; https, or http only to a loopback host; no user
+    name or password (never echoed), query, fragment or invalid port."""
+    text = url.strip()
+    if "@" in _authority(text):
+        # requests would send them as Basic auth, and every message and the state would hold them
+        raise ConfigurationError(
+            f"base_url must not hold a user name or password; {hint('invalid_setting')}")
+    if "?" in text or "#" in text:
+        # the client appends paths to base_url: a query or fragment would swallow them
+        raise ConfigurationError(
+            "base_url must not have a query string (?...) or fragment (#...): give the tenant's "
+            f"root URL; {hint('invalid_setting')}")
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(text)
         hostname = parts.hostname
-    except ValueError:  # an unclosed [IPv6 literal, a bad port
+    except ValueError:  # an unclosed [IPv6 literal
         hostname = None
     if not hostname or parts.scheme not in ("http", "https"):
         raise ConfigurationError(
             f"base_url {url!r} is not an http(s) URL such as https://tenant.example.com"
         )
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port == 0:
+        raise ConfigurationError(
+            f"base_url {url!r} has an invalid port (1 to 65535); {hint('invalid_setting')}")
     if parts.scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
         raise ConfigurationError(
             f"base_url {url!r} is plain http to a non-loopback host; {hint('insecure_url')} "
             f"(or set {env_name('allow_insecure_http')}=true to accept signed requests and "
             "data in clear)"
         )
-    return url.strip().rstrip("/")
+    return text.rstrip("/")
+
+
+def _authority(url: str) -> str:
+    """What precedes a URL's path (``user:password@host:port``), also when it does not parse."""
+    rest = url.split("//", 1)[1] if "//" in url else url
+    return re.split(r"[/?#]", rest, maxsplit=1)[0]
 
 
 def credential(key: str, value: object) -> str:
