@@ -258,3 +258,21 @@ def test_an_empty_or_blank_destination_or_dataset_is_refused_by_every_command(
         last = result.stderr.strip().splitlines()[-1]
         assert f"argument {flag}: must not be empty or blank" in last
     assert sandbox.stats()["requests"] == requests and state.read_bytes() == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--start-at", "2999-01-01T00:00:00Z"], "argument --start-at: must be from 1970-01-01T00:"),
+    (["--start-at", "0001-01-01T00:00:00Z"], "argument --start-at: must be from 1970-01-01T00:"),
+    (["--start-at", "0001-01-01T00:00:00+05:00"], "argument --start-at: timestamp out of range"),
+    (["--end-at", "1969-12-31T23:59:59Z"], "argument --end-at: must be from 1970-01-01T00:"),
+    (["--end-at", "2999-01-01T00:00:00Z"], "(leave --end-at out to read up to now)"),
+])
+def test_a_range_before_1970_or_in_the_future_is_refused_before_any_request(
+        start_sandbox, tmp_path, args, message):
+    # Accepted, a future start read nothing (exit 0) and a start in year 1 failed after the
+    # requests with exit 1 (date value out of range).
+    sandbox = start_sandbox()
+    result = run_cli(sync_env(tmp_path, sandbox.url), "--quiet", "--no-models", *args)
+    assert result.returncode == 2
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert sandbox.stats()["requests"] == 0 and not (tmp_path / "dlt").exists()

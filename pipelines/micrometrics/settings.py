@@ -34,7 +34,7 @@ from dlt.common.typing import TSecretStrValue
 from .errors import ConfigurationError
 from .messages import hint
 from .session import MAX_CONNECTIONS
-from .timeutil import parse_timestamp
+from .timeutil import out_of_range, parse_timestamp
 from .windows import WindowSettings
 
 SECTION = "sources.micrometrics"
@@ -346,6 +346,9 @@ def load_settings(pipeline_name: str | None = None, **overrides: object) -> Sett
         start_at = parse_timestamp(str(start_raw))
     except ValueError as exc:
         raise ConfigurationError(f"start_at: {exc}; {hint('invalid_setting')}") from None
+    if reason := out_of_range(start_at):
+        # A future start read nothing; one before 1970 failed after the requests.
+        raise ConfigurationError(f"start_at {reason}; {hint('invalid_setting')}")
     return Settings(
         base_url=check_base_url(str(get("base_url")), insecure),
         api_key=credential("api_key", get("api_key")),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pendulum
+
+# The bounds a read may have: the API's time starts at the UNIX epoch, and ahead of this
+# machine's clock only by the skew it accepts (a bound further ahead reads nothing yet).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(minutes=15)
 
 
 def parse_timestamp(value: str | datetime) -> datetime:
@@ -29,7 +34,22 @@ def parse_timestamp(value: str | datetime) -> datetime:
                 raise ValueError(f"not an ISO 8601 timestamp: {value!r}")
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp needs an offset such as +00:00 or Z: {value!r}")
-    return datetime.fromtimestamp(parsed.timestamp(), UTC)
+    try:
+        return datetime.fromtimestamp(parsed.timestamp(), UTC)
+    except (OverflowError, ValueError):  # year 0 or 10000 once in UTC
+        raise ValueError(f"timestamp out of range: {value!r}") from None
+
+
+def out_of_range(moment: datetime, now: datetime | None = None) -> str | None:
+    """Why ``moment`` cannot bound a read (before 1970, or ahead of ``now``, default this
+    machine's clock, by more than ``CLOCK_SKEW``); None when it can."""
+    now = now or datetime.now(UTC)
+    if EARLIEST <= moment <= now + CLOCK_SKEW:
+        return None
+    minutes = int(CLOCK_SKEW.total_seconds() // 60)
+    return (f"must be from {EARLIEST.isoformat().replace('+00:00', 'Z')} and not in the future "
+            f"(at most {minutes} minutes ahead of this machine's clock), got "
+            f"{format_timestamp(moment)}")
 
 
 def _fromisoformat(value: object) -> datetime | None:

@@ -14,7 +14,7 @@ import dlt
 from pipelines.destination import PIPELINE_NAME, add_destination_arguments
 from pipelines.micrometrics import RESOURCES
 from pipelines.micrometrics.settings import load_settings
-from pipelines.micrometrics.timeutil import parse_timestamp
+from pipelines.micrometrics.timeutil import out_of_range, parse_timestamp
 
 from .dryrun import describe_plan
 from .json_summary import JsonAwareParser, RunResult
@@ -72,6 +72,24 @@ examples:
 
 
 def timestamp_arg(value: str):
+    """A ``--start-at``: ISO 8601 with an offset, from 1970 and not in the future."""
+    moment = parsed_arg(value)
+    if reason := out_of_range(moment):
+        raise argparse.ArgumentTypeError(reason)
+    return moment
+
+
+def end_arg(value: str):
+    """An ``--end-at``: as ``--start-at`` (a future one would only read up to now)."""
+    moment = parsed_arg(value)
+    if reason := out_of_range(moment):
+        future = moment > datetime.now(UTC)
+        raise argparse.ArgumentTypeError(
+            reason + (" (leave --end-at out to read up to now)" if future else ""))
+    return moment
+
+
+def parsed_arg(value: str) -> datetime:
     try:
         return parse_timestamp(value)
     except ValueError as exc:
@@ -101,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-at", type=timestamp_arg,
                         help="re-read changes from this ISO 8601 time (with offset) without "
                              "moving the incremental state")
-    parser.add_argument("--end-at", type=timestamp_arg,
+    parser.add_argument("--end-at", type=end_arg,
                         help="upper bound of an explicit re-read (default: now)")
     parser.add_argument("--full-refresh", action="store_true",
                         help="drop this source's tables and state, then load the whole history "
