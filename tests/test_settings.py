@@ -131,6 +131,17 @@ def test_deep_pass_settings_default_and_accept_zero_but_not_negative(monkeypatch
         ("DEEP_LOOKBACK_HOURS", "1e8", "deep_lookback_hours must be at most 100 years, got 1e+08"),
         ("API_KEY", "key with space", "api_key holds a space, line break or control character"),
         ("API_SECRET", "sec\x07ret", "api_secret holds a space, line break or control character"),
+        # Booleans and junk read as something else, silently.
+        ("WINDOW_PAGES", "true", "window_pages must be a positive number, got True"),
+        ("MAX_ATTEMPTS", "TRUE", "max_attempts must be a positive number, got True"),
+        ("ROUND_PAGES", "false", "round_pages must be a positive number, got False"),
+        ("ALLOW_INSECURE_HTTP", "maybe",
+         "allow_insecure_http must be true or false (or 1/0, yes/no, on/off), got 'maybe'"),
+        ("ALLOW_INSECURE_HTTP", "2",
+         "allow_insecure_http must be true or false (or 1/0, yes/no, on/off), got 2"),
+        # A key that cannot go in a header failed every request; never echoed.
+        ("API_KEY", "KEY\u20ac", "api_key holds a character that is not ASCII (it is sent in a "
+                                 "header)"),
     ],
 )
 def test_invalid_settings_are_named_in_one_line_as_before(monkeypatch, key, value, message):
@@ -161,6 +172,23 @@ def test_a_start_at_within_the_clock_skew_or_at_the_epoch_is_accepted(monkeypatc
     for start in (datetime.now(UTC) + timedelta(minutes=10), datetime(1970, 1, 1, tzinfo=UTC)):
         set_configuration(monkeypatch, START_AT=start.isoformat())
         assert load_settings().start_at == start
+
+
+@pytest.mark.parametrize("value,expected", [("on", True), ("Yes", True), ("1", True),
+                                            ("TRUE", True), ("off", False), ("No", False),
+                                            ("0", False), ("False", False), ("", False)])
+def test_allow_insecure_http_reads_the_usual_words(monkeypatch, value, expected):
+    set_configuration(monkeypatch, ALLOW_INSECURE_HTTP=value)
+    assert load_settings().allow_insecure_http is expected
+
+
+def test_a_boolean_given_for_a_number_is_refused_and_a_non_ascii_secret_accepted():
+    base = {"base_url": "https://t.example.com", "api_key": "k"}
+    with pytest.raises(ConfigurationError, match="^window_pages must be a positive number, got "
+                                                 "True"):
+        load_settings(**base, api_secret="s", window_pages=True)
+    # The secret only keys the HMAC, as UTF-8: it may hold any character.
+    assert load_settings(**base, api_secret="s\u00e9\u20ac").api_secret == "s\u00e9\u20ac"
 
 
 def test_key_and_secret_lose_a_secret_files_trailing_newline(monkeypatch):

@@ -161,7 +161,29 @@ def credential(key: str, value: object) -> str:
     if any(char.isspace() or not char.isprintable() for char in text):
         raise ConfigurationError(
             f"{key} holds a space, line break or control character; {hint('invalid_setting')}")
+    if key == "api_key" and not text.isascii():
+        # The key goes in the Authorization header: every request failed to encode. (The
+        # secret only keys the HMAC, as UTF-8.)
+        raise ConfigurationError(
+            f"{key} holds a character that is not ASCII (it is sent in a header); "
+            f"{hint('invalid_setting')}")
     return text
+
+
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def _flag(key: str, value: object) -> bool:
+    """A configured true/false (1/0, yes/no, on/off, any case); unset is false. Anything else is
+    refused: "maybe" read as false would hide the mistake."""
+    if value is None or value == "":
+        return False
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS or text in FALSE_WORDS:
+        return text in TRUE_WORDS
+    raise ConfigurationError(f"{key} must be true or false (or 1/0, yes/no, on/off), got "
+                             f"{value!r}; {hint('invalid_setting')}")
 
 
 def is_loopback(host: str) -> bool:
@@ -179,6 +201,8 @@ def _number(key: str, value: object, default: float, *, zero_ok: bool) -> float:
     if value is None or value == "":
         return default
     try:
+        if isinstance(value, bool):  # "true" in the environment: float() would make it 1
+            raise TypeError(key)
         number = float(value)
     except (TypeError, ValueError):
         number = -1.0
@@ -332,7 +356,7 @@ def load_settings(pipeline_name: str | None = None, **overrides: object) -> Sett
     if missing:
         names = ", ".join(env_name(k) for k in missing)
         raise ConfigurationError(f"missing configuration: {names}; {hint('missing_config')}")
-    insecure = str(get("allow_insecure_http") or "").lower() in ("1", "true", "yes")
+    insecure = _flag("allow_insecure_http", get("allow_insecure_http"))
     start_raw = get("start_at") or DEFAULT_START_AT
     lookback = _positive("lookback_minutes", get("lookback_minutes"), DEFAULT_LOOKBACK_MINUTES)
     if lookback < MIN_LOOKBACK_MINUTES:
