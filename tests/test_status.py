@@ -229,6 +229,17 @@ def test_ages_take_units():
             age_arg(bad)
 
 
+def test_an_age_too_long_for_a_date_is_refused_in_one_line(tmp_path):
+    # An OverflowError escaped argparse: a traceback and exit 1, as a stale status would be.
+    assert age_arg("999999999d") == timedelta(days=999999999)
+    env = sync_env(tmp_path, "http://127.0.0.1:9")
+    for age in ("1000000000d", "99999999999999d"):
+        bad = run_status(env, "--max-age", age)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert bad.stderr.strip().splitlines()[-1].endswith(
+            f"argument --max-age: '{age}' is too long an age: at most 999999999 days")
+
+
 def test_an_open_backfill_shows_until_a_sync_finishes_it(start_sandbox, tmp_path, clock):
     # A sync (through the library: it records no result) stopped part-way by a request cap,
     # after some rounds of 2 pages were committed.

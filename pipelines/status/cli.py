@@ -57,7 +57,11 @@ def age_arg(value: str) -> timedelta:
     if not match:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not an age: a number and a unit s, m, h or d, e.g. 6h or 90m")
-    return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+    except OverflowError:  # beyond timedelta's 999999999 days
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is too long an age: at most {timedelta.max.days} days") from None
 
 
 def now_arg(value: str) -> datetime:
