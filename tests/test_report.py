@@ -221,6 +221,23 @@ def test_command_line_writes_the_report_of_the_configured_destination(built, mon
     assert embedded_figures(output.read_text()) == embedded_figures(built.html)
 
 
+@pytest.mark.parametrize("output", ["", "  ", "folder"])
+def test_an_output_that_names_no_file_is_refused_as_an_argument(built, monkeypatch, tmp_path,
+                                                                capsys, output):
+    # It failed only after every query, with exit 1 (IsADirectoryError: '.').
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS",
+                       str(built.pipeline.destination.config_params["credentials"]))
+    (tmp_path / "folder").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["--output", output, "--pipelines-dir", str(tmp_path / "cli")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: argument --output/-o: ")
+    assert "name the HTML file to write" in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder"]
+
+
 def test_command_line_without_marts_fails_in_one_line(monkeypatch, tmp_path, capsys):
     database = tmp_path / "empty.duckdb"
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(database))

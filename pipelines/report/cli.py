@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
 from dlt.common.destination.exceptions import UnknownDestinationModule
@@ -62,6 +63,17 @@ class ReportParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_CONFIG)
 
 
+def output_arg(value: str) -> str:
+    """The HTML file to write: named, not a folder (writing failed only after every query)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must name the HTML file to write, e.g. report.html")
+    if Path(value).is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is a folder: name the HTML file to write, e.g. {value.rstrip('/')}/"
+            "report.html")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ReportParser(
         prog="python -m pipelines.report",
@@ -69,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--output", "-o", default="report.html",
+    parser.add_argument("--output", "-o", default="report.html", type=output_arg,
                         help="the HTML file to write (default: report.html)")
     add_destination_arguments(parser)  # configured as the description says
     parser.add_argument("--pipelines-dir",
