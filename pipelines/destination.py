@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.messages import hint
@@ -48,7 +49,10 @@ def duckdb_destination(dataset: str) -> Any:
     """DuckDB at ``configured_duckdb_path()``, refusing a file whose name equals the dataset
     (DuckDB could not resolve ``dataset.table`` then)."""
     path = configured_duckdb_path()
-    if Path(path).stem == dataset:
+    # DuckDB's names are case-insensitive, and dlt creates the dataset under its normalized name
+    # (Micrometrics -> micrometrics): either clashes with the catalog.
+    names = {dataset.lower(), NamingConvention().normalize_table_identifier(dataset).lower()}
+    if Path(path).stem.lower() in names:
         raise ConfigurationError(
             f"DuckDB file {path!r} has the same name as the dataset {dataset!r}; DuckDB then "
             f"cannot resolve dataset.table; {hint('duckdb_name')}"

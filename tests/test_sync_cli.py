@@ -48,6 +48,8 @@ def test_dry_run_makes_no_request(start_sandbox, tmp_path):
         ({"DESTINATION__DUCKDB__CREDENTIALS": "micrometrics.duckdb"}, "same name as the dataset"),
         ({"DESTINATION__DUCKDB__CREDENTIALS__DATABASE": "micrometrics.duckdb"},
          "same name as the dataset"),
+        # DuckDB's names are case-insensitive: every sync failed at load (ambiguous reference).
+        ({"DESTINATION__DUCKDB__CREDENTIALS": "Micrometrics.duckdb"}, "same name as the dataset"),
     ],
 )
 def test_bad_configuration_fails_before_any_request(start_sandbox, tmp_path, override, expected):
@@ -276,3 +278,18 @@ def test_a_range_before_1970_or_in_the_future_is_refused_before_any_request(
     assert result.returncode == 2
     assert message in result.stderr.strip().splitlines()[-1]
     assert sandbox.stats()["requests"] == 0 and not (tmp_path / "dlt").exists()
+
+
+@pytest.mark.parametrize("dataset,file", [("Micrometrics", "micrometrics.duckdb"),
+                                          ("Kiosk-Data", "kiosk_data.duckdb"),
+                                          ("kiosk_data", "KIOSK_DATA.duckdb")])
+def test_a_duckdb_file_named_like_the_dataset_in_another_case_or_form_is_refused(
+        start_sandbox, tmp_path, dataset, file):
+    # dlt creates the dataset under its normalized name, which DuckDB compares without case:
+    # the file's catalog and the dataset clashed at load, on every sync (exit 1).
+    sandbox = start_sandbox()
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__DUCKDB__CREDENTIALS=str(tmp_path / file))
+    result = run_cli(env, "--quiet", "--no-models", "--dataset", dataset)
+    assert result.returncode == 2, result.stderr
+    assert "same name as the dataset" in result.stderr.strip().splitlines()[-1]
+    assert sandbox.stats()["requests"] == 0 and not (tmp_path / file).exists()
