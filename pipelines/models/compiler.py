@@ -38,8 +38,9 @@ def default_params(now: datetime | None = None) -> dict[str, str | tuple[str, ..
 
 
 def python_time_zones() -> tuple[str, ...]:
-    """The IANA zone names of Python's tz database (the ``tzdata`` package or the system's)."""
-    return tuple(sorted(zoneinfo.available_timezones())) or ("UTC",)
+    """The IANA zone names of Python's tz database (the ``tzdata`` package or the system's), in
+    lower case (``stg_devices`` compares them with the device's zone lowered)."""
+    return tuple(sorted({name.lower() for name in zoneinfo.available_timezones()})) or ("utc",)
 
 
 def as_of_literal(now: datetime | None) -> str:
@@ -134,7 +135,7 @@ def compile_query(
 ) -> exp.Expression:
     """The model's SELECT, parameters filled in and tables qualified (still an AST)."""
     tree = parse(model.sql, model.name)
-    tree = fill_parameters(tree, default_params() if params is None else params, model.name)
+    tree = fill_parameters(tree, params or {}, model.name)
     if dialect == "bigquery":
         tree = tree.transform(local_date_for_bigquery)
     if dialect == "postgres":

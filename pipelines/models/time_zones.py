@@ -16,14 +16,17 @@ from .compiler import python_time_zones
 
 LISTS = {
     "duckdb": "SELECT name FROM pg_timezone_names()",
-    "postgres": "SELECT name FROM pg_timezone_names",
+    # PostgreSQL also reads the abbreviations it lists (PST, CEST).
+    "postgres": "SELECT name FROM pg_timezone_names UNION SELECT abbrev FROM pg_timezone_abbrevs",
 }
 
 
 def destination_time_zones(client: Any, dialect: str) -> tuple[str, ...]:
-    """The zone names ``client``'s destination reads (Python's where it lists none)."""
+    """The zone names ``client``'s destination reads (Python's where it lists none), in lower
+    case: the destinations read a name in any case (``asia/kolkata``), and the model compares
+    the device's lowered."""
     query = LISTS.get(dialect)
     if query is None:
         return python_time_zones()
-    names = sorted({row[0] for row in client.execute_sql(query) or []})
-    return tuple(names) or ("UTC",)
+    names = sorted({row[0].lower() for row in client.execute_sql(query) or []})
+    return tuple(names) or ("utc",)

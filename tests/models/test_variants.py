@@ -9,7 +9,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from pipelines.models.compiler import DIALECTS, compile_model, dataset_qualifier
+from pipelines.models.compiler import DIALECTS, compile_model, dataset_qualifier, default_params
 from pipelines.models.project import load_project
 from pipelines.models.variants import variant_map, with_variants
 
@@ -32,7 +32,8 @@ def write(root, layer, name, sql):
 def test_stg_devices_reads_the_variant_in_every_dialect(dialect):
     plain, drifted = load_project(), with_variants(load_project(), DRIFTED)
     models = {model.name: model for model in drifted.models}
-    sql = compile_model(models["stg_devices"], dialect, dataset_qualifier("micrometrics"))
+    sql = compile_model(models["stg_devices"], dialect, dataset_qualifier("micrometrics"),
+                        default_params())
     assert (f"COALESCE(CAST(location_id AS {TEXT_TYPE[dialect]}), location_id__v_text) "
             f"AS location_id") in sql
     assert isinstance(sqlglot.parse_one(sql, read=dialect), exp.Query)
