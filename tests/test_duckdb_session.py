@@ -141,14 +141,17 @@ def settings_of(connection) -> dict[str, object]:
             for key in APP_SETTINGS}
 
 
-@pytest.mark.parametrize("fails", [False, True], ids=["synced", "failed"])
+@pytest.mark.parametrize(("fails", "memory"), [(False, None), (True, None), (False, "-1")],
+                         ids=["synced", "failed", "unlimited memory"])
 def test_an_apps_connection_to_the_file_keeps_its_settings(
-        start_sandbox, tmp_path, clock, fails):
+        start_sandbox, tmp_path, clock, fails, memory):
     # A notebook or app in the sync's process holds the warehouse open and calls sync(): both
     # connections share DuckDB's instance, whose settings the sync bounds while it runs.
     sandbox = start_sandbox(clock=clock, **DATA)
     app = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     app.execute("SET threads = 3")  # one the app chose; the rest DuckDB's defaults
+    if memory:  # DuckDB shows no limit as 16383.9 PiB, a value its SET does not read
+        app.execute("SET memory_limit = ?", [memory])
     before = settings_of(app)
     assert before["memory_limit"] != in_mib(SETTINGS["memory_limit"])
 

@@ -20,6 +20,7 @@ each option back to the value it found when it closes its connection, also when 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -55,6 +56,9 @@ def duckdb_credentials(pipeline: dlt.Pipeline) -> Any | None:
     if credentials.external_conn() is not None or credentials.database in ("", ":memory:"):
         return None  # the caller's connection (open anyway), or no file to hold
     return credentials
+
+
+log = logging.getLogger("micrometrics")
 
 
 class HeldDatabase:
@@ -114,11 +118,29 @@ class HeldDatabase:
         caller's) goes on with its own settings, not the sync's 64MB and one thread."""
         while self.applied:
             key = self.applied.pop()
-            # DuckDB's default exactly (a memory_limit shows rounded: 18.8 GiB), else the value
-            # found as DuckDB showed it
-            self.connection.execute(f"RESET GLOBAL {key}")
-            if self.setting(key) != self.found[key]:
-                self.connection.execute(f"SET GLOBAL {key} = ?", [self.found[key]])
+            try:
+                # DuckDB's default exactly (a memory_limit shows rounded: 18.8 GiB), else the
+                # value found as DuckDB showed it
+                self.connection.execute(f"RESET GLOBAL {key}")
+                if self.setting(key) != self.found[key]:
+                    self.connection.execute(f"SET GLOBAL {key} = ?",
+                                            [readable(self.found[key])])
+            except Exception as exc:  # noqa: BLE001 - never fails the sync, or hides its error
+                log.warning("warning: DuckDB's %s could not be set back to %s for this "
+                            "process's other connections: %s", key, self.found[key],
+                            str(exc).splitlines()[0])
+
+
+def readable(shown: Any) -> Any:
+    """A setting's value as DuckDB shows it, in a form its SET reads: it shows an unlimited
+    memory_limit as ``16383.9 PiB`` (its largest: ``-1`` sets it) and reads no PiB."""
+    if isinstance(shown, str) and shown.endswith(" PiB"):
+        pebibytes = float(shown[:-4])
+        return "-1" if pebibytes >= NO_MEMORY_LIMIT_PIB else f"{pebibytes * 1024:.1f} TiB"
+    return shown
+
+
+NO_MEMORY_LIMIT_PIB = 16383.0
 
 
 @contextmanager
