@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
+from pipelines.micrometrics.reconcile import reconcile
 from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
 from pipelines.sync.summary import deletion_lines
@@ -329,3 +330,21 @@ def test_surveys_deleted_long_ago_cost_no_statement_per_survey(start_sandbox, tm
     on_marks = [sql for sql in statements if "deleted_at" in sql
                 and sql.lstrip().startswith(("SELECT COUNT", "UPDATE"))]
     assert len(on_marks) <= 4, "\n".join(on_marks)  # a COUNT per table, before and after
+
+
+def test_reconcile_lists_a_survey_again_when_the_api_refuses_its_cursor(
+        start_sandbox, tmp_path, clock, virtual_client):
+    """A cursor refused with 404 mid-listing was taken for the survey gone: the survey left the
+    reconcile's scope and its erased responses stayed live."""
+    sandbox = start_sandbox(clock=clock, surveys=2, responses=120, page_size=20, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    erased = [min(r["id"] for r in sandbox.truth()["survey_responses"] if r["survey_id"] == s)
+              for s in sorted(s["id"] for s in sandbox.truth()["surveys"])]
+    sandbox.erase_records("survey_responses", erased)
+    clock.advance(600)
+    sandbox.script("expire_cursor_404", endpoint="survey_responses")
+    report = reconcile(virtual_client(sandbox, rate=1000.0, burst=1000), pipeline_for(tmp_path),
+                       datetime.fromtimestamp(clock(), UTC))
+    assert sandbox.stats()["faults"] == {"expire_cursor_404": 1}
+    assert report.marks.marked == {"survey_responses": 2}
+    assert {i for i, mark in marks(tmp_path, "survey_responses").items() if mark} == set(erased)

@@ -22,7 +22,7 @@ from typing import Any
 import dlt
 
 from .client import MicrometricsClient
-from .errors import ApiError
+from .errors import ApiError, CursorRejectedError
 from .marks import MarkCounts, Marker, in_list
 from .timeutil import format_timestamp
 from .windows import Window, listing_window
@@ -40,6 +40,16 @@ class ReconcileReport:
 
 
 def listed_ids(client: MicrometricsClient, path: str, window: Window) -> set[Any]:
+    """Every id the stream lists; a listing whose cursor the API refuses (expired: 400, 404,
+    410, 422) is read again from its first page, once, as a sync's windows are."""
+    try:
+        return ids_of(client, path, window)
+    except CursorRejectedError:
+        log.warning("warning: reconcile: the API refused a cursor of %s; listing it again", path)
+        return ids_of(client, path, window)
+
+
+def ids_of(client: MicrometricsClient, path: str, window: Window) -> set[Any]:
     return {record["id"] for page in client.pages(path, params=window.params())
             for record in page if isinstance(record, dict) and record.get("id") is not None}
 
@@ -66,8 +76,8 @@ def reconcile(
                 responses |= listed_ids(client, f"/surveys/{survey_id}/responses", window)
                 listed_surveys.append(survey_id)
             except ApiError as exc:
-                if exc.status != 404:
-                    raise
+                if exc.status != 404 or isinstance(exc, CursorRejectedError):
+                    raise  # a refused cursor is no survey gone (its erasures would go unmarked)
                 log.warning("warning: reconcile: survey %s no longer exists (404)", survey_id)
         if listed_surveys:
             listings["survey_responses"] = (in_list("survey_id", listed_surveys), responses)
