@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
+from pipelines.micrometrics.deletions import track_survey_list
 from pipelines.micrometrics.reconcile import reconcile
 from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
@@ -348,3 +349,14 @@ def test_reconcile_lists_a_survey_again_when_the_api_refuses_its_cursor(
     assert sandbox.stats()["faults"] == {"expire_cursor_404": 1}
     assert report.marks.marked == {"survey_responses": 2}
     assert {i for i, mark in marks(tmp_path, "survey_responses").items() if mark} == set(erased)
+
+
+def test_a_survey_keeps_the_id_form_it_was_first_tracked_in():
+    """237 tracked first, "237" listed since, then gone: its marks compare 237 with the tables
+    (a text literal against an integer column fails on BigQuery)."""
+    state: dict = {}
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    track_survey_list(state, [237, 238], at)
+    track_survey_list(state, ["237", "238"], at)
+    track_survey_list(state, ["238"], at)
+    assert state["known"] == [238] and [pair[0] for pair in state["deleted"]] == [237]

@@ -49,8 +49,11 @@ def track_survey_list(state: dict[str, Any], listed_ids: list[Any], now: datetim
     """
     # Ids are compared as text: a server that sends 237 in one list and "237" in the next
     # names one survey, not one gone and one new (every survey and response was marked).
-    # Each pair keeps the id as it was first tracked: the marks compare it with the tables.
-    listed = {str(survey_id): survey_id for survey_id in listed_ids}
+    # Each keeps the form it was first tracked in, as loaded first: the marks compare it with
+    # the tables' ids, and a text literal for an integer column fails on BigQuery.
+    first_form = {str(survey_id): survey_id for survey_id in state.get("known", [])}
+    listed = {str(survey_id): first_form.get(str(survey_id), survey_id)
+              for survey_id in listed_ids}
     deleted = {str(survey_id): (survey_id, when) for survey_id, when in state.get("deleted", [])}
     returns = {str(survey_id): (survey_id, when) for survey_id, when in state.get("returns", [])}
     if "known" not in state and before is not None:  # a first list, or one after a refresh
