@@ -61,7 +61,15 @@ def duckdb_destination(dataset: str) -> Any:
 
 
 def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = None) -> dlt.Pipeline:
-    """The connector's dlt pipeline for ``destination`` and ``dataset``."""
+    """The connector's dlt pipeline for ``destination`` and ``dataset``.
+
+    Raises:
+        ConfigurationError: An empty or blank name (from a scheduler's parameter as from the
+            command line: dlt would take the dataset or destination it used last).
+    """
+    for flag, name in (("destination", destination), ("dataset", dataset)):
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"{flag} must not be empty or blank, got {name!r}")
     target: Any = duckdb_destination(dataset) if destination == "duckdb" else destination
     kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
     return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target, dataset_name=dataset,

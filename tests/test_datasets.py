@@ -136,3 +136,17 @@ def test_a_run_refused_for_its_destination_configuration_is_still_recorded(tmp_p
     pipeline = open_pipeline("postgres", DATASET, str(tmp_path))  # no credentials anywhere
     assert record_sync(pipeline, outcome(time.time, 2)) == "local"
     assert status_of(pipeline.state)["last_sync"]["exit_code"] == 2
+
+
+@pytest.mark.parametrize("destination, dataset", [("duckdb", ""), ("duckdb", "   "),
+                                                  ("postgres", ""), ("", "micrometrics")])
+def test_an_empty_name_from_a_scheduler_is_refused_as_configuration(destination, dataset):
+    """An Airflow parameter or a library caller bypasses the command line's check: dlt took an
+    empty dataset for the one it used last (a postgres sync went into another tenant's), and
+    a blank one failed as a bare ValueError, which classify() does not call a bad setting."""
+    from pipelines.micrometrics.errors import ConfigurationError
+    from pipelines.schedules import classify
+
+    with pytest.raises(ConfigurationError, match="must not be empty or blank") as refused:
+        open_pipeline(destination, dataset)
+    assert classify(refused.value).retry is False

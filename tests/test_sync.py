@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from pipelines.micrometrics.client import MicrometricsClient
-from pipelines.micrometrics.timeutil import parse_timestamp
+from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.sync.options import SyncOptions
 from tests.syncing import DATASET, query, sync_sandbox
 from tests.truth import assert_matches_truth, truth_streams
@@ -276,3 +276,20 @@ def test_sync_refuses_a_full_refresh_with_an_explicit_range(start_sandbox, tmp_p
     with pytest.raises(ConfigurationError, match="full_refresh .* start_at or end_at"):
         sync_sandbox(sandbox, tmp_path, clock, options)
     assert sandbox.stats()["requests"] == 0 and not (tmp_path / "warehouse.duckdb").exists()
+
+
+@pytest.mark.parametrize("setting, option", [
+    ("start_at", {}), (None, {"start_at": 1}), (None, {"end_at": 1})])
+def test_sync_refuses_a_start_or_end_ahead_of_its_own_clock(start_sandbox, tmp_path, clock,
+                                                          setting, option):
+    """Against the sync's clock (injected here, as a library caller may), not this machine's: a
+    future start read nothing, or failed after the requests."""
+    from pipelines.micrometrics.errors import ConfigurationError
+
+    sandbox = start_sandbox(clock=clock)
+    ahead = datetime.fromtimestamp(clock(), UTC) + timedelta(days=60)
+    settings = {"start_at": format_timestamp(ahead)} if setting else {}
+    options = SyncOptions(**{k: ahead for k in option})
+    with pytest.raises(ConfigurationError, match="not in the future"):
+        sync_sandbox(sandbox, tmp_path, clock, options, **settings)
+    assert sandbox.stats()["requests"] == 0

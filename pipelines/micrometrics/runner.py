@@ -46,7 +46,7 @@ from .rounds import (
 from .settings import Settings, load_settings
 from .source import micrometrics_source, prefetch_survey_list
 from .target import claim_folder
-from .timeutil import parse_timestamp
+from .timeutil import out_of_range, parse_timestamp
 from .warehouse import loaded_versions
 
 RESOURCES = ("devices", "surveys", "survey_responses")
@@ -150,6 +150,11 @@ def sync(
     now = datetime.fromtimestamp(clock(), UTC)
     lower = parse_timestamp(start_at) if start_at is not None else None
     upper = parse_timestamp(end_at) if end_at is not None else None
+    # Against this sync's clock: a future start read nothing (or failed after the requests),
+    # one before 1970 overflowed.
+    for name, moment in (("start_at", settings.start_at), ("start_at", lower), ("end_at", upper)):
+        if moment is not None and (reason := out_of_range(moment, now)):
+            raise ConfigurationError(f"{name} {reason}")
     explicit = lower is not None or upper is not None
     if lower and upper and lower >= upper:
         raise ValueError("start_at must be before end_at")

@@ -34,7 +34,7 @@ from dlt.common.typing import TSecretStrValue
 from .errors import ConfigurationError
 from .messages import hint
 from .session import MAX_CONNECTIONS
-from .timeutil import out_of_range, parse_timestamp
+from .timeutil import EARLIEST, format_timestamp, parse_timestamp
 from .windows import WindowSettings
 
 SECTION = "sources.micrometrics"
@@ -370,9 +370,11 @@ def load_settings(pipeline_name: str | None = None, **overrides: object) -> Sett
         start_at = parse_timestamp(str(start_raw))
     except ValueError as exc:
         raise ConfigurationError(f"start_at: {exc}; {hint('invalid_setting')}") from None
-    if reason := out_of_range(start_at):
-        # A future start read nothing; one before 1970 failed after the requests.
-        raise ConfigurationError(f"start_at {reason}; {hint('invalid_setting')}")
+    if start_at < EARLIEST:
+        # It failed after the requests (year 1: "date value out of range"). A future one is
+        # refused by sync(), against its clock (a library caller may inject one).
+        raise ConfigurationError(f"start_at must be from 1970-01-01T00:00:00Z, got "
+                                 f"{format_timestamp(start_at)}; {hint('invalid_setting')}")
     return Settings(
         base_url=check_base_url(str(get("base_url")), insecure),
         api_key=credential("api_key", get("api_key")),
