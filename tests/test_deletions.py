@@ -360,3 +360,7 @@ def test_a_survey_keeps_the_id_form_it_was_first_tracked_in():
     track_survey_list(state, ["237", "238"], at)
     track_survey_list(state, ["238"], at)
     assert state["known"] == [238] and [pair[0] for pair in state["deleted"]] == [237]
+    # Back as "237" while it was gone, then gone again: still 237.
+    track_survey_list(state, ["237", "238"], at)
+    track_survey_list(state, ["238"], at)
+    assert [pair[0] for pair in state["deleted"]] == [237]

@@ -51,7 +51,9 @@ def track_survey_list(state: dict[str, Any], listed_ids: list[Any], now: datetim
     # names one survey, not one gone and one new (every survey and response was marked).
     # Each keeps the form it was first tracked in, as loaded first: the marks compare it with
     # the tables' ids, and a text literal for an integer column fails on BigQuery.
-    first_form = {str(survey_id): survey_id for survey_id in state.get("known", [])}
+    first_form = {str(survey_id): survey_id
+                  for survey_id, _ in [*state.get("returns", []), *state.get("deleted", [])]}
+    first_form.update({str(survey_id): survey_id for survey_id in state.get("known", [])})
     listed = {str(survey_id): first_form.get(str(survey_id), survey_id)
               for survey_id in listed_ids}
     deleted = {str(survey_id): (survey_id, when) for survey_id, when in state.get("deleted", [])}

@@ -128,20 +128,22 @@ def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
         hostname = parts.hostname
     except ValueError:  # an unclosed [IPv6 literal
         hostname = None
+    # Messages name the scheme and host only: a password with a "/" in it hides from the
+    # check above (what follows the "/" reads as the path), and must not be echoed either.
     if not hostname or parts.scheme not in ("http", "https"):
         raise ConfigurationError(
-            f"base_url {url!r} is not an http(s) URL such as https://tenant.example.com"
-        )
+            "base_url is not an http(s) URL such as https://tenant.example.com")
+    shown = f"{parts.scheme}://{hostname}"
     try:
         port = parts.port
     except ValueError:  # not a number, or above 65535
         port = 0
     if port == 0:
         raise ConfigurationError(
-            f"base_url {url!r} has an invalid port (1 to 65535); {hint('invalid_setting')}")
+            f"base_url {shown!r} has an invalid port (1 to 65535); {hint('invalid_setting')}")
     if parts.scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
         raise ConfigurationError(
-            f"base_url {url!r} is plain http to a non-loopback host; {hint('insecure_url')} "
+            f"base_url {shown!r} is plain http to a non-loopback host; {hint('insecure_url')} "
             f"(or set {env_name('allow_insecure_http')}=true to accept signed requests and "
             "data in clear)"
         )
