@@ -38,9 +38,8 @@ def default_params(now: datetime | None = None) -> dict[str, str | tuple[str, ..
 
 
 def python_time_zones() -> tuple[str, ...]:
-    """The IANA zone names of Python's tz database (the ``tzdata`` package or the system's), in
-    lower case (``stg_devices`` compares them with the device's zone lowered)."""
-    return tuple(sorted({name.lower() for name in zoneinfo.available_timezones()})) or ("utc",)
+    """The IANA zone names of Python's tz database (the ``tzdata`` package or the system's)."""
+    return tuple(sorted(zoneinfo.available_timezones())) or ("UTC",)
 
 
 def as_of_literal(now: datetime | None) -> str:

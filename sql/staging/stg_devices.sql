@@ -7,13 +7,13 @@ SELECT
     status,
     location_id,
     timezone,
-    -- The zone the marts take local days in: the timezone when the destination knows it, in
-    -- any case, else NULL (UTC). A zone it does not know (misspelt, retired, blank, an offset
-    -- such as '+05:30', which PostgreSQL would read the POSIX way, east as west) would fail the
-    -- whole build; the runner fills in the names the destination reads, lowered
+    -- The zone the marts take local days in: the timezone when the destination knows it, else
+    -- NULL (UTC). A zone it does not know (misspelt, retired, blank, an offset such as
+    -- '+05:30', which PostgreSQL would read the POSIX way, east as west) would fail the whole
+    -- build; the runner fills in the names the destination reads, as the devices spell them
     -- (pipelines/models/time_zones.py).
     CASE
-        WHEN LOWER(TRIM(timezone)) IN ('{{ time_zones }}')
+        WHEN TRIM(timezone) IN ('{{ time_zones }}')
             THEN TRIM(timezone)
     END AS local_zone,
     created_at,
