@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 
 import pytest
@@ -21,6 +22,7 @@ from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.retry import retry_after_seconds
 from pipelines.micrometrics.session import MicrometricsSession
 from pipelines.micrometrics.throttle import LeakyBucket
+from pipelines.models import build_models
 from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
 from tests.syncing import loaded, sync_sandbox
@@ -355,10 +357,14 @@ def test_a_404_on_one_endpoint_says_the_tenant_may_lack_it(start_sandbox, tmp_pa
     [error] = [link for link in causes(failed.value) if isinstance(link, ApiError)]
     message = str(error)
     assert message.startswith("GET /api/experience/devices?") and "HTTP 404" in message
-    assert hint("not_found") in message and "leave its resource out with --resources" in message
+    assert hint("not_found") in message and "ask Micrometrics" in message
+    # What it says of --resources holds: the rest loads, and the models wait for devices.
+    assert "the models wait for every table" in message
 
     options = SyncOptions(resources=("surveys", "survey_responses"))
-    sync_sandbox(sandbox, tmp_path, clock, options, rate=1000.0, burst=1000)
+    result = sync_sandbox(sandbox, tmp_path, clock, options, rate=1000.0, burst=1000)
     truth = sandbox.truth()
     assert len(loaded(tmp_path, "surveys")) == len(truth["surveys"])
     assert len(loaded(tmp_path, "survey_responses")) == len(truth["survey_responses"])
+    models = build_models(result.pipeline, now=datetime.fromtimestamp(clock(), UTC))
+    assert models.waiting_for == ["devices"] and not models.built

@@ -58,8 +58,8 @@ HINTS: dict[str, Hint] = {
     "not_found": Hint(
         "... failed: HTTP 404 ...",
         "check base_url: it is the tenant's root URL, without /api/experience; if other "
-        "endpoints answer, this tenant may not have this one: leave its resource out with "
-        "--resources",
+        "endpoints answer, this tenant may not have this one: ask Micrometrics (--resources "
+        "can leave its resource out meanwhile, but the models wait for every table)",
     ),
     "not_json": Hint(
         "... failed: HTTP 200: the body is not JSON ...",
