@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
+from pipelines.error_chain import causes
 from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.sync.options import SyncOptions
@@ -290,6 +291,24 @@ def test_sync_refuses_a_start_or_end_ahead_of_its_own_clock(start_sandbox, tmp_p
     ahead = datetime.fromtimestamp(clock(), UTC) + timedelta(days=60)
     settings = {"start_at": format_timestamp(ahead)} if setting else {}
     options = SyncOptions(**{k: ahead for k in option})
-    with pytest.raises(ConfigurationError, match="not in the future"):
+    with pytest.raises(ConfigurationError, match="not in the future") as refused:
         sync_sandbox(sandbox, tmp_path, clock, options, **settings)
+    assert sandbox.stats()["requests"] == 0
+    assert "ahead of the sync's clock" in str(refused.value)
+    if setting:  # the setting is named as it is set
+        assert str(refused.value).startswith("SOURCES__MICROMETRICS__START_AT must be")
+
+
+def test_the_source_alone_refuses_a_future_start_before_any_request(start_sandbox, tmp_path):
+    from pipelines.micrometrics import micrometrics_source
+    from pipelines.micrometrics.errors import ConfigurationError
+    from tests.conftest import KEY, SECRET
+    from tests.syncing import pipeline_for
+
+    sandbox = start_sandbox(rate=1000.0, burst=1000)
+    with pytest.raises(Exception) as refused:
+        pipeline_for(tmp_path).run(micrometrics_source(
+            base_url=sandbox.url, api_key=KEY, api_secret=SECRET,
+            start_at="2999-01-01T00:00:00Z"))
+    assert any(isinstance(link, ConfigurationError) for link in causes(refused.value))
     assert sandbox.stats()["requests"] == 0

@@ -280,6 +280,19 @@ def test_a_range_before_1970_or_in_the_future_is_refused_before_any_request(
     assert sandbox.stats()["requests"] == 0 and not (tmp_path / "dlt").exists()
 
 
+@pytest.mark.parametrize("args", [[], ["--dry-run"]])
+def test_a_future_start_at_setting_is_refused_before_any_request(start_sandbox, tmp_path, args):
+    # The dry run planned it and exited 0 while the sync refused it.
+    sandbox = start_sandbox()
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__START_AT="2999-01-01T00:00:00Z")
+    result = run_cli(env, "--quiet", "--no-models", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: SOURCES__MICROMETRICS__START_AT must be from 1970-01-01T00:00:00Z and not in the "
+        "future")
+    assert sandbox.stats()["requests"] == 0
+
+
 @pytest.mark.parametrize("dataset,file", [("Micrometrics", "micrometrics.duckdb"),
                                           ("Kiosk-Data", "kiosk_data.duckdb"),
                                           ("kiosk_data", "KIOSK_DATA.duckdb")])

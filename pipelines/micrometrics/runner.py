@@ -43,7 +43,7 @@ from .rounds import (
     round_pages_for,
     round_seconds_for,
 )
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, refuse_future_start
 from .source import micrometrics_source, prefetch_survey_list
 from .target import claim_folder
 from .timeutil import out_of_range, parse_timestamp
@@ -152,8 +152,9 @@ def sync(
     upper = parse_timestamp(end_at) if end_at is not None else None
     # Against this sync's clock: a future start read nothing (or failed after the requests),
     # one before 1970 overflowed.
-    for name, moment in (("start_at", settings.start_at), ("start_at", lower), ("end_at", upper)):
-        if moment is not None and (reason := out_of_range(moment, now)):
+    refuse_future_start(settings.start_at, now, "the sync's clock")
+    for name, moment in (("start_at", lower), ("end_at", upper)):
+        if moment is not None and (reason := out_of_range(moment, now, "the sync's clock")):
             raise ConfigurationError(f"{name} {reason}")
     explicit = lower is not None or upper is not None
     if lower and upper and lower >= upper:

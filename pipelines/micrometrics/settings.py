@@ -34,7 +34,7 @@ from dlt.common.typing import TSecretStrValue
 from .errors import ConfigurationError
 from .messages import hint
 from .session import MAX_CONNECTIONS
-from .timeutil import EARLIEST, format_timestamp, parse_timestamp
+from .timeutil import EARLIEST, format_timestamp, out_of_range, parse_timestamp
 from .windows import WindowSettings
 
 SECTION = "sources.micrometrics"
@@ -335,6 +335,18 @@ def resolve_micrometrics_configuration(**explicit: object) -> MicrometricsConfig
         if isinstance(value, str):
             setattr(config, key, auto_cast(value))
     return config
+
+
+def refuse_future_start(start_at: datetime, now: datetime, clock: str) -> None:
+    """Refuse a ``START_AT`` ahead of ``now`` (read from ``clock``): it read nothing, or failed
+    after the requests. Checked where a read's clock is known (``sync()``, the source, the dry
+    run), not in ``load_settings``: a library caller may inject a clock of its own.
+
+    Raises:
+        ConfigurationError: naming the setting.
+    """
+    if reason := out_of_range(start_at, now, clock):
+        raise ConfigurationError(f"{env_name('start_at')} {reason}; {hint('invalid_setting')}")
 
 
 def load_settings(pipeline_name: str | None = None, **overrides: object) -> Settings:

@@ -30,7 +30,7 @@ from .rounds import (
     SyncBounds,
     WindowStates,
 )
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, refuse_future_start
 from .timeutil import parse_timestamp
 from .walk import StreamRead, walk
 from .windows import EPOCH, StreamWindows, listing_window
@@ -190,6 +190,7 @@ def micrometrics_source(
     client = client or MicrometricsClient.from_settings(settings)
     now = datetime.now(UTC)
     bounds = bounds or SyncBounds(run_end=now, now=now)
+    refuse_future_start(settings.start_at, bounds.now, "the source's clock")
     budget = budget or RoundBudget(UNLIMITED)
     index = survey_index or SurveyIndex()
     states = window_states or WindowStates(explicit=bounds.explicit_range)

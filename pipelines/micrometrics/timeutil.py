@@ -40,16 +40,17 @@ def parse_timestamp(value: str | datetime) -> datetime:
         raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
-def out_of_range(moment: datetime, now: datetime | None = None) -> str | None:
+def out_of_range(moment: datetime, now: datetime | None = None,
+                 clock: str = "this machine's clock") -> str | None:
     """Why ``moment`` cannot bound a read (before 1970, or ahead of ``now``, default this
-    machine's clock, by more than ``CLOCK_SKEW``); None when it can."""
+    machine's clock, by more than ``CLOCK_SKEW``); None when it can. ``clock`` names where
+    ``now`` came from, for the message."""
     now = now or datetime.now(UTC)
     if EARLIEST <= moment <= now + CLOCK_SKEW:
         return None
     minutes = int(CLOCK_SKEW.total_seconds() // 60)
     return (f"must be from {EARLIEST.isoformat().replace('+00:00', 'Z')} and not in the future "
-            f"(at most {minutes} minutes ahead of this machine's clock), got "
-            f"{format_timestamp(moment)}")
+            f"(at most {minutes} minutes ahead of {clock}), got {format_timestamp(moment)}")
 
 
 def _fromisoformat(value: object) -> datetime | None:

@@ -13,7 +13,7 @@ import dlt
 
 from pipelines.destination import PIPELINE_NAME, add_destination_arguments
 from pipelines.micrometrics import RESOURCES
-from pipelines.micrometrics.settings import load_settings
+from pipelines.micrometrics.settings import load_settings, refuse_future_start
 from pipelines.micrometrics.timeutil import out_of_range, parse_timestamp
 
 from .dryrun import describe_plan
@@ -188,6 +188,7 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
         if args.dry_run:
             settings = load_settings(PIPELINE_NAME)
             result.secrets.append(settings.api_secret)
+            refuse_future_start(settings.start_at, datetime.now(UTC), "this machine's clock")
             plan = describe_plan(settings, options)
             say(plan)
             result.extra["plan"] = plan.splitlines()
