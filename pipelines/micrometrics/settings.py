@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
@@ -114,7 +113,9 @@ def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
     """The base URL without a trailing slash; https, or http only to a loopback host; no user
     name or password (never echoed), query, fragment or invalid port."""
     text = url.strip()
-    if "@" in _authority(text):
+    # Any "@": a password may hold a "/" (https://svc:8443/p@ss@host reads as host svc, port
+    # 8443, the password a path), and a tenant's root URL has none.
+    if "@" in text:
         # requests would send them as Basic auth, and every message and the state would hold them
         raise ConfigurationError(
             f"base_url must not hold a user name or password; {hint('invalid_setting')}")
@@ -148,12 +149,6 @@ def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
             "data in clear)"
         )
     return text.rstrip("/")
-
-
-def _authority(url: str) -> str:
-    """What precedes a URL's path (``user:password@host:port``), also when it does not parse."""
-    rest = url.split("//", 1)[1] if "//" in url else url
-    return re.split(r"[/?#]", rest, maxsplit=1)[0]
 
 
 def credential(key: str, value: object) -> str:
