@@ -103,3 +103,4 @@ def test_an_answer_sent_as_an_object_or_a_list_is_kept_whole_and_named_by_a_data
     named = rows(result.pipeline, f"SELECT response_id, raw_value FROM {DATASET}.stg_survey_answers"
                                   f" WHERE question_type = 'nps' AND response_id = {added}")
     assert named == [(added, '{"score":7}')]
+

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .absent import loaded_columns
 from .compiler import python_time_zones
 
+# Names only: PostgreSQL also reads abbreviations, but not as DuckDB does (IST is Israel's
+# there, India's in DuckDB), so the same data would get other local days.
 LISTS = {
     "duckdb": "SELECT name FROM pg_timezone_names()",
-    # PostgreSQL also reads the abbreviations it lists (PST, CEST).
-    "postgres": "SELECT name FROM pg_timezone_names UNION SELECT abbrev FROM pg_timezone_abbrevs",
+    "postgres": "SELECT name FROM pg_timezone_names",
 }
 
 
@@ -35,11 +37,12 @@ def destination_time_zones(client: Any, dialect: str) -> tuple[str, ...]:
 
 
 def device_zones(client: Any) -> set[str]:
-    """The devices' time zones as loaded (trimmed); none before devices with one are."""
-    table = client.make_qualified_table_name("devices")
-    try:
-        rows = client.execute_sql(f"SELECT DISTINCT TRIM(timezone) FROM {table} "
-                                  "WHERE timezone IS NOT NULL")
-    except Exception:  # noqa: BLE001 - no devices table or timezone column yet: no spelling
+    """The devices' time zones as loaded (trimmed); none before a device with one is loaded.
+    (The devices resource declares ``timezone`` text, so a zone sent as a number is its text:
+    no variant column holds others.)"""
+    if "timezone" not in (loaded_columns(client, "devices") or set()):
         return set()
+    table = client.make_qualified_table_name("devices")
+    rows = client.execute_sql(f"SELECT DISTINCT TRIM(timezone) FROM {table} "
+                              "WHERE timezone IS NOT NULL")
     return {row[0] for row in rows or [] if row[0]}
