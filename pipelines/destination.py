@@ -46,16 +46,19 @@ def missing_duckdb_file(destination: str) -> str | None:
 
 
 def duckdb_destination(dataset: str) -> Any:
-    """DuckDB at ``configured_duckdb_path()``, refusing a file whose name equals the dataset
-    (DuckDB could not resolve ``dataset.table`` then)."""
+    """DuckDB at ``configured_duckdb_path()``, refusing a file whose name equals the dataset or
+    its staging dataset (DuckDB could not resolve ``dataset.table`` then)."""
     path = configured_duckdb_path()
     # DuckDB's names are case-insensitive, and dlt creates the dataset under its normalized name
-    # (Micrometrics -> micrometrics): either clashes with the catalog.
-    names = {dataset.lower(), NamingConvention().normalize_table_identifier(dataset).lower()}
+    # (Micrometrics -> micrometrics), and its merges a staging dataset beside it
+    # (micrometrics_staging, dlt's default layout): each clashes with the catalog.
+    normalized = NamingConvention().normalize_table_identifier(dataset).lower()
+    names = {dataset.lower(), normalized, f"{normalized}_staging"}
     if Path(path).stem.lower() in names:
         raise ConfigurationError(
-            f"DuckDB file {path!r} has the same name as the dataset {dataset!r}; DuckDB then "
-            f"cannot resolve dataset.table; {hint('duckdb_name')}"
+            f"DuckDB file {path!r} has the same name as the dataset {dataset!r} (or the staging "
+            f"dataset dlt merges from); DuckDB then cannot resolve dataset.table; "
+            f"{hint('duckdb_name')}"
         )
     return dlt.destinations.duckdb(credentials=path)
 

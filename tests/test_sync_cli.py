@@ -295,7 +295,9 @@ def test_a_future_start_at_setting_is_refused_before_any_request(start_sandbox, 
 
 @pytest.mark.parametrize("dataset,file", [("Micrometrics", "micrometrics.duckdb"),
                                           ("Kiosk-Data", "kiosk_data.duckdb"),
-                                          ("kiosk_data", "KIOSK_DATA.duckdb")])
+                                          ("kiosk_data", "KIOSK_DATA.duckdb"),
+                                          ("micrometrics", "micrometrics_staging.duckdb"),
+                                          ("Kiosk-Data", "KIOSK_DATA_STAGING.duckdb")])
 def test_a_duckdb_file_named_like_the_dataset_in_another_case_or_form_is_refused(
         start_sandbox, tmp_path, dataset, file):
     # dlt creates the dataset under its normalized name, which DuckDB compares without case:
