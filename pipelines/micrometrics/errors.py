@@ -56,4 +56,11 @@ class UnsendableRequestError(ApiError):
 
 
 class CursorRejectedError(ApiError):
-    """A 400 on a request that carried a paging cursor: the window can start over."""
+    """A 400, 404, 410 or 422 on a request that carried a paging cursor: the window can start
+    over."""
+
+
+def survey_gone(exc: ApiError) -> bool:
+    """Whether ``exc``, raised reading a survey's responses, says the survey is gone: a 404 on
+    a page without a cursor (one on a cursor is a refused cursor, the survey still there)."""
+    return exc.status == 404 and not isinstance(exc, CursorRejectedError)

@@ -22,7 +22,7 @@ from typing import Any
 import dlt
 
 from .client import MicrometricsClient
-from .errors import ApiError, CursorRejectedError
+from .errors import ApiError, CursorRejectedError, survey_gone
 from .marks import MarkCounts, Marker, in_list
 from .timeutil import format_timestamp
 from .windows import Window, listing_window
@@ -76,7 +76,7 @@ def reconcile(
                 responses |= listed_ids(client, f"/surveys/{survey_id}/responses", window)
                 listed_surveys.append(survey_id)
             except ApiError as exc:
-                if exc.status != 404 or isinstance(exc, CursorRejectedError):
+                if not survey_gone(exc):
                     raise  # a refused cursor is no survey gone (its erasures would go unmarked)
                 log.warning("warning: reconcile: survey %s no longer exists (404)", survey_id)
         if listed_surveys:

@@ -16,7 +16,7 @@ from . import cancel
 from .cancel import CancelScope
 from .client import MicrometricsClient
 from .deletions import TrackedSurveys, reread_returned, track_survey_list
-from .errors import ApiError, CursorRejectedError
+from .errors import ApiError, survey_gone
 from .lanes import Lanes
 from .quarantine import as_rejected, split_records
 from .questions import question_history
@@ -280,7 +280,7 @@ def micrometrics_source(
                 yield from walk(StreamRead(client, f"/surveys/{survey_id}/responses", windows,
                                            budget, tally, label, known_versions, lanes))
             except ApiError as exc:
-                if exc.status != 404 or isinstance(exc, CursorRejectedError):
+                if not survey_gone(exc):
                     raise
                 # Deleted since the list was read: what was loaded stays; the next sync's list
                 # will not name it again.
