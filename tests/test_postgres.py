@@ -20,6 +20,7 @@ from pipelines.models import runner as models_runner
 from pipelines.models.compiler import CAST_SHAPES
 from pipelines.models.in_place import can_replace_in_place
 from pipelines.models.project import SQL_DIR
+from pipelines.sync.options import SyncOptions
 from tests.destination_scenarios import (
     command_loads_exact,
     deletion_marks_and_reconcile,
@@ -29,7 +30,7 @@ from tests.destination_scenarios import (
 )
 from tests.destinations import FAST, HOUR, SMALL, all_passed, pipeline_on
 from tests.syncing import DATASET, sync_into, sync_sandbox
-from tests.truth import query
+from tests.truth import assert_matches_truth, query
 
 
 def postgres_pipeline(tmp_path: Path, credentials: str) -> dlt.Pipeline:
@@ -242,3 +243,41 @@ def test_users_views_a_drop_took_along_come_back_even_if_a_later_model_fails(
         build_models(pipeline, now=now, sql_dir=sql_dir)
     assert query(pipeline, "SELECT count(*) FROM bi.devices") == query(
         pipeline, f"SELECT count(*) FROM {DATASET}.stg_devices")
+
+
+def test_a_full_refresh_after_the_models_were_built_drops_and_reloads_keeping_every_view(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    # PostgreSQL refuses to drop a table a view reads: the models' staging views read every
+    # loaded table, so --full-refresh failed every time once the models existed, and its
+    # pending package failed every sync after it.
+    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+    with pipeline.sql_client() as sql:
+        sql.execute_sql("CREATE SCHEMA bi")
+        # An analyst's views: on a loaded table, on a staging view, and one reading another.
+        sql.execute_sql(f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
+        sql.execute_sql(f"CREATE VIEW bi.answers AS SELECT * FROM {DATASET}.stg_survey_answers")
+        sql.execute_sql("CREATE VIEW bi.answer_count AS SELECT count(*) AS n FROM bi.answers")
+        sql.execute_sql(f"CREATE MATERIALIZED VIEW bi.device_names AS "
+                        f"SELECT name FROM {DATASET}.devices")
+
+    clock.advance(HOUR)
+    sandbox.add_responses(20)
+    result = sync_into(sandbox, pipeline, clock, SyncOptions(full_refresh=True))
+    assert not result.report.warnings
+    assert_matches_truth(pipeline, sandbox.truth())
+    live_responses = len(sandbox.truth()["survey_responses"])
+    assert query(pipeline, "SELECT count(*) FROM bi.raw") == [(live_responses,)]
+    assert query(pipeline, "SELECT n FROM bi.answer_count") == query(
+        pipeline, f"SELECT count(*) FROM {DATASET}.stg_survey_answers")
+    assert query(pipeline, "SELECT count(*) FROM bi.device_names") == [
+        (len(sandbox.truth()["devices"]),)]
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+
+    # And the syncs after it load as before.
+    clock.advance(HOUR)
+    sandbox.add_responses(5)
+    sync_into(sandbox, pipeline, clock)
+    assert_matches_truth(pipeline, sandbox.truth())

@@ -12,6 +12,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -34,6 +35,7 @@ from .questions import emptied, retire_emptied, with_question_history
 from .quiet import Skipped, skipped_surveys
 from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
+from .refresh_views import refreshed_tables, views_set_aside
 from .rounds import (
     ExtractTally,
     RoundBudget,
@@ -113,7 +115,8 @@ def sync(
 
     Args:
         pipeline: Any dlt pipeline (destination and dataset are the caller's).
-        resources: A subset of ``devices``, ``surveys``, ``survey_responses`` (default: all).
+        resources: A subset of ``devices``, ``surveys``, ``survey_responses`` (default: all);
+            ``survey_responses`` loads ``surveys`` too (the list they are read from).
         start_at: With ``end_at``, an explicit range to re-read (merged) without moving the
             incremental state; ISO 8601 with an offset, or an aware datetime.
         end_at: Upper bound of an explicit re-read (default: now).
@@ -141,6 +144,11 @@ def sync(
     unknown = sorted(set(selected) - set(RESOURCES))
     if unknown:
         raise ValueError(f"unknown resources {unknown}; choose from {', '.join(RESOURCES)}")
+    if "survey_responses" in selected and "surveys" not in selected:
+        # The responses go with the survey list they are read from (no extra request): without
+        # it, answers to a new survey or question had no type, fell out of the NPS marts, and
+        # the data tests failed (exit 4) until a sync that included surveys.
+        selected += ("surveys",)
     if full_refresh and (start_at is not None or end_at is not None):
         # The refresh drops the tables and state: only the range would be loaded back.
         raise ConfigurationError("full_refresh reloads the whole history: it cannot be combined "
@@ -209,8 +217,14 @@ def sync(
                         known_versions=partial(loaded_versions, pipeline),
                         deletions_before=deletions_before,
                     ).with_resources(*this_round)
-                    info = pipeline.run(source, loader_file_format=loader_format(pipeline),
-                                        refresh=refresh)
+                    # PostgreSQL will not drop a table a view reads (the models' views do).
+                    aside = (views_set_aside(pipeline, refreshed_tables(pipeline, this_round))
+                             if refresh and destination == "postgres" else nullcontext([]))
+                    with aside as not_recreated:
+                        info = pipeline.run(source, loader_file_format=loader_format(pipeline),
+                                            refresh=refresh)
+                    report.warnings += [f"a view the refresh dropped could not be created "
+                                        f"again: {line}" for line in not_recreated]
                     refresh = None
                     after_step()
                     report.rounds += 1
@@ -230,8 +244,8 @@ def sync(
                 report.marks.add(report.reconcile.marks)
             if "survey_responses" in selected and not explicit:
                 report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
-            report.warnings = new_variant_warnings(variants_before,
-                                                   variant_columns(local_schema(pipeline)))
+            report.warnings += new_variant_warnings(variants_before,
+                                                    variant_columns(local_schema(pipeline)))
         prune_loaded_packages(pipeline)
     finally:
         # Also when the sync fails: what it did so far, for the summary and the status.

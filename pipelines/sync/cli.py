@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_destination_arguments(parser)
     parser.add_argument("--resources", type=resources_arg, default=RESOURCES,
-                        help="comma-separated subset of: " + ", ".join(RESOURCES))
+                        help="comma-separated subset of: " + ", ".join(RESOURCES)
+                        + " (survey_responses loads surveys too: the list it is read from)")
     parser.add_argument("--start-at", type=timestamp_arg,
                         help="re-read changes from this ISO 8601 time (with offset) without "
                              "moving the incremental state")

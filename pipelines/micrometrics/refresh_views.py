@@ -1,0 +1,61 @@
+"""A full refresh on PostgreSQL: the views that read the tables it drops are set aside first.
+
+dlt drops a refreshed resource's tables with a plain ``DROP TABLE``, which PostgreSQL refuses
+while a view reads them (the models' ``stg_*`` views do, and so may an analyst's): once the
+models were built, ``--full-refresh`` failed every time, and its package, left pending, failed
+every sync after it. So those views (the models' and anyone's, in any schema) are dropped before
+the refreshing round and created again from their definitions once it has loaded, or failed, as
+the models' build does for the views its own drops take along (``in_place``). DuckDB, Snowflake
+and BigQuery let a table under a view be dropped: nothing to do there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dlt
+from dlt.common.schema.utils import get_root_table
+
+from pipelines.models.in_place import dependent_views, quoted, recreate_views
+
+
+def refreshed_tables(pipeline: dlt.Pipeline, resources: Iterable[str]) -> list[str]:
+    """The data tables of ``resources`` in the pipeline's schema, nested ones included: what
+    dlt's ``drop_resources`` refresh drops."""
+    if not pipeline.default_schema_name:
+        return []  # nothing loaded yet, nothing to drop
+    schema = pipeline.default_schema
+    wanted = set(resources)
+    return [table["name"] for table in schema.data_tables(include_incomplete=True)
+            if get_root_table(schema.tables, table["name"]).get("resource") in wanted]
+
+
+@contextmanager
+def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[list[str]]:
+    """Drops the views that read ``tables`` (on PostgreSQL) for the block and creates them again
+    after it (whether it failed or not). Yields a list that is filled, after the block, with one
+    line per view that could not be created again (its definition no longer fits the tables)."""
+    failures: list[str] = []
+    with pipeline.sql_client() as client:
+        views = _views_reading(client, tables)
+        for schema, name, kind, _definition in views:
+            drop = "DROP MATERIALIZED VIEW" if kind == "m" else "DROP VIEW"
+            client.execute_sql(f"{drop} IF EXISTS {quoted(schema)}.{quoted(name)} CASCADE")
+    try:
+        yield failures
+    finally:
+        if views:
+            with pipeline.sql_client() as client:
+                failures += recreate_views(client, views)
+
+
+def _views_reading(client: Any, tables: list[str]) -> list[tuple[str, str, str, str]]:
+    """Every view reading any of ``tables`` (directly or through another view), each once,
+    shallowest first (so those reading others are created after them)."""
+    found: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+    for table in tables:
+        for view in dependent_views(client, client.make_qualified_table_name(table), set()):
+            found.setdefault(view[:2], view)
+    return list(found.values())
