@@ -75,7 +75,7 @@ def synced(synced_once, tmp_path):
 @pytest.mark.parametrize(
     "case",
     ["wrong_secret", "wrong_key", "unreachable", "wrong_path", "html_page", "empty_body",
-     "cursor_refused", "server_down"],
+     "cursor_refused", "connection_dropped", "server_down"],
 )
 def test_failures_say_what_to_do_and_lose_nothing(synced, tmp_path, case):
     sandbox, env, before = synced
@@ -104,6 +104,10 @@ def test_failures_say_what_to_do_and_lose_nothing(synced, tmp_path, case):
         sandbox.script("reject_cursor", count=50)
         args += ["--start-at", "2000-01-01T00:00:00Z"]  # a re-read long enough to page
         needles = ["HTTP 400", "invalid cursor", hint("cursor")]
+    elif case == "connection_dropped":
+        # Connected, then dropped by the server: not base_url's fault.
+        sandbox.script("dropped_connection", count=50)
+        needles = ["ConnectionError from 127.0.0.1", "attempts", hint("server")]
     else:
         sandbox.script("http_503", count=50)
         needles = ["HTTP 503", hint("server")]

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from dlt.common import json
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
@@ -207,10 +208,23 @@ def api_error(request: PreparedRequest, response: Response, kind: type[ApiError]
 def transport_error(request: PreparedRequest, exc: Exception, attempts: int) -> ApiError:
     """No HTTP response at all: name the host, not the exception's internals."""
     host = urlsplit(request.url or "").netloc.rpartition("@")[2]  # never a user or password
-    if isinstance(exc, requests.ConnectionError) and not isinstance(
-        exc, requests.exceptions.ChunkedEncodingError
-    ):
+    if could_not_connect(exc):
         detail = f"could not connect to {host} ({type(exc).__name__}); {hint('unreachable')}"
     else:
+        # Connected, then dropped or timed out: the server's doing, not base_url's.
         detail = f"{type(exc).__name__} from {host} after {attempts} attempts; {hint('server')}"
     return ApiError(request.method or "", request.path_url, None, detail)
+
+
+def could_not_connect(exc: Exception) -> bool:
+    """Whether no connection was made at all (refused, no route, a name that does not resolve,
+    a connect timeout): base_url's or the network's fault. A connection the server dropped
+    (``RemoteDisconnected``, a reset, a truncated body) is a ``ConnectionError`` too, but
+    checking base_url would not help there."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)  # name lookups included
