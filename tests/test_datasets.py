@@ -4,6 +4,8 @@ other's state or the packages a killed sync left for it."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from datetime import UTC, datetime
@@ -16,7 +18,7 @@ from pipelines.destination import open_pipeline
 from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.source import micrometrics_source
-from pipelines.micrometrics.target import claim_folder, target_of
+from pipelines.micrometrics.target import claim_folder, marker_path, target_of
 from pipelines.status.record import SyncOutcome, record_sync, status_of
 from tests.conftest import KEY, SECRET
 from tests.syncing import DATASET, sync_into
@@ -150,3 +152,24 @@ def test_an_empty_name_from_a_scheduler_is_refused_as_configuration(destination,
     with pytest.raises(ConfigurationError, match="must not be empty or blank") as refused:
         open_pipeline(destination, dataset)
     assert classify(refused.value).retry is False
+
+
+def test_an_earlier_versions_marker_of_the_same_duckdb_file_keeps_the_local_state(
+        start_sandbox, tmp_path, clock, caplog):
+    # Markers written before the database and project were part of the location digest: an
+    # upgrade took its own folder for another location's, dropped its state (and any package a
+    # killed sync left) and blamed the configuration.
+    sandbox = start_sandbox(clock=clock, responses=100, **FAST)
+    prod = target(tmp_path, "prod")
+    sync_into(sandbox, prod, clock)
+    marker = marker_path(prod.pipelines_dir, prod.pipeline_name)
+    marker.write_text(json.dumps(target_of(prod, with_fields=False)))
+    again = target(tmp_path, "prod")
+    with caplog.at_level(logging.WARNING, logger="micrometrics.sync"):
+        assert claim_folder(again) is False
+    assert not caplog.records
+    assert again.state["sources"]["micrometrics"]["resources"]
+    assert json.loads(marker.read_text()) == target_of(again)  # rewritten in today's form
+    # Another file's old-form marker is still another target's.
+    marker.write_text(json.dumps(target_of(target(tmp_path, "other"), with_fields=False)))
+    assert claim_folder(target(tmp_path, "prod")) is True

@@ -35,25 +35,44 @@ log = logging.getLogger("micrometrics.sync")
 LOCATION_FIELDS = ("database", "project_id")
 
 
-def target_of(pipeline: dlt.Pipeline) -> dict[str, str]:
+def target_of(pipeline: dlt.Pipeline, *, with_fields: bool = True) -> dict[str, str]:
     """The pipeline's destination kind, where it keeps its data (a digest of dlt's
     ``data_location`` (host and port, or the DuckDB file) with the credentials' database or
-    project) and its dataset."""
+    project) and its dataset. ``with_fields=False``: the digest without database or project,
+    as markers written before ``LOCATION_FIELDS`` hold it."""
     config: Any = pipeline.destination_client().config
     try:
         location = str(config.data_location())
     except Exception:  # noqa: BLE001 - dlt raises when a configuration names no location
         location = ""
-    if location and pipeline.destination and "duckdb" in pipeline.destination.destination_type:
+    if location and _is_duckdb(pipeline):
         location = os.path.abspath(location)  # relative to where the sync runs
     credentials = getattr(config, "credentials", None)
-    for field in LOCATION_FIELDS:
+    for field in LOCATION_FIELDS if with_fields else ():
         location += f"|{getattr(credentials, field, None) or ''}"
     return {
         "destination": str(config.destination_type),
         "location": hashlib.sha256(location.encode()).hexdigest()[:16],
         "dataset": str(pipeline.dataset_name),
     }
+
+
+def same_target(marked: dict[str, Any], pipeline: dlt.Pipeline) -> bool:
+    """Whether a folder's marker names ``pipeline``'s target: in today's form or, for a DuckDB
+    file, in the form a version before ``LOCATION_FIELDS`` wrote (an upgrade took its own
+    folder for another location's, dropped its state and blamed the configuration). Elsewhere
+    an old marker names only a server, not which database: taken as another target (safe)."""
+    return marked == target_of(pipeline) or (
+        _is_duckdb(pipeline) and marked == target_of(pipeline, with_fields=False))
+
+
+def older_marker(marked: dict[str, Any], pipeline: dlt.Pipeline) -> bool:
+    """Whether ``marked`` is an earlier version's marker of this server (see ``same_target``)."""
+    return marked == target_of(pipeline, with_fields=False)
+
+
+def _is_duckdb(pipeline: dlt.Pipeline) -> bool:
+    return bool(pipeline.destination and "duckdb" in pipeline.destination.destination_type)
 
 
 def marker_path(pipelines_dir: str | Path, pipeline_name: str) -> Path:
@@ -78,12 +97,14 @@ def claim_folder(pipeline: dlt.Pipeline) -> bool:
     target = target_of(pipeline)
     previous = folder_target(pipeline.pipelines_dir, pipeline.pipeline_name)
     dropped = False
-    if previous is not None and previous != target:
+    if previous is not None and not same_target(previous, pipeline):
         left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
         log.warning(
             "warning: this machine's pipeline folder last synced %s dataset %r%s; its local "
             "state %s dropped, and this one's is restored from %s",
             previous.get("destination", "?"), previous.get("dataset", "?"),
+            " (marked by an earlier version, which named no database: perhaps another)"
+            if older_marker(previous, pipeline) else
             " (another location)" if previous.get("dataset") == target["dataset"] else "",
             f"and the packages a killed sync left for it ({', '.join(sorted(left))}) are"
             if left else "is", target["destination"])

@@ -24,7 +24,7 @@ from dlt.pipeline.state_sync import migrate_state_to_current
 from pipelines.destination import PIPELINE_NAME, missing_duckdb_file, open_pipeline
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
-from pipelines.micrometrics.target import folder_target, target_of
+from pipelines.micrometrics.target import folder_target, same_target
 from pipelines.sync.errors import CONFIG_ERRORS, causes, one_line
 
 from .record import STATUS_KEY
@@ -86,7 +86,7 @@ def local_is_elsewhere(destination: str, dataset: str, pipelines_dir: str | None
                                      ignore_cleanup_errors=True) as scratch:
         pipeline = open_pipeline(destination, dataset, scratch)
         try:
-            return marked != target_of(pipeline)
+            return not same_target(marked, pipeline)
         except Exception:  # noqa: BLE001 - its configuration is reported by the destination read
             return False
         finally:
