@@ -104,6 +104,22 @@ def test_exact_whatever_bounds_and_order(start_sandbox, tmp_path, clock, boundar
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
+def test_records_stamped_at_the_epoch_are_listed_under_an_exclusive_start(
+        start_sandbox, tmp_path, clock):
+    # A zero default stamp: the survey list and --reconcile's listings start at the epoch,
+    # which a server reading start_at as exclusive leaves out (the survey never read, or its
+    # responses marked deleted; the device marked by a reconcile).
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=3, responses=60, boundary="open",
+                            rate=1000.0, burst=1000)
+    truth = sandbox.truth()
+    sandbox.stamp_records("surveys", [truth["surveys"][0]["id"]], at="1970-01-01T00:00:00Z")
+    sandbox.stamp_records("devices", [truth["devices"][0]["id"]], at="1970-01-01T00:00:00Z")
+    result = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(reconcile=True),
+                          rate=1000.0, burst=1000)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    assert not any(result.report.reconcile.marks.marked.values())
+
+
 def test_exact_with_ten_percent_faults(start_sandbox, tmp_path, clock):
     sandbox = start_sandbox(clock=clock, responses=2000, page_size=25, fault_rate=0.1,
                             rate=50.0, burst=50)

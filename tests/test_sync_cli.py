@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import signal
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -278,6 +279,24 @@ def test_a_range_before_1970_or_in_the_future_is_refused_before_any_request(
     assert result.returncode == 2
     assert message in result.stderr.strip().splitlines()[-1]
     assert sandbox.stats()["requests"] == 0 and not (tmp_path / "dlt").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--start-at", "in 5 minutes"], "nothing to read: start_at 20"),
+    (["--end-at", "2024-06-01T00:00:00Z"], "nothing to read: SOURCES__MICROMETRICS__START_AT "
+                                           "2025-01-01T00:00:00.000+00:00 is not before end_at"),
+])
+def test_a_range_that_ends_before_it_starts_is_refused_before_any_request(
+        start_sandbox, tmp_path, args, message):
+    # Each bound alone is in range: the API answered the empty range with a 400, exit 1.
+    sandbox = start_sandbox()
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    args = [soon if arg == "in 5 minutes" else arg for arg in args]
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__START_AT="2025-01-01T00:00:00Z")
+    result = run_cli(env, "--quiet", "--no-models", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert sandbox.stats()["requests"] == 0
 
 
 @pytest.mark.parametrize("args", [[], ["--dry-run"]])

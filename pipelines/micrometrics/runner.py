@@ -45,10 +45,10 @@ from .rounds import (
     round_pages_for,
     round_seconds_for,
 )
-from .settings import Settings, load_settings, refuse_future_start
+from .settings import Settings, env_name, load_settings, refuse_future_start
 from .source import micrometrics_source, prefetch_survey_list
 from .target import claim_folder
-from .timeutil import out_of_range, parse_timestamp
+from .timeutil import format_timestamp, out_of_range, parse_timestamp
 from .warehouse import loaded_versions
 
 RESOURCES = ("devices", "surveys", "survey_responses")
@@ -167,6 +167,13 @@ def sync(
     explicit = lower is not None or upper is not None
     if lower and upper and lower >= upper:
         raise ValueError("start_at must be before end_at")
+    if explicit and (lower or settings.start_at) >= (upper or now):
+        # Either bound alone may be in range and still leave nothing between them: a start_at
+        # within the clock skew ahead, an end_at before START_AT. The API answered 400.
+        start = (f"start_at {format_timestamp(lower)}" if lower
+                 else f"{env_name('start_at')} {format_timestamp(settings.start_at)}")
+        end = f"end_at {format_timestamp(upper)}" if upper else "now"
+        raise ConfigurationError(f"nothing to read: {start} is not before {end}")
     bounds = SyncBounds(run_end=upper or now, now=now,
                         start_at=lower or (settings.start_at if explicit else None),
                         explicit_range=explicit)

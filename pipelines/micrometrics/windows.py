@@ -63,8 +63,10 @@ class Window:
 
 
 def listing_window(now: datetime) -> Window:
-    """Every record changed up to ``now``, and ``LISTING_MARGIN`` past it."""
-    return Window(EPOCH, as_sent(now) + LISTING_MARGIN)
+    """Every record changed up to ``now``, and ``LISTING_MARGIN`` past it; from ``OVERLAP``
+    before the epoch, as every window bound: a record stamped at the epoch itself (a zero
+    default) is outside a server's exclusive ``start_at`` (a survey never read, or marked)."""
+    return Window(EPOCH - OVERLAP, as_sent(now) + LISTING_MARGIN)
 
 
 @dataclass(frozen=True)
