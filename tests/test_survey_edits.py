@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.models import build_models
+from pipelines.models import DataTestFailed, build_models
 from pipelines.sync.cli import main
 from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
@@ -270,3 +270,36 @@ def test_a_survey_whose_questions_were_all_removed_closes_their_versions(
     # Other surveys' questions stay open.
     assert query(tmp_path, f"SELECT count(*) FROM {DATASET}.survey_questions "
                            f"WHERE survey_id <> {emptied['id']} AND valid_to IS NOT NULL") == [(0,)]
+
+
+def test_answers_to_questions_dropped_before_the_first_sync_fail_no_data_test(
+        start_sandbox, tmp_path, clock):
+    # The API lists only current questions: a question dropped before the first sync is named
+    # nowhere, and answers_have_known_question failed every build from the first sync of any
+    # tenant whose surveys had ever been edited (exit 4, for good).
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    edit = edit_surveys(sandbox)
+    clock.advance(60)
+    result = sync(sandbox, tmp_path, clock)
+    as_of = datetime.fromtimestamp(clock(), UTC)
+    assert all(test.passed for test in build_models(result.pipeline, now=as_of).tests)
+    untyped = query(tmp_path, f"SELECT count(*) FROM {DATASET}.stg_survey_answers "
+                              f"WHERE question_type IS NULL")
+    assert untyped[0][0] > 0  # the answers to the dropped questions are there, untyped
+
+    # The test still catches breakage: a question the survey lists, missing from the history;
+    # an answer given since the history began, to a question never listed.
+    clock.advance(3600)
+    (late,) = sandbox.add_responses(1, survey_id=edit["other"])
+    sync(sandbox, tmp_path, clock)
+    rows(result.pipeline, f"DELETE FROM {DATASET}.survey_questions "
+                          f"WHERE id = {edit['other_added']}")
+    rows(result.pipeline,
+         f"UPDATE {DATASET}.survey_responses__answers SET question_id = 999999 "
+         f"WHERE _dlt_list_idx = 0 AND _dlt_parent_id = "
+         f"(SELECT _dlt_id FROM {DATASET}.survey_responses WHERE id = {late})")
+    with pytest.raises(DataTestFailed) as failed:
+        build_models(result.pipeline, now=datetime.fromtimestamp(clock(), UTC))
+    (known,) = [f for f in failed.value.failures if f.name == "answers_have_known_question"]
+    offending = str(failed.value)
+    assert f"question_id={edit['other_added']}" in offending and "question_id=999999" in offending
