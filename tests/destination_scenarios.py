@@ -82,7 +82,12 @@ def deletion_marks_and_reconcile(start_sandbox, pipeline: dlt.Pipeline, clock) -
     """A survey gone from the list is marked with its responses and unmarked when it is back;
     records erased upstream are marked by a reconcile, exactly those."""
     sandbox = start_sandbox(clock=clock, **SMALL)
-    sync_into(sandbox, pipeline, clock)
+    # A device erased before the first sync: known from its responses, recorded as deleted.
+    early = sandbox.truth()["devices"][-1]["id"]
+    sandbox.erase_records("devices", [early])
+    first = sync_into(sandbox, pipeline, clock)
+    assert marks(pipeline, "devices")[early] == datetime.fromtimestamp(clock.now, UTC)
+    assert first.report.marks.marked == {"devices": 1}
 
     # A survey gone from the list: marked with its responses, then unmarked when it is back.
     doomed = sandbox.truth()["surveys"][1]["id"]
@@ -117,7 +122,7 @@ def deletion_marks_and_reconcile(start_sandbox, pipeline: dlt.Pipeline, clock) -
     now = datetime.fromtimestamp(clock.now, UTC)
     response_marks, device_marks = marks(pipeline, "survey_responses"), marks(pipeline, "devices")
     assert {i for i, m in response_marks.items() if m is not None} == set(erased_responses)
-    assert {i for i, m in device_marks.items() if m is not None} == set(erased_devices)
+    assert {i for i, m in device_marks.items() if m is not None} == {*erased_devices, early}
     assert {response_marks[i] for i in erased_responses} == {now}
     truth = sandbox.truth()
     assert live(pipeline, "survey_responses") == truth_versions(truth["survey_responses"])

@@ -295,3 +295,51 @@ def test_the_readme_purge_removes_marked_rows_for_good(start_sandbox, tmp_path, 
     assert result.report.marks.marked == {} and result.report.marks.unmarked == {}
     as_of = build(result.pipeline, clock)
     assert_marts_match_truth(result.pipeline, sandbox.truth(), as_of)
+
+
+def test_a_device_erased_before_the_first_sync_is_recorded_as_deleted(
+        start_sandbox, tmp_path, clock):
+    # A kiosk decommissioned before the connector's first sync: the API no longer serves it,
+    # its responses name it, and responses_have_known_device failed every build (exit 4), from
+    # the first sync on, and again after any --full-refresh of devices.
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    gone = sandbox.truth()["devices"][0]["id"]
+    sandbox.erase_records("devices", [gone])
+    clock.advance(60)
+    sandbox.reset_stats()
+    first = sync(sandbox, tmp_path, clock)
+    as_of = build(first.pipeline, clock)
+    assert marks(tmp_path, "devices")[gone] == as_of.replace(microsecond=0)
+    assert first.report.marks.marked == {"devices": 1}
+    listing = sandbox.stats()["requests"]
+    assert any(f["device_id"] == gone for f in assert_marts_match_truth(
+        first.pipeline, sandbox.truth(), as_of)["fct"].values())
+
+    # Once recorded, no listing: the next sync costs what any sync costs.
+    clock.advance(3600)
+    sandbox.reset_stats()
+    sync(sandbox, tmp_path, clock)
+    recorded = sandbox.stats()["requests"]
+    clock.advance(3600)
+    sandbox.reset_stats()
+    sync(sandbox, tmp_path, clock)
+    assert sandbox.stats()["requests"] == recorded < listing
+    build(first.pipeline, clock)
+
+    # A full refresh of devices drops the row; it is recorded again.
+    clock.advance(3600)
+    sync_sandbox(sandbox, tmp_path, clock, SyncOptions(resources=("devices",),
+                                                       full_refresh=True),
+                 rate=1000.0, burst=1000)
+    assert marks(tmp_path, "devices")[gone] is not None
+    build(first.pipeline, clock)
+
+    # A device the API still lists but the table lacks is breakage: not recorded, and the
+    # data test says so.
+    kept = sandbox.truth()["devices"][1]["id"]
+    rows(first.pipeline, f"DELETE FROM {DATASET}.devices WHERE id = '{kept}'")
+    clock.advance(3600)
+    sync(sandbox, tmp_path, clock)
+    assert kept not in marks(tmp_path, "devices")
+    with pytest.raises(DataTestFailed, match="responses_have_known_device"):
+        build_models(first.pipeline, now=now(clock))

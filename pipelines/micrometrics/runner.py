@@ -29,6 +29,7 @@ from .duckdb_session import HeldDatabase, held_duckdb
 from .errors import ConfigurationError
 from .housekeeping import prune_loaded_packages
 from .marks import MarkCounts, apply_survey_marks, surveys_state
+from .orphans import record_erased_devices
 from .pending import finish_pending
 from .questions import RESOURCE as QUESTION_HISTORY
 from .questions import emptied, retire_emptied, with_question_history
@@ -246,6 +247,12 @@ def sync(
             report.marks.add(apply_survey_marks(pipeline))
             if QUESTION_HISTORY in chosen and index.read:
                 retire_emptied(pipeline, emptied(index.indexed), bounds.now)
+            if "devices" in selected:
+                # A device erased before any sync saw it: else its responses fail a data test
+                # on every build.
+                if erased := record_erased_devices(client, pipeline, bounds.now):
+                    report.marks.marked["devices"] = (
+                        report.marks.marked.get("devices", 0) + erased)
             if reconcile:
                 report.reconcile = reconcile_deletions(client, pipeline, now, selected)
                 report.marks.add(report.reconcile.marks)
