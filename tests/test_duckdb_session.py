@@ -15,7 +15,16 @@ from dlt.common.configuration.specs import PluggableRunContext
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines.destination import open_pipeline
-from pipelines.micrometrics.duckdb_session import SETTINGS, duckdb_credentials
+from pipelines.micrometrics import duckdb_session
+from pipelines.micrometrics.duckdb_session import (
+    LOCK_POLL_SECONDS,
+    LOCK_WAIT_SECONDS,
+    SETTINGS,
+    HeldDatabase,
+    duckdb_credentials,
+)
+from pipelines.sync import run as sync_run
+from tests.cli import run_cli, sync_env
 from tests.syncing import loaded, sync_into
 from tests.truth import assert_matches_truth
 
@@ -164,3 +173,84 @@ def test_an_apps_connection_to_the_file_keeps_its_settings(
     assert settings_of(app) == before
     assert app.execute("SELECT count(*) FROM micrometrics.devices").fetchone()[0] > 0
     app.close()
+
+
+HOLDER = """
+import sys, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def hold_in_another_process(path) -> subprocess.Popen:
+    """A process (a status run, a notebook) that has the file open until told to let go."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_opening_waits_for_another_process_that_has_the_file_open(tmp_path):
+    # Between two rounds, or after its loads, the sync opens the file again: a status run or a
+    # notebook's query holding it just then failed the sync (after its loads too: exit 1).
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = hold_in_another_process(path)
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the holder lets go while the sync waits
+        waited.append(seconds)
+        holder.communicate("\n", timeout=30)
+
+    held = HeldDatabase(DuckDbCredentials(str(path)), sleep=sleep)
+    held.open()
+    try:
+        assert held.connection.execute("SELECT 42").fetchone() == (42,)
+    finally:
+        held.close()
+    assert waited == [LOCK_POLL_SECONDS]
+
+
+def test_opening_gives_up_on_a_holder_that_keeps_the_file(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = hold_in_another_process(path)
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    try:
+        held = HeldDatabase(DuckDbCredentials(str(path)), clock=lambda: now[0], sleep=sleep)
+        with pytest.raises(duckdb.IOException, match="Could not set lock"):
+            held.open()
+        assert now[0] == LOCK_WAIT_SECONDS  # named (DuckDB's message: the holder's PID)
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+def test_a_status_run_holding_the_file_after_the_loads_does_not_fail_the_sync(
+        start_sandbox, tmp_path, monkeypatch):
+    # The row counts, the models and the outcome's record opened the file once per query
+    # after sync() had let it go: a status run or a notebook holding it then failed the sync
+    # (exit 1, the models unbuilt, "check the credentials").
+    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
+    path = tmp_path / "warehouse.duckdb"
+    holders: list[subprocess.Popen] = []
+    real_sync = sync_run.sync
+
+    def sync_then_someone_opens_the_file(*args, **kwargs):
+        report = real_sync(*args, **kwargs)
+        holders.append(hold_in_another_process(path))
+        return report
+
+    def let_go(_seconds: float) -> None:
+        holders[-1].communicate("\n", timeout=30)
+
+    monkeypatch.setattr(sync_run, "sync", sync_then_someone_opens_the_file)
+    monkeypatch.setattr(duckdb_session, "pause", let_go)
+    result = run_cli(sync_env(tmp_path, sandbox.url), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert holders and holders[-1].returncode == 0  # it held the file, then let go
+    assert "could not be recorded" not in result.stderr

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,6 +45,16 @@ SETTINGS: dict[str, Any] = {
 # Options dlt passes to duckdb.connect() rather than SET: a second connection to an open file
 # must pass the same, or DuckDB refuses it.
 CONNECT_OPTIONS = ("custom_user_agent",)
+# Another process holding the file (``make status``, ``make models``, a notebook's query) when
+# the sync opens it, between two rounds or after its loads: waited for this long, asked again
+# every LOCK_POLL_SECONDS. Such holders let go within seconds; without the wait, a status run
+# beside a sync failed it, after its loads too (the models unbuilt, exit 1).
+LOCK_WAIT_SECONDS = 60.0
+LOCK_POLL_SECONDS = 0.5
+pause = time.sleep  # the wait between two tries (tests replace it)
+# What DuckDB raises when another process holds the file: it locks a file it opens (read-write
+# or read-only) until that process closes it or exits.
+FILE_LOCKED = ("Could not set lock on file", "Conflicting lock is held")
 
 
 def duckdb_credentials(pipeline: dlt.Pipeline) -> Any | None:
@@ -62,10 +73,15 @@ log = logging.getLogger("micrometrics")
 
 
 class HeldDatabase:
-    """The sync's own connection to its DuckDB file."""
+    """The sync's own connection to its DuckDB file; ``bounded``: with ``SETTINGS`` applied
+    (the loads), else DuckDB's own (the models' queries are not the sync's to bound)."""
 
-    def __init__(self, credentials: Any) -> None:
+    def __init__(self, credentials: Any, bounded: bool = True,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] | None = None) -> None:
         self.credentials = credentials
+        self.bounded = bounded
+        self.clock, self.sleep = clock, sleep or pause
         self.configured = {key.lower(): value
                            for key, value in (credentials.global_config or {}).items()}
         self.connection: Any = None
@@ -75,15 +91,9 @@ class HeldDatabase:
         self.applied: list[str] = []
 
     def open(self) -> None:
-        import duckdb
-
-        self.connection = duckdb.connect(
-            database=self.credentials.database, read_only=self.credentials.read_only,
-            config={key: self.configured[key] for key in CONNECT_OPTIONS
-                    if key in self.configured},
-        )
+        self.connection = self.connect()
         try:
-            for key, value in SETTINGS.items():
+            for key, value in SETTINGS.items() if self.bounded else ():
                 if key not in self.configured:
                     if key not in self.found:
                         self.found[key] = self.setting(key)
@@ -92,6 +102,24 @@ class HeldDatabase:
         except Exception:
             self.close()  # not left open (and the file locked) by a setting DuckDB refused
             raise
+
+    def connect(self) -> Any:
+        """A connection to the file, waiting up to ``LOCK_WAIT_SECONDS`` for another process
+        that holds it (DuckDB's message names its PID)."""
+        import duckdb
+
+        deadline = self.clock() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return duckdb.connect(
+                    database=self.credentials.database, read_only=self.credentials.read_only,
+                    config={key: self.configured[key] for key in CONNECT_OPTIONS
+                            if key in self.configured},
+                )
+            except duckdb.IOException as exc:
+                if not any(text in str(exc) for text in FILE_LOCKED) or self.clock() >= deadline:
+                    raise
+            self.sleep(LOCK_POLL_SECONDS)
 
     def checkpoint(self) -> None:
         """Close (DuckDB checkpoints and frees the instance's memory) and open again."""
@@ -144,13 +172,14 @@ NO_MEMORY_LIMIT_PIB = 16383.0
 
 
 @contextmanager
-def held_duckdb(pipeline: dlt.Pipeline) -> Iterator[HeldDatabase | None]:
-    """Hold the pipeline's DuckDB database open for the block; None for other destinations."""
+def held_duckdb(pipeline: dlt.Pipeline, bounded: bool = True) -> Iterator[HeldDatabase | None]:
+    """Hold the pipeline's DuckDB database open for the block (``bounded``: see
+    ``HeldDatabase``); None for other destinations."""
     credentials = duckdb_credentials(pipeline)
     if credentials is None:
         yield None
         return
-    held = HeldDatabase(credentials)
+    held = HeldDatabase(credentials, bounded=bounded)
     held.open()
     try:
         yield held

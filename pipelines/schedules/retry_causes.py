@@ -39,6 +39,7 @@ import psycopg2
 import requests
 from dlt.common.exceptions import TerminalException, TransientException
 
+from pipelines.micrometrics.duckdb_session import FILE_LOCKED
 from pipelines.micrometrics.errors import (
     ApiError,
     AuthenticationError,
@@ -117,9 +118,6 @@ def database_unreachable(exc: BaseException) -> bool:
     return "FATAL:" not in message or any(reason in message for reason in BUSY_SERVER)
 
 
-# What DuckDB raises when another process holds the file: it locks a file it opens (read-write
-# or read-only) until that process closes it or exits.
-FILE_LOCKED = ("Could not set lock on file", "Conflicting lock is held")
 
 
 def file_locked(exc: BaseException) -> Verdict | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 
 import dlt
@@ -21,6 +21,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from pipelines.destination import PIPELINE_NAME
 from pipelines.micrometrics import SyncReport, sync
+from pipelines.micrometrics.duckdb_session import held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import Settings, load_settings
@@ -73,6 +74,14 @@ def sync_and_build(options: SyncOptions, settings: Settings, pipeline: dlt.Pipel
     report = result.report = SyncReport()
     sync(pipeline, settings=settings, after_step=raise_if_terminated, report=report,
          **options.sync_arguments())
+    with held_duckdb(pipeline, bounded=False):  # as for the record (see ``recorded``)
+        count_and_build(pipeline, result, models, say, preview)
+
+
+def count_and_build(pipeline: dlt.Pipeline, result: RunResult, models: bool,
+                    say: Callable[[str], None], preview: Callable[[str], None] | None) -> None:
+    """Rows per table and the summary, then the models and their data tests."""
+    report = result.report
     result.counts = destination_counts(pipeline, TABLES)
     say(render(report, result.counts, report.rate, report.burst))
     if not models:
@@ -98,7 +107,13 @@ def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) ->
     except BaseException as exc:  # a scheduler's timeout (Airflow's is no Exception) too
         save_outcome(pipeline, options, result, *failure(exc))
         raise
-    save_outcome(pipeline, options, result, EXIT_OK, None)
+    # DuckDB: held (waiting for a status or notebook that has the file open) rather than
+    # opened by each of dlt's queries, which failed on such a holder; not held, it is recorded
+    # all the same if it can be (else a warning: the sync's own result stands).
+    with ExitStack() as holding:
+        with suppress(Exception):
+            holding.enter_context(held_duckdb(pipeline, bounded=False))
+        save_outcome(pipeline, options, result, EXIT_OK, None)
 
 
 def save_outcome(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
