@@ -327,3 +327,25 @@ def test_a_duckdb_file_named_like_the_dataset_in_another_case_or_form_is_refused
     assert result.returncode == 2, result.stderr
     assert "same name as the dataset" in result.stderr.strip().splitlines()[-1]
     assert sandbox.stats()["requests"] == 0 and not (tmp_path / file).exists()
+
+
+def test_a_load_job_the_destination_refuses_is_named_in_one_line_without_tracebacks(
+        start_sandbox, tmp_path):
+    # dlt's message held the first 500 characters of a traceback, not the cause, and its
+    # logger printed the traceback (69 lines here; 340 for PostgreSQL's temp_file_limit), with
+    # --quiet too and on a sync that ended well after dlt retried a job.
+    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        connection.execute("ALTER TABLE micrometrics.devices ALTER COLUMN name SET NOT NULL")
+    sandbox.patch_records("devices", [sandbox.truth()["devices"][0]["id"]], {"name": None})
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == ("error: sync failed: the load of devices failed: Constraint Error: "
+                         "NOT NULL constraint failed: devices.name")
+    assert len(lines) <= 3  # dlt's own lines, one each
+    assert not any(line.lstrip().startswith('File "') for line in lines)
+    verbose = run_cli(env, "--no-models", "--verbose")
+    assert verbose.returncode == 1 and 'File "' in verbose.stderr  # --verbose keeps them

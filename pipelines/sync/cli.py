@@ -18,7 +18,7 @@ from pipelines.micrometrics.timeutil import out_of_range, parse_timestamp
 
 from .dryrun import describe_plan
 from .json_summary import JsonAwareParser, RunResult
-from .logs import command_logging
+from .logs import command_logging, dlt_lines_folded
 from .options import SyncOptions
 from .run import (  # noqa: F401 - TABLES and the exit statuses are imported from here too
     EXIT_CONFIG,
@@ -156,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = RunResult(destination=args.destination, dataset=args.dataset,
                        started_at=datetime.now(UTC), secrets=[configured_secret()])
     # dlt logs as RUNTIME__LOG_LEVEL says; a SIGTERM fails the run as any error does.
-    with command_logging(level, "micrometrics"), terminated_as_failure():
+    with command_logging(level, "micrometrics"), dlt_lines_folded(args.verbose), \
+            terminated_as_failure():
         code = run(args, result)
     if args.json:
         print(result.as_json(code, datetime.now(UTC)))

@@ -34,3 +34,30 @@ def command_logging(level: int, *names: str) -> Iterator[None]:
             logger.removeHandler(handler)
             logger.setLevel(level_before)
             logger.propagate = propagate
+
+
+class OneLine(logging.Filter):
+    """dlt's own log lines as one line each, without their tracebacks: a failed load job logs
+    its traceback at ERROR, 70 to 340 lines on stderr with ``--quiet`` too, and on a sync that
+    ended well once dlt retried the job. The command's error line names the cause;
+    ``--verbose`` keeps them whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lines = record.getMessage().splitlines()
+        record.msg, record.args = (lines[0] if lines else ""), None
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+@contextmanager
+def dlt_lines_folded(verbose: bool) -> Iterator[None]:
+    """``OneLine`` on dlt's logger for the block, unless ``verbose``."""
+    if verbose:
+        yield
+        return
+    logger, folding = logging.getLogger("dlt"), OneLine()
+    logger.addFilter(folding)
+    try:
+        yield
+    finally:
+        logger.removeFilter(folding)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.load.exceptions import LoadClientJobException
 
 from pipelines.destination import PIPELINE_NAME
 from pipelines.micrometrics import SyncReport, sync
@@ -132,9 +133,23 @@ def save_outcome(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult
 
 
 def first_cause(exc: BaseException) -> BaseException:
-    """Our own error inside dlt's wrappers, if there is one."""
-    return next((link for link in causes(exc)
-                 if isinstance(link, MicrometricsError | ModelsError)), exc)
+    """Our own error inside dlt's wrappers, if there is one; else, for a load job the
+    destination refused, the destination's own error, named with the table (dlt's message
+    holds a traceback's first 500 characters, not the cause)."""
+    chain = list(causes(exc))
+    ours = next((link for link in chain if isinstance(link, MicrometricsError | ModelsError)),
+                None)
+    if ours is not None:
+        return ours
+    job = next((link for link in chain if isinstance(link, LoadClientJobException)), None)
+    if job is not None and getattr(job, "client_exception", None) is not None:
+        table = str(getattr(job, "job_id", "")).split(".", 1)[0] or "a table"
+        return LoadJobFailed(f"the load of {table} failed: {one_line(job.client_exception)}")
+    return exc
+
+
+class LoadJobFailed(Exception):
+    """A load job the destination refused, its cause in one line (``first_cause``)."""
 
 
 def failure(exc: BaseException) -> tuple[int, str]:
