@@ -8,6 +8,7 @@ untouched), shows a few example queries, stops the sandbox, and writes the repor
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -76,7 +77,13 @@ def show(title: str, sql: str) -> None:
             print(" | ".join("" if value is None else str(value) for value in row))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.demo", description=__doc__.split("\n\n")[0],
+        epilog=f"It deletes and rewrites {DEMO_DB}, {DEMO_STATE}/ and {DEMO_REPORT} in the "
+               "current directory. Other arguments go to the sync command "
+               "(python -m pipelines.sync --help).")
+    _, sync_args = parser.parse_known_args(argv)  # --help ends here, before anything is deleted
     DEMO_DB.unlink(missing_ok=True)
     DEMO_REPORT.unlink(missing_ok=True)
     shutil.rmtree(DEMO_STATE, ignore_errors=True)
@@ -91,7 +98,7 @@ def main() -> int:
         DLT_DATA_DIR=str(DEMO_STATE.resolve()),
     )
     try:
-        code = subprocess.call([sys.executable, "-m", "pipelines.sync", *sys.argv[1:]], env=env)
+        code = subprocess.call([sys.executable, "-m", "pipelines.sync", *sync_args], env=env)
         if code != 0:
             return code
         for title, sql in EXAMPLES.items():

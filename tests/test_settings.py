@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import demo
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.settings import check_base_url, load_settings
+from pipelines.sync import troubleshooting
 from pipelines.sync.troubleshooting import README, render_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +95,32 @@ def test_settings_repr_hides_the_secret():
 def test_readme_troubleshooting_is_generated_from_the_messages():
     text = README.read_text(encoding="utf-8")
     assert render_section(text) == text, "run: python -m pipelines.sync.troubleshooting"
+
+
+def test_the_troubleshooting_generator_writes_only_when_asked(monkeypatch, tmp_path, capsys):
+    # `--help` rewrote the README of the checkout it was imported from.
+    copy = tmp_path / "README.md"
+    copy.write_text(README.read_text(encoding="utf-8").replace(
+        "<!-- troubleshooting:end -->", "stale\n<!-- troubleshooting:end -->"), encoding="utf-8")
+    monkeypatch.setattr(troubleshooting, "README", copy)
+    stale = copy.read_bytes()
+    with pytest.raises(SystemExit) as helped:
+        troubleshooting.main(["--help"])
+    assert helped.value.code == 0 and copy.read_bytes() == stale
+    assert troubleshooting.main(["--check"]) == 1 and copy.read_bytes() == stale
+    assert "out of date" in capsys.readouterr().out
+    assert troubleshooting.main([]) == 0 and troubleshooting.main(["--check"]) == 0
+
+
+def test_the_demos_help_deletes_nothing(monkeypatch, tmp_path):
+    # It deleted demo.duckdb, .demo/ and report.html, started a sandbox, then crashed.
+    monkeypatch.chdir(tmp_path)
+    kept = [tmp_path / "demo.duckdb", tmp_path / "report.html"]
+    for path in kept:
+        path.write_text("mine")
+    with pytest.raises(SystemExit) as helped:
+        demo.main(["--help"])
+    assert helped.value.code == 0 and all(path.read_text() == "mine" for path in kept)
 
 
 def test_secrets_file_is_ignored_by_git():
