@@ -25,6 +25,7 @@ from pipelines.micrometrics.duckdb_session import (
 )
 from pipelines.sync import run as sync_run
 from tests.cli import run_cli, sync_env
+from tests.file_holder import hold_in_another_process
 from tests.syncing import loaded, sync_into
 from tests.truth import assert_matches_truth
 
@@ -173,22 +174,6 @@ def test_an_apps_connection_to_the_file_keeps_its_settings(
     assert settings_of(app) == before
     assert app.execute("SELECT count(*) FROM micrometrics.devices").fetchone()[0] > 0
     app.close()
-
-
-HOLDER = """
-import sys, duckdb
-connection = duckdb.connect(sys.argv[1])
-print("held", flush=True)
-sys.stdin.readline()
-"""
-
-
-def hold_in_another_process(path) -> subprocess.Popen:
-    """A process (a status run, a notebook) that has the file open until told to let go."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def test_opening_waits_for_another_process_that_has_the_file_open(tmp_path):

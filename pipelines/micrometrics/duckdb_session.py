@@ -51,7 +51,7 @@ CONNECT_OPTIONS = ("custom_user_agent",)
 # beside a sync failed it, after its loads too (the models unbuilt, exit 1).
 LOCK_WAIT_SECONDS = 60.0
 LOCK_POLL_SECONDS = 0.5
-pause = time.sleep  # the wait between two tries (tests replace it)
+pause, waited = time.sleep, time.monotonic  # the wait between two tries (tests replace them)
 # What DuckDB raises when another process holds the file: it locks a file it opens (read-write
 # or read-only) until that process closes it or exits.
 FILE_LOCKED = ("Could not set lock on file", "Conflicting lock is held")
@@ -77,11 +77,11 @@ class HeldDatabase:
     (the loads), else DuckDB's own (the models' queries are not the sync's to bound)."""
 
     def __init__(self, credentials: Any, bounded: bool = True,
-                 clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] | None = None,
                  sleep: Callable[[float], None] | None = None) -> None:
         self.credentials = credentials
         self.bounded = bounded
-        self.clock, self.sleep = clock, sleep or pause
+        self.clock, self.sleep = clock or waited, sleep or pause
         self.configured = {key.lower(): value
                            for key, value in (credentials.global_config or {}).items()}
         self.connection: Any = None

@@ -11,6 +11,7 @@ from dlt.common.configuration.exceptions import ConfigurationException
 
 from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
 from pipelines.error_chain import CONFIG_ERRORS, causes
+from pipelines.micrometrics.duckdb_session import FILE_LOCKED, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError
 
 from .preview import mart_preview
@@ -71,8 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: no DuckDB file {missing!r} here: run make sync first, or point "
                   f"DESTINATION__DUCKDB__CREDENTIALS at the file", file=sys.stderr)
             return EXIT_CONFIG
-        report = build_models(pipeline, now=args.as_of)
-        lines = [report.summary(), *([] if report.waiting_for else mart_preview(pipeline))]
+        # DuckDB: held for the build (a sync between two rounds waits for it), not opened by
+        # each query; waiting up to a minute for a process that holds it.
+        with held_duckdb(pipeline, bounded=False):
+            report = build_models(pipeline, now=args.as_of)
+            lines = [report.summary(), *([] if report.waiting_for else mart_preview(pipeline))]
     except (ConfigurationError, ConfigurationException) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
@@ -89,9 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: destination configuration: {one_line(misconfigured)}",
                   file=sys.stderr)
             return EXIT_CONFIG
+        if held := file_held(exc):  # dlt's wrapper blamed the credentials
+            print(f"error: another process has the DuckDB file open (a sync running?): run "
+                  f"again once it ends; {one_line(held)}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
         print("\n".join(lines))
     return EXIT_OK
 
+
+def file_held(exc: BaseException) -> BaseException | None:
+    """DuckDB's "Could not set lock on file" in ``exc``'s chain (it names the holder's PID)."""
+    return next((link for link in causes(exc)
+                 if any(text in str(link) for text in FILE_LOCKED)), None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pipelines.micrometrics import duckdb_session
 from pipelines.models.cli import main
 from tests.cli import run_module, sync_env
+from tests.file_holder import hold_in_another_process
 from tests.models.conftest import rows
 
 
@@ -58,3 +60,22 @@ def test_an_unknown_destination_or_a_missing_file_is_a_configuration_error(tmp_p
     assert done.returncode == 2, done.stderr
     assert f"no DuckDB file {str(missing)!r}" in done.stderr
     assert not missing.exists()
+
+
+def test_a_file_another_process_keeps_open_is_named_as_such(
+        warehouse_copy, monkeypatch, tmp_path, capsys):
+    # dlt's wrapper blamed the credentials ("Please check if you configured the credentials").
+    pipeline = warehouse_copy()
+    holder = hold_in_another_process(pipeline.destination.config_params["credentials"])
+    now = [0.0]
+    monkeypatch.setattr(duckdb_session, "waited", lambda: now[0])
+    monkeypatch.setattr(duckdb_session, "pause",
+                        lambda seconds: now.__setitem__(0, now[0] + seconds))
+    try:
+        assert run_cli(pipeline, monkeypatch, tmp_path) == 1
+    finally:
+        holder.communicate("\n", timeout=30)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: another process has the DuckDB file open (a sync running?)")
+    assert "credentials" not in err and now[0] == duckdb_session.LOCK_WAIT_SECONDS
