@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
+from pipelines.micrometrics import reconcile as reconcile_module
 from pipelines.micrometrics.deletions import track_survey_list
 from pipelines.micrometrics.reconcile import reconcile
 from pipelines.sync.dryrun import describe_plan
@@ -364,3 +365,33 @@ def test_a_survey_keeps_the_id_form_it_was_first_tracked_in():
     track_survey_list(state, ["237", "238"], at)
     track_survey_list(state, ["238"], at)
     assert [pair[0] for pair in state["deleted"]] == [237]
+
+
+def test_a_reconcile_marks_no_row_another_machine_loaded_while_it_listed(
+        start_sandbox, tmp_path, clock, monkeypatch):
+    # Machine 1 lists every response while machine 2's sync loads new ones into the same
+    # dataset: those are in no listing, and were marked deleted (out of the marts) until a
+    # later sync happened to re-read them.
+    sandbox = start_sandbox(clock=clock, surveys=2, responses=120, **FAST)
+    first = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    erased = [r["id"] for r in sandbox.truth()["survey_responses"][:3]]
+    sandbox.erase_records("survey_responses", erased)
+    clock.advance(600)
+    listed_ids = reconcile_module.listed_ids
+    new: list[int] = []
+
+    def list_then_another_machine_syncs(client, path, window):
+        ids = listed_ids(client, path, window)
+        if path.endswith("/responses") and not new:
+            survey = int(path.split("/")[-2])
+            new.extend(sandbox.add_responses(2, survey_id=survey))
+            clock.advance(60)
+            sync_into(sandbox, pipeline_for(tmp_path, pipelines_dir="machine2"), clock, **FAST)
+        return ids
+
+    monkeypatch.setattr(reconcile_module, "listed_ids", list_then_another_machine_syncs)
+    report = reconcile(first.client, first.pipeline, datetime.fromtimestamp(clock(), UTC))
+    response_marks = marks(tmp_path, "survey_responses")
+    assert new and all(response_marks[i] is None for i in new)
+    assert {i for i, mark in response_marks.items() if mark} == set(erased)
+    assert report.marks.marked == {"survey_responses": len(erased)}
