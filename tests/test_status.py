@@ -15,6 +15,7 @@ import pytest
 
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.status.cli import age_arg, main
+from pipelines.sync import run as sync_run
 from pipelines.sync.cli import TABLES
 from pipelines.sync.summary import destination_counts
 from tests.cli import run_cli, run_in_process, sync_env
@@ -215,6 +216,36 @@ def test_a_failed_full_refresh_no_longer_vouches_for_the_data(start_sandbox, tmp
     assert after["last_sync"]["full_refresh"] is True
 
     sandbox.clear_script()
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0  # completes the reload
+    assert status_json(env, "--max-age", "1h")["fresh"] is True
+
+
+class Killed(BaseException):
+    """The process killed (SIGKILL, OOM) where the test says: nothing records the outcome."""
+
+
+def test_a_full_refresh_under_way_no_longer_vouches_for_the_data(
+        start_sandbox, tmp_path, monkeypatch):
+    # While a refresh ran (hours, for a long history), status said "fresh" from the success
+    # before it, though its first round had dropped the tables; so after a kill too.
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__ROUND_PAGES="1")
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    assert status_json(env, "--max-age", "1h")["fresh"] is True
+    steps = []
+
+    def killed_after_the_first_round() -> None:
+        steps.append(1)
+        if len(steps) == 2:  # after the packages left, then after round 1
+            raise Killed
+
+    monkeypatch.setattr(sync_run, "raise_if_terminated", killed_after_the_first_round)
+    monkeypatch.setattr(sync_run, "save_outcome", lambda *args, **kwargs: None)
+    with pytest.raises(Killed):
+        run_cli(env, "--quiet", "--no-models", "--full-refresh")
+    monkeypatch.undo()
+    during = status_json(env, "--max-age", "1h", code=1)
+    assert during["fresh"] is False and during["last_success"] is not None
     assert run_cli(env, "--quiet", "--no-models").returncode == 0  # completes the reload
     assert status_json(env, "--max-age", "1h")["fresh"] is True
 

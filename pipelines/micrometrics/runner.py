@@ -48,6 +48,7 @@ from .rounds import (
 )
 from .settings import Settings, env_name, load_settings, refuse_future_start
 from .source import micrometrics_source, prefetch_survey_list
+from .status_keys import REFRESH_FAILED, STATUS_KEY
 from .target import claim_folder
 from .timeutil import format_timestamp, out_of_range, parse_timestamp
 from .warehouse import loaded_versions
@@ -205,6 +206,8 @@ def sync(
             report.marks.add(apply_survey_marks(pipeline))
             # Only the selected resources: --full-refresh --resources devices keeps the responses.
             refresh = "drop_resources" if full_refresh else None
+            if full_refresh:
+                refresh_under_way(pipeline, now)
             # Surveys gone or seen back as the sync begins: one listed has its responses read
             # again; and a refresh drops the surveys' state, where they are tracked, not the marks.
             deletions_before = (TrackedSurveys.of(surveys_state(pipeline))
@@ -272,6 +275,17 @@ def sync(
         report.client_stats = client.stats.as_dict()
         report.rate, report.burst = client.bucket.rate, client.bucket.burst
     return report
+
+
+def refresh_under_way(pipeline: dlt.Pipeline, now: datetime) -> None:
+    """Marks the state: a full refresh started, committed with its first round (which drops
+    the tables), so that status no longer vouches for the last success until a sync completes
+    (the command's record of it clears the mark). Status said "fresh", and the models built
+    from half-reloaded tables, for as long as a refresh ran."""
+    with pipeline.managed_state() as state:
+        status = dict(state.get(STATUS_KEY) or {})
+        status[REFRESH_FAILED] = format_timestamp(now)
+        state[STATUS_KEY] = status  # type: ignore[literal-required]
 
 
 def release_memory(held: HeldDatabase | None) -> None:

@@ -25,13 +25,12 @@ from typing import Any
 import dlt
 
 from pipelines.micrometrics import RESOURCES, SyncReport
+from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
 from pipelines.micrometrics.target import claim_folder
 from pipelines.micrometrics.timeutil import format_timestamp
 
-STATUS_KEY = "micrometrics_status"  # top-level key of the dlt pipeline state
 LOADED = (0, 4)  # exit codes of a sync whose load succeeded (4: a data test failed after it)
 FAILED = 1  # exit code of a sync that failed on its way (not before: 2 settings, 3 locked)
-REFRESH_FAILED = "full_refresh_failed_at"  # a --full-refresh failed since the last success
 
 
 @dataclass
