@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dlt
+import duckdb
 import pytest
 
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
@@ -248,6 +249,27 @@ def test_a_full_refresh_under_way_no_longer_vouches_for_the_data(
     assert during["fresh"] is False and during["last_success"] is not None
     assert run_cli(env, "--quiet", "--no-models").returncode == 0  # completes the reload
     assert status_json(env, "--max-age", "1h")["fresh"] is True
+
+
+def test_a_load_that_failed_leaves_the_streams_as_the_destination_has_them(
+        start_sandbox, tmp_path):
+    # The local state, newer, came with a package that never loaded: status showed its windows
+    # as synced through the failed sync's start, and "every change up to it is loaded".
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    before = status_json(env)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        connection.execute("ALTER TABLE micrometrics.devices ALTER COLUMN name SET NOT NULL")
+    sandbox.patch_records("devices", [sandbox.truth()["devices"][0]["id"]], {"name": None})
+    sandbox.add_responses(5)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 1  # refused at load
+    after = status_json(env)
+    assert after["state_source"] == "destination"
+    assert after["streams"] == before["streams"]
+    assert after["last_sync"]["exit_code"] == 1  # the local record of how it went
+    assert any("1 load package(s) extracted on this machine are not loaded yet" in problem
+               for problem in after["problems"])
 
 
 def test_ages_take_units():

@@ -166,12 +166,32 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
         snapshot.versions["local"] = int(local.get("_state_version", 0))
     if remote is not None:
         snapshot.versions["destination"] = int(remote.get("_state_version", 0))
-    if remote is not None and (local is None or snapshot.versions["destination"]
+    left = pending_packages(pipelines_dir) if local is not None else 0
+    if left:
+        snapshot.problems.append(
+            f"{left} load package(s) extracted on this machine are not loaded yet (a sync failed "
+            f"at load): the next sync loads them first" + (
+                "; until then the streams are shown as the destination has them"
+                if remote is not None else ""))
+    if remote is not None and (local is None or left or snapshot.versions["destination"]
                                > snapshot.versions["local"]):
+        # With packages left, the local windows are ahead of what was loaded: the
+        # destination's say what it holds (the local record still says how the syncs went).
         snapshot.state, snapshot.source = remote, "destination"
+        if left and local is not None and STATUS_KEY in local:
+            snapshot.state = {**remote, STATUS_KEY: local[STATUS_KEY]}
     elif local is not None:
         snapshot.state, snapshot.source = local, "local"
     return snapshot
+
+
+def pending_packages(pipelines_dir: str | None) -> int:
+    """Load packages in this machine's pipeline folder that were extracted or normalized but
+    not loaded (dlt's folders, read without opening the pipeline)."""
+    folder = Path(pipelines_dir or get_dlt_pipelines_dir()) / PIPELINE_NAME
+    return sum(1 for stage in ("normalize/extracted", "load/normalized")
+               if (folder / stage).is_dir() for package in (folder / stage).iterdir()
+               if package.is_dir())
 
 
 def root_cause(exc: BaseException) -> BaseException:
