@@ -328,3 +328,23 @@ def test_the_source_alone_refuses_a_future_start_before_any_request(start_sandbo
             start_at="2999-01-01T00:00:00Z"))
     assert any(isinstance(link, ConfigurationError) for link in causes(refused.value))
     assert sandbox.stats()["requests"] == 0
+
+
+def test_a_table_dropped_by_hand_is_read_again_from_the_start(start_sandbox, tmp_path, clock):
+    # dlt creates it again, but the state (in _dlt_pipeline_state, untouched) said its history
+    # was read: only the lookback came back, for good, with exit 0 and every data test passing.
+    sandbox = start_sandbox(clock=clock, devices=8, surveys=3, responses=300,
+                            rate=1000.0, burst=1000)
+    sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        connection.execute(f"ALTER TABLE {DATASET}.survey_responses RENAME TO responses_old")
+        connection.execute(f"DROP TABLE {DATASET}.devices")
+    clock.advance(3600)
+    sandbox.add_responses(5)
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    (warning,) = result.report.warnings
+    assert "devices" in warning and "survey_responses" in warning
+    clock.advance(3600)
+    again = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    assert again.report.warnings == []  # once

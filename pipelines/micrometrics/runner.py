@@ -28,6 +28,7 @@ from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
 from .errors import ConfigurationError
 from .housekeeping import prune_loaded_packages
+from .lost_tables import forget_lost_tables
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .orphans import record_erased_devices
 from .pending import finish_pending
@@ -200,6 +201,10 @@ def sync(
             # (dlt's run restores it too, but only once the marks are applied.)
             if pipeline.config.restore_from_destination:
                 pipeline.sync_destination()
+            if not full_refresh:
+                report.warnings += [f"tables gone from the destination, read again from the "
+                                    f"start: {', '.join(gone)}"
+                                    for gone in [forget_lost_tables(pipeline)] if gone]
             # After the restore: a fresh runner (GitHub Actions, a container) has no local
             # schema, and took every variant column for new, warning on every sync.
             variants_before = variant_columns(local_schema(pipeline))
