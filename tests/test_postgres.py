@@ -20,7 +20,11 @@ from pipelines.models import runner as models_runner
 from pipelines.models.compiler import CAST_SHAPES
 from pipelines.models.in_place import can_replace_in_place
 from pipelines.models.project import SQL_DIR
+from pipelines.schedules.retry_causes import classify
+from pipelines.sync.dataset_lock import LOCK_CLASS, lock_key
+from pipelines.sync.lock import SyncLockedError
 from pipelines.sync.options import SyncOptions
+from tests.cli import run_cli, sync_env
 from tests.destination_scenarios import (
     command_loads_exact,
     deletion_marks_and_reconcile,
@@ -281,3 +285,28 @@ def test_a_full_refresh_after_the_models_were_built_drops_and_reloads_keeping_ev
     sandbox.add_responses(5)
     sync_into(sandbox, pipeline, clock)
     assert_matches_truth(pipeline, sandbox.truth())
+
+
+def test_a_sync_from_another_machine_into_the_same_dataset_waits_its_turn(
+        start_sandbox, tmp_path, postgres_credentials):
+    # The sync lock is a file on one machine: two hosts (or an Airflow retry on another worker
+    # beside the first attempt) loaded at once through one staging dataset, and one failed on
+    # a duplicate key in dlt's merge or a catalog clash in a model, which is never retried.
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__POSTGRES__CREDENTIALS=postgres_credentials)
+    other_machine = psycopg2.connect(postgres_credentials)
+    try:
+        with other_machine.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(DATASET)))
+        locked = run_cli(env, "--destination", "postgres", "--quiet")
+        assert locked.returncode == 3, locked.stderr
+        last = locked.stderr.strip().splitlines()[-1]
+        assert f"another sync of dataset '{DATASET}' is running against this PostgreSQL" in last
+        assert f"server pid {other_machine.get_backend_pid()}" in last
+        assert sandbox.stats()["requests"] == 0
+        assert classify(SyncLockedError(last)).retry  # a scheduler tries again later
+    finally:
+        other_machine.close()  # its session ends, and the lock with it
+    done = run_cli(env, "--destination", "postgres", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert_matches_truth(postgres_pipeline(tmp_path, postgres_credentials), sandbox.truth())

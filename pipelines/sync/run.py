@@ -29,6 +29,7 @@ from pipelines.micrometrics.settings import Settings, load_settings
 from pipelines.models import DataTestFailed, ModelsError, build_models, mart_preview, run_data_tests
 from pipelines.status.record import SyncOutcome, record_sync
 
+from .dataset_lock import dataset_lock
 from .errors import CONFIG_ERRORS, causes, one_line
 from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
@@ -61,7 +62,9 @@ def run_sync(options: SyncOptions, result: RunResult, *, models: bool = True,
     """
     with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
         pipeline = make_pipeline(options)
-        with recorded(pipeline, options, result):  # a bad setting is recorded for status too
+        # Outside the record: a run locked out by another machine's writes nothing there.
+        with dataset_lock(pipeline), recorded(pipeline, options, result):
+            # A bad setting is recorded for status too.
             settings = load_settings(pipeline.pipeline_name)
             result.secrets.append(settings.api_secret)
             sync_and_build(options, settings, pipeline, result, models, say, preview)
