@@ -348,3 +348,22 @@ def test_a_table_dropped_by_hand_is_read_again_from_the_start(start_sandbox, tmp
     clock.advance(3600)
     again = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
     assert again.report.warnings == []  # once
+
+
+def test_times_with_spaces_or_an_offset_in_seconds_load_as_the_instants_they_are(
+        start_sandbox, tmp_path, clock):
+    # Taken (not quarantined), they loaded as NULL beside a new text variant column, for good.
+    sandbox = start_sandbox(clock=clock, devices=3, surveys=1, responses=20,
+                            rate=1000.0, burst=1000)
+    odd = {990001: " 2026-03-15T10:00:00.000Z ", 990002: "2026-03-15T10:00:00.000Z\n",
+           990003: "2026-03-15T15:45:30.000+05:45:30"}
+    for rid, at in odd.items():
+        sandbox.add_malformed("survey_responses", {"id": rid, "updated_at": at, "created_at": at,
+                                                   "answers": []})
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    assert result.report.warnings == [] and result.report.rejected == 0
+    want = datetime(2026, 3, 15, 10, 0, tzinfo=UTC)
+    loaded_times = query(tmp_path, f"SELECT id, updated_at, created_at FROM "
+                                   f"{DATASET}.survey_responses WHERE id >= 990001 ORDER BY id")
+    assert [(rid, a.astimezone(UTC), b.astimezone(UTC)) for rid, a, b in loaded_times] == [
+        (rid, want, want) for rid in odd]

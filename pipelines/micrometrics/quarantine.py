@@ -17,7 +17,7 @@ from typing import Any
 import dlt
 from dlt.common import json
 
-from .timeutil import parse_timestamp
+from .timeutil import format_timestamp, parse_timestamp
 
 DATE_AND_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
@@ -50,6 +50,24 @@ def rejection_reason(record: Any) -> str | None:
     return None
 
 
+# What dlt reads as no timestamp (loaded NULL, beside a text variant column) though it is one:
+# surrounding whitespace, an offset with seconds.
+ODD_TIME = re.compile(r"^\s|\s$|[+-]\d{2}:\d{2}:\d{2}(\.\d+)?$")
+
+
+def loadable_times(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its times in a form dlt reads, where it would not (``ODD_TIME``): in
+    UTC, to the millisecond (the API's own precision). Else as sent."""
+    for field in ("updated_at", "created_at"):
+        value = record.get(field)
+        if isinstance(value, str) and ODD_TIME.search(value):
+            try:
+                record[field] = format_timestamp(parse_timestamp(value.strip()))
+            except ValueError:
+                pass  # created_at is not checked: what dlt makes of it, as before
+    return record
+
+
 def split_records(
     records: Iterable[Any], stream: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -59,7 +77,7 @@ def split_records(
     for record in records:
         reason = rejection_reason(record)
         if reason is None:
-            good.append(record)
+            good.append(loadable_times(record))
             continue
         text = json.dumps(record, sort_keys=True)
         key = hashlib.sha256(f"{stream}\n{text}".encode()).hexdigest()
