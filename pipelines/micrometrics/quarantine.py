@@ -55,12 +55,23 @@ def rejection_reason(record: Any) -> str | None:
 ODD_TIME = re.compile(r"^\s|\s$|[+-]\d{2}:\d{2}:\d{2}(\.\d+)?$")
 
 
+def odd_time(value: str) -> bool:
+    """Whether dlt would not read ``value`` as the time it is (``ODD_TIME``); the common forms
+    (``...Z``, ``...+hh:mm``, no space around) decided without the regex: it runs on every
+    record."""
+    if value[:1].isspace() or value[-1:].isspace():
+        return True
+    if value.endswith("Z") or value[-6:-5] in ("+", "-"):
+        return False
+    return ODD_TIME.search(value) is not None
+
+
 def loadable_times(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` with its times in a form dlt reads, where it would not (``ODD_TIME``): in
     UTC, to the millisecond (the API's own precision). Else as sent."""
     for field in ("updated_at", "created_at"):
         value = record.get(field)
-        if isinstance(value, str) and ODD_TIME.search(value):
+        if isinstance(value, str) and odd_time(value):
             try:
                 record[field] = format_timestamp(parse_timestamp(value.strip()))
             except ValueError:
