@@ -349,3 +349,35 @@ def test_a_load_job_the_destination_refuses_is_named_in_one_line_without_traceba
     assert not any(line.lstrip().startswith('File "') for line in lines)
     verbose = run_cli(env, "--no-models", "--verbose")
     assert verbose.returncode == 1 and 'File "' in verbose.stderr  # --verbose keeps them
+
+
+def test_models_built_by_hand_after_a_failed_load_say_what_the_marts_lack(
+        start_sandbox, tmp_path):
+    # `make models` built marts from what was loaded and said nothing (exit 0): read as
+    # complete while a full refresh was half done, or the last sync's package waited.
+    from pipelines.models.cli import main as models_main
+
+    def models() -> str:
+        built = run_in_process(models_main, ["pipelines.models"], env, "--quiet")
+        assert built.returncode == 0, built.stderr
+        return built.stderr
+
+    sandbox = start_sandbox(devices=5, surveys=2, responses=60, page_size=10,
+                            rate=1000.0, burst=1000)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet").returncode == 0
+    assert "warning" not in models()
+    # Round 1 drops the tables and loads a page; the API refuses the cursors after it.
+    sandbox.script("reject_cursor", count=10, endpoint="survey_responses")
+    one_page_rounds = dict(env, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1",
+                           SOURCES__MICROMETRICS__ROUND_PAGES="1")
+    assert run_cli(one_page_rounds, "--quiet", "--no-models", "--full-refresh").returncode == 1
+    assert "a --full-refresh started at" in models()
+    sandbox.clear_script()
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    assert "warning" not in models()
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        connection.execute("ALTER TABLE micrometrics.devices ALTER COLUMN name SET NOT NULL")
+    sandbox.patch_records("devices", [sandbox.truth()["devices"][0]["id"]], {"name": None})
+    assert run_cli(env, "--quiet", "--no-models").returncode == 1  # refused at load
+    assert "1 load package(s) a sync extracted are not loaded yet" in models()

@@ -7,12 +7,14 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
+import dlt
 from dlt.common.configuration.exceptions import ConfigurationException
 
 from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
 from pipelines.error_chain import CONFIG_ERRORS, causes
 from pipelines.micrometrics.duckdb_session import FILE_LOCKED, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError
+from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
 
 from .preview import mart_preview
 from .project import ModelsError
@@ -77,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with held_duckdb(pipeline, bounded=False):
             report = build_models(pipeline, now=args.as_of)
             lines = [report.summary(), *([] if report.waiting_for else mart_preview(pipeline))]
+        for warning in partial_load_warnings(pipeline):
+            print(f"warning: {warning}", file=sys.stderr)
     except (ConfigurationError, ConfigurationException) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
@@ -108,3 +112,20 @@ def file_held(exc: BaseException) -> BaseException | None:
     """DuckDB's "Could not set lock on file" in ``exc``'s chain (it names the holder's PID)."""
     return next((link for link in causes(exc)
                  if any(text in str(link) for text in FILE_LOCKED)), None)
+
+
+def partial_load_warnings(pipeline: dlt.Pipeline) -> list[str]:
+    """What this machine's pipeline folder says the destination lacks, for a build by hand:
+    the marts were built from it all the same (exit 0), and read as complete."""
+    if pipeline.state.get("dataset_name") != pipeline.dataset_name:
+        return []  # the folder's last sync was of another dataset: it says nothing of this one
+    warnings = []
+    left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
+    if left:
+        warnings.append(f"{len(left)} load package(s) a sync extracted are not loaded yet (it "
+                        f"failed at load): the marts lack their rows until make sync loads them")
+    refresh = (pipeline.state.get(STATUS_KEY) or {}).get(REFRESH_FAILED)
+    if refresh:
+        warnings.append(f"a --full-refresh started at {refresh} has not completed: the marts "
+                        f"hold only what it reloaded so far")
+    return warnings
