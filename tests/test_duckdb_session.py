@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from dlt.common.configuration.container import Container
 from dlt.common.configuration.specs import PluggableRunContext
+from dlt.common.schema.typing import PIPELINE_STATE_TABLE_NAME as STATE_TABLE
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines.destination import open_pipeline
@@ -23,10 +24,12 @@ from pipelines.micrometrics.duckdb_session import (
     HeldDatabase,
     duckdb_credentials,
 )
+from pipelines.status.record import status_of
 from pipelines.sync import run as sync_run
+from pipelines.sync.terminate import Terminated
 from tests.cli import run_cli, sync_env
 from tests.file_holder import hold_in_another_process
-from tests.syncing import loaded, sync_into
+from tests.syncing import DATASET, loaded, sync_into
 from tests.truth import assert_matches_truth
 
 # Several rounds: a round is 2 pages of 20 records.
@@ -239,3 +242,57 @@ def test_a_status_run_holding_the_file_after_the_loads_does_not_fail_the_sync(
     assert result.returncode == 0, result.stderr
     assert holders and holders[-1].returncode == 0  # it held the file, then let go
     assert "could not be recorded" not in result.stderr
+
+
+def test_a_failed_syncs_record_waits_for_a_holder_too(start_sandbox, tmp_path, monkeypatch):
+    # The failure's record (exit 1, exit 4) opened the file per query: on a holder it stayed in
+    # this machine's folder, unsaid, and a fresh runner's status showed the success before it.
+    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
+    path = tmp_path / "warehouse.duckdb"
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    state_rows = f"SELECT count(*) FROM {DATASET}.{STATE_TABLE}"
+    with duckdb.connect(str(path)) as connection:
+        (before,) = connection.execute(state_rows).fetchone()
+    holders: list[subprocess.Popen] = []
+
+    def fails_while_someone_has_the_file(*args, **kwargs):
+        holders.append(hold_in_another_process(path))
+        raise RuntimeError("the API went away")
+
+    monkeypatch.setattr(sync_run, "sync", fails_while_someone_has_the_file)
+    monkeypatch.setattr(duckdb_session, "pause",
+                        lambda _seconds: holders[-1].communicate("\n", timeout=30))
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 1 and "the API went away" in result.stderr
+    assert holders[-1].returncode == 0 and "could not be recorded" not in result.stderr
+    with duckdb.connect(str(path)) as connection:
+        assert connection.execute(state_rows).fetchone() == (before + 1,)  # recorded there
+
+
+def test_a_stop_while_the_record_waits_for_the_file_is_recorded(start_sandbox, tmp_path,
+                                                                monkeypatch):
+    # SIGTERM (or a scheduler's timeout) during that wait left no record at all: after a full
+    # refresh, status went on saying it had not completed.
+    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
+    path = tmp_path / "warehouse.duckdb"
+    env = sync_env(tmp_path, sandbox.url)
+    holders: list[subprocess.Popen] = []
+    save_held = sync_run.save_held
+
+    def someone_opens_the_file_first(pipeline, options, result, code, message):
+        if code == 0:  # the success's record, after the loads and the counts
+            holders.append(hold_in_another_process(path))
+        return save_held(pipeline, options, result, code, message)
+
+    def stopped(_seconds: float) -> None:
+        holders[-1].communicate("\n", timeout=30)  # (let go, so the stop can be recorded)
+        raise Terminated
+
+    monkeypatch.setattr(sync_run, "save_held", someone_opens_the_file_first)
+    monkeypatch.setattr(duckdb_session, "pause", stopped)
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 1 and "stopped by SIGTERM" in result.stderr
+    pipeline = pipeline_at(tmp_path)
+    pipeline.sync_destination()
+    assert status_of(pipeline.state)["last_sync"]["exit_code"] == 1

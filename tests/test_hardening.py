@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from pipelines.micrometrics.messages import hint
+from pipelines.micrometrics.session import could_not_connect
 from pipelines.sandbox import Sandbox
 from pipelines.sync.lock import sync_lock
+from pipelines.sync.logs import OneLine
 from tests.cli import run_cli, run_sync, start_sync, sync_env
 from tests.conftest import KEY, SECRET
 from tests.syncing import add_malformed_records, query
@@ -238,3 +242,31 @@ def test_secret_never_leaves_the_process(start_sandbox, tmp_path):
             assert secret.encode() not in data, path
             assert b"APIAuth " not in data, path
     assert scanned > 10 and (tmp_path / "warehouse.duckdb").exists()
+
+
+def test_only_a_connection_never_made_is_blamed_on_base_url(start_sandbox):
+    # A dead proxy and TLS to a plain-HTTP port are configuration (check base_url, the proxy),
+    # as a refused connection is; they were reported as "the API kept failing".
+    sandbox = start_sandbox()
+    port = sandbox.url.rsplit(":", 1)[1]
+    attempts = {
+        "refused": lambda: requests.get(f"http://127.0.0.1:{int(port) ^ 1}/", timeout=5),
+        "proxy": lambda: requests.get("http://api.example.com/", timeout=5,
+                                      proxies={"http": f"http://127.0.0.1:{int(port) ^ 1}"}),
+        "tls": lambda: requests.get(f"https://127.0.0.1:{port}/", timeout=5),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(requests.ConnectionError) as raised:
+            attempt()
+        assert could_not_connect(raised.value), name
+    # (A connection the server dropped: test_failures_say_what_to_do..., connection_dropped.)
+
+
+def test_dlt_lines_keep_the_error_a_traceback_ends_with():
+    record = logging.LogRecord(
+        "dlt", logging.WARNING, __file__, 1, "Job for survey_responses.x.parquet retried in "
+        "load 1 with message Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+        "OSError: [Errno 28] No space left on device\n", None, None)
+    assert OneLine().filter(record)
+    assert record.getMessage() == ("Job for survey_responses.x.parquet retried in load 1 with "
+                                   "message OSError: [Errno 28] No space left on device")

@@ -345,7 +345,6 @@ def test_a_load_job_the_destination_refuses_is_named_in_one_line_without_traceba
     lines = result.stderr.strip().splitlines()
     assert lines[-1] == ("error: sync failed: the load of devices failed: Constraint Error: "
                          "NOT NULL constraint failed: devices.name")
-    assert len(lines) <= 3  # dlt's own lines, one each
     assert not any(line.lstrip().startswith('File "') for line in lines)
     verbose = run_cli(env, "--no-models", "--verbose")
     assert verbose.returncode == 1 and 'File "' in verbose.stderr  # --verbose keeps them

@@ -218,11 +218,13 @@ def transport_error(request: PreparedRequest, exc: Exception, attempts: int) -> 
 
 def could_not_connect(exc: Exception) -> bool:
     """Whether no connection was made at all (refused, no route, a name that does not resolve,
-    a connect timeout): base_url's or the network's fault. A connection the server dropped
-    (``RemoteDisconnected``, a reset, a truncated body) is a ``ConnectionError`` too, but
-    checking base_url would not help there."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
+    a connect timeout, the proxy, TLS): base_url's or the network's fault. A connection the
+    server dropped (``RemoteDisconnected``, a reset, a truncated body) is a
+    ``ConnectionError`` too, but checking base_url would not help there."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ProxyError
+                  | requests.exceptions.SSLError):
+        return True  # a proxy this machine cannot reach, TLS to a plain-HTTP port or a bad
+        # certificate: configuration, not a server that keeps failing
     if not isinstance(exc, requests.ConnectionError):
         return False
     reason = exc.args[0] if exc.args else None

@@ -43,8 +43,12 @@ class OneLine(logging.Filter):
     ``--verbose`` keeps them whole."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        lines = record.getMessage().splitlines()
-        record.msg, record.args = (lines[0] if lines else ""), None
+        lines = [line for line in record.getMessage().splitlines() if line.strip()]
+        text = lines[0] if lines else ""
+        if "Traceback (most recent call last):" in text and len(lines) > 1:
+            # dlt puts a job's formatted traceback in the message: its last line is the error.
+            text = text.replace("Traceback (most recent call last):", lines[-1].strip())
+        record.msg, record.args = text, None
         record.exc_info = record.exc_text = record.stack_info = None
         return True
 

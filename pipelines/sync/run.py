@@ -10,6 +10,7 @@ goes into a ``RunResult`` (``--json``'s summary); failures are raised as they ar
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from dlt.load.exceptions import LoadClientJobException
 
 from pipelines.destination import PIPELINE_NAME
 from pipelines.micrometrics import SyncReport, sync
-from pipelines.micrometrics.duckdb_session import held_duckdb
+from pipelines.micrometrics.duckdb_session import duckdb_credentials, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import Settings, load_settings
@@ -109,15 +110,29 @@ def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) ->
     try:
         yield
     except BaseException as exc:  # a scheduler's timeout (Airflow's is no Exception) too
-        save_outcome(pipeline, options, result, *failure(exc))
+        save_held(pipeline, options, result, *failure(exc))
         raise
-    # DuckDB: held (waiting for a status or notebook that has the file open) rather than
-    # opened by each of dlt's queries, which failed on such a holder; not held, it is recorded
-    # all the same if it can be (else a warning: the sync's own result stands).
-    with ExitStack() as holding:
-        with suppress(Exception):
-            holding.enter_context(held_duckdb(pipeline, bounded=False))
-        save_outcome(pipeline, options, result, EXIT_OK, None)
+    save_held(pipeline, options, result, EXIT_OK, None)
+
+
+def save_held(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
+              message: str | None) -> None:
+    """``save_outcome`` with an existing DuckDB file held (waiting for a status or notebook
+    that has it open) rather than opened by each of dlt's queries, which failed on such a
+    holder (the record then stayed local, unsaid); not held, it is recorded all the same if
+    it can be. Stopped while it waits (SIGTERM, a scheduler's timeout), the stop is recorded."""
+    try:
+        with ExitStack() as holding:
+            with suppress(Exception):
+                credentials = duckdb_credentials(pipeline)
+                if credentials is not None and os.path.exists(credentials.database):
+                    holding.enter_context(held_duckdb(pipeline, bounded=False))
+            save_outcome(pipeline, options, result, code, message)
+    except BaseException as stop:
+        if code != EXIT_OK:
+            raise  # the failure is raised anyway; a stop on top of it too
+        save_outcome(pipeline, options, result, *failure(stop))
+        raise
 
 
 def save_outcome(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
