@@ -14,10 +14,13 @@ import dlt
 import duckdb
 import pytest
 
+from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.status.cli import age_arg, main
+from pipelines.status.record import status_of
 from pipelines.sync import run as sync_run
 from pipelines.sync.cli import TABLES
+from pipelines.sync.options import SyncOptions
 from pipelines.sync.summary import destination_counts
 from tests.cli import run_cli, run_in_process, sync_env
 from tests.conftest import SECRET
@@ -429,3 +432,23 @@ def test_a_survey_gone_with_its_backfill_open_leaves_the_status_and_the_state(
     per_survey = pipeline.state["sources"]["micrometrics"]["resources"]["survey_responses"][
         "surveys"]
     assert sorted(per_survey) == sorted(str(s["id"]) for s in sandbox.truth()["surveys"])
+
+
+def test_a_completed_refresh_leaves_no_mark_of_one_under_way(start_sandbox, tmp_path, clock):
+    # The mark outlived refreshes that completed: from sync() (no command record to clear it),
+    # and a refresh of some resources: status stopped vouching, and make models warned, for good.
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    pipeline = pipeline_on(dlt.destinations.duckdb(credentials=str(tmp_path / "w.duckdb")),
+                           tmp_path / "pipelines")
+    sync_into(sandbox, pipeline, clock, **FAST)
+    for resources in (None, ("devices",)):
+        sync_into(sandbox, pipeline, clock, SyncOptions(full_refresh=True, resources=resources),
+                  **FAST)
+        assert REFRESH_FAILED not in status_of(pipeline.state)
+    # One that did not complete stays marked through a refresh of some resources after it.
+    status = {REFRESH_FAILED: "2026-03-15T00:00:00.000+00:00"}
+    with pipeline.managed_state() as state:
+        state[STATUS_KEY] = status
+    sync_into(sandbox, pipeline, clock, SyncOptions(full_refresh=True, resources=("devices",)),
+              **FAST)
+    assert status_of(pipeline.state)[REFRESH_FAILED] == status[REFRESH_FAILED]

@@ -211,8 +211,7 @@ def sync(
             report.marks.add(apply_survey_marks(pipeline))
             # Only the selected resources: --full-refresh --resources devices keeps the responses.
             refresh = "drop_resources" if full_refresh else None
-            if full_refresh:
-                refresh_under_way(pipeline, now)
+            marked_refresh = refresh_under_way(pipeline, now) if full_refresh else None
             # Surveys gone or seen back as the sync begins: one listed has its responses read
             # again; and a refresh drops the surveys' state, where they are tracked, not the marks.
             deletions_before = (TrackedSurveys.of(surveys_state(pipeline))
@@ -252,6 +251,8 @@ def sync(
             finally:
                 if list_read is not None:  # done by now, unless the sync failed first
                     list_read.cancel()
+            if marked_refresh:
+                refresh_done(pipeline, marked_refresh)  # committed with the next load
             report.marks.add(apply_survey_marks(pipeline))
             if QUESTION_HISTORY in chosen and index.read:
                 retire_emptied(pipeline, emptied(index.indexed), bounds.now)
@@ -282,15 +283,29 @@ def sync(
     return report
 
 
-def refresh_under_way(pipeline: dlt.Pipeline, now: datetime) -> None:
-    """Marks the state: a full refresh started, committed with its first round (which drops
-    the tables), so that status no longer vouches for the last success until a sync completes
-    (the command's record of it clears the mark). Status said "fresh", and the models built
-    from half-reloaded tables, for as long as a refresh ran."""
+def refresh_under_way(pipeline: dlt.Pipeline, now: datetime) -> str | None:
+    """Marks the state: a full refresh started at ``now``, committed with its first round
+    (which drops the tables), so that status no longer vouches for the last success until a
+    sync completes (status said "fresh", and the models built from half-reloaded tables, for
+    as long as a refresh ran). Returns the mark, or None when one was there already (an
+    earlier refresh that did not complete: this one, of some resources, completes nothing)."""
     with pipeline.managed_state() as state:
         status = dict(state.get(STATUS_KEY) or {})
+        if status.get(REFRESH_FAILED):
+            return None
         status[REFRESH_FAILED] = format_timestamp(now)
         state[STATUS_KEY] = status  # type: ignore[literal-required]
+        return status[REFRESH_FAILED]
+
+
+def refresh_done(pipeline: dlt.Pipeline, mark: str) -> None:
+    """Clears this refresh's mark once its rounds are loaded (the command's record loads it at
+    once; a library caller's next sync commits it)."""
+    with pipeline.managed_state() as state:
+        status = dict(state.get(STATUS_KEY) or {})
+        if status.get(REFRESH_FAILED) == mark:
+            status.pop(REFRESH_FAILED)
+            state[STATUS_KEY] = status  # type: ignore[literal-required]
 
 
 def release_memory(held: HeldDatabase | None) -> None:
