@@ -23,9 +23,8 @@ import dlt
 
 from .client import MicrometricsClient
 from .errors import ApiError, CursorRejectedError, survey_gone
-from .marks import MarkCounts, Marker, in_list
-from .timeutil import format_timestamp
-from .warehouse import sql_literal
+from .marks import MarkCounts, Marker, in_list, timestamp_literal
+from .timeutil import CLOCK_SKEW, format_timestamp
 from .windows import Window, listing_window
 
 log = logging.getLogger("micrometrics")
@@ -65,9 +64,11 @@ def reconcile(
     report = ReconcileReport()
     started = client.stats.requests
     window = listing_window(now)
-    # Rows loaded once the listings began (another machine's sync of this dataset) may be
-    # missing from them: never marked (a live response was, until a later sync re-read it).
-    before = latest_loads(pipeline, ("devices", "survey_responses"))
+    # A row changed once the listings began may be in none of them (another machine's sync
+    # of this dataset loaded it meanwhile: a live response was marked, until a later sync
+    # re-read it): only rows changed before this sync, by a clock the API's may differ from by
+    # CLOCK_SKEW, are marked; a later reconcile marks the others if they are gone.
+    settled = timestamp_literal(format_timestamp(now - CLOCK_SKEW))
     listings: dict[str, tuple[str, set[Any]]] = {}
     if "devices" in resources:
         listings["devices"] = ("1 = 1", listed_ids(client, "/devices", window))
@@ -91,31 +92,17 @@ def reconcile(
         for table, (scope, ids) in listings.items():
             report.listed[table] = len(ids)
             rows = marker.ids(table, scope)
-            loaded_before = {i for i, _mark in marker.ids(
-                table, f"({scope}) AND _dlt_load_id <= {sql_literal(before.get(table, ''))}")}
+            changed_before = {i for i, _mark in marker.ids(
+                table, f"({scope}) AND updated_at < {settled}")}
             # As text: an id the API sends as "123" is the table's 123 (marked live rows).
             listed = {str(i) for i in ids}
             marker.mark(table, "id", [i for i, mark in rows if mark is None and
-                                      str(i) not in listed and i in loaded_before], when)
+                                      str(i) not in listed and i in changed_before], when)
             marker.unmark(table, "id", [i for i, mark in rows
                                         if mark is not None and str(i) in listed])
     report.marks = marker.counts
     report.requests = client.stats.requests - started
     return report
-
-
-def latest_loads(pipeline: dlt.Pipeline, tables: tuple[str, ...]) -> dict[str, str]:
-    """The newest ``_dlt_load_id`` of each table that holds rows (dlt's load ids are UNIX times
-    with ten digits before the point until 2286: they compare as text)."""
-    latest: dict[str, str] = {}
-    with pipeline.sql_client() as sql:
-        marker = Marker(sql)
-        for table in tables:
-            if (qualified := marker.table(table)) is not None:
-                ((load_id,),) = sql.execute_sql(f"SELECT MAX(_dlt_load_id) FROM {qualified}")
-                if load_id is not None:
-                    latest[table] = str(load_id)
-    return latest
 
 
 def pages_of(rows: int, page_size: int) -> int:
