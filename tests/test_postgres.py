@@ -5,6 +5,7 @@ figures as DuckDB on the same sandbox data."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import psycopg2
 import pytest
 from sqlglot import exp
 
+from pipelines.micrometrics import refresh_views
 from pipelines.models import ModelsError, build_models
 from pipelines.models import runner as models_runner
 from pipelines.models.compiler import CAST_SHAPES
@@ -310,3 +312,44 @@ def test_a_sync_from_another_machine_into_the_same_dataset_waits_its_turn(
     done = run_cli(env, "--destination", "postgres", "--quiet")
     assert done.returncode == 0, done.stderr
     assert_matches_truth(postgres_pipeline(tmp_path, postgres_credentials), sandbox.truth())
+
+
+def test_a_refresh_whose_load_failed_or_was_killed_keeps_every_view(
+        start_sandbox, tmp_path, clock, postgres_credentials, monkeypatch):
+    # The refresh's package, left pending when its first load failed, dropped the tables in
+    # the next sync's first step with every view in place: that sync failed, and each after it.
+    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+    with pipeline.sql_client() as sql:
+        sql.execute_sql("CREATE SCHEMA bi")
+        sql.execute_sql(f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
+    load = dlt.Pipeline.load
+
+    def fails_once(self, *args, **kwargs):
+        monkeypatch.setattr(dlt.Pipeline, "load", load)
+        raise ConnectionError("the server went away as the load started")
+
+    clock.advance(HOUR)
+    monkeypatch.setattr(dlt.Pipeline, "load", fails_once)
+    with pytest.raises(Exception, match="went away"):
+        sync_into(sandbox, pipeline, clock, SyncOptions(full_refresh=True))
+    assert pipeline.list_normalized_load_packages()  # the refresh's package, pending
+    clock.advance(HOUR)
+    result = sync_into(sandbox, pipeline, clock)
+    assert not result.report.warnings
+    assert_matches_truth(pipeline, sandbox.truth())
+    assert query(pipeline, "SELECT count(*) FROM bi.raw") == [
+        (len(sandbox.truth()["survey_responses"]),)]
+
+    # Killed (SIGKILL) while the views were set aside: the next sync creates them again.
+    with pipeline.sql_client() as sql:
+        views = refresh_views._views_reading(sql, ["survey_responses"])
+        (Path(pipeline.pipelines_dir) / "micrometrics.views-set-aside.json").write_text(
+            json.dumps(views))
+        sql.execute_sql("DROP VIEW bi.raw")
+    clock.advance(HOUR)
+    sync_into(sandbox, pipeline, clock)
+    assert query(pipeline, "SELECT count(*) FROM bi.raw") == [
+        (len(sandbox.truth()["survey_responses"]),)]

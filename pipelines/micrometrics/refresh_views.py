@@ -11,8 +11,10 @@ and BigQuery let a table under a view be dropped: nothing to do there.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -36,10 +38,15 @@ def refreshed_tables(pipeline: dlt.Pipeline, resources: Iterable[str]) -> list[s
 def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[list[str]]:
     """Drops the views that read ``tables`` (on PostgreSQL) for the block and creates them again
     after it (whether it failed or not). Yields a list that is filled, after the block, with one
-    line per view that could not be created again (its definition no longer fits the tables)."""
+    line per view that could not be created again (its definition no longer fits the tables).
+    Their definitions are kept in the pipeline's folder meanwhile: a sync killed in the block
+    (SIGKILL) never creates them again, the next one does (``restore_set_aside``)."""
     failures: list[str] = []
+    kept = _kept_at(pipeline)
     with pipeline.sql_client() as client:
         views = _views_reading(client, tables)
+        if views:
+            kept.write_text(json.dumps(views))
         for schema, name, kind, _definition in views:
             drop = "DROP MATERIALIZED VIEW" if kind == "m" else "DROP VIEW"
             client.execute_sql(f"{drop} IF EXISTS {quoted(schema)}.{quoted(name)} CASCADE")
@@ -47,8 +54,26 @@ def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[list[
         yield failures
     finally:
         if views:
-            with pipeline.sql_client() as client:
-                failures += recreate_views(client, views)
+            failures += restore_set_aside(pipeline)
+
+
+def restore_set_aside(pipeline: dlt.Pipeline) -> list[str]:
+    """Creates again the views a killed sync set aside (none: nothing to do); one line per
+    view that could not be."""
+    kept = _kept_at(pipeline)
+    try:
+        views = [tuple(view) for view in json.loads(kept.read_text())]
+    except (OSError, ValueError):
+        return []
+    with pipeline.sql_client() as client:
+        failures = recreate_views(client, views)  # type: ignore[arg-type]
+    kept.unlink(missing_ok=True)
+    return failures
+
+
+def _kept_at(pipeline: dlt.Pipeline) -> Path:
+    """Beside the sync's lock, outside the working folder dlt resets when it drops."""
+    return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.views-set-aside.json"
 
 
 def _views_reading(client: Any, tables: list[str]) -> list[tuple[str, str, str, str]]:

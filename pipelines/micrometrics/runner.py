@@ -37,7 +37,7 @@ from .questions import emptied, retire_emptied, with_question_history
 from .quiet import Skipped, skipped_surveys
 from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
-from .refresh_views import refreshed_tables, views_set_aside
+from .refresh_views import refreshed_tables, restore_set_aside, views_set_aside
 from .rounds import (
     ExtractTally,
     RoundBudget,
@@ -194,7 +194,18 @@ def sync(
         with held_duckdb(pipeline) as held:
             # What a killed sync left is loaded first, whatever this sync selects, and the marks it
             # committed to state but never applied are applied (idempotent otherwise).
-            report.load_infos.extend(finish_pending(pipeline))
+            # On PostgreSQL, a pending package of a refresh drops tables the views read: they
+            # are set aside for it too (and those a killed sync set aside come back).
+            pending = (pipeline.list_extracted_load_packages()
+                       + pipeline.list_normalized_load_packages())
+            aside = (views_set_aside(pipeline, refreshed_tables(pipeline, RESOURCES))
+                     if destination == "postgres" and pending else nullcontext([]))
+            with aside as not_recreated:
+                report.load_infos.extend(finish_pending(pipeline))
+            if destination == "postgres":
+                not_recreated += restore_set_aside(pipeline)
+            report.warnings += [f"a view set aside for a refresh could not be created again: "
+                                f"{line}" for line in not_recreated]
             after_step()
             # The marks come from state: the destination's, when it is newer than this machine's
             # (another worker synced since). Stale local state would mark a survey that came back.
@@ -238,7 +249,7 @@ def sync(
                     with aside as not_recreated:
                         info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                             refresh=refresh)
-                    report.warnings += [f"a view the refresh dropped could not be created "
+                    report.warnings += [f"a view set aside for a refresh could not be created "
                                         f"again: {line}" for line in not_recreated]
                     refresh = None
                     after_step()
