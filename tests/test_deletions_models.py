@@ -334,12 +334,55 @@ def test_a_device_erased_before_the_first_sync_is_recorded_as_deleted(
     assert marks(tmp_path, "devices")[gone] is not None
     build(first.pipeline, clock)
 
-    # A device the API still lists but the table lacks is breakage: not recorded, and the
-    # data test says so.
+    # A device the API still lists but the table lacks (a read missed it) is not recorded: the
+    # data test says so, and the devices are read again from their start by the next sync.
     kept = sandbox.truth()["devices"][1]["id"]
     rows(first.pipeline, f"DELETE FROM {DATASET}.devices WHERE id = '{kept}'")
     clock.advance(3600)
+    sandbox.add_responses(3)
     sync(sandbox, tmp_path, clock)
     assert kept not in marks(tmp_path, "devices")
     with pytest.raises(DataTestFailed, match="responses_have_known_device"):
         build_models(first.pipeline, now=now(clock))
+    clock.advance(3600)
+    sync(sandbox, tmp_path, clock)
+    assert marks(tmp_path, "devices")[kept] is None  # read again, live
+    build(first.pipeline, clock)
+
+    # Recorded as erased, then listed again (an undelete keeps its updated_at, which no
+    # incremental read reaches): unmarked, the row was a live device with no name or zone.
+    rows(first.pipeline, f"DELETE FROM {DATASET}.devices WHERE id = '{kept}'")
+    rows(first.pipeline, f"INSERT INTO {DATASET}.devices (id, deleted_at, _dlt_load_id, "
+                         f"_dlt_id) VALUES ('{kept}', TIMESTAMP '2026-03-01 00:00:00', '1', 'x')")
+    clock.advance(3600)
+    sync(sandbox, tmp_path, clock, reconcile=True)
+    clock.advance(3600)
+    sync(sandbox, tmp_path, clock)
+    ((name,),) = rows(first.pipeline, f"SELECT name FROM {DATASET}.devices WHERE id = '{kept}'")
+    assert name == next(d["name"] for d in sandbox.truth()["devices"] if d["id"] == kept)
+    build(first.pipeline, clock)
+
+
+def test_a_device_the_api_lists_but_the_table_lacks_is_not_listed_every_sync(
+        start_sandbox, tmp_path, clock):
+    # Its record quarantined (no loadable updated_at), a device named by responses stays
+    # unknown: every sync listed every device again (50 requests a sync for 5,000 devices).
+    sandbox = start_sandbox(clock=clock, devices=250, surveys=2, responses=40, page_size=100,
+                            rate=1000.0, burst=1000)
+    survey = sandbox.truth()["surveys"][0]["id"]
+    sandbox.add_malformed("devices", {"id": "dev-odd", "name": "Lobby", "updated_at": "soon"})
+    sandbox.add_malformed("survey_responses", {
+        "id": 990001, "survey_id": survey, "device_id": "dev-odd", "answers": [],
+        "created_at": "2026-03-15T10:00:00.000Z", "updated_at": "2026-03-15T10:00:00.000Z"},
+        survey_id=survey)
+    device_requests = []
+    for _ in range(3):
+        sandbox.reset_stats()
+        sync(sandbox, tmp_path, clock)
+        device_requests.append(sandbox.stats()["by_endpoint"]["devices"])
+        clock.advance(3600)
+        sandbox.add_responses(2)
+    # The first sync reads the devices (3 pages) and lists them (3 more); the next one reads
+    # them again from their start (3 pages, the device might be loadable now) and lists
+    # nothing; then only the incremental read is left.
+    assert device_requests == [6, 3, 1]

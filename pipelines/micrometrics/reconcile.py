@@ -22,10 +22,12 @@ from typing import Any
 import dlt
 
 from .client import MicrometricsClient
-from .errors import ApiError, CursorRejectedError, survey_gone
+from .errors import ApiError, survey_gone
+from .listing import listed_ids
 from .marks import MarkCounts, Marker, in_list, timestamp_literal
+from .orphans import forget_returned
 from .timeutil import CLOCK_SKEW, format_timestamp
-from .windows import Window, listing_window
+from .windows import listing_window
 
 log = logging.getLogger("micrometrics")
 
@@ -37,21 +39,6 @@ class ReconcileReport:
     requests: int = 0
     listed: dict[str, int] = field(default_factory=dict)
     marks: MarkCounts = field(default_factory=MarkCounts)
-
-
-def listed_ids(client: MicrometricsClient, path: str, window: Window) -> set[Any]:
-    """Every id the stream lists; a listing whose cursor the API refuses (expired: 400, 404,
-    410, 422) is read again from its first page, once, as a sync's windows are."""
-    try:
-        return ids_of(client, path, window)
-    except CursorRejectedError:
-        log.warning("warning: reconcile: the API refused a cursor of %s; listing it again", path)
-        return ids_of(client, path, window)
-
-
-def ids_of(client: MicrometricsClient, path: str, window: Window) -> set[Any]:
-    return {record["id"] for page in client.pages(path, params=window.params())
-            for record in page if isinstance(record, dict) and record.get("id") is not None}
 
 
 def reconcile(
@@ -96,6 +83,9 @@ def reconcile(
                 table, f"({scope}) AND updated_at < {settled}")}
             # As text: an id the API sends as "123" is the table's 123 (marked live rows).
             listed = {str(i) for i in ids}
+            if table == "devices" and (back := forget_returned(pipeline, marker, listed)):
+                report.marks.unmarked["devices"] = back  # read again by the next sync
+                rows = marker.ids(table, scope)
             marker.mark(table, "id", [i for i, mark in rows if mark is None and
                                       str(i) not in listed and i in changed_before], when)
             marker.unmark(table, "id", [i for i, mark in rows
