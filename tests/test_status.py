@@ -20,11 +20,13 @@ from pipelines.status.cli import age_arg, main
 from pipelines.status.record import status_of
 from pipelines.sync import run as sync_run
 from pipelines.sync.cli import TABLES
+from pipelines.sync.lock import sync_lock
 from pipelines.sync.options import SyncOptions
 from pipelines.sync.summary import destination_counts
 from tests.cli import run_cli, run_in_process, sync_env
 from tests.conftest import SECRET
 from tests.destinations import FAST, pipeline_on
+from tests.file_holder import hold_in_another_process
 from tests.syncing import RequestCapExceeded, add_malformed_records, sync_into
 
 SMALL = {"devices": 10, "surveys": 3, "responses": 300, **FAST}
@@ -273,6 +275,21 @@ def test_a_load_that_failed_leaves_the_streams_as_the_destination_has_them(
     assert after["last_sync"]["exit_code"] == 1  # the local record of how it went
     assert any("1 load package(s) extracted on this machine are not loaded yet" in problem
                for problem in after["problems"])
+    # The destination unreadable (a notebook has the file open): no stream from the local
+    # windows, which are ahead; the last success still dates the data.
+    holder = hold_in_another_process(tmp_path / "warehouse.duckdb")
+    try:
+        held = status_json(env)
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert held["state_source"] == "local" and held["streams"] == []
+    assert held["data_as_of"] == before["last_success"]["started_at"]
+    assert any("no stream is shown" in problem for problem in held["problems"])
+    # While a sync runs here, its packages are its own, not a failure's.
+    with sync_lock(str(tmp_path / "dlt" / "pipelines"), "micrometrics"):
+        running = status_json(env)
+    assert any(problem.startswith("a sync is running here (pid ")
+               for problem in running["problems"])
 
 
 def test_ages_take_units():

@@ -11,6 +11,7 @@ local pipeline folder gone, and also when the destination cannot be reached.
 
 from __future__ import annotations
 
+import fcntl
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,11 +169,16 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
         snapshot.versions["destination"] = int(remote.get("_state_version", 0))
     left = pending_packages(pipelines_dir) if local is not None else 0
     if left:
+        running = sync_running(pipelines_dir)
         snapshot.problems.append(
-            f"{left} load package(s) extracted on this machine are not loaded yet (a sync failed "
-            f"at load): the next sync loads them first" + (
+            (f"a sync is running here (pid {running}): {left} load package(s) on their way"
+             if running else
+             f"{left} load package(s) extracted on this machine are not loaded yet (a sync "
+             f"failed at load): the next sync loads them first") + (
                 "; until then the streams are shown as the destination has them"
-                if remote is not None else ""))
+                if remote is not None else
+                "; the destination is not readable, so no stream is shown (the local windows "
+                "are ahead of what was loaded)"))
     if remote is not None and (local is None or left or snapshot.versions["destination"]
                                > snapshot.versions["local"]):
         # With packages left, the local windows are ahead of what was loaded: the
@@ -181,8 +187,28 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
         if left and local is not None and STATUS_KEY in local:
             snapshot.state = {**remote, STATUS_KEY: local[STATUS_KEY]}
     elif local is not None:
-        snapshot.state, snapshot.source = local, "local"
+        # Packages left and no destination to read: the local windows came with them, ahead
+        # of what was loaded; the record (its last success) still says how fresh the data is.
+        snapshot.state = ({key: value for key, value in local.items() if key != "sources"}
+                          if left else local)
+        snapshot.source = "local"
     return snapshot
+
+
+def sync_running(pipelines_dir: str | None) -> str | None:
+    """The pid of a sync holding this machine's sync lock, or None. (A shared lock for an
+    instant: a sync starting in that instant would find it taken and exit 3.)"""
+    path = Path(pipelines_dir or get_dlt_pipelines_dir()) / f"{PIPELINE_NAME}.sync.lock"
+    try:
+        with open(path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read().strip() or "unknown"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
 
 
 def pending_packages(pipelines_dir: str | None) -> int:
