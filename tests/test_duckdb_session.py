@@ -296,3 +296,26 @@ def test_a_stop_while_the_record_waits_for_the_file_is_recorded(start_sandbox, t
     pipeline = pipeline_at(tmp_path)
     pipeline.sync_destination()
     assert status_of(pipeline.state)["last_sync"]["exit_code"] == 1
+
+
+def test_a_sync_that_failed_on_a_holder_does_not_wait_for_it_again_to_record(
+        start_sandbox, tmp_path, monkeypatch):
+    # It waited a minute to open the file, failed, then waited another minute to record that.
+    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    holder = hold_in_another_process(tmp_path / "warehouse.duckdb")
+    waits: list[float] = []
+
+    def held_by_another(*args, **kwargs):
+        raise duckdb.IOException("IO Error: Could not set lock on file: Conflicting lock is "
+                                 f"held in python (PID {holder.pid})")
+
+    monkeypatch.setattr(sync_run, "sync", held_by_another)
+    monkeypatch.setattr(duckdb_session, "pause", waits.append)
+    try:
+        result = run_cli(env, "--quiet", "--no-models")
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert result.returncode == 1 and "Conflicting lock" in result.stderr
+    assert waits == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import requests
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.session import could_not_connect
 from pipelines.sandbox import Sandbox
+from pipelines.sync import lock as sync_lock_module
 from pipelines.sync.lock import sync_lock
 from pipelines.sync.logs import OneLine
 from tests.cli import run_cli, run_sync, start_sync, sync_env
@@ -270,3 +272,15 @@ def test_dlt_lines_keep_the_error_a_traceback_ends_with():
     assert OneLine().filter(record)
     assert record.getMessage() == ("Job for survey_responses.x.parquet retried in load 1 with "
                                    "message OSError: [Errno 28] No space left on device")
+
+
+def test_a_sync_starting_while_status_looks_at_its_lock_still_starts(tmp_path, monkeypatch):
+    # status takes the lock shared for an instant (is a sync running?): a sync starting just
+    # then exited 3, naming the pid of a sync long finished.
+    path = tmp_path / "micrometrics.sync.lock"
+    path.write_text("4242")
+    status_look = open(path)  # noqa: SIM115 - held across the sync's first try
+    fcntl.flock(status_look, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    monkeypatch.setattr(sync_lock_module, "pause", lambda _s: status_look.close())
+    with sync_lock(str(tmp_path), "micrometrics"):
+        assert path.read_text() == str(os.getpid())

@@ -28,6 +28,8 @@ from typing import Any
 
 import dlt
 
+from pipelines.error_chain import causes
+
 # Measured with `benchmarks.scale --only 200k|1m` (RESULTS.md). A round's load (parquet into
 # staging tables, then the merges) runs in 64MB, spilling the rest to disk (at 32MB a merge
 # failed for memory; 48MB lowered no peak). One thread: ~20MB less at the peak and no slower
@@ -55,6 +57,12 @@ pause, waited = time.sleep, time.monotonic  # the wait between two tries (tests 
 # What DuckDB raises when another process holds the file: it locks a file it opens (read-write
 # or read-only) until that process closes it or exits.
 FILE_LOCKED = ("Could not set lock on file", "Conflicting lock is held")
+
+
+def file_held(exc: BaseException) -> BaseException | None:
+    """DuckDB's "Could not set lock on file" in ``exc``'s chain (it names the holder's PID)."""
+    return next((link for link in causes(exc)
+                 if any(text in str(link) for text in FILE_LOCKED)), None)
 
 
 def duckdb_credentials(pipeline: dlt.Pipeline) -> Any | None:

@@ -103,8 +103,9 @@ def _listed_but_missing(pipeline: dlt.Pipeline, missing: list[Any], now: datetim
             source.get("resources", {}).pop("devices", None)
     if missing:
         log.warning("warning: device(s) %s that responses name are listed by the API but not "
-                    "in the devices table (quarantined? see _rejected_records): the devices are "
-                    "read again from their start next sync", ", ".join(map(str, missing[:10])))
+                    "in the devices table (quarantined? see _rejected_records)%s",
+                    ", ".join(map(str, missing[:10])),
+                    ": the devices are read again from their start next sync" if new else "")
 
 
 def _source_state(state: Any) -> dict[str, Any]:

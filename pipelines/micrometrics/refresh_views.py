@@ -35,6 +35,49 @@ def refreshed_tables(pipeline: dlt.Pipeline, resources: Iterable[str]) -> list[s
 
 
 @contextmanager
+def views_kept(pipeline: dlt.Pipeline, destination: str, resources: Iterable[str],
+               pending_only: bool = False) -> Iterator[list[str]]:
+    """On PostgreSQL, ``views_set_aside`` for the tables of ``resources`` (none: nothing to do;
+    ``pending_only``: for the tables the packages a sync left will drop, after creating again
+    the views a killed sync set aside). Yields the warnings, filled after the block: one per
+    view that could not be created again."""
+    warnings: list[str] = []
+    failed: list[str] = []  # filled by views_set_aside as it ends
+    on_postgres = destination == "postgres"
+    if on_postgres and pending_only:
+        # First: the views a killed sync set aside (setting aside again would overwrite them).
+        failed += restore_set_aside(pipeline)
+    tables = (pending_drops(pipeline) if pending_only else refreshed_tables(pipeline, resources)
+              ) if on_postgres else []
+    failed_now: list[str] = []
+    try:
+        if tables:
+            with views_set_aside(pipeline, tables) as failed_now:
+                yield warnings
+        else:
+            yield warnings
+    finally:
+        warnings += [f"a view set aside for a refresh could not be created again: {line}"
+                     for line in failed + failed_now]
+
+
+def pending_drops(pipeline: dlt.Pipeline) -> list[str]:
+    """The tables the packages a sync left will drop as they load (a refresh's first round):
+    only those need their views set aside (a view created again loses its grants)."""
+    dropped: list[str] = []
+    extracted = pipeline._get_normalize_storage().extracted_packages  # noqa: SLF001 - no API
+    for load_id in pipeline.list_normalized_load_packages():
+        dropped += _dropped(pipeline.get_load_package_state(load_id))
+    for load_id in pipeline.list_extracted_load_packages():
+        dropped += _dropped(extracted.get_load_package_state(load_id))
+    return dropped
+
+
+def _dropped(state: Any) -> list[str]:
+    return [table["name"] for table in state.get("dropped_tables", []) or []]
+
+
+@contextmanager
 def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[list[str]]:
     """Drops the views that read ``tables`` (on PostgreSQL) for the block and creates them again
     after it (whether it failed or not). Yields a list that is filled, after the block, with one

@@ -12,7 +12,6 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -37,7 +36,7 @@ from .questions import emptied, retire_emptied, with_question_history
 from .quiet import Skipped, skipped_surveys
 from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
-from .refresh_views import refreshed_tables, restore_set_aside, views_set_aside
+from .refresh_views import views_kept
 from .rounds import (
     ExtractTally,
     RoundBudget,
@@ -49,7 +48,7 @@ from .rounds import (
 )
 from .settings import Settings, env_name, load_settings, refuse_future_start
 from .source import micrometrics_source, prefetch_survey_list
-from .status_keys import REFRESH_FAILED, STATUS_KEY
+from .status_keys import refresh_done, refresh_under_way
 from .target import claim_folder
 from .timeutil import format_timestamp, out_of_range, parse_timestamp
 from .warehouse import loaded_versions
@@ -194,18 +193,10 @@ def sync(
         with held_duckdb(pipeline) as held:
             # What a killed sync left is loaded first, whatever this sync selects, and the marks it
             # committed to state but never applied are applied (idempotent otherwise).
-            # On PostgreSQL, a pending package of a refresh drops tables the views read: they
-            # are set aside for it too (and those a killed sync set aside come back).
-            pending = (pipeline.list_extracted_load_packages()
-                       + pipeline.list_normalized_load_packages())
-            aside = (views_set_aside(pipeline, refreshed_tables(pipeline, RESOURCES))
-                     if destination == "postgres" and pending else nullcontext([]))
-            with aside as not_recreated:
+            # On PostgreSQL, a pending package of a refresh drops tables the views read.
+            with views_kept(pipeline, destination, RESOURCES, pending_only=True) as lost:
                 report.load_infos.extend(finish_pending(pipeline))
-            if destination == "postgres":
-                not_recreated += restore_set_aside(pipeline)
-            report.warnings += [f"a view set aside for a refresh could not be created again: "
-                                f"{line}" for line in not_recreated]
+            report.warnings += lost
             after_step()
             # The marks come from state: the destination's, when it is newer than this machine's
             # (another worker synced since). Stale local state would mark a survey that came back.
@@ -222,7 +213,9 @@ def sync(
             report.marks.add(apply_survey_marks(pipeline))
             # Only the selected resources: --full-refresh --resources devices keeps the responses.
             refresh = "drop_resources" if full_refresh else None
-            marked_refresh = refresh_under_way(pipeline, now) if full_refresh else None
+            every_resource = set(selected) == set(RESOURCES) and not explicit
+            marked_refresh = (refresh_under_way(pipeline, now, every_resource)
+                              if full_refresh else None)
             # Surveys gone or seen back as the sync begins: one listed has its responses read
             # again; and a refresh drops the surveys' state, where they are tracked, not the marks.
             deletions_before = (TrackedSurveys.of(surveys_state(pipeline))
@@ -244,13 +237,10 @@ def sync(
                         deletions_before=deletions_before,
                     ).with_resources(*this_round)
                     # PostgreSQL will not drop a table a view reads (the models' views do).
-                    aside = (views_set_aside(pipeline, refreshed_tables(pipeline, this_round))
-                             if refresh and destination == "postgres" else nullcontext([]))
-                    with aside as not_recreated:
+                    with views_kept(pipeline, destination, this_round if refresh else ()) as lost:
                         info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                             refresh=refresh)
-                    report.warnings += [f"a view set aside for a refresh could not be created "
-                                        f"again: {line}" for line in not_recreated]
+                    report.warnings += lost
                     refresh = None
                     after_step()
                     report.rounds += 1
@@ -262,8 +252,8 @@ def sync(
             finally:
                 if list_read is not None:  # done by now, unless the sync failed first
                     list_read.cancel()
-            if marked_refresh:
-                refresh_done(pipeline, marked_refresh)  # committed with the next load
+            if every_resource or marked_refresh:
+                refresh_done(pipeline, None if every_resource else marked_refresh)
             report.marks.add(apply_survey_marks(pipeline))
             if QUESTION_HISTORY in chosen and index.read:
                 retire_emptied(pipeline, emptied(index.indexed), bounds.now)
@@ -294,31 +284,6 @@ def sync(
         report.client_stats = client.stats.as_dict()
         report.rate, report.burst = client.bucket.rate, client.bucket.burst
     return report
-
-
-def refresh_under_way(pipeline: dlt.Pipeline, now: datetime) -> str | None:
-    """Marks the state: a full refresh started at ``now``, committed with its first round
-    (which drops the tables), so that status no longer vouches for the last success until a
-    sync completes (status said "fresh", and the models built from half-reloaded tables, for
-    as long as a refresh ran). Returns the mark, or None when one was there already (an
-    earlier refresh that did not complete: this one, of some resources, completes nothing)."""
-    with pipeline.managed_state() as state:
-        status = dict(state.get(STATUS_KEY) or {})
-        if status.get(REFRESH_FAILED):
-            return None
-        status[REFRESH_FAILED] = format_timestamp(now)
-        state[STATUS_KEY] = status  # type: ignore[literal-required]
-        return status[REFRESH_FAILED]
-
-
-def refresh_done(pipeline: dlt.Pipeline, mark: str) -> None:
-    """Clears this refresh's mark once its rounds are loaded (the command's record loads it at
-    once; a library caller's next sync commits it)."""
-    with pipeline.managed_state() as state:
-        status = dict(state.get(STATUS_KEY) or {})
-        if status.get(REFRESH_FAILED) == mark:
-            status.pop(REFRESH_FAILED)
-            state[STATUS_KEY] = status  # type: ignore[literal-required]
 
 
 def release_memory(held: HeldDatabase | None) -> None:

@@ -12,7 +12,7 @@ from dlt.common.configuration.exceptions import ConfigurationException
 
 from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
 from pipelines.error_chain import CONFIG_ERRORS, causes
-from pipelines.micrometrics.duckdb_session import FILE_LOCKED, held_duckdb
+from pipelines.micrometrics.duckdb_session import file_held, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
 
@@ -106,12 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet:
         print("\n".join(lines))
     return EXIT_OK
-
-
-def file_held(exc: BaseException) -> BaseException | None:
-    """DuckDB's "Could not set lock on file" in ``exc``'s chain (it names the holder's PID)."""
-    return next((link for link in causes(exc)
-                 if any(text in str(link) for text in FILE_LOCKED)), None)
 
 
 def partial_load_warnings(pipeline: dlt.Pipeline) -> list[str]:

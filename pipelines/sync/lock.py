@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pipelines.micrometrics.errors import MicrometricsError
 from pipelines.micrometrics.messages import hint
@@ -29,7 +31,7 @@ def sync_lock(pipelines_dir: str, pipeline_name: str) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            take(handle)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
@@ -45,3 +47,20 @@ def sync_lock(pipelines_dir: str, pipeline_name: str) -> Iterator[Path]:
             yield path
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ``status`` takes the lock shared for an instant to see whether a sync runs: a sync starting
+# in that instant tries again for this long before it reports another one running.
+RETRIES, RETRY_SECONDS = 10, 0.01
+pause = time.sleep  # between two tries (tests replace it)
+
+
+def take(handle: Any) -> None:
+    """The lock, exclusive; raises BlockingIOError when held beyond ``RETRIES`` tries."""
+    for _ in range(RETRIES - 1):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pause(RETRY_SECONDS)
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -23,7 +23,7 @@ from dlt.load.exceptions import LoadClientJobException
 
 from pipelines.destination import PIPELINE_NAME
 from pipelines.micrometrics import SyncReport, sync
-from pipelines.micrometrics.duckdb_session import duckdb_credentials, held_duckdb
+from pipelines.micrometrics.duckdb_session import duckdb_credentials, file_held, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import Settings, load_settings
@@ -110,13 +110,14 @@ def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) ->
     try:
         yield
     except BaseException as exc:  # a scheduler's timeout (Airflow's is no Exception) too
-        save_held(pipeline, options, result, *failure(exc))
+        # Failed on a holder of the DuckDB file: not waited for again to record it.
+        save_held(pipeline, options, result, *failure(exc), hold=file_held(exc) is None)
         raise
     save_held(pipeline, options, result, EXIT_OK, None)
 
 
 def save_held(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
-              message: str | None) -> None:
+              message: str | None, hold: bool = True) -> None:
     """``save_outcome`` with an existing DuckDB file held (waiting for a status or notebook
     that has it open) rather than opened by each of dlt's queries, which failed on such a
     holder (the record then stayed local, unsaid); not held, it is recorded all the same if
@@ -125,7 +126,7 @@ def save_held(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, c
         with ExitStack() as holding:
             with suppress(Exception):
                 credentials = duckdb_credentials(pipeline)
-                if credentials is not None and os.path.exists(credentials.database):
+                if hold and credentials is not None and os.path.exists(credentials.database):
                     holding.enter_context(held_duckdb(pipeline, bounded=False))
             save_outcome(pipeline, options, result, code, message)
     except BaseException as stop:
