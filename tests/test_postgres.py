@@ -10,6 +10,7 @@ import logging
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dlt
 import psycopg2
@@ -44,6 +45,21 @@ def postgres_pipeline(tmp_path: Path, credentials: str) -> dlt.Pipeline:
                        tmp_path / "postgres_pipelines")
 
 
+def synced_with_views(start_sandbox, tmp_path: Path, clock, credentials: str,
+                      *views: str) -> tuple[dlt.Pipeline, Any]:
+    """A PostgreSQL dataset synced once with its models built, and an analyst's ``views``
+    (``CREATE VIEW`` statements) in a schema ``bi`` of their own."""
+    pipeline = postgres_pipeline(tmp_path, credentials)
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+    with pipeline.sql_client() as sql:
+        sql.execute_sql("CREATE SCHEMA bi")
+        for view in views:
+            sql.execute_sql(view)
+    return pipeline, sandbox
+
+
 def test_loads_and_merges_exact_finds_late_uploads_and_the_marts_equal_duckdbs(
         start_sandbox, tmp_path, clock, postgres_credentials):
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs(
@@ -73,16 +89,11 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
     # PostgreSQL cannot replace a table, and DROP ... CASCADE would take along every view that
     # reads a model: an analyst's view on a mart or a staging view must survive the next build,
     # and see the new rows.
-    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
-    sandbox = start_sandbox(clock=clock, **SMALL)
-    sync_into(sandbox, pipeline, clock)
-    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
-    with pipeline.sql_client() as sql:
-        sql.execute_sql("CREATE SCHEMA bi")
-        sql.execute_sql(f"CREATE VIEW bi.nps AS SELECT * FROM {DATASET}.mart_nps_daily")
-        sql.execute_sql(f"CREATE VIEW bi.answers AS SELECT * FROM {DATASET}.stg_survey_answers")
-        sql.execute_sql(f"CREATE VIEW bi.responses AS SELECT * FROM "
-                        f"{DATASET}.fct_survey_responses")
+    pipeline, sandbox = synced_with_views(
+        start_sandbox, tmp_path, clock, postgres_credentials,
+        f"CREATE VIEW bi.nps AS SELECT * FROM {DATASET}.mart_nps_daily",
+        f"CREATE VIEW bi.answers AS SELECT * FROM {DATASET}.stg_survey_answers",
+        f"CREATE VIEW bi.responses AS SELECT * FROM {DATASET}.fct_survey_responses")
 
     clock.advance(HOUR)
     sandbox.add_responses(30)
@@ -256,18 +267,13 @@ def test_a_full_refresh_after_the_models_were_built_drops_and_reloads_keeping_ev
     # PostgreSQL refuses to drop a table a view reads: the models' staging views read every
     # loaded table, so --full-refresh failed every time once the models existed, and its
     # pending package failed every sync after it.
-    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
-    sandbox = start_sandbox(clock=clock, **SMALL)
-    sync_into(sandbox, pipeline, clock)
-    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
-    with pipeline.sql_client() as sql:
-        sql.execute_sql("CREATE SCHEMA bi")
-        # An analyst's views: on a loaded table, on a staging view, and one reading another.
-        sql.execute_sql(f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
-        sql.execute_sql(f"CREATE VIEW bi.answers AS SELECT * FROM {DATASET}.stg_survey_answers")
-        sql.execute_sql("CREATE VIEW bi.answer_count AS SELECT count(*) AS n FROM bi.answers")
-        sql.execute_sql(f"CREATE MATERIALIZED VIEW bi.device_names AS "
-                        f"SELECT name FROM {DATASET}.devices")
+    # An analyst's views: on a loaded table, on a staging view, and one reading another.
+    pipeline, sandbox = synced_with_views(
+        start_sandbox, tmp_path, clock, postgres_credentials,
+        f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses",
+        f"CREATE VIEW bi.answers AS SELECT * FROM {DATASET}.stg_survey_answers",
+        "CREATE VIEW bi.answer_count AS SELECT count(*) AS n FROM bi.answers",
+        f"CREATE MATERIALIZED VIEW bi.device_names AS SELECT name FROM {DATASET}.devices")
 
     clock.advance(HOUR)
     sandbox.add_responses(20)
@@ -318,13 +324,9 @@ def test_a_refresh_whose_load_failed_or_was_killed_keeps_every_view(
         start_sandbox, tmp_path, clock, postgres_credentials, monkeypatch):
     # The refresh's package, left pending when its first load failed, dropped the tables in
     # the next sync's first step with every view in place: that sync failed, and each after it.
-    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
-    sandbox = start_sandbox(clock=clock, **SMALL)
-    sync_into(sandbox, pipeline, clock)
-    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
-    with pipeline.sql_client() as sql:
-        sql.execute_sql("CREATE SCHEMA bi")
-        sql.execute_sql(f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
+    pipeline, sandbox = synced_with_views(
+        start_sandbox, tmp_path, clock, postgres_credentials,
+        f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
     view_oid = "SELECT 'bi.raw'::regclass::oid"
     load = dlt.Pipeline.load
 

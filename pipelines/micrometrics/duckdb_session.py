@@ -30,6 +30,8 @@ import dlt
 
 from pipelines.error_chain import causes
 
+from .warehouse import destination_kind
+
 # Measured with `benchmarks.scale --only 200k|1m` (RESULTS.md). A round's load (parquet into
 # staging tables, then the merges) runs in 64MB, spilling the rest to disk (at 32MB a merge
 # failed for memory; 48MB lowered no peak). One thread: ~20MB less at the peak and no slower
@@ -68,8 +70,7 @@ def file_held(exc: BaseException) -> BaseException | None:
 def duckdb_credentials(pipeline: dlt.Pipeline) -> Any | None:
     """The pipeline's resolved DuckDB credentials (file, read_only, global_config); None for
     another destination or a connection the caller passed (it stays open anyway)."""
-    destination = pipeline.destination
-    if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
+    if destination_kind(pipeline) != "duckdb":
         return None
     credentials = pipeline.destination_client().config.credentials
     if credentials.external_conn() is not None or credentials.database in ("", ":memory:"):

@@ -51,7 +51,7 @@ from .source import micrometrics_source, prefetch_survey_list
 from .status_keys import refresh_done, refresh_under_way
 from .target import claim_folder
 from .timeutil import format_timestamp, out_of_range, parse_timestamp
-from .warehouse import loaded_versions
+from .warehouse import destination_kind, loaded_versions
 
 RESOURCES = ("devices", "surveys", "survey_responses")
 # Destinations that load parquet files fast (DuckDB: several times insert_values). Snowflake and
@@ -88,7 +88,7 @@ def with_sync_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
     """``func(pipeline, ...)`` run with the dlt settings a sync applies (``dlt_settings``)."""
     @functools.wraps(func)
     def wrapper(pipeline: dlt.Pipeline, *args: Any, **kwargs: Any) -> Any:
-        with sync_defaults(destination_name(pipeline), pipeline.pipeline_name):
+        with sync_defaults(destination_kind(pipeline), pipeline.pipeline_name):
             return func(pipeline, *args, **kwargs)
 
     return wrapper
@@ -179,7 +179,7 @@ def sync(
     bounds = SyncBounds(run_end=upper or now, now=now,
                         start_at=lower or (settings.start_at if explicit else None),
                         explicit_range=explicit)
-    destination = destination_name(pipeline)
+    destination = destination_kind(pipeline)
     budget = RoundBudget(round_pages_for(destination, settings.round_pages, settings.window_pages),
                          seconds=round_seconds_for(destination, settings.round_pages))
     index, tally = SurveyIndex(), ExtractTally()
@@ -310,12 +310,6 @@ def count_rows(pipeline: dlt.Pipeline, report: SyncReport) -> None:
             report.loaded_rows[table] = report.loaded_rows.get(table, 0) + rows
 
 
-def destination_name(pipeline: dlt.Pipeline) -> str:
-    """The destination's kind (``snowflake``), whatever name the user gave it."""
-    kind = pipeline.destination.destination_type if pipeline.destination else ""
-    return kind.rsplit(".", 1)[-1]
-
-
 def loader_format(pipeline: dlt.Pipeline) -> str | None:
     """Parquet where the destination loads it fast (DuckDB: several times insert_values)."""
-    return "parquet" if destination_name(pipeline) in PARQUET_DESTINATIONS else None
+    return "parquet" if destination_kind(pipeline) in PARQUET_DESTINATIONS else None

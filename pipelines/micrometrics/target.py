@@ -27,6 +27,8 @@ from typing import Any
 
 import dlt
 
+from .warehouse import destination_kind
+
 log = logging.getLogger("micrometrics.sync")
 
 
@@ -45,7 +47,7 @@ def target_of(pipeline: dlt.Pipeline, *, with_fields: bool = True) -> dict[str, 
         location = str(config.data_location())
     except Exception:  # noqa: BLE001 - dlt raises when a configuration names no location
         location = ""
-    if location and _is_duckdb(pipeline):
+    if location and destination_kind(pipeline) == "duckdb":
         location = os.path.abspath(location)  # relative to where the sync runs
     credentials = getattr(config, "credentials", None)
     for field in LOCATION_FIELDS if with_fields else ():
@@ -63,16 +65,12 @@ def same_target(marked: dict[str, Any], pipeline: dlt.Pipeline) -> bool:
     folder for another location's, dropped its state and blamed the configuration). Elsewhere
     an old marker names only a server, not which database: taken as another target (safe)."""
     return marked == target_of(pipeline) or (
-        _is_duckdb(pipeline) and marked == target_of(pipeline, with_fields=False))
+        destination_kind(pipeline) == "duckdb" and marked == target_of(pipeline, with_fields=False))
 
 
 def older_marker(marked: dict[str, Any], pipeline: dlt.Pipeline) -> bool:
     """Whether ``marked`` is an earlier version's marker of this server (see ``same_target``)."""
     return marked == target_of(pipeline, with_fields=False)
-
-
-def _is_duckdb(pipeline: dlt.Pipeline) -> bool:
-    return bool(pipeline.destination and "duckdb" in pipeline.destination.destination_type)
 
 
 def marker_path(pipelines_dir: str | Path, pipeline_name: str) -> Path:

@@ -1,10 +1,17 @@
-"""Reads of the destination beyond dlt's loads, through the pipeline's SQL client."""
+"""The destination: its kind, and reads of it beyond dlt's loads through the pipeline's SQL
+client."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import dlt
+
+
+def destination_kind(pipeline: dlt.Pipeline) -> str:
+    """The destination's kind (``snowflake``), whatever name the user gave it; "" for none."""
+    kind = pipeline.destination.destination_type if pipeline.destination else ""
+    return kind.rsplit(".", 1)[-1]
 
 
 def sql_literal(value: Any) -> str:

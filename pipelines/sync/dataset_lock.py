@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import dlt
 
 from pipelines.micrometrics.messages import hint
+from pipelines.micrometrics.warehouse import destination_kind
 
 from .lock import SyncLockedError
 
@@ -39,8 +40,7 @@ def dataset_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
     Raises:
         SyncLockedError: Another session (machine) holds it: naming its address and pid.
     """
-    destination = pipeline.destination
-    if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "postgres":
+    if destination_kind(pipeline) != "postgres":
         yield
         return
     key = lock_key(pipeline.dataset_name)
