@@ -43,7 +43,7 @@ Schedules:
 - ``halves up front``: every stream's history read as two windows from the start (a record
   time split; modelled as an even split, the best case).
 
-    .venv/bin/python -m benchmarks.schedule_model [--write]
+    .venv/bin/python -m benchmarks.schedule_model [--write] [--in-flight N]
 """
 
 from __future__ import annotations
@@ -240,11 +240,21 @@ def render(rows: dict[str, list[tuple[float, float, float]]]) -> str:
     return "\n".join(lines)
 
 
+def set_in_flight(requests: int) -> None:
+    global IN_FLIGHT
+    IN_FLIGHT = requests
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true",
                         help="write the table into benchmarks/RESULTS.md (schedule_model)")
+    parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, metavar="N",
+                        help=f"requests in flight (default {IN_FLIGHT}, the client's default)")
     args = parser.parse_args()
+    if args.write and args.in_flight != IN_FLIGHT:
+        parser.error(f"--write keeps the table for {IN_FLIGHT} in flight, which its prose is about")
+    set_in_flight(args.in_flight)
     rows: dict[str, list[tuple[float, float, float]]] = {}
     for name, schedule in SCHEDULES.items():
         cells = []
