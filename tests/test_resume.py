@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
+import duckdb
 
 from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.source import micrometrics_source
 from tests.conftest import KEY, SECRET
-from tests.syncing import pipeline_for, sync_into, sync_sandbox
+from tests.syncing import DATASET, pipeline_for, sync_into, sync_sandbox
 from tests.truth import assert_matches_truth
 
 
@@ -121,3 +122,33 @@ def test_loaded_packages_older_than_a_week_are_deleted(start_sandbox, tmp_path, 
     left = {path.name for path in loaded.iterdir()}
     assert old not in left and {recent, package.name} <= left
     assert len(left - {recent, package.name}) == len(second.report.load_infos)  # this sync's
+
+
+def test_a_dataset_dropped_while_a_package_is_pending_is_read_again_from_the_start(
+    start_sandbox, tmp_path, clock, virtual_client
+):
+    # The pending package loaded first created the tables again with its rows only (the
+    # lookback's), so the check for lost tables found them there: 6 of 304 responses, for good,
+    # with exit 0 and every data test passing.
+    sandbox = start_sandbox(clock=clock, responses=300, page_size=20, rate=50.0, burst=50)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    clock.advance(3600)
+    sandbox.add_responses(4)
+    extract_one_round_and_die(sandbox, tmp_path, clock, virtual_client(sandbox, 50.0, 50))
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        connection.execute(f"DROP SCHEMA {DATASET} CASCADE")
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    (warning,) = result.report.warnings
+    assert "survey_responses" in warning and "devices" in warning
+
+
+def test_a_first_sync_killed_before_its_first_load_is_not_taken_for_a_dropped_dataset(
+    start_sandbox, tmp_path, clock, virtual_client
+):
+    # Its package is the tables' first load: nothing was lost, nothing is read again.
+    sandbox = start_sandbox(clock=clock, responses=600, page_size=20, rate=50.0, burst=50)
+    extract_one_round_and_die(sandbox, tmp_path, clock, virtual_client(sandbox, 50.0, 50))
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=10)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    assert result.report.warnings == []  # no table taken for lost, no history read again

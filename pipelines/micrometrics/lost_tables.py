@@ -6,6 +6,12 @@ only the lookback was loaded into the new table, and the rest of the history was
 good, with exit 0, the data tests passing and status "fresh". So before the rounds, a resource
 whose tables the destination no longer has, while its state says it was read, loses that state
 (with a warning) and is read again from its start, as on a first sync.
+
+With packages a killed sync left, the check runs before they load too: the first of them
+creates the tables again (holding only what the package read, the lookback's rows), and the
+history was lost just the same when the operator had dropped the dataset meanwhile. A table
+absent then is lost only if this folder has loaded into its target before; else the package
+is the first load of it (a first sync killed before its first load), not a loss.
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ import logging
 from typing import Any
 
 import dlt
+from dlt.destinations.job_client_impl import SqlJobClientBase
 
 log = logging.getLogger("micrometrics")
+
+# Local state (never sent to the destination): a load from this folder reached its target.
+LOADED_HERE = "micrometrics_loaded_here"
 
 # Each resource with read progress in the state, and the tables that hold what it read.
 TABLES_OF = {
@@ -24,22 +34,37 @@ TABLES_OF = {
 }
 
 
-def forget_lost_tables(pipeline: dlt.Pipeline) -> list[str]:
-    """Drops the state of each resource whose tables are gone from the destination; returns
-    the tables found gone."""
+def note_loaded(pipeline: dlt.Pipeline) -> None:
+    """After a load reached the destination (once per folder and target: claim_folder wipes
+    the folder, this mark with it, when the target changes)."""
+    if not _loaded_here(pipeline):
+        pipeline.set_local_state_val(LOADED_HERE, True)
+
+
+def gone_before_pending(pipeline: dlt.Pipeline) -> list[str]:
+    """Before the packages a killed sync left are loaded: the tables they would create again
+    that this folder had loaded before (see the module's docstring)."""
+    left = pipeline.list_extracted_load_packages() or pipeline.list_normalized_load_packages()
+    return _missing_tables(pipeline) if left and _loaded_here(pipeline) else []
+
+
+def forget_lost_tables(pipeline: dlt.Pipeline, gone_before: list[str] | tuple = ()) -> list[str]:
+    """Drops the state of each resource whose tables are gone from the destination, now or
+    before the pending packages loaded (``gone_before``); returns the tables found gone."""
     resources = _resource_states(pipeline.state)
     read = [name for name in TABLES_OF if resources.get(name)]
-    schema = pipeline.default_schema if pipeline.default_schema_name else None
-    if not read or schema is None:
-        return []  # nothing read yet, or no table ever created
-    # Tables with columns only: dlt creates none for a table it has no column of yet.
-    created = {table["name"] for table in schema.data_tables()}
-    expected = [table for name in read for table in TABLES_OF[name] if table in created]
-    with pipeline.destination_client() as client:
-        present = {table for table, columns in client.get_storage_tables(expected) if columns}
-    gone = [table for table in expected if table not in present]
+    missing = _missing_tables(pipeline)
+    gone = sorted(set(missing) | set(gone_before))
     if not gone:
         return []
+    if missing:
+        with pipeline.destination_client() as client:
+            if isinstance(client, SqlJobClientBase) and client.is_storage_initialized():
+                # dlt creates the tables a load lacks only when the destination does not hold
+                # the schema's version: after a package that created some of them (the others
+                # were not in it), every load of the others failed, for ever. Its versions go
+                # (the tables being absent, the drop is a no-op), as dlt's refresh does.
+                client.drop_tables(*missing, delete_schema=True)
     with pipeline.managed_state() as state:
         states = _resource_states(state)
         for name in read:
@@ -49,6 +74,30 @@ def forget_lost_tables(pipeline: dlt.Pipeline) -> list[str]:
                 "hand?) while the state says they were loaded: read again from the start",
                 ", ".join(gone))
     return gone
+
+
+def _missing_tables(pipeline: dlt.Pipeline) -> list[str]:
+    """Tables of the resources the state says were read that the destination does not have."""
+    resources = _resource_states(pipeline.state)
+    read = [name for name in TABLES_OF if resources.get(name)]
+    schema = pipeline.default_schema if pipeline.default_schema_name else None
+    if not read or schema is None:
+        return []  # nothing read yet, or no table ever created
+    # Tables with columns only: dlt creates none for a table it has no column of yet.
+    created = {table["name"] for table in schema.data_tables()}
+    expected = [table for name in read for table in TABLES_OF[name] if table in created]
+    with pipeline.destination_client() as client:
+        if not client.is_storage_initialized():  # the dataset itself is gone (or never made)
+            return expected
+        present = {table for table, columns in client.get_storage_tables(expected) if columns}
+    return [table for table in expected if table not in present]
+
+
+def _loaded_here(pipeline: dlt.Pipeline) -> bool:
+    try:
+        return bool(pipeline.get_local_state_val(LOADED_HERE))
+    except KeyError:
+        return False
 
 
 def _resource_states(state: Any) -> dict[str, Any]:

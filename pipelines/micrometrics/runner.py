@@ -27,7 +27,7 @@ from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
 from .errors import ConfigurationError
 from .housekeeping import prune_loaded_packages
-from .lost_tables import forget_lost_tables
+from .lost_tables import forget_lost_tables, gone_before_pending, note_loaded
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .orphans import record_erased_devices
 from .pending import finish_pending
@@ -194,9 +194,13 @@ def sync(
             # What a killed sync left is loaded first, whatever this sync selects, and the marks it
             # committed to state but never applied are applied (idempotent otherwise).
             # On PostgreSQL, a pending package of a refresh drops tables the views read.
+            # Tables the packages would create again, lookback only, after a dataset dropped.
+            gone_before = gone_before_pending(pipeline) if not full_refresh else []
             with views_kept(pipeline, destination, RESOURCES, pending_only=True) as lost:
                 report.load_infos.extend(finish_pending(pipeline))
             report.warnings += lost
+            if report.load_infos:
+                note_loaded(pipeline)
             after_step()
             # The marks come from state: the destination's, when it is newer than this machine's
             # (another worker synced since). Stale local state would mark a survey that came back.
@@ -206,7 +210,8 @@ def sync(
             if not full_refresh:
                 report.warnings += [f"tables gone from the destination, read again from the "
                                     f"start: {', '.join(gone)}"
-                                    for gone in [forget_lost_tables(pipeline)] if gone]
+                                    for gone in [forget_lost_tables(pipeline, gone_before)]
+                                    if gone]
             # After the restore: a fresh runner (GitHub Actions, a container) has no local
             # schema, and took every variant column for new, warning on every sync.
             variants_before = variant_columns(local_schema(pipeline))
@@ -241,6 +246,7 @@ def sync(
                         info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                             refresh=refresh)
                     report.warnings += lost
+                    note_loaded(pipeline)
                     refresh = None
                     after_step()
                     report.rounds += 1
