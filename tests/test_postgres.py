@@ -369,3 +369,52 @@ def test_a_refresh_whose_load_failed_or_was_killed_keeps_every_view(
     sync_into(sandbox, pipeline, clock)
     assert query(pipeline, "SELECT count(*) FROM bi.raw") == [
         (len(sandbox.truth()["survey_responses"]),)]
+
+
+def test_views_a_killed_refresh_set_aside_come_back_in_their_own_dataset_only(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    # Kept per pipeline name and written with bare table names, they were created by the
+    # machine's next sync, whichever dataset it was for, reading that dataset's tables.
+    pipeline, sandbox = synced_with_views(
+        start_sandbox, tmp_path, clock, postgres_credentials,
+        f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
+    with refresh_views.views_set_aside(pipeline, ["survey_responses"]):
+        pass  # killed (SIGKILL) while they were set aside: nothing created them again
+    (kept,) = refresh_views._kept(pipeline)
+    assert f"{DATASET}.survey_responses" in kept[3]  # whatever the session's search_path
+    other = dlt.pipeline(pipeline_name="micrometrics", dataset_name="tenant_b",
+                         destination=dlt.destinations.postgres(credentials=postgres_credentials),
+                         pipelines_dir=pipeline.pipelines_dir)
+    other_sandbox = start_sandbox(clock=clock, devices=3, surveys=1, responses=7, **FAST)
+    sync_into(other_sandbox, other, clock)
+    assert query(pipeline, "SELECT to_regclass('bi.raw') IS NULL") == [(True,)]
+
+    clock.advance(HOUR)
+    sync_into(sandbox, postgres_pipeline(tmp_path, postgres_credentials), clock)
+    assert query(pipeline, "SELECT count(*) FROM bi.raw") == [
+        (len(sandbox.truth()["survey_responses"]),)]
+    assert query(pipeline, "SELECT table_schema FROM information_schema.view_table_usage"
+                           " WHERE view_schema = 'bi'") == [(DATASET,)]
+
+
+def test_a_view_of_what_only_a_later_round_of_a_refresh_brings_back_is_kept(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    # Created again after the first round, which held only its own pages' tables and columns,
+    # such a view failed and its definition was deleted: gone for good, exit 0.
+    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
+    sandbox = start_sandbox(clock=clock, devices=4, surveys=1, responses=60, page_size=10,
+                            **FAST)
+    oldest = sorted(sandbox.truth()["survey_responses"], key=lambda r: r["updated_at"])[:5]
+    sandbox.patch_records("survey_responses", [r["id"] for r in oldest], {"channel": "kiosk"},
+                          bump=False)  # the refresh reads them last (newest windows first)
+    sync_into(sandbox, pipeline, clock)
+    with pipeline.sql_client() as sql:
+        sql.execute_sql("CREATE SCHEMA bi")
+        sql.execute_sql(f"CREATE VIEW bi.by_channel AS SELECT channel, count(*) AS n"
+                        f" FROM {DATASET}.survey_responses GROUP BY channel")
+    clock.advance(HOUR)
+    result = sync_into(sandbox, pipeline, clock, SyncOptions(full_refresh=True),
+                       window_pages=2, round_pages=2)
+    assert result.report.rounds > 2 and not result.report.warnings
+    assert_matches_truth(pipeline, sandbox.truth())
+    assert query(pipeline, "SELECT n FROM bi.by_channel WHERE channel = 'kiosk'") == [(5,)]

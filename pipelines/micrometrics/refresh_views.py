@@ -5,12 +5,16 @@ while a view reads them (the models' ``stg_*`` views do, and so may an analyst's
 models were built, ``--full-refresh`` failed every time, and its package, left pending, failed
 every sync after it. So those views (the models' and anyone's, in any schema) are dropped before
 the refreshing round and created again from their definitions once it has loaded, or failed, as
-the models' build does for the views its own drops take along (``in_place``). DuckDB, Snowflake
-and BigQuery let a table under a view be dropped: nothing to do there.
+the models' build does for the views its own drops take along (``in_place``). A view that reads
+a table or column the first round did not bring back is tried again after each round and at
+the sync's end, and given up (with a warning) only then. The definitions are kept per target
+(a sync of another dataset on this machine must not create them) with every name qualified.
+DuckDB, Snowflake and BigQuery let a table under a view be dropped: nothing to do there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,7 +24,9 @@ from typing import Any
 import dlt
 from dlt.common.schema.utils import get_root_table
 
-from pipelines.models.in_place import dependent_views, quoted, recreate_views
+from pipelines.models.in_place import View, dependent_views, quoted, views_not_recreated
+
+from .target import target_of
 
 
 def refreshed_tables(pipeline: dlt.Pipeline, resources: Iterable[str]) -> list[str]:
@@ -36,29 +42,36 @@ def refreshed_tables(pipeline: dlt.Pipeline, resources: Iterable[str]) -> list[s
 
 @contextmanager
 def views_kept(pipeline: dlt.Pipeline, destination: str, resources: Iterable[str],
-               pending_only: bool = False) -> Iterator[list[str]]:
-    """On PostgreSQL, ``views_set_aside`` for the tables of ``resources`` (none: nothing to do;
-    ``pending_only``: for the tables the packages a sync left will drop, after creating again
-    the views a killed sync set aside). Yields the warnings, filled after the block: one per
-    view that could not be created again."""
-    warnings: list[str] = []
-    failed: list[str] = []  # filled by views_set_aside as it ends
-    on_postgres = destination == "postgres"
-    if on_postgres and pending_only:
+               pending_only: bool = False) -> Iterator[None]:
+    """On PostgreSQL, ``views_set_aside`` for the tables of ``resources`` (none: nothing to
+    set aside; ``pending_only``: for the tables the packages a sync left will drop, after
+    creating again the views a killed sync set aside), and after the block, the views set
+    aside that can be created again are (see ``restore_set_aside``; the sync's end names
+    those that cannot)."""
+    if destination != "postgres":
+        yield
+        return
+    if pending_only:
         # First: the views a killed sync set aside (setting aside again would overwrite them).
-        failed += restore_set_aside(pipeline)
-    tables = (pending_drops(pipeline) if pending_only else refreshed_tables(pipeline, resources)
-              ) if on_postgres else []
-    failed_now: list[str] = []
+        restore_set_aside(pipeline, final=False)
+    tables = pending_drops(pipeline) if pending_only else refreshed_tables(pipeline, resources)
     try:
         if tables:
-            with views_set_aside(pipeline, tables) as failed_now:
-                yield warnings
+            with views_set_aside(pipeline, tables):
+                yield
         else:
-            yield warnings
+            yield
     finally:
-        warnings += [f"a view set aside for a refresh could not be created again: {line}"
-                     for line in failed + failed_now]
+        restore_set_aside(pipeline, final=False)  # none kept: a file's absence, no query
+
+
+def views_not_restored(pipeline: dlt.Pipeline, destination: str) -> list[str]:
+    """At a sync's end, on PostgreSQL: the views set aside that still cannot be created again,
+    one warning each; they are given up."""
+    if destination != "postgres":
+        return []
+    return [f"a view set aside for a refresh could not be created again: {line}"
+            for line in restore_set_aside(pipeline, final=True)]
 
 
 def pending_drops(pipeline: dlt.Pipeline) -> list[str]:
@@ -78,51 +91,77 @@ def _dropped(state: Any) -> list[str]:
 
 
 @contextmanager
-def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[list[str]]:
-    """Drops the views that read ``tables`` (on PostgreSQL) for the block and creates them again
-    after it (whether it failed or not). Yields a list that is filled, after the block, with one
-    line per view that could not be created again (its definition no longer fits the tables).
-    Their definitions are kept in the pipeline's folder meanwhile: a sync killed in the block
-    (SIGKILL) never creates them again, the next one does (``restore_set_aside``)."""
-    failures: list[str] = []
-    kept = _kept_at(pipeline)
+def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[None]:
+    """Drops the views that read ``tables`` (on PostgreSQL) for the block, their definitions
+    kept in the pipeline's folder (``restore_set_aside`` creates them again, after the block
+    or, when a sync was killed in it (SIGKILL), in the next sync)."""
     with pipeline.sql_client() as client:
         views = _views_reading(client, tables)
         if views:
-            kept.write_text(json.dumps(views))
+            _keep(pipeline, _kept(pipeline) + views)
         for schema, name, kind, _definition in views:
             drop = "DROP MATERIALIZED VIEW" if kind == "m" else "DROP VIEW"
             client.execute_sql(f"{drop} IF EXISTS {quoted(schema)}.{quoted(name)} CASCADE")
-    try:
-        yield failures
-    finally:
-        if views:
-            failures += restore_set_aside(pipeline)
+    yield
 
 
-def restore_set_aside(pipeline: dlt.Pipeline) -> list[str]:
-    """Creates again the views a killed sync set aside (none: nothing to do); one line per
-    view that could not be."""
-    kept = _kept_at(pipeline)
-    try:
-        views = [tuple(view) for view in json.loads(kept.read_text())]
-    except (OSError, ValueError):
+def restore_set_aside(pipeline: dlt.Pipeline, final: bool = True) -> list[str]:
+    """Creates again the views set aside for this target (none: nothing to do). One that
+    cannot be created yet stays kept: a refresh's first round holds only the tables and
+    columns its own pages bring, and a view of a column only later pages carry was dropped
+    for good. So those are tried again after each round and at the end of each sync
+    (``final``), which gives up on them with one line each (nothing of a sync that completed
+    will bring back what they read)."""
+    views = _kept(pipeline)
+    if not views:
         return []
     with pipeline.sql_client() as client:
-        failures = recreate_views(client, views)  # type: ignore[arg-type]
-    kept.unlink(missing_ok=True)
-    return failures
+        failed = views_not_recreated(client, views)
+    _keep(pipeline, [] if final else [view for view, _line in failed])
+    return [line for _view, line in failed] if final else []
+
+
+def _kept(pipeline: dlt.Pipeline) -> list[View]:
+    """The views kept for this target, and those an earlier version kept (for any)."""
+    views: dict[tuple[str, str], View] = {}
+    for path in (_legacy_kept_at(pipeline), _kept_at(pipeline)):
+        try:
+            for view in json.loads(path.read_text()):
+                views[(view[0], view[1])] = tuple(view)  # type: ignore[assignment]
+        except (OSError, ValueError):
+            continue
+    return list(views.values())
+
+
+def _keep(pipeline: dlt.Pipeline, views: list[View]) -> None:
+    kept = _kept_at(pipeline)
+    if views:
+        unique = {(view[0], view[1]): view for view in views}
+        kept.write_text(json.dumps(list(unique.values())))
+    else:
+        kept.unlink(missing_ok=True)
+    _legacy_kept_at(pipeline).unlink(missing_ok=True)  # merged into this target's
 
 
 def _kept_at(pipeline: dlt.Pipeline) -> Path:
-    """Beside the sync's lock, outside the working folder dlt resets when it drops."""
+    """Beside the sync's lock, outside the working folder dlt resets when it drops; one file
+    per target: a sync of another dataset on this machine must not create them (it did, in
+    its own dataset, reading its own tables)."""
+    target = json.dumps(target_of(pipeline), sort_keys=True).encode()
+    return (Path(pipeline.pipelines_dir)
+            / f"{pipeline.pipeline_name}.views-set-aside.{hashlib.sha256(target).hexdigest()[:12]}"
+              ".json")
+
+
+def _legacy_kept_at(pipeline: dlt.Pipeline) -> Path:
+    """Where a version before per-target files kept them."""
     return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.views-set-aside.json"
 
 
-def _views_reading(client: Any, tables: list[str]) -> list[tuple[str, str, str, str]]:
+def _views_reading(client: Any, tables: list[str]) -> list[View]:
     """Every view reading any of ``tables`` (directly or through another view), each once,
     shallowest first (so those reading others are created after them)."""
-    found: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+    found: dict[tuple[str, str], View] = {}
     for table in tables:
         for view in dependent_views(client, client.make_qualified_table_name(table), set()):
             found.setdefault(view[:2], view)

@@ -36,7 +36,7 @@ from .questions import emptied, retire_emptied, with_question_history
 from .quiet import Skipped, skipped_surveys
 from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
-from .refresh_views import views_kept
+from .refresh_views import views_kept, views_not_restored
 from .rounds import (
     ExtractTally,
     RoundBudget,
@@ -196,9 +196,8 @@ def sync(
             # On PostgreSQL, a pending package of a refresh drops tables the views read.
             # Tables the packages would create again, lookback only, after a dataset dropped.
             gone_before = gone_before_pending(pipeline) if not full_refresh else []
-            with views_kept(pipeline, destination, RESOURCES, pending_only=True) as lost:
+            with views_kept(pipeline, destination, RESOURCES, pending_only=True):
                 report.load_infos.extend(finish_pending(pipeline))
-            report.warnings += lost
             if report.load_infos:
                 note_loaded(pipeline)
             after_step()
@@ -242,10 +241,9 @@ def sync(
                         deletions_before=deletions_before,
                     ).with_resources(*this_round)
                     # PostgreSQL will not drop a table a view reads (the models' views do).
-                    with views_kept(pipeline, destination, this_round if refresh else ()) as lost:
+                    with views_kept(pipeline, destination, this_round if refresh else ()):
                         info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                             refresh=refresh)
-                    report.warnings += lost
                     note_loaded(pipeline)
                     refresh = None
                     after_step()
@@ -260,6 +258,8 @@ def sync(
                     list_read.cancel()
             if every_resource or marked_refresh:
                 refresh_done(pipeline, None if every_resource else marked_refresh)
+            # Each round tried them again: what reads a table or column no round brought back.
+            report.warnings += views_not_restored(pipeline, destination)
             report.marks.add(apply_survey_marks(pipeline))
             if QUESTION_HISTORY in chosen and index.read:
                 retire_emptied(pipeline, emptied(index.indexed), bounds.now)

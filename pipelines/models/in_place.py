@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+View = tuple[str, str, str, str]  # schema, name, pg_class.relkind, definition
 RELKINDS = {"VIEW": ("v",), "TABLE": ("r", "p")}  # pg_class.relkind of each materialization
 PROBE = "pg_temp.micrometrics_columns_of"  # a session's own: gone when it ends
 
@@ -80,38 +81,51 @@ ORDER BY MAX(dependents.depth), n.nspname, c.relname
 """
 
 
-def dependent_views(client: Any, relation: str, models: set[tuple[str, str]]
-                    ) -> list[tuple[str, str, str, str]]:
+def dependent_views(client: Any, relation: str, models: set[tuple[str, str]]) -> list[View]:
     """``(schema, name, relkind, definition)`` of the views that read ``relation`` (quoted,
     qualified) and are not among ``models`` (``(schema, name)``: rebuilt anyway), shallowest
     first."""
-    with client.execute_query(DEPENDENTS, relation) as cursor:
-        rows = cursor.fetchall()
+    with client.execute_query("SHOW search_path") as cursor:
+        (search_path,) = cursor.fetchone()
+    # Definitions with every name qualified: under the session's search_path (dlt's dataset
+    # first) pg_get_viewdef left the dataset's tables bare, and a definition created again
+    # from another dataset's session read that dataset's tables.
+    client.execute_sql("SET search_path TO pg_catalog")
+    try:
+        with client.execute_query(DEPENDENTS, relation) as cursor:
+            rows = cursor.fetchall()
+    finally:
+        client.execute_sql("SELECT set_config('search_path', %s, false)", search_path)
     return [(schema, name, kind, definition) for schema, name, kind, _depth, definition in rows
             if (schema, name) not in models]
 
 
-def recreate_views(client: Any, views: list[tuple[str, str, str, str]]) -> list[str]:
+def recreate_views(client: Any, views: list[View]) -> list[str]:
     """Create ``views`` again (views that read others after those); returns one line per view
     that could not be (its definition no longer fits what it reads)."""
-    left, failures = list(views), {}
+    return [line for _view, line in views_not_recreated(client, views)]
+
+
+def views_not_recreated(client: Any, views: list[View]) -> list[tuple[View, str]]:
+    """``recreate_views``, returning each view that could not be created with its line."""
+    left, errors = list(views), {}
     while left:
         retry = []
-        for schema, name, kind, definition in left:
+        for view in left:
+            schema, name, kind, definition = view
             target = f"{quoted(schema)}.{quoted(name)}"
             create = ("CREATE MATERIALIZED VIEW IF NOT EXISTS" if kind == "m"
                       else "CREATE OR REPLACE VIEW")
             try:
                 client.execute_sql(f"{create} {target} AS {definition.rstrip().rstrip(';')}")
             except Exception as exc:  # noqa: BLE001 - named in a warning, the build goes on
-                failures[target] = " ".join(str(exc).split())[:200]
-                retry.append((schema, name, kind, definition))
-            else:
-                failures.pop(target, None)
+                errors[target] = " ".join(str(exc).split())[:200]
+                retry.append(view)
         if len(retry) == len(left):
             break  # no progress: what is left reads something that no longer fits
         left = retry
-    return [f"{target}: {error}" for target, error in failures.items()]
+    return [(view, f"{quoted(view[0])}.{quoted(view[1])}: "
+                   f"{errors[f'{quoted(view[0])}.{quoted(view[1])}']}") for view in left]
 
 
 def quoted(identifier: str) -> str:
