@@ -210,8 +210,9 @@ def build_statements(
 
     PostgreSQL has no ``CREATE OR REPLACE TABLE`` and refuses to replace a view whose columns
     changed. There, with ``in_place`` (the relation exists with the same columns, see
-    ``in_place``), a view is replaced and a table emptied and refilled; otherwise it is a drop
-    (which also drops the views that read it) and a create. Either way it is one string:
+    ``in_place``), a view is replaced and a table's rows deleted and inserted again;
+    otherwise it is a drop (which also drops the views that read it) and a create. Either way
+    it is one string:
     PostgreSQL runs the statements of one query string in a single transaction, so readers
     never see it missing or half-filled.
     """
@@ -228,9 +229,12 @@ def build_statements(
             create.set("properties", exp.Properties(expressions=[exp.CopyGrantsProperty()]))
         return [generate(create, dialect, model.name)]
     if in_place:
-        truncate = exp.TruncateTable(expressions=[target.copy()])
+        # DELETE, not TRUNCATE: TRUNCATE's lock waits for every open transaction that read the
+        # table (an idle notebook's: for ever) and blocks every reader meanwhile; DELETE's
+        # conflicts with no reader, who sees the old rows until the new ones commit.
+        delete = exp.Delete(this=target.copy())
         insert = exp.Insert(this=target, expression=query)
-        return [f"{generate(truncate, dialect, model.name)};\n"
+        return [f"{generate(delete, dialect, model.name)};\n"
                 f"{generate(insert, dialect, model.name)}"]
     drop = exp.Drop(tables=[target.copy()], kind=kind, exists=True, cascade=True)
     create = exp.Create(this=target, kind=kind, expression=query)

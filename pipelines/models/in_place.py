@@ -56,6 +56,20 @@ def can_replace_in_place(client: Any, relation: str, kind: str, query: str) -> b
     return existing is not None and existing == query_columns(client, query)
 
 
+def view_unchanged(client: Any, relation: str) -> bool:
+    """After ``can_replace_in_place`` said yes for a view: whether it already reads exactly
+    what the query it checked reads (PostgreSQL's own rendering of both). Replacing a view
+    takes a lock that waits for every open transaction that read it (a notebook's, a BI
+    tool's idle session) and holds up every reader behind it: the build hung, and the
+    dashboards with it, for as long as any such session stayed open."""
+    with client.execute_query(
+        "SELECT pg_get_viewdef(to_regclass(%s)) = pg_get_viewdef(to_regclass(%s))",
+        relation, PROBE,
+    ) as cursor:
+        (same,) = cursor.fetchone()
+    return bool(same)
+
+
 # -- when a model must be dropped after all ------------------------------------------------------
 
 # Views (and materialized views) that read ``relation``, directly or through one another, with

@@ -31,7 +31,7 @@ from .compiler import (
     table_node,
 )
 from .graph import build_order
-from .in_place import can_replace_in_place, dependent_views, recreate_views
+from .in_place import can_replace_in_place, dependent_views, recreate_views, view_unchanged
 from .project import Model, ModelsError, Project, load_project
 from .time_zones import destination_time_zones
 from .variants import pipeline_schema, schema_tables, with_variants
@@ -178,6 +178,10 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
     models = {tuple(qualify(model.name)[-2:]) for model in project.models}
     for model in build_order(project.models):
         in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
+        if in_place and model.materialization.upper() == "VIEW" and view_unchanged(
+                client, relation_of(model, qualify)):
+            report.built.append((model.name, model.materialization))
+            continue  # nothing to replace (and no lock to wait for)
         if dialect == "postgres" and not in_place:
             taken_along += dependent_views(client, relation_of(model, qualify), models)
         try:
