@@ -449,3 +449,22 @@ def test_a_readers_open_transaction_does_not_hold_up_the_models_build(
         notebook.close()
     assert query(pipeline, f"SELECT count(*) FROM {DATASET}.fct_survey_responses") == [
         (len(sandbox.truth()["survey_responses"]),)]
+
+
+def test_the_dataset_lock_is_the_schemas_whatever_the_spelling(tmp_path, postgres_credentials):
+    # "Kiosk-Data" and "kiosk_data" load one schema, kiosk_data: two spellings took two locks.
+    from pipelines.sync.dataset_lock import dataset_lock
+
+    other_machine = psycopg2.connect(postgres_credentials)
+    try:
+        with other_machine.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key("kiosk_data")))
+        pipeline = dlt.pipeline(pipeline_name="micrometrics", dataset_name="Kiosk-Data",
+                                destination=dlt.destinations.postgres(
+                                    credentials=postgres_credentials),
+                                pipelines_dir=str(tmp_path / "pipelines"))
+        with pytest.raises(SyncLockedError, match=f"pid {other_machine.get_backend_pid()}"):
+            with dataset_lock(pipeline):
+                pass
+    finally:
+        other_machine.close()

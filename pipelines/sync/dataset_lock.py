@@ -43,13 +43,14 @@ def dataset_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
     if destination_kind(pipeline) != "postgres":
         yield
         return
-    key = lock_key(pipeline.dataset_name)
     try:
         client = pipeline.sql_client()
         client.open_connection()
     except Exception:  # noqa: BLE001 - no connection now: the sync reports that itself
         yield
         return
+    # The schema's name as dlt normalizes it: "Kiosk-Data" and "kiosk_data" are one schema.
+    key = lock_key(client.dataset_name)
     try:
         ((taken,),) = client.execute_sql("SELECT pg_try_advisory_lock(%s, %s)", LOCK_CLASS, key)
         if not taken:
@@ -66,7 +67,8 @@ def holder(client: object, key: int) -> str:
     rows = client.execute_sql(  # type: ignore[attr-defined]
         "SELECT a.client_addr, a.pid, a.application_name FROM pg_locks l "
         "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-        "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.granted",
+        "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.granted "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         LOCK_CLASS, key & 0xFFFFFFFF)
     if not rows:
         return "its session just ended"
