@@ -152,3 +152,33 @@ def test_a_first_sync_killed_before_its_first_load_is_not_taken_for_a_dropped_da
     result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50, window_pages=10)
     assert_matches_truth(tmp_path, sandbox.truth())
     assert result.report.warnings == []  # no table taken for lost, no history read again
+
+
+def test_stored_schema_versions_older_than_a_week_before_the_newest_are_deleted_daily(
+        start_sandbox, tmp_path, clock):
+    # The question history's scd2 boundary changes the schema every sync: dlt stored a copy
+    # (about 9 KB) in _dlt_version and in the staging dataset's every sync, for ever.
+    sandbox = start_sandbox(clock=clock, responses=50, rate=1000.0, burst=1000)
+    for _ in range(3):
+        sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+        clock.advance(3600)
+    tables = [f"{DATASET}._dlt_version", f"{DATASET}_staging._dlt_version"]
+
+    def versions() -> list[int]:
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+            return [connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                    for table in tables]
+
+    stored = versions()
+    assert stored == [3, 3]  # a new version each sync
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        for table in tables:  # all but the newest made 8 days before it
+            connection.execute(f"UPDATE {table} SET inserted_at = inserted_at - INTERVAL 8 DAY "
+                               f"WHERE inserted_at < (SELECT max(inserted_at) FROM {table})")
+    sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    # Within a day of the first sync's pruning: nothing done, this sync's version added...
+    assert versions() == [count + 1 for count in stored]
+    clock.advance(86400)
+    sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    # ...the next day: the versions made 8 days before go, the 3 recent ones and its own stay.
+    assert versions() == [3, 3]

@@ -26,7 +26,7 @@ from .dlt_settings import sync_defaults
 from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
 from .errors import ConfigurationError
-from .housekeeping import prune_loaded_packages
+from .housekeeping import prune_loaded_packages, prune_schema_versions
 from .lost_tables import forget_lost_tables, gone_before_pending, note_loaded
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .orphans import record_erased_devices
@@ -278,6 +278,7 @@ def sync(
                 report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
             report.warnings += new_variant_warnings(variants_before,
                                                     variant_columns(local_schema(pipeline)))
+            prune_schema_versions(pipeline, now)
         prune_loaded_packages(pipeline)
     finally:
         # Also when the sync fails: what it did so far, for the summary and the status.
