@@ -106,3 +106,29 @@ def test_a_batch_stamped_at_the_lookbacks_very_start_is_read_with_exclusive_boun
     second = sync_sandbox(sandbox, tmp_path, clock, **FAST)
     assert second.report.deep_streams == 0  # the plain lookback, not a deep pass
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_the_deep_pass_looks_the_destination_up_once_a_table_and_round(
+        start_sandbox, tmp_path, clock, monkeypatch):
+    # Per page it was a query on a new connection each: on Snowflake and BigQuery a billed
+    # statement each, 4x an hourly sync's statements on the day of a deep pass.
+    from pipelines.micrometrics import runner
+
+    lookups: list[tuple[str, int]] = []
+    look_up = runner.loaded_versions
+
+    def counted(pipeline, table, ids):
+        lookups.append((table, len(ids)))
+        return look_up(pipeline, table, ids)
+
+    monkeypatch.setattr(runner, "loaded_versions", counted)
+    sandbox = start_sandbox(clock=clock, responses=600, page_size=20, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(2 * HOUR)
+    sandbox.add_late_responses(5, delay_seconds=10 * HOUR)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(23 * HOUR)
+    deep = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert deep.report.deep_found == 5 and deep.report.rounds == 1
+    assert sorted(table for table, _ids in lookups) == ["devices", "survey_responses"]
+    assert dict(lookups)["survey_responses"] > 20  # more than a page's worth, in one query

@@ -219,6 +219,7 @@ def micrometrics_source(
         read = StreamRead(client, "/devices", windows, budget, tally, "devices",
                           known_versions)
         yield from lanes.run([partial(walk, read)], let_others_start=True)
+        tally.look_up_deep("devices", known_versions)
 
     @dlt.resource(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
@@ -288,6 +289,7 @@ def micrometrics_source(
 
         # The surveys' streams are walked at once, max_in_flight requests in flight.
         yield from lanes.run(streams(), let_others_start=True)
+        tally.look_up_deep("survey_responses", known_versions)
 
     # Quarantined surveys with an id too: their questions type their answers.
     survey_questions = question_history(lambda: surveys_listed().indexed, index, bounds.now)

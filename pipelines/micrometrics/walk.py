@@ -144,7 +144,7 @@ def read_chain(read: StreamRead, part: Progress,
                     as_column_types(good)
                     with read.lock:
                         record_last_change(read.windows.state, good)
-                    read.tally.add(deep_found=deep_finds(good, read))
+                    read.tally.deep_candidates(*deep_candidates(good, read))
                     yield good
                 if rejected:
                     read.tally.add(rejected=[row["record_key"] for row in rejected])
@@ -188,18 +188,13 @@ def read_chain(read: StreamRead, part: Progress,
     return Read(records, pages)
 
 
-def deep_finds(records: list[dict], read: StreamRead) -> list[tuple]:
-    """In a deep pass, the records changed before the plain lookback's start that the
-    destination does not hold in this version (late uploads the plain lookback missed), as
-    ``(table, id, updated_at)``."""
+def deep_candidates(records: list[dict], read: StreamRead) -> tuple[str, dict[Any, Any]]:
+    """In a deep pass, the records changed before the plain lookback's start, as ``(table,
+    {id: updated_at})``: those the destination does not hold in this version are late uploads
+    the plain lookback missed (looked up once the resource's round is read, ``ExtractTally``)."""
+    table = read.label.partition("[")[0]
     below = read.windows.deep_below
     if below is None or read.known_versions is None:
-        return []
-    older = {r["id"]: parse_timestamp(r["updated_at"]) for r in records
-             if parse_timestamp(r["updated_at"]) < below}
-    if not older:
-        return []
-    table = read.label.partition("[")[0]
-    known = read.known_versions(table, list(older))
-    return [(table, rid, at) for rid, at in older.items() if known.get(rid) != at]
-
+        return table, {}
+    return table, {r["id"]: parse_timestamp(r["updated_at"]) for r in records
+                   if parse_timestamp(r["updated_at"]) < below}
