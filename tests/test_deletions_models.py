@@ -356,8 +356,12 @@ def test_a_device_erased_before_the_first_sync_is_recorded_as_deleted(
                          f"_dlt_id) VALUES ('{kept}', TIMESTAMP '2026-03-01 00:00:00', '1', 'x')")
     clock.advance(3600)
     sync(sandbox, tmp_path, clock, reconcile=True)
+    # Kept marked until then: deleted, its responses failed that sync's build (exit 4).
+    assert marks(tmp_path, "devices")[kept] is not None
+    build(first.pipeline, clock)
     clock.advance(3600)
     sync(sandbox, tmp_path, clock)
+    assert marks(tmp_path, "devices")[kept] is None
     ((name,),) = rows(first.pipeline, f"SELECT name FROM {DATASET}.devices WHERE id = '{kept}'")
     assert name == next(d["name"] for d in sandbox.truth()["devices"] if d["id"] == kept)
     build(first.pipeline, clock)

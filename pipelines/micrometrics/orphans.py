@@ -23,7 +23,7 @@ from dlt.common.utils import uniq_id
 
 from .client import MicrometricsClient
 from .listing import listed_ids
-from .marks import Marker, chunks, in_list, timestamp_literal
+from .marks import Marker, chunks, timestamp_literal
 from .timeutil import format_timestamp, parse_timestamp
 from .warehouse import sql_literal
 from .windows import listing_window
@@ -112,21 +112,18 @@ def _source_state(state: Any) -> dict[str, Any]:
     return state.setdefault("sources", {}).setdefault("micrometrics", {})
 
 
-def forget_returned(pipeline: dlt.Pipeline, marker: Marker, listed: set[str]) -> int:
+def forget_returned(pipeline: dlt.Pipeline, marker: Marker, listed: set[str]) -> set[str]:
     """Rows recorded for erased devices (id and mark only, no ``updated_at``) whose device the
-    API lists again: deleted, and the devices read again from their start by the next sync
-    (unmarked, such a row was a live device without a name, status or time zone, for good: an
-    undeleted device keeps its ``updated_at``, which no incremental read reaches). Returns
-    how many."""
-    devices = marker.table("devices")
-    if devices is None:
-        return 0
-    back = [device for device, _mark in marker.ids("devices", "updated_at IS NULL")
-            if str(device) in listed]
-    for part in chunks(back):
-        marker.client.execute_sql(
-            f"DELETE FROM {devices} WHERE updated_at IS NULL AND {in_list('id', part)}")
+    API lists again: the devices are read again from their start by the next sync, whose merge
+    puts the live record over the row (an undeleted device keeps its ``updated_at``, which no
+    incremental read reaches). Until then the row stays as it is, marked: unmarked, it was a
+    live device without a name, status or time zone, for good; deleted, its responses failed
+    the data tests of that sync's build (exit 4). Returns their ids, as text."""
+    if marker.table("devices") is None:
+        return set()
+    back = {str(device) for device, _mark in marker.ids("devices", "updated_at IS NULL")
+            if str(device) in listed}
     if back:
         with pipeline.managed_state() as state:
             _source_state(state).get("resources", {}).pop("devices", None)
-    return len(back)
+    return back

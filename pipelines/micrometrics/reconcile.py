@@ -83,13 +83,12 @@ def reconcile(
                 table, f"({scope}) AND updated_at < {settled}")}
             # As text: an id the API sends as "123" is the table's 123 (marked live rows).
             listed = {str(i) for i in ids}
-            if table == "devices" and (back := forget_returned(pipeline, marker, listed)):
-                report.marks.unmarked["devices"] = back  # read again by the next sync
-                rows = marker.ids(table, scope)
+            # Recorded for a device erased unseen and listed again: the next sync reads it.
+            back = forget_returned(pipeline, marker, listed) if table == "devices" else set()
             marker.mark(table, "id", [i for i, mark in rows if mark is None and
                                       str(i) not in listed and i in changed_before], when)
-            marker.unmark(table, "id", [i for i, mark in rows
-                                        if mark is not None and str(i) in listed])
+            marker.unmark(table, "id", [i for i, mark in rows if mark is not None
+                                        and str(i) in listed and str(i) not in back])
     report.marks = marker.counts
     report.requests = client.stats.requests - started
     return report
