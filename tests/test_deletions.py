@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
+from pipelines.micrometrics import marks as marks_module
 from pipelines.micrometrics import reconcile as reconcile_module
 from pipelines.micrometrics.deletions import track_survey_list
 from pipelines.micrometrics.reconcile import reconcile
@@ -175,6 +176,8 @@ def test_reconcile_marks_erased_responses_and_devices_at_the_cost_it_announced(
 
     clock.advance(600)
     sandbox.reset_stats()
+    # Marks go in batches (of 500): batches of 3 here, so that every batch's edges are crossed.
+    monkeypatch.setattr(marks_module, "CHUNK", 3)
     result = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(reconcile=True), **FAST)
     now = datetime.fromtimestamp(clock.now, UTC)
 
@@ -192,6 +195,17 @@ def test_reconcile_marks_erased_responses_and_devices_at_the_cost_it_announced(
 
     again = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(reconcile=True), **FAST)
     assert again.report.marks.marked == {} and again.report.marks.unmarked == {}
+
+    # Undeleted upstream as they were (old updated_at: no incremental read reaches them):
+    # the next reconcile lists them again and clears their marks.
+    sandbox.restore_records("survey_responses", erased_responses[:4])
+    sandbox.restore_records("devices", erased_devices[:1])
+    clock.advance(600)
+    back = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(reconcile=True), **FAST)
+    assert back.report.marks.unmarked == {"survey_responses": 4, "devices": 1}
+    truth = sandbox.truth()
+    assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])
+    assert live(tmp_path, "devices") == truth_versions(truth["devices"])
 
 
 def test_records_changed_past_the_syncs_start_are_listed_not_taken_for_deleted(

@@ -115,3 +115,17 @@ def test_dry_run_plans_the_surveys_the_last_list_named(start_sandbox, tmp_path):
     assert len(reads) == 24
     third = run_cli(env, "--no-models", "--json")
     assert json.loads(third.stdout)["quiet_surveys_skipped"] == []
+
+
+def test_a_streams_last_change_is_the_newest_it_ever_returned():
+    # Windows are read newest first: kept from the last page read, a survey answered just now
+    # whose history took several windows was recorded as changed long ago (quiet: skipped).
+    from pipelines.micrometrics.quiet import record_last_change
+
+    state: dict = {}
+    record_last_change(state, [{"updated_at": "2026-03-17T12:00:00.000Z"},
+                               {"updated_at": "2026-03-17T12:34:56.000Z"}])
+    record_last_change(state, [{"updated_at": "2026-03-09T08:08:18.000Z"}])
+    record_last_change(state, [])
+    assert datetime.fromisoformat(state["last_change"]) == datetime(
+        2026, 3, 17, 12, 34, 56, tzinfo=UTC)

@@ -349,6 +349,16 @@ def test_a_table_dropped_by_hand_is_read_again_from_the_start(start_sandbox, tmp
     again = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
     assert again.report.warnings == []  # once
 
+    # The answers alone: their responses' rows were all there.
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        connection.execute(f"DROP TABLE {DATASET}.survey_responses__answers")
+    clock.advance(3600)
+    sandbox.add_responses(5)
+    answers = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    (warning,) = answers.report.warnings
+    assert "survey_responses__answers" in warning
+
 
 def test_times_with_spaces_or_an_offset_in_seconds_load_as_the_instants_they_are(
         start_sandbox, tmp_path, clock):

@@ -34,7 +34,7 @@ LAST_CURSOR_MODES = ("empty", "absent")
 MUTATIONS = (
     "add_responses", "update_responses", "add_late_responses", "update_devices",
     "add_devices", "add_survey", "set_fault_rate", "script", "patch_records", "add_malformed",
-    "remove_survey", "restore_survey", "erase_records", "stamp_records",
+    "remove_survey", "restore_survey", "erase_records", "restore_records", "stamp_records",
     "edit_questions", "reorder",
 )
 
@@ -536,6 +536,10 @@ class Sandbox:
     def erase_records(self, kind: str, ids: list) -> list:
         """See :meth:`Store.erase_records`."""
         return self.store.erase_records(kind, ids)
+
+    def restore_records(self, kind: str, ids: list) -> list:
+        """See :meth:`Store.restore_records`."""
+        return self.store.restore_records(kind, ids)
 
     def stamp_records(self, kind: str, ids: list | None = None, at: str | None = None) -> list:
         """See :meth:`Store.stamp_records`."""

@@ -59,6 +59,8 @@ class Store:
         self.version = 0
         # Surveys removed with remove_survey, with their responses, for restore_survey.
         self._removed: dict[Any, list[tuple[str, int, dict]]] = {}
+        # Records erased with erase_records, for restore_records: (kind, id) -> (updated, record).
+        self._erased: dict[tuple[str, Any], tuple[int, dict]] = {}
         rows = data.generate(seed, anchor_ms, devices, surveys, responses, silent_devices)
         self.silent_device_ids = data.silent_device_ids(rows["devices"], silent_devices)
         for kind in KINDS:
@@ -340,7 +342,22 @@ class Store:
             missing = [i for i in ids if i not in self._records[kind]]
             if missing:
                 raise KeyError(f"no {kind} with ids {missing!r}")
+            for rid in ids:
+                self._erased[(kind, rid)] = (self._updated[kind][rid], self._records[kind][rid])
             self._delete(kind, ids)
+            return list(ids)
+
+    def restore_records(self, kind: str, ids: list) -> list:
+        """Brings back records erased by :meth:`erase_records` exactly as they were (same
+        ``updated_at``: a vendor's undelete, or a listing that once missed them), which no
+        incremental read reaches. Ids not erased: KeyError, nothing restored."""
+        with self._lock:
+            missing = [i for i in ids if (kind, i) not in self._erased]
+            if missing:
+                raise KeyError(f"no {kind} erased with ids {missing!r}")
+            for rid in ids:
+                updated_ms, record = self._erased.pop((kind, rid))
+                self._put(kind, record, updated_ms)
             return list(ids)
 
     def stamp_records(self, kind: str, ids: list | None = None, at: str | None = None) -> list:
