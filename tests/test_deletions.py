@@ -409,3 +409,23 @@ def test_a_reconcile_marks_no_row_another_machine_loaded_while_it_listed(
     assert new and all(response_marks[i] is None for i in new)
     assert {i for i, mark in response_marks.items() if mark} == set(erased)
     assert report.marks.marked == {"survey_responses": len(erased)}
+
+
+def test_a_return_read_once_is_not_announced_again_by_a_later_refresh(
+        start_sandbox, tmp_path, clock):
+    # Kept in the surveys' state for ever, every later --full-refresh named it "back upstream".
+    sandbox = start_sandbox(clock=clock, responses=200, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    doomed = sandbox.truth()["surveys"][1]["id"]
+    sandbox.remove_survey(doomed)
+    clock.advance(600)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    sandbox.restore_survey(doomed)
+    clock.advance(600)
+    back = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert back.report.returned_surveys == [doomed]
+    clock.advance(600)
+    refresh = sync_sandbox(sandbox, tmp_path, clock, SyncOptions(full_refresh=True), **FAST)
+    assert refresh.report.returned_surveys == []
+    truth = sandbox.truth()
+    assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import dlt
 import duckdb
+import pytest
 
+from pipelines.micrometrics import sync
 from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.source import micrometrics_source
@@ -137,10 +139,24 @@ def test_a_dataset_dropped_while_a_package_is_pending_is_read_again_from_the_sta
     extract_one_round_and_die(sandbox, tmp_path, clock, virtual_client(sandbox, 50.0, 50))
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
         connection.execute(f"DROP SCHEMA {DATASET} CASCADE")
+    # The sync that loads the package is stopped (SIGTERM) right after that load: the tables
+    # found gone are remembered for the next one.
+    with pytest.raises(Stopped):
+        sync(pipeline_for(tmp_path), settings=load_settings(
+            base_url=sandbox.url, api_key=KEY, api_secret=SECRET, max_in_flight=1),
+            client=virtual_client(sandbox, 50.0, 50), clock=clock, after_step=stop)
     result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
     assert_matches_truth(tmp_path, sandbox.truth())
     (warning,) = result.report.warnings
     assert "survey_responses" in warning and "devices" in warning
+
+
+class Stopped(Exception):
+    pass
+
+
+def stop() -> None:
+    raise Stopped("SIGTERM")
 
 
 def test_a_first_sync_killed_before_its_first_load_is_not_taken_for_a_dropped_dataset(

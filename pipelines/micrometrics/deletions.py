@@ -12,7 +12,8 @@ again from its start (:func:`reread_returned`): the merge brings back, unmarked,
 ones the API serves again; those it no longer serves (erased meanwhile, or the old survey's)
 stay marked. Unmarking every response marked with the survey brought those back as live rows.
 Returns are kept (``returns``) until a sync reads the responses: ``--resources surveys`` may see
-one and read none.
+one and read none. Once the responses' state records the return handled, it is forgotten
+(:func:`forget_handled_returns`): kept, every later ``--full-refresh`` announced it back again.
 """
 
 from __future__ import annotations
@@ -102,3 +103,18 @@ def reread_returned(listed_ids: set[Any], per_survey: dict[str, dict[str, Any]],
         per_survey[str(survey_id)] = {"returned_from": when}
         restarted.append(survey_id)
     return restarted
+
+
+def forget_handled_returns(state: dict[str, Any]) -> list[Any]:
+    """Drops from the surveys' ``returns`` those whose responses were started over for that
+    return (``returned_from`` in the survey's response state, see :func:`reread_returned`);
+    returns their ids. ``state``: the pipeline state."""
+    resources = state.get("sources", {}).get("micrometrics", {}).get("resources", {})
+    surveys = resources.get("surveys") or {}
+    per_survey = (resources.get("survey_responses") or {}).get("surveys") or {}
+    handled = [(survey_id, when) for survey_id, when in surveys.get("returns", [])
+               if (per_survey.get(str(survey_id)) or {}).get("returned_from") == when]
+    if handled:
+        surveys["returns"] = [list(pair) for pair in surveys["returns"]
+                              if tuple(pair) not in handled]
+    return [survey_id for survey_id, _when in handled]

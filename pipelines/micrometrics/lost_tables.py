@@ -24,8 +24,11 @@ from dlt.destinations.job_client_impl import SqlJobClientBase
 
 log = logging.getLogger("micrometrics")
 
-# Local state (never sent to the destination): a load from this folder reached its target.
+# Local state (never sent to the destination): a load from this folder reached its target;
+# the tables found gone before the pending packages loaded, until their state is dropped (a
+# sync stopped in between forgot them, and the loss stood).
 LOADED_HERE = "micrometrics_loaded_here"
+GONE_BEFORE_PENDING = "micrometrics_gone_before_pending"
 
 # Each resource with read progress in the state, and the tables that hold what it read.
 TABLES_OF = {
@@ -41,11 +44,20 @@ def note_loaded(pipeline: dlt.Pipeline) -> None:
         pipeline.set_local_state_val(LOADED_HERE, True)
 
 
-def gone_before_pending(pipeline: dlt.Pipeline) -> list[str]:
+def gone_before_pending(pipeline: dlt.Pipeline, refresh: bool = False) -> list[str]:
     """Before the packages a killed sync left are loaded: the tables they would create again
-    that this folder had loaded before (see the module's docstring)."""
+    that this folder had loaded before (see the module's docstring), with those an earlier
+    sync found and was stopped before it dropped their state; none for a full ``refresh``."""
+    if refresh:
+        if _local(pipeline, GONE_BEFORE_PENDING):
+            pipeline.set_local_state_val(GONE_BEFORE_PENDING, [])
+        return []
     left = pipeline.list_extracted_load_packages() or pipeline.list_normalized_load_packages()
-    return _missing_tables(pipeline) if left and _loaded_here(pipeline) else []
+    gone = sorted(set(_local(pipeline, GONE_BEFORE_PENDING) or [])
+                  | set(_missing_tables(pipeline) if left and _loaded_here(pipeline) else []))
+    if gone:
+        pipeline.set_local_state_val(GONE_BEFORE_PENDING, gone)
+    return gone
 
 
 def forget_lost_tables(pipeline: dlt.Pipeline, gone_before: list[str] | tuple = ()) -> list[str]:
@@ -60,16 +72,20 @@ def forget_lost_tables(pipeline: dlt.Pipeline, gone_before: list[str] | tuple = 
     if missing:
         with pipeline.destination_client() as client:
             if isinstance(client, SqlJobClientBase) and client.is_storage_initialized():
-                # dlt creates the tables a load lacks only when the destination does not hold
-                # the schema's version: after a package that created some of them (the others
-                # were not in it), every load of the others failed, for ever. Its versions go
-                # (the tables being absent, the drop is a no-op), as dlt's refresh does.
-                client.drop_tables(*missing, delete_schema=True)
+                version_table = client.schema.version_table_name
+                if any(columns for _t, columns in client.get_storage_tables([version_table])):
+                    # dlt creates the tables a load lacks only when the destination does not
+                    # hold the schema's version: after a package that created some of them
+                    # (the others were not in it), every load of the others failed, for ever.
+                    # Its versions go (the tables being absent, the drop is a no-op), as dlt's
+                    # refresh does.
+                    client.drop_tables(*missing, delete_schema=True)
     with pipeline.managed_state() as state:
         states = _resource_states(state)
         for name in read:
             if set(TABLES_OF[name]) & set(gone):
                 states.pop(name, None)
+        state["_local"].pop(GONE_BEFORE_PENDING, None)  # type: ignore[misc]
     log.warning("warning: table(s) %s are gone from the destination (dropped or renamed by "
                 "hand?) while the state says they were loaded: read again from the start",
                 ", ".join(gone))
@@ -94,10 +110,14 @@ def _missing_tables(pipeline: dlt.Pipeline) -> list[str]:
 
 
 def _loaded_here(pipeline: dlt.Pipeline) -> bool:
+    return bool(_local(pipeline, LOADED_HERE))
+
+
+def _local(pipeline: dlt.Pipeline, key: str) -> Any:
     try:
-        return bool(pipeline.get_local_state_val(LOADED_HERE))
+        return pipeline.get_local_state_val(key)
     except KeyError:
-        return False
+        return None
 
 
 def _resource_states(state: Any) -> dict[str, Any]:

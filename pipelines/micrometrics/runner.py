@@ -21,7 +21,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from .client import MicrometricsClient
-from .deletions import TrackedSurveys
+from .deletions import TrackedSurveys, forget_handled_returns
 from .dlt_settings import sync_defaults
 from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
@@ -195,7 +195,7 @@ def sync(
             # committed to state but never applied are applied (idempotent otherwise).
             # On PostgreSQL, a pending package of a refresh drops tables the views read.
             # Tables the packages would create again, lookback only, after a dataset dropped.
-            gone_before = gone_before_pending(pipeline) if not full_refresh else []
+            gone_before = gone_before_pending(pipeline, refresh=full_refresh)
             with views_kept(pipeline, destination, RESOURCES, pending_only=True):
                 report.load_infos.extend(finish_pending(pipeline))
             if report.load_infos:
@@ -261,6 +261,9 @@ def sync(
             # Each round tried them again: what reads a table or column no round brought back.
             report.warnings += views_not_restored(pipeline, destination)
             report.marks.add(apply_survey_marks(pipeline))
+            if "survey_responses" in selected and surveys_state(pipeline).get("returns"):
+                with pipeline.managed_state() as state:
+                    forget_handled_returns(state)
             if QUESTION_HISTORY in chosen and index.read:
                 retire_emptied(pipeline, emptied(index.indexed), bounds.now)
             loaded = report.loaded_rows
