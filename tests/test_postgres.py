@@ -153,7 +153,7 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
     execute = models_runner.execute
 
     def connection_lost(client, statement, what):
-        if statement.startswith("DELETE"):
+        if statement.startswith("LOCK TABLE"):
             raise ModelsError(f"{what} failed: server closed the connection unexpectedly")
         return execute(client, statement, what)
 
@@ -468,3 +468,36 @@ def test_the_dataset_lock_is_the_schemas_whatever_the_spelling(tmp_path, postgre
                 pass
     finally:
         other_machine.close()
+
+
+def test_two_builds_at_once_do_not_double_a_mart(start_sandbox, tmp_path, clock,
+                                                 postgres_credentials, monkeypatch):
+    # make models while a sync's build runs: each build's DELETE kept the rows the other had
+    # just inserted (its snapshot predates them), and the mart held every row twice.
+    pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock,
+                                           postgres_credentials)
+    statements: list[str] = []
+    execute = models_runner.execute
+
+    def kept(client, statement, what):
+        statements.append(statement)
+        return execute(client, statement, what)
+
+    monkeypatch.setattr(models_runner, "execute", kept)
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+    (rebuild,) = [s for s in statements if "DELETE FROM" in s and "mart_nps_daily" in s]
+    with pipeline.sql_client() as sql:
+        sql.execute_sql(f"DELETE FROM {DATASET}.mart_nps_daily")  # nothing for a DELETE to wait on
+    first, second = psycopg2.connect(postgres_credentials), psycopg2.connect(postgres_credentials)
+    try:
+        with first.cursor() as cursor:  # the first build, not committed yet
+            cursor.execute(rebuild)
+        with second.cursor() as cursor, pytest.raises(psycopg2.errors.LockNotAvailable):
+            cursor.execute("SET lock_timeout = '200ms'")
+            cursor.execute(rebuild)  # the second waits for the first, whatever it deletes
+        first.commit()
+    finally:
+        first.close()
+        second.close()
+    assert query(pipeline, "SELECT count(*) = count(DISTINCT (survey_id, device_id, "
+                           f"response_date)) FROM {DATASET}.mart_nps_daily") == [(True,)]

@@ -231,10 +231,14 @@ def build_statements(
     if in_place:
         # DELETE, not TRUNCATE: TRUNCATE's lock waits for every open transaction that read the
         # table (an idle notebook's: for ever) and blocks every reader meanwhile; DELETE's
-        # conflicts with no reader, who sees the old rows until the new ones commit.
+        # conflicts with no reader, who sees the old rows until the new ones commit. The lock
+        # first (which no reader waits for either): two builds at once (make models during a
+        # sync's) each kept the rows the other inserted, and the mart doubled.
+        name = generate(target.copy(), dialect, model.name)
         delete = exp.Delete(this=target.copy())
         insert = exp.Insert(this=target, expression=query)
-        return [f"{generate(delete, dialect, model.name)};\n"
+        return [f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE;\n"
+                f"{generate(delete, dialect, model.name)};\n"
                 f"{generate(insert, dialect, model.name)}"]
     drop = exp.Drop(tables=[target.copy()], kind=kind, exists=True, cascade=True)
     create = exp.Create(this=target, kind=kind, expression=query)
