@@ -191,6 +191,7 @@ def test_stored_schema_versions_older_than_a_week_before_the_newest_are_deleted_
         for table in tables:  # all but the newest made 8 days before it
             connection.execute(f"UPDATE {table} SET inserted_at = inserted_at - INTERVAL 8 DAY "
                                f"WHERE inserted_at < (SELECT max(inserted_at) FROM {table})")
+    shutil.rmtree(tmp_path / "pipelines")  # a fresh runner: it knows from the destination
     sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
     # Within a day of the first sync's pruning: nothing done, this sync's version added...
     assert versions() == [count + 1 for count in stored]

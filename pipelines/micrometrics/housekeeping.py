@@ -32,7 +32,8 @@ log = logging.getLogger("micrometrics.sync")
 
 KEEP_LOADED = timedelta(days=7)
 PRUNE_VERSIONS_EVERY = timedelta(days=1)
-# Local state (not the destination's): when this folder last pruned its target's versions.
+# In the pipeline state, which travels with the data: when the versions were last pruned (in
+# local state, a fresh runner (GitHub Actions, a container) pruned on every sync).
 VERSIONS_PRUNED_AT = "micrometrics_versions_pruned_at"
 
 
@@ -63,8 +64,8 @@ def prune_schema_versions(pipeline: dlt.Pipeline, now: datetime,
     schema versions stored more than ``keep`` before the newest, in the dataset and in its
     staging dataset; returns how many."""
     try:
-        last = float(pipeline.get_local_state_val(VERSIONS_PRUNED_AT))
-    except (KeyError, TypeError, ValueError):
+        last = float(pipeline.state.get(VERSIONS_PRUNED_AT))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         last = None
     if last is not None and 0 <= now.timestamp() - last < PRUNE_VERSIONS_EVERY.total_seconds():
         return 0
@@ -81,7 +82,8 @@ def prune_schema_versions(pipeline: dlt.Pipeline, now: datetime,
         log.warning("warning: old stored schema versions could not be deleted (tried again "
                     "next sync): %s", " ".join(str(exc).split())[:200])
         return deleted
-    pipeline.set_local_state_val(VERSIONS_PRUNED_AT, now.timestamp())
+    with pipeline.managed_state() as state:
+        state[VERSIONS_PRUNED_AT] = now.timestamp()  # type: ignore[literal-required]
     if deleted:
         log.debug("deleted %d stored schema versions older than %s before the newest",
                   deleted, keep)
