@@ -380,7 +380,7 @@ def test_views_a_killed_refresh_set_aside_come_back_in_their_own_dataset_only(
         f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
     with refresh_views.views_set_aside(pipeline, ["survey_responses"]):
         pass  # killed (SIGKILL) while they were set aside: nothing created them again
-    (kept,) = refresh_views._kept(pipeline)
+    (kept,) = [view for view in refresh_views._kept(pipeline) if view[:2] == ("bi", "raw")]
     assert f"{DATASET}.survey_responses" in kept[3]  # whatever the session's search_path
     other = dlt.pipeline(pipeline_name="micrometrics", dataset_name="tenant_b",
                          destination=dlt.destinations.postgres(credentials=postgres_credentials),
@@ -402,8 +402,9 @@ def test_a_view_of_what_only_a_later_round_of_a_refresh_brings_back_is_kept(
     # Created again after the first round, which held only its own pages' tables and columns,
     # such a view failed and its definition was deleted: gone for good, exit 0.
     pipeline = postgres_pipeline(tmp_path, postgres_credentials)
+    # Newest records first: the refresh's first round reads none of the oldest.
     sandbox = start_sandbox(clock=clock, devices=4, surveys=1, responses=60, page_size=10,
-                            **FAST)
+                            order="desc", **FAST)
     oldest = sorted(sandbox.truth()["survey_responses"], key=lambda r: r["updated_at"])[:5]
     ids = [r["id"] for r in oldest]
     sandbox.patch_records("survey_responses", ids, {"channel": "kiosk", "legacy": "x"},
