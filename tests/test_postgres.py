@@ -435,6 +435,7 @@ def test_a_readers_open_transaction_does_not_hold_up_the_models_build(
     # staging view and stayed idle: the build's TRUNCATE and CREATE OR REPLACE VIEW waited for
     # it for ever, and every dashboard's read of those relations queued behind them.
     pipeline, sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
+    filenode = f"SELECT pg_relation_filenode('{DATASET}.mart_nps_daily')"
     with pipeline.sql_client() as sql:  # a wait fails the test instead of hanging it
         sql.execute_sql("ALTER DATABASE " + sql.credentials.database + " SET lock_timeout = '3s'")
     notebook = psycopg2.connect(postgres_credentials)
@@ -445,11 +446,17 @@ def test_a_readers_open_transaction_does_not_hold_up_the_models_build(
         clock.advance(HOUR)
         sandbox.add_responses(10)
         sync_into(sandbox, pipeline, clock)
+        before = query(pipeline, filenode)
         assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+        assert query(pipeline, filenode) == before  # its rows deleted: no lock to wait for
     finally:
         notebook.close()
     assert query(pipeline, f"SELECT count(*) FROM {DATASET}.fct_survey_responses") == [
         (len(sandbox.truth()["survey_responses"]),)]
+    # With no reader in the way, truncated (a new file): deleted rows would stay as dead rows.
+    before = query(pipeline, filenode)
+    assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
+    assert query(pipeline, filenode) != before
 
 
 def test_the_dataset_lock_is_the_schemas_whatever_the_spelling(tmp_path, postgres_credentials):

@@ -229,16 +229,17 @@ def build_statements(
             create.set("properties", exp.Properties(expressions=[exp.CopyGrantsProperty()]))
         return [generate(create, dialect, model.name)]
     if in_place:
-        # DELETE, not TRUNCATE: TRUNCATE's lock waits for every open transaction that read the
-        # table (an idle notebook's: for ever) and blocks every reader meanwhile; DELETE's
-        # conflicts with no reader, who sees the old rows until the new ones commit. The lock
-        # first (which no reader waits for either): two builds at once (make models during a
-        # sync's) each kept the rows the other inserted, and the mart doubled.
+        # TRUNCATE's lock waits for every open transaction that read the table (an idle
+        # notebook's: for ever) and holds up every reader meanwhile. So it waits a second at
+        # most, then the rows are deleted instead, which no reader waits for (who sees the old
+        # rows until the new ones commit; DELETE on every build would leave a mart's worth of
+        # dead rows each time). The lock first, which no reader waits for either: two builds at
+        # once (make models during a sync's) each kept the rows the other inserted.
         name = generate(target.copy(), dialect, model.name)
-        delete = exp.Delete(this=target.copy())
         insert = exp.Insert(this=target, expression=query)
         return [f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE;\n"
-                f"{generate(delete, dialect, model.name)};\n"
+                f"DO $$ BEGIN SET LOCAL lock_timeout = '1s'; TRUNCATE TABLE {name};\n"
+                f"EXCEPTION WHEN lock_not_available THEN DELETE FROM {name}; END $$;\n"
                 f"{generate(insert, dialect, model.name)}"]
     drop = exp.Drop(tables=[target.copy()], kind=kind, exists=True, cascade=True)
     create = exp.Create(this=target, kind=kind, expression=query)
