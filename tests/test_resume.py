@@ -15,6 +15,7 @@ from pipelines.micrometrics import sync
 from pipelines.micrometrics.rounds import RoundBudget, SyncBounds
 from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.source import micrometrics_source
+from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
 from tests.syncing import DATASET, pipeline_for, sync_into, sync_sandbox
 from tests.truth import assert_matches_truth
@@ -126,8 +127,9 @@ def test_loaded_packages_older_than_a_week_are_deleted(start_sandbox, tmp_path, 
     assert len(left - {recent, package.name}) == len(second.report.load_infos)  # this sync's
 
 
+@pytest.mark.parametrize("refresh_devices_first", [False, True])
 def test_a_dataset_dropped_while_a_package_is_pending_is_read_again_from_the_start(
-    start_sandbox, tmp_path, clock, virtual_client
+    start_sandbox, tmp_path, clock, virtual_client, refresh_devices_first
 ):
     # The pending package loaded first created the tables again with its rows only (the
     # lookback's), so the check for lost tables found them there: 6 of 304 responses, for good,
@@ -145,10 +147,15 @@ def test_a_dataset_dropped_while_a_package_is_pending_is_read_again_from_the_sta
         sync(pipeline_for(tmp_path), settings=load_settings(
             base_url=sandbox.url, api_key=KEY, api_secret=SECRET, max_in_flight=1),
             client=virtual_client(sandbox, 50.0, 50), clock=clock, after_step=stop)
+    if refresh_devices_first:  # it keeps the responses' state: their loss must not be forgotten
+        sync_sandbox(sandbox, tmp_path, clock, SyncOptions(full_refresh=True,
+                                                           resources=("devices",)),
+                     rate=50.0, burst=50)
     result = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
     assert_matches_truth(tmp_path, sandbox.truth())
-    (warning,) = result.report.warnings
-    assert "survey_responses" in warning and "devices" in warning
+    if not refresh_devices_first:
+        (warning,) = result.report.warnings
+        assert "survey_responses" in warning and "devices" in warning
 
 
 class Stopped(Exception):
@@ -171,12 +178,23 @@ def test_a_first_sync_killed_before_its_first_load_is_not_taken_for_a_dropped_da
 
 
 def test_stored_schema_versions_older_than_a_week_before_the_newest_are_deleted_daily(
-        start_sandbox, tmp_path, clock):
+        start_sandbox, tmp_path, clock, monkeypatch):
     # The question history's scd2 boundary changes the schema every sync: dlt stored a copy
     # (about 9 KB) in _dlt_version and in the staging dataset's every sync, for ever.
+    from pipelines.micrometrics import housekeeping
+
+    pruned: list[int] = []
+    prune = housekeeping._prune_versions
+    monkeypatch.setattr(housekeeping, "_prune_versions",
+                        lambda client, keep: pruned.append(1) or prune(client, keep))
     sandbox = start_sandbox(clock=clock, responses=50, rate=1000.0, burst=1000)
-    for _ in range(3):
+
+    def sync_on_a_fresh_runner() -> None:  # no local folder: what it knows, it restores
+        shutil.rmtree(tmp_path / "pipelines", ignore_errors=True)
         sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+
+    for _ in range(3):
+        sync_on_a_fresh_runner()
         clock.advance(3600)
     tables = [f"{DATASET}._dlt_version", f"{DATASET}_staging._dlt_version"]
 
@@ -187,15 +205,15 @@ def test_stored_schema_versions_older_than_a_week_before_the_newest_are_deleted_
 
     stored = versions()
     assert stored == [3, 3]  # a new version each sync
+    assert pruned == []  # the first had nothing stored yet, and noted the day with its data
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
         for table in tables:  # all but the newest made 8 days before it
             connection.execute(f"UPDATE {table} SET inserted_at = inserted_at - INTERVAL 8 DAY "
                                f"WHERE inserted_at < (SELECT max(inserted_at) FROM {table})")
-    shutil.rmtree(tmp_path / "pipelines")  # a fresh runner: it knows from the destination
-    sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
-    # Within a day of the first sync's pruning: nothing done, this sync's version added...
+    sync_on_a_fresh_runner()
+    # Within a day of the last pruning: nothing done, this sync's version added...
     assert versions() == [count + 1 for count in stored]
     clock.advance(86400)
-    sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
-    # ...the next day: the versions made 8 days before go, the 3 recent ones and its own stay.
-    assert versions() == [3, 3]
+    sync_on_a_fresh_runner()
+    # ...the next day: the versions made 8 days before go, the 2 recent ones and its own stay.
+    assert versions() == [3, 3] and pruned == [1, 1]  # the dataset's and its staging twin's

@@ -74,10 +74,12 @@ def prune_schema_versions(pipeline: dlt.Pipeline, now: datetime,
         with pipeline.destination_client() as client:
             if not isinstance(client, SqlJobClientBase):
                 return 0
-            deleted += _prune_versions(client, keep)
+            if client.is_storage_initialized():  # else a first sync: nothing stored yet
+                deleted += _prune_versions(client, keep)
             if hasattr(client, "with_staging_dataset"):
                 with client.with_staging_dataset():
-                    deleted += _prune_versions(client, keep)
+                    if client.is_storage_initialized():
+                        deleted += _prune_versions(client, keep)
     except Exception as exc:  # noqa: BLE001 - housekeeping: the sync itself succeeded
         log.warning("warning: old stored schema versions could not be deleted (tried again "
                     "next sync): %s", " ".join(str(exc).split())[:200])

@@ -44,14 +44,10 @@ def note_loaded(pipeline: dlt.Pipeline) -> None:
         pipeline.set_local_state_val(LOADED_HERE, True)
 
 
-def gone_before_pending(pipeline: dlt.Pipeline, refresh: bool = False) -> list[str]:
+def gone_before_pending(pipeline: dlt.Pipeline) -> list[str]:
     """Before the packages a killed sync left are loaded: the tables they would create again
     that this folder had loaded before (see the module's docstring), with those an earlier
-    sync found and was stopped before it dropped their state; none for a full ``refresh``."""
-    if refresh:
-        if _local(pipeline, GONE_BEFORE_PENDING):
-            pipeline.set_local_state_val(GONE_BEFORE_PENDING, [])
-        return []
+    sync found and was stopped before it dropped their state."""
     left = pipeline.list_extracted_load_packages() or pipeline.list_normalized_load_packages()
     gone = sorted(set(_local(pipeline, GONE_BEFORE_PENDING) or [])
                   | set(_missing_tables(pipeline) if left and _loaded_here(pipeline) else []))

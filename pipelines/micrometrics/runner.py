@@ -195,7 +195,7 @@ def sync(
             # committed to state but never applied are applied (idempotent otherwise).
             # On PostgreSQL, a pending package of a refresh drops tables the views read.
             # Tables the packages would create again, lookback only, after a dataset dropped.
-            gone_before = gone_before_pending(pipeline, refresh=full_refresh)
+            gone_before = gone_before_pending(pipeline)
             with views_kept(pipeline, destination, RESOURCES, pending_only=True):
                 report.load_infos.extend(finish_pending(pipeline))
             if report.load_infos:
@@ -206,11 +206,17 @@ def sync(
             # (dlt's run restores it too, but only once the marks are applied.)
             if pipeline.config.restore_from_destination:
                 pipeline.sync_destination()
-            if not full_refresh:
-                report.warnings += [f"tables gone from the destination, read again from the "
-                                    f"start: {', '.join(gone)}"
-                                    for gone in [forget_lost_tables(pipeline, gone_before)]
-                                    if gone]
+            # Also before a refresh: --resources devices keeps the responses' state, and one
+            # stopped before its first round drops nothing.
+            report.warnings += [f"tables gone from the destination, read again from the "
+                                f"start: {', '.join(gone)}"
+                                for gone in [forget_lost_tables(pipeline, gone_before)] if gone]
+            # Before the rounds, whose packages carry the state to the destination (a library
+            # caller's sync has no later load of it).
+            prune_schema_versions(pipeline, now)
+            if surveys_state(pipeline).get("returns"):
+                with pipeline.managed_state() as state:
+                    forget_handled_returns(state)
             # After the restore: a fresh runner (GitHub Actions, a container) has no local
             # schema, and took every variant column for new, warning on every sync.
             variants_before = variant_columns(local_schema(pipeline))
@@ -261,9 +267,6 @@ def sync(
             # Each round tried them again: what reads a table or column no round brought back.
             report.warnings += views_not_restored(pipeline, destination)
             report.marks.add(apply_survey_marks(pipeline))
-            if "survey_responses" in selected and surveys_state(pipeline).get("returns"):
-                with pipeline.managed_state() as state:
-                    forget_handled_returns(state)
             if QUESTION_HISTORY in chosen and index.read:
                 retire_emptied(pipeline, emptied(index.indexed), bounds.now)
             loaded = report.loaded_rows
@@ -281,7 +284,6 @@ def sync(
                 report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
             report.warnings += new_variant_warnings(variants_before,
                                                     variant_columns(local_schema(pipeline)))
-            prune_schema_versions(pipeline, now)
         prune_loaded_packages(pipeline)
     finally:
         # Also when the sync fails: what it did so far, for the summary and the status.
