@@ -336,27 +336,27 @@ def test_a_table_dropped_by_hand_is_read_again_from_the_start(start_sandbox, tmp
     sandbox = start_sandbox(clock=clock, devices=8, surveys=3, responses=300,
                             rate=1000.0, burst=1000)
     sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
-        connection.execute(f"ALTER TABLE {DATASET}.survey_responses RENAME TO responses_old")
-        connection.execute(f"DROP TABLE {DATASET}.devices")
-    clock.advance(3600)
-    sandbox.add_responses(5)
-    result = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
-    assert_matches_truth(tmp_path, sandbox.truth())
-    (warning,) = result.report.warnings
+
+    def synced_after(*statements: str) -> str:
+        """The one warning of the sync after ``statements``, which loads the truth."""
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+            for statement in statements:
+                connection.execute(statement)
+        clock.advance(3600)
+        sandbox.add_responses(5)
+        result = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
+        assert_matches_truth(tmp_path, sandbox.truth())
+        (warning,) = result.report.warnings
+        return warning
+
+    warning = synced_after(f"ALTER TABLE {DATASET}.survey_responses RENAME TO responses_old",
+                           f"DROP TABLE {DATASET}.devices")
     assert "devices" in warning and "survey_responses" in warning
     clock.advance(3600)
     again = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
     assert again.report.warnings == []  # once
-
     # The answers alone: their responses' rows were all there.
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
-        connection.execute(f"DROP TABLE {DATASET}.survey_responses__answers")
-    clock.advance(3600)
-    sandbox.add_responses(5)
-    answers = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000)
-    assert_matches_truth(tmp_path, sandbox.truth())
-    (warning,) = answers.report.warnings
+    warning = synced_after(f"DROP TABLE {DATASET}.survey_responses__answers")
     assert "survey_responses__answers" in warning
 
 
