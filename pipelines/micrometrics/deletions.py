@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .source_state import resource_states
 from .timeutil import format_timestamp
 
 
@@ -109,7 +110,7 @@ def forget_handled_returns(state: dict[str, Any]) -> list[Any]:
     """Drops from the surveys' ``returns`` those whose responses were started over for that
     return (``returned_from`` in the survey's response state, see :func:`reread_returned`);
     returns their ids. ``state``: the pipeline state."""
-    resources = state.get("sources", {}).get("micrometrics", {}).get("resources", {})
+    resources = resource_states(state)
     surveys = resources.get("surveys") or {}
     per_survey = (resources.get("survey_responses") or {}).get("surveys") or {}
     handled = [(survey_id, when) for survey_id, when in surveys.get("returns", [])

@@ -22,6 +22,8 @@ from typing import Any
 import dlt
 from dlt.destinations.job_client_impl import SqlJobClientBase
 
+from .source_state import resource_states
+
 log = logging.getLogger("micrometrics")
 
 # Local state (never sent to the destination): a load from this folder reached its target;
@@ -59,7 +61,7 @@ def gone_before_pending(pipeline: dlt.Pipeline) -> list[str]:
 def forget_lost_tables(pipeline: dlt.Pipeline, gone_before: list[str] | tuple = ()) -> list[str]:
     """Drops the state of each resource whose tables are gone from the destination, now or
     before the pending packages loaded (``gone_before``); returns the tables found gone."""
-    resources = _resource_states(pipeline.state)
+    resources = resource_states(pipeline.state)
     read = [name for name in TABLES_OF if resources.get(name)]
     missing = _missing_tables(pipeline)
     gone = sorted(set(missing) | set(gone_before))
@@ -77,7 +79,7 @@ def forget_lost_tables(pipeline: dlt.Pipeline, gone_before: list[str] | tuple = 
                     # refresh does.
                     client.drop_tables(*missing, delete_schema=True)
     with pipeline.managed_state() as state:
-        states = _resource_states(state)
+        states = resource_states(state)
         for name in read:
             if set(TABLES_OF[name]) & set(gone):
                 states.pop(name, None)
@@ -90,7 +92,7 @@ def forget_lost_tables(pipeline: dlt.Pipeline, gone_before: list[str] | tuple = 
 
 def _missing_tables(pipeline: dlt.Pipeline) -> list[str]:
     """Tables of the resources the state says were read that the destination does not have."""
-    resources = _resource_states(pipeline.state)
+    resources = resource_states(pipeline.state)
     read = [name for name in TABLES_OF if resources.get(name)]
     schema = pipeline.default_schema if pipeline.default_schema_name else None
     if not read or schema is None:
@@ -114,7 +116,3 @@ def _local(pipeline: dlt.Pipeline, key: str) -> Any:
         return pipeline.get_local_state_val(key)
     except KeyError:
         return None
-
-
-def _resource_states(state: Any) -> dict[str, Any]:
-    return state.get("sources", {}).get("micrometrics", {}).get("resources", {})

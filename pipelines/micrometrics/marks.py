@@ -15,6 +15,7 @@ from typing import Any
 import dlt
 
 from .deletions import deleted_surveys, restored_surveys
+from .source_state import resource_states
 from .warehouse import sql_literal
 
 CHUNK = 500  # ids per statement: well below every warehouse's limit on statement size
@@ -114,8 +115,7 @@ def in_list(column: str, ids: list[Any]) -> str:
 
 
 def surveys_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
-    resources = pipeline.state.get("sources", {}).get("micrometrics", {}).get("resources", {})
-    return resources.get("surveys", {})
+    return resource_states(pipeline.state).get("surveys", {})
 
 
 def apply_survey_marks(pipeline: dlt.Pipeline) -> MarkCounts:

@@ -48,6 +48,7 @@ from .rounds import (
 )
 from .settings import Settings, env_name, load_settings, refuse_future_start
 from .source import micrometrics_source, prefetch_survey_list
+from .source_state import resource_states
 from .status_keys import refresh_done, refresh_under_way
 from .target import claim_folder
 from .timeutil import format_timestamp, out_of_range, parse_timestamp
@@ -309,9 +310,7 @@ def release_memory(held: HeldDatabase | None) -> None:
 
 def responses_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
     """The survey_responses resource's committed plan of reads (see quiet)."""
-    sources = pipeline.state.get("sources", {})
-    responses = sources.get("micrometrics", {}).get("resources", {}).get("survey_responses", {})
-    return responses.get("reads", {})
+    return resource_states(pipeline.state).get("survey_responses", {}).get("reads", {})
 
 
 def count_rows(pipeline: dlt.Pipeline, report: SyncReport) -> None:

@@ -210,9 +210,9 @@ def build_statements(
 
     PostgreSQL has no ``CREATE OR REPLACE TABLE`` and refuses to replace a view whose columns
     changed. There, with ``in_place`` (the relation exists with the same columns, see
-    ``in_place``), a view is replaced and a table's rows deleted and inserted again;
-    otherwise it is a drop (which also drops the views that read it) and a create. Either way
-    it is one string:
+    ``in_place``), a view is replaced and a table emptied (truncated, or its rows deleted
+    while a reader holds it) and refilled; otherwise it is a drop (which also drops the views
+    that read it) and a create. Either way it is one string:
     PostgreSQL runs the statements of one query string in a single transaction, so readers
     never see it missing or half-filled.
     """

@@ -133,13 +133,12 @@ def views_not_recreated(client: Any, views: list[View]) -> list[tuple[View, str]
             try:
                 client.execute_sql(f"{create} {target} AS {definition.rstrip().rstrip(';')}")
             except Exception as exc:  # noqa: BLE001 - named in a warning, the build goes on
-                errors[target] = " ".join(str(exc).split())[:200]
+                errors[view] = f"{target}: {' '.join(str(exc).split())[:200]}"
                 retry.append(view)
         if len(retry) == len(left):
             break  # no progress: what is left reads something that no longer fits
         left = retry
-    return [(view, f"{quoted(view[0])}.{quoted(view[1])}: "
-                   f"{errors[f'{quoted(view[0])}.{quoted(view[1])}']}") for view in left]
+    return [(view, errors[view]) for view in left]
 
 
 def quoted(identifier: str) -> str:

@@ -24,15 +24,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.micrometrics.quiet import skipped_surveys
+from pipelines.micrometrics.source_state import resource_states
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.sync.json_summary import quiet_surveys_json
 
 from .record import REFRESH_FAILED, status_of
 from .snapshot import Snapshot
-
-
-def resources_of(state: dict[str, Any]) -> dict[str, Any]:
-    return state.get("sources", {}).get("micrometrics", {}).get("resources", {})
 
 
 def survey_key(survey_id: str) -> tuple[int, str]:
@@ -62,7 +59,7 @@ def stream_status(name: str, state: dict[str, Any]) -> dict[str, Any]:
 
 def streams_of(state: dict[str, Any]) -> list[dict[str, Any]]:
     """Devices, then each survey's responses, in survey id order."""
-    resources = resources_of(state)
+    resources = resource_states(state)
     streams = []
     devices = resources.get("devices", {}).get("windows")
     if devices is not None:
@@ -77,7 +74,7 @@ def streams_of(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 def survey_list(state: dict[str, Any]) -> dict[str, Any] | None:
     """The survey list (read in full every sync): surveys listed and surveys gone."""
-    surveys = resources_of(state).get("surveys")
+    surveys = resource_states(state).get("surveys")
     if not surveys:
         return None
     return {"listed": len(surveys.get("known", [])),
@@ -113,10 +110,10 @@ def build_report(snapshot: Snapshot, now: datetime, max_age: timedelta | None,
     state = snapshot.state or {}
     status = status_of(state)
     streams = streams_of(state)
-    reads = resources_of(state).get("survey_responses", {}).get("reads", {})
+    reads = resource_states(state).get("survey_responses", {}).get("reads", {})
     skipped = skipped_surveys(reads, now)
     listing = survey_list(state)
-    known = resources_of(state).get("surveys", {}).get("known")
+    known = resource_states(state).get("surveys", {}).get("known")
     as_of = data_as_of(status, streams, {str(s.survey_id) for s in skipped}, listing,
                        {str(i) for i in known} if known is not None else None)
     age = (now - as_of) if as_of else None

@@ -9,15 +9,12 @@ from typing import Any
 from pipelines.micrometrics.quiet import choose_skipped
 from pipelines.micrometrics.reconcile import reconcile_estimate
 from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
+from pipelines.micrometrics.source_state import resource_states
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
 from pipelines.micrometrics.windows import EPOCH, StreamWindows
 
 from .options import SyncOptions, make_pipeline
 from .summary import floor_seconds
-
-
-def resource_states(state: dict[str, Any]) -> dict[str, Any]:
-    return state.get("sources", {}).get("micrometrics", {}).get("resources", {})
 
 
 def describe_plan(settings: Settings, options: SyncOptions) -> str:
