@@ -13,6 +13,7 @@ from typing import Any
 import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
+from pipelines import postgres_sessions
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.messages import hint
 
@@ -73,7 +74,11 @@ def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = No
     for flag, name in (("destination", destination), ("dataset", dataset)):
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"{flag} must not be empty or blank, got {name!r}")
-    target: Any = duckdb_destination(dataset) if destination == "duckdb" else destination
+    target: Any = destination
+    if destination == "duckdb":
+        target = duckdb_destination(dataset)
+    elif destination == "postgres":
+        target = postgres_sessions.postgres()
     kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
     return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target, dataset_name=dataset,
                         **kwargs)

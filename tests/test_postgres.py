@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,11 @@ from typing import Any
 import dlt
 import psycopg2
 import pytest
+from psycopg2.extensions import TRANSACTION_STATUS_INTRANS
 from sqlglot import exp
 
+from pipelines import postgres_sessions
+from pipelines.destination import open_pipeline
 from pipelines.micrometrics import refresh_views
 from pipelines.models import ModelsError, build_models
 from pipelines.models import runner as models_runner
@@ -509,3 +513,67 @@ def test_two_builds_at_once_do_not_double_a_mart(start_sandbox, tmp_path, clock,
         second.close()
     assert query(pipeline, "SELECT count(*) = count(DISTINCT (survey_id, device_id, "
                            f"response_date)) FROM {DATASET}.mart_nps_daily") == [(True,)]
+
+
+def test_a_readers_open_transaction_fails_a_new_columns_load_in_time_and_loses_nothing(
+        start_sandbox, tmp_path, postgres_credentials, monkeypatch):
+    # A notebook that read survey_responses and stayed idle in its transaction: dlt's ALTER
+    # TABLE ADD COLUMN, for a field the API started sending, waited for it for ever, and every
+    # dashboard's read of the table queued behind it.
+    monkeypatch.setattr(postgres_sessions, "LOCK_TIMEOUT", "1s")
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__POSTGRES__CREDENTIALS=postgres_credentials)
+    assert run_cli(env, "--destination", "postgres", "--quiet", "--no-models").returncode == 0
+    ids = sorted(r["id"] for r in sandbox.truth()["survey_responses"])[:3]
+    sandbox.patch_records("survey_responses", ids, {"kiosk_mode": "attended"})
+    notebook = psycopg2.connect(postgres_credentials)
+    # Without a lock timeout the sync would wait for ever: end the notebook's session after a
+    # while so that the test fails instead of hanging.
+    watchdog = threading.Timer(60, terminate_backend,
+                               (postgres_credentials, notebook.get_backend_pid()))
+    try:
+        with notebook.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {DATASET}.survey_responses")
+        watchdog.start()
+        waited = run_cli(env, "--destination", "postgres", "--quiet", "--no-models")
+        assert notebook.get_transaction_status() == TRANSACTION_STATUS_INTRANS  # still open
+    finally:
+        watchdog.cancel()
+        notebook.close()
+    assert waited.returncode == 1, waited.stderr
+    last = waited.stderr.strip().splitlines()[-1]
+    assert "PostgreSQL gave up waiting for a lock" in last
+    assert "idle in transaction" in last  # what to look for
+    verdict = classify(psycopg2.errors.LockNotAvailable("canceling statement due to lock timeout"))
+    assert verdict.retry and "gave up waiting for a lock" in verdict.reason
+    assert column_names(postgres_credentials, "survey_responses").isdisjoint({"kiosk_mode"})
+    done = run_cli(env, "--destination", "postgres", "--quiet", "--no-models")
+    assert done.returncode == 0, done.stderr
+    assert_matches_truth(postgres_pipeline(tmp_path, postgres_credentials), sandbox.truth())
+    assert "kiosk_mode" in column_names(postgres_credentials, "survey_responses")
+
+
+def test_the_lock_timeout_of_the_connections_own_options_wins(tmp_path, postgres_credentials,
+                                                               monkeypatch):
+    def lock_timeout(credentials: str) -> str:
+        monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", credentials)
+        pipeline = open_pipeline("postgres", DATASET, str(tmp_path / "pipelines"))
+        with pipeline.sql_client() as sql:
+            ((value,),) = sql.execute_sql("SHOW lock_timeout")
+        return value
+
+    assert lock_timeout(postgres_credentials) == "1min"
+    own = postgres_credentials + "?options=-c%20lock_timeout%3D7s%20-c%20work_mem%3D8MB"
+    assert lock_timeout(own) == "7s"
+
+
+def terminate_backend(credentials: str, pid: int) -> None:
+    with psycopg2.connect(credentials) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def column_names(credentials: str, table: str) -> set[str]:
+    with psycopg2.connect(credentials) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT column_name FROM information_schema.columns "
+                       "WHERE table_schema = %s AND table_name = %s", (DATASET, table))
+        return {name for (name,) in cursor.fetchall()}

@@ -82,6 +82,15 @@ HINTS: dict[str, Hint] = {
         "error: another sync of pipeline 'micrometrics' is running ...",
         "wait for it to finish; the lock is released when that process ends, even if killed",
     ),
+    "lock_timeout": Hint(
+        "error: sync failed: PostgreSQL gave up waiting for a lock (canceling statement due to "
+        "lock timeout ...)",
+        "nothing is lost: the next sync loads what this one could not; look for a session idle "
+        "in a transaction (SELECT pid, application_name, state, xact_start FROM "
+        "pg_stat_activity WHERE state LIKE 'idle in transaction%') and end it (commit, or "
+        "pg_terminate_backend); a longer wait: add -c lock_timeout=5min to the connection's "
+        "options (default 60s)",
+    ),
     "rejected_records": Hint(
         "warning: N records were quarantined in _rejected_records",
         "records without an id or a parseable updated_at are kept as JSON with the reason in "

@@ -8,6 +8,8 @@ times, for nothing; one that never retries leaves a 503 burst to the next hour. 
   dropped, timeouts);
 - the API refused its own paging cursor (its hint: run again, completed windows are kept);
 - another sync of the pipeline holds the lock (``SyncLockedError``, the command's exit 3);
+- a PostgreSQL statement waited ``lock_timeout`` for another session's lock and was cancelled
+  (``pipelines.postgres_sessions``): a reader's transaction ends some time;
 - another process holds the DuckDB file open (DuckDB's "Could not set lock on file":
   ``make status``, a BI tool, the duckdb CLI), which it lets go of when it is done;
 - what dlt marks transient (``TransientException``: a destination connection lost, a load job
@@ -50,6 +52,7 @@ from pipelines.micrometrics.errors import (
 )
 from pipelines.micrometrics.retry import is_transient
 from pipelines.models import DataTestFailed, ModelsError
+from pipelines.postgres_sessions import lock_wait_message
 from pipelines.sync.errors import causes, one_line
 from pipelines.sync.lock import SyncLockedError
 from pipelines.sync.terminate import was_terminated
@@ -80,7 +83,7 @@ def classify(exc: BaseException) -> Verdict:
         return Verdict(True, "stopped by SIGTERM (a stop or a shutdown); the next run goes on "
                              "from the last checkpoint", exc)
     for link in chain:
-        verdict = ours(link) or file_locked(link)
+        verdict = ours(link) or file_locked(link) or lock_wait(link)
         if verdict is not None:
             return verdict
     for link in chain:
@@ -127,6 +130,14 @@ def file_locked(exc: BaseException) -> Verdict | None:
         return Verdict(True, f"another process has the DuckDB file open (retried once it closes "
                              f"it): {one_line(exc)}", exc)
     return None
+
+
+def lock_wait(exc: BaseException) -> Verdict | None:
+    """PostgreSQL cancelled a statement that waited ``lock_timeout`` for a lock another
+    session holds (a reader's open transaction): the verdict, else None. Retried: the session
+    ends some time, and the pending load goes first."""
+    message = lock_wait_message(exc)
+    return None if message is None else Verdict(True, message, exc)
 
 
 def ours(exc: BaseException) -> Verdict | None:

@@ -28,6 +28,7 @@ from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import Settings, load_settings
 from pipelines.models import DataTestFailed, ModelsError, build_models, mart_preview, run_data_tests
+from pipelines.postgres_sessions import lock_wait_message
 from pipelines.status.record import SyncOutcome, record_sync
 
 from .dataset_lock import dataset_lock
@@ -160,6 +161,9 @@ def first_cause(exc: BaseException) -> BaseException:
                 None)
     if ours is not None:
         return ours
+    lock_wait = next(filter(None, map(lock_wait_message, chain)), None)
+    if lock_wait is not None:
+        return LockWaitFailed(lock_wait)
     job = next((link for link in chain if isinstance(link, LoadClientJobException)), None)
     if job is not None and getattr(job, "client_exception", None) is not None:
         table = str(getattr(job, "job_id", "")).split(".", 1)[0] or "a table"
@@ -169,6 +173,10 @@ def first_cause(exc: BaseException) -> BaseException:
 
 class LoadJobFailed(Exception):
     """A load job the destination refused, its cause in one line (``first_cause``)."""
+
+
+class LockWaitFailed(Exception):
+    """A PostgreSQL statement cancelled by ``lock_timeout``, said in one line (``first_cause``)."""
 
 
 def failure(exc: BaseException) -> tuple[int, str]:
