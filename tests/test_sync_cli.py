@@ -380,3 +380,29 @@ def test_models_built_by_hand_after_a_failed_load_say_what_the_marts_lack(
     sandbox.patch_records("devices", [sandbox.truth()["devices"][0]["id"]], {"name": None})
     assert run_cli(env, "--quiet", "--no-models").returncode == 1  # refused at load
     assert "1 load package(s) a sync extracted are not loaded yet" in models()
+
+
+def test_a_date_alone_as_end_at_includes_that_whole_day(start_sandbox, tmp_path):
+    # Read as its midnight, --end-at 2026-03-31 left March 31 out of a re-read of March, and
+    # --start-at D --end-at D was refused as an empty range.
+    sandbox = start_sandbox(rate=1000.0, burst=1000, responses=60)
+    day = (datetime.now(UTC) - timedelta(days=10)).replace(hour=0, minute=0, second=0,
+                                                           microsecond=0)
+    late, next_day = sorted(r["id"] for r in sandbox.truth()["survey_responses"])[:2]
+    sandbox.stamp_records("survey_responses", [late], (day + timedelta(hours=23.5)).isoformat())
+    sandbox.stamp_records("survey_responses", [next_day],
+                          (day + timedelta(hours=24.5)).isoformat())
+    on_the_day = set()
+    for record in sandbox.truth()["survey_responses"]:
+        updated = datetime.fromisoformat(record["updated_at"])
+        assert abs(updated - day) > timedelta(seconds=2)  # nothing on a bound: no overlap
+        assert abs(updated - day - timedelta(days=1)) > timedelta(seconds=2)
+        if day <= updated < day + timedelta(days=1):
+            on_the_day.add(record["id"])
+    assert late in on_the_day and next_day not in on_the_day
+    date = day.date().isoformat()
+    done = run_cli(sync_env(tmp_path, sandbox.url), "--quiet", "--no-models",
+                   "--resources", "survey_responses", "--start-at", date, "--end-at", date)
+    assert done.returncode == 0, done.stderr
+    loaded = query(tmp_path, "SELECT id FROM micrometrics.survey_responses")
+    assert {id_ for (id_,) in loaded} == on_the_day

@@ -7,7 +7,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dlt
 
@@ -80,13 +80,25 @@ def timestamp_arg(value: str):
 
 
 def end_arg(value: str):
-    """An ``--end-at``: as ``--start-at`` (a future one would only read up to now)."""
+    """An ``--end-at``: as ``--start-at`` (a future one would only read up to now). A date
+    alone is the whole of that day: ``--start-at 2026-03-01 --end-at 2026-03-31`` reads March
+    31 too, where its midnight left the month's last day out (today's ends now)."""
     moment = parsed_arg(value)
     if reason := out_of_range(moment):
         future = moment > datetime.now(UTC)
         raise argparse.ArgumentTypeError(
             reason + (" (leave --end-at out to read up to now)" if future else ""))
+    if a_date_alone(value):
+        moment = min(moment + timedelta(days=1), datetime.now(UTC))
     return moment
+
+
+def a_date_alone(value: str) -> bool:
+    try:
+        date.fromisoformat(value.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def parsed_arg(value: str) -> datetime:
@@ -118,10 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated subset of: " + ", ".join(RESOURCES)
                         + " (survey_responses loads surveys too: the list it is read from)")
     parser.add_argument("--start-at", type=timestamp_arg,
-                        help="re-read changes from this ISO 8601 time (with offset) without "
-                             "moving the incremental state")
+                        help="re-read changes from this ISO 8601 time (with offset; a date "
+                             "alone is its midnight, UTC) without moving the incremental state")
     parser.add_argument("--end-at", type=end_arg,
-                        help="upper bound of an explicit re-read (default: now)")
+                        help="upper bound of an explicit re-read (default: now); a date alone "
+                             "(2026-03-31) includes that whole day, in UTC")
     parser.add_argument("--full-refresh", action="store_true",
                         help="drop this source's tables and state, then load the whole history "
                              "(the question history survey_questions is kept: the API serves "
