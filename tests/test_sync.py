@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -9,8 +10,12 @@ import pytest
 
 from pipelines.error_chain import causes
 from pipelines.micrometrics.client import MicrometricsClient
+from pipelines.micrometrics.rounds import REREAD
+from pipelines.micrometrics.settings import load_settings
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
+from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
+from tests.conftest import KEY, SECRET
 from tests.syncing import DATASET, query, sync_sandbox
 from tests.truth import assert_matches_truth, truth_streams
 
@@ -157,9 +162,67 @@ def test_explicit_range_rereads_without_moving_state(start_sandbox, tmp_path, cl
         SyncOptions(start_at=now - timedelta(days=60), end_at=now - timedelta(days=30)),
         rate=50.0, burst=50,
     )
-    assert again.pipeline.state["sources"]["micrometrics"]["resources"] == state_before
+    assert incremental(again.pipeline) == incremental(first.pipeline, state_before)
     assert sandbox.stats()["records_served"] > 0
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def dry_run(sandbox, tmp_path, options: SyncOptions) -> str:
+    settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET)
+    return describe_plan(settings, replace(options, pipelines_dir=str(tmp_path / "pipelines")))
+
+
+def incremental(pipeline, resources=None) -> dict:
+    """The resources' incremental state: without an explicit re-read's slot."""
+    resources = pipeline.state["sources"]["micrometrics"]["resources"] \
+        if resources is None else resources
+    return {name: {k: v for k, v in state.items() if k != REREAD}
+            for name, state in resources.items()}
+
+
+def test_an_explicit_reread_stopped_part_way_goes_on_where_it_stopped(start_sandbox, tmp_path,
+                                                                      clock):
+    # Its windows were the sync's scratch: run again, it started over, and a re-read longer
+    # than a scheduler's time limit never ended.
+    sandbox = start_sandbox(clock=clock, responses=600, rate=50.0, burst=50, page_size=20)
+    first = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    state_before = incremental(first.pipeline)
+    now = datetime.fromtimestamp(clock.now, UTC)
+    reread = SyncOptions(start_at=now - timedelta(days=300), end_at=now - timedelta(days=5))
+    small = {"rate": 50.0, "burst": 50, "window_pages": 2}  # rounds of 2 pages
+    sandbox.reset_stats()
+    sync_sandbox(sandbox, tmp_path, clock, reread, **small)
+    whole = sandbox.stats()["requests"]
+    assert whole > 20
+    plan = dry_run(sandbox, tmp_path, reread).splitlines()[1:]
+    streams = [line for line in plan if line.strip().startswith(("devices", "survey_responses["))]
+    assert len(streams) == 6 and all("full history" in line for line in streams), plan
+    # Changed inside the range without a new updated_at: only a re-read notices.
+    inside = [r["id"] for r in sandbox.truth()["survey_responses"]
+              if now - timedelta(days=299) < parse_timestamp(r["updated_at"])
+              < now - timedelta(days=6)]
+    sandbox.patch_records("survey_responses", inside, {"comment": "edited quietly"}, bump=False)
+    sandbox.reset_stats()
+    # The same range again, after it was done: read from its start, and stopped half-way.
+    stopped = whole // 2
+    with pytest.raises(Exception) as failed:
+        sync_sandbox(sandbox, tmp_path, clock, reread, max_requests=stopped, **small)
+    assert any(type(link).__name__ == "RequestCapExceeded" for link in causes(failed.value))
+    # --dry-run shows what is left: some streams read to the range's end or part-way.
+    plan = dry_run(sandbox, tmp_path, reread).splitlines()[1:]
+    streams = [line for line in plan if line.strip().startswith(("devices", "survey_responses["))]
+    assert len(streams) == 6 and any("full history" not in line for line in streams), plan
+    sandbox.reset_stats()
+    sync_sandbox(sandbox, tmp_path, clock, reread, **small)
+    # The rest only, give or take the round in flight (2 pages), the survey list and the
+    # devices' window read again.
+    assert stopped + sandbox.stats()["requests"] <= whole + 4
+    assert_matches_truth(tmp_path, sandbox.truth())  # every quiet edit, in either part
+    assert incremental(first.pipeline) == state_before
+    # The next incremental sync drops the finished re-read's slot.
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    resources = first.pipeline.state["sources"]["micrometrics"]["resources"]
+    assert not any(REREAD in state for state in resources.values())
 
 
 def test_full_refresh_reloads_everything(start_sandbox, tmp_path, clock):

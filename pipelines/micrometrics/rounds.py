@@ -9,21 +9,26 @@ from the state that round committed. A crash loses at most the round in flight.
 - :class:`SyncBounds`: the sync's fixed time bounds (so rounds continue the same ranges);
 - :class:`RoundBudget`: the page budget of the round in flight;
 - :class:`SurveyIndex`: the survey list, read once per sync, and which resources emitted it;
-- :class:`WindowStates`: where streams keep their windows (dlt state, or scratch for an
-  explicit re-read that must not move the incremental state);
+- :class:`WindowStates`: where streams keep their windows (dlt state, and a slot apart for an
+  explicit re-read, which must not move the incremental state);
 - :class:`ExtractTally`: what the extract counted for the summary (quarantine, deep pass).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .timeutil import format_timestamp
+
 UNLIMITED = 10**9
+log = logging.getLogger("micrometrics")
 
 
 @dataclass(frozen=True)
@@ -149,18 +154,77 @@ class SurveyIndex:
         return True
 
 
+# Where an explicit re-read keeps its windows in a resource's state, apart from the incremental
+# ones (which it must not move).
+REREAD = "reread"
+
+
 @dataclass
 class WindowStates:
-    """Where a stream keeps its windows: its dlt resource state, or, for an explicit re-read,
-    scratch dicts that live as long as the sync (the incremental state must not move)."""
+    """Where a stream keeps its windows: its dlt resource state; for an explicit re-read
+    (``reread``: its range), a slot of that state of its own (``REREAD``), which the incremental
+    windows never see.
 
-    explicit: bool = False
-    scratch: dict[str, dict[str, Any]] = field(default_factory=dict)
+    The slot is checkpointed with each round, as the incremental windows are: a re-read killed
+    or failed part-way, run again with the same range, goes on from its last round instead of
+    starting over (one longer than a scheduler's time limit never ended). Once every stream of
+    a resource has read to the range's end, its slot is marked done in that round's state
+    (``finish``), so the same range asked again is read again from its start, and the next
+    incremental sync drops the slot.
 
-    def for_stream(self, resource_state: dict[str, Any], key: str) -> dict[str, Any]:
-        if self.explicit:
-            return self.scratch.setdefault(key, {})
-        return resource_state.setdefault(key, {})
+    Attributes:
+        reread: The explicit range, as asked (``start|end``, ``start|now`` without an end);
+            None for an incremental sync.
+        started: When this sync started (the log names the one a slot comes from).
+        sync: This sync's own mark: a slot it took is its own in every round.
+    """
+
+    reread: str | None = None
+    started: str = ""
+    sync: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def explicit(self) -> bool:
+        return self.reread is not None
+
+    def for_stream(self, resource_state: dict[str, Any], key: str,
+                   resource: str = "") -> dict[str, Any]:
+        if self.reread is None:
+            if (resource_state.get(REREAD) or {}).get("done"):
+                del resource_state[REREAD]
+            return resource_state.setdefault(key, {})
+        return self._slot(resource_state, resource).setdefault(key, {})
+
+    def finish(self, resource_state: dict[str, Any]) -> None:
+        """Every stream of the resource has read to the range's end (none stopped for the
+        round's budget): its re-read is done."""
+        if self.reread is not None:
+            self._slot(resource_state)["done"] = True
+
+    def _slot(self, resource_state: dict[str, Any], resource: str = "") -> dict[str, Any]:
+        slot = resource_state.get(REREAD) or {}
+        if slot.get("sync") != self.sync:
+            if unfinished_reread(resource_state, self.reread):
+                log.info("%s: going on with the re-read of %s that stopped part-way (in the "
+                         "sync started %s)", resource or "a resource",
+                         self.reread.replace("|", " to "), slot.get("started"))
+                slot["sync"] = self.sync
+            else:
+                slot = {"range": self.reread, "sync": self.sync, "started": self.started}
+            resource_state[REREAD] = slot
+        return slot
+
+
+def unfinished_reread(resource_state: dict[str, Any], reread: str | None) -> dict[str, Any]:
+    """The slot of a re-read of ``reread`` that stopped part-way, else {}."""
+    slot = resource_state.get(REREAD) or {}
+    return slot if reread and slot.get("range") == reread and not slot.get("done") else {}
+
+
+def reread_range(start: datetime, end: datetime | None) -> str:
+    """An explicit range as ``WindowStates.reread`` names it; ``end`` None: up to now (a range
+    without an end goes on where it stopped, up to the new now)."""
+    return f"{format_timestamp(start)}|{format_timestamp(end) if end else 'now'}"
 
 
 @dataclass

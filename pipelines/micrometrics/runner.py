@@ -43,6 +43,7 @@ from .rounds import (
     SurveyIndex,
     SyncBounds,
     WindowStates,
+    reread_range,
     round_pages_for,
     round_seconds_for,
 )
@@ -184,7 +185,9 @@ def sync(
     budget = RoundBudget(round_pages_for(destination, settings.round_pages, settings.window_pages),
                          seconds=round_seconds_for(destination, settings.round_pages))
     index, tally = SurveyIndex(), ExtractTally()
-    states = WindowStates(explicit=explicit)
+    # An explicit range goes on where the same range, asked before, stopped (see WindowStates).
+    states = WindowStates(reread=reread_range(bounds.start_at, upper) if explicit else None,
+                          started=format_timestamp(now))
     # This machine's folder may hold another dataset's (or destination's) state and packages.
     claim_folder(pipeline)
 

@@ -29,9 +29,10 @@ from .rounds import (
     SurveyIndex,
     SyncBounds,
     WindowStates,
+    reread_range,
 )
 from .settings import Settings, load_settings, refuse_future_start
-from .timeutil import parse_timestamp
+from .timeutil import format_timestamp, parse_timestamp
 from .walk import StreamRead, walk
 from .windows import EPOCH, StreamWindows, listing_window
 
@@ -172,7 +173,7 @@ def micrometrics_source(
         bounds: The sync's time bounds (default: up to now, incremental).
         budget: The round's page budget (default: unlimited, one round).
         survey_index: The survey list shared by the rounds of one sync.
-        window_states: Where windows are kept (scratch for an explicit re-read).
+        window_states: Where windows are kept (a slot apart for an explicit re-read).
         tally: Counters for the summary.
         known_versions: Destination lookup the deep pass uses to count what it found.
         deletions_before: The surveys gone, and seen back, as the sync began, when it
@@ -193,7 +194,9 @@ def micrometrics_source(
     refuse_future_start(settings.start_at, bounds.now, "the source's clock")
     budget = budget or RoundBudget(UNLIMITED)
     index = survey_index or SurveyIndex()
-    states = window_states or WindowStates(explicit=bounds.explicit_range)
+    states = window_states or WindowStates(
+        reread=reread_range(bounds.start_at or settings.start_at, bounds.run_end)
+        if bounds.explicit_range else None, started=format_timestamp(bounds.now))
     tally = tally or ExtractTally()
     window_settings = settings.window_settings(
         bounds.start_at if bounds.explicit_range else None)
@@ -212,7 +215,7 @@ def micrometrics_source(
     @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
                   columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
     def devices() -> Iterator[list[dict[str, Any]]]:
-        state = states.for_stream(dlt.current.resource_state(), "windows")
+        state = states.for_stream(dlt.current.resource_state(), "windows", "devices")
         windows = StreamWindows(state, device_windows, run_end)
         # Not sliced (no lanes given): the devices' walk starts before the survey list is
         # read, when "at most one other stream unfinished" would miss every survey's.
@@ -220,6 +223,8 @@ def micrometrics_source(
                           known_versions)
         yield from lanes.run([partial(walk, read)], let_others_start=True)
         tally.look_up_deep("devices", known_versions)
+        if not budget.more:  # the walk stopped for no budget: read to its end
+            states.finish(dlt.current.resource_state())
 
     @dlt.resource(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
@@ -250,7 +255,8 @@ def micrometrics_source(
         )},
     )
     def survey_responses() -> Iterator[list[dict[str, Any]]]:
-        per_survey = states.for_stream(dlt.current.resource_state(), "surveys")
+        per_survey = states.for_stream(dlt.current.resource_state(), "surveys",
+                                       "survey_responses")
         # The sync's plan of which surveys to read (quiet ones less often) is kept beside them.
         plans = states.for_stream(dlt.current.resource_state(), "reads")
 
@@ -259,7 +265,7 @@ def micrometrics_source(
             listed = surveys_listed().indexed
             persistent = dlt.current.resource_state().setdefault("surveys", {})
             forget_gone(persistent, {str(s["id"]) for s in listed})
-            # In the stream state that persists (an explicit range reads scratch windows): the
+            # In the incremental stream state (an explicit range reads windows apart): the
             # next sync that follows the incremental state reads them again.
             returned = [] if deletions_before is None else reread_returned(
                 {s["id"] for s in listed}, persistent, deletions_before)
@@ -290,6 +296,8 @@ def micrometrics_source(
         # The surveys' streams are walked at once, max_in_flight requests in flight.
         yield from lanes.run(streams(), let_others_start=True)
         tally.look_up_deep("survey_responses", known_versions)
+        if not budget.more:  # no walk stopped for the budget: each read to its end (or gone)
+            states.finish(dlt.current.resource_state())
 
     # Quarantined surveys with an id too: their questions type their answers.
     survey_questions = question_history(lambda: surveys_listed().indexed, index, bounds.now)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pipelines.micrometrics.quiet import choose_skipped
 from pipelines.micrometrics.reconcile import reconcile_estimate
+from pipelines.micrometrics.rounds import reread_range, unfinished_reread
 from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
 from pipelines.micrometrics.source_state import resource_states
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
@@ -23,6 +24,9 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
     states = {} if options.full_refresh else resource_states(pipeline.state)
     run_end = options.end_at or datetime.now(UTC)
     explicit = options.explicit_range
+    # A re-read of the same range stopped part-way goes on from where it stopped.
+    reread = reread_range(options.start_at or settings.start_at, options.end_at) \
+        if explicit else None
     windows = settings.window_settings(options.start_at if explicit else None)
     device_windows = windows if explicit else settings.window_settings(EPOCH)
     lines = [f"plan: {options.destination} dataset {options.dataset!r}, up to "
@@ -31,7 +35,7 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
 
     def stream(label: str, state: dict[str, Any], settings_=windows) -> None:
         nonlocal estimate, unknown
-        walker = StreamWindows({} if explicit else copy.deepcopy(state), settings_, run_end)
+        walker = StreamWindows(copy.deepcopy(state), settings_, run_end)
         text = walker.describe()
         if text != "up to date":
             estimate += 1
@@ -39,7 +43,9 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
         lines.append(f"  {label:<28} {text}")
 
     if "devices" in options.resources:
-        stream("devices", states.get("devices", {}).get("windows", {}), device_windows)
+        devices = states.get("devices", {})
+        stream("devices", (unfinished_reread(devices, reread) if explicit else devices)
+               .get("windows", {}), device_windows)
     if "surveys" in options.resources or "survey_responses" in options.resources:
         lines.append(f"  {'surveys':<28} full list (every sync; it indexes the responses)")
         estimate += 1
@@ -58,6 +64,9 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
             str(s.survey_id): s for s in choose_skipped(
                 [{"id": sid} for sid in sorted(known)], known, responses.get("reads", {}), run_end,
                 settings.quiet_survey)}
+        if explicit:  # not the incremental windows: the re-read's own, if it stopped
+            read_so_far = unfinished_reread(responses, reread).get("surveys", {})
+            known = {sid: read_so_far.get(sid, {}) for sid in known}
         for survey_id, state in sorted(known.items()):
             label = f"survey_responses[{survey_id}]"
             if survey_id in skipped:
