@@ -10,13 +10,15 @@ So every session of the connector's own PostgreSQL destination (``open_pipeline`
 the models, status, report) starts with ``lock_timeout``: a wait longer than
 ``LOCK_TIMEOUT`` fails the statement; the load's package stays pending and the next sync
 loads it first, nothing lost. A ``lock_timeout`` in the connection's own ``options``
-(``?options=-c%20lock_timeout%3D5min``) wins. It is a startup option because dlt opens its
-connections itself, passing its own ``options`` to libpq, so ``PGOPTIONS`` does not reach
-them; dlt passes the credentials' ``options`` on first.
+(``?options=-c%20lock_timeout%3D5min``) wins; one set for the role or the database
+(``ALTER ROLE ... SET lock_timeout``) does not: a startup option comes before those. It is
+a startup option because dlt opens its connections itself, passing its own ``options`` to
+libpq, so ``PGOPTIONS`` does not reach them; dlt passes the credentials' ``options`` on first.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import dlt
@@ -28,6 +30,9 @@ from pipelines.micrometrics.messages import hint
 # behind the waiting statement); short enough that a session idle in a transaction blocks
 # dashboards for a minute, not for the rest of the day.
 LOCK_TIMEOUT = "60s"
+# The setting in libpq's options: -c lock_timeout=..., -clock_timeout=..., --lock_timeout=...
+# (not deadlock_timeout).
+OWN_LOCK_TIMEOUT = re.compile(r"(?:^|\s)(?:-c\s*|--)lock_timeout\s*=")
 
 
 class postgres(dlt.destinations.postgres):  # noqa: N801 - named as dlt's destinations are
@@ -45,7 +50,7 @@ class postgres(dlt.destinations.postgres):  # noqa: N801 - named as dlt's destin
         if credentials is not None:
             query = dict(credentials.query or {})
             options = str(query.get("options") or "")
-            if "lock_timeout" not in options:
+            if not OWN_LOCK_TIMEOUT.search(options):
                 query["options"] = f"{options} -clock_timeout={LOCK_TIMEOUT}".strip()
                 credentials.query = query
         return config

@@ -324,29 +324,39 @@ def test_explicit_range_after_a_kill_rereads_that_range(tenant):
 
 
 @pytest.mark.slow
-def test_a_reread_killed_mid_extract_or_between_rounds_goes_on_where_it_stopped(tenant):
+def test_a_reread_killed_in_each_phase_goes_on_where_it_stopped(start_sandbox, tmp_path,
+                                                                monkeypatch):
     # Its windows were the sync's scratch: each rerun started the range over, and a re-read
     # longer than a scheduler's time limit never ended.
+    sandbox = start_sandbox(**{**SANDBOX, "responses": 1000})  # a re-read of 4 rounds
+    tenant = Tenant(sandbox, sync_env(tmp_path, sandbox.url,
+                                      SOURCES__MICROMETRICS__WINDOW_PAGES=WINDOW_PAGES,
+                                      SOURCES__MICROMETRICS__ROUND_PAGES=WINDOW_PAGES),
+                    tmp_path, monkeypatch)
     assert tenant.sync() == 0
     now = datetime.now(UTC)
-    start, end = (now - timedelta(days=400)).isoformat(), (now - timedelta(hours=1)).isoformat()
-    tenant.sandbox.reset_stats()
-    assert tenant.sync("--start-at", start, "--end-at", end) == 0
-    whole = tenant.sandbox.stats()["requests"]
-    assert whole > 2 * int(WINDOW_PAGES)  # three rounds at least
+    reread = ("--start-at", (now - timedelta(days=400)).isoformat(),
+              "--end-at", (now - timedelta(hours=1)).isoformat())
+    sandbox.reset_stats()
+    assert tenant.sync(*reread) == 0
+    whole = sandbox.stats()["requests"]
+    assert whole > 3 * int(WINDOW_PAGES)  # four rounds at least
     # Changed without a new updated_at: only the re-read brings them, in whichever run.
-    quiet = [r["id"] for r in tenant.sandbox.truth()["survey_responses"]
+    quiet = [r["id"] for r in sandbox.truth()["survey_responses"]
              if parse_timestamp(r["updated_at"]) < now - timedelta(hours=2)]
-    tenant.sandbox.patch_records("survey_responses", quiet, {"comment": "edited quietly"},
-                                 bump=False)
-    tenant.sandbox.reset_stats()
-    # In the 2nd round's extract (its pages lost), then after the next run's first round.
-    tenant.kill("extract", int(WINDOW_PAGES) + 5, "--start-at", start, "--end-at", end)
-    check_rounds(tenant.kill("rounds", 2, "--start-at", start, "--end-at", end))
-    assert tenant.sync("--start-at", start, "--end-at", end) == 0
+    sandbox.patch_records("survey_responses", quiet, {"comment": "edited quietly"}, bump=False)
+    sandbox.reset_stats()
+    # The same range again (done: read from its start), killed in its 2nd round's extract
+    # (those pages lost); the next run in normalize, the one after in the load of what that
+    # one left, the next between its rounds.
+    tenant.kill("extract", int(WINDOW_PAGES) + 5, *reread)
+    check_normalize(tenant.kill("normalize", 1, *reread))
+    check_load(tenant.kill("load", 1, *reread))
+    check_rounds(tenant.kill("rounds", 2, *reread))
+    assert tenant.sync(*reread) == 0
     # The range once, but for the round lost in the first kill (with the requests in flight
-    # then) and each run's survey list: started over each time, 2x the range (72 requests).
-    assert tenant.sandbox.stats()["requests"] <= whole + int(WINDOW_PAGES) + 8
+    # then) and each run's survey list: started over each time, 3x the range.
+    assert sandbox.stats()["requests"] <= whole + int(WINDOW_PAGES) + 8
     tenant.assert_exact()
 
 

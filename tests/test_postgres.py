@@ -31,6 +31,7 @@ from pipelines.schedules.retry_causes import classify
 from pipelines.sync.dataset_lock import LOCK_CLASS, lock_key
 from pipelines.sync.lock import SyncLockedError
 from pipelines.sync.options import SyncOptions
+from pipelines.sync.run import failure
 from tests.cli import run_cli, sync_env
 from tests.destination_scenarios import (
     command_loads_exact,
@@ -565,6 +566,9 @@ def test_the_lock_timeout_of_the_connections_own_options_wins(tmp_path, postgres
     assert lock_timeout(postgres_credentials) == "1min"
     own = postgres_credentials + "?options=-c%20lock_timeout%3D7s%20-c%20work_mem%3D8MB"
     assert lock_timeout(own) == "7s"
+    assert lock_timeout(postgres_credentials + "?options=--lock_timeout%3D9s") == "9s"
+    # Another setting of that name's ending is not one.
+    assert lock_timeout(postgres_credentials + "?options=-c%20deadlock_timeout%3D2s") == "1min"
 
 
 def terminate_backend(credentials: str, pid: int) -> None:
@@ -577,3 +581,18 @@ def column_names(credentials: str, table: str) -> set[str]:
         cursor.execute("SELECT column_name FROM information_schema.columns "
                        "WHERE table_schema = %s AND table_name = %s", (DATASET, table))
         return {name for (name,) in cursor.fetchall()}
+
+
+def test_a_lock_wait_in_a_models_build_says_what_to_do():
+    # Wrapped as the models' error, it said only "model ... failed: canceling statement due to
+    # lock timeout".
+    try:
+        try:
+            raise psycopg2.errors.LockNotAvailable("canceling statement due to lock timeout")
+        except psycopg2.Error as cancelled:
+            raise ModelsError("model stg_survey_responses failed: canceling statement due to "
+                              "lock timeout") from cancelled
+    except ModelsError as exc:
+        code, message = failure(exc)
+    assert code == 1 and "PostgreSQL gave up waiting for a lock" in message
+    assert "idle in transaction" in message

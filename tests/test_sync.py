@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import dlt
 import duckdb
 import pytest
 
@@ -16,6 +17,7 @@ from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
+from tests.destinations import HOUR
 from tests.syncing import DATASET, query, sync_sandbox
 from tests.truth import assert_matches_truth, truth_streams
 
@@ -180,15 +182,17 @@ def incremental(pipeline, resources=None) -> dict:
             for name, state in resources.items()}
 
 
+@pytest.mark.parametrize("end", ["given", "left out"])
 def test_an_explicit_reread_stopped_part_way_goes_on_where_it_stopped(start_sandbox, tmp_path,
-                                                                      clock):
+                                                                      clock, end):
     # Its windows were the sync's scratch: run again, it started over, and a re-read longer
     # than a scheduler's time limit never ended.
     sandbox = start_sandbox(clock=clock, responses=600, rate=50.0, burst=50, page_size=20)
     first = sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
     state_before = incremental(first.pipeline)
     now = datetime.fromtimestamp(clock.now, UTC)
-    reread = SyncOptions(start_at=now - timedelta(days=300), end_at=now - timedelta(days=5))
+    reread = SyncOptions(start_at=now - timedelta(days=300),
+                         end_at=now - timedelta(days=5) if end == "given" else None)
     small = {"rate": 50.0, "burst": 50, "window_pages": 2}  # rounds of 2 pages
     sandbox.reset_stats()
     sync_sandbox(sandbox, tmp_path, clock, reread, **small)
@@ -213,16 +217,47 @@ def test_an_explicit_reread_stopped_part_way_goes_on_where_it_stopped(start_sand
     streams = [line for line in plan if line.strip().startswith(("devices", "survey_responses["))]
     assert len(streams) == 6 and any("full history" not in line for line in streams), plan
     sandbox.reset_stats()
+    clock.advance(HOUR)
     sync_sandbox(sandbox, tmp_path, clock, reread, **small)
-    # The rest only, give or take the round in flight (2 pages), the survey list and the
-    # devices' window read again.
-    assert stopped + sandbox.stats()["requests"] <= whole + 4
+    # The rest only, give or take the round in flight (2 pages) and the survey list; the
+    # devices, read to the range's end before the stop, not again. A range left open reads
+    # on to the new now: each stream it had finished, its lookback since (a page each).
+    tails = 0 if end == "given" else 6
+    assert stopped + sandbox.stats()["requests"] <= whole + 3 + tails
+    assert sandbox.stats()["by_endpoint"].get("devices", 0) == (0 if end == "given" else 1)
     assert_matches_truth(tmp_path, sandbox.truth())  # every quiet edit, in either part
     assert incremental(first.pipeline) == state_before
     # The next incremental sync drops the finished re-read's slot.
     sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
     resources = first.pipeline.state["sources"]["micrometrics"]["resources"]
     assert not any(REREAD in state for state in resources.values())
+
+
+def test_a_reread_whose_last_load_failed_reads_nothing_again(start_sandbox, tmp_path, clock,
+                                                             monkeypatch):
+    # Marked done by its last round's extract, the same command run again after that round's
+    # load failed (a lock timeout, a scheduler's time limit) read the whole range again.
+    sandbox = start_sandbox(clock=clock, responses=300, rate=50.0, burst=50, page_size=20)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    now = datetime.fromtimestamp(clock.now, UTC)
+    reread = SyncOptions(start_at=now - timedelta(days=300), end_at=now - timedelta(days=5))
+    load = dlt.Pipeline.load
+    failures = iter([RuntimeError("the destination went away")])
+
+    def fails_once(self, *args, **kwargs):
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(dlt.Pipeline, "load", fails_once)
+    sandbox.reset_stats()
+    with pytest.raises(Exception, match="the destination went away"):
+        sync_sandbox(sandbox, tmp_path, clock, reread, rate=50.0, burst=50)
+    assert sandbox.stats()["requests"] > 10  # the whole range, in one round
+    sandbox.reset_stats()
+    sync_sandbox(sandbox, tmp_path, clock, reread, rate=50.0, burst=50)
+    assert sandbox.stats()["by_endpoint"] == {"surveys": 1}  # its package loaded, no more
+    assert_matches_truth(tmp_path, sandbox.truth())
 
 
 def test_full_refresh_reloads_everything(start_sandbox, tmp_path, clock):

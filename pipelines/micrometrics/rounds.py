@@ -165,60 +165,81 @@ class WindowStates:
     (``reread``: its range), a slot of that state of its own (``REREAD``), which the incremental
     windows never see.
 
-    The slot is checkpointed with each round, as the incremental windows are: a re-read killed
-    or failed part-way, run again with the same range, goes on from its last round instead of
-    starting over (one longer than a scheduler's time limit never ended). Once every stream of
-    a resource has read to the range's end, its slot is marked done in that round's state
-    (``finish``), so the same range asked again is read again from its start, and the next
-    incremental sync drops the slot.
+    The slots are checkpointed with each round, as the incremental windows are: a re-read
+    killed or failed part-way, run again with the same range, goes on with that re-read
+    (``origin``) from its last round instead of starting over (one longer than a scheduler's
+    time limit never ended), each resource's slot, finished or not, where it was. Once the
+    sync has loaded its every round, its slots are marked done (``finish``): the same range
+    asked again is read again from its start, and the next incremental sync drops them
+    (``plan_windows``). The mark is in the local state, and reaches the destination with the
+    command's record of the sync (a library caller's, with its next sync's first round): a
+    stop after the last round but before the mark only leaves a rerun nothing to read.
 
     Attributes:
         reread: The explicit range, as asked (``start|end``, ``start|now`` without an end);
             None for an incremental sync.
-        started: When this sync started (the log names the one a slot comes from).
-        sync: This sync's own mark: a slot it took is its own in every round.
+        origin: The re-read this sync starts or goes on with: a slot of another is replaced.
+        started: When this sync started (a slot keeps when its re-read began).
+        drop_slots: An incremental sync drops the re-read slots (all done).
     """
 
     reread: str | None = None
+    origin: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: str = ""
-    sync: str = field(default_factory=lambda: uuid.uuid4().hex)
+    drop_slots: bool = False
 
     @property
     def explicit(self) -> bool:
         return self.reread is not None
 
-    def for_stream(self, resource_state: dict[str, Any], key: str,
-                   resource: str = "") -> dict[str, Any]:
+    def for_stream(self, resource_state: dict[str, Any], key: str) -> dict[str, Any]:
         if self.reread is None:
-            if (resource_state.get(REREAD) or {}).get("done"):
-                del resource_state[REREAD]
+            if self.drop_slots:
+                resource_state.pop(REREAD, None)
             return resource_state.setdefault(key, {})
-        return self._slot(resource_state, resource).setdefault(key, {})
+        return self._slot(resource_state).setdefault(key, {})
 
-    def finish(self, resource_state: dict[str, Any]) -> None:
-        """Every stream of the resource has read to the range's end (none stopped for the
-        round's budget): its re-read is done."""
-        if self.reread is not None:
-            self._slot(resource_state)["done"] = True
+    def finish(self, resources: dict[str, Any]) -> None:
+        """Every round of the sync loaded (``resources``: ``{resource: state}``, the pipeline
+        state's, changed in place): this sync's re-read is done."""
+        for slot in reread_slots(resources):
+            if (slot.get("range"), slot.get("origin")) == (self.reread, self.origin):
+                slot["done"] = True
 
-    def _slot(self, resource_state: dict[str, Any], resource: str = "") -> dict[str, Any]:
-        slot = resource_state.get(REREAD) or {}
-        if slot.get("sync") != self.sync:
-            if unfinished_reread(resource_state, self.reread):
-                log.info("%s: going on with the re-read of %s that stopped part-way (in the "
-                         "sync started %s)", resource or "a resource",
-                         self.reread.replace("|", " to "), slot.get("started"))
-                slot["sync"] = self.sync
-            else:
-                slot = {"range": self.reread, "sync": self.sync, "started": self.started}
-            resource_state[REREAD] = slot
+    def _slot(self, resource_state: dict[str, Any]) -> dict[str, Any]:
+        slot = resource_state.get(REREAD)
+        if not isinstance(slot, dict) or (slot.get("range"), slot.get("origin")) != (
+                self.reread, self.origin):
+            slot = resource_state[REREAD] = {"range": self.reread, "origin": self.origin,
+                                             "started": self.started}
         return slot
 
 
-def unfinished_reread(resource_state: dict[str, Any], reread: str | None) -> dict[str, Any]:
-    """The slot of a re-read of ``reread`` that stopped part-way, else {}."""
-    slot = resource_state.get(REREAD) or {}
-    return slot if reread and slot.get("range") == reread and not slot.get("done") else {}
+def reread_slots(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    """The re-read slots in the resources' states (``{resource: state}``)."""
+    return [state[REREAD] for state in resources.values()
+            if isinstance(state, dict) and isinstance(state.get(REREAD), dict)]
+
+
+def unfinished_reread(resources: dict[str, Any], reread: str | None) -> dict[str, Any] | None:
+    """The newest slot of a re-read of ``reread`` some resource has not finished, else None."""
+    unfinished = [slot for slot in reread_slots(resources)
+                  if reread and slot.get("range") == reread and not slot.get("done")]
+    return max(unfinished, key=lambda slot: str(slot.get("started"))) if unfinished else None
+
+
+def plan_windows(resources: dict[str, Any], reread: str | None, started: str) -> WindowStates:
+    """Where this sync's streams keep their windows, from the resources' states as the sync
+    begins (``{resource: state}``): an explicit ``reread`` goes on with an unfinished re-read
+    of the same range, else starts one; an incremental sync drops slots all done."""
+    if reread is None:
+        return WindowStates(drop_slots=all(slot.get("done") for slot in reread_slots(resources)))
+    stopped = unfinished_reread(resources, reread)
+    if stopped is None:
+        return WindowStates(reread=reread, started=started)
+    log.info("going on with the re-read of %s that stopped part-way (begun %s)",
+             reread.replace("|", " to "), stopped.get("started"))
+    return WindowStates(reread=reread, origin=str(stopped.get("origin")), started=started)
 
 
 def reread_range(start: datetime, end: datetime | None) -> str:

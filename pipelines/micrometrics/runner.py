@@ -42,7 +42,7 @@ from .rounds import (
     RoundBudget,
     SurveyIndex,
     SyncBounds,
-    WindowStates,
+    plan_windows,
     reread_range,
     round_pages_for,
     round_seconds_for,
@@ -185,9 +185,6 @@ def sync(
     budget = RoundBudget(round_pages_for(destination, settings.round_pages, settings.window_pages),
                          seconds=round_seconds_for(destination, settings.round_pages))
     index, tally = SurveyIndex(), ExtractTally()
-    # An explicit range goes on where the same range, asked before, stopped (see WindowStates).
-    states = WindowStates(reread=reread_range(bounds.start_at, upper) if explicit else None,
-                          started=format_timestamp(now))
     # This machine's folder may hold another dataset's (or destination's) state and packages.
     claim_folder(pipeline)
 
@@ -237,6 +234,11 @@ def sync(
             list_read = (prefetch_survey_list(client, bounds, index, tally)
                          if {"surveys", "survey_responses"} & set(selected) else None)
             chosen = with_question_history(selected)
+            # From the state as restored: an explicit range goes on where the same range,
+            # asked before, stopped (see WindowStates).
+            states = plan_windows(resource_states(pipeline.state),
+                                  reread_range(bounds.start_at, upper) if explicit else None,
+                                  format_timestamp(now))
             try:
                 while True:
                     budget.new_round()
@@ -266,6 +268,9 @@ def sync(
             finally:
                 if list_read is not None:  # done by now, unless the sync failed first
                     list_read.cancel()
+            if states.explicit:  # every round loaded: the same range again reads it anew
+                with pipeline.managed_state() as state:
+                    states.finish(resource_states(state))
             if every_resource or marked_refresh:
                 refresh_done(pipeline, None if every_resource else marked_refresh)
             # Each round tried them again: what reads a table or column no round brought back.

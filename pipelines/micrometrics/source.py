@@ -215,7 +215,7 @@ def micrometrics_source(
     @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
                   columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
     def devices() -> Iterator[list[dict[str, Any]]]:
-        state = states.for_stream(dlt.current.resource_state(), "windows", "devices")
+        state = states.for_stream(dlt.current.resource_state(), "windows")
         windows = StreamWindows(state, device_windows, run_end)
         # Not sliced (no lanes given): the devices' walk starts before the survey list is
         # read, when "at most one other stream unfinished" would miss every survey's.
@@ -223,8 +223,6 @@ def micrometrics_source(
                           known_versions)
         yield from lanes.run([partial(walk, read)], let_others_start=True)
         tally.look_up_deep("devices", known_versions)
-        if not budget.more:  # the walk stopped for no budget: read to its end
-            states.finish(dlt.current.resource_state())
 
     @dlt.resource(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
@@ -255,8 +253,7 @@ def micrometrics_source(
         )},
     )
     def survey_responses() -> Iterator[list[dict[str, Any]]]:
-        per_survey = states.for_stream(dlt.current.resource_state(), "surveys",
-                                       "survey_responses")
+        per_survey = states.for_stream(dlt.current.resource_state(), "surveys")
         # The sync's plan of which surveys to read (quiet ones less often) is kept beside them.
         plans = states.for_stream(dlt.current.resource_state(), "reads")
 
@@ -296,8 +293,6 @@ def micrometrics_source(
         # The surveys' streams are walked at once, max_in_flight requests in flight.
         yield from lanes.run(streams(), let_others_start=True)
         tally.look_up_deep("survey_responses", known_versions)
-        if not budget.more:  # no walk stopped for the budget: each read to its end (or gone)
-            states.finish(dlt.current.resource_state())
 
     # Quarantined surveys with an id too: their questions type their answers.
     survey_questions = question_history(lambda: surveys_listed().indexed, index, bounds.now)

@@ -82,15 +82,14 @@ def timestamp_arg(value: str):
 def end_arg(value: str):
     """An ``--end-at``: as ``--start-at`` (a future one would only read up to now). A date
     alone is the whole of that day: ``--start-at 2026-03-01 --end-at 2026-03-31`` reads March
-    31 too, where its midnight left the month's last day out (today's ends now)."""
+    31 too, where its midnight left the month's last day out."""
     moment = parsed_arg(value)
     if reason := out_of_range(moment):
         future = moment > datetime.now(UTC)
         raise argparse.ArgumentTypeError(
             reason + (" (leave --end-at out to read up to now)" if future else ""))
-    if a_date_alone(value):
-        moment = min(moment + timedelta(days=1), datetime.now(UTC))
-    return moment
+    # Today's end is in the future: ``run`` reads it up to now.
+    return moment + timedelta(days=1) if a_date_alone(value) else moment
 
 
 def a_date_alone(value: str) -> bool:
@@ -190,12 +189,17 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
                         "--start-at/--end-at (run them one after the other)")
         print(f"error: {result.error}", file=sys.stderr)
         return EXIT_CONFIG
+    end_at = args.end_at
+    if end_at is not None and end_at > datetime.now(UTC):  # today's date alone: up to now
+        # As if left out: the range keeps its name from run to run, so a re-read stopped
+        # part-way goes on when run again (alone, it still needs an end to be a re-read).
+        end_at = None if args.start_at else datetime.now(UTC)
     options = SyncOptions(
         destination=args.destination,
         dataset=args.dataset,
         resources=args.resources,
         start_at=args.start_at,
-        end_at=args.end_at,
+        end_at=end_at,
         full_refresh=args.full_refresh,
         reconcile=args.reconcile,
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipelines.micrometrics.quiet import choose_skipped
 from pipelines.micrometrics.reconcile import reconcile_estimate
-from pipelines.micrometrics.rounds import reread_range, unfinished_reread
+from pipelines.micrometrics.rounds import REREAD, reread_range, unfinished_reread
 from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
 from pipelines.micrometrics.source_state import resource_states
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
@@ -27,6 +27,12 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
     # A re-read of the same range stopped part-way goes on from where it stopped.
     reread = reread_range(options.start_at or settings.start_at, options.end_at) \
         if explicit else None
+    stopped = unfinished_reread(states, reread)
+
+    def read_so_far(resource_state: dict[str, Any]) -> dict[str, Any]:
+        """The resource's windows of the re-read this one goes on with, else none."""
+        slot = resource_state.get(REREAD) or {}
+        return slot if stopped and slot.get("origin") == stopped.get("origin") else {}
     windows = settings.window_settings(options.start_at if explicit else None)
     device_windows = windows if explicit else settings.window_settings(EPOCH)
     lines = [f"plan: {options.destination} dataset {options.dataset!r}, up to "
@@ -44,8 +50,8 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
 
     if "devices" in options.resources:
         devices = states.get("devices", {})
-        stream("devices", (unfinished_reread(devices, reread) if explicit else devices)
-               .get("windows", {}), device_windows)
+        stream("devices", (read_so_far(devices) if explicit else devices).get("windows", {}),
+               device_windows)
     if "surveys" in options.resources or "survey_responses" in options.resources:
         lines.append(f"  {'surveys':<28} full list (every sync; it indexes the responses)")
         estimate += 1
@@ -65,8 +71,8 @@ def describe_plan(settings: Settings, options: SyncOptions) -> str:
                 [{"id": sid} for sid in sorted(known)], known, responses.get("reads", {}), run_end,
                 settings.quiet_survey)}
         if explicit:  # not the incremental windows: the re-read's own, if it stopped
-            read_so_far = unfinished_reread(responses, reread).get("surveys", {})
-            known = {sid: read_so_far.get(sid, {}) for sid in known}
+            per_survey = read_so_far(responses).get("surveys", {})
+            known = {sid: per_survey.get(sid, {}) for sid in known}
         for survey_id, state in sorted(known.items()):
             label = f"survey_responses[{survey_id}]"
             if survey_id in skipped:

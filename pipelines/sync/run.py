@@ -157,13 +157,14 @@ def first_cause(exc: BaseException) -> BaseException:
     destination refused, the destination's own error, named with the table (dlt's message
     holds a traceback's first 500 characters, not the cause)."""
     chain = list(causes(exc))
+    # First: a model's build cancelled by it says "model ... failed", not what to do.
+    lock_wait = next(filter(None, map(lock_wait_message, chain)), None)
+    if lock_wait is not None:
+        return LockWaitFailed(lock_wait)
     ours = next((link for link in chain if isinstance(link, MicrometricsError | ModelsError)),
                 None)
     if ours is not None:
         return ours
-    lock_wait = next(filter(None, map(lock_wait_message, chain)), None)
-    if lock_wait is not None:
-        return LockWaitFailed(lock_wait)
     job = next((link for link in chain if isinstance(link, LoadClientJobException)), None)
     if job is not None and getattr(job, "client_exception", None) is not None:
         table = str(getattr(job, "job_id", "")).split(".", 1)[0] or "a table"
