@@ -154,8 +154,10 @@ def install(phase: str, after: int, marker: Path, match: str = "") -> None:
     elif phase == "extract-commit":
         from dlt.extract.extract import Extract
 
+        # "step": the command's record of the sync commits a state-only package outside any.
         kill_at(Extract, "commit_packages", phase, after, marker, when="after",
-                describe=lambda extract: {"committed": sorted(extract._load_id_metrics)},
+                describe=lambda extract: {"committed": sorted(extract._load_id_metrics),
+                                          "step": _steps[-1] if _steps else None},
                 match=match)
     elif phase == "normalize":
         import dlt.normalize.normalize as normalize_module
