@@ -14,8 +14,9 @@ import pytest
 
 from pipelines.status.cli import main as status_main
 from pipelines.sync.cli import main
+from pipelines.sync.options import SyncOptions
 from tests.cli import run_cli, run_in_process, start_sync, sync_env
-from tests.syncing import query
+from tests.syncing import query, sync_sandbox
 from tests.truth import assert_matches_truth
 
 
@@ -406,3 +407,22 @@ def test_a_date_alone_as_end_at_includes_that_whole_day(start_sandbox, tmp_path)
     assert done.returncode == 0, done.stderr
     loaded = query(tmp_path, "SELECT id FROM micrometrics.survey_responses")
     assert {id_ for (id_,) in loaded} == on_the_day
+
+
+def test_todays_date_as_end_at_goes_on_with_a_reread_stopped_part_way(start_sandbox, tmp_path,
+                                                                      clock):
+    # Today's date alone was read up to the moment the command started: the range had another
+    # name on every run, and a re-read stopped part-way started over.
+    sandbox = start_sandbox(clock=clock, responses=300, rate=50.0, burst=50, page_size=20)
+    start = (datetime.fromtimestamp(clock.now, UTC) - timedelta(days=300)).date()
+    midnight = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    with pytest.raises(Exception, match="more than 8 requests"):  # stopped part-way
+        sync_sandbox(sandbox, tmp_path, clock, SyncOptions(start_at=midnight), rate=50.0,
+                     burst=50, window_pages=2, max_requests=8)
+    env = sync_env(tmp_path, sandbox.url, DLT_DATA_DIR=str(tmp_path))  # the same folder
+    today = datetime.now(UTC).date().isoformat()
+    plan = run_cli(env, "--dry-run", "--start-at", start.isoformat(), "--end-at", today)
+    assert plan.returncode == 0, plan.stderr
+    streams = [line for line in plan.stdout.splitlines()
+               if line.strip().startswith(("devices", "survey_responses["))]
+    assert streams and any("full history" not in line for line in streams), plan.stdout
