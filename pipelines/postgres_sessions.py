@@ -30,9 +30,9 @@ from pipelines.micrometrics.messages import hint
 # behind the waiting statement); short enough that a session idle in a transaction blocks
 # dashboards for a minute, not for the rest of the day.
 LOCK_TIMEOUT = "60s"
-# The setting in libpq's options: -c lock_timeout=..., -clock_timeout=..., --lock_timeout=...
-# (not deadlock_timeout).
-OWN_LOCK_TIMEOUT = re.compile(r"(?:^|\s)(?:-c\s*|--)lock_timeout\s*=")
+# The setting in libpq's options: -c lock_timeout=..., -clock_timeout=..., --lock-timeout=...,
+# in any case, with "_" or "-" (as PostgreSQL reads them); not deadlock_timeout.
+OWN_LOCK_TIMEOUT = re.compile(r"(?:^|\s)(?:-c\s*|--)lock[-_]timeout\s*=", re.IGNORECASE)
 
 
 class postgres(dlt.destinations.postgres):  # noqa: N801 - named as dlt's destinations are

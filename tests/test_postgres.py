@@ -567,6 +567,7 @@ def test_the_lock_timeout_of_the_connections_own_options_wins(tmp_path, postgres
     own = postgres_credentials + "?options=-c%20lock_timeout%3D7s%20-c%20work_mem%3D8MB"
     assert lock_timeout(own) == "7s"
     assert lock_timeout(postgres_credentials + "?options=--lock_timeout%3D9s") == "9s"
+    assert lock_timeout(postgres_credentials + "?options=-c%20LOCK-TIMEOUT%3D11s") == "11s"
     # Another setting of that name's ending is not one.
     assert lock_timeout(postgres_credentials + "?options=-c%20deadlock_timeout%3D2s") == "1min"
 

@@ -18,7 +18,7 @@ from pipelines.sync.dryrun import describe_plan
 from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
 from tests.destinations import HOUR
-from tests.syncing import DATASET, query, sync_sandbox
+from tests.syncing import DATASET, pipeline_for, query, sync_into, sync_sandbox
 from tests.truth import assert_matches_truth, truth_streams
 
 
@@ -169,9 +169,11 @@ def test_explicit_range_rereads_without_moving_state(start_sandbox, tmp_path, cl
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
-def dry_run(sandbox, tmp_path, options: SyncOptions) -> str:
+def dry_run(sandbox, tmp_path, clock, options: SyncOptions,
+            pipelines_dir: str = "pipelines") -> str:
     settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET)
-    return describe_plan(settings, replace(options, pipelines_dir=str(tmp_path / "pipelines")))
+    return describe_plan(settings, replace(options, pipelines_dir=str(tmp_path / pipelines_dir)),
+                         now=datetime.fromtimestamp(clock.now, UTC))
 
 
 def incremental(pipeline, resources=None) -> dict:
@@ -198,7 +200,7 @@ def test_an_explicit_reread_stopped_part_way_goes_on_where_it_stopped(start_sand
     sync_sandbox(sandbox, tmp_path, clock, reread, **small)
     whole = sandbox.stats()["requests"]
     assert whole > 20
-    plan = dry_run(sandbox, tmp_path, reread).splitlines()[1:]
+    plan = dry_run(sandbox, tmp_path, clock, reread).splitlines()[1:]
     streams = [line for line in plan if line.strip().startswith(("devices", "survey_responses["))]
     assert len(streams) == 6 and all("full history" in line for line in streams), plan
     # Changed inside the range without a new updated_at: only a re-read notices.
@@ -207,30 +209,65 @@ def test_an_explicit_reread_stopped_part_way_goes_on_where_it_stopped(start_sand
               < now - timedelta(days=6)]
     sandbox.patch_records("survey_responses", inside, {"comment": "edited quietly"}, bump=False)
     sandbox.reset_stats()
-    # The same range again, after it was done: read from its start, and stopped half-way.
+    # The same range again, after it was done: read from its start (on another worker, which
+    # finds it done in the destination's state), and stopped half-way.
+    worker_b = pipeline_for(tmp_path, pipelines_dir="worker_b")
     stopped = whole // 2
     with pytest.raises(Exception) as failed:
-        sync_sandbox(sandbox, tmp_path, clock, reread, max_requests=stopped, **small)
+        sync_into(sandbox, worker_b, clock, reread, max_requests=stopped, **small)
     assert any(type(link).__name__ == "RequestCapExceeded" for link in causes(failed.value))
     # --dry-run shows what is left: some streams read to the range's end or part-way.
-    plan = dry_run(sandbox, tmp_path, reread).splitlines()[1:]
+    plan = dry_run(sandbox, tmp_path, clock, reread, "worker_b").splitlines()[1:]
     streams = [line for line in plan if line.strip().startswith(("devices", "survey_responses["))]
     assert len(streams) == 6 and any("full history" not in line for line in streams), plan
     sandbox.reset_stats()
     clock.advance(HOUR)
-    sync_sandbox(sandbox, tmp_path, clock, reread, **small)
+    resumed = sync_into(sandbox, worker_b, clock, reread, **small)
     # The rest only, give or take the round in flight (2 pages) and the survey list; the
     # devices, read to the range's end before the stop, not again. A range left open reads
     # on to the new now: each stream it had finished, its lookback since (a page each).
     tails = 0 if end == "given" else 6
     assert stopped + sandbox.stats()["requests"] <= whole + 3 + tails
     assert sandbox.stats()["by_endpoint"].get("devices", 0) == (0 if end == "given" else 1)
+    assert any(w.startswith("this re-read goes on with the one of the same range begun ")
+               for w in resumed.report.warnings), resumed.report.warnings
     assert_matches_truth(tmp_path, sandbox.truth())  # every quiet edit, in either part
-    assert incremental(first.pipeline) == state_before
-    # The next incremental sync drops the finished re-read's slot.
+    assert incremental(worker_b) == state_before
+    # The next incremental sync drops the finished re-read's slots.
     sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
     resources = first.pipeline.state["sources"]["micrometrics"]["resources"]
     assert not any(REREAD in state for state in resources.values())
+
+
+def test_a_reread_stopped_over_a_week_ago_starts_anew_and_a_subset_finishes_only_its_own(
+        start_sandbox, tmp_path, clock):
+    sandbox = start_sandbox(clock=clock, responses=600, rate=50.0, burst=50, page_size=20)
+    sync_sandbox(sandbox, tmp_path, clock, rate=50.0, burst=50)
+    now = datetime.fromtimestamp(clock.now, UTC)
+    reread = SyncOptions(start_at=now - timedelta(days=300), end_at=now - timedelta(days=5))
+    small = {"rate": 50.0, "burst": 50, "window_pages": 2}
+
+    def stopped_part_way() -> None:
+        with pytest.raises(Exception, match="more than 12 requests"):
+            sync_sandbox(sandbox, tmp_path, clock, reread, max_requests=12, **small)
+
+    stopped_part_way()
+    # What it had read may have changed quietly since: begun over a week ago, read anew.
+    clock.advance(8 * 24 * HOUR)
+    sandbox.reset_stats()
+    anew = sync_sandbox(sandbox, tmp_path, clock, reread, **small)
+    whole = sandbox.stats()["requests"]
+    assert whole > 20 and sandbox.stats()["by_endpoint"]["devices"] == 2
+    assert not any("goes on" in w for w in anew.report.warnings)
+    # Stopped again; the devices alone go on (theirs were read to the end: nothing to read),
+    # and leave the responses' part unfinished: all of the range goes on after them.
+    stopped_part_way()
+    sandbox.reset_stats()
+    sync_sandbox(sandbox, tmp_path, clock, replace(reread, resources=("devices",)), **small)
+    assert sandbox.stats()["by_endpoint"] == {}
+    sync_sandbox(sandbox, tmp_path, clock, reread, **small)
+    assert 12 + sandbox.stats()["requests"] <= whole + 3
+    assert_matches_truth(tmp_path, sandbox.truth())
 
 
 def test_a_reread_whose_last_load_failed_reads_nothing_again(start_sandbox, tmp_path, clock,

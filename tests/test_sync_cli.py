@@ -7,15 +7,19 @@ import io
 import json
 import logging
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
 
+from pipelines.micrometrics.settings import load_settings
 from pipelines.status.cli import main as status_main
 from pipelines.sync.cli import main
 from pipelines.sync.options import SyncOptions
 from tests.cli import run_cli, run_in_process, start_sync, sync_env
+from tests.conftest import KEY, SECRET
+from tests.fakes import FakeClock
 from tests.syncing import query, sync_sandbox
 from tests.truth import assert_matches_truth
 
@@ -409,19 +413,26 @@ def test_a_date_alone_as_end_at_includes_that_whole_day(start_sandbox, tmp_path)
     assert {id_ for (id_,) in loaded} == on_the_day
 
 
+@pytest.mark.parametrize("with_start", [True, False])
 def test_todays_date_as_end_at_goes_on_with_a_reread_stopped_part_way(start_sandbox, tmp_path,
-                                                                      clock):
+                                                                      with_start):
     # Today's date alone was read up to the moment the command started: the range had another
-    # name on every run, and a re-read stopped part-way started over.
+    # name on every run, and a re-read stopped part-way started over. (The command reads this
+    # machine's clock: so does the re-read here.)
+    clock = FakeClock(time.time())
     sandbox = start_sandbox(clock=clock, responses=300, rate=50.0, burst=50, page_size=20)
     start = (datetime.fromtimestamp(clock.now, UTC) - timedelta(days=300)).date()
     midnight = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    # Without --start-at, from START_AT (the sandbox's history is within it).
+    stopped = SyncOptions(start_at=midnight if with_start else load_settings(
+        base_url=sandbox.url, api_key=KEY, api_secret=SECRET).start_at)
     with pytest.raises(Exception, match="more than 8 requests"):  # stopped part-way
-        sync_sandbox(sandbox, tmp_path, clock, SyncOptions(start_at=midnight), rate=50.0,
-                     burst=50, window_pages=2, max_requests=8)
+        sync_sandbox(sandbox, tmp_path, clock, stopped, rate=50.0, burst=50, window_pages=2,
+                     max_requests=8)
     env = sync_env(tmp_path, sandbox.url, DLT_DATA_DIR=str(tmp_path))  # the same folder
     today = datetime.now(UTC).date().isoformat()
-    plan = run_cli(env, "--dry-run", "--start-at", start.isoformat(), "--end-at", today)
+    starting = ("--start-at", start.isoformat()) if with_start else ()
+    plan = run_cli(env, "--dry-run", *starting, "--end-at", today)
     assert plan.returncode == 0, plan.stderr
     streams = [line for line in plan.stdout.splitlines()
                if line.strip().startswith(("devices", "survey_responses["))]

@@ -16,19 +16,17 @@ from the state that round committed. A crash loses at most the round in flight.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .timeutil import format_timestamp
+from .timeutil import format_timestamp, parse_timestamp
 
 UNLIMITED = 10**9
-log = logging.getLogger("micrometrics")
 
 
 @dataclass(frozen=True)
@@ -166,26 +164,29 @@ class WindowStates:
     windows never see.
 
     The slots are checkpointed with each round, as the incremental windows are: a re-read
-    killed or failed part-way, run again with the same range, goes on with that re-read
-    (``origin``) from its last round instead of starting over (one longer than a scheduler's
-    time limit never ended), each resource's slot, finished or not, where it was. Once the
-    sync has loaded its every round, its slots are marked done (``finish``): the same range
-    asked again is read again from its start, and the next incremental sync drops them
-    (``plan_windows``). The mark is in the local state, and reaches the destination with the
-    command's record of the sync (a library caller's, with its next sync's first round): a
-    stop after the last round but before the mark only leaves a rerun nothing to read.
+    killed or failed part-way, run again with the same range within ``RESUME_WITHIN``, goes on
+    with that re-read (``origin``) from its last round instead of starting over (one longer
+    than a scheduler's time limit never ended), each resource's slot, finished or not, where
+    it was. Once the sync has loaded its every round, the slots of the resources it read are
+    marked done (``finish``, loaded at once: another worker, or a fresh runner, would take the
+    re-read for unfinished and read nothing): the same range asked again is read again from
+    its start, and the next incremental sync drops the slots once all are done.
 
     Attributes:
         reread: The explicit range, as asked (``start|end``, ``start|now`` without an end);
             None for an incremental sync.
         origin: The re-read this sync starts or goes on with: a slot of another is replaced.
-        started: When this sync started (a slot keeps when its re-read began).
+        begun: When that re-read began (ISO 8601).
+        resumed: This sync goes on with a re-read begun by an earlier one.
+        resources: The resources this sync reads: only their slots are marked done.
         drop_slots: An incremental sync drops the re-read slots (all done).
     """
 
     reread: str | None = None
     origin: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started: str = ""
+    begun: str = ""
+    resumed: bool = False
+    resources: tuple[str, ...] = ()
     drop_slots: bool = False
 
     @property
@@ -201,8 +202,8 @@ class WindowStates:
 
     def finish(self, resources: dict[str, Any]) -> None:
         """Every round of the sync loaded (``resources``: ``{resource: state}``, the pipeline
-        state's, changed in place): this sync's re-read is done."""
-        for slot in reread_slots(resources):
+        state's, changed in place): its re-read is done for the resources it read."""
+        for slot in reread_slots({name: resources.get(name) for name in self.resources}):
             if (slot.get("range"), slot.get("origin")) == (self.reread, self.origin):
                 slot["done"] = True
 
@@ -211,8 +212,13 @@ class WindowStates:
         if not isinstance(slot, dict) or (slot.get("range"), slot.get("origin")) != (
                 self.reread, self.origin):
             slot = resource_state[REREAD] = {"range": self.reread, "origin": self.origin,
-                                             "started": self.started}
+                                             "started": self.begun}
         return slot
+
+
+# A re-read stopped longer ago is started anew: what it had read may have changed quietly
+# since (no new updated_at), which only reading it again shows.
+RESUME_WITHIN = timedelta(days=7)
 
 
 def reread_slots(resources: dict[str, Any]) -> list[dict[str, Any]]:
@@ -221,25 +227,35 @@ def reread_slots(resources: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(state, dict) and isinstance(state.get(REREAD), dict)]
 
 
-def unfinished_reread(resources: dict[str, Any], reread: str | None) -> dict[str, Any] | None:
-    """The newest slot of a re-read of ``reread`` some resource has not finished, else None."""
-    unfinished = [slot for slot in reread_slots(resources)
-                  if reread and slot.get("range") == reread and not slot.get("done")]
-    return max(unfinished, key=lambda slot: str(slot.get("started"))) if unfinished else None
-
-
-def plan_windows(resources: dict[str, Any], reread: str | None, started: str) -> WindowStates:
+def plan_windows(resources: dict[str, Any], reread: str | None, now: datetime,
+                 chosen: Iterable[str]) -> WindowStates:
     """Where this sync's streams keep their windows, from the resources' states as the sync
-    begins (``{resource: state}``): an explicit ``reread`` goes on with an unfinished re-read
-    of the same range, else starts one; an incremental sync drops slots all done."""
+    begins (``{resource: state}``) and the resources it reads (``chosen``): an explicit
+    ``reread`` goes on with a re-read of the same range that one of them has not finished,
+    begun within ``RESUME_WITHIN``, else starts one; an incremental sync drops the slots once
+    all are done."""
     if reread is None:
         return WindowStates(drop_slots=all(slot.get("done") for slot in reread_slots(resources)))
-    stopped = unfinished_reread(resources, reread)
-    if stopped is None:
-        return WindowStates(reread=reread, started=started)
-    log.info("going on with the re-read of %s that stopped part-way (begun %s)",
-             reread.replace("|", " to "), stopped.get("started"))
-    return WindowStates(reread=reread, origin=str(stopped.get("origin")), started=started)
+    chosen = tuple(chosen)
+    unfinished = [
+        slot for slot in reread_slots({name: resources.get(name) for name in chosen})
+        if slot.get("range") == reread and not slot.get("done")
+        and now - _began(slot) <= RESUME_WITHIN]
+    if not unfinished:
+        return WindowStates(reread=reread, begun=format_timestamp(now), resources=chosen)
+    stopped = max(unfinished, key=_began)
+    return WindowStates(reread=reread, origin=str(stopped.get("origin")),
+                        begun=str(stopped.get("started")), resumed=True, resources=chosen)
+
+
+def _began(slot: dict[str, Any]) -> datetime:
+    try:
+        return parse_timestamp(slot["started"])
+    except (KeyError, TypeError, ValueError):
+        return EPOCH_UTC
+
+
+EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def reread_range(start: datetime, end: datetime | None) -> str:

@@ -38,6 +38,7 @@ from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
 from .refresh_views import views_kept, views_not_restored
 from .rounds import (
+    RESUME_WITHIN,
     ExtractTally,
     RoundBudget,
     SurveyIndex,
@@ -238,7 +239,12 @@ def sync(
             # asked before, stopped (see WindowStates).
             states = plan_windows(resource_states(pipeline.state),
                                   reread_range(bounds.start_at, upper) if explicit else None,
-                                  format_timestamp(now))
+                                  now, chosen)
+            if states.resumed:
+                report.warnings.append(
+                    f"this re-read goes on with the one of the same range begun {states.begun}, "
+                    f"stopped part-way: what that one read is not read again (a re-read begun "
+                    f"over {RESUME_WITHIN.days} days ago starts anew)")
             try:
                 while True:
                     budget.new_round()
@@ -269,8 +275,12 @@ def sync(
                 if list_read is not None:  # done by now, unless the sync failed first
                     list_read.cancel()
             if states.explicit:  # every round loaded: the same range again reads it anew
-                with pipeline.managed_state() as state:
+                # Loaded now, not with the next sync: a worker that restored the state from the
+                # destination (another one, a fresh runner) would go on and read nothing.
+                with pipeline.managed_state(extract_state=True) as state:
                     states.finish(resource_states(state))
+                pipeline.normalize()
+                pipeline.load()
             if every_resource or marked_refresh:
                 refresh_done(pipeline, None if every_resource else marked_refresh)
             # Each round tried them again: what reads a table or column no round brought back.

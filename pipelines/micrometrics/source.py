@@ -196,7 +196,7 @@ def micrometrics_source(
     index = survey_index or SurveyIndex()
     states = window_states or WindowStates(
         reread=reread_range(bounds.start_at or settings.start_at, bounds.run_end)
-        if bounds.explicit_range else None, started=format_timestamp(bounds.now))
+        if bounds.explicit_range else None, begun=format_timestamp(bounds.now))
     tally = tally or ExtractTally()
     window_settings = settings.window_settings(
         bounds.start_at if bounds.explicit_range else None)

@@ -189,21 +189,22 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
                         "--start-at/--end-at (run them one after the other)")
         print(f"error: {result.error}", file=sys.stderr)
         return EXIT_CONFIG
-    end_at = args.end_at
-    if end_at is not None and end_at > datetime.now(UTC):  # today's date alone: up to now
-        # As if left out: the range keeps its name from run to run, so a re-read stopped
-        # part-way goes on when run again (alone, it still needs an end to be a re-read).
-        end_at = None if args.start_at else datetime.now(UTC)
-    options = SyncOptions(
-        destination=args.destination,
-        dataset=args.dataset,
-        resources=args.resources,
-        start_at=args.start_at,
-        end_at=end_at,
-        full_refresh=args.full_refresh,
-        reconcile=args.reconcile,
-    )
     try:
+        start_at, end_at = args.start_at, args.end_at
+        if end_at is not None and end_at > datetime.now(UTC):  # today's date alone: up to now
+            # As if left out: the range keeps its name from run to run, so a re-read stopped
+            # part-way goes on when run again (alone, it reads from START_AT, as a re-read).
+            start_at = start_at or load_settings(PIPELINE_NAME).start_at
+            end_at = None
+        options = SyncOptions(
+            destination=args.destination,
+            dataset=args.dataset,
+            resources=args.resources,
+            start_at=start_at,
+            end_at=end_at,
+            full_refresh=args.full_refresh,
+            reconcile=args.reconcile,
+        )
         if args.dry_run:
             settings = load_settings(PIPELINE_NAME)
             result.secrets.append(settings.api_secret)
