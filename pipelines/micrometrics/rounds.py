@@ -21,10 +21,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .timeutil import format_timestamp, parse_timestamp
+from .windows import EPOCH
 
 UNLIMITED = 10**9
 
@@ -252,10 +253,7 @@ def _began(slot: dict[str, Any]) -> datetime:
     try:
         return parse_timestamp(slot["started"])
     except (KeyError, TypeError, ValueError):
-        return EPOCH_UTC
-
-
-EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+        return EPOCH
 
 
 def reread_range(start: datetime, end: datetime | None) -> str:
