@@ -169,11 +169,14 @@ def test_explicit_range_rereads_without_moving_state(start_sandbox, tmp_path, cl
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
-def dry_run(sandbox, tmp_path, clock, options: SyncOptions,
-            pipelines_dir: str = "pipelines") -> str:
+def planned_streams(sandbox, tmp_path, clock, options: SyncOptions,
+                    pipelines_dir: str = "pipelines") -> list[str]:
+    """--dry-run's line for each stream (devices, each survey's responses)."""
     settings = load_settings(base_url=sandbox.url, api_key=KEY, api_secret=SECRET)
-    return describe_plan(settings, replace(options, pipelines_dir=str(tmp_path / pipelines_dir)),
+    plan = describe_plan(settings, replace(options, pipelines_dir=str(tmp_path / pipelines_dir)),
                          now=datetime.fromtimestamp(clock.now, UTC))
+    return [line for line in plan.splitlines()[1:]
+            if line.strip().startswith(("devices", "survey_responses["))]
 
 
 def incremental(pipeline, resources=None) -> dict:
@@ -200,9 +203,8 @@ def test_an_explicit_reread_stopped_part_way_goes_on_where_it_stopped(start_sand
     sync_sandbox(sandbox, tmp_path, clock, reread, **small)
     whole = sandbox.stats()["requests"]
     assert whole > 20
-    plan = dry_run(sandbox, tmp_path, clock, reread).splitlines()[1:]
-    streams = [line for line in plan if line.strip().startswith(("devices", "survey_responses["))]
-    assert len(streams) == 6 and all("full history" in line for line in streams), plan
+    streams = planned_streams(sandbox, tmp_path, clock, reread)
+    assert len(streams) == 6 and all("full history" in line for line in streams), streams
     # Changed inside the range without a new updated_at: only a re-read notices.
     inside = [r["id"] for r in sandbox.truth()["survey_responses"]
               if now - timedelta(days=299) < parse_timestamp(r["updated_at"])
@@ -217,9 +219,8 @@ def test_an_explicit_reread_stopped_part_way_goes_on_where_it_stopped(start_sand
         sync_into(sandbox, worker_b, clock, reread, max_requests=stopped, **small)
     assert any(type(link).__name__ == "RequestCapExceeded" for link in causes(failed.value))
     # --dry-run shows what is left: some streams read to the range's end or part-way.
-    plan = dry_run(sandbox, tmp_path, clock, reread, "worker_b").splitlines()[1:]
-    streams = [line for line in plan if line.strip().startswith(("devices", "survey_responses["))]
-    assert len(streams) == 6 and any("full history" not in line for line in streams), plan
+    streams = planned_streams(sandbox, tmp_path, clock, reread, "worker_b")
+    assert len(streams) == 6 and any("full history" not in line for line in streams), streams
     sandbox.reset_stats()
     clock.advance(HOUR)
     resumed = sync_into(sandbox, worker_b, clock, reread, **small)

@@ -204,14 +204,20 @@ class WindowStates:
     def finish(self, resources: dict[str, Any]) -> None:
         """Every round of the sync loaded (``resources``: ``{resource: state}``, the pipeline
         state's, changed in place): its re-read is done for the resources it read."""
-        for slot in reread_slots({name: resources.get(name) for name in self.resources}):
-            if (slot.get("range"), slot.get("origin")) == (self.reread, self.origin):
+        for name in self.resources:
+            if slot := self.read_so_far(resources.get(name) or {}):
                 slot["done"] = True
 
-    def _slot(self, resource_state: dict[str, Any]) -> dict[str, Any]:
+    def read_so_far(self, resource_state: dict[str, Any]) -> dict[str, Any]:
+        """The resource's slot of this sync's re-read as the state holds it, else {}."""
         slot = resource_state.get(REREAD)
-        if not isinstance(slot, dict) or (slot.get("range"), slot.get("origin")) != (
-                self.reread, self.origin):
+        ours = isinstance(slot, dict) and (slot.get("range"), slot.get("origin")) == (
+            self.reread, self.origin)
+        return slot if ours else {}
+
+    def _slot(self, resource_state: dict[str, Any]) -> dict[str, Any]:
+        slot = self.read_so_far(resource_state)
+        if not slot:
             slot = resource_state[REREAD] = {"range": self.reread, "origin": self.origin,
                                              "started": self.begun}
         return slot

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipelines.micrometrics.quiet import choose_skipped
 from pipelines.micrometrics.reconcile import reconcile_estimate
-from pipelines.micrometrics.rounds import REREAD, plan_windows, reread_range
+from pipelines.micrometrics.rounds import plan_windows, reread_range
 from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
 from pipelines.micrometrics.source_state import resource_states
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
@@ -29,12 +29,7 @@ def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None
     # A re-read of the same range stopped part-way goes on from where it stopped.
     reread = reread_range(options.start_at or settings.start_at, options.end_at) \
         if explicit else None
-    going_on = plan_windows(states, reread, now, options.resources)
-
-    def read_so_far(resource_state: dict[str, Any]) -> dict[str, Any]:
-        """The resource's windows of the re-read this one goes on with, else none."""
-        slot = resource_state.get(REREAD) or {}
-        return slot if going_on.resumed and slot.get("origin") == going_on.origin else {}
+    read_so_far = plan_windows(states, reread, now, options.resources).read_so_far
     windows = settings.window_settings(options.start_at if explicit else None)
     device_windows = windows if explicit else settings.window_settings(EPOCH)
     lines = [f"plan: {options.destination} dataset {options.dataset!r}, up to "
