@@ -11,6 +11,7 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,11 +21,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
 
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.sandbox import Sandbox
+from pipelines.status.cli import main as status_main
 from pipelines.sync import cli
-from tests.cli import sync_env, tmp_cwd
+from tests.cli import run_in_process, sync_env, tmp_cwd
 from tests.syncing import query
 from tests.truth import assert_matches_truth
 
@@ -279,6 +283,31 @@ def test_full_refresh_after_a_kill_drops_and_reloads(tenant):
     for table in ("devices", "surveys", "survey_responses"):
         assert min(map(float, load_ids(tenant, table))) > float(left), table
     assert tenant.sandbox.stats()["records_served"] >= 600 + 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["same machine", "fresh runner"])
+def test_full_refresh_killed_once_the_tables_are_dropped_reloads_everything(tenant, runner):
+    # dlt drops (and creates again, empty) the tables as the refresh's first load begins, in a
+    # transaction of its own; the state saying the history was read used to be reset only by
+    # that round's package. A fresh runner (GitHub Actions, another worker) restored the old
+    # state and read only the lookback into the emptied tables: 0 devices and 5 responses of
+    # 600, exit 0, status "fresh".
+    assert tenant.sync() == 0
+    seen = tenant.kill("load", 1, "--full-refresh", match=r'"job": "devices\.')
+    assert seen["step"] == "load" and pending(seen)
+    assert query(tenant.path, "SELECT count(*) FROM micrometrics.devices") == [(0,)]
+    if runner == "fresh runner":
+        shutil.rmtree(tenant.path / "dlt")  # the package left goes with the machine
+        Container()[PipelineContext].deactivate()  # the first sync's, in this process
+    env = dict(tenant.env, SOURCES__MICROMETRICS__API_SECRET="unused by status")
+    during = run_in_process(status_main, ["status"], env, "--json", "--max-age", "1h")
+    assert during.returncode == 1 and json.loads(during.stdout)["fresh"] is False
+    tenant.sandbox.reset_stats()
+    assert tenant.sync() == 0
+    tenant.assert_exact()
+    if runner == "fresh runner":  # every page read again, not only the lookback's
+        assert tenant.requests()["survey_responses"] >= 600 // SANDBOX["page_size"]
 
 
 @pytest.mark.slow

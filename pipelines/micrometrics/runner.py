@@ -36,6 +36,7 @@ from .questions import emptied, retire_emptied, with_question_history
 from .quiet import Skipped, skipped_surveys
 from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
+from .refresh_start import load_refresh_start
 from .refresh_views import views_kept, views_not_restored
 from .rounds import (
     RESUME_WITHIN,
@@ -246,6 +247,8 @@ def sync(
                     f"stopped part-way: what that one read is not read again (a re-read begun "
                     f"over {RESUME_WITHIN.days} days ago starts anew)")
             try:
+                if refresh:  # before its first round drops the tables (see refresh_start)
+                    load_refresh_start(pipeline, [r for r in chosen if r != QUESTION_HISTORY])
                 while True:
                     budget.new_round()
                     # A full refresh keeps the question history: the API serves only the current
