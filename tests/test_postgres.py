@@ -385,7 +385,7 @@ def test_views_a_killed_refresh_set_aside_come_back_in_their_own_dataset_only(
         f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
     with refresh_views.views_set_aside(pipeline, ["survey_responses"]):
         pass  # killed (SIGKILL) while they were set aside: nothing created them again
-    (kept,) = [view for view in refresh_views._kept(pipeline) if view[:2] == ("bi", "raw")]
+    (kept,) = [view for view in kept_views(pipeline) if view[:2] == ("bi", "raw")]
     assert f"{DATASET}.survey_responses" in kept[3]  # whatever the session's search_path
     other = dlt.pipeline(pipeline_name="micrometrics", dataset_name="tenant_b",
                          destination=dlt.destinations.postgres(credentials=postgres_credentials),
@@ -400,6 +400,33 @@ def test_views_a_killed_refresh_set_aside_come_back_in_their_own_dataset_only(
         (len(sandbox.truth()["survey_responses"]),)]
     assert query(pipeline, "SELECT table_schema FROM information_schema.view_table_usage"
                            " WHERE view_schema = 'bi'") == [(DATASET,)]
+
+
+def test_views_a_killed_refresh_set_aside_come_back_from_a_fresh_runner(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    # Kept in the killed sync's pipeline folder only: the next sync, on a fresh runner (GitHub
+    # Actions) or another worker, never created them again, and said nothing.
+    pipeline, sandbox = synced_with_views(
+        start_sandbox, tmp_path, clock, postgres_credentials,
+        f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses",
+        "CREATE VIEW bi.total AS SELECT count(*) AS n FROM bi.raw")
+    with refresh_views.views_set_aside(pipeline, ["survey_responses"]):
+        pass  # killed (SIGKILL) while they were set aside: nothing created them again
+    assert query(pipeline, "SELECT to_regclass('bi.total') IS NULL") == [(True,)]
+    fresh = pipeline_on(dlt.destinations.postgres(credentials=postgres_credentials),
+                        tmp_path / "fresh_runner")
+    clock.advance(HOUR)
+    result = sync_into(sandbox, fresh, clock)
+    assert not result.report.warnings
+    assert query(fresh, "SELECT n FROM bi.total") == [(len(sandbox.truth()["survey_responses"]),)]
+    assert kept_views(fresh) == []  # and the definitions' table is gone
+    assert query(fresh, f"SELECT to_regclass('{DATASET}.{refresh_views.KEPT_TABLE}') IS NULL"
+                 ) == [(True,)]
+
+
+def kept_views(pipeline: dlt.Pipeline) -> list:
+    with pipeline.sql_client() as sql:
+        return refresh_views._kept(pipeline, sql)
 
 
 def test_a_view_of_what_only_a_later_round_of_a_refresh_brings_back_is_kept(
@@ -431,7 +458,7 @@ def test_a_view_of_what_only_a_later_round_of_a_refresh_brings_back_is_kept(
     (warning,) = result.report.warnings
     assert warning.startswith("a view set aside for a refresh could not be created again: "
                               '"bi"."legacy"')
-    assert refresh_views._kept(pipeline) == []
+    assert kept_views(pipeline) == []
 
 
 def test_a_readers_open_transaction_does_not_hold_up_the_models_build(

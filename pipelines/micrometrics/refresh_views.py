@@ -7,8 +7,11 @@ every sync after it. So those views (the models' and anyone's, in any schema) ar
 the refreshing round and created again from their definitions once it has loaded, or failed, as
 the models' build does for the views its own drops take along (``in_place``). A view that reads
 a table or column the first round did not bring back is tried again after each round and at
-the sync's end, and given up (with a warning) only then. The definitions are kept per target
-(a sync of another dataset on this machine must not create them) with every name qualified.
+the sync's end, and given up (with a warning) only then. The definitions, every name
+qualified, are kept in the dataset itself (``KEPT_TABLE``), written in the transaction that
+drops the views: a sync killed before it created them again is followed by one that may run
+elsewhere (a fresh runner, another worker), which lost them for good, silently, when they were
+kept in the pipeline's folder (as a version before this one did; its files are still read).
 DuckDB, Snowflake and BigQuery let a table under a view be dropped: nothing to do there.
 """
 
@@ -27,6 +30,9 @@ from dlt.common.schema.utils import get_root_table
 from pipelines.models.in_place import View, dependent_views, quoted, views_not_recreated
 
 from .target import target_of
+
+# In the dataset: the definitions of the views set aside, until they are created again.
+KEPT_TABLE = "_micrometrics_views_set_aside"
 
 
 def refreshed_tables(pipeline: dlt.Pipeline, resources: Iterable[str]) -> list[str]:
@@ -62,7 +68,7 @@ def views_kept(pipeline: dlt.Pipeline, destination: str, resources: Iterable[str
         else:
             yield
     finally:
-        restore_set_aside(pipeline, final=False)  # none kept: a file's absence, no query
+        restore_set_aside(pipeline, final=False)  # none kept: one query
 
 
 def views_not_restored(pipeline: dlt.Pipeline, destination: str) -> list[str]:
@@ -93,15 +99,17 @@ def _dropped(state: Any) -> list[str]:
 @contextmanager
 def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[None]:
     """Drops the views that read ``tables`` (on PostgreSQL) for the block, their definitions
-    kept in the pipeline's folder (``restore_set_aside`` creates them again, after the block
-    or, when a sync was killed in it (SIGKILL), in the next sync)."""
+    kept in the dataset (``restore_set_aside`` creates them again, after the block or, when a
+    sync was killed in it (SIGKILL), in the next sync, wherever it runs)."""
     with pipeline.sql_client() as client:
         views = _views_reading(client, tables)
         if views:
-            _keep(pipeline, _kept(pipeline) + views)
-        for schema, name, kind, _definition in views:
-            drop = "DROP MATERIALIZED VIEW" if kind == "m" else "DROP VIEW"
-            client.execute_sql(f"{drop} IF EXISTS {quoted(schema)}.{quoted(name)} CASCADE")
+            with client.begin_transaction():  # kept if, and only if, dropped
+                _keep(pipeline, client, _kept(pipeline, client) + views)
+                for schema, name, kind, _definition in views:
+                    drop = "DROP MATERIALIZED VIEW" if kind == "m" else "DROP VIEW"
+                    client.execute_sql(
+                        f"{drop} IF EXISTS {quoted(schema)}.{quoted(name)} CASCADE")
     yield
 
 
@@ -112,17 +120,18 @@ def restore_set_aside(pipeline: dlt.Pipeline, final: bool = True) -> list[str]:
     for good. So those are tried again after each round and at the end of each sync
     (``final``), which gives up on them with one line each (nothing of a sync that completed
     will bring back what they read)."""
-    views = _kept(pipeline)
-    if not views:
-        return []
     with pipeline.sql_client() as client:
+        views = _kept(pipeline, client)
+        if not views:
+            return []
         failed = views_not_recreated(client, views)
-    _keep(pipeline, [] if final else [view for view, _line in failed])
+        _keep(pipeline, client, [] if final else [view for view, _line in failed])
     return [line for _view, line in failed] if final else []
 
 
-def _kept(pipeline: dlt.Pipeline) -> list[View]:
-    """The views kept for this target, and those an earlier version kept (for any)."""
+def _kept(pipeline: dlt.Pipeline, client: Any) -> list[View]:
+    """The views kept in the dataset, and those an earlier version kept in files (this
+    target's, or for any)."""
     views: dict[tuple[str, str], View] = {}
     for path in (_legacy_kept_at(pipeline), _kept_at(pipeline)):
         try:
@@ -130,23 +139,38 @@ def _kept(pipeline: dlt.Pipeline) -> list[View]:
                 views[(view[0], view[1])] = tuple(view)  # type: ignore[assignment]
         except (OSError, ValueError):
             continue
+    table = client.make_qualified_table_name(KEPT_TABLE)
+    with client.execute_query("SELECT to_regclass(%s)", table) as cursor:
+        (exists,) = cursor.fetchone()
+    if exists:
+        with client.execute_query(f"SELECT view_schema, view_name, kind, definition FROM {table}"
+                                  " ORDER BY position") as cursor:
+            for view in cursor.fetchall():
+                views[(view[0], view[1])] = tuple(view)  # type: ignore[assignment]
     return list(views.values())
 
 
-def _keep(pipeline: dlt.Pipeline, views: list[View]) -> None:
-    kept = _kept_at(pipeline)
+def _keep(pipeline: dlt.Pipeline, client: Any, views: list[View]) -> None:
+    """Keeps ``views`` (in their order: those reading others after them) in the dataset, in
+    place of what was kept; the table goes once none is left."""
+    table = client.make_qualified_table_name(KEPT_TABLE)
     if views:
         unique = {(view[0], view[1]): view for view in views}
-        kept.write_text(json.dumps(list(unique.values())))
+        client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} (position integer,"
+                           " view_schema text, view_name text, kind text, definition text)")
+        client.execute_sql(f"DELETE FROM {table}")
+        for position, view in enumerate(unique.values()):
+            client.execute_sql(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s)",
+                               position, *view)
     else:
-        kept.unlink(missing_ok=True)
-    _legacy_kept_at(pipeline).unlink(missing_ok=True)  # merged into this target's
+        client.execute_sql(f"DROP TABLE IF EXISTS {table}")
+    _kept_at(pipeline).unlink(missing_ok=True)  # kept by an earlier version: now in the table
+    _legacy_kept_at(pipeline).unlink(missing_ok=True)
 
 
 def _kept_at(pipeline: dlt.Pipeline) -> Path:
-    """Beside the sync's lock, outside the working folder dlt resets when it drops; one file
-    per target: a sync of another dataset on this machine must not create them (it did, in
-    its own dataset, reading its own tables)."""
+    """Where an earlier version kept them for this target: beside the sync's lock, one file
+    per target (a sync of another dataset on this machine must not create them)."""
     target = json.dumps(target_of(pipeline), sort_keys=True).encode()
     return (Path(pipeline.pipelines_dir)
             / f"{pipeline.pipeline_name}.views-set-aside.{hashlib.sha256(target).hexdigest()[:12]}"
