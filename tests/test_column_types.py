@@ -36,3 +36,11 @@ def test_records_without_answers_or_with_odd_ones_pass_through():
     records = [{"id": 1}, {"id": 2, "answers": None}, {"id": 3, "answers": ["x", 5]},
                {"id": 4, "answers": [{"question_id": 1}]}]
     assert as_column_types([dict(r) for r in records]) == records
+
+
+@pytest.mark.parametrize(("comment", "text"), [
+    ({"text": "Jane Doe, room 12", "lang": "en"}, '{"text":"Jane Doe, room 12","lang":"en"}'),
+    (["Call me", "Jane"], '["Call me","Jane"]'), ("fine", "fine"), (None, None), (5, 5)])
+def test_a_comment_sent_as_an_object_or_a_list_becomes_its_json_text(comment, text):
+    [record] = as_column_types([{"id": 1, "comment": comment}])
+    assert record["comment"] == text

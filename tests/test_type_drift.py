@@ -82,10 +82,12 @@ def test_an_answer_sent_as_an_object_or_a_list_is_kept_whole_and_named_by_a_data
     clock.advance(600)
     (survey,) = sandbox.truth()["surveys"]
     by_type = {question["type"]: question["id"] for question in survey["questions"]}
-    (added,) = sandbox.add_responses(1, survey_id=survey["id"])
+    (added, listed) = sandbox.add_responses(2, survey_id=survey["id"])
     sandbox.patch_records("survey_responses", [added], {"answers": [
         {"question_id": by_type["nps"], "value": {"score": 7}},
-        {"question_id": by_type["text"], "value": ["très", "bien"]}]})
+        {"question_id": by_type["text"], "value": ["très", "bien"]}],
+        "comment": {"text": "Jane Doe, room 12", "lang": "en"}})
+    sandbox.patch_records("survey_responses", [listed], {"comment": ["Call me", "Jane"]})
     clock.advance(60)
     result, _ = sync(sandbox, tmp_path, clock)
 
@@ -95,6 +97,9 @@ def test_an_answer_sent_as_an_object_or_a_list_is_kept_whole_and_named_by_a_data
     assert sorted(value for (value,) in loaded) == ['["très","bien"]', '{"score":7}']
     tables = result.pipeline.default_schema.tables
     assert "survey_responses__answers__value" not in tables
+    # A comment too (spread, it was NULL in staging, its text where no purge looked).
+    assert "survey_responses__comment" not in tables
+    assert not [c for c in tables["survey_responses"]["columns"] if c.startswith("comment__")]
     assert not [c for c in tables["survey_responses__answers"]["columns"]
                 if c.startswith("value__")]
     with pytest.raises(DataTestFailed) as failed:
@@ -103,4 +108,9 @@ def test_an_answer_sent_as_an_object_or_a_list_is_kept_whole_and_named_by_a_data
     named = rows(result.pipeline, f"SELECT response_id, raw_value FROM {DATASET}.stg_survey_answers"
                                   f" WHERE question_type = 'nps' AND response_id = {added}")
     assert named == [(added, '{"score":7}')]
+    comments = rows(result.pipeline, f"SELECT response_id, comment_text FROM "
+                                     f"{DATASET}.stg_survey_responses WHERE response_id IN "
+                                     f"({added}, {listed}) ORDER BY response_id")
+    assert comments == sorted([(added, '{"text":"Jane Doe, room 12","lang":"en"}'),
+                               (listed, '["Call me","Jane"]')])
 

@@ -10,7 +10,9 @@ An answer whose value is an object or a list (``{"score": 7}``, ``["a", "b"]``) 
 JSON text in the same column: dlt would spread an object over ``value__score`` columns and a
 list over a child table, leaving ``value`` NULL and the answer silently out of every mart. As
 text, a score that is no number is named by the ``scores_are_numbers`` data test, and a text
-or choice answer keeps what was sent.
+or choice answer keeps what was sent. So is a response's ``comment`` (free text, which the API
+might start sending as ``{"text": ..., "lang": ...}``): spread, it was NULL in staging, and the
+text sat in columns or a child table that neither staging nor the erasure purge reads.
 
 The timestamps stay strings: converted here they cost more in the extract (dlt encodes every
 datetime through a Python callback) than they save in the normalize, which runs on two cores
@@ -24,9 +26,13 @@ from typing import Any
 
 
 def as_column_types(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``records`` with numeric answer values as text and object or list values as their JSON
-    text, in place; a bool is left as the API sent it, for dlt to coerce."""
+    """``records`` with numeric answer values as text and object or list values (of answers
+    and of ``comment``) as their JSON text, in place; a bool is left as the API sent it, for
+    dlt to coerce."""
     for record in records:
+        comment = record.get("comment")
+        if isinstance(comment, dict | list):
+            record["comment"] = _json_text(comment)
         answers = record.get("answers")
         if isinstance(answers, list):
             for answer in answers:
@@ -36,6 +42,9 @@ def as_column_types(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if type(value) in (int, float):
                     answer["value"] = str(value)
                 elif isinstance(value, dict | list):
-                    answer["value"] = json.dumps(value, ensure_ascii=False,
-                                                 separators=(",", ":"))
+                    answer["value"] = _json_text(value)
     return records
+
+
+def _json_text(value: dict | list) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
