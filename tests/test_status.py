@@ -346,6 +346,39 @@ def test_an_open_backfill_shows_until_a_sync_finishes_it(start_sandbox, tmp_path
     assert done["tables"]["survey_responses"] == 240
 
 
+def test_a_stopped_reread_shows_until_the_same_command_finishes_it(start_sandbox, tmp_path,
+                                                                   clock):
+    # Only the same --start-at/--end-at command goes on with it: status said "open backfills:
+    # none", and the operator whose re-read hit a time limit never knew it was unfinished.
+    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=240, page_size=20,
+                            **FAST)
+    env = sync_env(tmp_path, sandbox.url)
+    warehouse = dlt.destinations.duckdb(credentials=str(tmp_path / "warehouse.duckdb"))
+    pipeline = pipeline_on(warehouse, tmp_path / "dlt" / "pipelines")
+    sync_into(sandbox, pipeline, clock)
+    began = datetime.fromtimestamp(clock(), UTC)
+    reread = SyncOptions(start_at=began - timedelta(days=300), end_at=began - timedelta(days=5))
+    with pytest.raises(Exception, match="more than 6 requests"):
+        sync_into(sandbox, pipeline, clock, reread, max_requests=6, window_pages=2)
+    clock.advance(3600)
+    sync_into(sandbox, pipeline, clock)  # an incremental sync neither goes on nor drops it
+    now = format_timestamp(datetime.fromtimestamp(clock(), UTC))
+
+    (stopped,) = status_json(env, "--now", now)["stopped_rereads"]
+    assert stopped["from"] == format_timestamp(reread.start_at)
+    assert stopped["to"] == format_timestamp(reread.end_at)
+    assert stopped["begun"] == format_timestamp(began)
+    assert stopped["goes_on_until"] == format_timestamp(began + timedelta(days=7))
+    assert "survey_responses" in stopped["unfinished"]
+    text = run_status(env, "--now", now).stdout
+    assert (f"stopped re-read: --start-at {stopped['from']} --end-at {stopped['to']}, begun "
+            f"{stopped['begun']}, unfinished: ") in text
+
+    sync_into(sandbox, pipeline, clock, reread)
+    assert status_json(env, "--now", now)["stopped_rereads"] == []
+    assert "stopped re-read" not in run_status(env, "--now", now).stdout
+
+
 def test_a_first_sync_that_fails_is_recorded_locally_until_a_sync_loads(start_sandbox,
                                                                           tmp_path):
     # Nothing was ever loaded, so there is no schema to carry the state to the destination:

@@ -94,6 +94,12 @@ def render(report: dict[str, Any], now: datetime) -> str:
     backfills = report["open_backfills"]
     lines.append(f"open backfills: {', '.join(backfills)}" if backfills
                  else "open backfills: none")
+    for reread in report["stopped_rereads"]:
+        lines.append(
+            f"stopped re-read: --start-at {reread['from']}"
+            + (f" --end-at {reread['to']}" if reread["to"] else "")
+            + f", begun {reread['begun']}, unfinished: {', '.join(reread['unfinished'])}; "
+            f"the same command goes on with it until {reread['goes_on_until']}")
     listing = report["survey_list"]
     if listing:
         lines.append(f"survey list: {listing['listed']} surveys listed, "

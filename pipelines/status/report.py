@@ -7,7 +7,8 @@ Per stream (devices, and each survey's responses), from its window state (``wind
 end), ``newest_record`` (the newest ``updated_at`` the stream has returned), ``deep_at`` (when
 the last deep pass, or the first full read, began), and an open backfill: a range not walked to
 its end yet (``pending``: the next sync continues it, from the cursor of a window read
-part-way when there is one).
+part-way when there is one). Apart from them, explicit re-reads stopped part-way
+(``stopped_rereads``), which only the same command continues.
 
 Freshness (``data_as_of``): the start of the last successful complete sync the command recorded
 (exit 0 or 4, every resource, not an explicit ``--start-at``/``--end-at`` re-read), or, when
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.micrometrics.quiet import skipped_surveys
+from pipelines.micrometrics.rounds import REREAD, RESUME_WITHIN
 from pipelines.micrometrics.source_state import resource_states
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.sync.json_summary import quiet_surveys_json
@@ -81,6 +83,31 @@ def survey_list(state: dict[str, Any]) -> dict[str, Any] | None:
             "gone": [{"survey_id": sid, "since": when} for sid, when in surveys.get("deleted", [])]}
 
 
+def stopped_rereads(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The explicit ``--start-at``/``--end-at`` re-reads stopped part-way (killed, failed, a
+    scheduler's time limit): their range, when they began, the resources they have not
+    finished, and until when the same command goes on with them (``RESUME_WITHIN``). No sync
+    but that command continues one: unseen, it stayed unfinished."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, resource in resource_states(state).items():
+        slot = resource.get(REREAD) if isinstance(resource, dict) else None
+        if not isinstance(slot, dict) or slot.get("done") or "|" not in str(slot.get("range")):
+            continue
+        start, _, end = str(slot["range"]).partition("|")
+        entry = found.setdefault((str(slot["range"]), str(slot.get("origin"))), {
+            "from": start, "to": None if end == "now" else end, "begun": slot.get("started"),
+            "goes_on_until": _resumable_until(slot.get("started")), "unfinished": []})
+        entry["unfinished"].append(name)
+    return sorted(found.values(), key=lambda entry: str(entry["begun"]))
+
+
+def _resumable_until(started: Any) -> str | None:
+    try:
+        return format_timestamp(parse_timestamp(started) + RESUME_WITHIN)
+    except (TypeError, ValueError):
+        return None
+
+
 def newest(values: list[str | None]) -> str | None:
     stamps = [parse_timestamp(value) for value in values if value]
     return format_timestamp(max(stamps)) if stamps else None
@@ -135,6 +162,7 @@ def build_report(snapshot: Snapshot, now: datetime, max_age: timedelta | None,
         "fresh": fresh,
         "streams": streams,
         "open_backfills": [s["stream"] for s in streams if s["backfill"]],
+        "stopped_rereads": stopped_rereads(state),
         "survey_list": listing,
         "quiet_surveys_skipped": quiet_surveys_json(skipped),
         "tables": counts,
