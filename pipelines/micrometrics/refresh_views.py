@@ -105,11 +105,12 @@ def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[None]
         views = _views_reading(client, tables)
         if views:
             with client.begin_transaction():  # kept if, and only if, dropped
-                _keep(pipeline, client, _kept(pipeline, client) + views)
+                _keep(client, _kept(pipeline, client) + views)
                 for schema, name, kind, _definition in views:
                     drop = "DROP MATERIALIZED VIEW" if kind == "m" else "DROP VIEW"
                     client.execute_sql(
                         f"{drop} IF EXISTS {quoted(schema)}.{quoted(name)} CASCADE")
+            _forget_files(pipeline)
     yield
 
 
@@ -125,7 +126,8 @@ def restore_set_aside(pipeline: dlt.Pipeline, final: bool = True) -> list[str]:
         if not views:
             return []
         failed = views_not_recreated(client, views)
-        _keep(pipeline, client, [] if final else [view for view, _line in failed])
+        _keep(client, [] if final else [view for view, _line in failed])
+    _forget_files(pipeline)
     return [line for _view, line in failed] if final else []
 
 
@@ -150,7 +152,7 @@ def _kept(pipeline: dlt.Pipeline, client: Any) -> list[View]:
     return list(views.values())
 
 
-def _keep(pipeline: dlt.Pipeline, client: Any, views: list[View]) -> None:
+def _keep(client: Any, views: list[View]) -> None:
     """Keeps ``views`` (in their order: those reading others after them) in the dataset, in
     place of what was kept; the table goes once none is left."""
     table = client.make_qualified_table_name(KEPT_TABLE)
@@ -164,7 +166,11 @@ def _keep(pipeline: dlt.Pipeline, client: Any, views: list[View]) -> None:
                                position, *view)
     else:
         client.execute_sql(f"DROP TABLE IF EXISTS {table}")
-    _kept_at(pipeline).unlink(missing_ok=True)  # kept by an earlier version: now in the table
+
+
+def _forget_files(pipeline: dlt.Pipeline) -> None:
+    """Once what they held is in the table (or created again): an earlier version's files."""
+    _kept_at(pipeline).unlink(missing_ok=True)
     _legacy_kept_at(pipeline).unlink(missing_ok=True)
 
 
