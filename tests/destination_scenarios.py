@@ -206,7 +206,9 @@ def survey_edit_history_and_type_drift(start_sandbox, pipeline: dlt.Pipeline, cl
 def command_loads_exact(start_sandbox, tmp_path, destination: str, env: dict[str, str],
                         pipeline: dlt.Pipeline) -> None:
     """``python -m pipelines.sync --destination <destination>`` (in-process, configured by
-    ``env``) loads exact and builds the models there; ``pipeline`` reads what it loaded."""
+    ``env``) loads exact and builds the models there, and so does a ``--full-refresh`` after
+    it, from a fresh runner (its reset state loaded on its own, then dlt's drop, then the
+    reload: never run on a warehouse before); ``pipeline`` reads what they loaded."""
     # The command reads the wall clock, so this sandbox does too; nothing ever waits.
     sandbox = start_sandbox(**SMALL)
     done = run_cli(sync_env(tmp_path, sandbox.url, **env), "--destination", destination,
@@ -214,6 +216,13 @@ def command_loads_exact(start_sandbox, tmp_path, destination: str, env: dict[str
     assert done.returncode == 0, done.stderr
     assert "data tests passed" in done.stdout  # it built the models there too
     assert not (tmp_path / "warehouse.duckdb").exists()
+    assert_matches_truth(pipeline, sandbox.truth())
+    sandbox.add_responses(3)
+    (tmp_path / "fresh_runner").mkdir()
+    fresh_runner = sync_env(tmp_path / "fresh_runner", sandbox.url, **env)
+    refreshed = run_cli(fresh_runner, "--destination", destination, "--quiet", "--full-refresh")
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert "data tests passed" in refreshed.stdout
     assert_matches_truth(pipeline, sandbox.truth())
 
 
