@@ -86,14 +86,25 @@ def package_states(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
     return states
 
 
-def finish_pending(pipeline: dlt.Pipeline) -> list[LoadInfo]:
+def finish_pending(pipeline: dlt.Pipeline, tables_gone: list[str] | tuple = ()) -> list[LoadInfo]:
     """Normalize and load every package a killed sync left; returns the load infos (empty
-    when there was nothing to finish). Raises what dlt raises when a package cannot load."""
+    when there was nothing to finish). Raises what dlt raises when a package cannot load.
+    ``tables_gone``: tables of the target dropped by hand since (``lost_tables``)."""
     if stale := overtaken(pipeline):
         # Named: an explicit re-read (--start-at) or --full-refresh among them must be repeated.
         log.warning("warning: packages a killed sync left here (%s) are older than a load made "
                     "since from another machine: dropped with the local state, which the "
                     "destination's replaces", ", ".join(stale))
+        pipeline.drop()
+        return []
+    if tables_gone and (cut := package_states(pipeline)["loading"]):
+        # dlt creates a package's tables once, as its load begins: resumed, it failed on the
+        # tables dropped since, every sync, for good. What it held is read again, from the
+        # destination's state (or from the start, the dataset gone).
+        log.warning("warning: packages a killed sync left part-way through their load (%s) "
+                    "cannot finish: table(s) %s were dropped since; dropped with the local "
+                    "state, which the destination's replaces", ", ".join(cut),
+                    ", ".join(tables_gone))
         pipeline.drop()
         return []
     for folder in abandoned_extracts(pipeline):

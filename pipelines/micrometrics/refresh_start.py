@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import dlt
 
-from .source_state import resource_states
+from .source_state import loaded_at_once, resource_states
 
 
 def load_refresh_start(pipeline: dlt.Pipeline, resources: Iterable[str]) -> None:
@@ -27,9 +27,7 @@ def load_refresh_start(pipeline: dlt.Pipeline, resources: Iterable[str]) -> None
     resources = list(resources)
     if not any(resource_states(pipeline.state).get(name) for name in resources):
         return
-    with pipeline.managed_state(extract_state=True) as state:
+    with loaded_at_once(pipeline) as state:
         states = resource_states(state)
         for name in resources:
             states.pop(name, None)
-    pipeline.normalize()
-    pipeline.load()

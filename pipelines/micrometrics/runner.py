@@ -27,7 +27,12 @@ from .drift import local_schema, new_variant_warnings, variant_columns
 from .duckdb_session import HeldDatabase, held_duckdb
 from .errors import ConfigurationError
 from .housekeeping import prune_loaded_packages, prune_schema_versions
-from .lost_tables import forget_lost_tables, gone_before_pending, note_loaded
+from .lost_tables import (
+    forget_lost_tables,
+    gone_before_pending,
+    note_loaded,
+    note_restored,
+)
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .orphans import record_erased_devices
 from .pending import finish_pending
@@ -51,7 +56,7 @@ from .rounds import (
 )
 from .settings import Settings, env_name, load_settings, refuse_future_start
 from .source import micrometrics_source, prefetch_survey_list
-from .source_state import resource_states
+from .source_state import loaded_at_once, resource_states
 from .status_keys import refresh_done, refresh_under_way
 from .target import claim_folder
 from .timeutil import format_timestamp, out_of_range, parse_timestamp
@@ -200,7 +205,7 @@ def sync(
             # Tables the packages would create again, lookback only, after a dataset dropped.
             gone_before = gone_before_pending(pipeline)
             with views_kept(pipeline, destination, RESOURCES, pending_only=True):
-                report.load_infos.extend(finish_pending(pipeline))
+                report.load_infos.extend(finish_pending(pipeline, gone_before))
             if report.load_infos:
                 note_loaded(pipeline)
             after_step()
@@ -209,6 +214,7 @@ def sync(
             # (dlt's run restores it too, but only once the marks are applied.)
             if pipeline.config.restore_from_destination:
                 pipeline.sync_destination()
+                note_restored(pipeline)
             # Also before a refresh: --resources devices keeps the responses' state, and one
             # stopped before its first round drops nothing.
             report.warnings += [f"tables gone from the destination, read again from the "
@@ -280,10 +286,8 @@ def sync(
             if states.explicit:  # every round loaded: the same range again reads it anew
                 # Loaded now, not with the next sync: a worker that restored the state from the
                 # destination (another one, a fresh runner) would go on and read nothing.
-                with pipeline.managed_state(extract_state=True) as state:
+                with loaded_at_once(pipeline) as state:
                     states.finish(resource_states(state))
-                pipeline.normalize()
-                pipeline.load()
             if every_resource or marked_refresh:
                 refresh_done(pipeline, None if every_resource else marked_refresh)
             # Each round tried them again: what reads a table or column no round brought back.
