@@ -152,6 +152,24 @@ def test_one_off_faults_recover_exact(start_sandbox, tmp_path, kind):
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
+@pytest.mark.parametrize("refusals", [2, 3])
+def test_a_survey_list_whose_cursor_is_refused_is_listed_again(start_sandbox, tmp_path,
+                                                                refusals):
+    # Read once: one refusal of its cursor (expired during a long list, a tenant of more
+    # surveys than a page holds) failed the whole sync; windows were read again, twice at most.
+    sandbox = start_sandbox(devices=5, surveys=8, responses=120, page_size=3, rate=1000.0,
+                            burst=1000)
+    sandbox.script("reject_cursor", count=refusals, endpoint="surveys")
+    result = run_cli(sync_env(tmp_path, sandbox.url), "--quiet", "--no-models")
+    assert sandbox.stats()["faults"] == {"reject_cursor": refusals}
+    if refusals == 2:
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count("the API refused a cursor of /surveys; listing it again") == 2
+        assert_matches_truth(tmp_path, sandbox.truth())
+    else:  # the third refusal of the same list gives up, as a window's would
+        assert_one_line_failure(result, "HTTP 400", hint("cursor"))
+
+
 def test_malformed_records_are_quarantined_not_dropped(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox)
     survey = add_malformed_records(sandbox)

@@ -8,21 +8,29 @@ from typing import Any
 
 from .client import MicrometricsClient
 from .errors import CursorRejectedError
+from .walk import CURSOR_RESTARTS
 from .windows import Window
 
 log = logging.getLogger("micrometrics")
 
 
 def listed_ids(client: MicrometricsClient, path: str, window: Window) -> set[Any]:
-    """Every id the stream lists; a listing whose cursor the API refuses (expired: 400, 404,
-    410, 422) is read again from its first page, once, as a sync's windows are."""
-    try:
-        return ids_of(client, path, window)
-    except CursorRejectedError:
-        log.warning("warning: reconcile: the API refused a cursor of %s; listing it again", path)
-        return ids_of(client, path, window)
+    """Every id the stream lists (see ``whole_listing``)."""
+    return {record["id"] for record in whole_listing(client, path, window)
+            if isinstance(record, dict) and record.get("id") is not None}
 
 
-def ids_of(client: MicrometricsClient, path: str, window: Window) -> set[Any]:
-    return {record["id"] for page in client.pages(path, params=window.params())
-            for record in page if isinstance(record, dict) and record.get("id") is not None}
+def whole_listing(client: MicrometricsClient, path: str, window: Window) -> list[Any]:
+    """Every record of ``path`` in ``window``; a listing whose cursor the API refuses (expired:
+    400, 404, 410, 422) is read again from its first page, ``CURSOR_RESTARTS`` times at most,
+    as a sync's windows are (one refusal on the survey list failed the whole sync)."""
+    for restart in range(CURSOR_RESTARTS + 1):
+        try:
+            return [record for page in client.pages(path, params=window.params())
+                    for record in page]
+        except CursorRejectedError:
+            if restart == CURSOR_RESTARTS:
+                raise
+            log.warning("warning: the API refused a cursor of %s; listing it again from its "
+                        "first page", path)
+    raise AssertionError("unreachable")

@@ -18,6 +18,7 @@ from .client import MicrometricsClient
 from .deletions import TrackedSurveys, reread_returned, track_survey_list
 from .errors import ApiError, survey_gone
 from .lanes import Lanes
+from .listing import whole_listing
 from .quarantine import as_rejected, split_records
 from .questions import question_history
 from .quiet import plan_reads
@@ -96,8 +97,7 @@ def _read_once(
         # From the epoch whatever start_at says: surveys are dimensions, and a survey last
         # changed before start_at can still receive responses.
         window = listing_window(max(bounds.run_end, bounds.now))
-        listed = once_each([s for page in client.pages("/surveys", window.params())
-                            for s in page])
+        listed = once_each(whole_listing(client, "/surveys", window))
         index.listed, index.rejected = split_records(listed, "surveys")
         tally.add(rejected=[row["record_key"] for row in index.rejected])
         # A survey quarantined for its updated_at still indexes its responses.
