@@ -81,7 +81,7 @@ def synced(synced_once, tmp_path):
 @pytest.mark.parametrize(
     "case",
     ["wrong_secret", "wrong_key", "unreachable", "wrong_path", "html_page", "empty_body",
-     "cursor_refused", "connection_dropped", "server_down"],
+     "truncated_body", "cursor_refused", "connection_dropped", "server_down"],
 )
 def test_failures_say_what_to_do_and_lose_nothing(synced, tmp_path, case):
     sandbox, env, before = synced
@@ -103,9 +103,11 @@ def test_failures_say_what_to_do_and_lose_nothing(synced, tmp_path, case):
     elif case == "html_page":
         sandbox.script("html_200", count=50)
         needles = ["the body is not JSON", hint("not_json")]
-    elif case == "empty_body":
-        sandbox.script("empty_200", count=50)
-        needles = ["(empty body)", hint("not_json")]
+    elif case in ("empty_body", "truncated_body"):
+        # The API's own page, cut short: not base_url's doing (it was blamed on a proxy, and
+        # a scheduler never retried it).
+        sandbox.script("empty_200" if case == "empty_body" else "truncated_body", count=50)
+        needles = ["the body was empty or its JSON cut short", hint("server")]
     elif case == "cursor_refused":
         sandbox.script("reject_cursor", count=50)
         args += ["--start-at", "2000-01-01T00:00:00Z"]  # a re-read long enough to page

@@ -56,6 +56,7 @@ from pipelines.micrometrics.errors import (
     AuthenticationError,
     ConfigurationError,
     CursorRejectedError,
+    IncompleteBodyError,
     UnexpectedResponseError,
     UnsendableRequestError,
 )
@@ -470,6 +471,7 @@ FAILED_TEST = DataTestResult("scores_in_range", 1, ("nps_score",), ((11,),))
     (lambda: step_failed(UnsendableRequestError("GET", "/devices", None, "not sent")), False),
     (lambda: step_failed(AuthenticationError("GET", "/devices", 401, "key and secret")), False),
     (lambda: step_failed(UnexpectedResponseError("GET", "/devices", 200, "not JSON")), False),
+    (lambda: step_failed(IncompleteBodyError("GET", "/devices", 200, "cut short")), True),
     (lambda: SyncLockedError("another sync of pipeline 'micrometrics' is running"), True),
     # Another process (make status, a BI tool, the duckdb CLI) has the DuckDB file open.
     (lambda: duckdb.IOException(

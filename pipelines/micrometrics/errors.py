@@ -50,6 +50,11 @@ class UnexpectedResponseError(ApiError):
     """A 2xx body that is not what an index endpoint returns."""
 
 
+class IncompleteBodyError(ApiError):
+    """A 2xx whose body was empty or JSON cut short, on every attempt: the server's or the
+    network's doing, not base_url's; a later sync may get it whole."""
+
+
 class UnsendableRequestError(ApiError):
     """A request this machine could not send (a header or URL with a character HTTP does not
     allow): no retry, here or by a scheduler, can help."""

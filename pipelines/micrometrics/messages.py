@@ -71,7 +71,8 @@ HINTS: dict[str, Hint] = {
         "kept), and report it to Micrometrics if it persists",
     ),
     "server": Hint(
-        "... failed: HTTP 5xx ... / no response: ConnectionError from HOST after N attempts",
+        "... failed: HTTP 5xx ... / no response: ConnectionError from HOST after N attempts / "
+        "HTTP 200: the body was empty or its JSON cut short",
         "the API kept failing; run the sync again later: completed windows are kept",
     ),
     "throttled": Hint(

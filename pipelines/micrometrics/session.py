@@ -36,7 +36,13 @@ from requests.auth import AuthBase
 from requests.hooks import default_hooks, dispatch_hook
 
 from . import cancel
-from .errors import ApiError, UnexpectedResponseError, UnsendableRequestError, body_excerpt
+from .errors import (
+    ApiError,
+    IncompleteBodyError,
+    UnexpectedResponseError,
+    UnsendableRequestError,
+    body_excerpt,
+)
 from .inflight import InFlight
 from .messages import hint
 from .retry import RetryPolicy, is_transient, retry_after_seconds
@@ -191,9 +197,20 @@ def transient_failure(request: PreparedRequest, response: Response) -> ApiError 
         # An empty or truncated body, or an HTML page from a proxy: worth another attempt.
         response.payload = json.loadb(response.content)
     except ValueError:
+        if cut_short(response.content):
+            return api_error(request, response, IncompleteBodyError,
+                             "the body was empty or its JSON cut short; " + hint("server"))
         return api_error(request, response, UnexpectedResponseError,
                          "the body is not JSON; " + hint("not_json"))
     return None
+
+
+def cut_short(body: bytes) -> bool:
+    """Whether a body that does not parse is the API's own, empty or cut short (what a page
+    starts with), rather than a page of something else (a proxy's or a login form's): the
+    first is the server's doing and a later sync may get it whole, the second base_url's."""
+    start = body.lstrip()[:1]
+    return start in (b"", b"[", b"{")
 
 
 def api_error(request: PreparedRequest, response: Response, kind: type[ApiError],

@@ -47,6 +47,7 @@ from pipelines.micrometrics.errors import (
     AuthenticationError,
     ConfigurationError,
     CursorRejectedError,
+    IncompleteBodyError,
     UnexpectedResponseError,
     UnsendableRequestError,
 )
@@ -152,6 +153,8 @@ def ours(exc: BaseException) -> Verdict | None:
         return Verdict(False, f"the API refused or answered wrongly: {one_line(exc)}", exc)
     if isinstance(exc, CursorRejectedError):
         return Verdict(True, f"the API refused its own cursor: {one_line(exc)}", exc)
+    if isinstance(exc, IncompleteBodyError):
+        return Verdict(True, f"the API kept failing: {one_line(exc)}", exc)
     if isinstance(exc, ApiError):
         if exc.status is None:
             return Verdict(True, f"no response from the API: {one_line(exc)}", exc)
