@@ -346,6 +346,24 @@ def test_an_open_backfill_shows_until_a_sync_finishes_it(start_sandbox, tmp_path
     assert done["tables"]["survey_responses"] == 240
 
 
+def test_a_fresh_runners_run_refused_for_its_settings_is_recorded_in_the_destination(
+        start_sandbox, tmp_path):
+    # Refused before the sync restored any state (GitHub Actions: a fresh runner every run),
+    # the record stayed on the runner, and status everywhere showed the success before as the
+    # last sync.
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    shutil.rmtree(tmp_path / "dlt")
+    refused = run_cli(dict(env, SOURCES__MICROMETRICS__LOOKBACK_MINUTES="5"), "--quiet")
+    assert refused.returncode == 2
+    shutil.rmtree(tmp_path / "dlt")
+    status = status_json(env)
+    assert status["state_source"] == "destination"
+    assert status["last_sync"]["exit_code"] == 2 and status["last_success"]["exit_code"] == 0
+    assert "lookback_minutes must be at least 15" in status["last_sync"]["error"]
+
+
 def test_a_stopped_reread_shows_until_the_same_command_finishes_it(start_sandbox, tmp_path,
                                                                    clock):
     # Only the same --start-at/--end-at command goes on with it: status said "open backfills:

@@ -101,25 +101,23 @@ def record_sync(pipeline: dlt.Pipeline, outcome: SyncOutcome) -> str:
     destination. Returns where: ``destination`` or ``local``. Raises what dlt raises when the
     state-only load fails (the record is saved locally by then)."""
     try:
-        claimed = claim_folder(pipeline)
+        claim_folder(pipeline)
     except Exception:  # noqa: BLE001 - a destination not configured: the record stays local
-        claimed = False
-    if claimed and pipeline.config.restore_from_destination:
-        # The folder held another dataset's state (a run refused before sync() claimed it):
-        # this one's comes from its destination, and the record goes on top of it.
+        pass
+    # Before the record goes on top, the destination's state (when this machine may lack its
+    # newest): the folder held another dataset's (a run refused before sync() claimed it); a
+    # fresh runner (GitHub Actions) refused before sync() has none yet (kept here only, the
+    # record went with the runner, and status everywhere showed the success before as the
+    # last sync); another worker may have synced since this machine's was written (loaded over
+    # the destination's, a stale state would become its newest). Packages left here hold a
+    # newer state of their own: the record stays local until they load.
+    restore = pipeline.config.restore_from_destination and not pipeline.has_pending_data
+    if restore:
         try:
-            pipeline.sync_destination()
-        except Exception:  # noqa: BLE001 - not reachable: recorded here only (below)
-            pass
-    to_destination = bool(pipeline.default_schema_name) and not pipeline.has_pending_data
-    if to_destination and pipeline.config.restore_from_destination:
-        try:
-            # Another worker may have synced since this machine's state was written (a run
-            # refused for its settings never reached sync()): loaded over the destination's,
-            # a stale state would become its newest.
             pipeline.sync_destination()
         except Exception:  # noqa: BLE001 - the destination is not reachable: recorded here only
-            to_destination = False
+            restore = False
+    to_destination = restore and bool(pipeline.default_schema_name)
     with pipeline.managed_state(extract_state=to_destination) as state:
         state[STATUS_KEY] = updated_status(state.get(STATUS_KEY) or {}, outcome)  # type: ignore[literal-required]
     if not to_destination:
