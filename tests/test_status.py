@@ -364,6 +364,35 @@ def test_a_fresh_runners_run_refused_for_its_settings_is_recorded_in_the_destina
     assert "lookback_minutes must be at least 15" in status["last_sync"]["error"]
 
 
+def test_a_machine_whose_packages_another_overtook_shows_the_destinations_record(
+        start_sandbox, tmp_path, monkeypatch):
+    # Worker A's sync failed at load, its package left; the retry on worker B succeeded. On
+    # A, status showed A's failure as the last sync and said its next sync would load the
+    # package, which that sync drops (overtaken).
+    sandbox = start_sandbox(**SMALL)
+    worker_a = sync_env(tmp_path, sandbox.url)
+    assert run_cli(worker_a, "--quiet", "--no-models").returncode == 0
+    sandbox.add_responses(3)
+    load = dlt.Pipeline.load
+
+    def went_away(self, *args, **kwargs):
+        raise ConnectionError("the destination went away")
+
+    monkeypatch.setattr(dlt.Pipeline, "load", went_away)
+    assert run_cli(worker_a, "--quiet", "--no-models").returncode == 1
+    monkeypatch.setattr(dlt.Pipeline, "load", load)
+    (tmp_path / "worker_b").mkdir()
+    worker_b = dict(worker_a, DLT_DATA_DIR=str(tmp_path / "worker_b" / "dlt"))
+    assert run_cli(worker_b, "--quiet", "--no-models").returncode == 0
+
+    on_a = status_json(worker_a)
+    assert on_a["last_sync"] == status_json(worker_b)["last_sync"]
+    assert on_a["last_sync"]["exit_code"] == 0
+    assert ["1 load package(s) extracted on this machine are older than a sync made since from "
+            "another machine: the next sync here drops them; until then the streams are shown "
+            "as the destination has them"] == on_a["problems"]
+
+
 def test_a_stopped_reread_shows_until_the_same_command_finishes_it(start_sandbox, tmp_path,
                                                                    clock):
     # Only the same --start-at/--end-at command goes on with it: status said "open backfills:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from pipelines.destination import PIPELINE_NAME, missing_duckdb_file, open_pipel
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.target import folder_target, same_target
+from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.sync.errors import CONFIG_ERRORS, causes, one_line
 
 from .record import STATUS_KEY
@@ -168,11 +170,16 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
     if remote is not None:
         snapshot.versions["destination"] = int(remote.get("_state_version", 0))
     left = pending_packages(pipelines_dir) if local is not None else 0
+    # Another machine synced since this one's sync failed with packages left: its next sync
+    # drops them (``pending.overtaken``), and its record is older news than the destination's.
+    overtaken = bool(left) and newer_record(remote, local)
     if left:
         running = sync_running(pipelines_dir)
         snapshot.problems.append(
             (f"a sync is running here (pid {running}): {left} load package(s) on their way"
              if running else
+             f"{left} load package(s) extracted on this machine are older than a sync made "
+             f"since from another machine: the next sync here drops them" if overtaken else
              f"{left} load package(s) extracted on this machine are not loaded yet (a sync "
              f"failed at load): the next sync loads them first") + (
                 "; until then the streams are shown as the destination has them"
@@ -184,7 +191,7 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
         # With packages left, the local windows are ahead of what was loaded: the
         # destination's say what it holds (the local record still says how the syncs went).
         snapshot.state, snapshot.source = remote, "destination"
-        if left and local is not None and STATUS_KEY in local:
+        if left and local is not None and STATUS_KEY in local and not overtaken:
             snapshot.state = {**remote, STATUS_KEY: local[STATUS_KEY]}
     elif local is not None:
         # Packages left and no destination to read: the local windows came with them, ahead
@@ -193,6 +200,20 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
                           if left else local)
         snapshot.source = "local"
     return snapshot
+
+
+def newer_record(remote: dict[str, Any] | None, local: dict[str, Any] | None) -> bool:
+    """Whether the destination's state records a sync started after the last one ``local``
+    records (neither recording one: not known, so no)."""
+    def started(state: dict[str, Any] | None) -> datetime | None:
+        last = ((state or {}).get(STATUS_KEY) or {}).get("last_sync") or {}
+        try:
+            return parse_timestamp(last["started_at"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    theirs, ours = started(remote), started(local)
+    return theirs is not None and ours is not None and theirs > ours
 
 
 def sync_running(pipelines_dir: str | None) -> str | None:
