@@ -5,37 +5,41 @@ dlt creates a missing table again at the next load, but the resource's windows i
 only the lookback was loaded into the new table, and the rest of the history was missing for
 good, with exit 0, the data tests passing and status "fresh". So before the rounds, a resource
 whose tables the destination no longer has, while its state says it was read, loses that state
-(with a warning) and is read again from its start, as on a first sync.
+(with a warning, loaded at once on its own: a sync killed before its first round, then one on
+another machine, would restore "read") and is read again from its start, as on a first sync;
+the tables are then created again, empty (dlt creates a table a load lacks only for a schema
+version the destination does not hold: the loads failed for good).
 
-With packages a killed sync left, the check runs before they load too: the first of them
-creates the tables again (holding only what the package read, the lookback's rows), and the
-history was lost just the same when the operator had dropped the dataset meanwhile. A table
-absent then is lost only if this folder's state knew the target's history (it loaded into it,
-or restored its state from it); else the package is the first load of it (a first sync killed
-before its first load), not a loss. Tables found gone then also lose the schema's stored
-versions before the packages load: dlt creates a missing table only for a schema the
-destination does not hold, and every sync failed loading the package, for good.
-
-The resources' state dropped for tables found gone is loaded at once, on its own: a sync
-killed before its first round, followed by one on another machine, restored the state saying
-read (the package had loaded into the tables again) and the loss stood.
+With packages a killed sync left, the check runs before they load too: loaded, they created
+the tables again with their own rows only (the lookback's), and the state they carry said
+read, on every machine; or, started before the drop, they failed on the missing tables every
+sync, for good (dlt creates a package's tables once). So the packages are dropped with the
+local state instead (``pending.finish_pending``), which the destination's replaces: the check
+after the restore then finds the tables gone from there, or the dataset gone with its state.
+A table counts as lost when the destination's stored schema says it was created (one only in
+a package's schema, a worker's first package, is not: it was never loaded), or, the dataset
+itself gone, when this folder's state knew the target's history (it loaded into it, or
+restored its state from it): else the package is the first load of it (a first sync killed
+before its first load), not a loss.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import dlt
+from dlt.common.schema import Schema
 from dlt.destinations.job_client_impl import SqlJobClientBase
 
-from .source_state import loaded_at_once, resource_states
+from .source_state import SOURCE_NAME, loaded_at_once, resource_states
 
 log = logging.getLogger("micrometrics")
 
-# Local state (never sent to the destination): a load from this folder reached its target;
-# the tables found gone before the pending packages loaded, until their state is dropped (a
-# sync stopped in between forgot them, and the loss stood).
+# Local state (never sent to the destination): a load from this folder reached its target (or
+# its state was restored from there); the tables an earlier version found gone before the
+# pending packages loaded (read, then dropped).
 LOADED_HERE = "micrometrics_loaded_here"
 GONE_BEFORE_PENDING = "micrometrics_gone_before_pending"
 
@@ -62,52 +66,38 @@ def note_restored(pipeline: dlt.Pipeline) -> None:
 
 
 def gone_before_pending(pipeline: dlt.Pipeline) -> list[str]:
-    """Before the packages a killed sync left are loaded: the tables they would create again
-    that this folder had loaded before (see the module's docstring), with those an earlier
-    sync found and was stopped before it dropped their state."""
+    """Before the packages a killed sync left are loaded: the target's tables, loaded before,
+    that are gone (see the module's docstring); [] without packages."""
     left = pipeline.list_extracted_load_packages() or pipeline.list_normalized_load_packages()
-    missing = _missing_tables(pipeline) if left and _loaded_here(pipeline) else []
-    gone = sorted(set(_local(pipeline, GONE_BEFORE_PENDING) or []) | set(missing))
-    if gone:
-        pipeline.set_local_state_val(GONE_BEFORE_PENDING, gone)
-    if missing:
-        _let_dlt_create(pipeline, missing)
-    return gone
+    if not left or not _loaded_here(pipeline):
+        return []
+    return _missing_tables(pipeline, stored=True)
 
 
-def forget_lost_tables(pipeline: dlt.Pipeline, gone_before: list[str] | tuple = ()) -> list[str]:
-    """Drops the state of each resource whose tables are gone from the destination, now or
-    before the pending packages loaded (``gone_before``); returns the tables found gone."""
+def forget_lost_tables(pipeline: dlt.Pipeline) -> list[str]:
+    """Drops the state of each resource whose tables are gone from the destination (loaded at
+    once), then creates every missing table again; returns the tables of read resources found
+    gone. In that order: a sync stopped in between finds the tables still missing and only
+    creates them."""
     resources = resource_states(pipeline.state)
     read = [name for name in TABLES_OF if resources.get(name)]
-    missing = _missing_tables(pipeline)
-    gone = sorted(set(missing) | set(gone_before))
-    if not gone:
-        return []
-    if missing:
-        _create_again(pipeline, missing)
+    absent = _missing_tables(pipeline, stored=False, read_only=False)
+    earlier = _local(pipeline, GONE_BEFORE_PENDING) or []
+    gone = sorted({t for name in read for t in TABLES_OF[name] if t in absent} | set(earlier))
     forgotten = [name for name in read if set(TABLES_OF[name]) & set(gone)]
-    # Nothing to load when no state says read (the packages left were dropped with it).
-    with loaded_at_once(pipeline) if forgotten else pipeline.managed_state() as state:
-        states = resource_states(state)
-        for name in forgotten:
-            states.pop(name, None)
-        state["_local"].pop(GONE_BEFORE_PENDING, None)  # type: ignore[misc]
-    log.warning("warning: table(s) %s are gone from the destination (dropped or renamed by "
-                "hand?) while the state says they were loaded: read again from the start",
-                ", ".join(gone))
+    if forgotten or earlier:
+        with loaded_at_once(pipeline) if forgotten else pipeline.managed_state() as state:
+            states = resource_states(state)
+            for name in forgotten:
+                states.pop(name, None)
+            state["_local"].pop(GONE_BEFORE_PENDING, None)  # type: ignore[misc]
+    if absent:
+        _create_again(pipeline, absent)
+    if gone:
+        log.warning("warning: table(s) %s are gone from the destination (dropped or renamed by "
+                    "hand?) while the state says they were loaded: read again from the start",
+                    ", ".join(gone))
     return gone
-
-
-def _let_dlt_create(pipeline: dlt.Pipeline, missing: list[str]) -> None:
-    """dlt creates the tables a load lacks only when the destination does not hold the
-    schema's version: the versions go (the tables being absent, their drop is a no-op), as
-    dlt's refresh does. Nothing to do when the dataset itself is gone."""
-    with pipeline.destination_client() as client:
-        if isinstance(client, SqlJobClientBase) and client.is_storage_initialized():
-            version_table = client.schema.version_table_name
-            if any(columns for _t, columns in client.get_storage_tables([version_table])):
-                client.drop_tables(*missing, delete_schema=True)
 
 
 def _create_again(pipeline: dlt.Pipeline, missing: list[str]) -> None:
@@ -123,21 +113,36 @@ def _create_again(pipeline: dlt.Pipeline, missing: list[str]) -> None:
                 only_tables=[*missing, *client.schema.dlt_table_names()], force=True)
 
 
-def _missing_tables(pipeline: dlt.Pipeline) -> list[str]:
-    """Tables of the resources the state says were read that the destination does not have."""
+def _missing_tables(pipeline: dlt.Pipeline, stored: bool, read_only: bool = True) -> list[str]:
+    """The tables the destination does not have, of the resources the state says were read
+    (``read_only``; else of every resource) and created there: by the destination's stored
+    schema (``stored``) or the local one; by the local one when the dataset itself is gone."""
     resources = resource_states(pipeline.state)
-    read = [name for name in TABLES_OF if resources.get(name)]
-    schema = pipeline.default_schema if pipeline.default_schema_name else None
-    if not read or schema is None:
-        return []  # nothing read yet, or no table ever created
-    # Tables with columns only: dlt creates none for a table it has no column of yet.
-    created = {table["name"] for table in schema.data_tables()}
-    expected = [table for name in read for table in TABLES_OF[name] if table in created]
+    names = [table for name in TABLES_OF if resources.get(name) or not read_only
+             for table in TABLES_OF[name]]
+    local = pipeline.default_schema if pipeline.default_schema_name else None
+    if not names:
+        return []  # nothing read yet
     with pipeline.destination_client() as client:
         if not client.is_storage_initialized():  # the dataset itself is gone (or never made)
-            return expected
+            return [table for table in names if table in _created(local)]
+        schema = _stored_schema(client) if stored else local
+        expected = [table for table in names if table in _created(schema)]
         present = {table for table, columns in client.get_storage_tables(expected) if columns}
     return [table for table in expected if table not in present]
+
+
+def _created(schema: Schema | None) -> set[str]:
+    """Tables with data in ``schema``: dlt creates none for a table it has no column of yet."""
+    return {table["name"] for table in schema.data_tables()} if schema is not None else set()
+
+
+def _stored_schema(client: Any) -> Schema | None:
+    """The newest version of the source's schema the destination holds, or None."""
+    if not isinstance(client, SqlJobClientBase):
+        return None
+    info = client.get_stored_schema(SOURCE_NAME)
+    return Schema.from_dict(json.loads(info.schema)) if info is not None else None
 
 
 def _loaded_here(pipeline: dlt.Pipeline) -> bool:

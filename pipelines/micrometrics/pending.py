@@ -97,14 +97,16 @@ def finish_pending(pipeline: dlt.Pipeline, tables_gone: list[str] | tuple = ()) 
                     "destination's replaces", ", ".join(stale))
         pipeline.drop()
         return []
-    if tables_gone and (cut := package_states(pipeline)["loading"]):
-        # dlt creates a package's tables once, as its load begins: resumed, it failed on the
-        # tables dropped since, every sync, for good. What it held is read again, from the
-        # destination's state (or from the start, the dataset gone).
-        log.warning("warning: packages a killed sync left part-way through their load (%s) "
-                    "cannot finish: table(s) %s were dropped since; dropped with the local "
-                    "state, which the destination's replaces", ", ".join(cut),
-                    ", ".join(tables_gone))
+    if tables_gone:
+        # Loaded, they would create the tables again with their own rows only, their state
+        # saying the history was read; or, started before the drop, fail on the missing tables
+        # every sync (dlt creates a package's tables once). Their windows are read again, from
+        # the destination's state (or from the start, the dataset gone with it).
+        log.warning("warning: table(s) %s were dropped since a killed sync left packages here "
+                    "(%s): dropped with the local state, which the destination's replaces",
+                    ", ".join(tables_gone),
+                    ", ".join(pipeline.list_extracted_load_packages()
+                              + pipeline.list_normalized_load_packages()))
         pipeline.drop()
         return []
     for folder in abandoned_extracts(pipeline):

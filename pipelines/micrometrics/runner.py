@@ -202,7 +202,8 @@ def sync(
             # What a killed sync left is loaded first, whatever this sync selects, and the marks it
             # committed to state but never applied are applied (idempotent otherwise).
             # On PostgreSQL, a pending package of a refresh drops tables the views read.
-            # Tables the packages would create again, lookback only, after a dataset dropped.
+            # Tables dropped since the packages were made: those go with the local state
+            # (loaded, they would create the tables again with their rows only).
             gone_before = gone_before_pending(pipeline)
             with views_kept(pipeline, destination, RESOURCES, pending_only=True):
                 report.load_infos.extend(finish_pending(pipeline, gone_before))
@@ -219,7 +220,7 @@ def sync(
             # stopped before its first round drops nothing.
             report.warnings += [f"tables gone from the destination, read again from the "
                                 f"start: {', '.join(gone)}"
-                                for gone in [forget_lost_tables(pipeline, gone_before)] if gone]
+                                for gone in [forget_lost_tables(pipeline)] if gone]
             # Before the rounds, whose packages carry the state to the destination (a library
             # caller's sync has no later load of it).
             prune_schema_versions(pipeline, now)

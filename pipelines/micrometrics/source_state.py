@@ -9,10 +9,13 @@ from typing import Any
 
 import dlt
 
+# The source's name (``@dlt.source(name=...)``): its key in the state, and its schema's name.
+SOURCE_NAME = "micrometrics"
+
 
 def resource_states(state: Any) -> dict[str, Any]:
     """``{resource: its state}`` in a pipeline ``state`` (empty before the first extract)."""
-    return state.get("sources", {}).get("micrometrics", {}).get("resources", {})
+    return state.get("sources", {}).get(SOURCE_NAME, {}).get("resources", {})
 
 
 @contextmanager
