@@ -16,6 +16,7 @@ from typing import Any
 import dlt
 import psycopg2
 import pytest
+from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
 from psycopg2.extensions import TRANSACTION_STATUS_INTRANS
 from sqlglot import exp
 
@@ -422,6 +423,32 @@ def test_views_a_killed_refresh_set_aside_come_back_from_a_fresh_runner(
     assert kept_views(fresh) == []  # and the definitions' table is gone
     assert query(fresh, f"SELECT to_regclass('{DATASET}.{refresh_views.KEPT_TABLE}') IS NULL"
                  ) == [(True,)]
+
+
+def test_the_views_kept_survive_a_rewrite_cut_short(start_sandbox, tmp_path, clock,
+                                                    postgres_credentials, monkeypatch):
+    # Rewritten after each round (those that could not be created again yet), one DELETE then
+    # an INSERT each, in autocommit: a connection lost in between lost every definition.
+    pipeline, _ = synced_with_views(
+        start_sandbox, tmp_path, clock, postgres_credentials,
+        f"CREATE VIEW bi.raw AS SELECT id, comment FROM {DATASET}.survey_responses")
+    with refresh_views.views_set_aside(pipeline, ["survey_responses"]):
+        with pipeline.sql_client() as sql:  # a first round that brought no comment yet
+            sql.execute_sql(f"ALTER TABLE {DATASET}.survey_responses DROP COLUMN comment")
+        kept = kept_views(pipeline)
+        real = Psycopg2SqlClient.execute_sql
+
+        def lost_at_insert(self, sql, *args, **kwargs):
+            if sql.startswith("INSERT INTO") and refresh_views.KEPT_TABLE in sql:
+                raise ConnectionError("server closed the connection unexpectedly")
+            return real(self, sql, *args, **kwargs)
+
+        monkeypatch.setattr(Psycopg2SqlClient, "execute_sql", lost_at_insert)
+        with pytest.raises(ConnectionError):
+            refresh_views.restore_set_aside(pipeline, final=False)
+        monkeypatch.undo()
+        assert ("bi", "raw") in {view[:2] for view in kept_views(pipeline)}
+        assert len(kept_views(pipeline)) == len(kept)
 
 
 def kept_views(pipeline: dlt.Pipeline) -> list:

@@ -125,8 +125,9 @@ def restore_set_aside(pipeline: dlt.Pipeline, final: bool = True) -> list[str]:
         views = _kept(pipeline, client)
         if not views:
             return []
-        failed = views_not_recreated(client, views)
-        _keep(client, [] if final else [view for view, _line in failed])
+        failed = views_not_recreated(client, views)  # each view's CREATE commits on its own
+        with client.begin_transaction():  # what is still kept replaces what was, whole
+            _keep(client, [] if final else [view for view, _line in failed])
     _forget_files(pipeline)
     return [line for _view, line in failed] if final else []
 
