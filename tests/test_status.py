@@ -364,6 +364,16 @@ def test_a_fresh_runners_run_refused_for_its_settings_is_recorded_in_the_destina
     assert "lookback_minutes must be at least 15" in status["last_sync"]["error"]
 
 
+def test_the_record_reaches_the_destination_with_restoring_turned_off(start_sandbox, tmp_path):
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, RESTORE_FROM_DESTINATION="false")
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    shutil.rmtree(tmp_path / "dlt")
+    restored = status_json(dict(env, RESTORE_FROM_DESTINATION="true"))
+    assert restored["state_source"] == "destination"
+    assert restored["last_sync"]["exit_code"] == 0
+
+
 def test_a_machine_whose_packages_another_overtook_shows_the_destinations_record(
         start_sandbox, tmp_path, monkeypatch):
     # Worker A's sync failed at load, its package left; the retry on worker B succeeded. On
@@ -416,14 +426,28 @@ def test_a_stopped_reread_shows_until_the_same_command_finishes_it(start_sandbox
     assert stopped["to"] == format_timestamp(reread.end_at)
     assert stopped["begun"] == format_timestamp(began)
     assert stopped["goes_on_until"] == format_timestamp(began + timedelta(days=7))
-    assert "survey_responses" in stopped["unfinished"]
+    assert "survey_responses" in stopped["unfinished"] and stopped["expired"] is False
     text = run_status(env, "--now", now).stdout
     assert (f"stopped re-read: --start-at {stopped['from']} --end-at {stopped['to']}, begun "
             f"{stopped['begun']}, unfinished: ") in text
+    assert f"the same command goes on with it until {stopped['goes_on_until']}" in text
+    # Past a week it is started anew: said so, and the next incremental sync forgets it.
+    later = format_timestamp(began + timedelta(days=8))
+    (expired,) = status_json(env, "--now", later)["stopped_rereads"]
+    assert expired["expired"] is True
+    assert "begun too long ago: the same command starts it anew" in run_status(
+        env, "--now", later).stdout
 
     sync_into(sandbox, pipeline, clock, reread)
     assert status_json(env, "--now", now)["stopped_rereads"] == []
     assert "stopped re-read" not in run_status(env, "--now", now).stdout
+
+    with pytest.raises(Exception, match="more than 6 requests"):
+        sync_into(sandbox, pipeline, clock, reread, max_requests=6, window_pages=2)
+    assert status_json(env, "--now", now)["stopped_rereads"]
+    clock.advance(8 * 24 * 3600)
+    sync_into(sandbox, pipeline, clock)
+    assert status_json(env)["stopped_rereads"] == []
 
 
 def test_a_first_sync_that_fails_is_recorded_locally_until_a_sync_loads(start_sandbox,

@@ -241,8 +241,9 @@ def plan_windows(resources: dict[str, Any], reread: str | None, now: datetime,
     ``reread`` goes on with a re-read of the same range that one of them has not finished,
     begun within ``RESUME_WITHIN``, else starts one; an incremental sync drops the slots once
     all are done."""
-    if reread is None:
-        return WindowStates(drop_slots=all(slot.get("done") for slot in reread_slots(resources)))
+    if reread is None:  # an unfinished re-read begun too long ago will not be gone on with
+        return WindowStates(drop_slots=all(slot.get("done") or now - _began(slot) > RESUME_WITHIN
+                                           for slot in reread_slots(resources)))
     chosen = tuple(chosen)
     unfinished = [
         slot for slot in reread_slots({name: resources.get(name) for name in chosen})

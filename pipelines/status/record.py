@@ -111,13 +111,13 @@ def record_sync(pipeline: dlt.Pipeline, outcome: SyncOutcome) -> str:
     # last sync); another worker may have synced since this machine's was written (loaded over
     # the destination's, a stale state would become its newest). Packages left here hold a
     # newer state of their own: the record stays local until they load.
-    restore = pipeline.config.restore_from_destination and not pipeline.has_pending_data
-    if restore:
+    to_destination = not pipeline.has_pending_data
+    if to_destination and pipeline.config.restore_from_destination:
         try:
             pipeline.sync_destination()
         except Exception:  # noqa: BLE001 - the destination is not reachable: recorded here only
-            restore = False
-    to_destination = restore and bool(pipeline.default_schema_name)
+            to_destination = False
+    to_destination = to_destination and bool(pipeline.default_schema_name)
     with pipeline.managed_state(extract_state=to_destination) as state:
         state[STATUS_KEY] = updated_status(state.get(STATUS_KEY) or {}, outcome)  # type: ignore[literal-required]
     if not to_destination:

@@ -99,7 +99,8 @@ def render(report: dict[str, Any], now: datetime) -> str:
             f"stopped re-read: --start-at {reread['from']}"
             + (f" --end-at {reread['to']}" if reread["to"] else "")
             + f", begun {reread['begun']}, unfinished: {', '.join(reread['unfinished'])}; "
-            f"the same command goes on with it until {reread['goes_on_until']}")
+            + ("begun too long ago: the same command starts it anew" if reread["expired"] else
+               f"the same command goes on with it until {reread['goes_on_until']}"))
     listing = report["survey_list"]
     if listing:
         lines.append(f"survey list: {listing['listed']} surveys listed, "

@@ -83,11 +83,12 @@ def survey_list(state: dict[str, Any]) -> dict[str, Any] | None:
             "gone": [{"survey_id": sid, "since": when} for sid, when in surveys.get("deleted", [])]}
 
 
-def stopped_rereads(state: dict[str, Any]) -> list[dict[str, Any]]:
+def stopped_rereads(state: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
     """The explicit ``--start-at``/``--end-at`` re-reads stopped part-way (killed, failed, a
     scheduler's time limit): their range, when they began, the resources they have not
-    finished, and until when the same command goes on with them (``RESUME_WITHIN``). No sync
-    but that command continues one: unseen, it stayed unfinished."""
+    finished, and until when the same command goes on with them (``RESUME_WITHIN``; past
+    that, ``expired``: it starts anew, and the next incremental sync forgets it). No sync but
+    that command continues one: unseen, it stayed unfinished."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for name, resource in resource_states(state).items():
         slot = resource.get(REREAD) if isinstance(resource, dict) else None
@@ -98,6 +99,8 @@ def stopped_rereads(state: dict[str, Any]) -> list[dict[str, Any]]:
             "from": start, "to": None if end == "now" else end, "begun": slot.get("started"),
             "goes_on_until": _resumable_until(slot.get("started")), "unfinished": []})
         entry["unfinished"].append(name)
+        until = entry["goes_on_until"]
+        entry["expired"] = until is not None and parse_timestamp(until) < now
     return sorted(found.values(), key=lambda entry: str(entry["begun"]))
 
 
@@ -162,7 +165,7 @@ def build_report(snapshot: Snapshot, now: datetime, max_age: timedelta | None,
         "fresh": fresh,
         "streams": streams,
         "open_backfills": [s["stream"] for s in streams if s["backfill"]],
-        "stopped_rereads": stopped_rereads(state),
+        "stopped_rereads": stopped_rereads(state, now),
         "survey_list": listing,
         "quiet_surveys_skipped": quiet_surveys_json(skipped),
         "tables": counts,
