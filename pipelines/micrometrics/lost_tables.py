@@ -104,8 +104,8 @@ def _create_again(pipeline: dlt.Pipeline, missing: list[str]) -> None:
     """Creates the ``missing`` tables, empty (and the dataset, when it is gone too), from the
     schema as restored. dlt creates the tables a load lacks only when the destination does not
     hold the schema's version: after a package that created some of them (the others were not
-    in it), every load of the others failed, for ever; and the state loaded at once below
-    would store that version without them."""
+    in it), every load of the others failed, for ever; and the state loaded at once before
+    this stores that version without them."""
     with pipeline.destination_client() as client:
         if isinstance(client, SqlJobClientBase):
             client.initialize_storage()  # a no-op when the dataset is there
