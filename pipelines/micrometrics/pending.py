@@ -92,23 +92,18 @@ def finish_pending(pipeline: dlt.Pipeline, tables_gone: list[str] | tuple = ()) 
     ``tables_gone``: tables of the target dropped by hand since (``lost_tables``)."""
     if stale := overtaken(pipeline):
         # Named: an explicit re-read (--start-at) or --full-refresh among them must be repeated.
-        log.warning("warning: packages a killed sync left here (%s) are older than a load made "
-                    "since from another machine: dropped with the local state, which the "
-                    "destination's replaces", ", ".join(stale))
-        pipeline.drop()
-        return []
+        return _drop_with_local_state(pipeline, f"packages a killed sync left here "
+                                      f"({', '.join(stale)}) are older than a load made since "
+                                      f"from another machine")
     if tables_gone:
         # Loaded, they would create the tables again with their own rows only, their state
         # saying the history was read; or, started before the drop, fail on the missing tables
         # every sync (dlt creates a package's tables once). Their windows are read again, from
         # the destination's state (or from the start, the dataset gone with it).
-        log.warning("warning: table(s) %s were dropped since a killed sync left packages here "
-                    "(%s): dropped with the local state, which the destination's replaces",
-                    ", ".join(tables_gone),
-                    ", ".join(pipeline.list_extracted_load_packages()
-                              + pipeline.list_normalized_load_packages()))
-        pipeline.drop()
-        return []
+        left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
+        return _drop_with_local_state(pipeline, f"table(s) {', '.join(tables_gone)} were "
+                                      f"dropped since a killed sync left packages here "
+                                      f"({', '.join(left)})")
     for folder in abandoned_extracts(pipeline):
         log.debug("removing the uncommitted extract %s", folder)
         shutil.rmtree(folder, ignore_errors=True)
@@ -136,6 +131,15 @@ def finish_pending(pipeline: dlt.Pipeline, tables_gone: list[str] | tuple = ()) 
         raise RuntimeError("packages left by an interrupted sync could not be loaded: "
                            + ", ".join(pipeline.list_normalized_load_packages()))
     return infos
+
+
+def _drop_with_local_state(pipeline: dlt.Pipeline, why: str) -> list[LoadInfo]:
+    """Drops the packages left here with the local state, which the destination's replaces
+    (the sync restores it next), saying ``why``; nothing was loaded."""
+    log.warning("warning: %s: dropped with the local state, which the destination's replaces",
+                why)
+    pipeline.drop()
+    return []
 
 
 def overtaken(pipeline: dlt.Pipeline) -> list[str]:

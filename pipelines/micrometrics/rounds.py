@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .timeutil import format_timestamp, parse_timestamp
-from .windows import EPOCH
 
 UNLIMITED = 10**9
 
@@ -242,25 +241,31 @@ def plan_windows(resources: dict[str, Any], reread: str | None, now: datetime,
     begun within ``RESUME_WITHIN``, else starts one; an incremental sync drops the slots once
     all are done."""
     if reread is None:  # an unfinished re-read begun too long ago will not be gone on with
-        return WindowStates(drop_slots=all(slot.get("done") or now - _began(slot) > RESUME_WITHIN
+        return WindowStates(drop_slots=all(slot.get("done") or not _resumable(slot, now)
                                            for slot in reread_slots(resources)))
     chosen = tuple(chosen)
     unfinished = [
         slot for slot in reread_slots({name: resources.get(name) for name in chosen})
-        if slot.get("range") == reread and not slot.get("done")
-        and now - _began(slot) <= RESUME_WITHIN]
+        if slot.get("range") == reread and not slot.get("done") and _resumable(slot, now)]
     if not unfinished:
         return WindowStates(reread=reread, begun=format_timestamp(now), resources=chosen)
-    stopped = max(unfinished, key=_began)
+    stopped = max(unfinished, key=resumable_until)
     return WindowStates(reread=reread, origin=str(stopped.get("origin")),
                         begun=str(stopped.get("started")), resumed=True, resources=chosen)
 
 
-def _began(slot: dict[str, Any]) -> datetime:
+def resumable_until(slot: dict[str, Any]) -> datetime | None:
+    """Until when the same command goes on with the re-read ``slot`` is part of
+    (``RESUME_WITHIN`` after it began); None when when it began is unreadable (never)."""
     try:
-        return parse_timestamp(slot["started"])
+        return parse_timestamp(slot["started"]) + RESUME_WITHIN
     except (KeyError, TypeError, ValueError):
-        return EPOCH
+        return None
+
+
+def _resumable(slot: dict[str, Any], now: datetime) -> bool:
+    until = resumable_until(slot)
+    return until is not None and now <= until
 
 
 def reread_range(start: datetime, end: datetime | None) -> str:

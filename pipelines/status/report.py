@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.micrometrics.quiet import skipped_surveys
-from pipelines.micrometrics.rounds import REREAD, RESUME_WITHIN
+from pipelines.micrometrics.rounds import REREAD, resumable_until
 from pipelines.micrometrics.source_state import resource_states
 from pipelines.micrometrics.timeutil import format_timestamp, parse_timestamp
 from pipelines.sync.json_summary import quiet_surveys_json
@@ -97,18 +97,10 @@ def stopped_rereads(state: dict[str, Any], now: datetime) -> list[dict[str, Any]
         start, _, end = str(slot["range"]).partition("|")
         entry = found.setdefault((str(slot["range"]), str(slot.get("origin"))), {
             "from": start, "to": None if end == "now" else end, "begun": slot.get("started"),
-            "goes_on_until": _resumable_until(slot.get("started")), "unfinished": []})
+            "goes_on_until": format_timestamp(until) if (until := resumable_until(slot)) else None,
+            "expired": until is not None and until < now, "unfinished": []})
         entry["unfinished"].append(name)
-        until = entry["goes_on_until"]
-        entry["expired"] = until is not None and parse_timestamp(until) < now
     return sorted(found.values(), key=lambda entry: str(entry["begun"]))
-
-
-def _resumable_until(started: Any) -> str | None:
-    try:
-        return format_timestamp(parse_timestamp(started) + RESUME_WITHIN)
-    except (TypeError, ValueError):
-        return None
 
 
 def newest(values: list[str | None]) -> str | None:
