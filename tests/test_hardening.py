@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,62 @@ def test_malformed_records_are_quarantined_not_dropped(start_sandbox, tmp_path):
     # A second sync meets them again (they sit in every window) but stores each once.
     assert run_cli(env, "--quiet", "--no-models").returncode == 0
     assert query(tmp_path, "SELECT COUNT(*) FROM micrometrics._rejected_records") == [(3,)]
+
+
+def test_records_no_warehouse_takes_are_quarantined_and_later_syncs_go_on(start_sandbox,
+                                                                           tmp_path):
+    """A key of the wrong type, answers that are no list of objects, a NaN, a lone
+    surrogate: each failed every sync after it came (a poisoned package, a page orjson
+    refuses) or lost its scores silently. Each is kept aside; the rest loads exact, and so
+    does every sync after."""
+    sandbox = small_sandbox(start_sandbox)
+    survey = sandbox.truth()["surveys"][0]["id"]
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")  # inside the next window
+    odd = [
+        ("survey_responses", {"id": "R-0", "updated_at": stamp, "answers": []}),
+        ("survey_responses", {"id": 999002, "updated_at": stamp, "answers": {"1": 9}}),
+        ("survey_responses", {"id": 999003, "updated_at": stamp, "answers": [7]}),
+        ("survey_responses", {"id": 999004, "updated_at": stamp,
+                              "answers": [{"question_id": 1, "value": float("nan")}]}),
+        ("survey_responses", {"id": 999005, "updated_at": stamp, "comment": "a\ud800b"}),
+        ("devices", {"id": "dev-inf", "updated_at": stamp, "location_id": float("inf")}),
+        ("devices", {"id": {"hash": "x"}, "updated_at": stamp}),
+        ("surveys", {"id": "S-1", "updated_at": stamp, "questions": []}),
+    ]
+    for kind, record in odd:
+        sandbox.add_malformed(kind, record, **({"survey_id": survey}
+                                               if kind == "survey_responses" else {}))
+    # A response's created_at with a space before its offset: a time dlt cannot read.
+    response = sandbox.truth()["survey_responses"][1]["id"]
+    sandbox.patch_records("survey_responses", [response],
+                          {"created_at": "2026-03-15T19:04:56 +05:30"})
+
+    for _ in range(2):  # and the sync after: nothing left pending, nothing stuck
+        result = run_cli(env, "--quiet", "--no-models")
+        assert result.returncode == 0, result.stderr
+        assert "records were quarantined in _rejected_records" in result.stdout
+        assert_matches_truth(tmp_path, sandbox.truth())
+    # Python's json, as the records keep what JSON functions refuse (NaN, a lone surrogate).
+    rejected = query(tmp_path, "SELECT record, reason FROM micrometrics._rejected_records")
+    reasons = {str(json.loads(record)["id"]): reason for record, reason in rejected}
+    assert reasons == {
+        "R-0": "id 'R-0' is not an integer, as this stream's ids are",
+        "999002": "answers is dict, not a list of objects",
+        "999003": "answers holds int '7', not an object",
+        "999004": "a number that is not finite (NaN or Infinity)",
+        "999005": "text with a lone UTF-16 surrogate (no character)",
+        "dev-inf": "a number that is not finite (NaN or Infinity)",
+        "{'hash': 'x'}": "id \"{'hash': 'x'}\" is not a string",
+        "S-1": "id 'S-1' is not an integer, as this stream's ids are",
+    }
+    # Kept as sent: the NaN and the surrogate's escape, not null or a dropped character.
+    kept = {str(json.loads(record)["id"]): record for record, _ in rejected}
+    assert '"value": NaN' in kept["999004"] and '"a\\ud800b"' in kept["999005"]
+    assert query(tmp_path, "SELECT CAST(created_at AS VARCHAR) FROM micrometrics."
+                           f"survey_responses WHERE id = {response}") == [
+        ("2026-03-15 13:34:56+00",)]
 
 
 def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_path):

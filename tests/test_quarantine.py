@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+from pipelines.micrometrics.lenient_json import UnloadableRecord, parse_leniently
 from pipelines.micrometrics.quarantine import rejection_reason, split_records
 from pipelines.micrometrics.rounds import ExtractTally, SurveyIndex, SyncBounds
 from pipelines.micrometrics.source import read_survey_list
@@ -53,3 +54,39 @@ def test_a_quarantined_survey_still_indexes_its_responses():
     assert len(index.rejected) == 2 and tally.rejected == 2
     read_survey_list(ListingClient([surveys]), SyncBounds(moment, moment), SurveyIndex(), tally)
     assert tally.rejected == 2  # the same two records read again are still two
+
+
+def test_keys_of_the_wrong_type_and_lists_that_are_not_lists_of_objects():
+    at = "2026-01-01T00:00:00Z"
+    # What dlt reads as an integer key passes (digits as text, an integral float) ...
+    for key in (237, "237", " 237", 237.0, -5, 2**63 - 1):
+        assert rejection_reason({"id": key, "updated_at": at}, "surveys") is None, key
+    # ... and what it would load NULL does not.
+    for key in ("R-0", "1.0", True, 237.5, 2**63, "9" * 30, "9" * 5000, [1], {"a": 1}):
+        reason = rejection_reason({"id": key, "updated_at": at}, "survey_responses[237]")
+        assert reason is not None and reason.startswith("id "), key
+    for key in ("Tgc9VyKJ-8a9", 42):
+        assert rejection_reason({"id": key, "updated_at": at}, "devices") is None
+    for key in ("", True, 1.5, {"hash": "x"}):
+        assert rejection_reason({"id": key, "updated_at": at}, "devices") is not None
+    ok = {"id": 1, "updated_at": at}
+    assert rejection_reason({**ok, "answers": None}, "survey_responses[1]") is None
+    assert rejection_reason({**ok, "answers": [{"question_id": 1}]}, "survey_responses[1]") \
+        is None
+    assert rejection_reason({**ok, "answers": {"1": 9}}, "survey_responses[1]") == (
+        "answers is dict, not a list of objects")
+    assert rejection_reason({**ok, "questions": ["q"]}, "surveys") == (
+        "questions holds str 'q', not an object")
+    assert rejection_reason({**ok, "answers": {"1": 9}}, "devices") is None  # not read there
+
+
+def test_pages_a_strict_parser_refuses_are_read_record_by_record():
+    body = (b'{"data": [{"id": 1, "v": NaN}, {"id": 2, "c": "\\ud83d"}, {"id": 3, "v": -Infinity},'
+            b' {"id": 4, "v": 1e400}, {"id": 5, "k": {"\\udc00": 1}}, {"id": 6, "n": 1.5}]}')
+    records = parse_leniently(body)["data"]
+    assert [isinstance(r, UnloadableRecord) for r in records] == [True] * 5 + [False]
+    assert records[0].reason.startswith("a number that is not finite")
+    assert records[1].reason.startswith("text with a lone UTF-16 surrogate")
+    # Integers as orjson reads them: exact up to 2**64, a float past it.
+    assert parse_leniently(b"[18446744073709551615, 18446744073709551616, -9223372036854775809]"
+                           ) == [2**64 - 1, float(2**64), float(-(2**63) - 1)]

@@ -68,10 +68,15 @@ def loaded_answers(where: Warehouse) -> list[tuple]:
     return sorted(rows, key=repr)
 
 
-def comparable(value):
-    """A truth value as the database returns it: timestamps parsed, everything else as is."""
-    if isinstance(value, str) and len(value) == 24 and value.endswith("Z") and value[10] == "T":
-        return parse_timestamp(value)
+TIME_FIELDS = ("created_at", "updated_at")
+
+
+def comparable(value, field: str = ""):
+    """A truth value as the database returns it: timestamps parsed (in the time fields, any
+    form the API may send), everything else as is."""
+    if isinstance(value, str) and (field in TIME_FIELDS or (
+            len(value) == 24 and value.endswith("Z") and value[10] == "T")):
+        return parse_timestamp(value.strip())
     return value
 
 
@@ -100,7 +105,8 @@ def assert_matches_truth(where: Warehouse, truth: dict[str, list[dict]]) -> None
             row = loaded[record["id"]]
             for field, value in record.items():
                 if not isinstance(value, list | dict):
-                    assert loaded_value(row, field) == comparable(value), (table, field, record)
+                    assert loaded_value(row, field) == comparable(value, field), (
+                        table, field, record)
     assert loaded_answers(where) == truth_answers(truth["survey_responses"])
     questions = sorted(
         (s["id"], q["id"], q["type"], q["text"]) for s in truth["surveys"] for q in s["questions"]

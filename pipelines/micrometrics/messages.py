@@ -94,8 +94,10 @@ HINTS: dict[str, Hint] = {
     ),
     "rejected_records": Hint(
         "warning: N records were quarantined in _rejected_records",
-        "records without an id or a parseable updated_at are kept as JSON with the reason in "
-        "the _rejected_records table instead of being loaded; report them to Micrometrics",
+        "records that cannot be loaded (no id or one of the wrong type, no parseable "
+        "updated_at, answers that are no list, NaN or a lone surrogate) are kept as JSON with "
+        "the reason in the _rejected_records table instead of being loaded; report them to "
+        "Micrometrics",
     ),
     "duckdb_name": Hint(
         "error: DuckDB file ... has the same name as the dataset",

@@ -1,9 +1,17 @@
 """Records that cannot be merged safely are kept aside, never silently dropped.
 
 A record without an ``id`` cannot be merged, and one without a parseable ``updated_at`` cannot
-be placed in a window or ordered against its other versions. Policy: such records go, whole and
-as JSON, to the ``_rejected_records`` table with the stream and the reason; the sync goes on
-and its summary warns. Each distinct rejected record is stored once (merged on a hash).
+be placed in a window or ordered against its other versions. Nor can one whose ``id`` does not
+fit the key's type (``"R-0"`` for a response, whose ids are integers): dlt puts it in a variant
+column and leaves the key NULL, which fails the package's normalize or load on every sync
+after, whatever the API sends since. A response's ``answers`` (a survey's ``questions``) that
+are not a list of objects would be spread over columns or a child table no model reads: the
+scores would vanish from the marts with every data test passing. A record holding a value no
+warehouse stores (``lenient_json``: NaN, a lone surrogate) failed its page on every sync.
+
+Policy: such records go, whole and as JSON, to the ``_rejected_records`` table with the stream
+and the reason; the sync goes on and its summary warns. Each distinct rejected record is stored
+once (merged on a hash).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 import dlt
 from dlt.common import json
 
+from .lenient_json import UnloadableRecord, as_sent
 from .timeutil import format_timestamp, parse_timestamp
 
 DATE_AND_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -30,12 +39,30 @@ REJECTED_HINTS = dlt.mark.make_hints(
 )
 
 
-def rejection_reason(record: Any) -> str | None:
-    """Why ``record`` cannot be loaded, or None when it can."""
+# Streams whose ids are integers (api-notes: surveys and responses); a device's is a string.
+INTEGER_IDS = ("surveys", "survey_responses")
+INT64 = range(-(2**63), 2**63)
+# What dlt reads as an integer key: digits, which ``int()`` takes (no sign but "-", no "1.0").
+INTEGER_TEXT = re.compile(r"-?[0-9]+")
+# Lists of objects a model reads, by stream: anything else is spread where none looks.
+LISTS_OF_OBJECTS = {"surveys": "questions", "survey_responses": "answers"}
+
+
+def rejection_reason(record: Any, stream: str = "") -> str | None:
+    """Why ``record`` of ``stream`` (a table name, or ``survey_responses[<survey>]``) cannot
+    be loaded, or None when it can."""
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
+    if isinstance(record, UnloadableRecord):
+        return record.reason
+    table = stream.partition("[")[0]
     if record.get("id") is None:
         return "no id"
+    if (problem := id_problem(record["id"], table in INTEGER_IDS)) is not None:
+        return problem
+    field = LISTS_OF_OBJECTS.get(table)
+    if field is not None and (problem := list_problem(field, record.get(field))) is not None:
+        return problem
     updated_at = record.get("updated_at")
     if updated_at is None:
         return "no updated_at"
@@ -50,18 +77,55 @@ def rejection_reason(record: Any) -> str | None:
     return None
 
 
+def id_problem(value: Any, integer: bool) -> str | None:
+    """Why ``value`` cannot be the merge key of a stream whose ids are integers (or strings),
+    or None."""
+    shown = f"{str(value)[:40]!r}"
+    if integer:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif isinstance(value, str) and INTEGER_TEXT.fullmatch(value.strip()):
+            if len(value.strip()) > 20:  # int() refuses 4,300 digits; past 20 none fits
+                return f"id {shown} is beyond a 64-bit integer"
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"id {shown} is not an integer, as this stream's ids are"
+        if value not in INT64:
+            return f"id {shown} is beyond a 64-bit integer"
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return f"id {shown} is not a string"
+    if value == "":
+        return "id is empty"
+    return None
+
+
+def list_problem(field: str, value: Any) -> str | None:
+    """Why ``value`` is no list of objects for ``field`` (absent or null is one: none), or
+    None."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return f"{field} is {type(value).__name__}, not a list of objects"
+    for item in value:
+        if not isinstance(item, dict):
+            return f"{field} holds {type(item).__name__} {str(item)[:40]!r}, not an object"
+    return None
+
+
 # What dlt reads as no timestamp (loaded NULL, beside a text variant column) though it is one:
-# surrounding whitespace, an offset with seconds.
-ODD_TIME = re.compile(r"^\s|\s$|[+-]\d{2}:\d{2}:\d{2}(\.\d+)?$")
+# surrounding whitespace, a space before the offset, an offset with seconds.
+ODD_TIME = re.compile(r"^\s|\s$|\s[Z+-][\d:]*$|[+-]\d{2}:\d{2}:\d{2}(\.\d+)?$")
 
 
 def odd_time(value: str) -> bool:
     """Whether dlt would not read ``value`` as the time it is (``ODD_TIME``); the common forms
-    (``...Z``, ``...+hh:mm``, no space around) decided without the regex: it runs on every
-    record."""
+    (``...56Z``, ``...56+hh:mm``: a digit just before the zone) decided without the regex: it
+    runs on every record."""
     if value[:1].isspace() or value[-1:].isspace():
         return True
-    if value.endswith("Z") or value[-6:-5] in ("+", "-"):
+    if (value.endswith("Z") and value[-2:-1].isdigit()) or (
+            value[-6:-5] in ("+", "-") and value[-7:-6].isdigit()):
         return False
     return ODD_TIME.search(value) is not None
 
@@ -86,11 +150,13 @@ def split_records(
     good: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for record in records:
-        reason = rejection_reason(record)
+        reason = rejection_reason(record, stream)
         if reason is None:
             good.append(loadable_times(record))
             continue
-        text = json.dumps(record, sort_keys=True)
+        # As sent: dlt's json (orjson) writes NaN as null and refuses a lone surrogate.
+        text = (as_sent(record) if isinstance(record, UnloadableRecord)
+                else json.dumps(record, sort_keys=True))
         key = hashlib.sha256(f"{stream}\n{text}".encode()).hexdigest()
         rejected.append({
             "record_key": key,

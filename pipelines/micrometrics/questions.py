@@ -21,6 +21,8 @@ import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.sources import DltResource
 
+from .lenient_json import UnloadableRecord
+from .quarantine import id_problem
 from .rounds import SurveyIndex
 from .timeutil import format_timestamp
 from .warehouse import sql_literal
@@ -33,11 +35,15 @@ def question_rows(surveys: Iterable[Any]) -> list[dict[str, Any]]:
     """One row per question: the question's own fields plus ``survey_id``.
 
     Surveys without an id or without a list of questions, and questions that are not objects
-    with an id, give no row (an answer can only name a question by its id).
+    with an id, give no row (an answer can only name a question by its id). Nor do surveys
+    quarantined for their id (not the integer ``survey_id``, the merge key, must be: dlt would
+    leave it NULL and fail the load on every sync) or for a value no warehouse stores.
     """
     rows: list[dict[str, Any]] = []
     for survey in surveys:
-        if not isinstance(survey, dict) or survey.get("id") is None:
+        if (not isinstance(survey, dict) or survey.get("id") is None
+                or id_problem(survey["id"], integer=True) is not None
+                or isinstance(survey, UnloadableRecord)):
             continue
         questions = survey.get("questions")
         if not isinstance(questions, list):

@@ -44,6 +44,7 @@ from .errors import (
     body_excerpt,
 )
 from .inflight import InFlight
+from .lenient_json import parse_leniently
 from .messages import hint
 from .retry import RetryPolicy, is_transient, retry_after_seconds
 from .stats import ClientStats
@@ -197,6 +198,12 @@ def transient_failure(request: PreparedRequest, response: Response) -> ApiError 
         # An empty or truncated body, or an HTML page from a proxy: worth another attempt.
         response.payload = json.loadb(response.content)
     except ValueError:
+        try:
+            # NaN, a lone surrogate...: its records go to the quarantine, not the whole page.
+            response.payload = parse_leniently(response.content)
+            return None
+        except ValueError:
+            pass
         if cut_short(response.content):
             return api_error(request, response, IncompleteBodyError,
                              "the body was empty or its JSON cut short; " + hint("server"))

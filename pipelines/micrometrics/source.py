@@ -19,7 +19,7 @@ from .deletions import TrackedSurveys, reread_returned, track_survey_list
 from .errors import ApiError, survey_gone
 from .lanes import Lanes
 from .listing import whole_listing
-from .quarantine import as_rejected, split_records
+from .quarantine import as_rejected, id_problem, split_records
 from .questions import question_history
 from .quiet import plan_reads
 from .rounds import (
@@ -100,8 +100,11 @@ def _read_once(
         listed = once_each(whole_listing(client, "/surveys", window))
         index.listed, index.rejected = split_records(listed, "surveys")
         tally.add(rejected=[row["record_key"] for row in index.rejected])
-        # A survey quarantined for its updated_at still indexes its responses.
-        index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None]
+        # A survey quarantined for its updated_at still indexes its responses; one whose id
+        # is no integer does not (its responses, its questions' history and the retiring of
+        # its versions all go by that id, where a warehouse takes only an integer).
+        index.indexed = [s for s in listed if isinstance(s, dict) and s.get("id") is not None
+                         and id_problem(s["id"], integer=True) is None]
     except BaseException as exc:  # noqa: BLE001 - kept, raised by read_survey_list
         index.failure = exc
 

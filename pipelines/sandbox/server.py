@@ -266,7 +266,10 @@ class _Handler(BaseHTTPRequestHandler):
     # -- output --------------------------------------------------------------------------------
 
     def _send(self, reply: Reply, extra: dict[str, str] | None = None, truncate=False) -> None:
-        payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
+        try:
+            payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (add_malformed): sent as its \u escape
+            payload = json.dumps(reply.body).encode("ascii")
         if truncate:  # a body cut in half, with a Content-Length that matches the cut
             payload = payload[: len(payload) // 2]
         self._send_raw(reply.status, payload, JSON_TYPE, {**(extra or {}), **reply.headers})

@@ -183,7 +183,7 @@ class Store:
             raise ValueError("record must be a JSON object")
         if survey_id is not None and kind != "survey_responses":
             raise ValueError("survey_id only applies to survey_responses")
-        record = _json_copy(record)
+        record = _json_copy(record, allow_nan=True)  # served as NaN/Infinity: strict parsers refuse
         with self._lock:
             if kind == "survey_responses":
                 if survey_id is None:
@@ -492,10 +492,11 @@ class Store:
 _MISSING = object()
 
 
-def _json_copy(value: Any) -> Any:
-    """A deep copy through JSON, so only JSON values get stored (else ValueError)."""
+def _json_copy(value: Any, allow_nan: bool = False) -> Any:
+    """A deep copy through JSON, so only JSON values get stored (else ValueError); with
+    ``allow_nan`` also NaN and the infinities (as Python's json writes and reads them)."""
     try:
-        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=allow_nan))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not a JSON value: {exc}") from None
 
