@@ -158,6 +158,7 @@ def test_reconcile_marks_erased_responses_and_devices_at_the_cost_it_announced(
     sync_sandbox(sandbox, tmp_path, clock, **FAST)
     truth = sandbox.truth()
     erased_responses = [r["id"] for r in truth["survey_responses"][::97]]
+    erased_surveys = {r["survey_id"] for r in truth["survey_responses"][::97]}
     erased_devices = [d["id"] for d in truth["devices"][:2]]
     sandbox.erase_records("survey_responses", erased_responses)
     sandbox.erase_records("devices", erased_devices)
@@ -187,8 +188,11 @@ def test_reconcile_marks_erased_responses_and_devices_at_the_cost_it_announced(
     assert {response_marks[i] for i in erased_responses} == {now}
     assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])
     assert live(tmp_path, "devices") == truth_versions(truth["devices"])
-    assert result.report.reconcile.requests == listing_pages
-    sync_requests = sandbox.stats()["requests"] - listing_pages
+    # And, where something seemed gone, what changed since the reconcile began: devices, and
+    # each survey with an erased response.
+    confirmations = 1 + len(erased_surveys)
+    assert result.report.reconcile.requests == listing_pages + confirmations
+    sync_requests = sandbox.stats()["requests"] - result.report.reconcile.requests
     assert sync_requests <= len(streams) + 1  # the incremental sync before it
     assert result.report.marks.marked == {"survey_responses": len(erased_responses),
                                           "devices": len(erased_devices)}
@@ -394,8 +398,8 @@ def test_a_reconcile_marks_no_row_another_machine_loaded_while_it_listed(
     listed_ids = reconcile_module.listed_ids
     new: list[int] = []
 
-    def list_then_another_machine_syncs(client, path, window):
-        ids = listed_ids(client, path, window)
+    def list_then_another_machine_syncs(client, path, window, *args):
+        ids = listed_ids(client, path, window, *args)
         if path.endswith("/responses") and not new:
             survey = int(path.split("/")[-2])
             new.extend(sandbox.add_responses(2, survey_id=survey))
@@ -429,3 +433,59 @@ def test_a_return_read_once_is_not_announced_again_by_a_later_refresh(
     assert refresh.report.returned_surveys == []
     truth = sandbox.truth()
     assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])
+
+
+def test_a_survey_edited_while_the_list_is_paged_is_not_taken_for_deleted(
+        start_sandbox, tmp_path, clock):
+    """Newest first, a survey edited once the list's first page was sent moves onto that page,
+    and is in no page the sync reads after: it was marked deleted with all its responses
+    (and its responses read again from their start the sync after)."""
+    sandbox = start_sandbox(clock=clock, order="desc", surveys=10, responses=150, page_size=7,
+                            **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(600)
+    oldest = min(sandbox.truth()["surveys"], key=lambda s: s["updated_at"])["id"]
+    sandbox.after_page("surveys", 1, lambda: sandbox.patch_records(
+        "surveys", [oldest], {"name": "renamed while listed"}))
+
+    result = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+
+    assert result.report.marks.marked == {}
+    assert all(mark is None for mark in marks(tmp_path, "surveys").values())
+    assert all(mark is None for mark in marks(tmp_path, "survey_responses").values())
+    truth = sandbox.truth()
+    assert live(tmp_path, "surveys") == truth_versions(truth["surveys"])  # the edit loaded
+    assert query(tmp_path, f"SELECT name FROM {DATASET}.surveys WHERE id = {oldest}") == [
+        ("renamed while listed",)]
+    assert live(tmp_path, "survey_responses") == truth_versions(truth["survey_responses"])
+
+
+def test_a_reconcile_takes_no_record_changed_while_it_lists_for_deleted(
+        start_sandbox, tmp_path, clock):
+    """Newest first, a device and a response edited once their listing's first page was sent
+    are in none of its pages: they were marked deleted, out of the marts until re-read."""
+    sandbox = start_sandbox(clock=clock, order="desc", surveys=2, responses=80, page_size=7,
+                            **FAST)
+    first = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    truth = sandbox.truth()
+    survey = sorted((s["id"] for s in truth["surveys"]), key=repr)[0]  # listed first
+    responses = sorted((r for r in truth["survey_responses"] if r["survey_id"] == survey),
+                       key=lambda r: r["updated_at"])
+    edited, erased = responses[0]["id"], responses[1]["id"]  # the oldest: on its last page
+    device = min(truth["devices"], key=lambda d: d["updated_at"])["id"]
+    sandbox.erase_records("survey_responses", [erased])
+    clock.advance(600)
+    pages = sum(max(1, math.ceil(len(stream) / 7)) for stream in truth_streams(sandbox.truth()))
+    sandbox.after_page("devices", 1, lambda: sandbox.patch_records(
+        "devices", [device], {"name": "moved while listed"}))
+    sandbox.after_page("survey_responses", 1, lambda: sandbox.patch_records(
+        "survey_responses", [edited], {"comment": "edited while listed"}))
+
+    report = reconcile(first.client, first.pipeline, datetime.fromtimestamp(clock(), UTC))
+
+    assert {i for i, mark in marks(tmp_path, "survey_responses").items() if mark} == {erased}
+    assert all(mark is None for mark in marks(tmp_path, "devices").values())
+    assert report.marks.marked == {"survey_responses": 1}
+    # Every page, then what changed since it began in the two streams where something
+    # seemed gone (devices, that survey's responses).
+    assert report.requests == pages + 2

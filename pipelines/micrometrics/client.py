@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -130,6 +131,10 @@ class MicrometricsClient(RESTClient):
             ),
         )
         self._clock = auth_clock or time.time
+
+    def now(self) -> datetime:
+        """This client's wall clock (the one its ``Date`` headers carry), as a UTC datetime."""
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     def last_answer_seconds(self) -> float:
         """How long the last response this thread got took to come (see the session's)."""

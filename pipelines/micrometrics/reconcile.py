@@ -7,9 +7,10 @@ rows that are not in the listing get ``deleted_at``; marked rows that are listed
 unmarked. Responses of surveys gone from the survey list are left to the survey marks.
 Its cost is one request per page of each stream, shown beforehand by ``--dry-run --reconcile``.
 
-A record changed while the listing runs could move past the cursor in an order the vendor does
-not promise and be missed: it would be marked, and its new version, which the next
-incremental sync reads, is merged as a new row without the mark.
+A record changed while the listing runs can move past the cursor (where the server sorts by
+time, newest first, to a page already read) and be in no page: before a stream's rows are
+marked, what that stream changed since the reconcile began is listed too (one request per
+stream where something seems gone, see ``listing``), and what it names is no deletion.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import dlt
 
 from .client import MicrometricsClient
 from .errors import ApiError, survey_gone
-from .listing import listed_ids
-from .marks import MarkCounts, Marker, in_list, timestamp_literal
+from .listing import changed_since, listed_ids
+from .marks import CHUNK, MarkCounts, Marker, in_list, timestamp_literal
 from .orphans import forget_returned
 from .timeutil import CLOCK_SKEW, format_timestamp
-from .windows import listing_window
+from .windows import Window, listing_window
 
 log = logging.getLogger("micrometrics")
 
@@ -49,7 +50,7 @@ def reconcile(
 ) -> ReconcileReport:
     """List every id of the selected streams and mark the destination accordingly."""
     report = ReconcileReport()
-    started = client.stats.requests
+    started, began = client.stats.requests, client.now()
     window = listing_window(now)
     # A row changed once the listings began may be in none of them (another machine's sync
     # of this dataset loaded it meanwhile: a live response was marked, until a later sync
@@ -58,14 +59,15 @@ def reconcile(
     settled = timestamp_literal(format_timestamp(now - CLOCK_SKEW))
     listings: dict[str, tuple[str, set[Any]]] = {}
     if "devices" in resources:
-        listings["devices"] = ("1 = 1", listed_ids(client, "/devices", window))
+        listings["devices"] = ("1 = 1", listed_ids(client, "/devices", window, False))
     if "survey_responses" in resources:
-        surveys = listed_ids(client, "/surveys", window)
+        surveys = listed_ids(client, "/surveys", window, False)
         responses: set[Any] = set()
         listed_surveys = []
         for survey_id in sorted(surveys, key=repr):
             try:
-                responses |= listed_ids(client, f"/surveys/{survey_id}/responses", window)
+                responses |= listed_ids(client, f"/surveys/{survey_id}/responses", window,
+                                        False)
                 listed_surveys.append(survey_id)
             except ApiError as exc:
                 if not survey_gone(exc):
@@ -83,15 +85,43 @@ def reconcile(
                 table, f"({scope}) AND updated_at < {settled}")}
             # As text: an id the API sends as "123" is the table's 123 (marked live rows).
             listed = {str(i) for i in ids}
+            gone = [i for i, mark in rows
+                    if mark is None and str(i) not in listed and i in changed_before]
+            if gone:
+                listed |= changed_meanwhile(client, marker, table, gone,
+                                            changed_since(began, window))
             # Recorded for a device erased unseen and listed again: the next sync reads it.
             back = forget_returned(pipeline, marker, listed) if table == "devices" else set()
-            marker.mark(table, "id", [i for i, mark in rows if mark is None and
-                                      str(i) not in listed and i in changed_before], when)
+            marker.mark(table, "id", [i for i in gone if str(i) not in listed], when)
             marker.unmark(table, "id", [i for i, mark in rows if mark is not None
                                         and str(i) in listed and str(i) not in back])
     report.marks = marker.counts
     report.requests = client.stats.requests - started
     return report
+
+
+def changed_meanwhile(client: MicrometricsClient, marker: Marker, table: str, gone: list[Any],
+                      since: Window) -> set[str]:
+    """Ids (as text) the streams of the rows ``gone`` from ``table``'s listing list in
+    ``since``: changed while they were listed."""
+    if table == "devices":
+        paths = ["/devices"]
+    else:
+        qualified = marker.table(table)
+        surveys: set[Any] = set()
+        for start in range(0, len(gone), CHUNK):
+            surveys |= {row[0] for row in marker.client.execute_sql(
+                f"SELECT DISTINCT survey_id FROM {qualified} "
+                f"WHERE {in_list('id', gone[start:start + CHUNK])}") or []}
+        paths = [f"/surveys/{survey_id}/responses" for survey_id in sorted(surveys, key=repr)]
+    found: set[str] = set()
+    for path in paths:
+        try:
+            found |= {str(i) for i in listed_ids(client, path, since, False)}
+        except ApiError as exc:
+            if not survey_gone(exc):
+                raise
+    return found
 
 
 def pages_of(rows: int, page_size: int) -> int:

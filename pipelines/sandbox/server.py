@@ -53,6 +53,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class PageHooks:
+    """Actions to run after the n-th page of an endpoint (``Sandbox.after_page``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._served: dict[str, int] = {}
+        self._hooks: list[tuple[str, int, Callable[[], Any]]] = []
+
+    def add(self, endpoint: str, page: int, action: Callable[[], Any]) -> None:
+        with self._lock:
+            self._hooks.append((endpoint, self._served.get(endpoint, 0) + page, action))
+
+    def served(self, endpoint: str) -> None:
+        with self._lock:
+            count = self._served[endpoint] = self._served.get(endpoint, 0) + 1
+            due = [hook for hook in self._hooks if hook[:2] == (endpoint, count)]
+            self._hooks = [hook for hook in self._hooks if hook not in due]
+        for _, _, action in due:  # outside the lock: an action may read or change the store
+            action()
+
+
 class _Server(ThreadingHTTPServer):
     """Threading server that can cut its keep-alive connections on stop."""
 
@@ -229,6 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply = dataclasses.replace(reply, body=fk.reshaped(fault, reply.body))
         if reply.status == 200 and reply.page_records is not None:
             sb._stats.page(reply.page_records)
+            sb._page_hooks.served(endpoint)
         return self._send(reply, limits, truncate=fault == fk.TRUNCATED)
 
     def _control(self, method: str, path: str, body: bytes) -> None:
@@ -366,6 +388,7 @@ class Sandbox:
         self._faults = FaultInjector(seed, fault_rate)
         self._script = Script()
         self._stats = Stats()
+        self._page_hooks = PageHooks()
         self._api = Api(
             self.store,
             CursorCodec(secrets.token_bytes(32)),  # cursors die with the process
@@ -469,6 +492,13 @@ class Sandbox:
         :meth:`release_answers`: a test sees what a client does while they are pending."""
         self._answers_released.clear()
         self._held_endpoint = endpoint
+
+    def after_page(self, endpoint: str, page: int, action: Callable[[], Any]) -> None:
+        """Runs ``action`` once, when the ``page``-th index page of ``endpoint`` (``devices``,
+        ``surveys``, ``survey_responses``; counted from now, every window and chain) has been
+        built and before it is sent: a change that lands between two pages of a read, as a
+        live tenant's do (a survey edited while the list is paged)."""
+        self._page_hooks.add(endpoint, page, action)
 
     def release_answers(self) -> None:
         """Answers the requests :meth:`hold_answers` held, and holds no more."""
