@@ -22,9 +22,10 @@ import dlt
 from dlt.common.utils import uniq_id
 
 from .client import MicrometricsClient
-from .listing import listed_ids
+from .listing import whole_listing
 from .marks import Marker, chunks, timestamp_literal
-from .timeutil import format_timestamp, parse_timestamp
+from .quarantine import rejection_reason
+from .timeutil import CLOCK_SKEW, format_timestamp, parse_timestamp
 from .warehouse import sql_literal
 from .windows import listing_window
 
@@ -53,10 +54,12 @@ def record_erased_devices(client: MicrometricsClient, pipeline: dlt.Pipeline,
         unknown = unknown_devices(marker)
         if not unknown or not _relist_due(pipeline, unknown, now):
             return 0
-        listed = {str(i) for i in listed_ids(client, "/devices", listing_window(now))}
+        listed = {str(record["id"]): record
+                  for record in whole_listing(client, "/devices", listing_window(now))
+                  if isinstance(record, dict) and record.get("id") is not None}
         erased = [device for device in unknown if str(device) not in listed]
-        _listed_but_missing(pipeline, [device for device in unknown if str(device) in listed],
-                            now)
+        _listed_but_missing(pipeline, [listed[str(device)] for device in unknown
+                                       if str(device) in listed], now)
         if not erased:
             return 0
         devices = marker.table("devices")
@@ -91,21 +94,47 @@ def _relist_due(pipeline: dlt.Pipeline, unknown: list[Any], now: datetime) -> bo
     return now - parse_timestamp(memo["at"]) >= RELIST_AFTER
 
 
-def _listed_but_missing(pipeline: dlt.Pipeline, missing: list[Any], now: datetime) -> None:
-    """Remembers devices the API lists that the table lacks, and has the devices read again
-    from their start by the next sync (a device that came back unchanged after it was recorded
-    as erased, or one a read missed); the data test names them meanwhile."""
+def _listed_but_missing(pipeline: dlt.Pipeline, records: list[dict[str, Any]],
+                        now: datetime) -> None:
+    """Remembers devices the API lists that the table lacks (``records``: as listed), and says
+    why, each kind once: quarantined (a read again would not load them); added or changed
+    since this sync began (a kiosk set up during a long backfill, a device edited while the
+    devices were paged: the next sync's incremental read loads them); else missed by a read,
+    or back unchanged after it was recorded as erased, and the devices are read again from
+    their start by the next sync. The data test names them meanwhile."""
+    quarantined = [r["id"] for r in records if rejection_reason(r, "devices") is not None]
+    recent = [r["id"] for r in records if r["id"] not in quarantined
+              and _changed_since(r.get("updated_at"), now - CLOCK_SKEW)]
+    missed = [r["id"] for r in records if r["id"] not in quarantined and r["id"] not in recent]
     with pipeline.managed_state() as state:
         source = _source_state(state)
-        new = {str(i) for i in missing} - {str(i) for i in (source.get(MEMO) or {}).get("ids", [])}
-        source[MEMO] = {"ids": [str(i) for i in missing], "at": format_timestamp(now)}
-        if new:
+        seen = {str(i) for i in (source.get(MEMO) or {}).get("ids", [])}
+        source[MEMO] = {"ids": [str(r["id"]) for r in records], "at": format_timestamp(now)}
+        new_quarantined = {str(i) for i in quarantined} - seen
+        new_missed = {str(i) for i in missed} - seen
+        if new_missed:
             source.get("resources", {}).pop("devices", None)
-    if missing:
-        log.warning("warning: device(s) %s that responses name are listed by the API but not "
-                    "in the devices table (quarantined? see _rejected_records)%s",
-                    ", ".join(map(str, missing[:10])),
-                    ": the devices are read again from their start next sync" if new else "")
+    named = "warning: device(s) %s that responses name are listed by the API but not in the " \
+            "devices table: %s"
+    if new_quarantined:
+        log.warning(named, _some(quarantined), "quarantined, see _rejected_records")
+    if recent:
+        log.warning(named, _some(recent), "added or changed since this sync began; the next "
+                    "sync loads them")
+    if missed:
+        log.warning(named, _some(missed), "the devices are read again from their start next "
+                    "sync" if new_missed else "read again from their start since")
+
+
+def _some(ids: list[Any]) -> str:
+    return ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+
+
+def _changed_since(updated_at: Any, moment: datetime) -> bool:
+    try:
+        return parse_timestamp(str(updated_at)) >= moment
+    except ValueError:
+        return False
 
 
 def _source_state(state: Any) -> dict[str, Any]:
