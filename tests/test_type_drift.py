@@ -66,6 +66,35 @@ def test_location_id_turning_text_reaches_staging_and_marts_and_warns_once(
     assert result.report.warnings == [] and "changed type" not in summary
 
 
+def test_a_field_that_turns_into_an_object_or_a_list_is_announced_once(
+        start_sandbox, tmp_path, clock):
+    """dlt spreads it over new columns or a child table, and the column the models read is
+    NULL for those records (a device's days moved to UTC in the marts): nothing said so."""
+    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=100, rate=1000.0,
+                            burst=1000)
+    sync(sandbox, tmp_path, clock)
+    clock.advance(600)
+    devices = sorted(device["id"] for device in sandbox.truth()["devices"])
+    sandbox.patch_records("devices", devices[:1],
+                          {"timezone": {"name": "Asia/Tokyo", "offset": "+09:00"}})
+    sandbox.patch_records("devices", devices[1:2], {"status": ["active", "paused"]})
+    sandbox.patch_records("devices", devices[2:3], {"meta": {"a": 1}})  # new: nothing to say
+    clock.advance(60)
+
+    result, summary = sync(sandbox, tmp_path, clock)
+    assert result.report.warnings == [
+        f"warning: devices.{field} arrived as an object or a list: dlt spread it over new "
+        f"columns (devices.{field}__*) or a child table; the column devices.{field} the models "
+        f"read is NULL for those records" for field in ("status", "timezone")]
+    assert summary.count("arrived as an object") == 2
+    assert rows(result.pipeline, f"SELECT timezone, timezone__name FROM {DATASET}.devices "
+                                 f"WHERE id = '{devices[0]}'") == [(None, "Asia/Tokyo")]
+
+    clock.advance(60)
+    result, _ = sync(sandbox, tmp_path, clock)
+    assert result.report.warnings == []
+
+
 def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_path, clock):
     ids_and_times_that_drift_keep_the_models_building(start_sandbox, pipeline_for(tmp_path),
                                                        clock)

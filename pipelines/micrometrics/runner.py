@@ -23,7 +23,13 @@ from dlt.common.pipeline import LoadInfo
 from .client import MicrometricsClient
 from .deletions import TrackedSurveys, forget_handled_returns
 from .dlt_settings import sync_defaults
-from .drift import local_schema, new_variant_warnings, variant_columns
+from .drift import (
+    local_schema,
+    new_spread_warnings,
+    new_variant_warnings,
+    spread_fields,
+    variant_columns,
+)
 from .duckdb_session import HeldDatabase, held_duckdb
 from .errors import ConfigurationError
 from .housekeeping import prune_loaded_packages, prune_schema_versions
@@ -230,6 +236,7 @@ def sync(
             # After the restore: a fresh runner (GitHub Actions, a container) has no local
             # schema, and took every variant column for new, warning on every sync.
             variants_before = variant_columns(local_schema(pipeline))
+            spread_before = spread_fields(local_schema(pipeline))
             report.marks.add(apply_survey_marks(pipeline))
             # Only the selected resources: --full-refresh --resources devices keeps the responses.
             refresh = "drop_resources" if full_refresh else None
@@ -311,6 +318,8 @@ def sync(
                 report.skipped_surveys = skipped_surveys(responses_state(pipeline), now, bounds.now)
             report.warnings += new_variant_warnings(variants_before,
                                                     variant_columns(local_schema(pipeline)))
+            report.warnings += new_spread_warnings(spread_before,
+                                                   spread_fields(local_schema(pipeline)))
         prune_loaded_packages(pipeline)
     finally:
         # Also when the sync fails: what it did so far, for the summary and the status.
