@@ -303,3 +303,34 @@ def test_answers_to_questions_dropped_before_the_first_sync_fail_no_data_test(
     (known,) = [f for f in failed.value.failures if f.name == "answers_have_known_question"]
     offending = str(failed.value)
     assert f"question_id={edit['other_added']}" in offending and "question_id=999999" in offending
+
+
+def test_questions_added_while_a_backfill_runs_fail_no_data_test(start_sandbox, tmp_path, clock):
+    """The list is read as a sync begins, its responses for hours: a question added meanwhile,
+    and answered by responses a later round reads, was in no question table, and that sync's
+    build failed answers_have_known_question (exit 4) on a routine edit."""
+    sandbox = start_sandbox(clock=clock, surveys=3, responses=400, page_size=7, rate=1000.0,
+                            burst=1000)
+    survey = sandbox.truth()["surveys"][0]["id"]
+    added: dict[str, list[int]] = {}
+
+    def edit_and_answer():
+        added["questions"] = sandbox.edit_questions(survey, add=["nps"])
+        added["responses"] = sandbox.add_responses(20, survey_id=survey)
+
+    sandbox.after_page("survey_responses", 1, edit_and_answer)
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000, window_pages=3)
+
+    assert result.report.rounds > 2 and added
+    (new_question,) = added["questions"]
+    truth = sandbox.truth()
+    answering = sum(a["question_id"] == new_question
+                    for r in truth["survey_responses"] for a in r["answers"])
+    assert answering and query(tmp_path, f"SELECT COUNT(*) FROM {DATASET}."
+                               f"survey_responses__answers WHERE question_id = {new_question}"
+                               ) == [(answering,)]  # read in this sync
+    build_models(result.pipeline, now=datetime.fromtimestamp(clock(), UTC))  # raises if not
+    assert sorted(query(tmp_path, f"SELECT id, updated_at FROM {DATASET}.surveys")) == sorted(
+        (s["id"], datetime.fromisoformat(s["updated_at"])) for s in truth["surveys"])
+    assert (survey, new_question) in set(query(
+        tmp_path, f"SELECT survey_id, id FROM {DATASET}.survey_questions WHERE valid_to IS NULL"))

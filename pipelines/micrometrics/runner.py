@@ -49,6 +49,7 @@ from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
 from .refresh_start import load_refresh_start
 from .refresh_views import views_kept, views_not_restored
+from .relist import changed_list
 from .rounds import (
     RESUME_WITHIN,
     ExtractTally,
@@ -291,6 +292,24 @@ def sync(
             finally:
                 if list_read is not None:  # done by now, unless the sync failed first
                     list_read.cancel()
+            if (report.rounds > 1 and QUESTION_HISTORY in chosen and "surveys" in chosen
+                    and index.read
+                    and (fresh := changed_list(client, bounds, index, tally)) is not None):
+                # Surveys edited while a long sync ran: their new questions, which responses
+                # read since may answer (see relist).
+                budget.new_round()
+                source = micrometrics_source(
+                    settings=settings, client=client, bounds=bounds, budget=budget,
+                    survey_index=fresh, window_states=states, tally=tally,
+                    known_versions=partial(loaded_versions, pipeline),
+                ).with_resources("surveys", QUESTION_HISTORY)
+                report.load_infos.append(pipeline.run(
+                    source, loader_file_format=loader_format(pipeline)))
+                note_loaded(pipeline)
+                after_step()
+                report.rounds += 1
+                count_rows(pipeline, report)
+                index = fresh
             if states.explicit:  # every round loaded: the same range again reads it anew
                 # Loaded now, not with the next sync: a worker that restored the state from the
                 # destination (another one, a fresh runner) would go on and read nothing.

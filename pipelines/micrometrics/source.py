@@ -236,8 +236,10 @@ def micrometrics_source(
         listing = surveys_listed()
         if listing.first_emit("surveys"):
             # The list is complete: a survey it no longer names is gone (marked, not dropped).
-            track_survey_list(dlt.current.resource_state(),
-                              [s["id"] for s in listing.indexed], bounds.now, deletions_before)
+            if not listing.relisted:
+                track_survey_list(dlt.current.resource_state(),
+                                  [s["id"] for s in listing.indexed], bounds.now,
+                                  deletions_before)
             if listing.listed:
                 yield listing.listed
             if listing.rejected:
