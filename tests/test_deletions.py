@@ -489,3 +489,38 @@ def test_a_reconcile_takes_no_record_changed_while_it_lists_for_deleted(
     # Every page, then what changed since it began in the two streams where something
     # seemed gone (devices, that survey's responses).
     assert report.requests == pages + 2
+
+
+def test_a_survey_removed_while_its_responses_are_read_is_said_gone_once(
+        start_sandbox, tmp_path, clock, caplog):
+    """Its cursor answered 404: that was announced as a refused cursor first."""
+    sandbox = start_sandbox(clock=clock, surveys=1, responses=200, page_size=7, **FAST)
+    (victim,) = [s["id"] for s in sandbox.truth()["surveys"]]
+    sandbox.after_page("survey_responses", 1, lambda: sandbox.remove_survey(victim))
+
+    sync_sandbox(sandbox, tmp_path, clock, window_pages=3, **FAST)
+
+    gone = f"survey_responses[{victim}]: the survey no longer exists (404); skipped"
+    assert caplog.text.count(gone) == 1
+    assert "refused a cursor" not in caplog.text
+    # What it had loaded stays; the next sync's list marks it.
+    clock.advance(600)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert marks(tmp_path, "surveys")[victim] is not None
+    assert live(tmp_path, "survey_responses") == truth_versions(
+        sandbox.truth()["survey_responses"])
+
+
+def test_a_survey_found_gone_is_not_asked_for_again_by_later_rounds(
+        start_sandbox, tmp_path, clock, caplog):
+    sandbox = start_sandbox(clock=clock, surveys=3, responses=400, page_size=7, **FAST)
+    truth = sandbox.truth()
+    victim = max((s["id"] for s in truth["surveys"]),
+                 key=lambda sid: sum(r["survey_id"] == sid for r in truth["survey_responses"]))
+    sandbox.after_page("survey_responses", 4, lambda: sandbox.remove_survey(victim))
+
+    result = sync_sandbox(sandbox, tmp_path, clock, window_pages=3, **FAST)
+
+    assert result.report.rounds > 2  # each round asked for it again, and warned again
+    assert caplog.text.count(
+        f"survey_responses[{victim}]: the survey no longer exists (404); skipped") == 1

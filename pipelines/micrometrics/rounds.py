@@ -137,6 +137,8 @@ class SurveyIndex:
     # The list read again at the end of a long sync (``relist``): loaded, not tracked for
     # deletions (the sync's first list was, and its marks follow from that).
     relisted: bool = False
+    # Surveys found gone (404) while their responses were read: not asked again this sync.
+    gone: set[str] = field(default_factory=set)
     # The list is read ahead in a thread of its own (``prefetch_survey_list``): a resource
     # asking for it waits for that read, and gets its error if it failed.
     reading: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)

@@ -278,6 +278,8 @@ def micrometrics_source(
             for survey in plan_reads(listed, per_survey, plans, bounds.now,
                                      settings.quiet_survey if not bounds.explicit_range
                                      else timedelta(0)):
+                if str(survey["id"]) in index.gone:
+                    continue
                 floor = survey_floor(survey)
                 state = per_survey.setdefault(str(survey["id"]), {})
                 windows = StreamWindows(state, window_settings, run_end, floor=floor)
@@ -292,7 +294,8 @@ def micrometrics_source(
                 if not survey_gone(exc):
                     raise
                 # Deleted since the list was read: what was loaded stays; the next sync's list
-                # will not name it again.
+                # will not name it again, and no later round of this one asks for it.
+                index.gone.add(str(survey_id))
                 log.warning("warning: %s: the survey no longer exists (404); skipped", label)
 
         # The surveys' streams are walked at once, max_in_flight requests in flight.

@@ -125,6 +125,7 @@ def read_chain(read: StreamRead, part: Progress,
     """
     window: Window = part.window
     restarts = 0
+    refused = False
     while True:
         cursor, records = part.resume_cursor()
         params = window.params() | ({"cursor": cursor} if cursor else {})
@@ -135,6 +136,10 @@ def read_chain(read: StreamRead, part: Progress,
         try:
             for page in read.client.pages(read.path, params=params):
                 pages += 1
+                if refused:
+                    log.warning("warning: %s: the API refused a cursor; reading the window "
+                                "again, to its end in this round", read.label)
+                    refused = False
                 answered += read.client.last_answer_seconds()
                 records += part.counted(page)
                 good, rejected = split_records(page, read.label)
@@ -182,8 +187,9 @@ def read_chain(read: StreamRead, part: Progress,
                 raise
             part.restart()
             read.budget.spend()  # the chain's first page, read again whatever the budget
-            log.warning("warning: %s: the API refused a cursor; reading the window again, to "
-                        "its end in this round", read.label)
+            # Said once that first page came: a 404 to it means the survey is gone instead
+            # (removed while its responses were read), which its caller says.
+            refused = True
     part.finish(records)
     return Read(records, pages)
 
