@@ -90,7 +90,8 @@ def main() -> None:
     base = rows[1][1]
     lines += ["", f"The deep pass costs **{rows[2][1] - base}** requests more than a plain hourly "
               f"sync ({rows[2][1]} vs {base}), once a day; `--reconcile` costs **{rows[3][2]}** "
-              "requests (every page of every stream), "
+              "requests (every page of every stream, and what changed since the listing began "
+              "in each stream where something seemed gone: the surveys with erased responses), "
               f"{least_time(rows[3][1]):.0f} s at 1 request/s."]
     write_section("exactness_costs", "\n".join(lines))
     print("\n".join(lines))

@@ -39,6 +39,9 @@ class ListingClient:
         assert path == "/surveys"
         yield from self.listing
 
+    def now(self):
+        return datetime(2026, 11, 1, tzinfo=UTC)
+
 
 def test_a_quarantined_survey_still_indexes_its_responses():
     surveys = [
