@@ -426,3 +426,27 @@ def test_a_device_set_up_during_a_backfill_is_loaded_by_the_next_sync_without_a_
     assert sandbox.stats()["by_endpoint"]["devices"] == 1  # incremental, not all 6 pages again
     assert marks(tmp_path, "devices")[kiosk[0]] is None
     build(first.pipeline, clock)
+
+
+def test_a_device_set_up_during_a_long_sync_is_loaded_by_that_sync(
+        start_sandbox, tmp_path, clock):
+    # The same kiosk, in a sync of several rounds: its closing round reads the devices changed
+    # since the sync began (see relist), so that sync's build passes, exit 0, not 4.
+    sandbox = start_sandbox(clock=clock, devices=40, surveys=2, responses=200, page_size=7,
+                            order="asc", rate=1000.0, burst=1000)
+    survey = sandbox.truth()["surveys"][0]["id"]
+    newest = max((r for r in sandbox.truth()["survey_responses"] if r["survey_id"] == survey),
+                 key=lambda r: r["updated_at"])["id"]
+    kiosk: list[str] = []
+
+    def set_up_a_kiosk():
+        clock.advance(120)
+        kiosk.extend(sandbox.add_devices(1))
+        sandbox.patch_records("survey_responses", [newest], {"device_id": kiosk[0]},
+                              bump=False)
+
+    sandbox.after_page("survey_responses", 1, set_up_a_kiosk)
+    first = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000, window_pages=3)
+    assert first.report.rounds > 2
+    assert marks(tmp_path, "devices")[kiosk[0]] is None
+    build(first.pipeline, clock)

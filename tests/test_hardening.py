@@ -249,6 +249,28 @@ def test_records_no_warehouse_takes_are_quarantined_and_later_syncs_go_on(start_
         ("2026-03-15 13:34:56+00",)]
 
 
+def test_an_integer_past_a_signed_64_bit_one_is_quarantined_and_later_syncs_go_on(
+        start_sandbox, tmp_path):
+    """orjson keeps 2^63 + 5 exact (and makes a float of a larger one), and dlt's normalize
+    failed on it ("int too large to convert", a float or digits as text too) on every sync
+    after, even once the API had fixed the record."""
+    sandbox = small_sandbox(start_sandbox)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    devices = [d["id"] for d in sandbox.truth()["devices"][:2]]
+    sandbox.patch_records("devices", devices[:1], {"location_id": 2**63 + 5})
+    sandbox.patch_records("devices", devices[1:], {"location_id": 10**30})
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    rejected = query(tmp_path, "SELECT reason, record FROM micrometrics._rejected_records")
+    assert sorted((reason, json.loads(record)["location_id"]) for reason, record in rejected) \
+        == [("an integer beyond a signed 64-bit one", 2**63 + 5),
+            ("an integer beyond a signed 64-bit one", 10**30)]
+    sandbox.patch_records("devices", devices, {"location_id": 7})  # fixed upstream
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
 def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox)
     env = sync_env(tmp_path, sandbox.url)

@@ -2,8 +2,14 @@
 
 from datetime import UTC, datetime
 
-from pipelines.micrometrics.lenient_json import UnloadableRecord, parse_leniently
+from pipelines.micrometrics.lenient_json import (
+    UnloadableRecord,
+    as_sent,
+    might_overflow,
+    parse_leniently,
+)
 from pipelines.micrometrics.quarantine import rejection_reason, split_records
+from pipelines.micrometrics.questions import question_rows
 from pipelines.micrometrics.rounds import ExtractTally, SurveyIndex, SyncBounds
 from pipelines.micrometrics.source import read_survey_list
 
@@ -90,6 +96,21 @@ def test_pages_a_strict_parser_refuses_are_read_record_by_record():
     assert [isinstance(r, UnloadableRecord) for r in records] == [True] * 5 + [False]
     assert records[0].reason.startswith("a number that is not finite")
     assert records[1].reason.startswith("text with a lone UTF-16 surrogate")
-    # Integers as orjson reads them: exact up to 2**64, a float past it.
-    assert parse_leniently(b"[18446744073709551615, 18446744073709551616, -9223372036854775809]"
-                           ) == [2**64 - 1, float(2**64), float(-(2**63) - 1)]
+    # Integers beyond a signed 64-bit one (dlt's normalize fails on them), kept exact.
+    records = parse_leniently(b'[{"v": 9223372036854775807}, {"v": 9223372036854775808}, '
+                              b'{"v": -9223372036854775809}, {"v": [1e2, 1' + b"0" * 29 + b"]}]")
+    assert [getattr(r, "reason", None) for r in records] == [None] + [
+        "an integer beyond a signed 64-bit one"] * 3
+    assert [r["v"] for r in records[:3]] == [2**63 - 1, 2**63, -(2**63) - 1]
+    assert as_sent(records[3]) == '{"v": [100.0, 1' + "0" * 29 + "]}"
+    assert not might_overflow(b'[{"id": 9223372036854775, "at": "2026-01-01T00:00:00Z"}]')
+    assert might_overflow(b'[{"v": 9223372036854775808}]')
+
+
+def test_a_survey_kept_aside_for_one_bad_value_keeps_its_other_questions():
+    """Its responses are read: their answers need their questions' types (else
+    answers_have_known_question failed every build)."""
+    survey = parse_leniently(b'[{"id": 5, "name": "\\ud800", "questions": [{"id": 1, "type": '
+                             b'"nps"}, {"id": 2, "text": "\\udc00"}]}]')[0]
+    assert isinstance(survey, UnloadableRecord)
+    assert question_rows([survey]) == [{"id": 1, "type": "nps", "survey_id": 5}]

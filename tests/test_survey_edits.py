@@ -16,6 +16,7 @@ from tests.conftest import KEY, SECRET
 from tests.models import expected
 from tests.models.conftest import rows
 from tests.syncing import DATASET, query, sync_sandbox
+from tests.truth import assert_matches_truth
 
 SMALL = {"devices": 10, "surveys": 3, "responses": 300, "rate": 1000.0, "burst": 1000}
 NUMERIC = ("nps", "rating")
@@ -334,3 +335,18 @@ def test_questions_added_while_a_backfill_runs_fail_no_data_test(start_sandbox, 
         (s["id"], datetime.fromisoformat(s["updated_at"])) for s in truth["surveys"])
     assert (survey, new_question) in set(query(
         tmp_path, f"SELECT survey_id, id FROM {DATASET}.survey_questions WHERE valid_to IS NULL"))
+
+
+def test_a_failing_closing_round_leaves_a_loaded_sync_standing(start_sandbox, tmp_path, clock):
+    """Every round loaded; the survey list read again at the end (relist) meets an API that
+    keeps failing: a warning, not a failed sync (the models would not have been built)."""
+    sandbox = start_sandbox(clock=clock, surveys=3, responses=300, page_size=7, rate=1000.0,
+                            burst=1000)
+    sandbox.after_page("surveys", 1, lambda: sandbox.script("http_503", count=50,
+                                                            endpoint="surveys"))
+    result = sync_sandbox(sandbox, tmp_path, clock, rate=1000.0, burst=1000, window_pages=3)
+    assert result.report.rounds > 2
+    assert [w for w in result.report.warnings if "closing round" in w] == [
+        w for w in result.report.warnings if "HTTP 503" in w and "/surveys" in w]
+    assert any("closing round" in w for w in result.report.warnings)
+    assert_matches_truth(tmp_path, sandbox.truth())

@@ -21,7 +21,7 @@ import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.sources import DltResource
 
-from .lenient_json import UnloadableRecord
+from .lenient_json import UnloadableRecord, unloadable
 from .quarantine import id_problem
 from .rounds import SurveyIndex
 from .timeutil import format_timestamp
@@ -37,19 +37,22 @@ def question_rows(surveys: Iterable[Any]) -> list[dict[str, Any]]:
     Surveys without an id or without a list of questions, and questions that are not objects
     with an id, give no row (an answer can only name a question by its id). Nor do surveys
     quarantined for their id (not the integer ``survey_id``, the merge key, must be: dlt would
-    leave it NULL and fail the load on every sync) or for a value no warehouse stores.
+    leave it NULL and fail the load on every sync), nor questions holding a value no warehouse
+    stores (``lenient_json``): the other questions of a survey quarantined for one do (its
+    responses are read, and their answers need their type).
     """
     rows: list[dict[str, Any]] = []
     for survey in surveys:
         if (not isinstance(survey, dict) or survey.get("id") is None
-                or id_problem(survey["id"], integer=True) is not None
-                or isinstance(survey, UnloadableRecord)):
+                or id_problem(survey["id"], integer=True) is not None):
             continue
         questions = survey.get("questions")
         if not isinstance(questions, list):
             continue
+        checked = isinstance(survey, UnloadableRecord)
         for question in questions:
-            if isinstance(question, dict) and question.get("id") is not None:
+            if (isinstance(question, dict) and question.get("id") is not None
+                    and not (checked and unloadable(question) is not None)):
                 rows.append({**question, "survey_id": survey["id"]})
     return rows
 

@@ -20,6 +20,8 @@ from typing import Any
 import dlt
 from dlt.common.pipeline import LoadInfo
 
+from pipelines.error_chain import causes
+
 from .client import MicrometricsClient
 from .deletions import TrackedSurveys, forget_handled_returns
 from .dlt_settings import sync_defaults
@@ -31,7 +33,7 @@ from .drift import (
     variant_columns,
 )
 from .duckdb_session import HeldDatabase, held_duckdb
-from .errors import ConfigurationError
+from .errors import ApiError, ConfigurationError
 from .housekeeping import prune_loaded_packages, prune_schema_versions
 from .lost_tables import (
     forget_lost_tables,
@@ -49,7 +51,7 @@ from .reconcile import ReconcileReport
 from .reconcile import reconcile as reconcile_deletions
 from .refresh_start import load_refresh_start
 from .refresh_views import views_kept, views_not_restored
-from .relist import changed_list
+from .relist import catch_up_resources
 from .rounds import (
     RESUME_WITHIN,
     ExtractTally,
@@ -292,24 +294,34 @@ def sync(
             finally:
                 if list_read is not None:  # done by now, unless the sync failed first
                     list_read.cancel()
-            if (report.rounds > 1 and QUESTION_HISTORY in chosen and "surveys" in chosen
-                    and index.read
-                    and (fresh := changed_list(client, bounds, index, tally)) is not None):
-                # Surveys edited while a long sync ran: their new questions, which responses
-                # read since may answer (see relist).
-                budget.new_round()
-                source = micrometrics_source(
-                    settings=settings, client=client, bounds=bounds, budget=budget,
-                    survey_index=fresh, window_states=states, tally=tally,
-                    known_versions=partial(loaded_versions, pipeline),
-                ).with_resources("surveys", QUESTION_HISTORY)
-                report.load_infos.append(pipeline.run(
-                    source, loader_file_format=loader_format(pipeline)))
-                note_loaded(pipeline)
-                after_step()
-                report.rounds += 1
-                count_rows(pipeline, report)
-                index = fresh
+            if report.rounds > 1:
+                # What a long sync's responses may name and its first round did not load: the
+                # devices and the surveys' questions changed since it began (see relist).
+                try:
+                    catch_up = catch_up_resources(client, bounds, chosen, index, tally)
+                    if catch_up.resources:
+                        budget.new_round()
+                        source = micrometrics_source(
+                            settings=settings, client=client, bounds=catch_up.bounds,
+                            budget=budget, survey_index=catch_up.index or index,
+                            window_states=states, tally=tally,
+                            known_versions=partial(loaded_versions, pipeline),
+                        ).with_resources(*catch_up.resources)
+                        report.load_infos.append(pipeline.run(
+                            source, loader_file_format=loader_format(pipeline)))
+                        note_loaded(pipeline)
+                        after_step()
+                        report.rounds += 1
+                        count_rows(pipeline, report)
+                        index = catch_up.index or index
+                except Exception as exc:  # noqa: BLE001 - the API's trouble only, below
+                    api = next((c for c in causes(exc) if isinstance(c, ApiError)), None)
+                    if api is None:
+                        raise
+                    # Every round loaded: this one only catches up, and the next sync will.
+                    report.warnings.append(
+                        f"warning: the closing round (devices and surveys changed while the "
+                        f"sync ran) could not read the API, the next sync does: {api}")
             if states.explicit:  # every round loaded: the same range again reads it anew
                 # Loaded now, not with the next sync: a worker that restored the state from the
                 # destination (another one, a fresh runner) would go on and read nothing.

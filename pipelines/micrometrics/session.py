@@ -44,7 +44,7 @@ from .errors import (
     body_excerpt,
 )
 from .inflight import InFlight
-from .lenient_json import parse_leniently
+from .lenient_json import might_overflow, parse_leniently
 from .messages import hint
 from .retry import RetryPolicy, is_transient, retry_after_seconds
 from .stats import ClientStats
@@ -197,6 +197,8 @@ def transient_failure(request: PreparedRequest, response: Response) -> ApiError 
     try:
         # An empty or truncated body, or an HTML page from a proxy: worth another attempt.
         response.payload = json.loadb(response.content)
+        if might_overflow(response.content):  # an integer dlt cannot store? (lenient_json)
+            response.payload = parse_leniently(response.content)
     except ValueError:
         try:
             # NaN, a lone surrogate...: its records go to the quarantine, not the whole page.
