@@ -300,6 +300,7 @@ def sync(
                 try:
                     catch_up = catch_up_resources(client, bounds, chosen, index, tally)
                     if catch_up.resources:
+                        release_memory(held)  # as between any two rounds
                         budget.new_round()
                         source = micrometrics_source(
                             settings=settings, client=client, bounds=catch_up.bounds,
