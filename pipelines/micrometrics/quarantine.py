@@ -25,7 +25,7 @@ from typing import Any
 import dlt
 from dlt.common import json
 
-from .lenient_json import UnloadableRecord, as_sent
+from .lenient_json import INT64, UnloadableRecord, as_sent
 from .timeutil import format_timestamp, parse_timestamp
 
 DATE_AND_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -41,7 +41,6 @@ REJECTED_HINTS = dlt.mark.make_hints(
 
 # Streams whose ids are integers (api-notes: surveys and responses); a device's is a string.
 INTEGER_IDS = ("surveys", "survey_responses")
-INT64 = range(-(2**63), 2**63)
 # What dlt reads as an integer key: digits, which ``int()`` takes (no sign but "-", no "1.0").
 INTEGER_TEXT = re.compile(r"-?[0-9]+")
 # Lists of objects a model reads, by stream: anything else is spread where none looks.

@@ -25,7 +25,7 @@ import dlt
 from .client import MicrometricsClient
 from .errors import ApiError, survey_gone
 from .listing import changed_since, listed_ids
-from .marks import CHUNK, MarkCounts, Marker, in_list, timestamp_literal
+from .marks import MarkCounts, Marker, chunks, in_list, timestamp_literal
 from .orphans import forget_returned
 from .timeutil import CLOCK_SKEW, format_timestamp
 from .windows import Window, listing_window
@@ -109,10 +109,9 @@ def changed_meanwhile(client: MicrometricsClient, marker: Marker, table: str, go
     else:
         qualified = marker.table(table)
         surveys: set[Any] = set()
-        for start in range(0, len(gone), CHUNK):
+        for part in chunks(gone):
             surveys |= {row[0] for row in marker.client.execute_sql(
-                f"SELECT DISTINCT survey_id FROM {qualified} "
-                f"WHERE {in_list('id', gone[start:start + CHUNK])}") or []}
+                f"SELECT DISTINCT survey_id FROM {qualified} WHERE {in_list('id', part)}") or []}
         paths = [f"/surveys/{survey_id}/responses" for survey_id in sorted(surveys, key=repr)]
     found: set[str] = set()
     for path in paths:

@@ -266,28 +266,34 @@ def sync(
             try:
                 if refresh:  # before its first round drops the tables (see refresh_start)
                     load_refresh_start(pipeline, [r for r in chosen if r != QUESTION_HISTORY])
+                # Every round's source, but for its bounds, survey list and resources.
+                round_source = partial(
+                    micrometrics_source, settings=settings, client=client, budget=budget,
+                    window_states=states, tally=tally,
+                    known_versions=partial(loaded_versions, pipeline))
+
+                def loaded(info: LoadInfo) -> None:
+                    note_loaded(pipeline)
+                    after_step()
+                    report.rounds += 1
+                    report.load_infos.append(info)
+                    count_rows(pipeline, report)
+
                 while True:
                     budget.new_round()
                     # A full refresh keeps the question history: the API serves only the current
                     # questions, so the versions it drops could never be loaded again (and the
                     # answers to them would lose their type). It is merged from the next round.
                     this_round = [r for r in chosen if not (refresh and r == QUESTION_HISTORY)]
-                    source = micrometrics_source(
-                        settings=settings, client=client, bounds=bounds, budget=budget,
-                        survey_index=index, window_states=states, tally=tally,
-                        known_versions=partial(loaded_versions, pipeline),
-                        deletions_before=deletions_before,
+                    source = round_source(
+                        bounds=bounds, survey_index=index, deletions_before=deletions_before,
                     ).with_resources(*this_round)
                     # PostgreSQL will not drop a table a view reads (the models' views do).
                     with views_kept(pipeline, destination, this_round if refresh else ()):
                         info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                             refresh=refresh)
-                    note_loaded(pipeline)
                     refresh = None
-                    after_step()
-                    report.rounds += 1
-                    report.load_infos.append(info)
-                    count_rows(pipeline, report)
+                    loaded(info)
                     if not budget.more and len(this_round) == len(chosen):
                         break
                     release_memory(held)
@@ -302,18 +308,10 @@ def sync(
                     if catch_up.resources:
                         release_memory(held)  # as between any two rounds
                         budget.new_round()
-                        source = micrometrics_source(
-                            settings=settings, client=client, bounds=catch_up.bounds,
-                            budget=budget, survey_index=catch_up.index or index,
-                            window_states=states, tally=tally,
-                            known_versions=partial(loaded_versions, pipeline),
+                        source = round_source(
+                            bounds=catch_up.bounds, survey_index=catch_up.index or index,
                         ).with_resources(*catch_up.resources)
-                        report.load_infos.append(pipeline.run(
-                            source, loader_file_format=loader_format(pipeline)))
-                        note_loaded(pipeline)
-                        after_step()
-                        report.rounds += 1
-                        count_rows(pipeline, report)
+                        loaded(pipeline.run(source, loader_file_format=loader_format(pipeline)))
                         index = catch_up.index or index
                 except Exception as exc:  # noqa: BLE001 - the API's trouble only, below
                     api = next((c for c in causes(exc) if isinstance(c, ApiError)), None)
