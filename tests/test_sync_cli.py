@@ -28,7 +28,8 @@ def test_help_explains_options(tmp_path):
     result = run_cli(sync_env(tmp_path, "https://example.com"), "--help")
     assert result.returncode == 0, result.stderr
     for option in ("--destination", "--dataset", "--start-at", "--end-at", "--resources",
-                   "--full-refresh", "--dry-run", "SOURCES__MICROMETRICS__API_SECRET"):
+                   "--full-refresh", "--dry-run", "--drop-pending",
+                   "SOURCES__MICROMETRICS__API_SECRET"):
         assert option in result.stdout
 
 
@@ -349,7 +350,9 @@ def test_a_load_job_the_destination_refuses_is_named_in_one_line_without_traceba
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1] == ("error: sync failed: the load of devices failed: Constraint Error: "
-                         "NOT NULL constraint failed: devices.name")
+                         "NOT NULL constraint failed: devices.name; the package stays pending "
+                         "and every sync loads it first: fix the cause, or sync once with "
+                         "--drop-pending to drop it and read its windows again from the API")
     assert not any(line.lstrip().startswith('File "') for line in lines)
     verbose = run_cli(env, "--no-models", "--verbose")
     assert verbose.returncode == 1 and 'File "' in verbose.stderr  # --verbose keeps them

@@ -99,6 +99,12 @@ HINTS: dict[str, Hint] = {
         "the reason in the _rejected_records table instead of being loaded; report them to "
         "Micrometrics",
     ),
+    "stuck_package": Hint(
+        "error: sync failed: dlt's normalize failed (package <load id>): ... / the "
+        "load of <table> failed: ...",
+        "the package stays pending and every sync loads it first: fix the cause, or sync once "
+        "with --drop-pending to drop it and read its windows again from the API",
+    ),
     "duckdb_name": Hint(
         "error: DuckDB file ... has the same name as the dataset",
         "name the DuckDB file differently from the dataset (DESTINATION__DUCKDB__CREDENTIALS)",

@@ -133,6 +133,24 @@ def finish_pending(pipeline: dlt.Pipeline, tables_gone: list[str] | tuple = ()) 
     return infos
 
 
+def drop_on_request(pipeline: dlt.Pipeline) -> list[str]:
+    """``--drop-pending``: the packages left here (also half-extracted or half-loaded ones),
+    dropped with the local state, before anything else; their load ids (empty when none).
+
+    The escape hatch for a package that fails in normalize or load on every sync for a cause
+    the quarantine does not know (a value dlt cannot store): once the cause is gone upstream or
+    from the connector, dropping it is what lets the syncs go on. Nothing it held is lost but a
+    question-history version only it had: its windows are read again, from the destination's
+    state (the state of the last completed load), which the sync restores next."""
+    states = package_states(pipeline)
+    left = sorted({load_id for stage, ids in states.items() if stage != LOADED
+                   for load_id in ids})
+    if left:
+        _drop_with_local_state(pipeline, f"--drop-pending: package(s) {', '.join(left)} "
+                               f"not loaded; their windows are read again")
+    return left
+
+
 def _drop_with_local_state(pipeline: dlt.Pipeline, why: str) -> list[LoadInfo]:
     """Drops the packages left here with the local state, which the destination's replaces
     (the sync restores it next), saying ``why``; nothing was loaded."""

@@ -43,7 +43,7 @@ from .lost_tables import (
 )
 from .marks import MarkCounts, apply_survey_marks, surveys_state
 from .orphans import record_erased_devices
-from .pending import finish_pending
+from .pending import drop_on_request, finish_pending
 from .questions import RESOURCE as QUESTION_HISTORY
 from .questions import emptied, retire_emptied, with_question_history
 from .quiet import Skipped, skipped_surveys
@@ -121,6 +121,7 @@ def sync(
     end_at: datetime | str | None = None,
     full_refresh: bool = False,
     reconcile: bool = False,
+    drop_pending: bool = False,
     settings: Settings | None = None,
     client: MicrometricsClient | None = None,
     clock: Callable[[], float] = time.time,
@@ -142,6 +143,8 @@ def sync(
         end_at: Upper bound of an explicit re-read (default: now).
         full_refresh: Drop the selected resources' tables and state, then reload them.
         reconcile: Afterwards, list every id and mark rows erased upstream (``deleted_at``).
+        drop_pending: Drop the packages a failed or killed sync left, with the local state,
+            instead of loading them first: their windows are read again (``drop_on_request``).
         settings: Validated settings (default: dlt configuration, ``sources.micrometrics``).
         client: The API client (default: built from the settings).
         clock: UNIX time source (tests pin it).
@@ -213,6 +216,8 @@ def sync(
             # On PostgreSQL, a pending package of a refresh drops tables the views read.
             # Tables dropped since the packages were made: those go with the local state
             # (loaded, they would create the tables again with their rows only).
+            if drop_pending:
+                drop_on_request(pipeline)
             gone_before = gone_before_pending(pipeline)
             with views_kept(pipeline, destination, RESOURCES, pending_only=True):
                 report.load_infos.extend(finish_pending(pipeline, gone_before))

@@ -66,6 +66,7 @@ examples:
   python -m pipelines.sync --dry-run
   python -m pipelines.sync --dry-run --reconcile    # what a reconcile would cost, no request
   python -m pipelines.sync --reconcile
+  python -m pipelines.sync --drop-pending           # a package fails on every sync: drop it
   python -m pipelines.sync --json --quiet          # one JSON line on stdout, for log shippers
   python -m pipelines.sync --resources survey_responses --start-at 2026-01-01T00:00:00Z
 """
@@ -142,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="after the sync, list every id of devices and survey responses "
                              "and mark rows erased upstream (deleted_at); one request per page "
                              "of history: see its cost first with --dry-run --reconcile")
+    parser.add_argument("--drop-pending", action="store_true",
+                        help="drop the load packages a failed or killed sync left here, with "
+                             "this machine's local state, instead of loading them first: their "
+                             "windows are read again from the API (from the destination's "
+                             "state). The way out when one fails in normalize or load on every "
+                             "sync; see README, Troubleshooting")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (streams, windows, estimated requests, minimum "
                              "time) and make no data request")
@@ -204,6 +211,7 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
             end_at=end_at,
             full_refresh=args.full_refresh,
             reconcile=args.reconcile,
+            drop_pending=args.drop_pending,
         )
         if args.dry_run:
             settings = load_settings(PIPELINE_NAME)

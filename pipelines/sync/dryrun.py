@@ -89,6 +89,11 @@ def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None
         reconcile_requests, reconcile_lines = reconcile_estimate(pipeline, page_size)
         estimate += reconcile_requests
         lines += ["  " + line for line in reconcile_lines]
+    left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
+    if left:
+        fate = ("dropped with the local state (the destination's replaces it: the plan above "
+                "may read more)" if options.drop_pending else "loaded first")
+        lines.append(f"  {len(left)} package(s) a failed or killed sync left: {fate}")
     prefix = "at least " if unknown else "about "
     floor = floor_seconds(estimate, DEFAULT_RATE, DEFAULT_BURST)
     lines.append(

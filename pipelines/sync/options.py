@@ -24,6 +24,7 @@ class SyncOptions:
     end_at: datetime | None = None
     full_refresh: bool = False
     reconcile: bool = False
+    drop_pending: bool = False
     pipelines_dir: str | None = None
 
     @property
@@ -34,7 +35,8 @@ class SyncOptions:
     def sync_arguments(self) -> dict[str, Any]:
         """Keyword arguments of ``pipelines.micrometrics.sync``."""
         return {"resources": self.resources, "start_at": self.start_at, "end_at": self.end_at,
-                "full_refresh": self.full_refresh, "reconcile": self.reconcile}
+                "full_refresh": self.full_refresh, "reconcile": self.reconcile,
+                "drop_pending": self.drop_pending}
 
 
 def make_pipeline(options: SyncOptions) -> dlt.Pipeline:

@@ -18,13 +18,16 @@ from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 
 import dlt
+from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.load.exceptions import LoadClientJobException
+from dlt.normalize.exceptions import NormalizeJobFailed
 
 from pipelines.destination import PIPELINE_NAME
 from pipelines.micrometrics import SyncReport, sync
 from pipelines.micrometrics.duckdb_session import duckdb_credentials, file_held, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
+from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import Settings, load_settings
 from pipelines.models import DataTestFailed, ModelsError, build_models, mart_preview, run_data_tests
@@ -168,12 +171,23 @@ def first_cause(exc: BaseException) -> BaseException:
     job = next((link for link in chain if isinstance(link, LoadClientJobException)), None)
     if job is not None and getattr(job, "client_exception", None) is not None:
         table = str(getattr(job, "job_id", "")).split(".", 1)[0] or "a table"
-        return LoadJobFailed(f"the load of {table} failed: {one_line(job.client_exception)}")
+        # A job the destination refused for good keeps its package failing every sync.
+        stuck = (f"; {hint('stuck_package')}" if isinstance(job, DestinationTerminalException)
+                 else "")
+        return LoadJobFailed(f"the load of {table} failed: "
+                             f"{one_line(job.client_exception, 200)}{stuck}")
+    refused = next((link for link in chain if isinstance(link, NormalizeJobFailed)), None)
+    if refused is not None:  # dlt's normalize fails the same way on every attempt
+        # No table named: a value refused as dlt writes its files out names the last file read.
+        return LoadJobFailed(f"dlt's normalize failed (package {refused.load_id}): "
+                             f"{one_line(Exception(refused.failed_message), 200)}; "
+                             f"{hint('stuck_package')}")
     return exc
 
 
 class LoadJobFailed(Exception):
-    """A load job the destination refused, its cause in one line (``first_cause``)."""
+    """A load job the destination refused, or a normalize job dlt failed, its cause in one
+    line (``first_cause``)."""
 
 
 class LockWaitFailed(Exception):
