@@ -50,6 +50,8 @@ def loads_merges_finds_late_uploads_and_marts_equal_duckdbs(
     clock.advance(60)
     second = sync_into(sandbox, pipeline, clock)
     assert second.report.deep_streams == 0
+    # No survey changed: none is loaded again (their updated_at read back from this warehouse).
+    assert second.report.loaded_rows.get("surveys", 0) == 0
     truth = sandbox.truth()
     without_late = {k: [r for r in v if k != "survey_responses" or r["id"] not in late]
                     for k, v in truth.items()}
@@ -58,6 +60,7 @@ def loads_merges_finds_late_uploads_and_marts_equal_duckdbs(
     clock.advance(23 * HOUR)  # a day after the first sync's full read: a deep pass is due
     third = sync_into(sandbox, pipeline, clock)
     assert third.report.deep_found == len(late)
+    assert third.report.loaded_rows["surveys"] == SMALL["surveys"]  # the whole list, daily
     assert_matches_truth(pipeline, sandbox.truth())
 
     as_of = datetime.fromtimestamp(clock(), UTC)
@@ -150,6 +153,9 @@ def survey_edit_history_and_type_drift(start_sandbox, pipeline: dlt.Pipeline, cl
     clock.advance(60)
     second = datetime.fromtimestamp(clock(), UTC)
     result = sync_into(sandbox, pipeline, clock)
+    # Only the two edited surveys are loaded again (read back from this warehouse, their
+    # updated_at compared): the third is loaded as listed.
+    assert result.report.loaded_rows["surveys"] == 2
     assert result.report.warnings == [
         "warning: devices.location_id changed type: dlt added the variant column "
         "devices.location_id__v_text for its text values; staging reads both "

@@ -69,7 +69,7 @@ from .source_state import loaded_at_once, resource_states
 from .status_keys import refresh_done, refresh_under_way
 from .target import claim_folder
 from .timeutil import format_timestamp, out_of_range, parse_timestamp
-from .warehouse import destination_kind, loaded_versions
+from .warehouse import destination_kind, loaded_times, loaded_versions
 
 RESOURCES = ("devices", "surveys", "survey_responses")
 # Destinations that load parquet files fast (DuckDB: several times insert_values). Snowflake and
@@ -275,7 +275,10 @@ def sync(
                 round_source = partial(
                     micrometrics_source, settings=settings, client=client, budget=budget,
                     window_states=states, tally=tally,
-                    known_versions=partial(loaded_versions, pipeline))
+                    known_versions=partial(loaded_versions, pipeline),
+                    # A refresh drops the tables after its extract; a re-read loads all.
+                    loaded_surveys=(None if refresh or explicit
+                                    else partial(loaded_times, pipeline, "surveys")))
 
                 def loaded(info: LoadInfo) -> None:
                     note_loaded(pipeline)

@@ -34,6 +34,7 @@ from .rounds import (
 )
 from .settings import Settings, load_settings, refuse_future_start
 from .timeutil import format_timestamp, parse_timestamp
+from .unchanged_surveys import LoadedSurveys, UnchangedSurveys
 from .walk import StreamRead, walk
 from .windows import EPOCH, StreamWindows, listing_window
 
@@ -153,6 +154,7 @@ def micrometrics_source(
     tally: ExtractTally | None = None,
     known_versions: KnownVersions | None = None,
     deletions_before: TrackedSurveys | None = None,
+    loaded_surveys: LoadedSurveys | None = None,
 ) -> list[DltResource]:
     """Devices, surveys (with their question history) and survey responses of one tenant.
 
@@ -183,6 +185,9 @@ def micrometrics_source(
             tracks the survey list (``surveys`` selected): one listed has its responses read
             again from its start (``deletions.reread_returned``); and a full refresh of
             ``surveys``, which drops the state where they are tracked, tracks them on.
+        loaded_surveys: Destination lookup of the loaded surveys' ``updated_at``: a listed
+            survey loaded as it is listed is not loaded again, nor are its questions
+            (``unchanged_surveys``); without it, the whole list is loaded.
 
     Returns:
         ``devices``, ``surveys``, ``survey_questions`` (scd2 history) and
@@ -211,6 +216,7 @@ def micrometrics_source(
     lanes = Lanes(settings.max_in_flight)
     client.limit_in_flight(settings.max_in_flight)
     known_versions = serialized(known_versions)
+    unchanged = UnchangedSurveys(loaded_surveys, settings.deep_every, bounds.now)
 
     def surveys_listed() -> SurveyIndex:
         return read_survey_list(client, bounds, index, tally)
@@ -231,8 +237,9 @@ def micrometrics_source(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
     )
     def surveys() -> Iterator[list[dict[str, Any]]]:
-        # The full list on every sync: it is small, and it must be complete anyway because it
-        # drives the response streams. Emitted in the first round only.
+        # The full list on every sync: it must be complete because it drives the response
+        # streams and shows deletions; loaded, but for the surveys loaded as they are listed.
+        # Emitted in the first round only.
         listing = surveys_listed()
         if listing.first_emit("surveys"):
             # The list is complete: a survey it no longer names is gone (marked, not dropped).
@@ -240,8 +247,8 @@ def micrometrics_source(
                 track_survey_list(dlt.current.resource_state(),
                                   [s["id"] for s in listing.indexed], bounds.now,
                                   deletions_before)
-            if listing.listed:
-                yield listing.listed
+            if to_load := unchanged.keep(listing.listed or []):
+                yield to_load
             if listing.rejected:
                 yield as_rejected(listing.rejected)
 
@@ -302,8 +309,10 @@ def micrometrics_source(
         yield from lanes.run(streams(), let_others_start=True)
         tally.look_up_deep("survey_responses", known_versions)
 
-    # Quarantined surveys with an id too: their questions type their answers.
-    survey_questions = question_history(lambda: surveys_listed().indexed, index, bounds.now)
+    # Quarantined surveys with an id too: their questions type their answers. Not those
+    # whose survey is loaded as listed: their versions are the history's already.
+    survey_questions = question_history(lambda: unchanged.keep(surveys_listed().indexed),
+                                        index, bounds.now)
 
     return [devices, surveys, survey_questions, survey_responses]
 

@@ -39,3 +39,17 @@ def loaded_versions(pipeline: dlt.Pipeline, table: str, ids: list[Any]) -> dict[
         except Exception:  # noqa: BLE001 - no such table yet: nothing is loaded
             return {}
     return {row[0]: row[1] for row in rows or []}
+
+
+def loaded_times(pipeline: dlt.Pipeline, table: str) -> dict[Any, Any]:
+    """``{id: updated_at}`` of every row of ``table`` (a small one: the surveys), empty when
+    it does not exist yet. One query, whatever the number of rows."""
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return {}
+        name = client.make_qualified_table_name(table)
+        try:
+            rows = client.execute_sql(f"SELECT id, updated_at FROM {name}")
+        except Exception:  # noqa: BLE001 - no such table yet: nothing is loaded
+            return {}
+    return {row[0]: row[1] for row in rows or []}
