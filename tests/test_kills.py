@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dlt
 import duckdb
 import pytest
 from dlt.common.configuration.container import Container
@@ -29,8 +30,10 @@ from pipelines.sandbox import Sandbox
 from pipelines.status.cli import main as status_main
 from pipelines.sync import cli
 from tests.cli import run_in_process, sync_env, tmp_cwd
-from tests.syncing import query
+from tests.destinations import pipeline_on
+from tests.syncing import DATASET, query
 from tests.truth import assert_matches_truth
+from tests.truth import query as query_where
 
 # A first sync of ~40 pages in 3 or 4 rounds, no waiting on the rate limit.
 SANDBOX = dict(devices=30, surveys=4, responses=600, page_size=20, rate=1000.0, burst=1000)
@@ -524,3 +527,27 @@ def test_sigterm_in_every_phase_is_a_reported_and_recorded_failure(tenant):
         recorded = json.loads(status.stdout)["last_sync"]
         assert recorded["exit_code"] == 1 and "SIGTERM" in recorded["error"], phase
         rerun_is_exact(tenant)
+
+
+@pytest.mark.slow
+def test_a_state_row_postgres_committed_before_dlt_recorded_it(start_sandbox, tmp_path,
+                                                               monkeypatch, postgres_credentials):
+    """dlt's state row is appended to the dataset itself, not staged. Committed there and not
+    recorded (a kill; or a full disk, every time: dlt cannot write its record), it was loaded
+    again, and broke PostgreSQL's unique key on every later sync, the data short."""
+    sandbox = start_sandbox(**SANDBOX)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__WINDOW_PAGES=WINDOW_PAGES,
+                   SOURCES__MICROMETRICS__ROUND_PAGES=WINDOW_PAGES,
+                   DESTINATION__POSTGRES__CREDENTIALS=postgres_credentials)
+    tenant = Tenant(sandbox, env, tmp_path, monkeypatch)
+    seen = tenant.kill("load-commit", 1, "--destination", "postgres",
+                       match=r'"job": "_dlt_pipeline_state\.')
+    assert seen["job"].startswith("_dlt_pipeline_state.") and seen["job_state"] == "completed"
+    assert seen["load_id"] in seen["packages"]["loading"]
+
+    assert tenant.sync("--destination", "postgres") == 0
+    where = pipeline_on(dlt.destinations.postgres(credentials=postgres_credentials),
+                        tmp_path / "reader")
+    assert_matches_truth(where, sandbox.truth())
+    assert query_where(where, f"SELECT _dlt_load_id FROM {DATASET}._dlt_pipeline_state "
+                              f"GROUP BY _dlt_load_id HAVING count(*) > 1") == []

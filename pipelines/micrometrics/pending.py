@@ -46,6 +46,8 @@ from dlt.common.pipeline import LoadInfo
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 from dlt.destinations.job_client_impl import SqlJobClientWithStagingDataset
 
+from .warehouse import sql_literal
+
 log = logging.getLogger("micrometrics.sync")
 
 EXTRACTED, NEW, NORMALIZED, LOADED = "extracted", "new", "normalized", "loaded"
@@ -185,6 +187,11 @@ def restart_unrecorded_jobs(pipeline: dlt.Pipeline, load_id: str) -> list[str]:
     committed by the destination. For a table loaded through the staging dataset (every merged
     table), nothing of this package has reached the final table yet (its merge runs once all of
     its chain is loaded), so the staging table is emptied and all of its files queued again.
+    A table loaded straight into the dataset (dlt's ``_dlt_pipeline_state``, the appended
+    ``_rejected_records``) loses the rows this package wrote there (by their load id) instead:
+    run again, the state's row broke PostgreSQL's unique key on every later sync (a full disk
+    hits this every time: dlt cannot record the job the destination committed), and a
+    quarantined record was kept twice.
     """
     packages = pipeline._get_load_storage().normalized_packages
     unrecorded = set()
@@ -198,11 +205,19 @@ def restart_unrecorded_jobs(pipeline: dlt.Pipeline, load_id: str) -> list[str]:
     with pipeline.destination_client() as client:
         if not isinstance(client, SqlJobClientWithStagingDataset):
             return []
-        tables = sorted(t for t in unrecorded if client.should_load_data_to_staging_dataset(t))
-        if not tables:
-            return []
-        with client.with_staging_dataset():
-            client.sql_client.truncate_tables(*tables)
+        staged = sorted(t for t in unrecorded if client.should_load_data_to_staging_dataset(t))
+        direct = sorted(unrecorded - set(staged))
+        if staged:
+            with client.with_staging_dataset():
+                client.sql_client.truncate_tables(*staged)
+        for table in direct:
+            name = client.sql_client.make_qualified_table_name(table)
+            try:
+                client.sql_client.execute_sql(
+                    f"DELETE FROM {name} WHERE _dlt_load_id = {sql_literal(load_id)}")
+            except DestinationUndefinedEntity:
+                pass  # not created yet: nothing written
+    tables = staged + direct
     for table in tables:
         for folder, job in packages.list_job_with_states_for_table(load_id, table):
             if folder in ("started_jobs", "completed_jobs"):
@@ -211,5 +226,5 @@ def restart_unrecorded_jobs(pipeline: dlt.Pipeline, load_id: str) -> list[str]:
                 packages.storage.atomic_rename(
                     packages.get_job_file_path(load_id, folder, name),
                     packages.get_job_file_path(load_id, "new_jobs", name))
-    log.debug("package %s: staging tables %s loaded again", load_id, ", ".join(tables))
+    log.debug("package %s: tables %s loaded again", load_id, ", ".join(tables))
     return tables
