@@ -6,16 +6,23 @@ Shared by the sync and the models runner so both always address the same dataset
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention
+from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from pipelines import postgres_sessions
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.messages import hint
+
+log = logging.getLogger("micrometrics")
 
 PIPELINE_NAME = "micrometrics"
 DEFAULT_DATASET = "micrometrics"
@@ -80,8 +87,31 @@ def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = No
     elif destination == "postgres":
         target = postgres_sessions.postgres()
     kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
+    try:
+        return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target,
+                            dataset_name=dataset, **kwargs)
+    except json.JSONDecodeError as exc:
+        set_aside_damaged_folder(pipelines_dir, exc)
     return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target, dataset_name=dataset,
                         **kwargs)
+
+
+def set_aside_damaged_folder(pipelines_dir: str | None, exc: Exception) -> Path:
+    """Moves this machine's pipeline folder aside when dlt cannot read its state or schema
+    (cut short or emptied by a full disk or a power loss): dlt failed on it in every command,
+    for ever, naming no file. Without it, the sync restores the state of the last completed
+    load from the destination and reads again what the folder's packages held, as from a fresh
+    runner. Kept aside for a look, not deleted; returns where."""
+    folder = Path(pipelines_dir or get_dlt_pipelines_dir()) / PIPELINE_NAME
+    if not folder.is_dir():
+        raise exc
+    aside = folder.with_name(f"{folder.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    os.replace(folder, aside)
+    log.warning("warning: this machine's pipeline folder could not be read (%s: %s); moved to "
+                "%s: the state comes back from the destination, and what the folder held but "
+                "had not loaded is read again", type(exc).__name__, " ".join(str(exc).split()),
+                aside)
+    return aside
 
 
 def name_arg(value: str) -> str:

@@ -440,3 +440,33 @@ def test_todays_date_as_end_at_goes_on_with_a_reread_stopped_part_way(start_sand
     streams = [line for line in plan.stdout.splitlines()
                if line.strip().startswith(("devices", "survey_responses["))]
     assert streams and any("full history" not in line for line in streams), plan.stdout
+
+
+@pytest.mark.parametrize("damaged, cut", [("state.json", 0), ("schemas/micrometrics.schema.json",
+                                                                0.5)])
+def test_a_local_state_or_schema_file_cut_short_is_set_aside_and_the_next_sync_is_exact(
+        start_sandbox, tmp_path, damaged, cut):
+    # A full disk or a power loss empties or cuts dlt's state or schema file: dlt failed on it
+    # in every sync after ("Input is a zero-length, empty document"), naming no file.
+    sandbox = start_sandbox(devices=5, surveys=2, responses=100, rate=1000.0, burst=1000)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    folder = tmp_path / "dlt" / "pipelines" / "micrometrics"
+    target = folder / damaged
+    left = target.read_bytes()[:int(target.stat().st_size * cut)]
+    target.write_bytes(left)
+    sandbox.add_responses(5)
+    sandbox.update_devices(2)
+
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    (aside,) = folder.parent.glob("micrometrics.unreadable-*")
+    assert (aside / damaged).read_bytes() == left  # kept as it was found, for a look
+    warning = result.stderr.strip().splitlines()[0]
+    assert warning.startswith("warning: this machine's pipeline folder could not be read "
+                              "(JSONDecodeError: "), warning
+    assert warning.endswith(f"moved to {aside}: the state comes back from the destination, "
+                            f"and what the folder held but had not loaded is read again")
+    assert_matches_truth(tmp_path, sandbox.truth())
+    again = run_cli(env, "--quiet", "--no-models")
+    assert again.returncode == 0 and again.stderr == ""
