@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.cli import run_cli, sync_env
+from pipelines.status.cli import main as status_main
+from tests.cli import run_cli, run_in_process, sync_env
 from tests.destinations import FAST
 from tests.syncing import query, sync_sandbox
 from tests.truth import assert_matches_truth
@@ -85,18 +86,46 @@ def test_zero_reads_every_survey_every_sync(start_sandbox, tmp_path, clock):
 
 def test_dry_run_and_summary_name_the_skipped_surveys(start_sandbox, tmp_path):
     # The command reads the wall clock: so does this sandbox; nothing waits.
-    sandbox = start_sandbox(devices=5, surveys=40, responses=400, **FAST)
+    sandbox = start_sandbox(devices=5, surveys=40, responses=400, page_size=15, **FAST)
     env = sync_env(tmp_path, sandbox.url)
     assert run_cli(env, "--no-models").returncode == 0
-    plan = run_cli(env, "--dry-run")
+    plan = run_cli(env, "--dry-run", "--verbose")
     assert plan.returncode == 0, plan.stderr
     skipped = [line for line in plan.stdout.splitlines() if "skipped: quiet, last read" in line]
     assert len(skipped) >= 20  # the quiet ones but the stalest few
-    second = run_cli(env, "--no-models")
+    assert len([line for line in plan.stdout.splitlines() if "survey_responses[" in line]) == 40
+    # The survey list: 3 pages of 15, and its re-list of what changed while it was paged.
+    assert "full list (every sync; it indexes the responses): 4 request(s)" in plan.stdout
+    # Without --verbose: the surveys to read first, 20 lines, and how many more.
+    short = run_cli(env, "--dry-run").stdout.splitlines()
+    assert len([line for line in short if "survey_responses[" in line]) == 20
+    read_later = max(0, 40 - len(skipped) - 20)
+    assert (f"  ... and 20 more surveys: {read_later} to read, {20 - read_later} skipped as "
+            f"quiet (--dry-run --verbose lists every one)") in short
+
+    sandbox.reset_stats()
+    second = run_cli(env, "--no-models", "--json")
     assert second.returncode == 0, second.stderr
-    line = next(line for line in second.stdout.splitlines()
-                if line.startswith("quiet surveys: "))
-    assert f"quiet surveys: {len(skipped)} not read this sync" in line
+    assert sandbox.stats()["by_endpoint"]["surveys"] == 4  # as planned
+    summary = json.loads(second.stdout)
+    assert summary["quiet_surveys_skipped_total"] == len(skipped)
+    shown = summary["quiet_surveys_skipped"]
+    assert len(shown) == 20 and shown == sorted(shown, key=lambda s: s["last_read"])
+    text = run_cli(env, "--no-models").stdout  # what a person reads: the 10 stalest
+    line = next(line for line in text.splitlines() if line.startswith("quiet surveys: "))
+    not_read = int(line.split()[2])
+    assert line.count(" h; ") == 10, line
+    assert line.endswith(f"; ... and {not_read - 10} more (status --json lists them all)")
+
+    # status: 20 stream lines (devices first, then the least recently synced) and how many more.
+    status = run_in_process(status_main, ["pipelines.status"], env).stdout.splitlines()
+    streams = status[status.index("streams:") + 1:]
+    assert streams[0].lstrip().startswith("devices ")
+    assert sum(line.lstrip().startswith("survey_responses[") for line in streams[:21]) == 19
+    assert streams[20].startswith("  ... and 21 more streams, synced through "), streams[20]
+    assert streams[20].endswith(" (--json lists them all)")
+    assert len(json.loads(run_in_process(status_main, ["pipelines.status"], env,
+                                         "--json").stdout)["streams"]) == 41
 
 
 def test_dry_run_plans_the_surveys_the_last_list_named(start_sandbox, tmp_path):
@@ -107,7 +136,7 @@ def test_dry_run_plans_the_surveys_the_last_list_named(start_sandbox, tmp_path):
     assert run_cli(env, "--no-models").returncode == 0
     sandbox.remove_survey(sandbox.truth()["surveys"][-1]["id"])
     assert run_cli(env, "--no-models").returncode == 0
-    plan = run_cli(env, "--dry-run")
+    plan = run_cli(env, "--dry-run", "--verbose")
     assert plan.returncode == 0, plan.stderr
     assert "skipped: quiet" not in plan.stdout
     assert "1 survey(s) gone upstream: not read" in plan.stdout

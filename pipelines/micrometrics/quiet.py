@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipelines.text_lists import first_of
+
 from .timeutil import format_timestamp, parse_timestamp
 
 # Below this many surveys every survey is read every sync: a skipped quiet survey saves one
@@ -137,9 +139,11 @@ def record_last_change(state: dict[str, Any], records: list[dict[str, Any]]) -> 
 
 
 def describe_skipped(skipped: list[Skipped]) -> str:
-    """One line: how many quiet surveys were skipped, and each one's staleness."""
+    """One line: how many quiet surveys were skipped, and the staleness of the stalest."""
     if not skipped:
         return "quiet surveys: none skipped (every survey read)"
-    hours = "; ".join(f"{s.survey_id} {s.stale.total_seconds() / 3600:.1f} h" for s in skipped)
+    stalest = sorted(skipped, key=lambda s: s.last_read)
+    hours = first_of([f"{s.survey_id} {s.stale.total_seconds() / 3600:.1f} h" for s in stalest],
+                     "status --json lists them all")
     return (f"quiet surveys: {len(skipped)} not read this sync (no change for the quiet "
             f"period; each is read again before it is that stale); stale by: {hours}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from pipelines.micrometrics import RESOURCES
 from pipelines.micrometrics.timeutil import parse_timestamp
+from pipelines.text_lists import SHOWN_LINES, first_of
 
 SOURCES = {"none": "none found (nothing synced yet?)",
            "local": "from the local pipeline folder",
@@ -49,6 +50,28 @@ def sync_line(label: str, record: dict[str, Any] | None, now: datetime) -> str:
     return line
 
 
+def stream_lines(streams: list[dict[str, Any]]) -> list[str]:
+    """A line per stream, in the report's order; of many, those the reader looks for first (an
+    open backfill, never read to its end, devices, then the least recently synced), and how many
+    more."""
+    if len(streams) > SHOWN_LINES:
+        def urgency(stream: dict[str, Any]) -> tuple:
+            return (not stream["backfill"] and bool(stream["high_water"]),
+                    stream["stream"] != "devices", stream["high_water"] or "")
+        chosen = {id(s) for s in sorted(streams, key=urgency)[:SHOWN_LINES]}
+        hidden = [s for s in streams if id(s) not in chosen]
+        streams = [s for s in streams if id(s) in chosen]
+    else:
+        hidden = []
+    width = max(len(s["stream"]) for s in streams)
+    lines = [stream_line(stream, width) for stream in streams]
+    if hidden:
+        synced = sorted(s["high_water"] for s in hidden if s["high_water"])
+        through = f", synced through {synced[0]} .. {synced[-1]}" if synced else ""
+        lines.append(f"  ... and {len(hidden)} more streams{through} (--json lists them all)")
+    return lines
+
+
 def stream_line(stream: dict[str, Any], width: int) -> str:
     name = stream["stream"]
     if not stream["high_water"] and not stream["backfill"]:
@@ -88,9 +111,8 @@ def render(report: dict[str, Any], now: datetime) -> str:
         lines.append("last reconcile: none recorded")
     streams = report["streams"]
     if streams:
-        width = max(len(s["stream"]) for s in streams)
         lines.append("streams:")
-        lines += [stream_line(stream, width) for stream in streams]
+        lines += stream_lines(streams)
     backfills = report["open_backfills"]
     lines.append(f"open backfills: {', '.join(backfills)}" if backfills
                  else "open backfills: none")
@@ -107,7 +129,9 @@ def render(report: dict[str, Any], now: datetime) -> str:
                      f"{len(listing['gone'])} gone (marked deleted)")
     skipped = report["quiet_surveys_skipped"]
     if skipped:
-        stale = "; ".join(f"{s['survey_id']} {s['stale_hours']:.1f} h" for s in skipped)
+        stalest = sorted(skipped, key=lambda s: s["last_read"])
+        stale = first_of([f"{s['survey_id']} {s['stale_hours']:.1f} h" for s in stalest],
+                         "--json lists them all")
         lines.append(f"quiet surveys: {len(skipped)} not read by the last sync; stale by: "
                      f"{stale}")
     else:

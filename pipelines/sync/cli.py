@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="after building the models, print a few lines from the marts")
     parser.add_argument("--verbose", action="store_true",
                         help="the connector's debug lines and full tracebacks on failure "
-                             "(dlt's own: RUNTIME__LOG_LEVEL=DEBUG)")
+                             "(dlt's own: RUNTIME__LOG_LEVEL=DEBUG); with --dry-run, a line for "
+                             "every survey")
     return parser
 
 
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
             settings = load_settings(PIPELINE_NAME)
             result.secrets.append(settings.api_secret)
             refuse_future_start(settings.start_at, datetime.now(UTC), "this machine's clock")
-            plan = describe_plan(settings, options)
+            plan = describe_plan(settings, options, verbose=args.verbose)
             say(plan)
             result.extra["plan"] = plan.splitlines()
             return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,14 +14,17 @@ from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
 from pipelines.micrometrics.source_state import resource_states
 from pipelines.micrometrics.throttle import DEFAULT_BURST, DEFAULT_RATE
 from pipelines.micrometrics.windows import EPOCH, StreamWindows
+from pipelines.text_lists import SHOWN_LINES
 
 from .options import SyncOptions, make_pipeline
 from .summary import floor_seconds
 
 
-def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None = None) -> str:
+def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None = None,
+                  verbose: bool = False) -> str:
     """Streams, what each owes, estimated requests and the least time the rate limit allows;
-    ``now``: the sync's clock (default this machine's)."""
+    ``now``: the sync's clock (default this machine's); ``verbose``: a line for every survey
+    (else the first ``SHOWN_LINES``, those to read first)."""
     pipeline = make_pipeline(options)
     states = {} if options.full_refresh else resource_states(pipeline.state)
     now = now or datetime.now(UTC)
@@ -36,22 +40,28 @@ def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None
              f"{run_end.isoformat(timespec='seconds')}"]
     estimate, unknown = 0, False
 
-    def stream(label: str, state: dict[str, Any], settings_=windows) -> None:
+    def stream(label: str, state: dict[str, Any], settings_=windows,
+               into: list[str] = lines) -> None:
         nonlocal estimate, unknown
         walker = StreamWindows(copy.deepcopy(state), settings_, run_end)
         text = walker.describe()
         if text != "up to date":
             estimate += 1
             unknown = unknown or text.startswith(("full", "resume"))
-        lines.append(f"  {label:<28} {text}")
+        into.append(f"  {label:<28} {text}")
 
     if "devices" in options.resources:
         devices = states.get("devices", {})
         stream("devices", (read_so_far(devices) if explicit else devices).get("windows", {}),
                device_windows)
     if "surveys" in options.resources or "survey_responses" in options.resources:
-        lines.append(f"  {'surveys':<28} full list (every sync; it indexes the responses)")
-        estimate += 1
+        # A page per page size of surveys last listed, and a list of more than one page also
+        # lists what changed while it was paged (``listing``): 21 requests for 2,000 surveys.
+        pages = math.ceil(len(states.get("surveys", {}).get("known", [])) / page_size(states))
+        list_requests = pages + 1 if pages > 1 else 1
+        lines.append(f"  {'surveys':<28} full list (every sync; it indexes the responses): "
+                     f"{list_requests} request(s)")
+        estimate += list_requests
     if "survey_responses" in options.resources:
         responses = states.get("survey_responses", {})
         # The surveys the last list named (a deleted survey's stream state stays behind).
@@ -70,23 +80,29 @@ def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None
         if explicit:  # not the incremental windows: the re-read's own, if it stopped
             per_survey = read_so_far(responses).get("surveys", {})
             known = {sid: per_survey.get(sid, {}) for sid in known}
+        to_read: list[str] = []
         for survey_id, state in sorted(known.items()):
-            label = f"survey_responses[{survey_id}]"
-            if survey_id in skipped:
-                quiet = skipped[survey_id]
-                lines.append(f"  {label:<28} skipped: quiet, last read "
-                             f"{quiet.stale.total_seconds() / 3600:.1f} h ago, read by "
-                             f"{quiet.read_by.isoformat(timespec='seconds')}")
-                continue
-            stream(label, state)
+            if survey_id not in skipped:
+                stream(f"survey_responses[{survey_id}]", state, into=to_read)
+        quiet_lines = [f"  {'survey_responses[' + str(q.survey_id) + ']':<28} skipped: quiet, "
+                       f"last read {q.stale.total_seconds() / 3600:.1f} h ago, read by "
+                       f"{q.read_by.isoformat(timespec='seconds')}"
+                       for q in sorted(skipped.values(), key=lambda q: q.last_read)]
+        survey_lines = to_read + quiet_lines
+        if not verbose and len(survey_lines) > SHOWN_LINES:
+            lines += survey_lines[:SHOWN_LINES]
+            more = len(survey_lines) - SHOWN_LINES
+            quiet_more = min(more, len(quiet_lines))  # the quiet ones come last
+            lines.append(f"  ... and {more} more surveys: {more - quiet_more} to read, "
+                         f"{quiet_more} skipped as quiet (--dry-run --verbose lists every one)")
+        else:
+            lines += survey_lines
         if not known:
             lines.append(f"  {'survey_responses':<28} every survey's full history "
                          "(surveys not known before the first sync)")
             unknown = True
     if options.reconcile and not options.full_refresh:
-        seen = [s["page_size"] for s in page_states(states) if s.get("page_size")]
-        page_size = max(seen) if seen else ASSUMED_PAGE_SIZE  # the server's, once seen
-        reconcile_requests, reconcile_lines = reconcile_estimate(pipeline, page_size)
+        reconcile_requests, reconcile_lines = reconcile_estimate(pipeline, page_size(states))
         estimate += reconcile_requests
         lines += ["  " + line for line in reconcile_lines]
     left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
@@ -102,6 +118,12 @@ def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None
     )
     lines.append("dry run: no data request was made")
     return "\n".join(lines)
+
+
+def page_size(states: dict[str, Any]) -> int:
+    """The server's page size, once seen (in the window states), else the assumed one."""
+    seen = [s["page_size"] for s in page_states(states) if s.get("page_size")]
+    return max(seen) if seen else ASSUMED_PAGE_SIZE
 
 
 def page_states(states: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from pipelines.micrometrics import SyncReport
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.timeutil import format_timestamp
 from pipelines.models import ModelsReport
+from pipelines.text_lists import SHOWN_LINES
 
 from .summary import floor_seconds, load_jobs_per_table
 
@@ -88,7 +89,8 @@ def report_json(report: SyncReport | None, counts: dict[str, int | None] | None
         return {key: None for key in (
             "tables", "requests", "pages", "pages_with_data", "throttled", "retries", "rounds",
             "elapsed_seconds", "floor_seconds", "deep_pass", "reconcile", "marks",
-            "quiet_surveys_skipped", "rejected", "load_jobs")} | {"warnings": []}
+            "quiet_surveys_skipped", "quiet_surveys_skipped_total", "rejected", "load_jobs")} | {
+            "warnings": []}
     stats = report.client_stats
     tables = {}
     for table in sorted(set(counts or {}) | set(report.loaded_rows)):
@@ -123,7 +125,10 @@ def report_json(report: SyncReport | None, counts: dict[str, int | None] | None
         },
         "marks": {"marked": dict(report.marks.marked), "unmarked": dict(report.marks.unmarked),
                   "surveys_back": list(report.returned_surveys)},
-        "quiet_surveys_skipped": quiet_surveys_json(report.skipped_surveys),
+        # The stalest, their number: one line, bounded (``text_lists``); status lists all.
+        "quiet_surveys_skipped": quiet_surveys_json(
+            sorted(report.skipped_surveys, key=lambda s: s.last_read)[:SHOWN_LINES]),
+        "quiet_surveys_skipped_total": len(report.skipped_surveys),
         "rejected": report.rejected,
         "warnings": warnings,
         "load_jobs": load_jobs_per_table(report),
