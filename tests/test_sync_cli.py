@@ -3,10 +3,12 @@ process through ``main(argv)``, and in a real one where a kill is what is tested
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import signal
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -470,3 +472,59 @@ def test_a_local_state_or_schema_file_cut_short_is_set_aside_and_the_next_sync_i
     assert_matches_truth(tmp_path, sandbox.truth())
     again = run_cli(env, "--quiet", "--no-models")
     assert again.returncode == 0 and again.stderr == ""
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB filesystem of its own (tmpfs; needs root, as CI has: skipped elsewhere)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_or_read_only_pipelines_disk_is_said_in_one_line_and_shown_by_status(
+        start_sandbox, tmp_path, small_disk):
+    sandbox = start_sandbox(devices=5, surveys=2, responses=100, rate=1000.0, burst=1000)
+    env = sync_env(tmp_path, sandbox.url, DLT_DATA_DIR=str(small_disk / "dlt"))
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+
+    def status_problems() -> list[str]:
+        shown = run_in_process(status_main, ["pipelines.status"], env, "--json")
+        return json.loads(shown.stdout)["problems"]
+
+    filler = small_disk / "filler"
+    with open(filler, "wb") as out, contextlib.suppress(OSError):
+        while True:  # the disk fills up, as a log or a core dump would fill it
+            out.write(b"\0" * 65536)
+    sandbox.add_responses(5)
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: sync failed: this machine's disk: [Errno 28] No space left "
+                            "on device"), error
+    assert error.endswith("; free space on (or make writable) the disk of the path named, "
+                          "usually the pipelines folder (under DLT_DATA_DIR); nothing is lost: "
+                          "the next sync loads or reads again what this one could not")
+    pipelines = small_disk / "dlt" / "pipelines"
+    assert any(problem.startswith(f"the disk of this machine's pipelines folder {pipelines} is "
+                                  f"full (") for problem in status_problems())
+
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: sync failed: this machine's disk: [Errno 30] Read-only file system")
+    assert (f"this machine's pipelines folder {pipelines} is not writable (read-only?): syncs "
+            f"here fail before they start, and cannot record it") in status_problems()
+
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert status_problems() == []
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 0, result.stderr
+    assert_matches_truth(tmp_path, sandbox.truth())

@@ -105,6 +105,13 @@ HINTS: dict[str, Hint] = {
         "the package stays pending and every sync loads it first: fix the cause, or sync once "
         "with --drop-pending to drop it and read its windows again from the API",
     ),
+    "disk": Hint(
+        "error: sync failed: this machine's disk: [Errno 28] No space left on device ... / "
+        "[Errno 30] Read-only file system ...",
+        "free space on (or make writable) the disk of the path named, usually the pipelines "
+        "folder (under DLT_DATA_DIR); nothing is lost: the next sync loads or reads "
+        "again what this one could not",
+    ),
     "duckdb_name": Hint(
         "error: DuckDB file ... has the same name as the dataset",
         "name the DuckDB file differently from the dataset (DESTINATION__DUCKDB__CREDENTIALS)",

@@ -12,6 +12,7 @@ local pipeline folder gone, and also when the destination cannot be reached.
 from __future__ import annotations
 
 import fcntl
+import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -139,6 +140,8 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
     local, problem = local_state(pipelines_dir)
     if problem:
         snapshot.problems.append(problem)
+    if unusable := folder_unusable(pipelines_dir):
+        snapshot.problems.append(unusable)
     remote = None
     missing = missing_duckdb_file(destination)
     if missing:
@@ -229,6 +232,29 @@ def sync_running(pipelines_dir: str | None) -> str | None:
             fcntl.flock(handle, fcntl.LOCK_UN)
     except OSError:
         return None
+    return None
+
+
+# Less than this free where the pipelines folder is, and a sync cannot write its packages.
+LOW_DISK_BYTES = 1024 * 1024
+
+
+def folder_unusable(pipelines_dir: str | None) -> str | None:
+    """Why syncs on this machine fail before they can record it (the pipelines folder's disk
+    read-only or full: status showed the last success as the last sync), else None."""
+    root = Path(pipelines_dir or get_dlt_pipelines_dir())
+    probe = next((path for path in (root, *root.parents) if path.exists()), None)
+    if probe is None:
+        return None
+    if not os.access(probe, os.W_OK):
+        return (f"this machine's pipelines folder {root} is not writable (read-only?): syncs "
+                f"here fail before they start, and cannot record it")
+    disk = os.statvfs(probe)
+    free = disk.f_bavail * disk.f_frsize
+    if free < LOW_DISK_BYTES or disk.f_favail == 0 and disk.f_files:
+        return (f"the disk of this machine's pipelines folder {root} is full ({free // 1024} "
+                f"KB free{', no inode' if disk.f_files and disk.f_favail == 0 else ''}): syncs "
+                f"here fail, and may not record it")
     return None
 
 

@@ -10,6 +10,7 @@ goes into a ``RunResult`` (``--json``'s summary); failures are raised as they ar
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -44,6 +45,8 @@ from .terminate import STOPPED, raise_if_terminated, was_terminated
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
+# A full disk, a quota, a read-only filesystem (the pipelines folder's, or a temporary one).
+LOCAL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 TABLES = ["devices", "surveys", "surveys__questions", "survey_questions", "survey_responses",
           "survey_responses__answers", REJECTED_TABLE]
 
@@ -176,6 +179,10 @@ def first_cause(exc: BaseException) -> BaseException:
                  else "")
         return LoadJobFailed(f"the load of {table} failed: "
                              f"{one_line(job.client_exception, 200)}{stuck}")
+    disk = next((link for link in chain if isinstance(link, OSError)
+                 and link.errno in LOCAL_DISK_ERRORS), None)
+    if disk is not None:  # dlt's wrapper names neither the disk nor what to do
+        return LocalDiskFailed(f"this machine's disk: {one_line(disk, 200)}; {hint('disk')}")
     refused = next((link for link in chain if isinstance(link, NormalizeJobFailed)), None)
     if refused is not None:  # dlt's normalize fails the same way on every attempt
         # No table named: a value refused as dlt writes its files out names the last file read.
@@ -188,6 +195,10 @@ def first_cause(exc: BaseException) -> BaseException:
 class LoadJobFailed(Exception):
     """A load job the destination refused, or a normalize job dlt failed, its cause in one
     line (``first_cause``)."""
+
+
+class LocalDiskFailed(Exception):
+    """This machine's disk full or read-only, said in one line (``first_cause``)."""
 
 
 class LockWaitFailed(Exception):
