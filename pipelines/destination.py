@@ -71,12 +71,15 @@ def duckdb_destination(dataset: str) -> Any:
     return dlt.destinations.duckdb(credentials=path)
 
 
-def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = None) -> dlt.Pipeline:
-    """The connector's dlt pipeline for ``destination`` and ``dataset``.
+def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = None,
+                  set_aside: bool = False) -> dlt.Pipeline:
+    """The connector's dlt pipeline for ``destination`` and ``dataset``; ``set_aside``: a
+    folder whose state or schema dlt cannot read is moved aside (the sync, under its lock).
 
     Raises:
         ConfigurationError: An empty or blank name (from a scheduler's parameter as from the
             command line: dlt would take the dataset or destination it used last).
+        UnreadableFolder: The folder's state or schema cannot be read (not ``set_aside``).
     """
     for flag, name in (("destination", destination), ("dataset", dataset)):
         if not isinstance(name, str) or not name.strip():
@@ -91,9 +94,18 @@ def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = No
         return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target,
                             dataset_name=dataset, **kwargs)
     except json.JSONDecodeError as exc:
+        if not set_aside:
+            raise UnreadableFolder(
+                f"this machine's pipeline folder could not be read ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())}): the next sync moves it aside and restores the "
+                f"state from the destination") from exc
         set_aside_damaged_folder(pipelines_dir, exc)
     return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target, dataset_name=dataset,
                         **kwargs)
+
+
+class UnreadableFolder(Exception):
+    """This machine's pipeline folder holds a state or schema file dlt cannot read."""
 
 
 def set_aside_damaged_folder(pipelines_dir: str | None, exc: Exception) -> Path:
@@ -105,7 +117,8 @@ def set_aside_damaged_folder(pipelines_dir: str | None, exc: Exception) -> Path:
     folder = Path(pipelines_dir or get_dlt_pipelines_dir()) / PIPELINE_NAME
     if not folder.is_dir():
         raise exc
-    aside = folder.with_name(f"{folder.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    aside = folder.with_name(
+        f"{folder.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}")
     os.replace(folder, aside)
     log.warning("warning: this machine's pipeline folder could not be read (%s: %s); moved to "
                 "%s: the state comes back from the destination, and what the folder held but "

@@ -115,3 +115,52 @@ def test_a_load_the_destination_refuses_says_so_and_loads_once_the_cause_is_fixe
     result = run_cli(env, "--quiet", "--no-models")
     assert result.returncode == 0, result.stderr
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_an_explicit_reread_dropped_with_its_package_is_named_to_be_run_again(start_sandbox,
+                                                                               tmp_path):
+    """Its slot lived in the local state only (no round of it had loaded): dropped, nothing
+    read it again, the quiet edits it was run for stayed out, and the warning said "their
+    windows are read again"."""
+    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
+    env = sync_env(tmp_path, sandbox.url)
+    device = first_device(sandbox)
+    sandbox.patch_records("devices", [device], {"floor": 3})
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    quietly = [r["id"] for r in sandbox.truth()["survey_responses"]]
+    sandbox.patch_records("survey_responses", quietly, {"comment": "edited quietly"}, bump=False)
+    sandbox.patch_records("devices", [device], {"floor": 1e30})
+    reread = ("--start-at", "2000-01-01T00:00:00+00:00")
+    assert run_cli(env, "--quiet", "--no-models", *reread).returncode == 1
+    sandbox.patch_records("devices", [device], {"floor": 4})
+
+    dropped = run_cli(env, "--no-models", "--drop-pending")
+    assert dropped.returncode == 0, dropped.stderr
+    assert ("; run the explicit re-read among them again: --start-at "
+            "2000-01-01T00:00:00.000+00:00: dropped with the local state" in dropped.stderr)
+    # The command it names reads them.
+    assert run_cli(env, "--quiet", "--no-models", "--start-at",
+                   "2000-01-01T00:00:00.000+00:00").returncode == 0
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_a_package_whose_own_files_were_cut_short_says_what_to_do(start_sandbox, tmp_path):
+    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
+    env = sync_env(tmp_path, sandbox.url)
+    device = first_device(sandbox)
+    sandbox.patch_records("devices", [device], {"floor": 3})
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    sandbox.patch_records("devices", [device], {"floor": 1e30})
+    assert run_cli(env, "--quiet", "--no-models").returncode == 1
+    (package_state,) = (tmp_path / "dlt").rglob("extracted/*/load_package_state.json")
+    package_state.write_bytes(b"")  # a power loss
+    sandbox.patch_records("devices", [device], {"floor": 4})
+
+    result = run_cli(env, "--quiet", "--no-models")
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: sync failed: a load package on this machine could not be "
+                            "read (Package with `load_id="), error
+    assert error.endswith(STUCK_HINT)
+    assert run_cli(env, "--quiet", "--no-models", "--drop-pending").returncode == 0
+    assert_matches_truth(tmp_path, sandbox.truth())

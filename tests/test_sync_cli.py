@@ -459,6 +459,12 @@ def test_a_local_state_or_schema_file_cut_short_is_set_aside_and_the_next_sync_i
     target.write_bytes(left)
     sandbox.add_responses(5)
     sandbox.update_devices(2)
+    # Only a sync, under its lock, moves the folder: another command says so and leaves it.
+    plan = run_cli(env, "--dry-run")
+    assert plan.returncode == 1
+    assert plan.stderr.strip().endswith("the next sync moves it aside and restores the state "
+                                        "from the destination"), plan.stderr
+    assert not list(folder.parent.glob("micrometrics.unreadable-*"))
 
     result = run_cli(env, "--quiet", "--no-models")
     assert result.returncode == 0, result.stderr

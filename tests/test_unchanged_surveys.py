@@ -107,3 +107,24 @@ def test_the_whole_list_is_loaded_again_once_a_deep_pass_interval(start_sandbox,
         clock.advance(HOUR)
         result = sync(sandbox, tmp_path, clock, deep_every_hours=0)
         assert result.report.loaded_rows.get("surveys") == 30
+
+
+def test_a_survey_merged_by_a_package_that_never_completed_is_loaded_again(
+        start_sandbox, tmp_path, clock):
+    """dlt merges each table in a transaction of its own: a package lost after its surveys
+    merged (a kill, then a fresh runner or --drop-pending) left the survey as listed and its
+    new question out of the history, for good."""
+    sandbox = start_sandbox(clock=clock, **WIDE)
+    sync(sandbox, tmp_path, clock)
+    survey = sorted(s["id"] for s in sandbox.truth()["surveys"])[4]
+    clock.advance(HOUR)
+    (added,) = sandbox.edit_questions(survey, drop=[], add=["nps"])
+    edited_at = next(s["updated_at"] for s in sandbox.truth()["surveys"] if s["id"] == survey)
+    # What the lost package's surveys merge left: the new version, under its load id.
+    execute(tmp_path, f"UPDATE {DATASET}.surveys SET updated_at = '{edited_at}', "
+                      f"_dlt_load_id = '1796000000.000001' WHERE id = {survey}")
+    clock.advance(60)
+    result = sync(sandbox, tmp_path, clock)
+    assert result.report.loaded_rows["surveys"] == 1
+    assert (survey, added) in {(row[0], row[1]) for row in open_versions(tmp_path)}
+    assert open_versions(tmp_path) == truth_questions(sandbox)

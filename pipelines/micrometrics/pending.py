@@ -46,6 +46,8 @@ from dlt.common.pipeline import LoadInfo
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 from dlt.destinations.job_client_impl import SqlJobClientWithStagingDataset
 
+from .rounds import reread_slots
+from .source_state import resource_states
 from .warehouse import sql_literal
 
 log = logging.getLogger("micrometrics.sync")
@@ -148,9 +150,21 @@ def drop_on_request(pipeline: dlt.Pipeline) -> list[str]:
     left = sorted({load_id for stage, ids in states.items() if stage != LOADED
                    for load_id in ids})
     if left:
+        # A re-read's slot lives in the local state only until a round of it loads: its
+        # windows are read again only by the same command.
+        rereads = sorted({str(slot["range"]) for slot in
+                          reread_slots(resource_states(pipeline.state)) if not slot.get("done")})
+        again = "".join(f"; run the explicit re-read among them again: {reread_command(r)}"
+                        for r in rereads)
         _drop_with_local_state(pipeline, f"--drop-pending: package(s) {', '.join(left)} "
-                               f"not loaded; their windows are read again")
+                               f"not loaded; their windows are read again{again}")
     return left
+
+
+def reread_command(reread: str) -> str:
+    """The options of the re-read named ``start|end`` (``rounds.reread_range``)."""
+    start, _, end = reread.partition("|")
+    return f"--start-at {start}" + ("" if end == "now" else f" --end-at {end}")
 
 
 def _drop_with_local_state(pipeline: dlt.Pipeline, why: str) -> list[LoadInfo]:

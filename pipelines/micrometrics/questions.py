@@ -58,7 +58,8 @@ def question_rows(surveys: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def question_history(
-    list_surveys: Callable[[], Iterable[Any]], index: SurveyIndex, now: datetime | None
+    list_surveys: Callable[[], list[Any]], index: SurveyIndex, now: datetime | None,
+    to_load: Callable[[list[Any]], list[Any]] = list,
 ) -> DltResource:
     """The ``survey_questions`` resource of one sync.
 
@@ -68,6 +69,8 @@ def question_history(
         index: The sync's survey index: the questions are emitted in its first round only
             (like the surveys).
         now: The boundary of the versions, the sync's start (dlt's load time when None).
+        to_load: The listed surveys whose questions to load (default all), asked in the
+            round that emits them only.
     """
     disposition: dict[str, Any] = {
         "disposition": "merge",
@@ -82,7 +85,7 @@ def question_history(
         surveys = list_surveys()
         if not index.first_emit(RESOURCE):
             return
-        rows = question_rows(surveys)
+        rows = question_rows(to_load(surveys))
         if rows:
             yield rows
 

@@ -311,8 +311,8 @@ def micrometrics_source(
 
     # Quarantined surveys with an id too: their questions type their answers. Not those
     # whose survey is loaded as listed: their versions are the history's already.
-    survey_questions = question_history(lambda: unchanged.keep(surveys_listed().indexed),
-                                        index, bounds.now)
+    survey_questions = question_history(lambda: surveys_listed().indexed, index, bounds.now,
+                                        to_load=unchanged.keep)
 
     return [devices, surveys, survey_questions, survey_responses]
 

@@ -42,14 +42,20 @@ def loaded_versions(pipeline: dlt.Pipeline, table: str, ids: list[Any]) -> dict[
 
 
 def loaded_times(pipeline: dlt.Pipeline, table: str) -> dict[Any, Any]:
-    """``{id: updated_at}`` of every row of ``table`` (a small one: the surveys), empty when
-    it does not exist yet. One query, whatever the number of rows."""
+    """``{id: updated_at}`` of the rows of ``table`` (a small one: the surveys) that a
+    completed load wrote, empty when it does not exist yet; one query. A row merged by a
+    package that never completed (each table merges in a transaction of its own; the package
+    then dropped: a fresh runner, ``--drop-pending``) is left out: the tables merged after it
+    may lack what it brought."""
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return {}
         name = client.make_qualified_table_name(table)
+        loads = client.make_qualified_table_name("_dlt_loads")
         try:
-            rows = client.execute_sql(f"SELECT id, updated_at FROM {name}")
+            rows = client.execute_sql(
+                f"SELECT t.id, t.updated_at FROM {name} t JOIN {loads} l "
+                f"ON l.load_id = t._dlt_load_id WHERE l.status = 0")
         except Exception:  # noqa: BLE001 - no such table yet: nothing is loaded
             return {}
     return {row[0]: row[1] for row in rows or []}

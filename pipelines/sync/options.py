@@ -39,5 +39,8 @@ class SyncOptions:
                 "drop_pending": self.drop_pending}
 
 
-def make_pipeline(options: SyncOptions) -> dlt.Pipeline:
-    return open_pipeline(options.destination, options.dataset, options.pipelines_dir)
+def make_pipeline(options: SyncOptions, set_aside: bool = False) -> dlt.Pipeline:
+    """The pipeline; ``set_aside``: an unreadable folder is moved aside (under the sync lock
+    only: another command doing so could move a running sync's fresh folder)."""
+    return open_pipeline(options.destination, options.dataset, options.pipelines_dir,
+                         set_aside=set_aside)

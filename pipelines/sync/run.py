@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import dlt
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.storages.exceptions import LoadPackageNotFound
 from dlt.load.exceptions import LoadClientJobException
 from dlt.normalize.exceptions import NormalizeJobFailed
 
@@ -69,7 +70,7 @@ def run_sync(options: SyncOptions, result: RunResult, *, models: bool = True,
         Exception: What the sync or dlt raised (``failure`` gives its exit status).
     """
     with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
-        pipeline = make_pipeline(options)
+        pipeline = make_pipeline(options, set_aside=True)
         # Outside the record: a run locked out by another machine's writes nothing there.
         with dataset_lock(pipeline), recorded(pipeline, options, result):
             # A bad setting is recorded for status too.
@@ -174,15 +175,20 @@ def first_cause(exc: BaseException) -> BaseException:
     job = next((link for link in chain if isinstance(link, LoadClientJobException)), None)
     if job is not None and getattr(job, "client_exception", None) is not None:
         table = str(getattr(job, "job_id", "")).split(".", 1)[0] or "a table"
-        # A job the destination refused for good keeps its package failing every sync.
+        # A job the destination refused keeps its package failing every sync; one dlt took
+        # for transient may have been too (dlt's Snowflake client calls most errors transient).
         stuck = (f"; {hint('stuck_package')}" if isinstance(job, DestinationTerminalException)
-                 else "")
+                 else f"; if this repeats on every sync: {hint('stuck_package')}")
         return LoadJobFailed(f"the load of {table} failed: "
                              f"{one_line(job.client_exception, 200)}{stuck}")
     disk = next((link for link in chain if isinstance(link, OSError)
                  and link.errno in LOCAL_DISK_ERRORS), None)
     if disk is not None:  # dlt's wrapper names neither the disk nor what to do
         return LocalDiskFailed(f"this machine's disk: {one_line(disk, 200)}; {hint('disk')}")
+    unreadable = next((link for link in chain if isinstance(link, LoadPackageNotFound)), None)
+    if unreadable is not None:  # a package's own files emptied or cut short (a power loss)
+        return LoadJobFailed(f"a load package on this machine could not be read "
+                             f"({one_line(unreadable, 200)}); {hint('stuck_package')}")
     refused = next((link for link in chain if isinstance(link, NormalizeJobFailed)), None)
     if refused is not None:  # dlt's normalize fails the same way on every attempt
         # No table named: a value refused as dlt writes its files out names the last file read.
