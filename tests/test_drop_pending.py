@@ -164,3 +164,20 @@ def test_a_package_whose_own_files_were_cut_short_says_what_to_do(start_sandbox,
     assert error.endswith(STUCK_HINT)
     assert run_cli(env, "--quiet", "--no-models", "--drop-pending").returncode == 0
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_a_load_dlt_took_for_transient_says_what_to_do_if_it_repeats():
+    """dlt's Snowflake client takes most errors for transient (a value it cannot read, say):
+    after its retries the package stays pending and fails every sync the same way."""
+    from dlt.destinations.exceptions import DatabaseTransientException
+    from dlt.load.exceptions import LoadClientJobRetry
+
+    from pipelines.sync.run import failure
+
+    refused = DatabaseTransientException(
+        Exception("100038 (22018): Numeric value '1e30' is not recognized"))
+    code, message = failure(LoadClientJobRetry("1796.1", "devices.abc.0.parquet", 5, 5,
+                                               "retried", refused))
+    assert code == 1
+    assert message == ("sync failed: the load of devices failed: 100038 (22018): Numeric value "
+                       f"'1e30' is not recognized; if this repeats on every sync: {STUCK_HINT}")
