@@ -201,11 +201,11 @@ def restart_unrecorded_jobs(pipeline: dlt.Pipeline, load_id: str) -> list[str]:
     committed by the destination. For a table loaded through the staging dataset (every merged
     table), nothing of this package has reached the final table yet (its merge runs once all of
     its chain is loaded), so the staging table is emptied and all of its files queued again.
-    A table loaded straight into the dataset (dlt's ``_dlt_pipeline_state``, the appended
-    ``_rejected_records``) loses the rows this package wrote there (by their load id) instead:
-    run again, the state's row broke PostgreSQL's unique key on every later sync (a full disk
-    hits this every time: dlt cannot record the job the destination committed), and a
-    quarantined record was kept twice.
+    A table loaded straight into the dataset (dlt's ``_dlt_pipeline_state``, the only one:
+    every other table is merged) loses the rows this package wrote there, by their load id,
+    instead: run again, the state's row broke PostgreSQL's unique key on every later sync (a
+    full pipelines disk hits this every time: dlt cannot record the job the destination
+    committed).
     """
     packages = pipeline._get_load_storage().normalized_packages
     unrecorded = set()

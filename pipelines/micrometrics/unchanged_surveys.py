@@ -4,9 +4,9 @@ The survey list is read in full every sync: it indexes the response streams and 
 surveys are gone. Loading all of it too merged every survey, and each of its questions twice
 (``surveys__questions`` and the history), on every sync: on 2,000 surveys, 14,116 rows and
 three load jobs an hour where one survey changed (MERGE billed per statement on a warehouse;
-``benchmarks.wide_hourly``). A listed survey whose ``updated_at`` is the loaded row's is left out of
-the surveys and question-history loads: the merge keeps its row and child rows, and the
-history's merge key (``survey_id``) keeps its versions.
+``benchmarks.wide_hourly``). A listed survey whose ``updated_at`` is that of the row a
+completed load wrote is left out of the surveys and question-history loads: the merge keeps its
+row and child rows, and the history's merge key (``survey_id``) keeps its versions.
 
 All are loaded when no lookup is given (a full refresh, whose tables are dropped only after
 the extract, or an explicit re-read), when the table is empty or gone, and once every
