@@ -136,8 +136,8 @@ def test_an_explicit_reread_dropped_with_its_package_is_named_to_be_run_again(st
 
     dropped = run_cli(env, "--no-models", "--drop-pending")
     assert dropped.returncode == 0, dropped.stderr
-    assert ("; run the explicit re-read among them again: --start-at "
-            "2000-01-01T00:00:00.000+00:00: dropped with the local state" in dropped.stderr)
+    assert ("; run the explicit re-read among them again: `--start-at "
+            "2000-01-01T00:00:00.000+00:00`: dropped with the local state" in dropped.stderr)
     # The command it names reads them.
     assert run_cli(env, "--quiet", "--no-models", "--start-at",
                    "2000-01-01T00:00:00.000+00:00").returncode == 0

@@ -551,3 +551,60 @@ def test_a_state_row_postgres_committed_before_dlt_recorded_it(start_sandbox, tm
     assert_matches_truth(where, sandbox.truth())
     assert query_where(where, f"SELECT _dlt_load_id FROM {DATASET}._dlt_pipeline_state "
                               f"GROUP BY _dlt_load_id HAVING count(*) > 1") == []
+
+
+def live_rows_of_gone_survey(tenant: Tenant, survey) -> list[tuple]:
+    return query(tenant.path, f"SELECT count(*) FROM {DATASET}.survey_responses "
+                              f"WHERE survey_id = {survey} AND deleted_at IS NULL")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("then", [(), ("--drop-pending",)])
+def test_a_refresh_killed_before_its_first_round_keeps_track_of_surveys_gone(tenant, then):
+    """The refresh's reset state, loaded first on its own, had dropped which surveys the last
+    list named: a survey deleted upstream before it stayed live, with its responses, for good."""
+    assert tenant.sync() == 0
+    gone = tenant.sandbox.truth()["surveys"][1]["id"]
+    tenant.sandbox.remove_survey(gone)
+    check_extract(tenant.kill("extract", 3, "--full-refresh"))
+    assert tenant.sync(*then) == 0
+    assert live_rows_of_gone_survey(tenant, gone) == [(0,)]
+    assert query(tenant.path, f"SELECT deleted_at IS NOT NULL FROM {DATASET}.surveys "
+                              f"WHERE id = {gone}") == [(True,)]
+    live = query(tenant.path, f"SELECT id FROM {DATASET}.surveys WHERE deleted_at IS NULL")
+    assert sorted(live) == sorted((s["id"],) for s in tenant.sandbox.truth()["surveys"])
+
+
+@pytest.mark.slow
+def test_drop_pending_names_a_reread_whose_package_was_committed_before_the_local_save(
+        tenant, capsys):
+    """Killed between the package's commit and the local save of the state, the re-read's slot
+    is only in the package: dropped, the warning did not name it, and nothing read it again."""
+    assert tenant.sync() == 0
+    quietly = [r["id"] for r in tenant.sandbox.truth()["survey_responses"]]
+    tenant.sandbox.patch_records("survey_responses", quietly, {"comment": "edited quietly"},
+                                 bump=False)
+    check_extract_commit(tenant.kill("extract-commit", 1, "--start-at", "2000-01-01"))
+    capsys.readouterr()
+    assert tenant.sync("--dry-run", "--drop-pending") == 0
+    assert ("1 package(s) a failed or killed sync left: dropped with the local state"
+            in capsys.readouterr().out)
+    assert tenant.sync("--drop-pending") == 0
+    assert ("; run the explicit re-read among them again: `--start-at "
+            "2000-01-01T00:00:00.000+00:00`: dropped" in capsys.readouterr().err)
+    assert tenant.sync("--start-at", "2000-01-01T00:00:00.000+00:00") == 0
+    tenant.assert_exact()
+
+
+@pytest.mark.slow
+def test_an_extract_killed_before_its_commit_leaves_nothing_to_drop(tenant, capsys):
+    assert tenant.sync() == 0
+    change_upstream(tenant.sandbox)
+    seen = tenant.kill("extract", 2)  # pages read, the package not committed
+    assert seen["step"] == "extract" and not pending(seen)
+    capsys.readouterr()
+    assert tenant.sync("--dry-run", "--drop-pending") == 0
+    assert "package(s) a failed or killed sync left" not in capsys.readouterr().out
+    assert tenant.sync("--drop-pending") == 0
+    assert "--drop-pending" not in capsys.readouterr().err  # the local state was kept
+    tenant.assert_exact()

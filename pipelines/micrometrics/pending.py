@@ -44,6 +44,7 @@ import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.pipeline import LoadInfo
 from dlt.common.storages.load_package import ParsedLoadJobFileName
+from dlt.common.versioned_state import decompress_state
 from dlt.destinations.job_client_impl import SqlJobClientWithStagingDataset
 
 from .rounds import reread_slots
@@ -146,19 +147,46 @@ def drop_on_request(pipeline: dlt.Pipeline) -> list[str]:
     from the connector, dropping it is what lets the syncs go on. Nothing it held is lost but a
     question-history version only it had: its windows are read again, from the destination's
     state (the state of the last completed load), which the sync restores next."""
-    states = package_states(pipeline)
-    left = sorted({load_id for stage, ids in states.items() if stage != LOADED
-                   for load_id in ids})
+    for folder in abandoned_extracts(pipeline):  # never committed: nothing in them counts
+        shutil.rmtree(folder, ignore_errors=True)
+    left = pending_load_ids(pipeline)
     if left:
-        # A re-read's slot lives in the local state only until a round of it loads: its
-        # windows are read again only by the same command.
-        rereads = sorted({str(slot["range"]) for slot in
-                          reread_slots(resource_states(pipeline.state)) if not slot.get("done")})
-        again = "".join(f"; run the explicit re-read among them again: {reread_command(r)}"
+        # A re-read's slot lives in the local state, or only in the package (killed before
+        # the state's local save), until a round of it loads: only its command reads it again.
+        states = [pipeline.state, *carried_states(pipeline)]
+        rereads = sorted({str(slot["range"]) for state in states
+                          for slot in reread_slots(resource_states(state))
+                          if not slot.get("done")})
+        again = "".join(f"; run the explicit re-read among them again: `{reread_command(r)}`"
                         for r in rereads)
         _drop_with_local_state(pipeline, f"--drop-pending: package(s) {', '.join(left)} "
                                f"not loaded; their windows are read again{again}")
     return left
+
+
+def pending_load_ids(pipeline: dlt.Pipeline) -> list[str]:
+    """The committed packages left here, not loaded (what ``--drop-pending`` drops)."""
+    states = package_states(pipeline)
+    return sorted({load_id for stage in ("extracted", "normalizing", "normalized", "loading")
+                   for load_id in states[stage]})
+
+
+def carried_states(pipeline: dlt.Pipeline) -> list[dict]:
+    """The pipeline states the packages left here carry (each package's, as its extract
+    committed it); a package whose own state cannot be read gives none."""
+    extracted = pipeline._get_normalize_storage().extracted_packages  # noqa: SLF001 - no API
+    found = []
+    for load_id in pending_load_ids(pipeline):
+        try:
+            package = (extracted.get_load_package_state(load_id)
+                       if load_id in pipeline.list_extracted_load_packages()
+                       else pipeline.get_load_package_state(load_id))
+            doc = package.get("pipeline_state")
+            if doc:
+                found.append(decompress_state(doc["state"]))
+        except Exception:  # noqa: BLE001 - a damaged package: its state is not read
+            continue
+    return found
 
 
 def reread_command(reread: str) -> str:

@@ -19,6 +19,9 @@ import dlt
 
 from .source_state import loaded_at_once, resource_states
 
+# The surveys resource's deletion tracking (``deletions``), kept across a refresh's reset.
+SURVEY_TRACKING = ("known", "deleted", "restored", "returns")
+
 
 def load_refresh_start(pipeline: dlt.Pipeline, resources: Iterable[str]) -> None:
     """Resets the state of the ``resources`` the refresh drops (as dlt's ``drop_resources``
@@ -30,4 +33,9 @@ def load_refresh_start(pipeline: dlt.Pipeline, resources: Iterable[str]) -> None
     with loaded_at_once(pipeline) as state:
         states = resource_states(state)
         for name in resources:
-            states.pop(name, None)
+            dropped = states.pop(name, None)
+            if name == "surveys" and dropped:
+                # Which surveys the last list had, and which are gone: a refresh stopped after
+                # this load and before its first round's (whose list is tracked against the
+                # state as the sync began) left a survey deleted meanwhile live for good.
+                states[name] = {key: dropped[key] for key in SURVEY_TRACKING if key in dropped}

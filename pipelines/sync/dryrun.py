@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.micrometrics.pending import pending_load_ids
 from pipelines.micrometrics.quiet import choose_skipped
 from pipelines.micrometrics.reconcile import reconcile_estimate
 from pipelines.micrometrics.rounds import plan_windows, reread_range
@@ -105,7 +106,7 @@ def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None
         reconcile_requests, reconcile_lines = reconcile_estimate(pipeline, page_size(states))
         estimate += reconcile_requests
         lines += ["  " + line for line in reconcile_lines]
-    left = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
+    left = pending_load_ids(pipeline)
     if left:
         fate = ("dropped with the local state (the destination's replaces it: the plan above "
                 "may read more)" if options.drop_pending else "loaded first")
