@@ -23,12 +23,19 @@ def first_device(sandbox) -> str:
     return sorted(device["id"] for device in sandbox.truth()["devices"])[0]
 
 
-def test_a_package_dlt_cannot_normalize_fails_every_sync_until_dropped(start_sandbox, tmp_path):
-    sandbox = start_sandbox(devices=5, surveys=2, responses=120, rate=1000.0, burst=1000)
+def synced_with_an_integer_floor(start_sandbox, tmp_path, responses: int = 60):
+    """A sandbox synced once with a device whose ``floor`` is an integer (so the column is);
+    returns it, the command's environment, and that device."""
+    sandbox = start_sandbox(devices=5, surveys=2, responses=responses, rate=1000.0, burst=1000)
     env = sync_env(tmp_path, sandbox.url)
     device = first_device(sandbox)
     sandbox.patch_records("devices", [device], {"floor": 3})  # an integer column
     assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    return sandbox, env, device
+
+
+def test_a_package_dlt_cannot_normalize_fails_every_sync_until_dropped(start_sandbox, tmp_path):
+    sandbox, env, device = synced_with_an_integer_floor(start_sandbox, tmp_path, responses=120)
 
     # One window, three changes: the bad value and two good ones that travel with it.
     sandbox.patch_records("devices", [device], {"floor": 1e30})
@@ -71,11 +78,7 @@ def test_a_package_dlt_cannot_normalize_fails_every_sync_until_dropped(start_san
 
 def test_dropping_while_the_bad_value_is_still_upstream_fails_the_same_way(start_sandbox,
                                                                            tmp_path):
-    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
-    env = sync_env(tmp_path, sandbox.url)
-    device = first_device(sandbox)
-    sandbox.patch_records("devices", [device], {"floor": 3})
-    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    sandbox, env, device = synced_with_an_integer_floor(start_sandbox, tmp_path)
     sandbox.patch_records("devices", [device], {"floor": 1e30})
     first = run_cli(env, "--quiet", "--no-models")
     assert first.returncode == 1
@@ -122,11 +125,7 @@ def test_an_explicit_reread_dropped_with_its_package_is_named_to_be_run_again(st
     """Its slot lived in the local state only (no round of it had loaded): dropped, nothing
     read it again, the quiet edits it was run for stayed out, and the warning said "their
     windows are read again"."""
-    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
-    env = sync_env(tmp_path, sandbox.url)
-    device = first_device(sandbox)
-    sandbox.patch_records("devices", [device], {"floor": 3})
-    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    sandbox, env, device = synced_with_an_integer_floor(start_sandbox, tmp_path)
     quietly = [r["id"] for r in sandbox.truth()["survey_responses"]]
     sandbox.patch_records("survey_responses", quietly, {"comment": "edited quietly"}, bump=False)
     sandbox.patch_records("devices", [device], {"floor": 1e30})
@@ -145,11 +144,7 @@ def test_an_explicit_reread_dropped_with_its_package_is_named_to_be_run_again(st
 
 
 def test_a_package_whose_own_files_were_cut_short_says_what_to_do(start_sandbox, tmp_path):
-    sandbox = start_sandbox(devices=5, surveys=2, responses=60, rate=1000.0, burst=1000)
-    env = sync_env(tmp_path, sandbox.url)
-    device = first_device(sandbox)
-    sandbox.patch_records("devices", [device], {"floor": 3})
-    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    sandbox, env, device = synced_with_an_integer_floor(start_sandbox, tmp_path)
     sandbox.patch_records("devices", [device], {"floor": 1e30})
     assert run_cli(env, "--quiet", "--no-models").returncode == 1
     (package_state,) = (tmp_path / "dlt").rglob("extracted/*/load_package_state.json")

@@ -3,6 +3,7 @@ client."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dlt
@@ -29,16 +30,10 @@ def loaded_versions(pipeline: dlt.Pipeline, table: str, ids: list[Any]) -> dict[
     ids = [i for i in ids if isinstance(i, int | str) and not isinstance(i, bool)]
     if not ids:
         return {}
-    with pipeline.sql_client() as client:
-        if not client.has_dataset():
-            return {}
-        name = client.make_qualified_table_name(table)
-        id_list = ", ".join(sql_literal(i) for i in ids)
-        try:
-            rows = client.execute_sql(f"SELECT id, updated_at FROM {name} WHERE id IN ({id_list})")
-        except Exception:  # noqa: BLE001 - no such table yet: nothing is loaded
-            return {}
-    return {row[0]: row[1] for row in rows or []}
+    id_list = ", ".join(sql_literal(i) for i in ids)
+    return _id_times(pipeline, lambda client: (
+        f"SELECT id, updated_at FROM {client.make_qualified_table_name(table)} "
+        f"WHERE id IN ({id_list})"))
 
 
 def loaded_times(pipeline: dlt.Pipeline, table: str) -> dict[Any, Any]:
@@ -47,15 +42,20 @@ def loaded_times(pipeline: dlt.Pipeline, table: str) -> dict[Any, Any]:
     package that never completed (each table merges in a transaction of its own; the package
     then dropped: a fresh runner, ``--drop-pending``) is left out: the tables merged after it
     may lack what it brought."""
+    return _id_times(pipeline, lambda client: (
+        f"SELECT t.id, t.updated_at FROM {client.make_qualified_table_name(table)} t "
+        f"JOIN {client.make_qualified_table_name('_dlt_loads')} l "
+        f"ON l.load_id = t._dlt_load_id WHERE l.status = 0"))
+
+
+def _id_times(pipeline: dlt.Pipeline, query: Callable[[Any], str]) -> dict[Any, Any]:
+    """``{id: updated_at}`` of the rows ``query(sql_client)`` selects; empty when the dataset
+    or the table does not exist yet."""
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return {}
-        name = client.make_qualified_table_name(table)
-        loads = client.make_qualified_table_name("_dlt_loads")
         try:
-            rows = client.execute_sql(
-                f"SELECT t.id, t.updated_at FROM {name} t JOIN {loads} l "
-                f"ON l.load_id = t._dlt_load_id WHERE l.status = 0")
+            rows = client.execute_sql(query(client))
         except Exception:  # noqa: BLE001 - no such table yet: nothing is loaded
             return {}
     return {row[0]: row[1] for row in rows or []}
