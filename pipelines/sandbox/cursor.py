@@ -55,6 +55,8 @@ class CursorCodec:
             CursorError: Malformed, bad MAC, or issued for another query.
         """
         try:
+            if not token.isascii():  # compare_digest refuses non-ASCII text with a TypeError
+                raise ValueError(token)
             body, mac = token.split(".")
             payload = _unb64(body)
         except (ValueError, binascii.Error):

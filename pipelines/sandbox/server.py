@@ -30,6 +30,7 @@ from .window import BOUNDARIES
 
 JSON_TYPE = "application/json; charset=utf-8"
 LAST_CURSOR_MODES = ("empty", "absent")
+MAX_BODY = 10 * 1024 * 1024  # a response body is a few KB; a larger one is refused unread
 # Control actions that POST /_sandbox/mutate may call on the Sandbox.
 MUTATIONS = (
     "add_responses", "update_responses", "add_late_responses", "update_devices",
@@ -78,6 +79,9 @@ class _Server(ThreadingHTTPServer):
     """Threading server that can cut its keep-alive connections on stop."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of connections (a client
+    # with many requests in flight), which then wait seconds for TCP to retry.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type) -> None:
         super().__init__(address, handler)
@@ -144,6 +148,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:  # noqa: N802
         self._handle("PATCH")
 
+    # Other methods get the API's JSON 405 too, not http.server's HTML 501.
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._handle("HEAD")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._handle("OPTIONS")
+
     # -- dispatch ------------------------------------------------------------------------------
 
     def _handle(self, method: str) -> None:
@@ -153,8 +164,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
+            length = -1
+        if length < 0:
             self.close_connection = True
             return self._send(error(400, "invalid Content-Length"))
+        if length > MAX_BODY:
+            self.close_connection = True  # the body stays unread
+            return self._send(error(413, f"body over {MAX_BODY} bytes"))
         body = self.rfile.read(length) if length > 0 else b""
         path = urlsplit(self.path).path
         try:
@@ -309,7 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
             if name != "Date":
                 self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":  # a HEAD answer has the headers of a GET and no body
+            self.wfile.write(payload)
 
 
 class Sandbox:
@@ -548,9 +565,9 @@ class Sandbox:
         """See :meth:`Store.add_devices`."""
         return self.store.add_devices(count)
 
-    def add_survey(self) -> int:
+    def add_survey(self, survey_id: int | None = None) -> int:
         """See :meth:`Store.add_survey`."""
-        return self.store.add_survey()
+        return self.store.add_survey(survey_id)
 
     def edit_questions(
         self, survey_id: int, drop: list[int] | None = None, add: list[str] | None = None

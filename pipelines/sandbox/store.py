@@ -31,9 +31,6 @@ class Store:
             at construction (truncated to the minute) and mutations are stamped with it.
     """
 
-    # Highest question id edit_questions handed out, so a dropped id is never issued again.
-    _last_question_id = 0
-
     def __init__(
         self,
         seed: int = 1,
@@ -61,6 +58,10 @@ class Store:
         self._removed: dict[Any, list[tuple[str, int, dict]]] = {}
         # Records erased with erase_records, for restore_records: (kind, id) -> (updated, record).
         self._erased: dict[tuple[str, Any], tuple[int, dict]] = {}
+        # The highest id ever stored per kind (and of questions): new ids go above it, so an id
+        # erased, removed or dropped is never handed out again, as the vendor's never would.
+        self._issued: dict[str, int] = {"survey_responses": 10_000, "surveys": 236,
+                                        "questions": 1000}
         rows = data.generate(seed, anchor_ms, devices, surveys, responses, silent_devices)
         self.silent_device_ids = data.silent_device_ids(rows["devices"], silent_devices)
         for kind in KINDS:
@@ -241,21 +242,23 @@ class Store:
             ids = []
             for _ in range(count):
                 record = data.make_device(self._rng, now, now)
-                while record["id"] in self._records["devices"]:
+                while (record["id"] in self._records["devices"]
+                       or ("devices", record["id"]) in self._erased):
                     record["id"] = data.device_id(self._rng)
                 self._put("devices", record, now)
                 ids.append(record["id"])
             return ids
 
-    def add_survey(self) -> int:
-        """Creates a survey (with questions, no responses yet) stamped now; returns its id."""
+    def add_survey(self, survey_id: int | None = None) -> int:
+        """Creates a survey (with questions, no responses yet) stamped now; returns its id: a new
+        one, or ``survey_id`` given again (the vendor never reuses one, but a restore from its
+        backup could). Raises ValueError when ``survey_id`` is a live survey's."""
         with self._lock:
             now = self._now_ms()
-            surveys = self._records["surveys"]
-            survey_id = max(surveys, default=236) + 1
-            first_q = 1 + max(
-                (q["id"] for sid in surveys for q in self._questions(sid)), default=1000
-            )
+            if survey_id in self._records["surveys"]:
+                raise ValueError(f"survey {survey_id} exists")
+            survey_id = self._issued["surveys"] + 1 if survey_id is None else survey_id
+            first_q = self._issued["questions"] + 1
             record = {
                 "id": survey_id,
                 "name": self._rng.choice(data.SURVEY_NAMES),
@@ -294,10 +297,8 @@ class Store:
             missing = [qid for qid in drop if qid not in listed]
             if missing:
                 raise KeyError(f"survey {survey_id} has no questions {missing!r}")
-            high = max([self._last_question_id, 1000, *(
-                q["id"] for sid in self._records["surveys"] for q in self._questions(sid))])
+            high = self._issued["questions"]
             new_ids = list(range(high + 1, high + 1 + len(add)))
-            self._last_question_id = high + len(add)
             kept = [q for q in questions if not (isinstance(q, dict) and q.get("id") in drop)]
             kept += [{"id": qid, "type": kind, "text": data.QUESTION_TEXTS[kind]}
                      for qid, kind in zip(new_ids, add, strict=True)]
@@ -326,8 +327,11 @@ class Store:
     def restore_survey(self, survey_id: int) -> list[int]:
         """Brings back a survey removed by :meth:`remove_survey`, with its responses, exactly as
         they were (same ``updated_at``: an undelete in the vendor's app changes nothing else).
-        Returns the response ids. Raises KeyError if the survey was not removed."""
+        Returns the response ids. Raises KeyError if the survey was not removed, ValueError if
+        its id was given to a survey since (``add_survey(survey_id)``)."""
         with self._lock:
+            if survey_id in self._records["surveys"]:
+                raise ValueError(f"survey {survey_id} exists")
             removed = self._removed.pop(survey_id)
             for kind, updated_ms, record in removed:
                 self._put(kind, record, updated_ms)
@@ -430,6 +434,12 @@ class Store:
     # -- internals -----------------------------------------------------------------------------
 
     def _put(self, kind: str, record: dict, updated_ms: int) -> None:
+        if type(record["id"]) is int and kind in self._issued:
+            self._issued[kind] = max(self._issued[kind], record["id"])
+        if kind == "surveys" and isinstance(record.get("questions"), list):
+            self._issued["questions"] = max([self._issued["questions"], *(
+                q["id"] for q in record["questions"]
+                if isinstance(q, dict) and type(q.get("id")) is int)])
         self._records[kind][record["id"]] = record
         self._updated[kind][record["id"]] = updated_ms
         self.version += 1
@@ -459,7 +469,7 @@ class Store:
         return self._rng.sample(ids, min(count, len(ids)))
 
     def _next_response_id(self) -> int:
-        return max(self._records["survey_responses"], default=10_000) + 1
+        return self._issued["survey_responses"] + 1
 
     def _new_responses(self, count: int, survey_id: int | None, delay_ms: int) -> list[int]:
         with self._lock:

@@ -62,20 +62,17 @@ def month_before(us: int) -> int:
 def resolve(start_raw: str | None, end_raw: str | None, now: float) -> tuple[int, int]:
     """The effective window from the raw query values (None when absent).
 
-    Defaults: ``end_at`` = end of the current UTC day, ``start_at`` = one calendar month
-    before the effective end.
+    Defaults (the vendor's page): ``end_at`` = end of the current UTC day, ``start_at`` = one
+    calendar month before the end of the current UTC day, whatever ``end_at`` was sent; a
+    window whose defaulted start is after the ``end_at`` sent is empty, not an error.
 
     Raises:
-        BoundError: A bound is invalid or ``start_at`` is after ``end_at``.
+        BoundError: A bound is invalid or a ``start_at`` sent is after ``end_at``.
     """
     end = parse_bound("end_at", end_raw) if end_raw is not None else default_window(now)[1]
-    if start_raw is not None:
-        start = parse_bound("start_at", start_raw)
-    else:
-        try:
-            start = month_before(end)
-        except (ValueError, OverflowError) as exc:  # month arithmetic before year 1
-            raise BoundError(f"end_at is out of range: {end_raw!r}") from exc
+    if start_raw is None:
+        return default_window(now)[0], end
+    start = parse_bound("start_at", start_raw)
     if start > end:
         raise BoundError("start_at must not be after end_at")
     return start, end

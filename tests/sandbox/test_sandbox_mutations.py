@@ -80,6 +80,34 @@ def test_post_and_put_responses(sandbox, api, clock):
     assert truth[record["id"]] == put.json()
 
 
+def test_ids_gone_are_never_handed_out_again(sandbox, api):
+    """The vendor never reuses an id: a response, survey or question created after the newest
+    one was erased, removed or dropped gets a new id, and restoring the old one loses nothing."""
+    url = f"{sandbox.url}{BASE}/surveys/237/responses"
+    body = {"device_id": "dev", "answers": [{"question_id": 1001, "value": 9}]}
+    first = api.post(url, json={**body, "comment": "first"}).json()
+    sandbox.store.erase_records("survey_responses", [first["id"]])
+    second = api.post(url, json={**body, "comment": "second"}).json()
+    assert second["id"] > first["id"]
+    sandbox.store.restore_records("survey_responses", [first["id"]])
+    comments = {r["id"]: r.get("comment") for r in sandbox.truth()["survey_responses"]}
+    assert (comments[first["id"]], comments[second["id"]]) == ("first", "second")
+
+    newest = max(s["id"] for s in sandbox.truth()["surveys"])
+    old_questions = {q["id"] for q in sandbox.store.get("surveys", newest)["questions"]}
+    sandbox.store.remove_survey(newest)
+    [dropped] = sandbox.store.edit_questions(237, add=["nps"])
+    sandbox.store.edit_questions(237, drop=[dropped])
+    added = sandbox.add_survey()
+    new_questions = {q["id"] for q in sandbox.store.get("surveys", added)["questions"]}
+    assert added > newest
+    assert not new_questions & (old_questions | {dropped})
+    sandbox.store.restore_survey(newest)
+    surveys = {s["id"]: s for s in sandbox.truth()["surveys"]}
+    assert {q["id"] for q in surveys[newest]["questions"]} == old_questions
+    assert {q["id"] for q in surveys[added]["questions"]} == new_questions
+
+
 def test_errors_404_405_400(sandbox, api):
     assert api.get(sandbox.url + BASE + "/nothing").status_code == 404
     assert api.get(sandbox.url + BASE + "/devices/unknown").status_code == 404

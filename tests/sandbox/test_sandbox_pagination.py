@@ -72,7 +72,8 @@ def test_bad_cursors_are_refused(sandbox, api):
     cursor = api.get(url, params=params).headers["Next-Cursor"]
     assert cursor
     body, mac = cursor.split(".")
-    for bad in ("garbage", "x.y.z", body + "." + mac[::-1], body[:-2] + "AA." + mac):
+    for bad in ("garbage", "x.y.z", body + "." + mac[::-1], body[:-2] + "AA." + mac,
+                body + "." + mac[:-1] + "é"):
         response = api.get(url, params={**params, "cursor": bad})
         assert response.status_code == 400
         assert response.json()["error"].startswith("invalid cursor")

@@ -27,6 +27,24 @@ def test_default_window_is_last_month(sandbox, api, clock):
     assert {d["id"] for d in everything} == {d["id"] for d in truth}
 
 
+def test_end_at_alone_keeps_the_default_start(sandbox, api, clock):
+    """The vendor's default start is a month before the end of today, whatever end_at says: an
+    end_at two months back with no start_at serves nothing, not the month before it."""
+    now = datetime.fromtimestamp(clock(), UTC)
+    truth = sandbox.truth()["devices"]
+    end = now - timedelta(days=60)
+    assert any(end - timedelta(days=25) < _ts(d["updated_at"]) < end for d in truth)
+    records, _ = walk(api, sandbox.url + DEVICES, {"end_at": end.isoformat()})
+    assert records == []
+    recent_end = now - timedelta(days=5)
+    served = {d["id"] for d in walk(api, sandbox.url + DEVICES,
+                                    {"end_at": recent_end.isoformat()})[0]}
+    expected = {d["id"] for d in truth
+                if now - timedelta(days=27) < _ts(d["updated_at"]) <= recent_end}
+    assert expected and expected <= served
+    assert all(_ts(d["updated_at"]) <= recent_end for d in truth if d["id"] in served)
+
+
 def test_data_spans_more_than_a_year(sandbox):
     times = sorted(_ts(d["updated_at"]) for d in sandbox.truth()["devices"])
     assert times[-1] - times[0] > timedelta(days=365)
