@@ -17,6 +17,7 @@ from typing import Any
 import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.schema.exceptions import SchemaCorruptedException
 
 from pipelines import postgres_sessions
 from pipelines.micrometrics.errors import ConfigurationError
@@ -93,7 +94,7 @@ def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = No
     try:
         return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target,
                             dataset_name=dataset, **kwargs)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, SchemaCorruptedException) as exc:
         if not set_aside:
             raise UnreadableFolder(
                 f"this machine's pipeline folder could not be read ({type(exc).__name__}: "

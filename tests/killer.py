@@ -26,6 +26,9 @@ Phases, with what the N-th call is:
 - ``load-commit``: a load job the destination has just committed, before dlt records it.
 - ``rounds``: the sync starting a round (N >= 2: the round before is loaded, the next not
   extracted yet).
+- ``schema``: dlt rebuilding a schema it keeps live (its tables cleared, not yet filled again);
+  the detail says whether that is inside ``set_live_schema`` and whether the sync's own stop
+  handler (not dlt's, inside its normalize and load) is the one a signal would reach.
 
 ``--match REGEX`` counts only the calls whose description (the marker's detail: page path,
 load id, job file name) matches, e.g. ``'"job": "survey_responses\\.\\w+\\.\\d+\\.sql"'`` for
@@ -49,7 +52,7 @@ from typing import Any
 import dlt
 
 PHASES = ("extract", "extract-commit", "normalize", "normalize-workers", "normalize-commit",
-          "load", "load-commit", "rounds")
+          "load", "load-commit", "rounds", "schema")
 
 _steps: list[str] = []  # dlt steps in progress: extract, normalize, load
 _pages_in_step = [0]
@@ -199,6 +202,19 @@ def install(phase: str, after: int, marker: Path, match: str = "") -> None:
         # Called at the start of every round: the N-th call comes after N-1 rounds loaded.
         kill_at(RoundBudget, "new_round", phase, after, marker, when="before",
                 describe=lambda budget: {"pages_of_the_last_round": budget.spent}, match=match)
+    elif phase == "schema":
+        import inspect
+
+        from dlt.common.schema.schema import Schema
+
+        def rebuilding(*_args: Any, **_kwargs: Any) -> dict:
+            handler = signal.getsignal(_signal[0])
+            return {"live": any(frame.function == "set_live_schema"
+                                for frame in inspect.stack(context=0)),
+                    "ours": getattr(handler, "__module__", "") == "pipelines.sync.terminate"}
+
+        kill_at(Schema, "_add_standard_tables", phase, after, marker, when="before",
+                describe=rebuilding, match=match)
     else:
         raise ValueError(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
 
@@ -214,9 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="count only calls whose description matches this regular expression, "
                              "e.g. a job's file name")
     parser.add_argument("--marker", type=Path, required=True)
-    parser.add_argument("--signal", choices=("KILL", "TERM", "TERMx2"), default="KILL",
+    parser.add_argument("--signal", choices=("KILL", "TERM", "TERMx2", "INT"), default="KILL",
                         help="the signal sent (TERM: as a timeout or a stop would; TERMx2: twice "
-                             "at once, as `timeout make ...` delivers it)")
+                             "at once, as `timeout make ...` delivers it; INT: Ctrl-C)")
     parser.add_argument("--script", type=Path,
                         help="run this Python file (a user's script calling sync()) instead of "
                              "the command line")

@@ -502,10 +502,21 @@ def terminate(tenant: Tenant, phase: str, after: int, match: str = "",
     out, err = process.communicate(timeout=120)
     assert json.loads(marker.read_text())["phase"] == phase  # the signal was sent there
     assert process.returncode == 1, (phase, process.returncode, err[-3000:])
-    assert "error: sync failed: stopped by SIGTERM" in err
+    said = "interrupted (Ctrl-C, SIGINT)" if sent == "INT" else "stopped by SIGTERM"
+    assert f"error: sync failed: {said}" in err, err[-3000:]
     summary = json.loads(out)
-    assert summary["exit_code"] == 1 and "SIGTERM" in summary["error"]
+    assert summary["exit_code"] == 1 and said in summary["error"]
     return summary
+
+
+@pytest.mark.parametrize("sent", ["TERM", "INT"])
+def test_a_stop_while_dlt_rebuilds_a_schema_waits_for_it(tenant, sent):
+    """A stop raised inside dlt's schema rebuild left a schema with no tables, which dlt then
+    saved: every later sync failed on it, for good. It now waits until dlt is done with it."""
+    assert tenant.sync() == 0
+    change_upstream(tenant.sandbox)
+    terminate(tenant, "schema", 1, '"live": true, "ours": true', sent)
+    rerun_is_exact(tenant)
 
 
 @pytest.mark.slow

@@ -498,11 +498,29 @@ FAILED_TEST = DataTestResult("scores_in_range", 1, ("nps_score",), ((11,),))
     (lambda: chained(PipelineStepFailed(mock.Mock(pipeline_name="micrometrics"), "load",
                                         "load_id", SignalReceivedException(15), None),
                      SignalReceivedException(15)), True),
+    # Ctrl-C: Python's, or dlt's from inside a step (not a "terminal destination error").
+    (lambda: KeyboardInterrupt(), True),
+    (lambda: chained(PipelineStepFailed(mock.Mock(pipeline_name="micrometrics"), "normalize",
+                                        "load_id", SignalReceivedException(2), None),
+                     SignalReceivedException(2)), True),
 ])
 def test_classify_retries_only_transient_causes(make, retry):
     verdict = classify(make())
     assert verdict.retry is retry, verdict
     assert verdict.reason and "\n" not in verdict.reason
+
+
+def test_ctrl_c_inside_a_dlt_step_is_said_as_an_interruption():
+    """dlt raises a Ctrl-C in its normalize or load as a "terminal" step failure, with advice
+    (abort-packages) that would drop what the sync committed."""
+    from pipelines.sync.run import failure
+
+    stopped = chained(PipelineStepFailed(mock.Mock(pipeline_name="micrometrics"), "normalize",
+                                         "load_id", SignalReceivedException(2), None),
+                      SignalReceivedException(2))
+    assert failure(stopped) == (1, "sync failed: interrupted (Ctrl-C, SIGINT); the next sync "
+                                   "loads what this one committed and goes on from there")
+    assert classify(stopped).reason.startswith("interrupted (SIGINT)")
 
 
 # -- Airflow: the DAG file's task in this process --------------------------------------------

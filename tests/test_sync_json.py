@@ -4,7 +4,12 @@ the sandbox counted and the destination holds; and one JSON line for every kind 
 from __future__ import annotations
 
 import json
+import os
+import signal
 
+import pytest
+
+from pipelines.sync import run
 from pipelines.sync.json_summary import MIN_REDACTED_LENGTH, redact
 from pipelines.sync.lock import sync_lock
 from tests.cli import run_cli, sync_env
@@ -127,6 +132,33 @@ def test_failed_locked_and_data_test_runs_each_print_one_json_line(start_sandbox
     assert summary["models"]["tests_failed"] >= 1
     assert "scores_in_range" in summary["models"]["failed_tests"]
     assert result.stderr.startswith("error: sync failed: data test failed: ")
+
+
+def test_ctrl_c_while_the_models_build_is_one_failure_with_its_json_line(
+        start_sandbox, tmp_path, monkeypatch):
+    """Ctrl-C (SIGINT) during the models escaped as a traceback with exit 130 and no JSON line,
+    while status recorded exit 1: now one failure, said the same everywhere."""
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    original = run.build_models
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs at the next line of Python
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run, "build_models", interrupted)
+    try:
+        result = run_cli(env, "--json", "--quiet")
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped the sync command")
+    said = ("sync failed: interrupted (Ctrl-C, SIGINT); the next sync loads what this one "
+            "committed and goes on from there")
+    assert (result.returncode, result.stderr) == (1, f"error: {said}\n")
+    summary = one_json_line(result)
+    assert (summary["exit_code"], summary["error"]) == (1, said)
+    assert summary["tables"]["survey_responses"]["loaded"] == SMALL["responses"]
+    recorded = status_json(env)["last_sync"]
+    assert (recorded["exit_code"], recorded["error"]) == (1, said)
 
 
 def test_dry_run_json_holds_the_plan(start_sandbox, tmp_path):

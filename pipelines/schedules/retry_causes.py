@@ -56,7 +56,7 @@ from pipelines.models import DataTestFailed, ModelsError
 from pipelines.postgres_sessions import lock_wait_message
 from pipelines.sync.errors import causes, one_line
 from pipelines.sync.lock import SyncLockedError
-from pipelines.sync.terminate import was_terminated
+from pipelines.sync.terminate import was_interrupted, was_terminated
 
 TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)
 
@@ -83,6 +83,9 @@ def classify(exc: BaseException) -> Verdict:
     if was_terminated(exc):  # dlt's own, from inside a step, is a "terminal" exception
         return Verdict(True, "stopped by SIGTERM (a stop or a shutdown); the next run goes on "
                              "from the last checkpoint", exc)
+    if was_interrupted(exc):  # dlt's from inside a step too
+        return Verdict(True, "interrupted (SIGINT); the next run goes on from the last "
+                             "checkpoint", exc)
     for link in chain:
         verdict = ours(link) or file_locked(link) or lock_wait(link)
         if verdict is not None:

@@ -228,7 +228,8 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
             preview = lambda text: print(text, file=out)  # noqa: E731
         run_sync(options, result, models=not args.no_models, say=say, preview=preview)
         return EXIT_OK
-    except (Exception, Terminated) as exc:  # noqa: BLE001 - one line, the trace with --verbose
+    except (Exception, Terminated, KeyboardInterrupt) as exc:  # noqa: BLE001 - one line,
+        # the trace with --verbose; Ctrl-C too, as a failure (exit 1, the JSON line)
         code, message = failure(exc)
         if args.verbose and code == EXIT_FAILED:
             traceback.print_exc()

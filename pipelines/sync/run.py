@@ -42,7 +42,7 @@ from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
 from .summary import destination_counts, render
-from .terminate import STOPPED, raise_if_terminated, was_terminated
+from .terminate import INTERRUPTED, STOPPED, raise_if_terminated, was_interrupted, was_terminated
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
@@ -219,8 +219,8 @@ def failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILED, f"sync failed: {STOPPED}"
     if type(exc).__name__ == "AirflowTaskTimeout":  # by name: Airflow is not ours to import
         return EXIT_FAILED, f"sync failed: timed out (the scheduler's limit): {one_line(exc)}"
-    if isinstance(exc, KeyboardInterrupt):
-        return EXIT_FAILED, "sync failed: interrupted"
+    if was_interrupted(exc):
+        return EXIT_FAILED, f"sync failed: {INTERRUPTED}"
     if isinstance(exc, DataTestFailed):  # only the models raise it: the load itself succeeded
         return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
     if isinstance(exc, ConfigurationError):

@@ -7,17 +7,23 @@ intercepts SIGTERM inside its normalize and load steps (it lets the running jobs
 raises; one that comes as the step's last job runs, it forgets); elsewhere (extract, between
 rounds, the models) this handler raises :class:`Terminated` in the main thread, and after each
 of dlt's steps :func:`raise_if_terminated` raises one dlt let go (a pipe every signal writes
-to). Every way, the run ends as any failure does: exit 1, the error line, the JSON line, the
-outcome recorded. What was extracted and committed is kept and loaded by the next sync, as
-after a kill. A repeat within ``REPEAT_GRACE`` seconds is the same stop (``timeout`` around
-``make`` delivers two); one after it ends the process at once (the crontab's ``timeout -k``
-then KILLs a run stuck in its clean-up anyway).
+to). A stop that lands while the main thread runs dlt's own code (rebuilding a schema, writing
+state: an exception there leaves a schema without tables that dlt then saves, and every later
+sync fails on it) waits until the thread is back in ours: a watcher hands it over then. Ctrl-C
+(SIGINT) is handled the same way, as a ``KeyboardInterrupt``. Every way, the run ends as any
+failure does: exit 1, the error line, the JSON line, the outcome recorded. What was extracted
+and committed is kept and loaded by the next sync, as after a kill. A repeat within
+``REPEAT_GRACE`` seconds is the same stop (``timeout`` around ``make`` delivers two); one after
+it ends the process at once (the crontab's ``timeout -k`` then KILLs a run stuck in its clean-up
+anyway).
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +37,8 @@ from pipelines.error_chain import causes
 
 STOPPED = ("stopped by SIGTERM (a timeout, a stop or a shutdown); the next sync loads what this "
            "one committed and goes on from there")
+INTERRUPTED = ("interrupted (Ctrl-C, SIGINT); the next sync loads what this one committed and "
+               "goes on from there")
 
 
 class Terminated(BaseException):
@@ -50,24 +58,73 @@ REPEAT_GRACE = 5.0
 _first_term: list[float | None] = [None]  # when the stop came (monotonic)
 
 
-def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
+def _stop(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def _on_stop(signum: int, frame: FrameType | None) -> None:
     now = time.monotonic()
+    if _handed_over[0]:  # the watcher's: the main thread was out of dlt's code a moment ago
+        _handed_over[0] = False
+        if _deferred[0] is not None and not inside_dlt(frame):
+            _deferred[0] = None
+            raise _stop(signum)
+        return
     if _first_term[0] is None:
         _first_term[0] = now
-        if not dlt_signals.was_signal_received():
-            raise Terminated
-        # dlt, inside its step, took the first one (it stops once the running jobs end) and
-        # hands over this repeat: an exception raised here would land in one of its jobs,
-        # which it would take for a failed job and run again.
+        if dlt_signals.was_signal_received():
+            # dlt, inside its step, took the first one (it stops once the running jobs end)
+            # and hands over this repeat: an exception raised here would land in one of its
+            # jobs, which it would take for a failed job and run again.
+            return
+        if not inside_dlt(frame):
+            raise _stop(signum)
+        _deferred[0] = signum
+        threading.Thread(target=_hand_over, args=(signum,), name="stop-watcher",
+                         daemon=True).start()
+        return
     if now - _first_term[0] < REPEAT_GRACE:
         return  # the same stop, sent twice
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.raise_signal(signal.SIGTERM)  # asked again: end now
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)  # asked again: end now
+
+
+def inside_dlt(frame: FrameType | None) -> bool:
+    """Whether the innermost frame of dlt's or ours (others are libraries either may call) is
+    dlt's: our code that dlt calls (a resource's pages) may stop, dlt's own must not."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__") or ""
+        if module == "dlt" or module.startswith("dlt."):
+            return True
+        if module.startswith("pipelines."):
+            return False
+        frame = frame.f_back
+    return False
+
+
+def _hand_over(signum: int) -> None:
+    """Watches the main thread while a stop waits, and delivers the stop to it again once it
+    is out of dlt's code (the handler checks again, where the thread really is)."""
+    main = threading.main_thread().ident
+    while _deferred[0] == signum and not _done.wait(HAND_OVER_POLL):
+        frame = sys._current_frames().get(main)
+        if frame is None:
+            return
+        if not inside_dlt(frame) and signal.getsignal(signum) is _on_stop:
+            _handed_over[0] = True
+            _thread.interrupt_main(signum)
+
+
+HAND_OVER_POLL = 0.02  # seconds between looks at where a stopped main thread is
+_deferred: list[int | None] = [None]  # a stop waiting for the main thread to leave dlt's code
+_handed_over = [False]
+_done = threading.Event()
 
 
 @contextmanager
 def terminated_as_failure() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` (main thread only: Python runs
+    """Within the block, SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``,
+    out of dlt's own code (main thread only: Python runs
     signal handlers there; elsewhere, as when a host calls the command in a worker thread, the
     host's own handling stands)."""
     if threading.current_thread() is not threading.main_thread():
@@ -80,13 +137,18 @@ def terminated_as_failure() -> Iterator[None]:
     os.set_blocking(read_end, False)
     os.set_blocking(write_end, False)
     previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {signum: signal.signal(signum, _on_stop)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     _received[0] = read_end
-    _first_term[0] = None
+    _first_term[0] = _deferred[0] = None
+    _handed_over[0] = False
+    _done.clear()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _done.set()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         signal.set_wakeup_fd(previous_fd)
         _received[0] = None
         os.close(read_end)
@@ -97,9 +159,9 @@ _received: list[int | None] = [None]  # the read end of the signals' pipe, while
 
 
 def raise_if_terminated() -> None:
-    """Raise :class:`Terminated` if a SIGTERM reached the process since the last call and was
-    not raised: called after each of dlt's steps (the sync's rounds), where dlt may have
-    caught it."""
+    """Raise :class:`Terminated` (``KeyboardInterrupt``) if a SIGTERM (SIGINT) reached the
+    process since the last call and was not raised: called after each of dlt's steps (the
+    sync's rounds), where dlt may have caught it, or it waited to leave dlt's code."""
     read_end = _received[0]
     if read_end is None:
         return
@@ -107,8 +169,18 @@ def raise_if_terminated() -> None:
         received = os.read(read_end, 1024)
     except BlockingIOError:
         return
-    if signal.SIGTERM in received:
-        raise Terminated
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signum in received:
+            _deferred[0] = None
+            raise _stop(signum)
+
+
+def was_interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a Ctrl-C: Python's, or dlt's from inside a step."""
+    return any(isinstance(link, KeyboardInterrupt)
+               or (isinstance(link, SignalReceivedException)
+                   and getattr(link, "signal_code", None) == signal.SIGINT)
+               for link in causes(exc))
 
 
 def was_terminated(exc: BaseException) -> bool:
