@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dlt.common.configuration.exceptions import ConfigFieldMissingException, InvalidNativeValue
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigProviderException,
+    InvalidNativeValue,
+)
 from dlt.common.destination.exceptions import UnknownDestinationModule
 
 # What the destination's configuration lacks or misnames (an unknown --destination, missing or
-# malformed credentials): bad configuration, exit 2, not a failed or unreachable destination.
-CONFIG_ERRORS = (ConfigFieldMissingException, UnknownDestinationModule, InvalidNativeValue)
+# malformed credentials), or a config file dlt cannot read (a TOML syntax error): bad
+# configuration, exit 2, not a failed or unreachable destination.
+CONFIG_ERRORS = (ConfigFieldMissingException, UnknownDestinationModule, InvalidNativeValue,
+                 ConfigProviderException)
 
 
 def causes(exc: BaseException, *, implicit: bool = True) -> Iterator[BaseException]:

@@ -49,11 +49,27 @@ def test_a_user_name_or_password_in_base_url_is_refused_unechoed(url):
     ("https://tenant.example.com:0", "has an invalid port (1 to 65535)"),
     ("https://tenant.example.com:65536", "has an invalid port (1 to 65535)"),
     ("http://127.0.0.1:http", "has an invalid port (1 to 65535)"),
+    # Failed after the first requests, in dlt's words (or "not sent"), not as a setting.
+    ("https://tenant .example.com", "has an invalid host name"),
+    ("https://.example.com", "has an invalid host name"),
+    ("https://tenant..example.com", "has an invalid host name"),
 ])
 def test_a_query_fragment_or_bad_port_in_base_url_is_refused(monkeypatch, url, message):
     set_configuration(monkeypatch, BASE_URL=url)
     with pytest.raises(ConfigurationError, match=r"^base_url .*" + re.escape(message)):
         load_settings()
+
+
+@pytest.mark.parametrize("key", ["API_KEY", "API_SECRET"])
+@pytest.mark.parametrize("value", [" ", "\n", "\t\r\n"])
+def test_a_blank_key_or_secret_is_missing(monkeypatch, key, value):
+    # Taken as set, then stripped: every request went out signed with an empty one, and the
+    # run failed with a 401, as a wrong secret does.
+    set_configuration(monkeypatch, **{key: value})
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert str(raised.value) == (f"missing configuration: SOURCES__MICROMETRICS__{key}; "
+                                 f"{hint('missing_config')}")
 
 
 @pytest.mark.parametrize("url", ["https://svc:Zq/9xPASS@tenant.example.com",
@@ -189,7 +205,8 @@ def test_invalid_settings_are_named_in_one_line_as_before(monkeypatch, key, valu
     set_configuration(monkeypatch, **{key: value})
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
-    assert str(raised.value) == f"{message}; {hint('invalid_setting')}"
+    assert str(raised.value) == (
+        f"{message}; {hint('invalid_start' if key == 'START_AT' else 'invalid_setting')}")
 
 
 @pytest.mark.parametrize("value,got", [("1969-12-31T23:59:59Z", "1969-12-31T23:59:59.000+00:00"),
@@ -201,7 +218,7 @@ def test_a_start_at_before_1970_is_refused(monkeypatch, value, got):
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
     assert str(raised.value) == (
-        f"start_at must be from 1970-01-01T00:00:00Z, got {got}; {hint('invalid_setting')}")
+        f"start_at must be from 1970-01-01T00:00:00Z, got {got}; {hint('invalid_start')}")
 
 
 def test_a_start_at_within_the_clock_skew_or_at_the_epoch_is_accepted(monkeypatch):

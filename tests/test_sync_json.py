@@ -101,6 +101,39 @@ def test_a_config_error_is_one_json_line_with_exit_code_2(start_sandbox, tmp_pat
     assert "unknown resource nope" in json.loads(bad.stdout)["error"]
 
 
+def test_a_config_file_dlt_cannot_read_is_exit_2_in_one_line_for_every_command(
+        start_sandbox, tmp_path):
+    """A TOML syntax error: status printed a traceback and exited 1 (which --max-age monitors
+    read as "stale"), the sync said exit 1 "failed", models dropped the line and column. In
+    real processes: where dlt first reads the file is what is tested."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.cli import tmp_cwd
+
+    sandbox = start_sandbox(**FAST)
+    env = sync_env(tmp_path, sandbox.url)
+    cwd = tmp_cwd(env)
+    (Path(cwd) / ".dlt").mkdir(exist_ok=True)
+    (Path(cwd) / ".dlt" / "secrets.toml").write_text(
+        '[sources.micrometrics]\nwindow_pages = "oops\n')
+    said = "error: A problem encountered when loading secrets.toml from paths "
+    where = "are not allowed in strings, use \\u000a instead at line 2 col 20\n"
+    for command in (("sync", "--json"), ("status", "--max-age", "6h"), ("models",),
+                    ("report", "-o", str(tmp_path / "r.html"))):
+        result = subprocess.run([sys.executable, "-m", f"pipelines.{command[0]}", *command[1:]],
+                                cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert result.stderr.startswith(said) and result.stderr.endswith(where), (
+            command, result.stderr)
+        assert result.stderr.count("\n") == 1, (command, result.stderr)
+        if command[0] == "sync":
+            failure = json.loads(result.stdout)
+            assert (failure["exit_code"], failure["exit_cause"]) == (2, "config")
+    assert sandbox.stats()["requests"] == 0
+
+
 def test_failed_locked_and_data_test_runs_each_print_one_json_line(start_sandbox, tmp_path):
     sandbox = start_sandbox(**SMALL)
     env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__MAX_ATTEMPTS="1")

@@ -30,7 +30,11 @@ HINTS: dict[str, Hint] = {
         "in .dlt/secrets.toml (copy .dlt/secrets.toml.example)",
     ),
     "invalid_setting": Hint(
-        "error: <setting> must be ... / start_at: not an ISO 8601 timestamp",
+        "error: <setting> must be ... / base_url ... has an invalid ...",
+        "fix the value of the named setting",
+    ),
+    "invalid_start": Hint(
+        "error: start_at: not an ISO 8601 timestamp / start_at must be from 1970 ...",
         "fix the value of the named setting; timestamps need an offset, "
         "e.g. 2024-01-01T00:00:00+00:00",
     ),

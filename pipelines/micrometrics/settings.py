@@ -29,6 +29,8 @@ from dlt.common.configuration.specs.base_configuration import NotResolved
 from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
 from dlt.common.configuration.utils import auto_cast
 from dlt.common.typing import TSecretStrValue
+from requests import PreparedRequest, RequestException
+from urllib3.exceptions import LocationParseError
 
 from .errors import ConfigurationError
 from .messages import hint
@@ -142,6 +144,13 @@ def check_base_url(url: str, allow_insecure_http: bool = False) -> str:
     if port == 0:
         raise ConfigurationError(
             f"base_url {shown!r} has an invalid port (1 to 65535); {hint('invalid_setting')}")
+    try:  # as requests will (a space or an empty label in the host), before any request
+        PreparedRequest().prepare_url(f"{parts.scheme}://{parts.netloc}/", None)
+        if not is_ip(hostname) and "" in hostname.removesuffix(".").split("."):
+            raise ValueError(hostname)  # tenant..example.com: refused when sent, unsaid
+    except (RequestException, LocationParseError, ValueError, UnicodeError):
+        raise ConfigurationError(
+            f"base_url {shown!r} has an invalid host name; {hint('invalid_setting')}") from None
     if parts.scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
         raise ConfigurationError(
             f"base_url {shown!r} is plain http to a non-loopback host; {hint('insecure_url')} "
@@ -181,6 +190,14 @@ def _flag(key: str, value: object) -> bool:
         return text in TRUE_WORDS
     raise ConfigurationError(f"{key} must be true or false (or 1/0, yes/no, on/off), got "
                              f"{value!r}; {hint('invalid_setting')}")
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def is_loopback(host: str) -> bool:
@@ -341,7 +358,7 @@ def refuse_future_start(start_at: datetime, now: datetime, clock: str) -> None:
         ConfigurationError: naming the setting.
     """
     if reason := out_of_range(start_at, now, clock):
-        raise ConfigurationError(f"{env_name('start_at')} {reason}; {hint('invalid_setting')}")
+        raise ConfigurationError(f"{env_name('start_at')} {reason}; {hint('invalid_start')}")
 
 
 def load_settings(pipeline_name: str | None = None, **overrides: object) -> Settings:
@@ -361,7 +378,9 @@ def load_settings(pipeline_name: str | None = None, **overrides: object) -> Sett
                                                  sections=SECTIONS)):
             config = resolve_micrometrics_configuration(**overrides)
     get = config.configured
-    missing = [k for k in REQUIRED if not get(k)]
+    # Blank counts as missing: a secret file holding only a line break would sign every request
+    # with an empty secret, and fail as a wrong one would (HTTP 401).
+    missing = [k for k in REQUIRED if not str(get(k) or "").strip()]
     if missing:
         names = ", ".join(env_name(k) for k in missing)
         raise ConfigurationError(f"missing configuration: {names}; {hint('missing_config')}")
@@ -378,12 +397,12 @@ def load_settings(pipeline_name: str | None = None, **overrides: object) -> Sett
     try:
         start_at = parse_timestamp(str(start_raw))
     except ValueError as exc:
-        raise ConfigurationError(f"start_at: {exc}; {hint('invalid_setting')}") from None
+        raise ConfigurationError(f"start_at: {exc}; {hint('invalid_start')}") from None
     if start_at < EARLIEST:
         # It failed after the requests (year 1: "date value out of range"). A future one is
         # refused by sync(), against its clock (a library caller may inject one).
         raise ConfigurationError(f"start_at must be from 1970-01-01T00:00:00Z, got "
-                                 f"{format_timestamp(start_at)}; {hint('invalid_setting')}")
+                                 f"{format_timestamp(start_at)}; {hint('invalid_start')}")
     return Settings(
         base_url=check_base_url(str(get("base_url")), insecure),
         api_key=credential("api_key", get("api_key")),

@@ -295,7 +295,8 @@ def execute(client: Any, sql: str, what: str) -> Any:
         raise ModelsError(f"{what} failed: {one_line(exc)}") from exc
 
 
-def one_line(exc: BaseException) -> str:
-    """The first line of an error's message (dlt's can span many)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """An error's message on one line (dlt's can span many: a TOML error names the line and
+    column on its second), at most ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from pipelines.destination import add_destination_arguments
+from pipelines.error_chain import CONFIG_ERRORS, causes
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.sync.json_summary import JsonAwareParser, dumps
@@ -100,6 +101,12 @@ def report_status(args: argparse.Namespace) -> int:
         snapshot = take_snapshot(args.destination, args.dataset, TABLES)
     except ConfigurationError as exc:
         return fail(args, EXIT_CONFIG, str(exc))
+    except Exception as exc:  # a config file dlt cannot read: exit 2, not "stale" (1)
+        misconfigured = next((link for link in causes(exc) if isinstance(link, CONFIG_ERRORS)),
+                             None)
+        if misconfigured is None:
+            raise
+        return fail(args, EXIT_CONFIG, str(misconfigured))
     if snapshot.state is None and snapshot.unreachable:
         return fail(args, EXIT_UNAVAILABLE, "status unavailable: " + "; ".join(snapshot.problems))
     report = build_report(snapshot, now, args.max_age, args.destination, args.dataset)

@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 
 import dlt
+from dlt.common.configuration.exceptions import ConfigProviderException
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.storages.exceptions import LoadPackageNotFound
@@ -227,6 +228,8 @@ def failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_CONFIG, str(exc)
     misconfigured = next((link for link in causes(exc, implicit=False)
                           if isinstance(link, CONFIG_ERRORS)), None)
+    if isinstance(misconfigured, ConfigProviderException):  # names the file, line and column
+        return EXIT_CONFIG, one_line(misconfigured)
     if misconfigured is not None:
         return EXIT_CONFIG, f"destination configuration: {one_line(misconfigured)}"
     return EXIT_FAILED, f"sync failed: {one_line(first_cause(exc))}"
