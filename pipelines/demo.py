@@ -19,6 +19,9 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.destination import DEFAULT_DATASET
+from pipelines.sync.cli import build_parser as sync_parser
+
 DEMO_DB = Path("demo.duckdb")
 DEMO_STATE = Path(".demo")
 DEMO_REPORT = Path("report.html")
@@ -84,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                "current directory. Other arguments go to the sync command "
                "(python -m pipelines.sync --help).")
     _, sync_args = parser.parse_known_args(argv)  # --help ends here, before anything is deleted
+    # The sync's arguments checked before anything is deleted, too; the demo's examples and
+    # report read its own DuckDB file and dataset, which these would move or leave empty.
+    given = sync_parser().parse_args(sync_args)
+    if given.dry_run or given.destination != "duckdb" or given.dataset != DEFAULT_DATASET:
+        parser.error("the demo loads its own DuckDB file, dataset micrometrics: --dry-run, "
+                     "--destination and --dataset are for python -m pipelines.sync")
     DEMO_DB.unlink(missing_ok=True)
     DEMO_REPORT.unlink(missing_ok=True)
     shutil.rmtree(DEMO_STATE, ignore_errors=True)

@@ -128,15 +128,21 @@ def test_the_troubleshooting_generator_writes_only_when_asked(monkeypatch, tmp_p
     assert troubleshooting.main([]) == 0 and troubleshooting.main(["--check"]) == 0
 
 
-def test_the_demos_help_deletes_nothing(monkeypatch, tmp_path):
+@pytest.mark.parametrize("args, code", [
+    (["--help"], 0),
+    # A bad argument for the sync deleted them before the sync refused it; the dry run and
+    # another dataset or destination ended in a traceback from the examples.
+    (["--bogus"], 2), (["--dry-run"], 2), (["--dataset", "other"], 2),
+    (["--destination", "postgres"], 2)])
+def test_the_demos_help_or_bad_arguments_delete_nothing(monkeypatch, tmp_path, args, code):
     # It deleted demo.duckdb, .demo/ and report.html, started a sandbox, then crashed.
     monkeypatch.chdir(tmp_path)
     kept = [tmp_path / "demo.duckdb", tmp_path / "report.html"]
     for path in kept:
         path.write_text("mine")
     with pytest.raises(SystemExit) as helped:
-        demo.main(["--help"])
-    assert helped.value.code == 0 and all(path.read_text() == "mine" for path in kept)
+        demo.main(args)
+    assert helped.value.code == code and all(path.read_text() == "mine" for path in kept)
 
 
 def test_secrets_file_is_ignored_by_git():
@@ -274,3 +280,32 @@ def set_configuration(monkeypatch, **values: str) -> None:
     required = {"BASE_URL": "https://t.example.com", "API_KEY": "k", "API_SECRET": "s"}
     for key, value in {**required, **values}.items():
         monkeypatch.setenv(f"SOURCES__MICROMETRICS__{key}", value)
+
+
+def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path, monkeypatch):
+    """A typo's value was dropped without a word and the default stood in (a deep lookback
+    raised to a week stayed 72 h): each unknown key is now a warning, once a run."""
+    from pipelines.micrometrics import unknown_settings
+    from tests.cli import run_cli, sync_env, tmp_cwd
+
+    monkeypatch.setattr(unknown_settings, "_warned", set())
+    env = sync_env(tmp_path, "https://tenant.example.com",
+                   SOURCES__MICROMETRICS__DEEP_EVERY_HOUR="0",
+                   MICROMETRICS__SOURCES__MICROMETRICS__MAX_IN_FLIGH="3",
+                   SOURCES__MICROMETRICS__CREDENTIALS__API_KEY="x",
+                   SOURCES__MICROMETRICS__DEEP_EVERY_HOURS="0")  # a known one: no warning
+    config = Path(tmp_cwd(dict(env))) / ".dlt"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text("[sources.micrometrics]\ndeep_lookback_hour = 168\n"
+                                        "window_pages = 40\n")
+    plan = run_cli(env, "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    ignored = " is not a setting of this connector and is ignored"
+    assert plan.stderr.splitlines() == [
+        f"warning: MICROMETRICS__SOURCES__MICROMETRICS__MAX_IN_FLIGH{ignored} (did you mean "
+        "MICROMETRICS__SOURCES__MICROMETRICS__MAX_IN_FLIGHT?)",
+        f"warning: SOURCES__MICROMETRICS__CREDENTIALS__API_KEY{ignored}",
+        f"warning: SOURCES__MICROMETRICS__DEEP_EVERY_HOUR{ignored} (did you mean "
+        "SOURCES__MICROMETRICS__DEEP_EVERY_HOURS?)",
+        f"warning: deep_lookback_hour under [sources.micrometrics] in config.toml{ignored} "
+        "(did you mean deep_lookback_hours?)"]

@@ -33,6 +33,16 @@ def test_help_explains_options(tmp_path):
                    "--full-refresh", "--dry-run", "--drop-pending",
                    "SOURCES__MICROMETRICS__API_SECRET"):
         assert option in result.stdout
+    # Every setting the configuration spec has, named as a variable.
+    from pipelines.micrometrics.settings import (
+        MicrometricsConfiguration,
+        MicrometricsCredentials,
+        _fields,
+    )
+
+    text = " ".join(result.stdout.split())
+    for key in _fields(MicrometricsConfiguration) | _fields(MicrometricsCredentials):
+        assert f"SOURCES__MICROMETRICS__{key.upper()}" in text, key
 
 
 def test_dry_run_makes_no_request(start_sandbox, tmp_path):

@@ -36,6 +36,7 @@ from .errors import ConfigurationError
 from .messages import hint
 from .session import MAX_CONNECTIONS
 from .timeutil import EARLIEST, format_timestamp, out_of_range, parse_timestamp
+from .unknown_settings import warn_unknown
 from .windows import WindowSettings
 
 SECTION = "sources.micrometrics"
@@ -377,6 +378,8 @@ def load_settings(pipeline_name: str | None = None, **overrides: object) -> Sett
         with inject_section(ConfigSectionContext(pipeline_name=pipeline_name,
                                                  sections=SECTIONS)):
             config = resolve_micrometrics_configuration(**overrides)
+    warn_unknown(_fields(MicrometricsConfiguration) | _fields(MicrometricsCredentials),
+                 pipeline_name)
     get = config.configured
     # Blank counts as missing: a secret file holding only a line break would sign every request
     # with an empty secret, and fail as a wrong one would (HTTP 401).

@@ -67,10 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the sandbox until SIGINT or SIGTERM; returns the exit status (0)."""
-    args = build_parser().parse_args(argv)
-    sandbox = Sandbox(
+def start(args: argparse.Namespace) -> Sandbox:
+    return Sandbox(
         api_key=args.api_key, api_secret=args.api_secret, seed=args.seed,
         page_size=args.page_size, fault_rate=args.fault_rate, latency=args.latency,
         latency_jitter=args.latency_jitter,
@@ -79,6 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         last_cursor=args.last_cursor, boundary=args.boundary,
         order=args.order, port=args.port,
     ).start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the sandbox until SIGINT or SIGTERM; returns the exit status (0; 2 when it cannot
+    listen on the port)."""
+    args = build_parser().parse_args(argv)
+    try:
+        sandbox = start(args)
+    except OSError as exc:  # the port taken, or not ours to bind
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}; choose "
+              f"another with --port (0 = any free port)", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

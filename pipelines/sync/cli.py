@@ -51,7 +51,14 @@ Configuration (environment or .dlt/secrets.toml under [sources.micrometrics]):
   per-statement-billed warehouses),
   SOURCES__MICROMETRICS__DEEP_LOOKBACK_HOURS (72), SOURCES__MICROMETRICS__DEEP_EVERY_HOURS (24;
   0 runs the deep pass every sync), SOURCES__MICROMETRICS__MAX_IN_FLIGHT (requests in flight at
-  once, streams read side by side; default 4, at most 32).
+  once, streams read side by side; default 4, at most 32),
+  SOURCES__MICROMETRICS__QUIET_SURVEY_HOURS (24: above 24 surveys, one unchanged this long is
+  read at least this often instead of every sync; 0 reads every survey every sync),
+  SOURCES__MICROMETRICS__INITIAL_WINDOW_DAYS (a first read's first window; default the whole
+  range), SOURCES__MICROMETRICS__MAX_ATTEMPTS (6) and SOURCES__MICROMETRICS__BACKOFF_SECONDS
+  (0.5) for retried requests, SOURCES__MICROMETRICS__ALLOW_INSECURE_HTTP (false: plain http only
+  to a loopback host). README.md "Configure and run" explains each; a key that is none of these
+  is ignored with a warning.
 DuckDB file: warehouse.duckdb, or DESTINATION__DUCKDB__CREDENTIALS (not named like the dataset:
 DuckDB names the file's catalog after it and micrometrics.<table> would be ambiguous).
 """

@@ -43,3 +43,18 @@ def test_smoke_start_and_terminate(tmp_path):
         proc.terminate()
         assert proc.wait(timeout=10) == 0
         proc.stdout.close()
+
+
+def test_a_port_in_use_is_one_line_with_exit_2(capsys):
+    import socket
+
+    from pipelines.sandbox.__main__ import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port), "--responses", "10"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another "
+        "with --port (0 = any free port)\n")
