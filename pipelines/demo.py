@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.destination import DEFAULT_DATASET
+from pipelines.micrometrics import RESOURCES
 from pipelines.sync.cli import build_parser as sync_parser
 
 DEMO_DB = Path("demo.duckdb")
@@ -90,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     # The sync's arguments checked before anything is deleted, too; the demo's examples and
     # report read its own DuckDB file and dataset, which these would move or leave empty.
     given = sync_parser().parse_args(sync_args)
-    if given.dry_run or given.destination != "duckdb" or given.dataset != DEFAULT_DATASET:
-        parser.error("the demo loads its own DuckDB file, dataset micrometrics: --dry-run, "
-                     "--destination and --dataset are for python -m pipelines.sync")
+    if (given.dry_run or given.no_models or set(given.resources) != set(RESOURCES)
+            or given.destination != "duckdb" or given.dataset != DEFAULT_DATASET):
+        parser.error("the demo loads everything, models included, into its own DuckDB file: "
+                     "--dry-run, --no-models, --resources, --destination and --dataset are for "
+                     "python -m pipelines.sync")
     DEMO_DB.unlink(missing_ok=True)
     DEMO_REPORT.unlink(missing_ok=True)
     shutil.rmtree(DEMO_STATE, ignore_errors=True)

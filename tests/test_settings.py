@@ -133,7 +133,7 @@ def test_the_troubleshooting_generator_writes_only_when_asked(monkeypatch, tmp_p
     # A bad argument for the sync deleted them before the sync refused it; the dry run and
     # another dataset or destination ended in a traceback from the examples.
     (["--bogus"], 2), (["--dry-run"], 2), (["--dataset", "other"], 2),
-    (["--destination", "postgres"], 2)])
+    (["--destination", "postgres"], 2), (["--no-models"], 2), (["--resources", "devices"], 2)])
 def test_the_demos_help_or_bad_arguments_delete_nothing(monkeypatch, tmp_path, args, code):
     # It deleted demo.duckdb, .demo/ and report.html, started a sandbox, then crashed.
     monkeypatch.chdir(tmp_path)
@@ -293,18 +293,24 @@ def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path, monkeypatch)
                    SOURCES__MICROMETRICS__DEEP_EVERY_HOUR="0",
                    MICROMETRICS__SOURCES__MICROMETRICS__MAX_IN_FLIGH="3",
                    SOURCES__MICROMETRICS__CREDENTIALS__API_KEY="x",
-                   SOURCES__MICROMETRICS__DEEP_EVERY_HOURS="0")  # a known one: no warning
+                   SOURCES__MICROMETRICS__DEEP_EVERY_HOURS="0",  # known ones: no warning
+                   # dlt's own sections below, and another pipeline's scope: not judged
+                   SOURCES__MICROMETRICS__DATA_WRITER__FILE_MAX_ITEMS="5000",
+                   OTHER__SOURCES__MICROMETRICS__FOO="1")
     config = Path(tmp_cwd(dict(env))) / ".dlt"
     config.mkdir(parents=True, exist_ok=True)
     (config / "config.toml").write_text("[sources.micrometrics]\ndeep_lookback_hour = 168\n"
-                                        "window_pages = 40\n")
+                                        "window_pages = 40\n"
+                                        "[sources.micrometrics.data_writer]\n"
+                                        "buffer_max_items = 5000\n")
     plan = run_cli(env, "--dry-run")
     assert plan.returncode == 0, plan.stderr
     ignored = " is not a setting of this connector and is ignored"
     assert plan.stderr.splitlines() == [
         f"warning: MICROMETRICS__SOURCES__MICROMETRICS__MAX_IN_FLIGH{ignored} (did you mean "
         "MICROMETRICS__SOURCES__MICROMETRICS__MAX_IN_FLIGHT?)",
-        f"warning: SOURCES__MICROMETRICS__CREDENTIALS__API_KEY{ignored}",
+        f"warning: SOURCES__MICROMETRICS__CREDENTIALS__API_KEY{ignored} (did you mean "
+        "SOURCES__MICROMETRICS__API_KEY?)",
         f"warning: SOURCES__MICROMETRICS__DEEP_EVERY_HOUR{ignored} (did you mean "
         "SOURCES__MICROMETRICS__DEEP_EVERY_HOURS?)",
         f"warning: deep_lookback_hour under [sources.micrometrics] in config.toml{ignored} "

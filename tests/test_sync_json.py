@@ -15,6 +15,7 @@ from pipelines.sync.lock import sync_lock
 from tests.cli import run_cli, sync_env
 from tests.conftest import SECRET
 from tests.test_status import status_json
+from tests.truth import assert_matches_truth
 
 FAST = {"rate": 1000.0, "burst": 1000}
 SMALL = {"devices": 10, "surveys": 3, "responses": 300, **FAST}
@@ -99,6 +100,46 @@ def test_a_config_error_is_one_json_line_with_exit_code_2(start_sandbox, tmp_pat
     assert bad.returncode == 2 and "usage:" in bad.stderr
     assert json.loads(bad.stdout)["exit_cause"] == "config"
     assert "unknown resource nope" in json.loads(bad.stdout)["error"]
+
+
+def test_a_stop_waiting_in_dlts_code_does_not_keep_a_failure_from_being_recorded(
+        start_sandbox, tmp_path, monkeypatch):
+    """Ctrl-C lands in dlt's code just before its normalize (it waits to leave dlt's code),
+    then a SIGTERM inside normalize fails the step: the waiting Ctrl-C was raised while that
+    failure was recorded, and status went on showing the run before as the last one."""
+    from contextlib import contextmanager
+
+    from dlt.common.runtime import signals as dlt_signals
+
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    sandbox.add_responses(5)
+    original, sent = dlt_signals.intercepted_signals, []
+
+    @contextmanager
+    def stopped_twice():
+        if not sent:
+            os.kill(os.getpid(), signal.SIGINT)  # in dlt's Pipeline.normalize: it waits
+        with original():
+            if not sent:
+                sent.append(True)
+                os.kill(os.getpid(), signal.SIGTERM)  # dlt's own handler: the step fails
+            yield
+
+    monkeypatch.setattr(dlt_signals, "intercepted_signals", stopped_twice)
+    try:
+        result = run_cli(env, "--json", "--quiet", "--no-models")
+    except KeyboardInterrupt:
+        pytest.fail("the waiting Ctrl-C escaped the sync command")
+    assert sent and result.returncode == 1, result.stderr
+    said = one_json_line(result)["error"]
+    assert said.startswith("sync failed: stopped by SIGTERM"), said
+    recorded = status_json(env)["last_sync"]
+    assert (recorded["exit_code"], recorded["error"]) == (1, said)
+    monkeypatch.setattr(dlt_signals, "intercepted_signals", original)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    assert_matches_truth(tmp_path, sandbox.truth())
 
 
 def test_a_config_file_dlt_cannot_read_is_exit_2_in_one_line_for_every_command(

@@ -30,7 +30,7 @@ from .run import (  # noqa: F401 - TABLES and the exit statuses are imported fro
     failure,
     run_sync,
 )
-from .terminate import Terminated, terminated_as_failure
+from .terminate import Terminated, terminated_as_failure, unraised_stop
 
 DESCRIPTION = """\
 Sync Micrometrics devices, surveys and survey responses into the destination.
@@ -234,6 +234,10 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
             out = sys.stderr if args.json else sys.stdout
             preview = lambda text: print(text, file=out)  # noqa: E731
         run_sync(options, result, models=not args.no_models, say=say, preview=preview)
+        late = unraised_stop()
+        if late:  # it waited while dlt wrote the outcome: the sync was done, and recorded so
+            print(f"warning: {late} came as the sync finished; nothing was left to stop",
+                  file=sys.stderr)
         return EXIT_OK
     except (Exception, Terminated, KeyboardInterrupt) as exc:  # noqa: BLE001 - one line,
         # the trace with --verbose; Ctrl-C too, as a failure (exit 1, the JSON line)

@@ -43,7 +43,14 @@ from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
 from .summary import destination_counts, render
-from .terminate import INTERRUPTED, STOPPED, raise_if_terminated, was_interrupted, was_terminated
+from .terminate import (
+    INTERRUPTED,
+    STOPPED,
+    drop_waiting_stop,
+    raise_if_terminated,
+    was_interrupted,
+    was_terminated,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
@@ -119,6 +126,7 @@ def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) ->
     try:
         yield
     except BaseException as exc:  # a scheduler's timeout (Airflow's is no Exception) too
+        drop_waiting_stop()  # raised while this failure is recorded, it would lose the record
         # Failed on a holder of the DuckDB file: not waited for again to record it.
         save_held(pipeline, options, result, *failure(exc), hold=file_held(exc) is None)
         raise

@@ -66,7 +66,9 @@ def _on_stop(signum: int, frame: FrameType | None) -> None:
     now = time.monotonic()
     if _handed_over[0]:  # the watcher's: the main thread was out of dlt's code a moment ago
         _handed_over[0] = False
-        if _deferred[0] is not None and not inside_dlt(frame):
+        # Not while an exception is handled: a failing run's clean-up (closing the database)
+        # would stop half done, and the failure's record is on its way (it drops the stop).
+        if _deferred[0] is not None and not inside_dlt(frame) and sys.exc_info()[0] is None:
             _deferred[0] = None
             raise _stop(signum)
         return
@@ -162,17 +164,36 @@ def raise_if_terminated() -> None:
     """Raise :class:`Terminated` (``KeyboardInterrupt``) if a SIGTERM (SIGINT) reached the
     process since the last call and was not raised: called after each of dlt's steps (the
     sync's rounds), where dlt may have caught it, or it waited to leave dlt's code."""
+    signum = _unraised()
+    if signum is not None:
+        raise _stop(signum)
+
+
+def unraised_stop() -> str | None:
+    """The name of a stop that came and was not raised (it waited in dlt's code as the run
+    ended), taken: for a run that finished its work anyway to say so."""
+    signum = _unraised()
+    return None if signum is None else signal.Signals(signum).name
+
+
+def drop_waiting_stop() -> None:
+    """Forget a stop waiting to leave dlt's code: the run is failing already, and raised
+    while that failure is recorded, it would keep the record from being written."""
+    _deferred[0] = None
+
+
+def _unraised() -> int | None:
+    """The first stop among the signals received since the last look, else one waiting."""
+    waiting, _deferred[0] = _deferred[0], None
     read_end = _received[0]
     if read_end is None:
-        return
+        return waiting
     try:
         received = os.read(read_end, 1024)
     except BlockingIOError:
-        return
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        if signum in received:
-            _deferred[0] = None
-            raise _stop(signum)
+        received = b""
+    stops = [signum for signum in received if signum in (signal.SIGTERM, signal.SIGINT)]
+    return waiting if waiting is not None else (stops[0] if stops else None)
 
 
 def was_interrupted(exc: BaseException) -> bool:
