@@ -142,6 +142,40 @@ def test_a_stop_waiting_in_dlts_code_does_not_keep_a_failure_from_being_recorded
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
+def test_a_stop_that_comes_as_the_sync_finishes_is_said(start_sandbox, tmp_path, monkeypatch):
+    """A SIGTERM that lands in dlt's code as it loads the sync's record, the last thing it does:
+    with nothing after it to raise it, it was swallowed without a word."""
+    from dlt.common.runtime import signals as dlt_signals
+
+    from pipelines.sync import terminate
+
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    monkeypatch.setattr(terminate, "HAND_OVER_POLL", 3600.0)  # the watcher looks too late
+    original_record, original_clear = run.record_sync, dlt_signals._clear_signals
+    steps_of_the_record = []
+
+    def record_sync(*args, **kwargs):
+        steps_of_the_record.append("record")
+        return original_record(*args, **kwargs)
+
+    def clear_signals():  # dlt's step ends: its handlers are ours again
+        original_clear()
+        if steps_of_the_record:
+            steps_of_the_record.append("step")
+            if steps_of_the_record == ["record", "step", "step"]:  # the record's load
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(run, "record_sync", record_sync)
+    monkeypatch.setattr(dlt_signals, "_clear_signals", clear_signals)
+    result = run_cli(env, "--quiet", "--no-models")
+    assert steps_of_the_record == ["record", "step", "step"]
+    assert (result.returncode, result.stderr) == (
+        0, "warning: SIGTERM came as the sync finished; nothing was left to stop\n")
+    assert status_json(env)["last_sync"]["exit_code"] == 0
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
 def test_a_config_file_dlt_cannot_read_is_exit_2_in_one_line_for_every_command(
         start_sandbox, tmp_path):
     """A TOML syntax error: status printed a traceback and exited 1 (which --max-age monitors
