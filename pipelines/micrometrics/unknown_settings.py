@@ -52,9 +52,8 @@ def unknown_keys(known: set[str], pipeline_name: str | None) -> Iterator[tuple[s
     unscoped or scoped to this pipeline, then keys in the TOML files. A section below
     (``DATA_WRITER__FILE_MAX_ITEMS``, ``[sources.micrometrics.survey_responses]``) is dlt's to
     read, and another pipeline's scope is that pipeline's: neither is judged."""
-    prefix = f"{pipeline_name.upper()}__" if pipeline_name else ""
-    scoped = re.compile(rf"^(?:{re.escape(prefix)})?{SECTION}([A-Z0-9_]+)$") if prefix else \
-        re.compile(rf"^{SECTION}([A-Z0-9_]+)$")
+    ours = f"(?:{re.escape(pipeline_name.upper())}__)?" if pipeline_name else ""
+    scoped = re.compile(rf"^{ours}{SECTION}([A-Z0-9_]+)$")
     for variable in sorted(os.environ):
         matched = scoped.match(variable)
         name = matched.group(1).lower() if matched else ""

@@ -126,9 +126,8 @@ _done = threading.Event()
 @contextmanager
 def terminated_as_failure() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``,
-    out of dlt's own code (main thread only: Python runs
-    signal handlers there; elsewhere, as when a host calls the command in a worker thread, the
-    host's own handling stands)."""
+    out of dlt's own code (main thread only: Python runs signal handlers there; elsewhere, as
+    when a host calls the command in a worker thread, the host's own handling stands)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
