@@ -89,6 +89,7 @@ def test_429_waits_rate_limit_retry_after_then_succeeds(start_sandbox, virtual_c
     # A client that believes in a much larger bucket hits the server's limit.
     client = virtual_client(sandbox, rate=100.0, burst=100)
     client.bucket.observe = lambda headers: None  # ignore the server's hints
+    started = clock.now
     fetched = fetch_everything(client, sandbox)
 
     assert_exact(fetched, sandbox.truth())
@@ -96,6 +97,10 @@ def test_429_waits_rate_limit_retry_after_then_succeeds(start_sandbox, virtual_c
     assert stats["throttled"] > 0
     assert client.stats.throttled == stats["throttled"]
     assert client.stats.requests == stats["requests"] == stats["pages"] + stats["throttled"]
+    # Each 429 waited what RateLimit-Retry-After said (the time until the server's next
+    # token), no longer: the pages came at the server's rate, past its burst of 3.
+    floor = stats["pages"] - 3
+    assert floor <= clock.now - started <= floor * 1.05 + 1
 
 
 def test_retries_sign_again_after_long_backoff(start_sandbox, virtual_client, clock):

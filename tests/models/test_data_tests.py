@@ -61,6 +61,45 @@ def test_broken_data_fails_the_right_test(warehouse_copy, warehouse, breakage):
     assert "\n" not in message
 
 
+# Built tables broken after the build: what no raw row can make the models produce (their SQL
+# groups and joins it away), as a model changed wrongly one day would.
+BUILT_BREAKAGES = {
+    "duplicate_device": (
+        "INSERT INTO micrometrics.dim_devices SELECT * FROM micrometrics.dim_devices "
+        "ORDER BY device_id LIMIT 1", "dim_devices_key", "rows_with_key=2"),
+    "duplicate_daily_row": (
+        "INSERT INTO micrometrics.mart_nps_daily SELECT * FROM micrometrics.mart_nps_daily "
+        "ORDER BY survey_id, device_id, response_date LIMIT 1", "mart_nps_daily_key",
+        "rows_with_key=2"),
+    "unknown_survey": (
+        "UPDATE micrometrics.fct_survey_responses SET survey_id = 99999 WHERE response_id = "
+        "(SELECT MIN(response_id) FROM micrometrics.fct_survey_responses)",
+        "responses_have_known_survey", "survey_id=99999"),
+}
+
+
+@pytest.mark.parametrize("breakage", BUILT_BREAKAGES)
+def test_broken_built_tables_fail_the_right_test(warehouse_copy, breakage):
+    statement, test_name, evidence = BUILT_BREAKAGES[breakage]
+    pipeline = warehouse_copy()
+    rows(pipeline, statement)
+    results = {result.name: result for result in run_data_tests(pipeline)}
+    assert not results[test_name].passed
+    assert evidence in " ".join(f"{column}={value}" for sample in results[test_name].sample
+                                for column, value in zip(results[test_name].columns, sample,
+                                                         strict=True))
+
+
+def test_every_data_test_is_shown_failing_by_a_breakage():
+    """So that a data test that can never fail (a WHERE that finds nothing) shows up here."""
+    from pipelines.models.project import load_project
+
+    broken = {name for _, name, _ in (*BREAKAGES.values(), *BUILT_BREAKAGES.values())}
+    elsewhere = {"mart_totals_match_staging",  # test_a_mart_that_lost_rows_fails_the_totals_test
+                 "answers_have_known_question"}  # test_survey_edits, test_quarantine
+    assert {test.name for test in load_project().tests} == broken | elsewhere
+
+
 def test_a_mart_that_lost_rows_fails_the_totals_test(warehouse_copy):
     pipeline = warehouse_copy()
     rows(pipeline, "DELETE FROM micrometrics.dim_devices WHERE device_id = "

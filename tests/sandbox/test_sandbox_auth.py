@@ -6,7 +6,6 @@ sandbox must import nothing from the client: a signing bug cannot pass on both s
 
 from __future__ import annotations
 
-import ast
 import base64
 import hashlib
 import hmac
@@ -26,6 +25,7 @@ from pipelines.sandbox.verify import (
     parse_http_date,
     verify,
 )
+from tests.imports import imported_modules
 
 from .support import KEY, SECRET, signed_session
 
@@ -163,24 +163,6 @@ def test_dates_other_than_imf_fixdate_are_refused(text):
         result = verify("GET", "/test_resources/1.xml", headers, b"", {"1044": GEM_SECRET},
                         GEM_NOW)
         assert "Date" in result.error
-
-
-def imported_modules(path: Path, package: str) -> set[str]:
-    """Every module ``path`` imports, relative imports resolved against ``package``."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")
-            if node.level:
-                base = base[: len(base) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)
-    return found
 
 
 def test_sandbox_imports_nothing_from_the_client():
