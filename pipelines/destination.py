@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.exceptions import SchemaCorruptedException
 
 from pipelines import postgres_sessions
+from pipelines.micrometrics.duckdb_session import refuse_a_file_named_like_the_dataset
 from pipelines.micrometrics.errors import ConfigurationError
-from pipelines.micrometrics.messages import hint
 
 log = logging.getLogger("micrometrics")
 
@@ -58,17 +57,7 @@ def duckdb_destination(dataset: str) -> Any:
     """DuckDB at ``configured_duckdb_path()``, refusing a file whose name equals the dataset or
     its staging dataset (DuckDB could not resolve ``dataset.table`` then)."""
     path = configured_duckdb_path()
-    # DuckDB's names are case-insensitive, and dlt creates the dataset under its normalized name
-    # (Micrometrics -> micrometrics), and its merges a staging dataset beside it
-    # (micrometrics_staging, dlt's default layout): each clashes with the catalog.
-    normalized = NamingConvention().normalize_table_identifier(dataset).lower()
-    names = {dataset.lower(), normalized, f"{normalized}_staging"}
-    if Path(path).stem.lower() in names:
-        raise ConfigurationError(
-            f"DuckDB file {path!r} has the same name as the dataset {dataset!r} (or the staging "
-            f"dataset dlt merges from); DuckDB then cannot resolve dataset.table; "
-            f"{hint('duckdb_name')}"
-        )
+    refuse_a_file_named_like_the_dataset(path, dataset)
     return dlt.destinations.duckdb(credentials=path)
 
 

@@ -28,9 +28,28 @@ def apply_env(monkeypatch, env: dict[str, str]) -> None:
 
 
 def users_pipeline() -> dlt.Pipeline:
-    """Exactly the pipeline of examples/plain_script.py."""
-    return dlt.pipeline(pipeline_name="micrometrics", destination="duckdb",
-                        dataset_name="micrometrics")
+    """Exactly the pipeline of examples/plain_script.py (and the README's)."""
+    return dlt.pipeline(pipeline_name="micrometrics", dataset_name="micrometrics",
+                        destination=dlt.destinations.duckdb("warehouse.duckdb"))
+
+
+def test_dlts_default_duckdb_file_named_like_the_dataset_is_refused_before_any_request(
+        start_sandbox, tmp_path, monkeypatch):
+    """dlt's default file for this pipeline, micrometrics.duckdb: the load failed with a Binder
+    Error after the whole first round's requests, and every run after on its package."""
+    from pipelines.micrometrics.errors import ConfigurationError
+
+    sandbox = start_sandbox(**SANDBOX)
+    env = sync_env(tmp_path, sandbox.url)
+    del env["DESTINATION__DUCKDB__CREDENTIALS"]
+    apply_env(monkeypatch, env)
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS", raising=False)
+    pipeline = dlt.pipeline(pipeline_name="micrometrics", destination="duckdb",
+                            dataset_name="micrometrics")
+    with pytest.raises(ConfigurationError, match=r"^DuckDB file '.*micrometrics\.duckdb' has "
+                                                 r"the same name as the dataset"):
+        sync(pipeline)
+    assert sandbox.stats()["requests"] == 0
 
 
 @pytest.mark.slow  # the user's script in a real process, SIGKILLed (as the kills of test_kills)

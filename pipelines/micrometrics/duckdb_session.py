@@ -24,12 +24,16 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from pipelines.error_chain import causes
 
+from .errors import ConfigurationError
+from .messages import hint
 from .warehouse import destination_kind
 
 # Measured with `benchmarks.scale --only 200k|1m` (RESULTS.md). A round's load (parquet into
@@ -76,6 +80,27 @@ def duckdb_credentials(pipeline: dlt.Pipeline) -> Any | None:
     if credentials.external_conn() is not None or credentials.database in ("", ":memory:"):
         return None  # the caller's connection (open anyway), or no file to hold
     return credentials
+
+
+def refuse_a_file_named_like_the_dataset(path: str, dataset: str) -> None:
+    """A DuckDB file named like the dataset (dlt's default file, ``<pipeline>.duckdb``, is one
+    for the pipeline ``micrometrics`` and its dataset) or like the staging dataset dlt merges
+    from: DuckDB names the catalog after the file, and ``dataset.table`` is then ambiguous. The
+    load failed with a Binder Error, after the whole first round's requests.
+
+    Raises:
+        ConfigurationError: naming the file, before any request.
+    """
+    # DuckDB's names are case-insensitive, and dlt creates the dataset under its normalized name
+    # (Micrometrics -> micrometrics), and its merges a staging dataset beside it
+    # (micrometrics_staging, dlt's default layout): each clashes with the catalog.
+    normalized = NamingConvention().normalize_table_identifier(dataset).lower()
+    if Path(path).stem.lower() in {dataset.lower(), normalized, f"{normalized}_staging"}:
+        raise ConfigurationError(
+            f"DuckDB file {path!r} has the same name as the dataset {dataset!r} (or the staging "
+            f"dataset dlt merges from); DuckDB then cannot resolve dataset.table; "
+            f"{hint('duckdb_name')}"
+        )
 
 
 log = logging.getLogger("micrometrics")

@@ -32,7 +32,12 @@ from .drift import (
     spread_fields,
     variant_columns,
 )
-from .duckdb_session import HeldDatabase, held_duckdb
+from .duckdb_session import (
+    HeldDatabase,
+    duckdb_credentials,
+    held_duckdb,
+    refuse_a_file_named_like_the_dataset,
+)
 from .errors import ApiError, ConfigurationError
 from .housekeeping import prune_loaded_packages, prune_schema_versions
 from .lost_tables import (
@@ -177,6 +182,9 @@ def sync(
         raise ConfigurationError("full_refresh reloads the whole history: it cannot be combined "
                                  "with start_at or end_at")
     settings = settings or load_settings(pipeline.pipeline_name)
+    duckdb_file = duckdb_credentials(pipeline)
+    if duckdb_file is not None:  # a library caller's pipeline, as the command's would be
+        refuse_a_file_named_like_the_dataset(duckdb_file.database, pipeline.dataset_name)
     client = client or MicrometricsClient.from_settings(settings)
     now = datetime.fromtimestamp(clock(), UTC)
     lower = parse_timestamp(start_at) if start_at is not None else None
