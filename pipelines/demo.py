@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
-    print(f"\nexplore it: duckdb {DEMO_DB}  (tables in schema micrometrics)")
+    # The duckdb command line is not part of the Python package: the line says both ways.
+    print(f"\nexplore it: duckdb {DEMO_DB}  (tables in schema micrometrics; without the duckdb "
+          f"command line: {Path(sys.executable).name} -c \"import duckdb; "
+          f"c = duckdb.connect('{DEMO_DB}', read_only=True); "
+          f"c.sql('SHOW ALL TABLES').show()\")")
     # The same command as `make report`, on the demo's marts: one HTML file, no server needed.
     code = subprocess.call([sys.executable, "-m", "pipelines.report", "--quiet",
                             "--output", str(DEMO_REPORT)], env=env)

@@ -24,6 +24,11 @@ def test_demo_syncs_builds_models_and_shows_marts(tmp_path):
     assert "429s received 0" in out and "data tests passed" in out
     *_, explore, last = out.rstrip().splitlines()
     assert explore.startswith("explore it: duckdb demo.duckdb")
+    # The way without the duckdb command line (not in the Python package) works as printed.
+    code = explore.split(' -c "', 1)[1].rsplit('")', 1)[0]
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0 and "mart_nps_daily" in shown.stdout, shown.stderr
     assert "devices gone quiet (dim_devices)" in out
     assert (tmp_path / "demo.duckdb").exists() and (tmp_path / ".demo").is_dir()
     # It ends with the report of the demo's marts, written next to demo.duckdb.

@@ -96,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ready_file:
         args.ready_file.write_text(sandbox.url + "\n", encoding="utf-8")
     print(f"sandbox listening on {sandbox.url}", flush=True)
+    # The connector's settings for it (its key and secret are the sandbox's, not secrets).
+    print(f"point the connector at it: export SOURCES__MICROMETRICS__BASE_URL={sandbox.url} "
+          f"SOURCES__MICROMETRICS__API_KEY={args.api_key} "
+          f"SOURCES__MICROMETRICS__API_SECRET={args.api_secret}", flush=True)
     try:
         while not stop.wait(0.5):  # wait() with a timeout keeps signals responsive
             pass

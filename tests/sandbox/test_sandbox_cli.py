@@ -37,6 +37,9 @@ def test_smoke_start_and_terminate(tmp_path):
         assert line.startswith("sandbox listening on http://127.0.0.1:")
         url = ready.read_text().strip()
         assert line.endswith(url)
+        assert proc.stdout.readline().strip() == (  # what to set, ready to paste
+            f"point the connector at it: export SOURCES__MICROMETRICS__BASE_URL={url} "
+            "SOURCES__MICROMETRICS__API_KEY=cli SOURCES__MICROMETRICS__API_SECRET=shh")
         response = requests.get(url + "/api/experience/surveys", auth=APIAuth("cli", "shh"))
         assert response.status_code == 200
     finally:
