@@ -5,6 +5,7 @@ pipeline folder gone, from the destination's; on DuckDB and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -290,6 +291,26 @@ def test_a_load_that_failed_leaves_the_streams_as_the_destination_has_them(
         running = status_json(env)
     assert any(problem.startswith("a sync is running here (pid ")
                for problem in running["problems"])
+
+
+def test_a_sync_holding_the_duckdb_file_is_named_not_blamed_on_credentials(
+        start_sandbox, tmp_path):
+    """Mid-sync, DuckDB's file is the sync's: status passed on dlt's message ("check if you
+    configured the credentials at all ... your internet connection may be down")."""
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    holder = hold_in_another_process(tmp_path / "warehouse.duckdb")  # as the sync does
+    try:
+        with sync_lock(str(tmp_path / "dlt" / "pipelines"), "micrometrics"):
+            running = status_json(env)
+    finally:
+        holder.communicate("\n", timeout=30)
+    held = [problem for problem in running["problems"] if "DuckDB file" in problem]
+    assert held == [f"a sync is running here (pid {os.getpid()}) and holds the DuckDB file: "
+                    f"the streams are shown as this machine's state has them"], running
+    assert not any("credentials" in problem for problem in running["problems"])
+    assert running["state_source"] == "local" and running["streams"]
 
 
 def test_ages_take_units():

@@ -556,3 +556,22 @@ def test_a_full_or_read_only_pipelines_disk_is_said_in_one_line_and_shown_by_sta
     result = run_cli(env, "--quiet", "--no-models")
     assert result.returncode == 0, result.stderr
     assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_progress_lines_count_pages_a_reader_can_believe(start_sandbox, tmp_path):
+    """A window read across rounds said '2629 records in 4 pages' (pages of the last round
+    only, records of all of them); page size 20 here."""
+    import re
+
+    sandbox = start_sandbox(devices=5, surveys=2, responses=300, page_size=20, rate=1000.0,
+                            burst=1000)
+    env = sync_env(tmp_path, sandbox.url, SOURCES__MICROMETRICS__ROUND_PAGES="3",
+                   SOURCES__MICROMETRICS__WINDOW_PAGES="1000")
+    result = run_cli(env, "--no-models")
+    assert result.returncode == 0, result.stderr
+    whole = re.findall(r": (\d+) records in (\d+) pages?$", result.stderr, re.M)
+    resumed = re.findall(r": (\d+) records, the last (\d+) pages? this round$", result.stderr,
+                         re.M)
+    assert whole and resumed, result.stderr
+    assert all(int(records) <= 20 * int(pages) for records, pages in whole)
+    assert all(int(pages) <= 3 and int(records) > 20 * int(pages) for records, pages in resumed)

@@ -47,10 +47,17 @@ class StreamRead:
 
 @dataclass(frozen=True)
 class Read:
-    """A chain read to its end: the records it counted, in ``pages`` pages this round."""
+    """A chain read to its end: the records it counted, in ``pages`` pages this round
+    (``resumed``: it went on from a cursor a round before kept, which read the others)."""
 
     records: int
     pages: int
+    resumed: bool = False
+
+    def said(self) -> str:
+        pages = f"{self.pages} page{'' if self.pages == 1 else 's'}"
+        return (f"{self.records} records, the last {pages} this round" if self.resumed
+                else f"{self.records} records in {pages}")
 
 
 @dataclass(frozen=True)
@@ -82,9 +89,8 @@ def walk(read: StreamRead) -> Iterator[Any]:
             ended = yield from read_chain(read, WholeWindow(windows, window), may_slice)
             if isinstance(ended, Read):
                 windows.complete(window, ended.records)
-                log.info("%s: %s .. %s: %d records in %d pages", read.label,
-                         format_timestamp(window.start), format_timestamp(window.end),
-                         ended.records, ended.pages)
+                log.info("%s: %s .. %s: %s", read.label, format_timestamp(window.start),
+                         format_timestamp(window.end), ended.said())
                 continue
             if isinstance(ended, Cut):
                 windows.slice(window, ended.at)
@@ -126,6 +132,7 @@ def read_chain(read: StreamRead, part: Progress,
     window: Window = part.window
     restarts = 0
     refused = False
+    resumed = part.resume_cursor()[0] is not None  # a round before read its first pages
     while True:
         cursor, records = part.resume_cursor()
         params = window.params() | ({"cursor": cursor} if cursor else {})
@@ -191,7 +198,7 @@ def read_chain(read: StreamRead, part: Progress,
             # (removed while its responses were read), which its caller says.
             refused = True
     part.finish(records)
-    return Read(records, pages)
+    return Read(records, pages, resumed and not restarts)
 
 
 def deep_candidates(records: list[dict], read: StreamRead) -> tuple[str, dict[Any, Any]]:

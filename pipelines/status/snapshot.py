@@ -25,6 +25,7 @@ from dlt.common.versioned_state import json_decode_state
 from dlt.pipeline.state_sync import migrate_state_to_current
 
 from pipelines.destination import PIPELINE_NAME, missing_duckdb_file, open_pipeline
+from pipelines.micrometrics.duckdb_session import file_held
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.target import folder_target, same_target
@@ -156,8 +157,7 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
             if isinstance(cause, CONFIG_ERRORS):
                 raise ConfigurationError(f"destination {destination}: {one_line(cause)}") from exc
             snapshot.unreachable = True
-            snapshot.problems.append(f"destination {destination} not readable: "
-                                     f"{one_line(root_cause(exc))}")
+            snapshot.problems.append(unreadable(destination, exc, pipelines_dir))
     if local is not None and not was_synced(local):
         local = None  # a pipeline folder nothing was synced with
     if local is not None and missing:
@@ -217,6 +217,16 @@ def newer_record(remote: dict[str, Any] | None, local: dict[str, Any] | None) ->
 
     theirs, ours = started(remote), started(local)
     return theirs is not None and ours is not None and theirs > ours
+
+
+def unreadable(destination: str, exc: BaseException, pipelines_dir: str | None) -> str:
+    """Why the destination could not be read, in words for this case: DuckDB's file held by a
+    sync running here (dlt's own message talks of credentials and the internet connection)."""
+    running = sync_running(pipelines_dir) if file_held(exc) is not None else None
+    if running:
+        return (f"a sync is running here (pid {running}) and holds the DuckDB file: the streams "
+                f"are shown as this machine's state has them")
+    return f"destination {destination} not readable: {one_line(root_cause(exc))}"
 
 
 def sync_running(pipelines_dir: str | None) -> str | None:
