@@ -50,6 +50,9 @@ def test_dry_run_makes_no_request(start_sandbox, tmp_path):
     result = run_cli(sync_env(tmp_path, sandbox.url), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "full history" in result.stdout and "estimated requests" in result.stdout
+    # A first sync's size is unknown (the API gives no counts): said, with the rate it reads at.
+    assert ("a history's size is unknown until it is read: at 1 request/s and 100 records a "
+            "page, about 360,000 records an hour") in result.stdout
     assert sandbox.stats()["requests"] == 0
 
 
