@@ -1,6 +1,6 @@
 """An exception's chain of causes, for code of any layer that judges a failure by its cause
-(the sync's exit statuses, the scheduler's retries, the models' fallback), and the dlt errors
-that mean bad configuration."""
+(the sync's exit statuses, the scheduler's retries, the models' fallback), the dlt errors
+that mean bad configuration, and an error's message on one line."""
 
 from __future__ import annotations
 
@@ -29,3 +29,10 @@ def causes(exc: BaseException, *, implicit: bool = True) -> Iterator[BaseExcepti
         seen.add(id(link))
         yield link
         link = link.__cause__ or (link.__context__ if implicit else None)
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """``exc``'s message with whitespace folded (dlt's span many lines: a TOML error names the
+    line and column on its second), at most ``limit`` characters (then ``...``)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -17,7 +17,7 @@ from typing import Any
 import dlt
 from sqlglot import exp
 
-from pipelines.error_chain import causes
+from pipelines.error_chain import causes, one_line
 
 from .absent import source_columns, with_absent_columns
 from .compiler import (
@@ -295,8 +295,3 @@ def execute(client: Any, sql: str, what: str) -> Any:
         raise ModelsError(f"{what} failed: {one_line(exc)}") from exc
 
 
-def one_line(exc: BaseException, limit: int = 500) -> str:
-    """An error's message on one line (dlt's can span many: a TOML error names the line and
-    column on its second), at most ``limit`` characters."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "..."

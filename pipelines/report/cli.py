@@ -18,8 +18,8 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException, Con
 from dlt.common.destination.exceptions import UnknownDestinationModule
 
 from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
+from pipelines.error_chain import one_line
 from pipelines.micrometrics.errors import ConfigurationError
-from pipelines.models.runner import one_line
 from pipelines.status.cli import now_arg
 from pipelines.status.record import status_of
 from pipelines.status.snapshot import root_cause, take_snapshot

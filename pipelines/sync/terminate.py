@@ -197,15 +197,16 @@ def _unraised() -> int | None:
 
 def was_interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` (or what it wraps) is a Ctrl-C: Python's, or dlt's from inside a step."""
-    return any(isinstance(link, KeyboardInterrupt)
-               or (isinstance(link, SignalReceivedException)
-                   and getattr(link, "signal_code", None) == signal.SIGINT)
-               for link in causes(exc))
+    return _stopped_by(exc, KeyboardInterrupt, signal.SIGINT)
 
 
 def was_terminated(exc: BaseException) -> bool:
     """Whether ``exc`` (or what it wraps) is a SIGTERM: ours, or dlt's from inside its steps."""
-    return any(isinstance(link, Terminated)
+    return _stopped_by(exc, Terminated, signal.SIGTERM)
+
+
+def _stopped_by(exc: BaseException, ours: type[BaseException], signum: int) -> bool:
+    return any(isinstance(link, ours)
                or (isinstance(link, SignalReceivedException)
-                   and getattr(link, "signal_code", None) == signal.SIGTERM)
+                   and getattr(link, "signal_code", None) == signum)
                for link in causes(exc))
