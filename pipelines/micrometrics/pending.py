@@ -72,11 +72,17 @@ def package_states(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
     """Load ids on disk by where they are: ``extracting`` (an extract in flight or killed),
     ``extracted``, ``normalizing`` (normalize in flight or killed before its commit),
     ``normalized`` (not loaded yet), ``loading`` (some jobs started or done), ``loaded``."""
-    load_root = os.path.join(pipeline.working_dir, "load")
+    return {"extracting": [load_id for folder in abandoned_extracts(pipeline)
+                           for load_id in _folders(folder)],
+            **committed_package_states(pipeline.working_dir)}
+
+
+def committed_package_states(working_dir: str) -> dict[str, list[str]]:
+    """``package_states`` but ``extracting``, read from a pipeline's folder alone (status reads
+    it without opening the pipeline)."""
+    load_root = os.path.join(working_dir, "load")
     states: dict[str, list[str]] = {
-        "extracting": [load_id for folder in abandoned_extracts(pipeline)
-                       for load_id in _folders(folder)],
-        "extracted": _folders(os.path.join(pipeline.working_dir, "normalize", EXTRACTED)),
+        "extracted": _folders(os.path.join(working_dir, "normalize", EXTRACTED)),
         "normalizing": _folders(os.path.join(load_root, NEW)),
         "normalized": [],
         "loading": [],
@@ -166,7 +172,13 @@ def drop_on_request(pipeline: dlt.Pipeline) -> list[str]:
 
 def pending_load_ids(pipeline: dlt.Pipeline) -> list[str]:
     """The committed packages left here, not loaded (what ``--drop-pending`` drops)."""
-    states = package_states(pipeline)
+    return pending_load_ids_in(pipeline.working_dir)
+
+
+def pending_load_ids_in(working_dir: str) -> list[str]:
+    """``pending_load_ids`` of a pipeline's folder. One package can sit in two stages at once
+    (a kill between normalize's commit and its clean-up): counted once."""
+    states = committed_package_states(working_dir)
     return sorted({load_id for stage in ("extracted", "normalizing", "normalized", "loading")
                    for load_id in states[stage]})
 

@@ -27,6 +27,7 @@ from dlt.pipeline.state_sync import migrate_state_to_current
 from pipelines.destination import PIPELINE_NAME, missing_duckdb_file, open_pipeline
 from pipelines.micrometrics.duckdb_session import file_held
 from pipelines.micrometrics.errors import ConfigurationError
+from pipelines.micrometrics.pending import pending_load_ids_in
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.target import folder_target, same_target
 from pipelines.micrometrics.timeutil import parse_timestamp
@@ -269,12 +270,10 @@ def folder_unusable(pipelines_dir: str | None) -> str | None:
 
 
 def pending_packages(pipelines_dir: str | None) -> int:
-    """Load packages in this machine's pipeline folder that were extracted or normalized but
-    not loaded (dlt's folders, read without opening the pipeline)."""
-    folder = Path(pipelines_dir or get_dlt_pipelines_dir()) / PIPELINE_NAME
-    return sum(1 for stage in ("normalize/extracted", "load/normalized")
-               if (folder / stage).is_dir() for package in (folder / stage).iterdir()
-               if package.is_dir())
+    """Load packages in this machine's pipeline folder that were extracted but not loaded
+    (what the sync's dry run and ``--drop-pending`` count), read without opening the pipeline."""
+    return len(pending_load_ids_in(str(Path(pipelines_dir or get_dlt_pipelines_dir())
+                                       / PIPELINE_NAME)))
 
 
 def root_cause(exc: BaseException) -> BaseException:
