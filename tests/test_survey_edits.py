@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pipelines.micrometrics.messages import hint
 from pipelines.models import DataTestFailed, build_models
 from pipelines.sync.cli import main
 from pipelines.sync.options import SyncOptions
@@ -215,6 +216,7 @@ def test_sync_command_exits_0_after_an_edit_and_4_when_a_data_test_fails(
     assert err.count("\n") == 1
     assert err.startswith("error: sync failed: data test failed: ")
     assert "scores_in_range: 1 offending row" in err and "nps_score=11" in err
+    assert err.rstrip().endswith(hint("data_test"))  # the README's advice ends the line
     assert "table" in out  # the load's summary was printed: the load itself succeeded
     assert query(tmp_path, f"SELECT a.value FROM {DATASET}.survey_responses__answers a "
                            f"JOIN {DATASET}.survey_responses r ON a._dlt_parent_id = r._dlt_id "

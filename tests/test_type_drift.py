@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipelines.micrometrics.messages import hint
 from pipelines.models import build_models
 from pipelines.models.runner import DataTestFailed
 from pipelines.sync.cli import TABLES
@@ -41,8 +42,7 @@ def test_location_id_turning_text_reaches_staging_and_marts_and_warns_once(
 
     result, summary = sync(sandbox, tmp_path, clock)
     warning = ("warning: devices.location_id changed type: dlt added the variant column "
-               "devices.location_id__v_text for its text values; staging reads both "
-               "location_id and location_id__v_text")
+               f"devices.location_id__v_text for its text values; {hint('type_drift')}")
     assert result.report.warnings == [warning]
     assert summary.splitlines()[-1] == warning and summary.count("changed type") == 1
 

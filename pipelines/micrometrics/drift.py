@@ -18,6 +18,8 @@ from dlt.common.schema import Schema
 
 from pipelines.models.variants import VARIANT_MARK, variant_base
 
+from .messages import hint
+
 
 def local_schema(pipeline: dlt.Pipeline) -> Schema | None:
     """The pipeline's default schema, or None before its first load."""
@@ -45,7 +47,7 @@ def new_variant_warnings(before: set[str], after: set[str]) -> list[str]:
         base, _, kind = variant.rpartition(VARIANT_MARK)
         lines.append(
             f"warning: {table}.{base} changed type: dlt added the variant column "
-            f"{table}.{variant} for its {kind} values; staging reads both {base} and {variant}"
+            f"{table}.{variant} for its {kind} values; {hint('type_drift')}"
         )
     return lines
 

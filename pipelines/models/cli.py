@@ -14,6 +14,7 @@ from pipelines.destination import add_destination_arguments, missing_duckdb_file
 from pipelines.error_chain import CONFIG_ERRORS, causes, one_line
 from pipelines.micrometrics.duckdb_session import file_held, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError
+from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
 
 from .preview import mart_preview
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     except DataTestFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}; {hint('data_test')}", file=sys.stderr)
         return EXIT_DATA_TEST
     except ModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)

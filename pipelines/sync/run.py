@@ -231,7 +231,7 @@ def failure(exc: BaseException) -> tuple[int, str]:
     if was_interrupted(exc):
         return EXIT_FAILED, f"sync failed: {INTERRUPTED}"
     if isinstance(exc, DataTestFailed):  # only the models raise it: the load itself succeeded
-        return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}"
+        return EXIT_DATA_TEST, f"sync failed: {one_line(exc)}; {hint('data_test')}"
     if isinstance(exc, ConfigurationError):
         return EXIT_CONFIG, str(exc)
     misconfigured = next((link for link in causes(exc, implicit=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipelines.micrometrics import duckdb_session
+from pipelines.micrometrics.messages import hint
 from pipelines.models.cli import main
 from tests.cli import run_module, sync_env
 from tests.file_holder import hold_in_another_process
@@ -38,6 +39,7 @@ def test_failing_data_test_exits_4_with_one_line(warehouse_copy, monkeypatch, tm
     assert run_cli(pipeline, monkeypatch, tmp_path) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "responses_have_known_device" in err
+    assert err.rstrip().endswith(hint("data_test"))
 
 
 def test_file_named_like_the_dataset_is_a_configuration_error(monkeypatch, tmp_path, capsys):
