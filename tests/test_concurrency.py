@@ -18,6 +18,7 @@ import dlt
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines.error_chain import causes
 from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.errors import ApiError, ConfigurationError
 from pipelines.micrometrics.lanes import Lanes
@@ -25,7 +26,6 @@ from pipelines.micrometrics.retry import RetryPolicy
 from pipelines.micrometrics.settings import DEFAULT_MAX_IN_FLIGHT, load_settings
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.sandbox import Sandbox
-from pipelines.sync.errors import causes
 from tests.cli import kill_now, run_cli, start_sync, sync_env
 from tests.conftest import KEY, SECRET
 from tests.fakes import FakeClock

@@ -27,7 +27,7 @@ Not retried (a retry would fail the same way):
 - ``ValueError`` from ``sync()``'s own argument checks, and anything not listed above.
 
 The connector's own errors decide first, wherever they sit in the chain (``__cause__`` /
-``__context__``, walked by ``pipelines.sync.errors.causes``) inside dlt's wrappers, as the
+``__context__``, walked by ``pipelines.error_chain.causes``) inside dlt's wrappers, as the
 command line's ``first_cause`` finds them; then dlt's markers and transport errors; a model
 that failed to build is judged by its cause.
 """
@@ -41,6 +41,7 @@ import psycopg2
 import requests
 from dlt.common.exceptions import TerminalException, TransientException
 
+from pipelines.error_chain import causes, one_line
 from pipelines.micrometrics.duckdb_session import FILE_LOCKED
 from pipelines.micrometrics.errors import (
     ApiError,
@@ -54,7 +55,6 @@ from pipelines.micrometrics.errors import (
 from pipelines.micrometrics.retry import is_transient
 from pipelines.models import DataTestFailed, ModelsError
 from pipelines.postgres_sessions import lock_wait_message
-from pipelines.sync.errors import causes, one_line
 from pipelines.sync.lock import SyncLockedError
 from pipelines.sync.terminate import was_interrupted, was_terminated
 

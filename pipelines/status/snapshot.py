@@ -11,7 +11,6 @@ local pipeline folder gone, and also when the destination cannot be reached.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -25,13 +24,14 @@ from dlt.common.versioned_state import json_decode_state
 from dlt.pipeline.state_sync import migrate_state_to_current
 
 from pipelines.destination import PIPELINE_NAME, missing_duckdb_file, open_pipeline
+from pipelines.error_chain import CONFIG_ERRORS, causes, one_line
 from pipelines.micrometrics.duckdb_session import file_held
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.pending import pending_load_ids_in
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.target import folder_target, same_target
 from pipelines.micrometrics.timeutil import parse_timestamp
-from pipelines.sync.errors import CONFIG_ERRORS, causes, one_line
+from pipelines.sync.lock import lock_holder
 
 from .record import STATUS_KEY
 
@@ -231,19 +231,8 @@ def unreadable(destination: str, exc: BaseException, pipelines_dir: str | None) 
 
 
 def sync_running(pipelines_dir: str | None) -> str | None:
-    """The pid of a sync holding this machine's sync lock, or None. (A shared lock for an
-    instant: a sync starting in that instant would find it taken and exit 3.)"""
-    path = Path(pipelines_dir or get_dlt_pipelines_dir()) / f"{PIPELINE_NAME}.sync.lock"
-    try:
-        with open(path) as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return handle.read().strip() or "unknown"
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:
-        return None
-    return None
+    """The pid of a sync holding this machine's sync lock, or None."""
+    return lock_holder(pipelines_dir or get_dlt_pipelines_dir(), PIPELINE_NAME)
 
 
 # Less than this free where the pipelines folder is, and a sync cannot write its packages.

@@ -27,7 +27,7 @@ def sync_lock(pipelines_dir: str, pipeline_name: str) -> Iterator[Path]:
     Raises:
         SyncLockedError: naming the holder's pid, when another sync runs.
     """
-    path = Path(pipelines_dir) / f"{pipeline_name}.sync.lock"
+    path = lock_path(pipelines_dir, pipeline_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
@@ -47,6 +47,25 @@ def sync_lock(pipelines_dir: str, pipeline_name: str) -> Iterator[Path]:
             yield path
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_path(pipelines_dir: str, pipeline_name: str) -> Path:
+    return Path(pipelines_dir) / f"{pipeline_name}.sync.lock"
+
+
+def lock_holder(pipelines_dir: str, pipeline_name: str) -> str | None:
+    """The pid of a sync holding the lock, or None. (A shared lock for an instant: a sync
+    starting in that instant tries again, ``take``.)"""
+    try:
+        with open(lock_path(pipelines_dir, pipeline_name)) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read().strip() or "unknown"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
 
 
 # ``status`` takes the lock shared for an instant to see whether a sync runs: a sync starting

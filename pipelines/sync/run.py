@@ -27,6 +27,7 @@ from dlt.load.exceptions import LoadClientJobException
 from dlt.normalize.exceptions import NormalizeJobFailed
 
 from pipelines.destination import PIPELINE_NAME
+from pipelines.error_chain import CONFIG_ERRORS, causes, one_line
 from pipelines.micrometrics import SyncReport, sync
 from pipelines.micrometrics.duckdb_session import duckdb_credentials, file_held, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
@@ -38,7 +39,6 @@ from pipelines.postgres_sessions import lock_wait_message
 from pipelines.status.record import SyncOutcome, record_sync
 
 from .dataset_lock import dataset_lock
-from .errors import CONFIG_ERRORS, causes, one_line
 from .json_summary import RunResult, exit_cause, redact
 from .lock import SyncLockedError, sync_lock
 from .options import SyncOptions, make_pipeline
