@@ -15,9 +15,11 @@ SHOWN = 10  # items of a list in one line
 SHOWN_LINES = 20  # lines of a list of lines
 
 
-def first_of(items: Sequence[str], where: str, limit: int = SHOWN) -> str:
+def first_of(items: Sequence[str], where: str | None, limit: int = SHOWN) -> str:
     """``items`` joined by "; ", the first ``limit`` of them, then how many more and
-    ``where`` they are all listed."""
+    ``where`` they are all listed (if anywhere)."""
     shown = "; ".join(items[:limit])
     more = len(items) - limit
-    return shown if more <= 0 else f"{shown}; ... and {more} more ({where})"
+    if more <= 0:
+        return shown
+    return f"{shown}; ... and {more} more" + (f" ({where})" if where else "")

@@ -17,9 +17,13 @@ import requests
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.session import could_not_connect
 from pipelines.sandbox import Sandbox
+from pipelines.status.snapshot import sync_running
 from pipelines.sync import lock as sync_lock_module
-from pipelines.sync.lock import sync_lock
+from pipelines.sync.json_summary import RunResult
+from pipelines.sync.lock import SyncLockedError, sync_lock
 from pipelines.sync.logs import OneLine
+from pipelines.sync.options import SyncOptions
+from pipelines.sync.run import run_sync as run_locked_sync
 from tests.cli import run_cli, run_sync, start_sync, sync_env
 from tests.conftest import KEY, SECRET
 from tests.syncing import add_malformed_records, query
@@ -322,6 +326,17 @@ def test_lock_is_refused_while_held_and_free_after(start_sandbox, tmp_path):
     assert_one_line_failure(held, f"(pid {os.getpid()},", code=3)
     assert sandbox.stats()["requests"] == 0
     assert run_cli(env, "--quiet", "--no-models").returncode == 0
+
+
+def test_the_lock_sits_beside_the_pipeline_folder_the_options_name(tmp_path):
+    # SyncOptions.pipelines_dir moved the pipeline, not the lock: two syncs of one folder ran
+    # at once, and status, looking beside the folder, saw none running.
+    folder = str(tmp_path / "elsewhere")
+    with sync_lock(folder, "micrometrics"):
+        assert sync_running(folder) == str(os.getpid())
+        with pytest.raises(SyncLockedError, match="another sync of pipeline 'micrometrics'"):
+            run_locked_sync(SyncOptions(pipelines_dir=folder), RunResult())
+    assert sync_running(folder) is None
 
 
 def test_secret_never_leaves_the_process(start_sandbox, tmp_path):

@@ -483,7 +483,7 @@ def test_a_view_of_what_only_a_later_round_of_a_refresh_brings_back_is_kept(
     assert query(pipeline, "SELECT n FROM bi.by_channel WHERE channel = 'kiosk'") == [(5,)]
     # What no round brought back is named once, at the end, and given up.
     (warning,) = result.report.warnings
-    assert warning.startswith("a view set aside for a refresh could not be created again: "
+    assert warning.startswith("warning: a view set aside for a refresh could not be created again: "
                               '"bi"."legacy"')
     assert kept_views(pipeline) == []
 

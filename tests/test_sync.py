@@ -230,7 +230,7 @@ def test_an_explicit_reread_stopped_part_way_goes_on_where_it_stopped(start_sand
     tails = 0 if end == "given" else 6
     assert stopped + sandbox.stats()["requests"] <= whole + 3 + tails
     assert sandbox.stats()["by_endpoint"].get("devices", 0) == (0 if end == "given" else 1)
-    assert any(w.startswith("this re-read goes on with the one of the same range begun ")
+    assert any(w.startswith("warning: this re-read goes on with the one of the same range begun ")
                for w in resumed.report.warnings), resumed.report.warnings
     assert_matches_truth(tmp_path, sandbox.truth())  # every quiet edit, in either part
     assert incremental(worker_b) == state_before

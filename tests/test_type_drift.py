@@ -12,6 +12,7 @@ from pipelines.micrometrics.messages import hint
 from pipelines.models import build_models
 from pipelines.models.runner import DataTestFailed
 from pipelines.sync.cli import TABLES
+from pipelines.sync.json_summary import report_json
 from pipelines.sync.summary import destination_counts, render
 from tests.destination_scenarios import ids_and_times_that_drift_keep_the_models_building
 from tests.models.conftest import rows
@@ -45,6 +46,8 @@ def test_location_id_turning_text_reaches_staging_and_marts_and_warns_once(
                f"devices.location_id__v_text for its text values; {hint('type_drift')}")
     assert result.report.warnings == [warning]
     assert summary.splitlines()[-1] == warning and summary.count("changed type") == 1
+    # --json lists it as it lists the others: without the "warning: " the summary puts first.
+    assert report_json(result.report, None)["warnings"] == [warning.removeprefix("warning: ")]
 
     build_models(result.pipeline, now=datetime.fromtimestamp(clock(), UTC))
     truth = {device["id"]: str(device["location_id"]) for device in sandbox.truth()["devices"]}

@@ -21,10 +21,13 @@ from typing import Any
 import dlt
 from dlt.common.utils import uniq_id
 
+from pipelines.text_lists import first_of
+
 from .client import MicrometricsClient
 from .listing import whole_listing
 from .marks import Marker, chunks, timestamp_literal
 from .quarantine import rejection_reason
+from .source_state import SOURCE_NAME, source_state
 from .timeutil import CLOCK_SKEW, format_timestamp, parse_timestamp
 from .warehouse import sql_literal
 from .windows import listing_window
@@ -87,7 +90,7 @@ MEMO = "devices_listed_but_missing"  # in the source's state: {"ids": [...], "at
 
 
 def _relist_due(pipeline: dlt.Pipeline, unknown: list[Any], now: datetime) -> bool:
-    memo = pipeline.state.get("sources", {}).get("micrometrics", {}).get(MEMO) or {}
+    memo = pipeline.state.get("sources", {}).get(SOURCE_NAME, {}).get(MEMO) or {}
     seen = {str(i) for i in memo.get("ids", [])}
     if not memo.get("at") or not {str(i) for i in unknown} <= seen:
         return True
@@ -107,7 +110,7 @@ def _listed_but_missing(pipeline: dlt.Pipeline, records: list[dict[str, Any]],
               and _changed_since(r.get("updated_at"), now - CLOCK_SKEW)]
     missed = [r["id"] for r in records if r["id"] not in quarantined and r["id"] not in recent]
     with pipeline.managed_state() as state:
-        source = _source_state(state)
+        source = source_state(state)
         seen = {str(i) for i in (source.get(MEMO) or {}).get("ids", [])}
         source[MEMO] = {"ids": [str(r["id"]) for r in records], "at": format_timestamp(now)}
         new_quarantined = {str(i) for i in quarantined} - seen
@@ -117,17 +120,17 @@ def _listed_but_missing(pipeline: dlt.Pipeline, records: list[dict[str, Any]],
     named = "warning: device(s) %s that responses name are listed by the API but not in the " \
             "devices table: %s"
     if new_quarantined:
-        log.warning(named, _some(quarantined), "quarantined, see _rejected_records")
+        log.warning(named, _ids(quarantined), "quarantined, see _rejected_records")
     if recent:
-        log.warning(named, _some(recent), "added or changed since this sync began; the next "
+        log.warning(named, _ids(recent), "added or changed since this sync began; the next "
                     "sync loads them")
     if missed:
-        log.warning(named, _some(missed), "the devices are read again from their start next "
+        log.warning(named, _ids(missed), "the devices are read again from their start next "
                     "sync" if new_missed else "read again from their start since")
 
 
-def _some(ids: list[Any]) -> str:
-    return ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+def _ids(ids: list[Any]) -> str:
+    return first_of([str(i) for i in ids], None)
 
 
 def _changed_since(updated_at: Any, moment: datetime) -> bool:
@@ -135,10 +138,6 @@ def _changed_since(updated_at: Any, moment: datetime) -> bool:
         return parse_timestamp(str(updated_at)) >= moment
     except ValueError:
         return False
-
-
-def _source_state(state: Any) -> dict[str, Any]:
-    return state.setdefault("sources", {}).setdefault("micrometrics", {})
 
 
 def forget_returned(pipeline: dlt.Pipeline, marker: Marker, listed: set[str]) -> set[str]:
@@ -154,5 +153,5 @@ def forget_returned(pipeline: dlt.Pipeline, marker: Marker, listed: set[str]) ->
             if str(device) in listed}
     if back:
         with pipeline.managed_state() as state:
-            _source_state(state).get("resources", {}).pop("devices", None)
+            source_state(state).get("resources", {}).pop("devices", None)
     return back

@@ -76,7 +76,7 @@ def views_not_restored(pipeline: dlt.Pipeline, destination: str) -> list[str]:
     one warning each; they are given up."""
     if destination != "postgres":
         return []
-    return [f"a view set aside for a refresh could not be created again: {line}"
+    return [f"warning: a view set aside for a refresh could not be created again: {line}"
             for line in restore_set_aside(pipeline, final=True)]
 
 

@@ -12,6 +12,7 @@ from time import time
 from .throttle import header_float
 
 MAX_RETRY_AFTER = 300.0
+DEFAULT_MAX_ATTEMPTS, DEFAULT_BACKOFF_SECONDS = 6, 0.5  # SOURCES__MICROMETRICS__ settings
 # The 5xx no retry fixes: 501 not implemented, 505 HTTP version not supported.
 FINAL_5XX = frozenset({501, 505})
 
@@ -36,9 +37,9 @@ class RetryPolicy:
         rng: Source of jitter; seeded in tests.
     """
 
-    max_attempts: int = 6
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_throttled: int = 20
-    base: float = 0.5
+    base: float = DEFAULT_BACKOFF_SECONDS
     cap: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
 

@@ -73,6 +73,7 @@ from .source import micrometrics_source, prefetch_survey_list
 from .source_state import loaded_at_once, resource_states
 from .status_keys import refresh_done, refresh_under_way
 from .target import claim_folder
+from .throttle import DEFAULT_BURST, DEFAULT_RATE
 from .timeutil import format_timestamp, out_of_range, parse_timestamp
 from .warehouse import destination_kind, loaded_times, loaded_versions
 
@@ -91,11 +92,11 @@ class SyncReport:
     elapsed: float = 0.0
     loaded_rows: dict[str, int] = field(default_factory=dict)
     client_stats: dict[str, Any] = field(default_factory=dict)
-    rate: float = 1.0
-    burst: float = 10.0
+    rate: float = DEFAULT_RATE
+    burst: float = DEFAULT_BURST
     rejected: int = 0
     load_infos: list[LoadInfo] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # e.g. new variant columns
+    warnings: list[str] = field(default_factory=list)  # lines as printed: "warning: ..."
     skipped_surveys: list[Skipped] = field(default_factory=list)  # quiet, not read this sync
     deep_streams: int = 0  # streams that re-read the deep lookback in this sync
     deep_found: int = 0  # records only the deep pass found (late uploads)
@@ -240,7 +241,7 @@ def sync(
                 note_restored(pipeline)
             # Also before a refresh: --resources devices keeps the responses' state, and one
             # stopped before its first round drops nothing.
-            report.warnings += [f"tables gone from the destination, read again from the "
+            report.warnings += [f"warning: tables gone from the destination, read again from the "
                                 f"start: {', '.join(gone)}"
                                 for gone in [forget_lost_tables(pipeline)] if gone]
             # Before the rounds, whose packages carry the state to the destination (a library
@@ -273,7 +274,8 @@ def sync(
                                   now, chosen)
             if states.resumed:
                 report.warnings.append(
-                    f"this re-read goes on with the one of the same range begun {states.begun}, "
+                    f"warning: this re-read goes on with the one of the same range begun "
+                    f"{states.begun}, "
                     f"stopped part-way: what that one read is not read again (a re-read begun "
                     f"over {RESUME_WITHIN.days} days ago starts anew)")
             try:

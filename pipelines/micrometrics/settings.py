@@ -34,6 +34,7 @@ from urllib3.exceptions import LocationParseError
 
 from .errors import ConfigurationError
 from .messages import hint
+from .retry import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS
 from .session import MAX_CONNECTIONS
 from .timeutil import EARLIEST, format_timestamp, out_of_range, parse_timestamp
 from .unknown_settings import warn_unknown
@@ -89,8 +90,8 @@ class Settings:
     initial_window: timedelta | None  # None: a stream's first read is one window
     window_pages: int
     allow_insecure_http: bool = False
-    max_attempts: int = 6
-    backoff_seconds: float = 0.5
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_seconds: float = DEFAULT_BACKOFF_SECONDS
     deep_lookback: timedelta = timedelta(hours=DEFAULT_DEEP_LOOKBACK_HOURS)
     deep_every: timedelta = timedelta(hours=DEFAULT_DEEP_EVERY_HOURS)
     round_pages: int | None = None  # None: by destination (see rounds.round_pages_for)
@@ -417,8 +418,9 @@ def load_settings(pipeline_name: str | None = None, **overrides: object) -> Sett
             _positive("initial_window_days", get("initial_window_days"), 1.0))),
         window_pages=_count("window_pages", get("window_pages"), DEFAULT_WINDOW_PAGES),
         allow_insecure_http=insecure,
-        max_attempts=_count("max_attempts", get("max_attempts"), 6),
-        backoff_seconds=_positive("backoff_seconds", get("backoff_seconds"), 0.5),
+        max_attempts=_count("max_attempts", get("max_attempts"), DEFAULT_MAX_ATTEMPTS),
+        backoff_seconds=_positive("backoff_seconds", get("backoff_seconds"),
+                                  DEFAULT_BACKOFF_SECONDS),
         deep_lookback=_duration("deep_lookback_hours", HOUR, _positive(
             "deep_lookback_hours", get("deep_lookback_hours"), DEFAULT_DEEP_LOOKBACK_HOURS)),
         deep_every=_duration("deep_every_hours", HOUR, _non_negative(

@@ -33,6 +33,7 @@ from .rounds import (
     reread_range,
 )
 from .settings import Settings, load_settings, refuse_future_start
+from .source_state import SOURCE_NAME
 from .timeutil import format_timestamp, parse_timestamp
 from .unchanged_surveys import LoadedSurveys, UnchangedSurveys
 from .walk import StreamRead, walk
@@ -137,7 +138,7 @@ def forget_gone(per_survey: dict[str, Any], listed: set[str]) -> None:
         del per_survey[survey_id]
 
 
-@dlt.source(name="micrometrics", section="micrometrics")
+@dlt.source(name=SOURCE_NAME, section="micrometrics")
 def micrometrics_source(
     # Optional so that a caller passing ``settings`` needs none of them; load_settings then
     # names whatever is missing.

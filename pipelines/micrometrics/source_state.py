@@ -18,6 +18,11 @@ def resource_states(state: Any) -> dict[str, Any]:
     return state.get("sources", {}).get(SOURCE_NAME, {}).get("resources", {})
 
 
+def source_state(state: Any) -> dict[str, Any]:
+    """The source's own part of a pipeline ``state`` to change (created when missing)."""
+    return state.setdefault("sources", {}).setdefault(SOURCE_NAME, {})
+
+
 @contextmanager
 def loaded_at_once(pipeline: dlt.Pipeline) -> Iterator[Any]:
     """The pipeline state, changed in the block, then loaded to the destination at once in a

@@ -12,6 +12,7 @@ from dlt.common.configuration.exceptions import ConfigurationException
 
 from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
 from pipelines.error_chain import CONFIG_ERRORS, causes, one_line
+from pipelines.exit_codes import EXIT_CONFIG, EXIT_DATA_TEST, EXIT_FAILED, EXIT_OK
 from pipelines.micrometrics.duckdb_session import file_held, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.messages import hint
@@ -20,9 +21,6 @@ from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
 from .preview import mart_preview
 from .project import ModelsError
 from .runner import DataTestFailed, build_models
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-EXIT_DATA_TEST = 4  # built, but a data test failed (the same status as the sync's)
 
 DESCRIPTION = """\
 Build the SQL models (sql/staging as views, sql/marts as tables) in the dataset the sync loads,

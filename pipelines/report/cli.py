@@ -19,6 +19,7 @@ from dlt.common.destination.exceptions import UnknownDestinationModule
 
 from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
 from pipelines.error_chain import one_line
+from pipelines.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.status.cli import now_arg
 from pipelines.status.record import status_of
@@ -27,7 +28,6 @@ from pipelines.status.snapshot import root_cause, take_snapshot
 from . import make_report
 from .data import ReportError
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DESTINATIONS = ("duckdb", "postgres", "snowflake", "bigquery")
 
 DESCRIPTION = """\

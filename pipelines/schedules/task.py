@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.destination import DEFAULT_DATASET
+from pipelines.exit_codes import EXIT_OK
 from pipelines.micrometrics import RESOURCES
 from pipelines.sync.json_summary import RunResult
 from pipelines.sync.options import SyncOptions
-from pipelines.sync.run import EXIT_OK, run_sync
+from pipelines.sync.run import run_sync
 
 
 def scheduled_sync(

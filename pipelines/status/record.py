@@ -24,13 +24,13 @@ from typing import Any
 
 import dlt
 
+from pipelines.exit_codes import EXIT_FAILED, LOADED
 from pipelines.micrometrics import RESOURCES, SyncReport
 from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
 from pipelines.micrometrics.target import claim_folder
 from pipelines.micrometrics.timeutil import format_timestamp
 
-LOADED = (0, 4)  # exit codes of a sync whose load succeeded (4: a data test failed after it)
-FAILED = 1  # exit code of a sync that failed on its way (not before: 2 settings, 3 locked)
+FAILED = EXIT_FAILED  # a sync that failed on its way (not before: 2 settings, 3 locked)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import dlt
 
 from pipelines.destination import PIPELINE_NAME, add_destination_arguments
+from pipelines.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from pipelines.micrometrics import RESOURCES
 from pipelines.micrometrics.settings import load_settings, refuse_future_start
 from pipelines.micrometrics.timeutil import out_of_range, parse_timestamp
@@ -20,16 +21,7 @@ from .dryrun import describe_plan
 from .json_summary import JsonAwareParser, RunResult
 from .logs import command_logging, dlt_lines_folded
 from .options import SyncOptions
-from .run import (  # noqa: F401 - TABLES and the exit statuses are imported from here too
-    EXIT_CONFIG,
-    EXIT_DATA_TEST,
-    EXIT_FAILED,
-    EXIT_LOCKED,
-    EXIT_OK,
-    TABLES,
-    failure,
-    run_sync,
-)
+from .run import TABLES, failure, run_sync  # noqa: F401 - TABLES is imported from here too
 from .terminate import Terminated, terminated_as_failure, unraised_stop
 
 DESCRIPTION = """\

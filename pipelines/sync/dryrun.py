@@ -118,7 +118,8 @@ def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None
         f"a burst of {DEFAULT_BURST}: {prefix}{floor:.0f}s"
     )
     if unknown:  # a first read: its size shows only as it is read (the API gives no counts)
-        lines.append(f"  a history's size is unknown until it is read: at 1 request/s and "
+        lines.append(f"  a history's size is unknown until it is read: at {DEFAULT_RATE:g} "
+                     f"request/s and "
                      f"{ASSUMED_PAGE_SIZE} records a page, about "
                      f"{3600 * ASSUMED_PAGE_SIZE * DEFAULT_RATE:,.0f} records an hour "
                      f"(START_AT limits how far back it goes)")

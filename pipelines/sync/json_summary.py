@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pipelines.exit_codes import EXIT_CAUSES, EXIT_CONFIG
 from pipelines.micrometrics import SyncReport
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.timeutil import format_timestamp
@@ -24,7 +25,7 @@ from pipelines.text_lists import SHOWN_LINES
 
 from .summary import floor_seconds, load_jobs_per_table
 
-EXIT_CAUSES = {0: "ok", 1: "failed", 2: "config", 3: "locked", 4: "data_test"}
+WARNING = "warning: "  # how each of the report's warnings starts, as the summary prints them
 REDACTED = "***"
 # Secrets shorter than this are not replaced: replacing a short string (a one-letter secret
 # such as "s") would garble every word holding it and, by where the *** land, show what the
@@ -100,7 +101,7 @@ def report_json(report: SyncReport | None, counts: dict[str, int | None] | None
     warnings = []
     if report.rejected:
         warnings.append(f"{report.rejected} records were quarantined in {REJECTED_TABLE}")
-    warnings += report.warnings
+    warnings += [line.removeprefix(WARNING) for line in report.warnings]
     return {
         "tables": tables,
         "requests": int(stats.get("requests", 0)),
@@ -179,7 +180,7 @@ class JsonAwareParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         if self._json_argv:
-            print(dumps({"exit_code": 2, "exit_cause": "config",
+            print(dumps({"exit_code": EXIT_CONFIG, "exit_cause": EXIT_CAUSES[EXIT_CONFIG],
                          "error": f"{self.prog}: {message}"}))
         super().error(message)
 

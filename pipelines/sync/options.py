@@ -25,6 +25,7 @@ class SyncOptions:
     full_refresh: bool = False
     reconcile: bool = False
     drop_pending: bool = False
+    pipelines_dir: str | None = None  # dlt's pipelines folder; None: dlt's own (DLT_DATA_DIR)
 
     @property
     def explicit_range(self) -> bool:
@@ -41,4 +42,5 @@ class SyncOptions:
 def make_pipeline(options: SyncOptions, set_aside: bool = False) -> dlt.Pipeline:
     """The pipeline; ``set_aside``: an unreadable folder is moved aside (under the sync lock
     only: another command doing so could move a running sync's fresh folder)."""
-    return open_pipeline(options.destination, options.dataset, set_aside=set_aside)
+    return open_pipeline(options.destination, options.dataset, options.pipelines_dir,
+                         set_aside=set_aside)

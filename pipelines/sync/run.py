@@ -28,6 +28,13 @@ from dlt.normalize.exceptions import NormalizeJobFailed
 
 from pipelines.destination import PIPELINE_NAME
 from pipelines.error_chain import CONFIG_ERRORS, causes, one_line
+from pipelines.exit_codes import (
+    EXIT_CONFIG,
+    EXIT_DATA_TEST,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+)
 from pipelines.micrometrics import SyncReport, sync
 from pipelines.micrometrics.duckdb_session import duckdb_credentials, file_held, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
@@ -52,8 +59,6 @@ from .terminate import (
     was_terminated,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
-EXIT_DATA_TEST = 4  # loaded, but a data test failed: a retry would load the same data
 # A full disk, a quota, a read-only filesystem (the pipelines folder's, or a temporary one).
 LOCAL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 TABLES = ["devices", "surveys", "surveys__questions", "survey_questions", "survey_responses",
@@ -77,7 +82,8 @@ def run_sync(options: SyncOptions, result: RunResult, *, models: bool = True,
         DataTestFailed: Loaded, but a data test failed.
         Exception: What the sync or dlt raised (``failure`` gives its exit status).
     """
-    with sync_lock(get_dlt_pipelines_dir(), PIPELINE_NAME):
+    # Beside the pipeline's folder, wherever that is: status looks for it there.
+    with sync_lock(options.pipelines_dir or get_dlt_pipelines_dir(), PIPELINE_NAME):
         pipeline = make_pipeline(options, set_aside=True)
         # Outside the record: a run locked out by another machine's writes nothing there.
         with dataset_lock(pipeline), recorded(pipeline, options, result):
