@@ -57,6 +57,7 @@ from .reconcile import reconcile as reconcile_deletions
 from .refresh_start import load_refresh_start
 from .refresh_views import views_kept, views_not_restored
 from .relist import catch_up_resources
+from .rolled_back import destination_rolled_back, forget_rolled_back, note_loaded_state
 from .rounds import (
     RESUME_WITHIN,
     ExtractTally,
@@ -225,6 +226,9 @@ def sync(
             # On PostgreSQL, a pending package of a refresh drops tables the views read.
             # Tables dropped since the packages were made: those go with the local state
             # (loaded, they would create the tables again with their rows only).
+            # A destination put back behind this folder's state first: the packages go with it.
+            if destination_rolled_back(pipeline):
+                report.warnings.append(forget_rolled_back(pipeline))
             if drop_pending:
                 drop_on_request(pipeline)
             gone_before = gone_before_pending(pipeline)
@@ -232,6 +236,7 @@ def sync(
                 report.load_infos.extend(finish_pending(pipeline, gone_before))
             if report.load_infos:
                 note_loaded(pipeline)
+                note_loaded_state(pipeline)
             after_step()
             # The marks come from state: the destination's, when it is newer than this machine's
             # (another worker synced since). Stale local state would mark a survey that came back.
@@ -292,6 +297,7 @@ def sync(
 
                 def loaded(info: LoadInfo) -> None:
                     note_loaded(pipeline)
+                    note_loaded_state(pipeline)
                     after_step()
                     report.rounds += 1
                     report.load_infos.append(info)
@@ -351,9 +357,9 @@ def sync(
             report.marks.add(apply_survey_marks(pipeline))
             if QUESTION_HISTORY in chosen and index.read:
                 retire_emptied(pipeline, emptied(index.indexed), bounds.now)
-            loaded = report.loaded_rows
-            if "devices" in selected and (full_refresh or loaded.get("devices")
-                                          or loaded.get("survey_responses")):
+            rows = report.loaded_rows
+            if "devices" in selected and (full_refresh or rows.get("devices")
+                                          or rows.get("survey_responses")):
                 # A device erased before any sync saw it: else its responses fail a data test
                 # on every build. (A sync that loaded neither changes nothing there.)
                 if erased := record_erased_devices(client, pipeline, bounds.now):
