@@ -54,7 +54,10 @@ def test_never_more_than_the_limit_and_no_token_without_a_slot():
     release.set()
     for thread in threads:
         thread.join()
-    assert seen == {"sending": 3, "booking": 1, "sending_at_booking": 2}
+    assert seen["sending"] == 3 and seen["booking"] == 1
+    # A token booked with 3 on the wire would be a fourth request's without a slot. (2 only
+    # when the scheduler lets two of them reach the wire first: not asserted.)
+    assert seen["sending_at_booking"] <= 2
 
 
 def test_waiting_requests_go_in_the_order_they_asked_and_none_is_left_waiting():

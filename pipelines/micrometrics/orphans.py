@@ -21,6 +21,7 @@ from typing import Any
 import dlt
 from dlt.common.utils import uniq_id
 
+from pipelines.terminal_text import shown
 from pipelines.text_lists import first_of
 
 from .client import MicrometricsClient
@@ -130,7 +131,7 @@ def _listed_but_missing(pipeline: dlt.Pipeline, records: list[dict[str, Any]],
 
 
 def _ids(ids: list[Any]) -> str:
-    return first_of([str(i) for i in ids], None)
+    return first_of([shown(i) for i in ids], None)
 
 
 def _changed_since(updated_at: Any, moment: datetime) -> bool:

@@ -8,6 +8,12 @@ after, whatever the API sends since. A response's ``answers`` (a survey's ``ques
 are not a list of objects would be spread over columns or a child table no model reads: the
 scores would vanish from the marts with every data test passing. A record holding a value no
 warehouse stores (``lenient_json``: NaN, a lone surrogate) failed its page on every sync.
+Nor can one with two keys dlt loads into one column (``ID`` beside ``id``, ``updatedAt``
+beside ``updated_at``: dlt's snake_case names; the last one sent won, silently: a phantom
+response, a device's name or an answer's score replaced), in the record or in one of its
+answers or questions; nor one with a key named like dlt's own columns (``_dlt_id``: a
+response's answers joined to another's, or every sync failing at its load until the API
+dropped the key).
 
 Policy: such records go, whole and as JSON, to the ``_rejected_records`` table with the stream
 and the reason; the sync goes on and its summary warns. Each distinct rejected record is stored
@@ -20,10 +26,12 @@ import hashlib
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import dlt
 from dlt.common import json
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from .lenient_json import INT64, UnloadableRecord, as_sent
 from .timeutil import format_timestamp, parse_timestamp
@@ -62,6 +70,11 @@ def rejection_reason(record: Any, stream: str = "") -> str | None:
     field = LISTS_OF_OBJECTS.get(table)
     if field is not None and (problem := list_problem(field, record.get(field))) is not None:
         return problem
+    if (problem := key_problem(record)) is not None:
+        return problem
+    for item in (record.get(field) or []) if field is not None else []:
+        if (problem := key_problem(item)) is not None:
+            return f"{field}: {problem}"
     updated_at = record.get("updated_at")
     if updated_at is None:
         return "no updated_at"
@@ -109,6 +122,44 @@ def list_problem(field: str, value: Any) -> str | None:
     for item in value:
         if not isinstance(item, dict):
             return f"{field} holds {type(item).__name__} {str(item)[:40]!r}, not an object"
+    return None
+
+
+# dlt's default naming (the connector's tables use it): what column each key loads into.
+NAMING = NamingConvention()
+DLT_COLUMNS = "_dlt_"
+# Keys seen to load into a column of their own name: an object holding only these can hold no
+# two keys for one column, a set's check (this runs on every record and answer). Bounded: a
+# tenant whose keys are ids would grow it for ever.
+PLAIN_KEYS: set[str] = set()
+MAX_PLAIN_KEYS = 10_000
+
+
+@lru_cache(maxsize=4096)
+def column_name(key: str) -> str:
+    """The column dlt loads ``key`` into."""
+    try:
+        return NAMING.normalize_identifier(key)
+    except ValueError:  # a blank key: dlt's normalizer names its column so
+        return "_empty"
+
+
+def key_problem(obj: dict[str, Any]) -> str | None:
+    """Why the keys of ``obj`` cannot each load into a column of their own (two of them load
+    into one, or one into a column named like dlt's own), or None."""
+    if PLAIN_KEYS.issuperset(obj):
+        return None
+    seen: dict[str, str] = {}
+    for key in obj:
+        name = column_name(str(key))
+        if name.startswith(DLT_COLUMNS):
+            return f"key {str(key)[:40]!r} is named like dlt's own column {name}"
+        if name in seen:
+            return (f"keys {seen[name][:40]!r} and {str(key)[:40]!r} both load into the column "
+                    f"{name!r}")
+        seen[name] = str(key)
+    if len(PLAIN_KEYS) < MAX_PLAIN_KEYS:
+        PLAIN_KEYS.update(key for name, key in seen.items() if name == key)
     return None
 
 

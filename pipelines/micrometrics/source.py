@@ -12,6 +12,8 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
+from pipelines.terminal_text import shown
+
 from . import cancel
 from .cancel import CancelScope
 from .client import MicrometricsClient
@@ -122,7 +124,7 @@ def once_each(surveys: list[Any]) -> list[Any]:
             key = str(survey["id"])
             if key in by_id:
                 log.warning("warning: the survey list named survey %s more than once; it is "
-                            "read once", survey["id"])
+                            "read once", shown(survey["id"]))
             by_id[key] = survey
         else:
             others.append(survey)  # quarantined as they are

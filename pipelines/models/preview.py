@@ -8,6 +8,8 @@ from typing import Any
 
 import dlt
 
+from pipelines.terminal_text import shown
+
 from .compiler import compile_model
 from .project import Model
 from .runner import client_qualifier, dialect_of, execute
@@ -66,10 +68,12 @@ def mart_preview(pipeline: dlt.Pipeline) -> list[str]:
     rating = f", average rating {float(avg_rating):.2f}" if avg_rating is not None else ""
     lines = [f"responses: {responses} from {first_day} to {last_day}{rating}"]
     for name, survey_id, answers, promoters, detractors in surveys:
-        lines.append(f"NPS {name} (#{survey_id}): {nps_text(promoters, detractors, answers)} "
+        lines.append(f"NPS {shown(name)} (#{shown(survey_id)}): "
+                     f"{nps_text(promoters, detractors, answers)} "
                      f"from {answers} answers")
     examples = ", ".join(
-        f"{name} (last response {last.date() if last else 'never'})" for name, last in quiet
+        f"{shown(name)} (last response {last.date() if last else 'never'})"
+        for name, last in quiet
     )
     lines.append(f"devices: {devices} ({active or 0} active), {silent or 0} silent for 7+ days "
                  f"as of {when}" + (f", e.g. {examples}" if examples else ""))

@@ -33,12 +33,15 @@ def test_builds_and_prints_the_preview(warehouse_copy, monkeypatch, tmp_path, ca
 
 def test_failing_data_test_exits_4_with_one_line(warehouse_copy, monkeypatch, tmp_path, capsys):
     pipeline = warehouse_copy()
-    rows(pipeline, "UPDATE micrometrics.survey_responses SET device_id = 'nowhere' "
+    # A device id of 100,000 characters: the line stays a line (it printed all of it).
+    rows(pipeline, "UPDATE micrometrics.survey_responses SET device_id = 'nowhere' || "
+                   "repeat('x', 100000) "
                    "WHERE id = (SELECT MIN(id) FROM micrometrics.survey_responses)")
     # 4, not 1: the models are built, only a data test failed.
     assert run_cli(pipeline, monkeypatch, tmp_path) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "responses_have_known_device" in err
+    assert len(err) < 1000
     assert err.rstrip().endswith(hint("data_test"))
 
 

@@ -7,6 +7,7 @@ from datetime import UTC
 from pipelines.models import mart_preview, run_data_tests
 from tests.models import expected
 from tests.models.conftest import RESPONSES, rows
+from tests.syncing import DATASET
 
 FACT_COLUMNS = ("response_id", "survey_id", "device_id", "responded_at", "response_date",
                 "nps_score", "rating", "comment_text")
@@ -87,3 +88,17 @@ def test_mart_preview_summarizes_the_marts(warehouse):
     silent = sum(device["is_silent"] for device in devices.values())
     assert f"{silent} silent for 7+ days" in lines[-1]
     assert all("\n" not in line for line in lines)
+
+
+def test_the_preview_prints_the_tenants_names_without_their_control_characters(warehouse_copy):
+    # A survey or device name holding an escape sequence cleared the operator's screen, made
+    # a link, or (a line break) forged an "error:" line in the log.
+    pipeline = warehouse_copy()
+    hostile = "Store \x1b[2J\x1b]8;;http://evil.example/\x07A\r\nerror: forged \u202e"
+    rows(pipeline, f"UPDATE {DATASET}.surveys SET name = '{hostile}'")
+    rows(pipeline, f"UPDATE {DATASET}.dim_devices SET device_name = '{hostile}' WHERE is_silent")
+    lines = mart_preview(pipeline)
+    shown = "Store \\x1b[2J\\x1b]8;;http://evil.example/\\x07A\\r\\nerror: forged \\u202e"
+    assert any(line.startswith(f"NPS {shown} (#") for line in lines), lines
+    assert f"e.g. {shown} (last response " in lines[-1]
+    assert not any(char in line for line in lines for char in "\x1b\x07\r\n\u202e")
