@@ -26,7 +26,7 @@ from pipelines.micrometrics import refresh_views
 from pipelines.models import ModelsError, build_models
 from pipelines.models import runner as models_runner
 from pipelines.models.compiler import CAST_SHAPES
-from pipelines.models.in_place import can_replace_in_place
+from pipelines.models.in_place import GIVEN_UP_TABLE, can_replace_in_place
 from pipelines.models.project import SQL_DIR
 from pipelines.schedules.retry_causes import classify
 from pipelines.sync.dataset_lock import LOCK_CLASS, lock_key
@@ -147,7 +147,12 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
                                        sql_dir=sql_dir))
     warned = [record.getMessage() for record in caplog.records]
     assert any('"bi"."labels"' in line and "could not be created again" in line
+               and f'its definition is kept in "{DATASET}"."{GIVEN_UP_TABLE}"' in line
                for line in warned), warned
+    # Its definition was gone with it: kept, for its owner to mend and create again.
+    [(statement,)] = query(pipeline, f"SELECT create_statement FROM {DATASET}.{GIVEN_UP_TABLE} "
+                                     "WHERE view_schema = 'bi' AND view_name = 'labels'")
+    assert statement.startswith('CREATE VIEW "bi"."labels" AS ') and "build_label" in statement
     assert query(pipeline, "SELECT table_name FROM information_schema.views "
                            "WHERE table_schema = 'bi' ORDER BY 1") == [
         ("answers",), ("nps",), ("responses",)]
@@ -485,7 +490,14 @@ def test_a_view_of_what_only_a_later_round_of_a_refresh_brings_back_is_kept(
     (warning,) = result.report.warnings
     assert warning.startswith("warning: a view set aside for a refresh could not be created again: "
                               '"bi"."legacy"')
+    assert warning.endswith(f'(its definition is kept in "{DATASET}"."{GIVEN_UP_TABLE}")')
     assert kept_views(pipeline) == []
+    [(statement,)] = query(pipeline, f"SELECT create_statement FROM {DATASET}.{GIVEN_UP_TABLE}")
+    # Created from it once the column is back (the owner's fix): the very view.
+    with pipeline.sql_client() as sql:
+        sql.execute_sql(f"ALTER TABLE {DATASET}.survey_responses ADD COLUMN legacy text")
+        sql.execute_sql(statement)
+    assert query(pipeline, "SELECT count(*) FROM bi.legacy") == [(60,)]
 
 
 def test_a_readers_open_transaction_does_not_hold_up_the_models_build(

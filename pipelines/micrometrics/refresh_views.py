@@ -27,7 +27,13 @@ from typing import Any
 import dlt
 from dlt.common.schema.utils import get_root_table
 
-from pipelines.models.in_place import View, dependent_views, quoted, views_not_recreated
+from pipelines.models.in_place import (
+    View,
+    dependent_views,
+    keep_given_up,
+    quoted,
+    views_not_recreated,
+)
 
 from .target import target_of
 
@@ -128,8 +134,9 @@ def restore_set_aside(pipeline: dlt.Pipeline, final: bool = True) -> list[str]:
         failed = views_not_recreated(client, views)  # each view's CREATE commits on its own
         with client.begin_transaction():  # what is still kept replaces what was, whole
             _keep(client, [] if final else [view for view, _line in failed])
+            given_up = keep_given_up(client, failed) if final else []
     _forget_files(pipeline)
-    return [line for _view, line in failed] if final else []
+    return given_up
 
 
 def _kept(pipeline: dlt.Pipeline, client: Any) -> list[View]:

@@ -8,7 +8,10 @@ same column names and types in the same order (every build but the first after a
 changed a model), a view is replaced (``CREATE OR REPLACE VIEW``) and a table emptied and
 refilled in one transaction: what depends on it stays. When the columns did change, the views
 of users that the drop takes along are created again from their definitions after the build
-(``dependent_views``, ``recreate_views``).
+(``dependent_views``, ``recreate_views``). One that cannot be (its definition no longer fits,
+or the connector's role may not create in its schema: PostgreSQL lets ``DROP ... CASCADE``
+take another role's views along) was gone for good, its definition with it: it is kept in the
+dataset (``GIVEN_UP_TABLE``), for its owner to create again.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any
 View = tuple[str, str, str, str]  # schema, name, pg_class.relkind, definition
 RELKINDS = {"VIEW": ("v",), "TABLE": ("r", "p")}  # pg_class.relkind of each materialization
 PROBE = "pg_temp.micrometrics_columns_of"  # a session's own: gone when it ends
+# In the dataset: users' views a drop took along that could not be created again, each with
+# the statement that creates it and why it failed; the connector only adds to it.
+GIVEN_UP_TABLE = "_micrometrics_views_given_up"
 
 
 def relation_columns(client: Any, relation: str) -> list[tuple[str, str]]:
@@ -116,8 +122,8 @@ def dependent_views(client: Any, relation: str, models: set[tuple[str, str]]) ->
 
 def recreate_views(client: Any, views: list[View]) -> list[str]:
     """Create ``views`` again (views that read others after those); returns one line per view
-    that could not be (its definition no longer fits what it reads)."""
-    return [line for _view, line in views_not_recreated(client, views)]
+    that could not be (its definition no longer fits what it reads), kept (``keep_given_up``)."""
+    return keep_given_up(client, views_not_recreated(client, views))
 
 
 def views_not_recreated(client: Any, views: list[View]) -> list[tuple[View, str]]:
@@ -139,6 +145,22 @@ def views_not_recreated(client: Any, views: list[View]) -> list[tuple[View, str]
             break  # no progress: what is left reads something that no longer fits
         left = retry
     return [(view, errors[view]) for view in left]
+
+
+def keep_given_up(client: Any, failed: list[tuple[View, str]]) -> list[str]:
+    """Keeps the views ``views_not_recreated`` returned in ``GIVEN_UP_TABLE``; returns their
+    lines, each naming where its definition is."""
+    if not failed:
+        return []
+    table = client.make_qualified_table_name(GIVEN_UP_TABLE)
+    client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} (view_schema text, view_name text,"
+                       " create_statement text, reason text, given_up_at timestamptz)")
+    for (schema, name, kind, definition), line in failed:
+        create = "CREATE MATERIALIZED VIEW" if kind == "m" else "CREATE VIEW"
+        client.execute_sql(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, now())", schema, name,
+                           f"{create} {quoted(schema)}.{quoted(name)} AS "
+                           f"{definition.rstrip().rstrip(';')};", line)
+    return [f"{line} (its definition is kept in {table})" for _view, line in failed]
 
 
 def quoted(identifier: str) -> str:
