@@ -286,6 +286,10 @@ def test_a_load_that_failed_leaves_the_streams_as_the_destination_has_them(
     assert held["state_source"] == "local" and held["streams"] == []
     assert held["data_as_of"] == before["last_success"]["started_at"]
     assert any("no stream is shown" in problem for problem in held["problems"])
+    # Named, a notebook's as a sync's: dlt's text blamed the credentials and the internet.
+    assert any(f"not readable: another process (pid {holder.pid}) has the DuckDB file open" in
+               problem for problem in held["problems"]), held["problems"]
+    assert not any("credentials" in problem for problem in held["problems"])
     # While a sync runs here, its packages are its own, not a failure's.
     with sync_lock(str(tmp_path / "dlt" / "pipelines"), "micrometrics"):
         running = status_json(env)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,6 +70,19 @@ def file_held(exc: BaseException) -> BaseException | None:
     """DuckDB's "Could not set lock on file" in ``exc``'s chain (it names the holder's PID)."""
     return next((link for link in causes(exc)
                  if any(text in str(link) for text in FILE_LOCKED)), None)
+
+
+HOLDER_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def held_by_another(held: BaseException) -> str:
+    """What to do when another process has the DuckDB file (``held``: ``file_held``'s link), in
+    words: dlt's wrapper advises checking the credentials and the internet connection."""
+    pid = HOLDER_PID.search(str(held))
+    return (f"another process{f' (pid {pid.group(1)})' if pid else ''} has the DuckDB file "
+            f"open: a sync, or a notebook or BI tool (DuckDB lets one process write a file, or "
+            f"several only read it): run again once it ends, or open it there with "
+            f"read_only=True and end it")
 
 
 def duckdb_credentials(pipeline: dlt.Pipeline) -> Any | None:

@@ -13,7 +13,7 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from pipelines.destination import add_destination_arguments, missing_duckdb_file, open_pipeline
 from pipelines.error_chain import CONFIG_ERRORS, causes, one_line
 from pipelines.exit_codes import EXIT_CONFIG, EXIT_DATA_TEST, EXIT_FAILED, EXIT_OK
-from pipelines.micrometrics.duckdb_session import file_held, held_duckdb
+from pipelines.micrometrics.duckdb_session import file_held, held_by_another, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
@@ -97,8 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return EXIT_CONFIG
         if held := file_held(exc):  # dlt's wrapper blamed the credentials
-            print(f"error: another process has the DuckDB file open (a sync running?): run "
-                  f"again once it ends; {one_line(held)}", file=sys.stderr)
+            print(f"error: {held_by_another(held)}", file=sys.stderr)
             return EXIT_FAILED
         print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED

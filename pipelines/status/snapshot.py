@@ -25,7 +25,7 @@ from dlt.pipeline.state_sync import migrate_state_to_current
 
 from pipelines.destination import PIPELINE_NAME, missing_duckdb_file, open_pipeline
 from pipelines.error_chain import CONFIG_ERRORS, causes, one_line
-from pipelines.micrometrics.duckdb_session import file_held
+from pipelines.micrometrics.duckdb_session import file_held, held_by_another
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.pending import pending_load_ids_in
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
@@ -223,10 +223,13 @@ def newer_record(remote: dict[str, Any] | None, local: dict[str, Any] | None) ->
 def unreadable(destination: str, exc: BaseException, pipelines_dir: str | None) -> str:
     """Why the destination could not be read, in words for this case: DuckDB's file held by a
     sync running here (dlt's own message talks of credentials and the internet connection)."""
-    running = sync_running(pipelines_dir) if file_held(exc) is not None else None
+    held = file_held(exc)
+    running = sync_running(pipelines_dir) if held is not None else None
     if running:
         return (f"a sync is running here (pid {running}) and holds the DuckDB file: the streams "
                 f"are shown as this machine's state has them")
+    if held is not None:
+        return f"destination {destination} not readable: {held_by_another(held)}"
     return f"destination {destination} not readable: {one_line(root_cause(exc))}"
 
 

@@ -82,5 +82,5 @@ def test_a_file_another_process_keeps_open_is_named_as_such(
         holder.communicate("\n", timeout=30)
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith("error: another process has the DuckDB file open (a sync running?)")
+    assert err.startswith(f"error: another process (pid {holder.pid}) has the DuckDB file open")
     assert "credentials" not in err and now[0] == duckdb_session.LOCK_WAIT_SECONDS
