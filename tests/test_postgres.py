@@ -23,6 +23,7 @@ from sqlglot import exp
 from pipelines import postgres_sessions
 from pipelines.destination import open_pipeline
 from pipelines.micrometrics import refresh_views
+from pipelines.micrometrics.messages import hint
 from pipelines.models import ModelsError, build_models
 from pipelines.models import runner as models_runner
 from pipelines.models.compiler import CAST_SHAPES
@@ -663,3 +664,32 @@ def test_a_lock_wait_in_a_models_build_says_what_to_do():
         code, message = failure(exc)
     assert code == 1 and "PostgreSQL gave up waiting for a lock" in message
     assert "idle in transaction" in message
+
+
+def test_a_role_that_may_not_create_the_dataset_is_told_what_it_needs(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    # dlt's text spoke of several pipelines loading at once ("a retry is safe") and was cut
+    # before naming what the role lacked; the README now lists what it needs.
+    database = postgres_credentials.rsplit("/", 1)[1]
+    role = f"least_{database}"  # roles are the server's: one per test database
+    admin = psycopg2.connect(postgres_credentials)
+    admin.autocommit = True
+    try:
+        admin.cursor().execute(f"CREATE ROLE {role} LOGIN")
+        least = postgres_credentials.replace("postgres:x@", f"{role}:x@")
+        pipeline = postgres_pipeline(tmp_path, least)
+        sandbox = start_sandbox(clock=clock, **SMALL)
+        with pytest.raises(Exception) as raised:
+            sync_into(sandbox, pipeline, clock)
+        code, message = failure(raised.value)
+        assert code == 1, message
+        assert message.startswith("sync failed: the destination refused to create the "), message
+        assert "permission denied for database" in message and "retry is safe" not in message
+        assert message.endswith(hint("schema_update"))
+        # A DBA makes the schemas for it: the next sync loads everything, nothing lost.
+        for schema in (DATASET, f"{DATASET}_staging"):
+            admin.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}")
+        sync_into(sandbox, pipeline, clock)
+        assert_matches_truth(pipeline, sandbox.truth())
+    finally:
+        admin.close()

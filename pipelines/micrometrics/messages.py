@@ -117,6 +117,14 @@ HINTS: dict[str, Hint] = {
         "folder (under DLT_DATA_DIR); nothing is lost: the next sync loads or reads "
         "again what this one could not",
     ),
+    "schema_update": Hint(
+        "error: sync failed: the destination refused to create the dataset / update the "
+        "tables ...",
+        "on PostgreSQL the connector's role needs CREATE on the database (or the dataset's "
+        "schemas, micrometrics and micrometrics_staging, made for it by a DBA) and must own "
+        "the tables it loads (a new field adds a column); nothing is lost: the next sync loads "
+        "what this one could not",
+    ),
     "duckdb_name": Hint(
         "error: DuckDB file ... has the same name as the dataset",
         "name the DuckDB file differently from the dataset (DESTINATION__DUCKDB__CREDENTIALS)",

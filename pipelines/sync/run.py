@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigProviderException
-from dlt.common.destination.exceptions import DestinationTerminalException
+from dlt.common.destination.exceptions import DestinationTerminalException, SchemaUpdateError
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.storages.exceptions import LoadPackageNotFound
 from dlt.load.exceptions import LoadClientJobException
@@ -204,6 +204,14 @@ def first_cause(exc: BaseException) -> BaseException:
     if unreadable is not None:  # a package's own files emptied or cut short (a power loss)
         return LoadJobFailed(f"a load package on this machine could not be read "
                              f"({one_line(unreadable, 200)}); {hint('stuck_package')}")
+    schema = next((link for link in chain if isinstance(link, SchemaUpdateError)), None)
+    if schema is not None:  # dlt's text: a conflict of pipelines, cut before the cause's end
+        where = "staging dataset" if schema.staging_dataset else "dataset"
+        change = (f"update the tables {', '.join(schema.table_names)} in the {where}"
+                  if schema.table_names else f"create the {where}")
+        return LoadJobFailed(f"the destination refused to {change} of schema "
+                             f"{schema.schema_name}: {one_line(schema.cause, 200)}; "
+                             f"{hint('schema_update')}")
     refused = next((link for link in chain if isinstance(link, NormalizeJobFailed)), None)
     if refused is not None:  # dlt's normalize fails the same way on every attempt
         # No table named: a value refused as dlt writes its files out names the last file read.
