@@ -354,11 +354,18 @@ class Store:
     def restore_records(self, kind: str, ids: list) -> list:
         """Brings back records erased by :meth:`erase_records` exactly as they were (same
         ``updated_at``: a vendor's undelete, or a listing that once missed them), which no
-        incremental read reaches. Ids not erased: KeyError, nothing restored."""
+        incremental read reaches. Ids not erased: KeyError; a response whose survey is removed
+        now (the API could not serve it, and ``truth()`` would list it): ValueError; nothing
+        restored either way."""
         with self._lock:
             missing = [i for i in ids if (kind, i) not in self._erased]
             if missing:
                 raise KeyError(f"no {kind} erased with ids {missing!r}")
+            orphans = [i for i in ids if kind == "survey_responses" and
+                       self._erased[(kind, i)][1].get("survey_id") not in self._records["surveys"]]
+            if orphans:
+                raise ValueError(f"survey_responses {orphans!r} belong to a survey removed since: "
+                                 f"restore the survey first")
             for rid in ids:
                 updated_ms, record = self._erased.pop((kind, rid))
                 self._put(kind, record, updated_ms)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 
 from pipelines.micrometrics.auth import http_date
@@ -126,3 +127,20 @@ def test_errors_404_405_400(sandbox, api):
 def test_data_is_deterministic(make_sandbox):
     a, b = make_sandbox(seed=7).truth(), make_sandbox(seed=7).truth()
     assert a == b and a != make_sandbox(seed=8).truth()
+
+
+def test_a_response_is_not_restored_into_a_survey_removed_since(sandbox, api):
+    # truth() listed it while the API, its survey gone, could not serve it: a harness
+    # comparing the warehouse with the truth reported a loss the connector had not made.
+    url = f"{sandbox.url}{BASE}/surveys/237/responses"
+    body = {"device_id": "dev", "answers": [{"question_id": 1001, "value": 9}]}
+    erased = api.post(url, json=body).json()["id"]
+    sandbox.store.erase_records("survey_responses", [erased])
+    sandbox.store.remove_survey(237)
+    with pytest.raises(ValueError, match="restore the survey first"):
+        sandbox.store.restore_records("survey_responses", [erased])
+    assert erased not in {r["id"] for r in sandbox.truth()["survey_responses"]}
+    sandbox.store.restore_survey(237)
+    sandbox.store.restore_records("survey_responses", [erased])  # now it can be served
+    assert api.get(url).status_code == 200
+    assert erased in {r["id"] for r in sandbox.truth()["survey_responses"]}
