@@ -114,3 +114,19 @@ def test_a_survey_kept_aside_for_one_bad_value_keeps_its_other_questions():
                              b'"nps"}, {"id": 2, "text": "\\udc00"}]}]')[0]
     assert isinstance(survey, UnloadableRecord)
     assert question_rows([survey]) == [{"id": 1, "type": "nps", "survey_id": 5}]
+
+
+def test_two_keys_for_one_column_are_set_aside_only_when_they_disagree():
+    at = "2026-01-01T00:00:00Z"
+    # An alias sent with the same value (a vendor's camelCase for compatibility) loses nothing.
+    assert rejection_reason({"id": 1, "updated_at": at, "survey_id": 5, "surveyId": 5},
+                            "survey_responses[5]") is None
+    assert rejection_reason({"id": "d", "updated_at": at, "name": "a", "Name": "b"},
+                            "devices") == "keys 'name' and 'Name' both load into the column 'name'"
+    # Keys each seen alone before are no pass for the two together (the check skips records
+    # of keys known to load into a column of their own name: "Location" is not one).
+    assert rejection_reason({"id": "d", "updated_at": at, "location": "y"}, "devices") is None
+    assert rejection_reason({"id": "d", "updated_at": at, "Location": "x"}, "devices") is None
+    assert rejection_reason({"id": "d", "updated_at": at, "location": "y", "Location": "x"},
+                            "devices") == ("keys 'location' and 'Location' both load into the "
+                                           "column 'location'")

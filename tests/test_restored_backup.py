@@ -6,12 +6,16 @@ with exit 0 and no word. On the virtual clock, over HTTP to the sandbox."""
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime, timedelta
 
 import dlt
 import duckdb
 import psycopg2
+import pytest
 
 from pipelines.micrometrics import rolled_back
+from pipelines.micrometrics.timeutil import format_timestamp
+from pipelines.sync.options import SyncOptions
 from tests.destinations import FAST, HOUR, pipeline_on
 from tests.syncing import DATASET, pipeline_for, sync_into
 from tests.truth import assert_matches_truth, query
@@ -76,6 +80,49 @@ def test_a_postgres_database_restored_from_a_backup_is_synced_again(
     result = sync_into(sandbox, pipeline, clock)
     assert [w for w in result.report.warnings if w.startswith(ROLLED_BACK)]
     assert_matches_truth(pipeline, sandbox.truth())
+
+
+def test_a_copy_taken_while_a_load_ran_is_a_rollback_too(start_sandbox, tmp_path, clock):
+    # A snapshot taken mid-load (pg_dump, a lagging replica, a file copy) holds the load's
+    # state row, a job dlt commits on its own, without its merged rows or its _dlt_loads row:
+    # the hash was there, no rollback was seen, and the first sync's history was lost.
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=2, responses=100, **FAST)
+    pipeline = pipeline_for(tmp_path)
+    sync_into(sandbox, pipeline, clock)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as db:
+        [(load_id,)] = db.execute(f"SELECT _dlt_load_id FROM {DATASET}._dlt_pipeline_state "
+                                  "WHERE version_hash = ?",
+                                  [pipeline.get_local_state_val(rolled_back.LOADED_STATE)]
+                                  ).fetchall()
+        db.execute(f"DELETE FROM {DATASET}._dlt_loads WHERE load_id = ?", [load_id])
+        for table in ("survey_responses__answers", "survey_responses", "devices"):
+            db.execute(f"DELETE FROM {DATASET}.{table}")
+    clock.advance(HOUR)
+    result = sync_into(sandbox, pipeline, clock)
+    assert [w for w in result.report.warnings if w.startswith(ROLLED_BACK)]
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_an_explicit_reread_under_way_is_named_with_its_command(start_sandbox, tmp_path, clock):
+    # Its progress lived in this machine's state only: dropped with it, the re-read was never
+    # finished, and nothing said so.
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=2, responses=300, page_size=20,
+                            **FAST)
+    pipeline = pipeline_for(tmp_path)
+    sync_into(sandbox, pipeline, clock)
+    shutil.copy(tmp_path / "warehouse.duckdb", tmp_path / "backup.duckdb")
+    clock.advance(DAY)
+    now = datetime.fromtimestamp(clock.now, UTC)
+    reread = SyncOptions(start_at=now - timedelta(days=300))
+    with pytest.raises(Exception, match="request"):
+        sync_into(sandbox, pipeline, clock, reread, max_requests=12, window_pages=2)
+    shutil.copy(tmp_path / "backup.duckdb", tmp_path / "warehouse.duckdb")
+    clock.advance(HOUR)
+    [warning] = [w for w in sync_into(sandbox, pipeline, clock).report.warnings
+                 if w.startswith(ROLLED_BACK)]
+    assert warning.endswith("; run the explicit re-read under way again: `--start-at "
+                            f"{format_timestamp(reread.start_at)}`"), warning
+    assert_matches_truth(tmp_path, sandbox.truth())
 
 
 def test_syncs_from_two_machines_are_no_rollback(start_sandbox, tmp_path, clock):

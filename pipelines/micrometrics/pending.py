@@ -157,14 +157,8 @@ def drop_on_request(pipeline: dlt.Pipeline) -> list[str]:
         shutil.rmtree(folder, ignore_errors=True)
     left = pending_load_ids(pipeline)
     if left:
-        # A re-read's slot lives in the local state, or only in the package (killed before
-        # the state's local save), until a round of it loads: only its command reads it again.
-        states = [pipeline.state, *carried_states(pipeline)]
-        rereads = sorted({str(slot["range"]) for state in states
-                          for slot in reread_slots(resource_states(state))
-                          if not slot.get("done")})
-        again = "".join(f"; run the explicit re-read among them again: `{reread_command(r)}`"
-                        for r in rereads)
+        again = "".join(f"; run the explicit re-read among them again: `{command}`"
+                        for command in unfinished_rereads(pipeline))
         _drop_with_local_state(pipeline, f"--drop-pending: package(s) {', '.join(left)} "
                                f"not loaded; their windows are read again{again}")
     return left
@@ -199,6 +193,17 @@ def carried_states(pipeline: dlt.Pipeline) -> list[dict]:
         except Exception:  # noqa: BLE001 - a damaged package: its state is not read
             continue
     return found
+
+
+def unfinished_rereads(pipeline: dlt.Pipeline) -> list[str]:
+    """The options of each explicit re-read not finished in the local state or the packages
+    left here: what dropping them loses, as only the same command reads it again. (A re-read's
+    slot lives in the local state, or only in a package killed before the state's local save,
+    until a round of it loads.)"""
+    states = [pipeline.state, *carried_states(pipeline)]
+    return [reread_command(reread) for reread in sorted(
+        {str(slot["range"]) for state in states for slot in reread_slots(resource_states(state))
+         if not slot.get("done")})]
 
 
 def reread_command(reread: str) -> str:

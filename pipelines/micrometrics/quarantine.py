@@ -154,7 +154,7 @@ def key_problem(obj: dict[str, Any]) -> str | None:
         name = column_name(str(key))
         if name.startswith(DLT_COLUMNS):
             return f"key {str(key)[:40]!r} is named like dlt's own column {name}"
-        if name in seen:
+        if name in seen and obj[seen[name]] != obj[key]:  # the same value twice loses nothing
             return (f"keys {seen[name][:40]!r} and {str(key)[:40]!r} both load into the column "
                     f"{name!r}")
         seen[name] = str(key)

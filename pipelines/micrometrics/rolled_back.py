@@ -17,8 +17,11 @@ from __future__ import annotations
 import logging
 
 import dlt
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.job_client_impl import SqlJobClientBase
 
+from .pending import pending_load_ids, unfinished_rereads
 from .warehouse import sql_literal
 
 log = logging.getLogger("micrometrics")
@@ -46,24 +49,36 @@ def destination_rolled_back(pipeline: dlt.Pipeline) -> bool:
     with pipeline.destination_client() as client:
         if not isinstance(client, SqlJobClientBase) or not client.is_storage_initialized():
             return False
-        sql = client.sql_client
-        table = sql.make_qualified_table_name(client.schema.state_table_name)
-        column = sql.escape_column_name(client.schema.naming.normalize_identifier("version_hash"))
+        sql, naming = client.sql_client, client.schema.naming
+        states = sql.make_qualified_table_name(client.schema.state_table_name)
+        loads = sql.make_qualified_table_name(client.schema.loads_table_name)
+        version_hash, state_load, load_id, status = (
+            sql.escape_column_name(naming.normalize_identifier(name))
+            for name in ("version_hash", "_dlt_load_id", "load_id", "status"))
         try:
+            # Of a completed load, as dlt's own restore reads the state: a snapshot taken
+            # mid-load holds the state's row (a job committed on its own) without the merges.
             rows = sql.execute_sql(
-                f"SELECT COUNT(*) FROM {table} WHERE {column} = {sql_literal(loaded)}")
-        except Exception:  # noqa: BLE001 - no state table: the dataset's tables are gone
-            return False
+                f"SELECT COUNT(*) FROM {states} s JOIN {loads} l ON l.{load_id} = s.{state_load} "
+                f"WHERE s.{version_hash} = {sql_literal(loaded)} AND l.{status} = 0")
+        except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+            return False  # no state there at all: the dataset's tables are gone (lost_tables)
     return not rows or rows[0][0] == 0
 
 
 def forget_rolled_back(pipeline: dlt.Pipeline) -> str:
     """Drops this folder's state and packages (the sync restores the destination's next);
-    returns the warning, also logged."""
+    returns the warning, also logged: it names the packages and an explicit re-read under way,
+    which only its own command reads again."""
+    left = pending_load_ids(pipeline)
+    again = "".join(f"; run the explicit re-read under way again: `{command}`"
+                    for command in unfinished_rereads(pipeline))
     warning = ("warning: the destination holds none of the state this machine's last sync "
-               "loaded (restored from a backup, or a replica behind?): this machine's state is "
-               "dropped and the destination's taken, so what the destination lacks is read "
-               "again")
+               "loaded (restored from a backup, or a replica behind?): this machine's state"
+               + (f" and the package(s) {', '.join(left)} a failed sync left are" if left
+                  else " is")
+               + " dropped and the destination's taken, so what the destination lacks is read "
+               f"again{again}")
     log.warning(warning)
     pipeline.drop()
     return warning
