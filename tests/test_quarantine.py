@@ -121,6 +121,19 @@ def test_two_keys_for_one_column_are_set_aside_only_when_they_disagree():
     # An alias sent with the same value (a vendor's camelCase for compatibility) loses nothing.
     assert rejection_reason({"id": 1, "updated_at": at, "survey_id": 5, "surveyId": 5},
                             "survey_responses[5]") is None
+    # The same as JSON, not as Python (1 == True): dlt loads true into an integer key NULL,
+    # and the package failed every sync after.
+    assert rejection_reason({"id": 1, "ID": True, "updated_at": at}, "survey_responses[5]") == (
+        "keys 'id' and 'ID' both load into the column 'id'")
+    # Kept once, under the column's own name: dlt loads whichever comes last, and the times
+    # are put in a form dlt reads by that name (an offset with seconds loaded NULL).
+    odd = "2026-01-01T00:00:00+00:00:00"
+    [good], rejected = split_records(
+        [{"id": 2, "updatedAt": odd, "updated_at": odd, "survey_id": 5, "surveyId": 5,
+          "answers": [{"questionId": 7, "question_id": 7, "value": 9}]}], "survey_responses[5]")
+    assert rejected == [] and good == {"id": 2, "updated_at": "2026-01-01T00:00:00.000+00:00",
+                                       "survey_id": 5,
+                                       "answers": [{"question_id": 7, "value": 9}]}
     assert rejection_reason({"id": "d", "updated_at": at, "name": "a", "Name": "b"},
                             "devices") == "keys 'name' and 'Name' both load into the column 'name'"
     # Keys each seen alone before are no pass for the two together (the check skips records

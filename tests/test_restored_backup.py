@@ -44,14 +44,16 @@ def test_a_duckdb_file_copied_back_from_a_backup_is_synced_again(start_sandbox, 
     sandbox.patch_records("devices", [sandbox.truth()["devices"][0]["id"]], {"name": None})
     clock.advance(HOUR)
     failed = _raises(lambda: sync_into(sandbox, pipeline, clock))
-    assert failed and pipeline.list_normalized_load_packages()
+    [left] = pipeline.list_normalized_load_packages()
+    assert failed
 
     shutil.copy(tmp_path / "backup.duckdb", tmp_path / "warehouse.duckdb")  # the restore
     clock.advance(HOUR)
     sandbox.add_responses(3)
     result = sync_into(sandbox, pipeline, clock)
-    assert [w for w in result.report.warnings if w.startswith(ROLLED_BACK)], \
-        result.report.warnings
+    [warning] = [w for w in result.report.warnings if w.startswith(ROLLED_BACK)]
+    assert f"this machine's state and the package(s) {left} a failed sync left are dropped" \
+        in warning
     assert_matches_truth(tmp_path, sandbox.truth())
     # Once: the next sync finds its own state there.
     clock.advance(HOUR)

@@ -146,7 +146,9 @@ def column_name(key: str) -> str:
 
 def key_problem(obj: dict[str, Any]) -> str | None:
     """Why the keys of ``obj`` cannot each load into a column of their own (two of them load
-    into one, or one into a column named like dlt's own), or None."""
+    into one with different values, or one into a column named like dlt's own), or None. Two
+    with the same value (as JSON: ``1`` is not ``true``, which dlt loads otherwise) lose
+    nothing: ``drop_aliases`` keeps one."""
     if PLAIN_KEYS.issuperset(obj):
         return None
     seen: dict[str, str] = {}
@@ -154,13 +156,36 @@ def key_problem(obj: dict[str, Any]) -> str | None:
         name = column_name(str(key))
         if name.startswith(DLT_COLUMNS):
             return f"key {str(key)[:40]!r} is named like dlt's own column {name}"
-        if name in seen and obj[seen[name]] != obj[key]:  # the same value twice loses nothing
-            return (f"keys {seen[name][:40]!r} and {str(key)[:40]!r} both load into the column "
-                    f"{name!r}")
+        if name in seen:
+            if _as_json(obj[seen[name]]) != _as_json(obj[key]):
+                return (f"keys {seen[name][:40]!r} and {str(key)[:40]!r} both load into the "
+                        f"column {name!r}")
+            continue
         seen[name] = str(key)
     if len(PLAIN_KEYS) < MAX_PLAIN_KEYS:
         PLAIN_KEYS.update(key for name, key in seen.items() if name == key)
     return None
+
+
+def drop_aliases(obj: dict[str, Any]) -> None:
+    """Of the keys ``key_problem`` let through for one column (one value), keeps the one named
+    as the column (else the first), in place: dlt loads whichever comes last, and what runs
+    after the quarantine (``loadable_times``) reads the column's own key."""
+    if PLAIN_KEYS.issuperset(obj):
+        return
+    kept: dict[str, str] = {}
+    for key in list(obj):
+        name = column_name(str(key))
+        if name not in kept:
+            kept[name] = key
+            continue
+        drop = kept[name] if key == name else key
+        kept[name] = key if key == name else kept[name]
+        del obj[drop]
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 # What dlt reads as no timestamp (loaded NULL, beside a text variant column) though it is one:
@@ -202,6 +227,9 @@ def split_records(
     for record in records:
         reason = rejection_reason(record, stream)
         if reason is None:
+            drop_aliases(record)
+            for item in record.get(LISTS_OF_OBJECTS.get(stream.partition("[")[0], "")) or []:
+                drop_aliases(item)
             good.append(loadable_times(record))
             continue
         # As sent: dlt's json (orjson) writes NaN as null and refuses a lone surrogate.
