@@ -15,6 +15,7 @@ import pytest
 
 from pipelines.micrometrics import rolled_back
 from pipelines.micrometrics.timeutil import format_timestamp
+from pipelines.status.record import SyncOutcome, record_sync
 from pipelines.sync.options import SyncOptions
 from tests.destinations import FAST, HOUR, pipeline_on
 from tests.syncing import DATASET, pipeline_for, sync_into
@@ -124,6 +125,29 @@ def test_an_explicit_reread_under_way_is_named_with_its_command(start_sandbox, t
                  if w.startswith(ROLLED_BACK)]
     assert warning.endswith("; run the explicit re-read under way again: `--start-at "
                             f"{format_timestamp(reread.start_at)}`"), warning
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_the_connectors_own_operations_are_no_rollback(start_sandbox, tmp_path, clock):
+    # Each rewrites state in its own way (a refresh drops the tables, a re-read keeps a slot,
+    # --drop-pending drops the local state, status loads its record): none is a restore.
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=2, responses=60, **FAST)
+    pipeline = pipeline_for(tmp_path)
+    sync_into(sandbox, pipeline, clock)
+    now = datetime.fromtimestamp(clock.now, UTC)
+    for options in (SyncOptions(full_refresh=True), SyncOptions(),
+                    SyncOptions(start_at=now - timedelta(days=3)),
+                    SyncOptions(resources=("devices",)), SyncOptions(drop_pending=True),
+                    SyncOptions(reconcile=True)):
+        clock.advance(HOUR)
+        sandbox.add_responses(3)
+        result = sync_into(sandbox, pipeline, clock, options)
+        assert not [w for w in result.report.warnings if w.startswith(ROLLED_BACK)], options
+        record_sync(pipeline, SyncOutcome(started_at=now, finished_at=now, exit_code=0,
+                                          exit_cause="ok", report=result.report))
+        assert rolled_back.destination_rolled_back(pipeline) is False, options
+    clock.advance(HOUR)
+    assert sync_into(sandbox, pipeline, clock).report.warnings == []
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
