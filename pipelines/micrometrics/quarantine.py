@@ -67,7 +67,7 @@ def rejection_reason(record: Any, stream: str = "") -> str | None:
         return "no id"
     if (problem := id_problem(record["id"], table in INTEGER_IDS)) is not None:
         return problem
-    field = LISTS_OF_OBJECTS.get(table)
+    field = list_field(stream)
     if field is not None and (problem := list_problem(field, record.get(field))) is not None:
         return problem
     if (problem := key_problem(record)) is not None:
@@ -87,6 +87,11 @@ def rejection_reason(record: Any, stream: str = "") -> str | None:
     except ValueError:
         return f"updated_at {str(updated_at)[:40]!r} is not an ISO 8601 timestamp with offset"
     return None
+
+
+def list_field(stream: str) -> str | None:
+    """The field of ``stream``'s records that holds a list of objects a model reads, or None."""
+    return LISTS_OF_OBJECTS.get(stream.partition("[")[0])
 
 
 def id_problem(value: Any, integer: bool) -> str | None:
@@ -228,7 +233,7 @@ def split_records(
         reason = rejection_reason(record, stream)
         if reason is None:
             drop_aliases(record)
-            for item in record.get(LISTS_OF_OBJECTS.get(stream.partition("[")[0], "")) or []:
+            for item in record.get(list_field(stream) or "") or []:
                 drop_aliases(item)
             good.append(loadable_times(record))
             continue

@@ -18,7 +18,6 @@ import logging
 
 import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.job_client_impl import SqlJobClientBase
 
 from .pending import pending_load_ids, unfinished_rereads
@@ -61,7 +60,7 @@ def destination_rolled_back(pipeline: dlt.Pipeline) -> bool:
             rows = sql.execute_sql(
                 f"SELECT COUNT(*) FROM {states} s JOIN {loads} l ON l.{load_id} = s.{state_load} "
                 f"WHERE s.{version_hash} = {sql_literal(loaded)} AND l.{status} = 0")
-        except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+        except DestinationUndefinedEntity:  # DatabaseUndefinedRelation among others
             return False  # no state there at all: the dataset's tables are gone (lost_tables)
     return not rows or rows[0][0] == 0
 
