@@ -138,6 +138,35 @@ def test_gateway_statuses_are_retried_unless_no_retry_can_help(
     assert sandbox.stats()["by_endpoint"]["devices"] == requests
 
 
+def test_a_body_that_trickles_in_is_given_up_at_the_deadline_and_asked_again(
+    start_sandbox, virtual_client, clock
+):
+    """requests' read timeout bounds each wait for bytes, not the response: a page sent a
+    piece a minute held the sync, and the schedule's lock, for as long as the server kept
+    sending (ten minutes here; for ever from a stalled proxy). A response not whole
+    ``BODY_DEADLINE`` seconds after it went out now counts as a timeout, and is asked again."""
+    sandbox = start_sandbox(clock=clock, sleep=clock.sleep, responses=300, page_size=20)
+    sandbox.script("trickled_body", endpoint="devices")
+    client = virtual_client(sandbox)
+    fetched = fetch_everything(client, sandbox)
+
+    assert_exact(fetched, sandbox.truth())
+    assert sandbox.stats()["faults"] == {"trickled_body": 1}
+    assert client.stats.retries == 1
+    assert sandbox.stats()["requests"] == client.stats.requests
+
+
+def test_a_body_that_always_trickles_in_fails_as_a_timeout(start_sandbox, virtual_client, clock):
+    sandbox = start_sandbox(clock=clock, sleep=clock.sleep)
+    sandbox.script("trickled_body", count=5, endpoint="devices")
+    client = virtual_client(sandbox, max_attempts=2)
+    with pytest.raises(ApiError) as caught:
+        list(client.pages("/devices", EVERYTHING))
+    assert "ReadTimeout from 127.0.0.1" in str(caught.value)
+    assert "after 2 attempts" in str(caught.value)
+    assert sandbox.stats()["faults"] == {"trickled_body": 2}
+
+
 def test_gives_up_after_last_attempt_with_a_useful_message(start_sandbox, virtual_client, clock):
     sandbox = start_sandbox(clock=clock, fault_rate=1.0)
     client = virtual_client(sandbox, max_attempts=3, max_throttled=2)

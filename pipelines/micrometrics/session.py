@@ -51,6 +51,12 @@ from .stats import ClientStats
 from .throttle import LeakyBucket
 
 DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read
+# The read timeout bounds each wait for the next bytes, not the response: a server or proxy
+# that sends a few bytes a minute would hold a request, and the scheduled sync, for ever.
+# A response not whole this many seconds after it was sent counts as a timeout (retried).
+# Generous: a page is some kilobytes, and the sandbox's slowest answers take seconds.
+BODY_DEADLINE = 300.0
+BODY_CHUNK = 64 * 1024
 # Keep-alive connections kept per host: as many as requests may be in flight (MAX_IN_FLIGHT is
 # at most this), so that concurrent streams reuse their connections.
 MAX_CONNECTIONS = 32
@@ -71,6 +77,8 @@ class MicrometricsSession(requests.Session):
         retry: Attempts and backoff for transient failures; cap on 429s.
         stats: Counters of requests, 429s, retries and time waited for tokens.
         timeout: Used when the caller gives none, seconds or (connect, read).
+        body_deadline: Seconds after sending by which a response must have come whole, on
+            the bucket's clock (``BODY_DEADLINE``).
         sleep: Called to back off between attempts (by default cut short when the thread's
             walk is stopped, see ``cancel.sleep``); injected in tests.
     """
@@ -83,6 +91,7 @@ class MicrometricsSession(requests.Session):
         retry: RetryPolicy,
         stats: ClientStats | None = None,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        body_deadline: float = BODY_DEADLINE,
         sleep: Callable[[float], None] = cancel.sleep,
     ) -> None:
         super().__init__()
@@ -93,6 +102,7 @@ class MicrometricsSession(requests.Session):
         self.retry = retry
         self.stats = stats or ClientStats()
         self.timeout = timeout
+        self.body_deadline = body_deadline
         self._sleep = sleep
         self._sending = threading.local()
         self._answered = threading.local()
@@ -127,7 +137,7 @@ class MicrometricsSession(requests.Session):
                     signed = self.sign(request)
                     try:
                         sent = self.bucket.now()
-                        response = self._send_once(signed, kwargs)
+                        response = self._send_once(signed, kwargs, sent)
                         self._answered.seconds = self.bucket.now() - sent
                     except TRANSPORT_ERRORS as exc:
                         failure = transport_error(signed, exc, self.retry.max_attempts)
@@ -176,12 +186,36 @@ class MicrometricsSession(requests.Session):
             signed = self.auth(signed) or signed
         return signed
 
-    def _send_once(self, signed: PreparedRequest, kwargs: dict[str, Any]) -> Response:
+    def _send_once(self, signed: PreparedRequest, kwargs: dict[str, Any],
+                   sent: float) -> Response:
         self._sending.active = True
         try:
-            return super().send(signed, **kwargs)
+            # Streamed, so that the body is read here, a piece at a time, against the deadline
+            # (requests would read it whole inside send, bounded by the read timeout only).
+            response = super().send(signed, **{**kwargs, "stream": True})
         finally:
             self._sending.active = False
+        self._read_body(response, sent)
+        return response
+
+    def _read_body(self, response: Response, sent: float) -> None:
+        """Loads the body as requests' ``content`` would, raising ``ReadTimeout`` once the
+        response is not whole ``body_deadline`` seconds after ``sent``."""
+        if response._content is not False:  # read already (an adapter that loads it itself)
+            return
+        pieces = []
+        try:
+            for piece in response.iter_content(BODY_CHUNK):
+                pieces.append(piece)
+                if self.bucket.now() - sent > self.body_deadline:
+                    raise requests.exceptions.ReadTimeout(
+                        f"the response was not whole {self.body_deadline:g} s after it was sent")
+        except BaseException:
+            response.close()
+            raise
+        # What requests' Response.content does with what it read (no public setter).
+        response._content = b"".join(pieces)
+        response._content_consumed = True
 
 
 def transient_failure(request: PreparedRequest, response: Response) -> ApiError | None:

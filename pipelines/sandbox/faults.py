@@ -35,8 +35,14 @@ GATEWAY_STATUSES = {"http_408": 408, "http_524": 524, "http_501": 501}
 # (RETRY_AFTER_DATE_SECONDS on the sandbox's clock), none of the API's RateLimit-* headers.
 RETRY_AFTER_DATE = "retry_after_date"
 RETRY_AFTER_DATE_SECONDS = 2
+# A normal page whose body comes a piece at a time, TRICKLE_SECONDS apart on the sandbox's
+# clock (a proxy or a stalled server that keeps a connection alive with a byte now and then):
+# every read gets data well within any read timeout, and the body takes ten minutes whole.
+TRICKLED_BODY = "trickled_body"
+TRICKLE_PIECES, TRICKLE_SECONDS = 10, 60.0
 SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, HTTP_404, *CURSOR_KINDS,
-                              *GATEWAY_STATUSES, *RESHAPE_KINDS, RETRY_AFTER_DATE)
+                              *GATEWAY_STATUSES, *RESHAPE_KINDS, RETRY_AFTER_DATE,
+                              TRICKLED_BODY)
 SCRIPT_ENDPOINTS = ("devices", "surveys", "survey_responses")
 
 PROXY_502_HTML = (

@@ -267,6 +267,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status == 200 and reply.page_records is not None:
             sb._stats.page(reply.page_records)
             sb._page_hooks.served(endpoint)
+        if fault == fk.TRICKLED_BODY:
+            return self._send(reply, limits, trickle=True)
         return self._send(reply, limits, truncate=fault == fk.TRUNCATED)
 
     def _control(self, method: str, path: str, body: bytes) -> None:
@@ -303,16 +305,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- output --------------------------------------------------------------------------------
 
-    def _send(self, reply: Reply, extra: dict[str, str] | None = None, truncate=False) -> None:
+    def _send(self, reply: Reply, extra: dict[str, str] | None = None, truncate=False,
+              trickle=False) -> None:
         try:
             payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate (add_malformed): sent as its \u escape
             payload = json.dumps(reply.body).encode("ascii")
         if truncate:  # a body cut in half, with a Content-Length that matches the cut
             payload = payload[: len(payload) // 2]
-        self._send_raw(reply.status, payload, JSON_TYPE, {**(extra or {}), **reply.headers})
+        self._send_raw(reply.status, payload, JSON_TYPE, {**(extra or {}), **reply.headers},
+                       trickle)
 
-    def _send_raw(self, status: int, payload: bytes, ctype: str, headers: dict[str, str]) -> None:
+    def _send_raw(self, status: int, payload: bytes, ctype: str, headers: dict[str, str],
+                  trickle=False) -> None:
         if self.path.startswith("/api/"):
             self.sandbox._stats.status(status)
         # send_response_only: the stock send_response would add a Date of the real clock.
@@ -325,8 +330,20 @@ class _Handler(BaseHTTPRequestHandler):
             if name != "Date":
                 self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":  # a HEAD answer has the headers of a GET and no body
+        if self.command == "HEAD":  # a HEAD answer has the headers of a GET and no body
+            return
+        if not trickle:
             self.wfile.write(payload)
+            return
+        piece = -(-len(payload) // fk.TRICKLE_PIECES)
+        try:
+            for start in range(0, len(payload), piece):
+                if start:
+                    self.sandbox._sleep(fk.TRICKLE_SECONDS)
+                self.wfile.write(payload[start:start + piece])
+                self.wfile.flush()
+        except OSError:  # the client gave up on it and closed the connection
+            self.close_connection = True
 
 
 class Sandbox:

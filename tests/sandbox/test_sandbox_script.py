@@ -8,6 +8,8 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
+from pipelines.sandbox.faults import TRICKLE_PIECES, TRICKLE_SECONDS
+
 from .support import EARLY
 
 BASE = "/api/experience"
@@ -116,6 +118,19 @@ def test_scripted_truncated_body(sandbox, api):
     assert int(response.headers["Content-Length"]) == len(response.content)
     with pytest.raises(ValueError):
         json.loads(response.content)
+
+
+def test_scripted_trickled_body(make_sandbox, clock, api):
+    """The page as it would be, its body sent a piece at a time a minute apart on the
+    sandbox's clock: every read gets bytes, the response takes nine minutes whole."""
+    sb = make_sandbox(sleep=clock.sleep)
+    expected = _get(api, sb, "/devices").content
+    clock.slept.clear()
+    sb.script("trickled_body", endpoint="devices")
+    trickled = _get(api, sb, "/devices")
+    assert trickled.status_code == 200 and trickled.content == expected
+    assert clock.slept == [TRICKLE_SECONDS] * (TRICKLE_PIECES - 1)
+    assert sb.stats()["faults"] == {"trickled_body": 1}
 
 
 def test_unauthenticated_and_throttled_requests_do_not_consume(make_sandbox, clock, api):
