@@ -17,6 +17,7 @@ from typing import Any
 import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.exceptions import SchemaCorruptedException
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines import postgres_sessions
 from pipelines.micrometrics.duckdb_session import refuse_a_file_named_like_the_dataset
@@ -53,18 +54,23 @@ def missing_duckdb_file(destination: str) -> str | None:
     return None if Path(path).exists() else path
 
 
-def duckdb_destination(dataset: str) -> Any:
+def duckdb_destination(dataset: str, read_only: bool = False) -> Any:
     """DuckDB at ``configured_duckdb_path()``, refusing a file whose name equals the dataset or
-    its staging dataset (DuckDB could not resolve ``dataset.table`` then)."""
+    its staging dataset (DuckDB could not resolve ``dataset.table`` then). ``read_only``: for
+    the commands that only read (status, report): DuckDB lets several processes read a file at
+    once (a notebook's or BI tool's read-only connection) but only one write it."""
     path = configured_duckdb_path()
     refuse_a_file_named_like_the_dataset(path, dataset)
+    if read_only:
+        return dlt.destinations.duckdb(credentials=DuckDbCredentials(path, read_only=True))
     return dlt.destinations.duckdb(credentials=path)
 
 
 def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = None,
-                  set_aside: bool = False) -> dlt.Pipeline:
+                  set_aside: bool = False, read_only: bool = False) -> dlt.Pipeline:
     """The connector's dlt pipeline for ``destination`` and ``dataset``; ``set_aside``: a
-    folder whose state or schema dlt cannot read is moved aside (the sync, under its lock).
+    folder whose state or schema dlt cannot read is moved aside (the sync, under its lock);
+    ``read_only``: a DuckDB file opened only to read (``duckdb_destination``).
 
     Raises:
         ConfigurationError: An empty or blank name (from a scheduler's parameter as from the
@@ -76,7 +82,7 @@ def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = No
             raise ConfigurationError(f"{flag} must not be empty or blank, got {name!r}")
     target: Any = destination
     if destination == "duckdb":
-        target = duckdb_destination(dataset)
+        target = duckdb_destination(dataset, read_only)
     elif destination == "postgres":
         target = postgres_sessions.postgres()
     kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}

@@ -226,6 +226,8 @@ def test_records_no_warehouse_takes_are_quarantined_and_later_syncs_go_on(start_
         ("survey_responses", {"id": 999008, "updated_at": stamp, "_dlt_parent_id": "p"}),
         ("devices", {"id": "dev-name", "updated_at": stamp, "name": "a", "Name": "b"}),
         ("surveys", {"id": 999009, "updated_at": stamp, "questions": [{"id": 1, "_dlt_id": 1}]}),
+        # ... also from within an object (dlt spreads it over columns <key>__<its key>).
+        ("devices", {"id": "dev-meta", "updated_at": stamp, "meta": {"ID": 1, "id": 2}}),
     ]
     for kind, record in odd:
         sandbox.add_malformed(kind, record, **({"survey_id": survey}
@@ -257,6 +259,7 @@ def test_records_no_warehouse_takes_are_quarantined_and_later_syncs_go_on(start_
         "999008": "key '_dlt_parent_id' is named like dlt's own column _dlt_parent_id",
         "dev-name": "keys 'name' and 'Name' both load into the column 'name'",
         "999009": "questions: key '_dlt_id' is named like dlt's own column _dlt_id",
+        "dev-meta": "keys 'meta.ID' and 'meta.id' both load into the column 'meta__id'",
     }
     # Kept as sent: the NaN and the surrogate's escape, not null or a dropped character.
     kept = {str(json.loads(record)["id"]): record for record, _ in rejected}

@@ -143,3 +143,29 @@ def test_two_keys_for_one_column_are_set_aside_only_when_they_disagree():
     assert rejection_reason({"id": "d", "updated_at": at, "location": "y", "Location": "x"},
                             "devices") == ("keys 'location' and 'Location' both load into the "
                                            "column 'location'")
+
+
+def test_keys_that_load_into_one_column_from_within_an_object_are_set_aside():
+    """dlt spreads an object over columns ``<key>__<its key>``, keeping the last value sent
+    for a column: ``meta.ID`` replaced ``meta.id``."""
+    at = "2026-01-01T00:00:00Z"
+    assert rejection_reason({"id": "d", "updated_at": at, "meta": {"ID": 1, "id": 2}},
+                            "devices") == ("keys 'meta.ID' and 'meta.id' both load into the "
+                                           "column 'meta__id'")
+    assert rejection_reason({"id": "d", "updated_at": at, "a": {"M": {"id": 1}, "m": {"id": 2}}},
+                            "devices") == ("keys 'a.m.id' and 'a.M.id' both load into the "
+                                           "column 'a__m__id'")
+    assert rejection_reason({"id": "d", "updated_at": at, "a": {"b": {"C": 1, "c": 2}}},
+                            "devices") == ("keys 'a.b.C' and 'a.b.c' both load into the column "
+                                           "'a__b__c'")
+    assert rejection_reason(
+        {"id": 1, "updated_at": at, "answers": [
+            {"question_id": 7, "value": 9, "extra": {"Note": "x", "note": "y"}}]},
+        "survey_responses[5]") == ("answers: keys 'extra.Note' and 'extra.note' both load "
+                                   "into the column 'extra__note'")
+    # Nothing lost: the same value twice, an object and a key beside it that is no column of
+    # it, objects nested apart, an empty object.
+    for fine in ({"meta": {"ID": 1, "id": 1}}, {"meta": {"id": 1}, "meta_id": 2},
+                 {"a": {"b": 1}, "b": {"a": 2}}, {"meta": {}, "meta__x": 1},
+                 {"A": {"x": 1}, "a": {"x": 1}}):
+        assert rejection_reason({"id": "d", "updated_at": at, **fine}, "devices") is None, fine

@@ -26,6 +26,7 @@ from tests.cli import run_cli, run_in_process, run_module, sync_env
 from tests.conftest import KEY, SECRET
 from tests.destinations import SMALL, pipeline_on
 from tests.fakes import FakeClock
+from tests.file_holder import hold_in_another_process
 from tests.syncing import sync_into, sync_sandbox
 from tests.test_report_render import card_of, empty_data
 from tests.test_status import SMALL as STATUS_SMALL
@@ -310,7 +311,13 @@ def test_freshness_is_the_last_successful_sync_and_a_failed_one_is_flagged(start
     assert before and any(name.startswith("pipelines/micrometrics/") for name in before)
     output = tmp_path / "report.html"
     now = started + timedelta(hours=1)
-    done = run_report(env, "--output", str(output), "--now", format_timestamp(now))
+    # Beside a notebook reading the file (read_only=True): DuckDB lets readers share it, and
+    # the report, opening it to write, could not read it.
+    reader = hold_in_another_process(tmp_path / "warehouse.duckdb", read_only=True)
+    try:
+        done = run_report(env, "--output", str(output), "--now", format_timestamp(now))
+    finally:
+        reader.communicate("\n", timeout=30)
     assert done.returncode == 0, done.stderr
     assert files_under(tmp_path / "dlt") == before  # nothing written, default pipelines dir
     html = output.read_text(encoding="utf-8")

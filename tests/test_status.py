@@ -324,6 +324,25 @@ def test_a_sync_holding_the_duckdb_file_is_named_not_blamed_on_credentials(
     assert running["state_source"] == "local" and running["streams"]
 
 
+def test_status_reads_beside_a_notebook_that_reads(start_sandbox, tmp_path):
+    """A notebook or BI tool reading the DuckDB file (read_only=True, as ``make demo``
+    suggests) shares it with other readers; status opened it to write and showed no stream."""
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    shutil.rmtree(tmp_path / "dlt" / "pipelines")  # so that only the destination can tell
+    alone = status_json(env)
+    reader = hold_in_another_process(tmp_path / "warehouse.duckdb", read_only=True)
+    try:
+        beside = status_json(env)
+    finally:
+        reader.communicate("\n", timeout=30)
+    assert beside["state_source"] == "destination" and beside["streams"]
+    for status in (alone, beside):
+        del status["now"], status["age_seconds"]
+    assert beside["problems"] == [] and beside == alone
+
+
 def test_ages_take_units():
     assert age_arg("90s") == timedelta(seconds=90)
     assert age_arg("45m") == timedelta(minutes=45)

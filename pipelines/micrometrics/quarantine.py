@@ -11,7 +11,8 @@ warehouse stores (``lenient_json``: NaN, a lone surrogate) failed its page on ev
 Nor can one with two keys dlt loads into one column (``ID`` beside ``id``, ``updatedAt``
 beside ``updated_at``: dlt's snake_case names; the last one sent won, silently: a phantom
 response, a device's name or an answer's score replaced), in the record or in one of its
-answers or questions; nor one with a key named like dlt's own columns (``_dlt_id``: a
+answers or questions, or in an object within them (``meta: {"ID": 1, "id": 2}``: both in
+``meta__id``); nor one with a key named like dlt's own columns (``_dlt_id``: a
 response's answers joined to another's, or every sync failing at its load until the API
 dropped the key).
 
@@ -155,7 +156,7 @@ def key_problem(obj: dict[str, Any]) -> str | None:
     with the same value (as JSON: ``1`` is not ``true``, which dlt loads otherwise) lose
     nothing: ``drop_aliases`` keeps one."""
     if PLAIN_KEYS.issuperset(obj):
-        return None
+        return nested_problem(obj) if dict in map(type, obj.values()) else None
     seen: dict[str, str] = {}
     for key in obj:
         name = column_name(str(key))
@@ -169,6 +170,27 @@ def key_problem(obj: dict[str, Any]) -> str | None:
         seen[name] = str(key)
     if len(PLAIN_KEYS) < MAX_PLAIN_KEYS:
         PLAIN_KEYS.update(key for name, key in seen.items() if name == key)
+    return nested_problem(obj) if dict in map(type, obj.values()) else None
+
+
+def nested_problem(obj: dict[str, Any]) -> str | None:
+    """Why two keys of ``obj`` or of the objects within it load into one column with different
+    values, or None. dlt spreads an object's keys over columns ``<key>__<its key>``, so
+    ``meta: {"ID": 1, "id": 2}`` loads both into ``meta__id``: the last one sent won, silently.
+    (A key of the record cannot name such a column: snake_case makes ``meta__id`` ``meta_id``.)"""
+    seen: dict[str, tuple[str, Any]] = {}  # column -> (the key's path as sent, its value)
+    stack: list[tuple[dict[str, Any], str, str]] = [(obj, "", "")]
+    while stack:
+        current, prefix, path = stack.pop()
+        for key, value in current.items():
+            name, shown = prefix + column_name(str(key)), path + str(key)
+            if type(value) is dict:  # as dlt's normalizer tells them (relational._flatten)
+                stack.append((value, name + "__", shown + "."))
+            elif name not in seen:
+                seen[name] = (shown, value)
+            elif _as_json(seen[name][1]) != _as_json(value):
+                return (f"keys {seen[name][0][:40]!r} and {shown[:40]!r} both load into the "
+                        f"column {name!r}")
     return None
 
 

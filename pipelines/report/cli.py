@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = status_of(snapshot.state or {})
         with tempfile.TemporaryDirectory(prefix="micrometrics-report-",
                                          ignore_cleanup_errors=True) as scratch:
-            pipeline = open_pipeline(args.destination, args.dataset, scratch)
+            pipeline = open_pipeline(args.destination, args.dataset, scratch, read_only=True)
             try:
                 pipeline.sync_destination()
                 path = make_report(pipeline, args.output, now=now, status=status)

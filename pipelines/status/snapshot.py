@@ -112,7 +112,7 @@ def read_destination(destination: str, dataset: str, tables: list[str],
 
     with tempfile.TemporaryDirectory(prefix="micrometrics-status-",
                                      ignore_cleanup_errors=True) as scratch:
-        pipeline = open_pipeline(destination, dataset, scratch)
+        pipeline = open_pipeline(destination, dataset, scratch, read_only=True)
         try:
             pipeline.sync_destination()
             state = dict(pipeline.state)
