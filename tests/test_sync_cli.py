@@ -431,6 +431,31 @@ def test_a_date_alone_as_end_at_includes_that_whole_day(start_sandbox, tmp_path)
     assert {id_ for (id_,) in loaded} == on_the_day
 
 
+def test_responses_alone_naming_a_kiosk_set_up_since_warn_not_fail(start_sandbox, tmp_path):
+    """``--resources survey_responses`` (hourly, the rest daily, say) loads responses of a kiosk
+    set up since the devices were last read: that sync's build failed
+    responses_have_known_device, exit 4 ("do not retry"), and the next full sync passed. It
+    warns now; a sync that reads the devices still fails for one it cannot load."""
+    sandbox = start_sandbox(rate=1000.0, burst=1000, devices=10, surveys=2, responses=200)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet").returncode == 0
+    kiosk, unloadable = sandbox.add_devices(2)
+    sandbox.patch_records("devices", [unloadable], {"Name": "not its name"})  # quarantined
+    responses = [r["id"] for r in sandbox.truth()["survey_responses"][:2]]
+    for response, device in zip(responses, (kiosk, unloadable), strict=True):
+        sandbox.patch_records("survey_responses", [response], {"device_id": device})
+
+    subset = run_cli(env, "--json", "--resources", "survey_responses")
+    assert subset.returncode == 0, subset.stderr
+    [warning] = [line for line in json.loads(subset.stdout)["warnings"] if "data test" in line]
+    assert warning.startswith("data test responses_have_known_device: 2 offending rows: ")
+    assert f"device_id={kiosk!r}" in warning and "did not read devices" in warning
+    full = run_cli(env, "--quiet")
+    assert full.returncode == 4
+    assert "responses_have_known_device: 1 offending row: " in full.stderr
+    assert f"device_id={unloadable!r}" in full.stderr and kiosk not in full.stderr
+
+
 @pytest.mark.parametrize("with_start", [True, False])
 def test_todays_date_as_end_at_goes_on_with_a_reread_stopped_part_way(start_sandbox, tmp_path,
                                                                       with_start):

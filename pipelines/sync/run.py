@@ -35,7 +35,7 @@ from pipelines.exit_codes import (
     EXIT_LOCKED,
     EXIT_OK,
 )
-from pipelines.micrometrics import SyncReport, sync
+from pipelines.micrometrics import RESOURCES, SyncReport, sync
 from pipelines.micrometrics.duckdb_session import duckdb_credentials, file_held, held_duckdb
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.messages import hint
@@ -102,12 +102,20 @@ def sync_and_build(options: SyncOptions, settings: Settings, pipeline: dlt.Pipel
     sync(pipeline, settings=settings, after_step=raise_if_terminated, report=report,
          **options.sync_arguments())
     with held_duckdb(pipeline, bounded=False):  # as for the record (see ``recorded``)
-        count_and_build(pipeline, result, models, say, preview)
+        count_and_build(pipeline, result, models, say, preview, options.resources)
+
+
+# Data tests a routine change fails until a sync reads the resource named: responses that a
+# `--resources survey_responses` sync loads name a kiosk set up since the last sync that read
+# the devices. Exit 4 ("do not retry") was wrong there: the next full sync passed.
+WAITS_FOR = {"responses_have_known_device": "devices"}
 
 
 def count_and_build(pipeline: dlt.Pipeline, result: RunResult, models: bool,
-                    say: Callable[[str], None], preview: Callable[[str], None] | None) -> None:
-    """Rows per table and the summary, then the models and their data tests."""
+                    say: Callable[[str], None], preview: Callable[[str], None] | None,
+                    read: tuple[str, ...] = RESOURCES) -> None:
+    """Rows per table and the summary, then the models and their data tests; a test that
+    waits for a resource this sync did not ``read`` (``WAITS_FOR``) fails as a warning."""
     report = result.report
     result.counts = destination_counts(pipeline, TABLES)
     say(render(report, result.counts, report.rate, report.burst))
@@ -119,6 +127,14 @@ def count_and_build(pipeline: dlt.Pipeline, result: RunResult, models: bool,
         built.tests = run_data_tests(pipeline)
     built.seconds = time.monotonic() - started
     failures = [test for test in built.tests if not test.passed]
+    for test in [test for test in failures
+                 if test.name in WAITS_FOR and WAITS_FOR[test.name] not in read]:
+        failures.remove(test)
+        line = (f"warning: data test {test.describe()[:500]}; this sync did not read "
+                f"{WAITS_FOR[test.name]} (--resources): the next sync that does loads them, "
+                f"and its build says whether the test passes")
+        result.report.warnings.append(line)
+        say(line)
     if failures:
         raise DataTestFailed(failures)
     say(built.summary())
