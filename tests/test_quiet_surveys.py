@@ -74,6 +74,28 @@ def test_a_couple_of_dozen_surveys_are_all_read_every_sync(start_sandbox, tmp_pa
     assert result.report.skipped_surveys == []
 
 
+def test_a_survey_launched_since_is_read_every_sync_while_new(start_sandbox, tmp_path, clock):
+    """A survey read once before its first response had no change to make it active: quiet at
+    once, and the freshest read, so the last in line. Its first responses, on the day its
+    dashboards are watched most, waited 17 hourly syncs (the hunt's 40-survey tenant). The
+    list's created_at and updated_at make it new for the quiet period."""
+    sandbox = start_sandbox(clock=clock, devices=5, surveys=40, responses=400, **FAST)
+    clock.advance(48 * HOUR)  # a settled tenant: no survey active, none created lately
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(HOUR)
+    launched = sandbox.add_survey()
+    first = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert str(launched) in read_at(first)  # read once, no response yet
+    for hour in range(1, 4):
+        clock.advance(HOUR)
+        answered = sandbox.add_responses(1, survey_id=launched)
+        result = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+        assert result.report.skipped_surveys, hour  # quiet surveys are skipped all the while
+        assert str(launched) not in {s.survey_id for s in result.report.skipped_surveys}, hour
+        assert query(tmp_path, "SELECT id FROM micrometrics.survey_responses "
+                               f"WHERE id = {answered[0]}") == [(answered[0],)], hour
+
+
 def test_zero_reads_every_survey_every_sync(start_sandbox, tmp_path, clock):
     sandbox = start_sandbox(clock=clock, devices=5, surveys=40, responses=400, **FAST)
     sync_sandbox(sandbox, tmp_path, clock, quiet_survey_hours=0, **FAST)

@@ -14,8 +14,8 @@ read:
   quiet_survey`` stalest (``interval``: the time since the previous sync's plan), or the due
   ones if there are more.
 
-Never-read surveys, surveys with a range or window in progress, and active ones are read every
-sync. Nothing is lost by skipping: a skipped survey's next read starts at its own high-water
+Never-read surveys, surveys with a range or window in progress, active ones, and those the
+list says were created or changed within ``quiet_survey`` (new or edited) are read every sync. Nothing is lost by skipping: a skipped survey's next read starts at its own high-water
 mark (minus the lookback), so what changed meanwhile comes then. An explicit range, a full
 refresh (no state) and ``quiet_survey`` 0 read every survey.
 
@@ -101,6 +101,8 @@ def choose_skipped(
         last_change = state.get("last_change")
         if last_change and now - parse_timestamp(last_change) < quiet_survey:
             continue  # active
+        if listed_lately(survey, now, quiet_survey):
+            continue  # new or edited
         quiet.append((parse_timestamp(state["high_water"]), survey["id"]))
     quiet.sort(key=lambda item: (item[0], str(item[1])))  # stalest first
     previous = (plans.get("plan") or {}).get("at")
@@ -111,6 +113,21 @@ def choose_skipped(
     spread = min(len(quiet), math.ceil(len(quiet) * (interval / quiet_survey)))
     return [Skipped(survey_id, last_read, now - last_read, last_read + quiet_survey)
             for last_read, survey_id in quiet[max(due, spread):]]
+
+
+def listed_lately(survey: dict[str, Any], now: datetime, quiet_survey: timedelta) -> bool:
+    """Whether the list says ``survey`` was created or changed within ``quiet_survey``: a survey
+    just launched, read once before its first response, was quiet at once (no ``last_change``),
+    and its first responses waited up to ``quiet_survey`` on the day its dashboards are
+    watched most; an edited one's (a question added) too."""
+    for field in ("created_at", "updated_at"):
+        value = survey.get(field)
+        try:
+            if isinstance(value, str) and now - parse_timestamp(value) < quiet_survey:
+                return True
+        except ValueError:  # a malformed time says nothing either way
+            continue
+    return False
 
 
 def skipped_surveys(plans: dict[str, Any], now: datetime,
