@@ -15,8 +15,9 @@ read:
   ones if there are more.
 
 Never-read surveys, surveys with a range or window in progress, active ones, and those the
-list says were created or changed within ``quiet_survey`` (new or edited) are read every sync. Nothing is lost by skipping: a skipped survey's next read starts at its own high-water
-mark (minus the lookback), so what changed meanwhile comes then. An explicit range, a full
+list says were created or changed within ``quiet_survey`` (new or edited) are read every sync.
+Nothing is lost by skipping: a skipped survey's next read starts at its own high-water mark
+(minus the lookback), so what changed meanwhile comes then. An explicit range, a full
 refresh (no state) and ``quiet_survey`` 0 read every survey.
 
 The plan is made once per sync and kept in the survey_responses state (``plan``): the rounds of

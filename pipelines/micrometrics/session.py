@@ -208,8 +208,7 @@ class MicrometricsSession(requests.Session):
             for piece in response.iter_content(BODY_CHUNK):
                 pieces.append(piece)
                 if self.bucket.now() - sent > self.body_deadline:
-                    raise requests.exceptions.ReadTimeout(
-                        f"the response was not whole {self.body_deadline:g} s after it was sent")
+                    raise BodyDeadlineExceeded(self.body_deadline)
         except BaseException:
             response.close()
             raise
@@ -265,9 +264,21 @@ def api_error(request: PreparedRequest, response: Response, kind: type[ApiError]
     return kind(request.method or "", request.path_url, response.status_code, detail)
 
 
+class BodyDeadlineExceeded(requests.exceptions.ReadTimeout):
+    """A response still coming ``BODY_DEADLINE`` seconds after it was sent (a timeout, retried)."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(f"the response was not whole {deadline:g} s after it was sent")
+        self.deadline = deadline
+
+
 def transport_error(request: PreparedRequest, exc: Exception, attempts: int) -> ApiError:
     """No HTTP response at all: name the host, not the exception's internals."""
     host = urlsplit(request.url or "").netloc.rpartition("@")[2]  # never a user or password
+    if isinstance(exc, BodyDeadlineExceeded):
+        detail = (f"{host} was still sending the body {exc.deadline:g} s after the request, "
+                  f"on each of {attempts} attempts; {hint('server')}")
+        return ApiError(request.method or "", request.path_url, None, detail)
     if could_not_connect(exc):
         detail = f"could not connect to {host} ({type(exc).__name__}); {hint('unreachable')}"
     else:
