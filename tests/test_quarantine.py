@@ -152,6 +152,12 @@ def test_keys_that_load_into_one_column_from_within_an_object_are_set_aside():
     assert rejection_reason({"id": "d", "updated_at": at, "meta": {"ID": 1, "id": 2}},
                             "devices") == ("keys 'meta.ID' and 'meta.id' both load into the "
                                            "column 'meta__id'")
+    assert rejection_reason({"id": "d", "updated_at": at, "meta": {"id": 1}, "meta__id": 2},
+                            "devices") == ("keys 'meta__id' and 'meta.id' both load into the "
+                                           "column 'meta__id'")
+    assert rejection_reason({"id": "d", "updated_at": at, "m": {"a__b": 1, "a": {"b": 2}}},
+                            "devices") == ("keys 'm.a__b' and 'm.a.b' both load into the "
+                                           "column 'm__a__b'")
     assert rejection_reason({"id": "d", "updated_at": at, "a": {"M": {"id": 1}, "m": {"id": 2}}},
                             "devices") == ("keys 'a.m.id' and 'a.M.id' both load into the "
                                            "column 'a__m__id'")
@@ -165,7 +171,10 @@ def test_keys_that_load_into_one_column_from_within_an_object_are_set_aside():
                                    "into the column 'extra__note'")
     # Nothing lost: the same value twice, an object and a key beside it that is no column of
     # it, objects nested apart, an empty object.
+    # (dlt keeps "a__b" apart from "a b", whose column is a_b.)
     for fine in ({"meta": {"ID": 1, "id": 1}}, {"meta": {"id": 1}, "meta_id": 2},
+                 {"a__b": 1, "a b": 2}, {"e": {"a__b": 1, "aB": None}},
+                 {"B": {"x": 1}, "b": {"y": 2}},
                  {"a": {"b": 1}, "b": {"a": 2}}, {"meta": {}, "meta__x": 1},
                  {"A": {"x": 1}, "a": {"x": 1}}):
         assert rejection_reason({"id": "d", "updated_at": at, **fine}, "devices") is None, fine

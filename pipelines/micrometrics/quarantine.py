@@ -143,48 +143,47 @@ MAX_PLAIN_KEYS = 10_000
 
 @lru_cache(maxsize=4096)
 def column_name(key: str) -> str:
-    """The column dlt loads ``key`` into."""
+    """The column dlt loads ``key`` into: as a path, as dlt's normalizer names a record's keys
+    (``use_break_path_on_normalize``): ``a__b`` stays ``a__b``, the column of ``a: {b: ...}``."""
     try:
-        return NAMING.normalize_identifier(key)
+        return NAMING.normalize_path(key)
     except ValueError:  # a blank key: dlt's normalizer names its column so
         return "_empty"
 
 
 def key_problem(obj: dict[str, Any]) -> str | None:
-    """Why the keys of ``obj`` cannot each load into a column of their own (two of them load
-    into one with different values, or one into a column named like dlt's own), or None. Two
-    with the same value (as JSON: ``1`` is not ``true``, which dlt loads otherwise) lose
-    nothing: ``drop_aliases`` keeps one."""
-    if PLAIN_KEYS.issuperset(obj):
-        return nested_problem(obj) if dict in map(type, obj.values()) else None
-    seen: dict[str, str] = {}
-    for key in obj:
-        name = column_name(str(key))
-        if name.startswith(DLT_COLUMNS):
-            return f"key {str(key)[:40]!r} is named like dlt's own column {name}"
-        if name in seen:
-            if _as_json(obj[seen[name]]) != _as_json(obj[key]):
-                return (f"keys {seen[name][:40]!r} and {str(key)[:40]!r} both load into the "
-                        f"column {name!r}")
-            continue
-        seen[name] = str(key)
-    if len(PLAIN_KEYS) < MAX_PLAIN_KEYS:
-        PLAIN_KEYS.update(key for name, key in seen.items() if name == key)
-    return nested_problem(obj) if dict in map(type, obj.values()) else None
+    """Why the keys of ``obj`` cannot each load into a column of their own (two of them, or of
+    the objects within it, load into one with different values; or one into a column named
+    like dlt's own), or None. Two with the same value (as JSON: ``1`` is not ``true``, which dlt
+    loads otherwise) lose nothing: ``drop_aliases`` keeps one."""
+    plain = PLAIN_KEYS.issuperset(obj)
+    if plain and dict not in map(type, obj.values()):
+        return None
+    if not plain:
+        for key in obj:
+            if (name := column_name(str(key))).startswith(DLT_COLUMNS):
+                return f"key {str(key)[:40]!r} is named like dlt's own column {name}"
+    if (problem := column_problem(obj)) is not None:
+        return problem
+    if not plain and len(PLAIN_KEYS) < MAX_PLAIN_KEYS:
+        PLAIN_KEYS.update(key for key in obj if isinstance(key, str) and column_name(key) == key)
+    return None
 
 
-def nested_problem(obj: dict[str, Any]) -> str | None:
-    """Why two keys of ``obj`` or of the objects within it load into one column with different
-    values, or None. dlt spreads an object's keys over columns ``<key>__<its key>``, so
-    ``meta: {"ID": 1, "id": 2}`` loads both into ``meta__id``: the last one sent won, silently.
-    (A key of the record cannot name such a column: snake_case makes ``meta__id`` ``meta_id``.)"""
+def column_problem(obj: dict[str, Any]) -> str | None:
+    """Two keys of ``obj``, or of the objects within it, that load into one column with
+    different values, named; or None. dlt spreads an object's keys over columns ``<key>__<its
+    key>`` (``relational._flatten``), keeping the last value sent for a column: ``ID`` beside
+    ``id``, ``meta: {"ID": 1, "id": 2}`` (both in ``meta__id``), a key ``meta__id`` beside
+    ``meta: {"id": ...}``. Objects are no values here: ``A: {...}`` beside ``a: {...}`` lose
+    nothing unless two of their keys meet in a column."""
     seen: dict[str, tuple[str, Any]] = {}  # column -> (the key's path as sent, its value)
     stack: list[tuple[dict[str, Any], str, str]] = [(obj, "", "")]
     while stack:
         current, prefix, path = stack.pop()
         for key, value in current.items():
             name, shown = prefix + column_name(str(key)), path + str(key)
-            if type(value) is dict:  # as dlt's normalizer tells them (relational._flatten)
+            if type(value) is dict:  # as dlt's normalizer tells them
                 stack.append((value, name + "__", shown + "."))
             elif name not in seen:
                 seen[name] = (shown, value)
@@ -197,11 +196,14 @@ def nested_problem(obj: dict[str, Any]) -> str | None:
 def drop_aliases(obj: dict[str, Any]) -> None:
     """Of the keys ``key_problem`` let through for one column (one value), keeps the one named
     as the column (else the first), in place: dlt loads whichever comes last, and what runs
-    after the quarantine (``loadable_times``) reads the column's own key."""
+    after the quarantine (``loadable_times``) reads the column's own key. Objects are left as
+    they are: their keys spread over columns of their own."""
     if PLAIN_KEYS.issuperset(obj):
         return
     kept: dict[str, str] = {}
     for key in list(obj):
+        if type(obj[key]) is dict:
+            continue
         name = column_name(str(key))
         if name not in kept:
             kept[name] = key
