@@ -19,10 +19,11 @@ from pipelines.micrometrics.errors import (
     UnexpectedResponseError,
 )
 from pipelines.micrometrics.messages import hint
-from pipelines.micrometrics.retry import retry_after_seconds
+from pipelines.micrometrics.retry import RetryPolicy, retry_after_seconds
 from pipelines.micrometrics.session import MicrometricsSession
 from pipelines.micrometrics.throttle import LeakyBucket
 from pipelines.models import build_models
+from pipelines.sandbox import faults
 from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
 from tests.syncing import loaded, sync_sandbox
@@ -163,9 +164,26 @@ def test_a_body_that_always_trickles_in_fails_as_a_timeout(start_sandbox, virtua
     with pytest.raises(ApiError) as caught:
         list(client.pages("/devices", EVERYTHING))
     assert "127.0.0.1" in str(caught.value)
-    assert "was still sending the body 300 s after the request, on each of 2 attempts" in str(
+    assert "was still sending the body 300 s after the request (2 attempts)" in str(
         caught.value)
     assert sandbox.stats()["faults"] == {"trickled_body": 2}
+
+
+def test_a_trickling_body_is_given_up_at_the_deadline_on_the_real_clock(start_sandbox,
+                                                                       monkeypatch):
+    """On the real clock, as what is timed is a socket's reads: pieces 0.3 s apart, a deadline
+    of 0.5 s. Read through requests' iter_content, which waits for 64 KB (more than a page),
+    the attempt ended only once the body was whole (2.7 s here), and a body that never
+    completed held the sync for ever."""
+    monkeypatch.setattr(faults, "TRICKLE_SECONDS", 0.3)
+    sandbox = start_sandbox(rate=1000.0, burst=1000)
+    sandbox.script("trickled_body", endpoint="devices")
+    client = MicrometricsClient(sandbox.url, KEY, SECRET, retry=RetryPolicy(max_attempts=1))
+    client.session.body_deadline = 0.5
+    started = time.monotonic()
+    with pytest.raises(ApiError, match="was still sending the body 0.5 s after the request"):
+        list(client.pages("/devices", EVERYTHING))
+    assert time.monotonic() - started < 2.0  # given up at its third piece, 0.6 s in
 
 
 def test_gives_up_after_last_attempt_with_a_useful_message(start_sandbox, virtual_client, clock):

@@ -199,22 +199,43 @@ class MicrometricsSession(requests.Session):
         return response
 
     def _read_body(self, response: Response, sent: float) -> None:
-        """Loads the body as requests' ``content`` would, raising ``ReadTimeout`` once the
-        response is not whole ``body_deadline`` seconds after ``sent``."""
+        """Loads the body as requests' ``content`` would, raising ``BodyDeadlineExceeded``
+        once the response is not whole ``body_deadline`` seconds after ``sent``."""
         if response._content is not False:  # read already (an adapter that loads it itself)
             return
         pieces = []
         try:
-            for piece in response.iter_content(BODY_CHUNK):
-                pieces.append(piece)
+            while True:
+                # read1: what has arrived, as soon as some has (requests' iter_content waits
+                # for a whole chunk, which a page of some kilobytes never fills: the deadline
+                # was checked only once the body was whole, and never if it did not come).
+                piece = read_some(response.raw)
                 if self.bucket.now() - sent > self.body_deadline:
                     raise BodyDeadlineExceeded(self.body_deadline)
+                if not piece:
+                    break
+                pieces.append(piece)
         except BaseException:
             response.close()
             raise
         # What requests' Response.content does with what it read (no public setter).
         response._content = b"".join(pieces)
         response._content_consumed = True
+
+
+def read_some(raw: Any) -> bytes:
+    """Up to ``BODY_CHUNK`` decoded bytes of ``raw`` (urllib3's response) as soon as any came, b""
+    at the end; urllib3's errors as requests raises them from ``iter_content``."""
+    try:
+        return raw.read1(BODY_CHUNK, decode_content=True)
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ConnectionError(exc) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
 
 
 def transient_failure(request: PreparedRequest, response: Response) -> ApiError | None:
@@ -276,8 +297,8 @@ def transport_error(request: PreparedRequest, exc: Exception, attempts: int) -> 
     """No HTTP response at all: name the host, not the exception's internals."""
     host = urlsplit(request.url or "").netloc.rpartition("@")[2]  # never a user or password
     if isinstance(exc, BodyDeadlineExceeded):
-        detail = (f"{host} was still sending the body {exc.deadline:g} s after the request, "
-                  f"on each of {attempts} attempts; {hint('server')}")
+        detail = (f"{host} was still sending the body {exc.deadline:g} s after the request "
+                  f"({attempts} attempt{'s' if attempts != 1 else ''}); {hint('server')}")
         return ApiError(request.method or "", request.path_url, None, detail)
     if could_not_connect(exc):
         detail = f"could not connect to {host} ({type(exc).__name__}); {hint('unreachable')}"
