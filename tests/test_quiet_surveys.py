@@ -96,6 +96,22 @@ def test_a_survey_launched_since_is_read_every_sync_while_new(start_sandbox, tmp
                                f"WHERE id = {answered[0]}") == [(answered[0],)], hour
 
 
+def test_dry_run_plans_a_survey_launched_since_as_the_sync_reads_it(start_sandbox, tmp_path):
+    """--dry-run has no survey list: it listed a new survey as skipped, which the sync read."""
+    sandbox = start_sandbox(devices=5, surveys=40, responses=400, **FAST)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--no-models").returncode == 0
+    launched = sandbox.add_survey()
+    assert run_cli(env, "--no-models").returncode == 0  # reads it once: no response yet
+    plan = run_cli(env, "--dry-run", "--verbose").stdout
+    [line] = [line for line in plan.splitlines() if f"survey_responses[{launched}]" in line]
+    assert "skipped" not in line, line
+    planned = sum("skipped: quiet" in line for line in plan.splitlines())
+    done = json.loads(run_cli(env, "--no-models", "--json").stdout)
+    assert planned == done["quiet_surveys_skipped_total"] > 0
+    assert str(launched) not in {str(s["survey_id"]) for s in done["quiet_surveys_skipped"]}
+
+
 def test_zero_reads_every_survey_every_sync(start_sandbox, tmp_path, clock):
     sandbox = start_sandbox(clock=clock, devices=5, surveys=40, responses=400, **FAST)
     sync_sandbox(sandbox, tmp_path, clock, quiet_survey_hours=0, **FAST)

@@ -80,6 +80,11 @@ def plan_reads(
             "previous_at": (kept or {}).get("at"),
             "quiet_hours": quiet_survey.total_seconds() / 3600,
             "skipped": {sid: per_survey[sid]["high_water"] for sid in sorted(skip)},
+            # For --dry-run, which has no list: the surveys new or edited as of this plan (no
+            # other can be by the next sync), with the time the list gave.
+            "listed_lately": {str(survey["id"]): format_timestamp(change) for survey in surveys
+                              if (change := listed_change(survey)) is not None
+                              and now - change < quiet_survey},
         }
     return [survey for survey in surveys if str(survey["id"]) not in skip]
 
@@ -121,14 +126,28 @@ def listed_lately(survey: dict[str, Any], now: datetime, quiet_survey: timedelta
     just launched, read once before its first response, was quiet at once (no ``last_change``),
     and its first responses waited up to ``quiet_survey`` on the day its dashboards are
     watched most; an edited one's (a question added) too."""
+    change = listed_change(survey)
+    return change is not None and now - change < quiet_survey
+
+
+def listed_change(survey: dict[str, Any]) -> datetime | None:
+    """The later of ``survey``'s ``created_at`` and ``updated_at`` as listed, None if neither is
+    a time (a malformed one says nothing either way)."""
+    times = []
     for field in ("created_at", "updated_at"):
         value = survey.get(field)
         try:
-            if isinstance(value, str) and now - parse_timestamp(value) < quiet_survey:
-                return True
-        except ValueError:  # a malformed time says nothing either way
+            if isinstance(value, str):
+                times.append(parse_timestamp(value))
+        except ValueError:
             continue
-    return False
+    return max(times, default=None)
+
+
+def lately_listed(plans: dict[str, Any]) -> dict[str, str]:
+    """The surveys the last plan found new or edited (``listed_lately``), by id, with the time
+    the list gave: what ``--dry-run`` knows of the list."""
+    return (plans.get("plan") or {}).get("listed_lately") or {}
 
 
 def skipped_surveys(plans: dict[str, Any], now: datetime,
