@@ -157,6 +157,13 @@ def test_a_body_that_trickles_in_is_given_up_at_the_deadline_and_asked_again(
     assert sandbox.stats()["requests"] == client.stats.requests
 
 
+def test_compressed_pages_are_read_exact(start_sandbox, virtual_client, clock):
+    sandbox = start_sandbox(clock=clock, responses=300, page_size=20, gzip=True)
+    client = virtual_client(sandbox)
+    assert_exact(fetch_everything(client, sandbox), sandbox.truth())
+    assert sandbox.stats()["requests"] == client.stats.requests == client.stats.pages
+
+
 def test_a_body_that_always_trickles_in_fails_as_a_timeout(start_sandbox, virtual_client, clock):
     sandbox = start_sandbox(clock=clock, sleep=clock.sleep)
     sandbox.script("trickled_body", count=5, endpoint="devices")
@@ -169,14 +176,18 @@ def test_a_body_that_always_trickles_in_fails_as_a_timeout(start_sandbox, virtua
     assert sandbox.stats()["faults"] == {"trickled_body": 2}
 
 
+@pytest.mark.parametrize("gzip", [False, True])
 def test_a_trickling_body_is_given_up_at_the_deadline_on_the_real_clock(start_sandbox,
-                                                                       monkeypatch):
+                                                                       monkeypatch, gzip):
     """On the real clock, as what is timed is a socket's reads: pieces 0.3 s apart, a deadline
     of 0.5 s. Read through requests' iter_content, which waits for 64 KB (more than a page),
     the attempt ended only once the body was whole (2.7 s here), and a body that never
-    completed held the sync for ever."""
+    completed held the sync for ever; compressed and sent a byte at a time, a decoding read
+    waits for bytes that decode (the gzip header and the first block's)."""
     monkeypatch.setattr(faults, "TRICKLE_SECONDS", 0.3)
-    sandbox = start_sandbox(rate=1000.0, burst=1000)
+    if gzip:
+        monkeypatch.setattr(faults, "TRICKLE_PIECES", 10**6)  # a byte a piece
+    sandbox = start_sandbox(rate=1000.0, burst=1000, gzip=gzip)
     sandbox.script("trickled_body", endpoint="devices")
     client = MicrometricsClient(sandbox.url, KEY, SECRET, retry=RetryPolicy(max_attempts=1))
     client.session.body_deadline = 0.5

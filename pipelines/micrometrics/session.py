@@ -22,6 +22,7 @@ dlt's default ``raise_for_status`` hook never sees a 429 or 503 that a retry fix
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -206,36 +207,47 @@ class MicrometricsSession(requests.Session):
         pieces = []
         try:
             while True:
-                # read1: what has arrived, as soon as some has (requests' iter_content waits
-                # for a whole chunk, which a page of some kilobytes never fills: the deadline
-                # was checked only once the body was whole, and never if it did not come).
+                # What has arrived, as soon as some has, as sent: requests' iter_content waits
+                # for a whole 64 KB chunk (more than a page, so the deadline was checked only
+                # once the body was whole, and never if it did not come), and a decoding
+                # read1 waits for bytes that decode (a trickled gzip header).
                 piece = read_some(response.raw)
                 if self.bucket.now() - sent > self.body_deadline:
                     raise BodyDeadlineExceeded(self.body_deadline)
                 if not piece:
                     break
                 pieces.append(piece)
+            # What requests' Response.content does with what it read (no public setter).
+            response._content = decoded(response.raw, b"".join(pieces))
         except BaseException:
             response.close()
             raise
-        # What requests' Response.content does with what it read (no public setter).
-        response._content = b"".join(pieces)
         response._content_consumed = True
 
 
 def read_some(raw: Any) -> bytes:
-    """Up to ``BODY_CHUNK`` decoded bytes of ``raw`` (urllib3's response) as soon as any came, b""
-    at the end; urllib3's errors as requests raises them from ``iter_content``."""
+    """Up to ``BODY_CHUNK`` bytes of ``raw`` (urllib3's response) as sent, as soon as any came;
+    b"" at the end. urllib3's errors as requests raises them from ``iter_content``."""
     try:
-        return raw.read1(BODY_CHUNK, decode_content=True)
+        return raw.read1(BODY_CHUNK, decode_content=False)
     except urllib3.exceptions.ProtocolError as exc:
         raise requests.exceptions.ChunkedEncodingError(exc) from exc
-    except urllib3.exceptions.DecodeError as exc:
-        raise requests.exceptions.ContentDecodingError(exc) from exc
     except urllib3.exceptions.ReadTimeoutError as exc:
         raise requests.ConnectionError(exc) from exc
     except urllib3.exceptions.SSLError as exc:
         raise requests.exceptions.SSLError(exc) from exc
+
+
+def decoded(raw: Any, body: bytes) -> bytes:
+    """``body`` as sent, decoded as its ``Content-Encoding`` says, by urllib3's own decoders
+    (gzip, deflate, and br or zstd where installed) through its public response class."""
+    if not body or not raw.headers.get("Content-Encoding"):
+        return body
+    try:
+        return urllib3.HTTPResponse(body=io.BytesIO(body), headers=raw.headers,
+                                    preload_content=False, decode_content=True).read()
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
 
 
 def transient_failure(request: PreparedRequest, response: Response) -> ApiError | None:

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boundary", choices=BOUNDARIES, default="closed",
                    help="inclusiveness of start_at/end_at")
     p.add_argument("--order", choices=ORDERS, default="shuffled", help="order of index results")
+    p.add_argument("--gzip", action="store_true",
+                   help="compress API bodies for clients that accept gzip (a CDN in front)")
     p.add_argument("--ready-file", type=Path, help="write the base URL here once listening")
     return p
 
@@ -75,7 +77,7 @@ def start(args: argparse.Namespace) -> Sandbox:
         rate=args.rate, burst=args.burst, devices=args.devices, surveys=args.surveys,
         responses=args.responses, silent_devices=args.silent_devices,
         last_cursor=args.last_cursor, boundary=args.boundary,
-        order=args.order, port=args.port,
+        order=args.order, gzip=args.gzip, port=args.port,
     ).start()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import ipaddress
 import json
 import random
@@ -320,6 +321,9 @@ class _Handler(BaseHTTPRequestHandler):
                   trickle=False) -> None:
         if self.path.startswith("/api/"):
             self.sandbox._stats.status(status)
+            if self.sandbox.gzip and payload and "gzip" in self.headers.get("Accept-Encoding", ""):
+                payload = gzip.compress(payload, mtime=0)
+                headers = {**headers, "Content-Encoding": "gzip"}
         # send_response_only: the stock send_response would add a Date of the real clock.
         self.send_response_only(status)
         self.send_header("Server", self.version_string())
@@ -368,6 +372,8 @@ class Sandbox:
         last_cursor: ``empty`` or ``absent`` Next-Cursor on the last page.
         boundary: ``closed``, ``open``, ``left`` or ``right`` window bounds.
         order: ``shuffled``, ``asc`` or ``desc`` order of index results.
+        gzip: Compress API bodies (``Content-Encoding: gzip``) for a request that accepts
+            it, as an API behind a CDN or proxy may.
         clock: Zero-argument UNIX time source (default ``time.time``).
         sleep: Waits an answer's latency (default ``time.sleep``; a virtual clock's in tests).
         port: TCP port on 127.0.0.1; 0 picks a free one.
@@ -391,6 +397,7 @@ class Sandbox:
         last_cursor: str = "empty",
         boundary: str = "closed",
         order: str = "shuffled",
+        gzip: bool = False,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
         port: int = 0,
@@ -410,6 +417,7 @@ class Sandbox:
         self.port = port
         self.latency = latency
         self.latency_jitter = latency_jitter
+        self.gzip = gzip
         self._sleep = sleep or time.sleep
         self._latency_rng = random.Random(seed)
         self._latency_lock = threading.Lock()

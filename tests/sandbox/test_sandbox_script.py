@@ -133,6 +133,18 @@ def test_scripted_trickled_body(make_sandbox, clock, api):
     assert sb.stats()["faults"] == {"trickled_body": 1}
 
 
+def test_gzip_compresses_api_bodies_for_a_client_that_accepts_it(make_sandbox, api):
+    plain, compressed = make_sandbox(), make_sandbox(gzip=True)
+    unpacked = _get(api, plain, "/devices")
+    expected = unpacked.json()
+    answer = _get(api, compressed, "/devices")
+    assert answer.headers["Content-Encoding"] == "gzip" and answer.json() == expected
+    assert int(answer.headers["Content-Length"]) < int(unpacked.headers["Content-Length"])
+    identity = api.get(compressed.url + BASE + "/devices", params=WINDOW,
+                       headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in identity.headers and identity.json() == expected
+
+
 def test_unauthenticated_and_throttled_requests_do_not_consume(make_sandbox, clock, api):
     sb = make_sandbox(burst=1, rate=0.001)
     sb.script("http_500")
