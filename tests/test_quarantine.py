@@ -169,6 +169,17 @@ def test_keys_that_load_into_one_column_from_within_an_object_are_set_aside():
             {"question_id": 7, "value": 9, "extra": {"Note": "x", "note": "y"}}]},
         "survey_responses[5]") == ("answers: keys 'extra.Note' and 'extra.note' both load "
                                    "into the column 'extra__note'")
+    # A blank key's column is _empty, as dlt names it.
+    for blank in ("", " "):
+        assert rejection_reason({"id": "d", "updated_at": at, blank: "x", "_empty": "y"},
+                                "devices") == (f"keys {blank!r} and '_empty' both load into the "
+                                               f"column '_empty'")
+        assert rejection_reason({"id": "d", "updated_at": at, "m": {blank: 1, "_empty": 2}},
+                                "devices") is not None
+    # Loaded as it is, the key "" of a stream without a list of objects too.
+    [good], [] = split_records([{"id": "d", "updated_at": at, "": "kiosk", "name": "a"}],
+                               "devices")
+    assert good[""] == "kiosk"
     # Nothing lost: the same value twice, an object and a key beside it that is no column of
     # it, objects nested apart, an empty object.
     # (dlt keeps "a__b" apart from "a b", whose column is a_b.)

@@ -144,7 +144,10 @@ MAX_PLAIN_KEYS = 10_000
 @lru_cache(maxsize=4096)
 def column_name(key: str) -> str:
     """The column dlt loads ``key`` into: as a path, as dlt's normalizer names a record's keys
-    (``use_break_path_on_normalize``): ``a__b`` stays ``a__b``, the column of ``a: {b: ...}``."""
+    (``use_break_path_on_normalize``): ``a__b`` stays ``a__b``, the column of ``a: {b: ...}``;
+    a blank key as its ``_empty`` (``relational._flatten``)."""
+    if not key or key.isspace():
+        return "_empty"
     try:
         return NAMING.normalize_path(key)
     except ValueError:  # a blank key: dlt's normalizer names its column so
@@ -257,8 +260,9 @@ def split_records(
         reason = rejection_reason(record, stream)
         if reason is None:
             drop_aliases(record)
-            for item in record.get(list_field(stream) or "") or []:
-                drop_aliases(item)
+            if (field := list_field(stream)) is not None:  # (a key "" is no list of objects)
+                for item in record.get(field) or []:
+                    drop_aliases(item)
             good.append(loadable_times(record))
             continue
         # As sent: dlt's json (orjson) writes NaN as null and refuses a lone surrogate.

@@ -80,8 +80,8 @@ def plan_reads(
             "previous_at": (kept or {}).get("at"),
             "quiet_hours": quiet_survey.total_seconds() / 3600,
             "skipped": {sid: per_survey[sid]["high_water"] for sid in sorted(skip)},
-            # For --dry-run, which has no list: the surveys new or edited as of this plan (no
-            # other can be by the next sync), with the time the list gave.
+            # For --dry-run, which has no list: the surveys new or edited as of this plan, with
+            # the time the list gave (one launched or edited since is unknown to it).
             "listed_lately": {str(survey["id"]): format_timestamp(change) for survey in surveys
                               if (change := listed_change(survey)) is not None
                               and now - change < quiet_survey},
