@@ -150,7 +150,7 @@ def column_name(key: str) -> str:
         return "_empty"
     try:
         return NAMING.normalize_path(key)
-    except ValueError:  # a blank key: dlt's normalizer names its column so
+    except ValueError:  # a key the naming refuses (blank ones are caught above): as blank
         return "_empty"
 
 
