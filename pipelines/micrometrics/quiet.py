@@ -144,7 +144,7 @@ def listed_change(survey: dict[str, Any]) -> datetime | None:
     return max(times, default=None)
 
 
-def lately_listed(plans: dict[str, Any]) -> dict[str, str]:
+def new_in_last_plan(plans: dict[str, Any]) -> dict[str, str]:
     """The surveys the last plan found new or edited (``listed_lately``), by id, with the time
     the list gave: what ``--dry-run`` knows of the list."""
     return (plans.get("plan") or {}).get("listed_lately") or {}

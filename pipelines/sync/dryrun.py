@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.micrometrics.pending import pending_load_ids
-from pipelines.micrometrics.quiet import choose_skipped, lately_listed
+from pipelines.micrometrics.quiet import choose_skipped, new_in_last_plan
 from pipelines.micrometrics.reconcile import reconcile_estimate
 from pipelines.micrometrics.rounds import plan_windows, reread_range
 from pipelines.micrometrics.settings import ASSUMED_PAGE_SIZE, Settings
@@ -75,10 +75,10 @@ def describe_plan(settings: Settings, options: SyncOptions, now: datetime | None
             lines.append(f"  {'survey_responses':<28} {len(gone)} survey(s) gone upstream: "
                          f"not read")
         reads = responses.get("reads", {})
-        lately = lately_listed(reads)  # new or edited: read every sync, as the sync will
+        new = new_in_last_plan(reads)  # new or edited: read every sync, as the sync will
         skipped = {} if explicit else {
             str(s.survey_id): s for s in choose_skipped(
-                [{"id": sid, "updated_at": lately.get(sid)} for sid in sorted(known)], known,
+                [{"id": sid, "updated_at": new.get(sid)} for sid in sorted(known)], known,
                 reads, run_end, settings.quiet_survey)}
         if explicit:  # not the incremental windows: the re-read's own, if it stopped
             per_survey = read_so_far(responses).get("surveys", {})
