@@ -197,6 +197,32 @@ def test_a_trickling_body_is_given_up_at_the_deadline_on_the_real_clock(start_sa
     assert time.monotonic() - started < 2.0  # given up at its third piece, 0.6 s in
 
 
+def test_a_body_that_does_not_decode_is_asked_again(start_sandbox, virtual_client, clock):
+    """A proxy or CDN that labels a body gzip and sends it as it is (or mangles it): urllib3's
+    decoder fails on it. It is a transport failure, retried like a cut body."""
+    sandbox = start_sandbox(clock=clock, responses=300, page_size=20)
+    sandbox.script("mislabelled_gzip", endpoint="survey_responses")
+    client = virtual_client(sandbox)
+    fetched = fetch_everything(client, sandbox)
+
+    assert_exact(fetched, sandbox.truth())
+    assert sandbox.stats()["faults"] == {"mislabelled_gzip": 1}
+    assert client.stats.retries == 1
+
+
+def test_a_body_that_never_decodes_fails_in_one_line_naming_the_host(start_sandbox,
+                                                                     virtual_client, clock):
+    sandbox = start_sandbox(clock=clock)
+    sandbox.script("mislabelled_gzip", count=5, endpoint="devices")
+    client = virtual_client(sandbox, max_attempts=2)
+    with pytest.raises(ApiError) as caught:
+        list(client.pages("/devices", EVERYTHING))
+    message = str(caught.value)
+    assert "ContentDecodingError from 127.0.0.1" in message and "after 2 attempts" in message
+    assert "\n" not in message and SECRET not in message and "APIAuth" not in message
+    assert sandbox.stats()["faults"] == {"mislabelled_gzip": 2}
+
+
 def test_gives_up_after_last_attempt_with_a_useful_message(start_sandbox, virtual_client, clock):
     sandbox = start_sandbox(clock=clock, fault_rate=1.0)
     client = virtual_client(sandbox, max_attempts=3, max_throttled=2)

@@ -40,9 +40,12 @@ RETRY_AFTER_DATE_SECONDS = 2
 # every read gets data well within any read timeout, and the body takes ten minutes whole.
 TRICKLED_BODY = "trickled_body"
 TRICKLE_PIECES, TRICKLE_SECONDS = 10, 60.0
+# A normal page's JSON sent as it is under ``Content-Encoding: gzip`` (a proxy or CDN that
+# labels a body it did not compress, or mangles one it did): a body no gzip decoder reads.
+MISLABELLED_GZIP = "mislabelled_gzip"
 SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, HTTP_404, *CURSOR_KINDS,
                               *GATEWAY_STATUSES, *RESHAPE_KINDS, RETRY_AFTER_DATE,
-                              TRICKLED_BODY)
+                              TRICKLED_BODY, MISLABELLED_GZIP)
 SCRIPT_ENDPOINTS = ("devices", "surveys", "survey_responses")
 
 PROXY_502_HTML = (

@@ -270,6 +270,8 @@ class _Handler(BaseHTTPRequestHandler):
             sb._page_hooks.served(endpoint)
         if fault == fk.TRICKLED_BODY:
             return self._send(reply, limits, trickle=True)
+        if fault == fk.MISLABELLED_GZIP:
+            return self._send(reply, limits, mislabel=True)
         return self._send(reply, limits, truncate=fault == fk.TRUNCATED)
 
     def _control(self, method: str, path: str, body: bytes) -> None:
@@ -307,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- output --------------------------------------------------------------------------------
 
     def _send(self, reply: Reply, extra: dict[str, str] | None = None, truncate=False,
-              trickle=False) -> None:
+              trickle=False, mislabel=False) -> None:
         try:
             payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate (add_malformed): sent as its \u escape
@@ -315,13 +317,16 @@ class _Handler(BaseHTTPRequestHandler):
         if truncate:  # a body cut in half, with a Content-Length that matches the cut
             payload = payload[: len(payload) // 2]
         self._send_raw(reply.status, payload, JSON_TYPE, {**(extra or {}), **reply.headers},
-                       trickle)
+                       trickle, mislabel)
 
     def _send_raw(self, status: int, payload: bytes, ctype: str, headers: dict[str, str],
-                  trickle=False) -> None:
+                  trickle=False, mislabel=False) -> None:
         if self.path.startswith("/api/"):
             self.sandbox._stats.status(status)
-            if self.sandbox.gzip and payload and "gzip" in self.headers.get("Accept-Encoding", ""):
+            if mislabel:  # said to be compressed, sent as it is
+                headers = {**headers, "Content-Encoding": "gzip"}
+            elif (self.sandbox.gzip and payload
+                  and "gzip" in self.headers.get("Accept-Encoding", "")):
                 payload = gzip.compress(payload, mtime=0)
                 headers = {**headers, "Content-Encoding": "gzip"}
         # send_response_only: the stock send_response would add a Date of the real clock.

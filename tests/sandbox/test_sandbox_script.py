@@ -145,6 +145,18 @@ def test_gzip_compresses_api_bodies_for_a_client_that_accepts_it(make_sandbox, a
     assert "Content-Encoding" not in identity.headers and identity.json() == expected
 
 
+@pytest.mark.parametrize("gzip", [False, True])
+def test_scripted_mislabelled_gzip_sends_the_json_as_it_is(make_sandbox, api, gzip):
+    sb = make_sandbox(gzip=gzip)
+    expected = json.dumps(_get(api, sb, "/devices").json(), ensure_ascii=False).encode()
+    sb.script("mislabelled_gzip", endpoint="devices")
+    answer = api.get(sb.url + BASE + "/devices", params=WINDOW, stream=True,
+                     headers={"Accept-Encoding": "identity"})
+    assert answer.status_code == 200 and answer.headers["Content-Encoding"] == "gzip"
+    assert answer.raw.read(decode_content=False) == expected
+    assert sb.stats()["faults"] == {"mislabelled_gzip": 1}
+
+
 def test_unauthenticated_and_throttled_requests_do_not_consume(make_sandbox, clock, api):
     sb = make_sandbox(burst=1, rate=0.001)
     sb.script("http_500")
