@@ -4,16 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-warehouses postgres chromium test test-slow test-all test-warehouses lint sync status demo models report sandbox clean
+.PHONY: install install-warehouses lock postgres chromium test test-slow test-all test-warehouses lint sync status demo models report sandbox clean
 
 install: $(STAMP)
 
+# Every venv installs the versions its constraints file pins (`make lock` writes them), so a
+# fresh clone next year gets the packages CI passed with, not whatever was released since.
+CONSTRAINTS := constraints.txt
+
 # Quiet on stdout (progress on stderr): `make sync ARGS="--json"` prints the JSON line only.
-$(STAMP): pyproject.toml
-	@echo "installing $(VENV) (pyproject.toml changed)" >&2
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@echo "installing $(VENV) (pyproject.toml or $(CONSTRAINTS) changed)" >&2
 	@$(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/pip install --quiet --upgrade pip >&2
-	@$(BIN)/pip install --quiet -e '.[dev]' >&2
+	@$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev]' >&2
 	@touch $(STAMP)
 
 lint: install
@@ -52,17 +56,18 @@ BQEMULATOR_VENV := .venv-bqemulator
 WAREHOUSES_STAMP := $(VENV)/.warehouses-installed
 
 $(WAREHOUSES_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,warehouses]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev,warehouses]'
 	touch $@
 
 install-warehouses: $(WAREHOUSES_STAMP)
 
-# .venv-fakesnow from tests/emulators/fakesnow.txt, .venv-bqemulator from bqemulator.txt.
-.venv-%/.installed: $(EMULATORS)/%.txt
+# .venv-fakesnow from tests/emulators/fakesnow.txt, .venv-bqemulator from bqemulator.txt, each
+# pinned by its constraints-*.txt.
+.venv-%/.installed: $(EMULATORS)/%.txt $(EMULATORS)/constraints-%.txt
 	rm -rf .venv-$*
 	$(PYTHON) -m venv .venv-$*
 	.venv-$*/bin/pip install --quiet --upgrade pip
-	.venv-$*/bin/pip install --quiet -r $<
+	.venv-$*/bin/pip install --quiet -c $(EMULATORS)/constraints-$*.txt -r $<
 	touch $@
 
 # The Airflow DAG (deploy/airflow) is tested in real Airflow: Airflow and this project in a venv
@@ -70,12 +75,35 @@ install-warehouses: $(WAREHOUSES_STAMP)
 # change. An explicit rule, so the emulators' pattern rule above does not apply.
 AIRFLOW_VENV := .venv-airflow
 
-$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt pyproject.toml
+$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt deploy/airflow/constraints.txt pyproject.toml
 	rm -rf $(AIRFLOW_VENV)
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
-	$(AIRFLOW_VENV)/bin/pip install --quiet -r deploy/airflow/requirements.txt -e .
+	$(AIRFLOW_VENV)/bin/pip install --quiet -c deploy/airflow/constraints.txt \
+		-r deploy/airflow/requirements.txt -e .
 	touch $@
+
+# Resolves every venv's requirements afresh from the package index, in throwaway venvs, and
+# pins what they installed: run after changing a requirement (pyproject.toml, the emulators',
+# Airflow's), then `make test-all test-warehouses`. pip is left out (each venv upgrades it).
+LOCK_DIR := /tmp/micrometrics-lock
+define lock_venv
+	rm -rf $(LOCK_DIR)/$(1) && $(PYTHON) -m venv $(LOCK_DIR)/$(1)
+	$(LOCK_DIR)/$(1)/bin/pip install --quiet --upgrade pip
+	$(LOCK_DIR)/$(1)/bin/pip install --quiet $(2)
+	{ echo "# Every package of $(1)'s venv, as \`make lock\` resolved it on $$(date -u +%F)."; \
+	  $(LOCK_DIR)/$(1)/bin/pip freeze --all --exclude-editable | grep -v '^pip=='; } > $(3)
+endef
+
+# (a comma would split call's arguments)
+MAIN_REQUIREMENTS := -e '.[dev,warehouses]'
+
+lock:
+	$(call lock_venv,main,$(MAIN_REQUIREMENTS),$(CONSTRAINTS))
+	$(call lock_venv,fakesnow,-r $(EMULATORS)/fakesnow.txt,$(EMULATORS)/constraints-fakesnow.txt)
+	$(call lock_venv,bqemulator,-r $(EMULATORS)/bqemulator.txt,$(EMULATORS)/constraints-bqemulator.txt)
+	$(call lock_venv,airflow,-r deploy/airflow/requirements.txt -e .,deploy/airflow/constraints.txt)
+	rm -rf $(LOCK_DIR)
 
 test-warehouses: lint postgres $(WAREHOUSES_STAMP) $(FAKESNOW_VENV)/.installed $(BQEMULATOR_VENV)/.installed $(AIRFLOW_VENV)/.installed
 	$(BIN)/python -m pytest -q -n 2 -m warehouses

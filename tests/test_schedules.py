@@ -14,8 +14,9 @@ reads it and then run for real against the sandbox.
   with Airflow's own retries.
 
 Each runs ``make`` from a copy of the checkout (``project``): the Makefile, ``pyproject.toml``
-dated 1970 so ``make`` sees the venv as up to date, ``.dlt/config.toml``, and ``.venv`` linked
-to this one (the project is installed in it in editable mode).
+and ``constraints.txt`` dated 1970 so ``make`` sees the venv as up to date,
+``.dlt/config.toml``, and ``.venv`` linked to this one (the project is installed in it in
+editable mode).
 """
 
 from __future__ import annotations
@@ -130,14 +131,17 @@ def project(tmp_path: Path) -> Path:
     """A copy of the checkout where ``make sync`` finds its venv up to date (see above)."""
     # make would otherwise reinstall the shared .venv, from (and pointing at) the temporary copy.
     stamp = ROOT / ".venv" / ".installed"
-    if not stamp.exists() or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
-        pytest.fail(f"{stamp} is missing or older than pyproject.toml: run `make install` first "
-                    f"(these tests link .venv into a temporary checkout and run make there)")
+    inputs = ("pyproject.toml", "constraints.txt")  # what the stamp's rule depends on
+    if not stamp.exists() or any(stamp.stat().st_mtime < (ROOT / name).stat().st_mtime
+                                 for name in inputs):
+        pytest.fail(f"{stamp} is missing or older than {' or '.join(inputs)}: run `make install` "
+                    f"first (these tests link .venv into a temporary checkout and run make there)")
     checkout = tmp_path / "checkout"
     (checkout / ".dlt").mkdir(parents=True)
     shutil.copy(ROOT / "Makefile", checkout / "Makefile")
-    shutil.copy(ROOT / "pyproject.toml", checkout / "pyproject.toml")
-    os.utime(checkout / "pyproject.toml", (0, 0))
+    for name in inputs:
+        shutil.copy(ROOT / name, checkout / name)
+        os.utime(checkout / name, (0, 0))
     shutil.copy(ROOT / ".dlt" / "config.toml", checkout / ".dlt" / "config.toml")
     (checkout / ".venv").symlink_to(ROOT / ".venv")
     return checkout
@@ -296,7 +300,7 @@ def test_workflow_maps_every_secret_to_its_dlt_variable_in_the_sync_step_only():
 def test_workflow_steps_install_python_run_make_sync_and_keep_the_summary():
     setup = step(uses="actions/setup-python")["with"]
     assert setup == {"python-version": "3.11", "cache": "pip",
-                     "cache-dependency-path": "pyproject.toml"}
+                     "cache-dependency-path": "pyproject.toml\nconstraints.txt\n"}
     assert step(uses="actions/checkout")
     sync_lines = [line for line in step(name="Sync")["run"].splitlines()
                   if line.strip().startswith("exec make ")]
