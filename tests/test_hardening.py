@@ -291,6 +291,37 @@ def test_an_integer_past_a_signed_64_bit_one_is_quarantined_and_later_syncs_go_o
     assert_matches_truth(tmp_path, sandbox.truth())
 
 
+def test_a_time_that_is_none_once_in_utc_is_quarantined_and_later_syncs_go_on(
+        start_sandbox, tmp_path):
+    """A "zero date" written east of UTC (year 1 at +05:45), or the last instant of 9999 west
+    of it, is no time once in UTC: dlt's normalize converts every time it reads to UTC
+    ("date value out of range") and failed the sync on it, and every sync after, --drop-pending
+    too (the record was read again), in created_at or in a new field dlt takes for a time."""
+    sandbox = small_sandbox(start_sandbox)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    response = sandbox.truth()["survey_responses"][0]["id"]
+    device = sandbox.truth()["devices"][0]["id"]
+    sandbox.patch_records("survey_responses", [response],
+                          {"created_at": "0001-01-01T00:00:00+05:45"})
+    sandbox.patch_records("devices", [device], {"last_seen_at": "9999-12-31T23:59:59-12:00"})
+    for _ in range(2):  # and the sync after: nothing left pending
+        result = run_cli(env, "--quiet", "--no-models")
+        assert result.returncode == 0, result.stderr
+        assert "2 records were quarantined in _rejected_records" in result.stdout
+    rejected = query(tmp_path, "SELECT reason, record FROM micrometrics._rejected_records")
+    assert sorted((reason, json.loads(record)["id"]) for reason, record in rejected) == [
+        ("created_at '0001-01-01T00:00:00+05:45' is before year 1 or after 9999 once in UTC",
+         response),
+        ("last_seen_at '9999-12-31T23:59:59-12:00' is before year 1 or after 9999 once in UTC",
+         device)]
+    sandbox.patch_records("survey_responses", [response],
+                          {"created_at": "2026-01-01T00:00:00+05:45"})  # fixed upstream
+    sandbox.patch_records("devices", [device], {"last_seen_at": None})
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
 def test_schema_drift_new_fields_long_strings_deep_nesting(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox)
     env = sync_env(tmp_path, sandbox.url)

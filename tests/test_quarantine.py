@@ -1,5 +1,6 @@
 """The quarantine policy on its own: which records are set aside, and what still flows."""
 
+import copy
 from datetime import UTC, datetime
 
 from pipelines.micrometrics.lenient_json import (
@@ -24,6 +25,33 @@ def test_reasons():
         assert "not an ISO 8601" in rejection_reason({"id": 1, "updated_at": vague}), vague
     assert rejection_reason({"id": 1, "updated_at": "2026-01-01 10:00:00.123456789+02:00"}) is None
     assert rejection_reason(["not", "a", "record"]).startswith("not a JSON object")
+
+
+def test_a_time_that_is_none_once_in_utc_is_named_wherever_it_sits():
+    stamp = "2026-01-01T00:00:00Z"
+    for fine in ("9999-12-31T23:59:59Z", "0001-01-01", "0001-01-01T00:00:00-05:00",
+                 "9999-12-31T10:00:00+14:00", "9999-12-31 is the end", "0001-01-01T00:00:00"):
+        assert rejection_reason({"id": 1, "updated_at": stamp, "x": fine},
+                                "survey_responses") is None, fine
+    record = {"id": 1, "updated_at": stamp, "answers": [
+        {"question_id": 1, "meta": {"at": "9999-12-31T23:59:59.999-00:01"}}]}
+    assert rejection_reason(record, "survey_responses") == (
+        "answers[].meta.at '9999-12-31T23:59:59.999-00:01' is before year 1 or after 9999 "
+        "once in UTC")
+    assert rejection_reason({"id": "d", "updated_at": stamp, "a": [{"b": "0001-01-01T00:00+01"}]},
+                            "devices") == (
+        "a[].b '0001-01-01T00:00+01' is before year 1 or after 9999 once in UTC")
+
+
+def test_a_page_without_the_dates_of_such_a_time_is_not_walked_for_them():
+    stamp = "2026-01-01T00:00:00Z"
+    edge = [{"id": 1, "updated_at": stamp, "created_at": "0001-01-01T00:00:00+05:45"}]
+    for body in (None, b'[{"created_at": "0001-01-01T00:00:00+05:45"}]',
+                 b'[{"created_at": "\\u0030001-01-01T00:00:00+05:45"}]'):
+        good, rejected = split_records(copy.deepcopy(edge), "devices", body)
+        assert (good, len(rejected)) == ([], 1), body
+    good, rejected = split_records(copy.deepcopy(edge), "devices", b'[{"id": 1}]')
+    assert (len(good), rejected) == (1, [])  # what a body without them cannot hold
 
 
 def test_split_keeps_every_record_somewhere_and_keys_are_stable():

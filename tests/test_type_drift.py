@@ -17,6 +17,7 @@ from pipelines.sync.summary import destination_counts, render
 from tests.destination_scenarios import ids_and_times_that_drift_keep_the_models_building
 from tests.models.conftest import rows
 from tests.syncing import DATASET, pipeline_for, sync_sandbox
+from tests.truth import assert_matches_truth
 
 TEXT_IDS = ["L-12", "L-7", "Lobby 3"]
 
@@ -146,3 +147,65 @@ def test_an_answer_sent_as_an_object_or_a_list_is_kept_whole_and_named_by_a_data
     assert comments == sorted([(added, '{"text":"Jane Doe, room 12","lang":"en"}'),
                                (listed, '["Call me","Jane"]')])
 
+
+
+def test_values_dlt_would_change_to_fit_their_column_load_as_sent_into_variants(
+        start_sandbox, tmp_path, clock):
+    """dlt converts whatever text it can parse into its column's type: "0042" and "0x2A" into
+    a bigint column loaded as 42 (two devices at one location in the marts), "yes" and 2 into
+    a bool column as true, "NaN" and "1e400" into a double column as NaN and infinity (and
+    failed PostgreSQL's load: test_postgres); 1e30 into a bigint one failed the normalize, on
+    every sync after. Each is loaded as sent, in a variant column."""
+    sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=100, rate=1000.0,
+                            burst=1000)
+    devices = sorted(device["id"] for device in sandbox.truth()["devices"])
+    sandbox.patch_records("devices", devices, {"battery": 3.5, "online": True})
+    sync(sandbox, tmp_path, clock)
+    clock.advance(600)
+    sent = {devices[0]: {"location_id": "0042", "battery": "NaN", "online": "yes"},
+            devices[1]: {"location_id": "0x2A", "battery": "1e400", "online": 2},
+            devices[2]: {"location_id": "42", "battery": "7.5", "online": False},
+            devices[3]: {"location_id": 1e30}}
+    for device, fields in sent.items():
+        sandbox.patch_records("devices", [device], fields)
+    clock.advance(60)
+    result, _summary = sync(sandbox, tmp_path, clock)
+    assert sorted(line.split(" changed type")[0] for line in result.report.warnings) == [
+        "warning: devices.battery", "warning: devices.location_id",
+        "warning: devices.location_id", "warning: devices.online", "warning: devices.online"]
+    loaded = rows(result.pipeline, f"""
+        SELECT id, location_id, location_id__v_text, location_id__v_double, battery,
+               battery__v_text, online, online__v_text, online__v_bigint
+        FROM {DATASET}.devices WHERE id IN ('{"', '".join(sent)}') ORDER BY id""")
+    assert loaded == sorted([
+        (devices[0], None, "0042", None, None, "NaN", None, "yes", None),
+        (devices[1], None, "0x2A", None, None, "1e400", None, None, 2),
+        (devices[2], 42, None, None, 7.5, None, False, None, None),
+        (devices[3], None, None, 1e30, 3.5, None, True, None, None)])
+    build_models(result.pipeline, now=datetime.fromtimestamp(clock(), UTC))
+    locations = dict(rows(result.pipeline, f"SELECT device_id, location_id FROM "
+                                           f"{DATASET}.dim_devices"))
+    assert [locations[device] for device in sent][:3] == ["0042", "0x2A", "42"]
+    clock.advance(60)
+    result, _summary = sync(sandbox, tmp_path, clock)
+    assert result.report.warnings == []
+
+
+def test_an_answer_sent_as_true_or_false_loads_as_json_spells_it(start_sandbox, tmp_path,
+                                                                   clock):
+    """dlt's text of a bool is Python's: a text answer sent as true loaded as 'True'."""
+    sandbox = start_sandbox(clock=clock, devices=3, surveys=1, responses=20, rate=1000.0,
+                            burst=1000)
+    response = sandbox.truth()["survey_responses"][0]
+    answers = [{**answer, "value": index % 2 == 0}
+               for index, answer in enumerate(response["answers"])]
+    assert len(answers) >= 2
+    sandbox.patch_records("survey_responses", [response["id"]], {"answers": answers})
+    result, _summary = sync(sandbox, tmp_path, clock)
+    assert_matches_truth(tmp_path, sandbox.truth())
+    loaded = rows(result.pipeline, f"""
+        SELECT a.value FROM {DATASET}.survey_responses__answers a
+        JOIN {DATASET}.survey_responses r ON a._dlt_parent_id = r._dlt_id
+        WHERE r.id = {response["id"]}""")
+    assert sorted(loaded) == sorted(("true" if i % 2 == 0 else "false",)
+                                    for i in range(len(answers)))

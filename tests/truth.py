@@ -6,7 +6,9 @@ destination)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import dlt
 import duckdb
@@ -54,9 +56,18 @@ def truth_answers(responses: list[dict]) -> list[tuple]:
     for response in responses:
         for answer in response.get("answers") or []:
             value = answer.get("value")
-            rows.append((response["id"], answer["question_id"],
-                         None if value is None else str(value)))
+            rows.append((response["id"], answer["question_id"], answer_text(value)))
     return sorted(rows, key=repr)
+
+
+def answer_text(value: Any) -> str | None:
+    """An answer's value as the API sent it, as text: a number in Python's spelling (as
+    parsed), true and false as JSON's, an object or a list as compact JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
 
 
 def loaded_answers(where: Warehouse) -> list[tuple]:

@@ -26,9 +26,9 @@ from typing import Any
 
 
 def as_column_types(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``records`` with numeric answer values as text and object or list values (of answers
-    and of ``comment``) as their JSON text, in place; a bool is left as the API sent it, for
-    dlt to coerce."""
+    """``records`` with numeric answer values as text, a true or false one as JSON spells it
+    (dlt's text of a bool is Python's ``True``), and object or list values (of answers and of
+    ``comment``) as their JSON text, in place."""
     for record in records:
         comment = record.get("comment")
         if isinstance(comment, dict | list):
@@ -41,6 +41,8 @@ def as_column_types(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 value = answer.get("value")
                 if type(value) in (int, float):
                     answer["value"] = str(value)
+                elif type(value) is bool:
+                    answer["value"] = "true" if value else "false"
                 elif isinstance(value, dict | list):
                     answer["value"] = _json_text(value)
     return records

@@ -100,7 +100,8 @@ HINTS: dict[str, Hint] = {
         "warning: N records were quarantined in _rejected_records",
         "records that cannot be loaded (no id or one of the wrong type, no parseable "
         "updated_at, answers that are no list, NaN or a lone surrogate, two keys for one "
-        "column or a key named like dlt's _dlt_ columns) are kept as JSON with "
+        "column or a key named like dlt's _dlt_ columns, a time before year 1 or after 9999 "
+        "once in UTC) are kept as JSON with "
         "the reason in the _rejected_records table instead of being loaded; report them to "
         "Micrometrics",
     ),

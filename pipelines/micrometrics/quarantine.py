@@ -14,7 +14,9 @@ response, a device's name or an answer's score replaced), in the record or in on
 answers or questions, or in an object within them (``meta: {"ID": 1, "id": 2}``: both in
 ``meta__id``); nor one with a key named like dlt's own columns (``_dlt_id``: a
 response's answers joined to another's, or every sync failing at its load until the API
-dropped the key).
+dropped the key). Nor one holding a time that is none once in UTC (``0001-01-01T00:00+05:45``, a
+"zero date" written east of UTC): dlt's normalize converts every timestamp to UTC and failed
+the package on it, on every sync after (``time_problem``).
 
 Policy: such records go, whole and as JSON, to the ``_rejected_records`` table with the stream
 and the reason; the sync goes on and its summary warns. Each distinct rejected record is stored
@@ -35,7 +37,7 @@ from dlt.common import json
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from .lenient_json import INT64, UnloadableRecord, as_sent
-from .timeutil import format_timestamp, parse_timestamp
+from .timeutil import OutOfRange, format_timestamp, parse_timestamp
 
 DATE_AND_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
@@ -56,9 +58,10 @@ INTEGER_TEXT = re.compile(r"-?[0-9]+")
 LISTS_OF_OBJECTS = {"surveys": "questions", "survey_responses": "answers"}
 
 
-def rejection_reason(record: Any, stream: str = "") -> str | None:
+def rejection_reason(record: Any, stream: str = "", edge_times: bool = True) -> str | None:
     """Why ``record`` of ``stream`` (a table name, or ``survey_responses[<survey>]``) cannot
-    be loaded, or None when it can."""
+    be loaded, or None when it can. ``edge_times``: whether it may hold a time of year 1 or
+    9999 (``may_hold_edge_times``)."""
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
     if isinstance(record, UnloadableRecord):
@@ -76,6 +79,8 @@ def rejection_reason(record: Any, stream: str = "") -> str | None:
     for item in (record.get(field) or []) if field is not None else []:
         if (problem := key_problem(item)) is not None:
             return f"{field}: {problem}"
+    if edge_times and (problem := time_problem(record)) is not None:
+        return problem
     updated_at = record.get("updated_at")
     if updated_at is None:
         return "no updated_at"
@@ -196,6 +201,45 @@ def column_problem(obj: dict[str, Any]) -> str | None:
     return None
 
 
+# The only dates a time can start with and overflow once in UTC (dlt reads a string as a time in
+# any column it detects or types as one: ``created_at``, a new ``last_seen_at``).
+EDGE_DATES = ("0001-01-01", "9999-12-31")
+# A JSON string may spell a digit as an escape (no server seen does): then the text decides.
+ESCAPED_DIGIT = b"\\u003"
+
+
+def may_hold_edge_times(body: bytes | None) -> bool:
+    """Whether a page whose body is ``body`` (None: unknown) may hold such a time: walking
+    every value of every record doubled the quarantine's cost; a page's text is searched at
+    C speed."""
+    return body is None or any(mark in body for mark in (b"0001-01-01", b"9999-12-31",
+                                                          ESCAPED_DIGIT))
+
+
+def time_problem(obj: dict[str, Any]) -> str | None:
+    """A value of ``obj`` (or of the objects and lists of objects within it) that reads as an
+    ISO 8601 time with an offset but is none once in UTC, named; or None."""
+    stack: list[tuple[dict[str, Any], str]] = [(obj, "")]
+    while stack:
+        current, path = stack.pop()
+        for key, value in current.items():
+            kind = type(value)
+            if kind is str:
+                if value.startswith(EDGE_DATES):
+                    try:
+                        parse_timestamp(value)
+                    except OutOfRange:
+                        return (f"{path}{key} {value[:40]!r} is before year 1 or after 9999 "
+                                f"once in UTC")
+                    except ValueError:
+                        pass  # no time (or none with an offset): dlt loads it as text
+            elif kind is dict:
+                stack.append((value, f"{path}{key}."))
+            elif kind is list:
+                stack.extend((item, f"{path}{key}[].") for item in value if type(item) is dict)
+    return None
+
+
 def drop_aliases(obj: dict[str, Any]) -> None:
     """Of the keys ``key_problem`` let through for one column (one value), keeps the one named
     as the column (else the first), in place: dlt loads whichever comes last, and what runs
@@ -251,13 +295,15 @@ def loadable_times(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_records(
-    records: Iterable[Any], stream: str
+    records: Iterable[Any], stream: str, body: bytes | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The loadable records, and rows for ``_rejected_records`` describing the others."""
+    """The loadable records, and rows for ``_rejected_records`` describing the others;
+    ``body``: the page's text, when they come from one."""
     good: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
+    edge_times = may_hold_edge_times(body)
     for record in records:
-        reason = rejection_reason(record, stream)
+        reason = rejection_reason(record, stream, edge_times)
         if reason is None:
             drop_aliases(record)
             if (field := list_field(stream)) is not None:  # (a key "" is no list of objects)

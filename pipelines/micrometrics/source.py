@@ -21,6 +21,7 @@ from .deletions import TrackedSurveys, reread_returned, track_survey_list
 from .errors import ApiError, survey_gone
 from .lanes import Lanes
 from .listing import whole_listing
+from .misfits import ColumnTypes
 from .quarantine import as_rejected, id_problem, split_records
 from .questions import question_history
 from .quiet import plan_reads
@@ -51,6 +52,8 @@ TIMESTAMP_HINTS: dict[str, Any] = {
     # list, --reconcile). A record that comes back is merged anew, so it is NULL again.
     "deleted_at": {"data_type": "timestamp", "nullable": True},
 }
+DEVICE_HINTS = {**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}}
+RESPONSE_HINTS = {**TIMESTAMP_HINTS, "comment": {"data_type": "text"}}
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 # A response's earliest plausible change: its survey's creation, minus a day of clock slack.
 SURVEY_FLOOR_SLACK = timedelta(days=1)
@@ -225,14 +228,14 @@ def micrometrics_source(
         return read_survey_list(client, bounds, index, tally)
 
     @dlt.resource(name="devices", primary_key="id", write_disposition=MERGE,
-                  columns={**TIMESTAMP_HINTS, "timezone": {"data_type": "text"}})
+                  columns=DEVICE_HINTS)
     def devices() -> Iterator[list[dict[str, Any]]]:
         state = states.for_stream(dlt.current.resource_state(), "windows")
         windows = StreamWindows(state, device_windows, run_end)
         # Not sliced (no lanes given): the devices' walk starts before the survey list is
         # read, when "at most one other stream unfinished" would miss every survey's.
         read = StreamRead(client, "/devices", windows, budget, tally, "devices",
-                          known_versions)
+                          known_versions, types=column_types("devices", DEVICE_HINTS))
         yield from lanes.run([partial(walk, read)], let_others_start=True)
         tally.look_up_deep("devices", known_versions)
 
@@ -240,6 +243,7 @@ def micrometrics_source(
         name="surveys", primary_key="id", write_disposition=MERGE, columns=TIMESTAMP_HINTS
     )
     def surveys() -> Iterator[list[dict[str, Any]]]:
+        types = column_types("surveys", TIMESTAMP_HINTS)
         # The full list on every sync: it must be complete because it drives the response
         # streams and shows deletions; loaded, but for the surveys loaded as they are listed.
         # Emitted in the first round only.
@@ -251,7 +255,7 @@ def micrometrics_source(
                                   [s["id"] for s in listing.indexed], bounds.now,
                                   deletions_before)
             if to_load := unchanged.keep(listing.listed or []):
-                yield to_load
+                yield types.route(to_load)
             if listing.rejected:
                 yield as_rejected(listing.rejected)
 
@@ -260,7 +264,7 @@ def micrometrics_source(
         primary_key="id",
         write_disposition=MERGE,
         # comment is optional in the API; declared so the column exists even before one comes.
-        columns={**TIMESTAMP_HINTS, "comment": {"data_type": "text"}},
+        columns=RESPONSE_HINTS,
         nested_hints={"answers": dlt.mark.make_nested_hints(
             # nps and rating answers are numbers, text and choice are strings: one text column,
             # typed per question in the staging models.
@@ -268,6 +272,7 @@ def micrometrics_source(
         )},
     )
     def survey_responses() -> Iterator[list[dict[str, Any]]]:
+        types = column_types("survey_responses", RESPONSE_HINTS)  # one for every survey's
         per_survey = states.for_stream(dlt.current.resource_state(), "surveys")
         # The sync's plan of which surveys to read (quiet ones less often) is kept beside them.
         plans = states.for_stream(dlt.current.resource_state(), "reads")
@@ -299,7 +304,7 @@ def micrometrics_source(
             label = f"survey_responses[{survey_id}]"
             try:
                 yield from walk(StreamRead(client, f"/surveys/{survey_id}/responses", windows,
-                                           budget, tally, label, known_versions, lanes))
+                                           budget, tally, label, known_versions, lanes, types))
             except ApiError as exc:
                 if not survey_gone(exc):
                     raise
@@ -318,6 +323,13 @@ def micrometrics_source(
                                         to_load=unchanged.keep)
 
     return [devices, surveys, survey_questions, survey_responses]
+
+
+def column_types(table: str, hints: dict[str, Any]) -> ColumnTypes:
+    """``table``'s column types as its resource declares them and the schema has them as this
+    extract starts (``misfits``); called in the resource, where dlt names the schema."""
+    columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
+    return ColumnTypes(hints, columns)
 
 
 def serialized(known_versions: KnownVersions | None) -> KnownVersions | None:

@@ -37,7 +37,11 @@ def parse_timestamp(value: str | datetime) -> datetime:
     try:
         return datetime.fromtimestamp(parsed.timestamp(), UTC)
     except (OverflowError, ValueError):  # year 0 or 10000 once in UTC
-        raise ValueError(f"timestamp out of range: {value!r}") from None
+        raise OutOfRange(f"timestamp out of range: {value!r}") from None
+
+
+class OutOfRange(ValueError):
+    """A time that is no ``datetime`` once in UTC (year 1 east of UTC, 9999 west of it)."""
 
 
 def out_of_range(moment: datetime, now: datetime | None = None,

@@ -15,6 +15,7 @@ from .client import MicrometricsClient
 from .column_types import as_column_types
 from .errors import CursorRejectedError
 from .lanes import Lanes
+from .misfits import ColumnTypes
 from .quarantine import as_rejected, split_records
 from .quiet import record_last_change
 from .rounds import ExtractTally, KnownVersions, RoundBudget
@@ -42,6 +43,8 @@ class StreamRead:
     label: str
     known_versions: KnownVersions | None = None
     lanes: Lanes | None = None
+    # The table's column types, for values dlt would change to fit them (``misfits``).
+    types: ColumnTypes | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -149,11 +152,13 @@ def read_chain(read: StreamRead, part: Progress,
                     refused = False
                 answered += read.client.last_answer_seconds()
                 records += part.counted(page)
-                good, rejected = split_records(page, read.label)
+                good, rejected = split_records(page, read.label, page.response.content)
                 if sample is not None:
                     sample.append([parse_timestamp(r["updated_at"]) for r in good])
                 if good:
                     as_column_types(good)
+                    if read.types is not None:
+                        read.types.route(good)
                     with read.lock:
                         record_last_change(read.windows.state, good)
                     read.tally.deep_candidates(*deep_candidates(good, read))

@@ -1,0 +1,93 @@
+"""A record's value that dlt would change to fit its column goes to a variant column, as sent.
+
+dlt coerces a value into its column's type whenever it can parse it, and only what it cannot
+parse goes to a variant column (``location_id__v_text`` for ``"L-42"``). So a field that
+changed type lost what was sent, unseen: ``"0042"``, ``"+42"``, ``"0x2A"`` or ``"٤٢"`` in a
+bigint column loaded as 42 (four devices at one location in the marts); ``"yes"``, ``2`` or
+``"t"`` in a bool column as true; ``"1_0.5"`` in a double column as 10.5; ``true`` in a text
+column as ``'True'``. And ``"NaN"``, ``"Infinity"`` or ``"1e400"`` in a double column loaded
+as NaN or infinity into DuckDB and failed PostgreSQL's load (dlt writes the bare word ``nan``)
+on every sync after, ``--drop-pending`` too: the record was read again; so did ``1e30`` in a
+bigint column, at the normalize.
+
+Here such a value goes to the variant column dlt makes for a value it cannot parse, under the
+same name, as sent; the models read it (``pipelines.models.variants``) and the sync that adds
+it warns (``drift``). What dlt converts without changing it still loads into the column: an
+integer's own digits as text into a bigint column (an id sent as ``"237"``: the sandbox's
+``ids_as_text``), a plain finite number as text into a double one, a number into a text one.
+
+Top-level values only (an answer's ``value`` is text, see ``column_types``); the types are the
+schema's as the round starts, and a new column's the first value of it this round (as dlt will
+infer it).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .lenient_json import INT64
+from .quarantine import column_name
+
+# What dlt's text-to-number coercion reads as the very number: its own digits.
+CANONICAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+# A value's type as dlt infers a column from it (and names a variant column after it).
+INFERRED = {bool: "bool", int: "bigint", float: "double", str: "text"}
+NUMBERS = ("bigint", "double", "decimal", "wei")
+
+
+def misfit(value: Any, data_type: str) -> str | None:
+    """The variant type a scalar ``value`` loads as, in a column of ``data_type``, where dlt
+    would otherwise change it to fit; None where it loads as sent (or dlt makes the variant
+    itself)."""
+    kind = type(value)
+    if data_type == "bool":
+        return None if kind is bool else INFERRED.get(kind)
+    if kind is bool:
+        return "bool" if data_type in NUMBERS or data_type == "text" else None
+    if kind is float and data_type in ("bigint", "wei"):
+        # 7.0 is 7; 1e30 (a number in exponent form) failed dlt's normalize, every sync after.
+        return None if value.is_integer() and int(value) in INT64 else "double"
+    if kind is str and data_type in NUMBERS:
+        if data_type in ("bigint", "wei"):
+            fits = CANONICAL_INTEGER.fullmatch(value) is not None and int(value) in INT64
+        else:
+            fits = PLAIN_NUMBER.fullmatch(value) is not None and math.isfinite(float(value))
+        return None if fits else "text"
+    return None
+
+
+class ColumnTypes:
+    """The data type of each top-level column of one table: the schema's as the round
+    started (``columns``: dlt's table columns), and the first value's of a new one. Shared by
+    the threads that read the table's streams (a new column's first type is set once)."""
+
+    def __init__(self, *columns: dict[str, Any]) -> None:
+        """``columns``: the resource's declared column hints, then the schema's table
+        columns (which win)."""
+        self.types: dict[str, str] = {
+            name: column["data_type"] for each in columns for name, column in each.items()
+            if column.get("data_type")}
+
+    def route(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``records`` with each value dlt would change (``misfit``) moved to its variant
+        column's key, in place."""
+        types = self.types
+        for record in records:
+            moves = None
+            for key, value in record.items():
+                if value is None or type(value) not in INFERRED or key == "id":
+                    # Objects and lists spread over columns and tables of their own; the merge
+                    # key is the quarantine's to judge (an id sent as text, "0237", is one).
+                    continue
+                name = column_name(str(key))
+                data_type = types.get(name)
+                if data_type is None:
+                    types.setdefault(name, INFERRED[type(value)])
+                elif (variant := misfit(value, data_type)) is not None:
+                    moves = (moves or []) + [(key, f"{name}__v_{variant}")]
+            for key, variant_key in moves or ():
+                record[variant_key] = record.pop(key)
+        return records
