@@ -37,9 +37,13 @@ def default_params(now: datetime | None = None) -> dict[str, str | tuple[str, ..
     return {"as_of": as_of_literal(now), "time_zones": python_time_zones()}
 
 
+# In a system's tz database beside the zones: this machine's own zone, and a file of rules.
+NOT_ZONES = {"localtime", "posixrules"}
+
+
 def python_time_zones() -> tuple[str, ...]:
     """The IANA zone names of Python's tz database (the ``tzdata`` package or the system's)."""
-    return tuple(sorted(zoneinfo.available_timezones())) or ("UTC",)
+    return tuple(sorted(zoneinfo.available_timezones() - NOT_ZONES)) or ("UTC",)
 
 
 def as_of_literal(now: datetime | None) -> str:

@@ -1,23 +1,23 @@
 """The time zone names the destination reads: ``stg_devices.local_zone`` takes a device's
-``timezone`` only when it is one of them (``'{{ time_zones }}'``), spelt as the device has it.
+``timezone`` only when it is one of them (``'{{ time_zones }}'``), spelt as IANA spells it.
 
 A name the destination does not know fails every statement that converts a time with it, so
 one kiosk with a misspelt zone, a retired one (``US/Pacific-New``) or one newer than the
-warehouse's tz database failed every build until the device was fixed upstream. DuckDB and
-PostgreSQL list the names they read, and read them in any case (``asia/kolkata``): the devices'
-own spellings of a listed name are added. Snowflake and BigQuery take the IANA names as they
-are spelt, and list none the models could ask for: Python's tz database stands in for theirs.
+warehouse's tz database failed every build until the device was fixed upstream. The names are
+the same on every destination, so that one device's responses fall on the same local days
+wherever they load: Python's tz database, and of those, on DuckDB and PostgreSQL, the ones they
+list (Snowflake and BigQuery list none the models could ask for). Exactly as spelt: DuckDB and
+PostgreSQL read ``asia/kolkata`` too, Snowflake and BigQuery do not, and DuckDB's list holds
+ICU's three-letter ids (``IST`` as India's, where PostgreSQL reads Israel's), which neither
+Python nor the other warehouses know: a tenant's local days differed by destination.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .absent import loaded_columns
 from .compiler import python_time_zones
 
-# Names only: PostgreSQL also reads abbreviations, but not as DuckDB does (IST is Israel's
-# there, India's in DuckDB), so the same data would get other local days.
 LISTS = {
     "duckdb": "SELECT name FROM pg_timezone_names()",
     "postgres": "SELECT name FROM pg_timezone_names",
@@ -25,24 +25,10 @@ LISTS = {
 
 
 def destination_time_zones(client: Any, dialect: str) -> tuple[str, ...]:
-    """The zone names ``client``'s destination reads (Python's where it lists none), with the
-    devices' spellings of them in another case where the destination reads any case."""
+    """The IANA zone names of Python's tz database that ``client``'s destination also lists
+    (all of them where it lists none)."""
+    names = set(python_time_zones())
     query = LISTS.get(dialect)
-    if query is None:
-        return python_time_zones()
-    names = {row[0] for row in client.execute_sql(query) or []}
-    known = {name.lower() for name in names}
-    spelt = {zone for zone in device_zones(client) if zone.lower() in known}
-    return tuple(sorted(names | spelt)) or ("UTC",)
-
-
-def device_zones(client: Any) -> set[str]:
-    """The devices' time zones as loaded (trimmed); none before a device with one is loaded.
-    (The devices resource declares ``timezone`` text, so a zone sent as a number is its text:
-    no variant column holds others.)"""
-    if "timezone" not in (loaded_columns(client, "devices") or set()):
-        return set()
-    table = client.make_qualified_table_name("devices")
-    rows = client.execute_sql(f"SELECT DISTINCT TRIM(timezone) FROM {table} "
-                              "WHERE timezone IS NOT NULL")
-    return {row[0] for row in rows or [] if row[0]}
+    if query is not None:
+        names &= {row[0] for row in client.execute_sql(query) or []}
+    return tuple(sorted(names)) or ("UTC",)

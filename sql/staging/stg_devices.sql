@@ -10,8 +10,8 @@ SELECT
     -- The zone the marts take local days in: the timezone when the destination knows it, else
     -- NULL (UTC). A zone it does not know (misspelt, retired, blank, an offset such as
     -- '+05:30', which PostgreSQL would read the POSIX way, east as west) would fail the whole
-    -- build; the runner fills in the names the destination reads, as the devices spell them
-    -- (pipelines/models/time_zones.py).
+    -- build; the runner fills in the IANA names every destination reads alike, as IANA spells
+    -- them (pipelines/models/time_zones.py).
     CASE
         WHEN TRIM(timezone) IN ('{{ time_zones }}')
             THEN TRIM(timezone)
