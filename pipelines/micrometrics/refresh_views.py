@@ -5,9 +5,11 @@ while a view reads them (the models' ``stg_*`` views do, and so may an analyst's
 models were built, ``--full-refresh`` failed every time, and its package, left pending, failed
 every sync after it. So those views (the models' and anyone's, in any schema) are dropped before
 the refreshing round and created again from their definitions once it has loaded, or failed, as
-the models' build does for the views its own drops take along (``in_place``). A view that reads
-a table or column the first round did not bring back is tried again after each round and at
-the sync's end, and given up (with a warning) only then. The definitions, every name
+the models' build does for the views its own drops take along (``in_place``), with their
+grants, comments, options, indexes and owner (``kept_attributes``); the dropped tables get
+theirs back once a round has loaded them again (a BI role's SELECT on a loaded table). A view
+that reads a table or column the first round did not bring back is tried again after each
+round and at the sync's end, and given up (with a warning) only then. The definitions, every name
 qualified, are kept in the dataset itself (``KEPT_TABLE``), written in the transaction that
 drops the views: a sync killed before it created them again is followed by one that may run
 elsewhere (a fresh runner, another worker), which lost them for good, silently, when they were
@@ -28,9 +30,11 @@ import dlt
 from dlt.common.schema.utils import get_root_table
 
 from pipelines.models.in_place import (
+    RELKINDS,
     View,
     dependent_views,
     keep_given_up,
+    kept_attributes,
     quoted,
     views_not_recreated,
 )
@@ -54,18 +58,18 @@ def refreshed_tables(pipeline: dlt.Pipeline, resources: Iterable[str]) -> list[s
 
 @contextmanager
 def views_kept(pipeline: dlt.Pipeline, destination: str, resources: Iterable[str],
-               pending_only: bool = False) -> Iterator[None]:
+               warnings: list[str], pending_only: bool = False) -> Iterator[None]:
     """On PostgreSQL, ``views_set_aside`` for the tables of ``resources`` (none: nothing to
     set aside; ``pending_only``: for the tables the packages a sync left will drop, after
     creating again the views a killed sync set aside), and after the block, the views set
     aside that can be created again are (see ``restore_set_aside``; the sync's end names
-    those that cannot)."""
+    those that cannot). A grant or other attribute not given back goes into ``warnings``."""
     if destination != "postgres":
         yield
         return
     if pending_only:
         # First: the views a killed sync set aside (setting aside again would overwrite them).
-        restore_set_aside(pipeline, final=False)
+        restore_set_aside(pipeline, warnings, final=False)
     tables = pending_drops(pipeline) if pending_only else refreshed_tables(pipeline, resources)
     try:
         if tables:
@@ -74,7 +78,7 @@ def views_kept(pipeline: dlt.Pipeline, destination: str, resources: Iterable[str
         else:
             yield
     finally:
-        restore_set_aside(pipeline, final=False)  # none kept: one query
+        restore_set_aside(pipeline, warnings, final=False)  # none kept: one query
 
 
 def views_not_restored(pipeline: dlt.Pipeline, destination: str) -> list[str]:
@@ -82,13 +86,18 @@ def views_not_restored(pipeline: dlt.Pipeline, destination: str) -> list[str]:
     one warning each; they are given up."""
     if destination != "postgres":
         return []
+    warnings: list[str] = []
+    given_up = restore_set_aside(pipeline, warnings, final=True)
     return [f"warning: a view set aside for a refresh could not be created again: {line}"
-            for line in restore_set_aside(pipeline, final=True)]
+            if kind not in RELKINDS["TABLE"] else
+            f"warning: the grants and comments of a table a refresh dropped could not be given "
+            f"back: {line}" for kind, line in given_up] + warnings
 
 
 def pending_drops(pipeline: dlt.Pipeline) -> list[str]:
     """The tables the packages a sync left will drop as they load (a refresh's first round):
-    only those need their views set aside (a view created again loses its grants)."""
+    only those need their views set aside (a view created again is a new object: what
+    depended on it besides, a function's reference, is not given back)."""
     dropped: list[str] = []
     extracted = pipeline._get_normalize_storage().extracted_packages  # noqa: SLF001 - no API
     for load_id in pipeline.list_normalized_load_packages():
@@ -109,10 +118,11 @@ def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[None]
     sync was killed in it (SIGKILL), in the next sync, wherever it runs)."""
     with pipeline.sql_client() as client:
         views = _views_reading(client, tables)
-        if views:
+        grants = _tables_attributes(client, tables)
+        if views or grants:
             with client.begin_transaction():  # kept if, and only if, dropped
-                _keep(client, _kept(pipeline, client) + views)
-                for schema, name, kind, _definition in views:
+                _keep(client, _kept(pipeline, client) + views + grants)
+                for schema, name, kind, _definition, _attributes in views:
                     drop = "DROP MATERIALIZED VIEW" if kind == "m" else "DROP VIEW"
                     client.execute_sql(
                         f"{drop} IF EXISTS {quoted(schema)}.{quoted(name)} CASCADE")
@@ -120,23 +130,30 @@ def views_set_aside(pipeline: dlt.Pipeline, tables: list[str]) -> Iterator[None]
     yield
 
 
-def restore_set_aside(pipeline: dlt.Pipeline, final: bool = True) -> list[str]:
+def restore_set_aside(pipeline: dlt.Pipeline, warnings: list[str],
+                      final: bool = True) -> list[tuple[str, str]]:
     """Creates again the views set aside for this target (none: nothing to do). One that
     cannot be created yet stays kept: a refresh's first round holds only the tables and
     columns its own pages bring, and a view of a column only later pages carry was dropped
     for good. So those are tried again after each round and at the end of each sync
     (``final``), which gives up on them with one line each (nothing of a sync that completed
-    will bring back what they read)."""
+    will bring back what they read): ``(relkind, line)`` each. The same for the grants and
+    comments of the tables a refresh dropped, given back once they are loaded again. A view
+    created again whose grant or other attribute could not be given back is named in
+    ``warnings``."""
     with pipeline.sql_client() as client:
         views = _kept(pipeline, client)
         if not views:
             return []
-        failed = views_not_recreated(client, views)  # each view's CREATE commits on its own
+        partly: list[str] = []
+        # Each view's CREATE (and each attribute given back) commits on its own.
+        failed = views_not_recreated(client, views, partly)
+        warnings += [f"warning: set aside for a refresh: {line}" for line in partly]
         with client.begin_transaction():  # what is still kept replaces what was, whole
             _keep(client, [] if final else [view for view, _line in failed])
             given_up = keep_given_up(client, failed) if final else []
     _forget_files(pipeline)
-    return given_up
+    return [(view[2], line) for (view, _error), line in zip(failed, given_up, strict=False)]
 
 
 def _kept(pipeline: dlt.Pipeline, client: Any) -> list[View]:
@@ -145,18 +162,21 @@ def _kept(pipeline: dlt.Pipeline, client: Any) -> list[View]:
     views: dict[tuple[str, str], View] = {}
     for path in (_legacy_kept_at(pipeline), _kept_at(pipeline)):
         try:
-            for view in json.loads(path.read_text()):
-                views[(view[0], view[1])] = tuple(view)  # type: ignore[assignment]
+            for schema, name, kind, definition, *_none in json.loads(path.read_text()):
+                views[(schema, name)] = (schema, name, kind, definition, ())
         except (OSError, ValueError):
             continue
     table = client.make_qualified_table_name(KEPT_TABLE)
     with client.execute_query("SELECT to_regclass(%s)", table) as cursor:
         (exists,) = cursor.fetchone()
     if exists:
-        with client.execute_query(f"SELECT view_schema, view_name, kind, definition FROM {table}"
-                                  " ORDER BY position") as cursor:
-            for view in cursor.fetchall():
-                views[(view[0], view[1])] = tuple(view)  # type: ignore[assignment]
+        # As JSON: a table an earlier version kept has no attributes column.
+        with client.execute_query(f"SELECT to_jsonb(k) FROM {table} k ORDER BY position"
+                                  ) as cursor:
+            for (row,) in cursor.fetchall():
+                views[(row["view_schema"], row["view_name"])] = (
+                    row["view_schema"], row["view_name"], row["kind"], row["definition"],
+                    tuple(json.loads(row.get("attributes") or "[]")))
     return list(views.values())
 
 
@@ -167,11 +187,17 @@ def _keep(client: Any, views: list[View]) -> None:
     if views:
         unique = {(view[0], view[1]): view for view in views}
         client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} (position integer,"
-                           " view_schema text, view_name text, kind text, definition text)")
+                           " view_schema text, view_name text, kind text, definition text,"
+                           " attributes text)")
+        # One an earlier version created (a refresh of it killed, the views still kept).
+        client.execute_sql(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS attributes text")
         client.execute_sql(f"DELETE FROM {table}")
-        for position, view in enumerate(unique.values()):
-            client.execute_sql(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s)",
-                               position, *view)
+        for position, (schema, name, kind, definition, attributes) in enumerate(
+                unique.values()):
+            client.execute_sql(
+                f"INSERT INTO {table} (position, view_schema, view_name, kind, definition,"
+                " attributes) VALUES (%s, %s, %s, %s, %s, %s)",
+                position, schema, name, kind, definition, json.dumps(list(attributes)))
     else:
         client.execute_sql(f"DROP TABLE IF EXISTS {table}")
 
@@ -194,6 +220,17 @@ def _kept_at(pipeline: dlt.Pipeline) -> Path:
 def _legacy_kept_at(pipeline: dlt.Pipeline) -> Path:
     """Where a version before per-target files kept them."""
     return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.views-set-aside.json"
+
+
+def _tables_attributes(client: Any, tables: list[str]) -> list[View]:
+    """For each of ``tables`` that has any, the statements that give it back its grants,
+    comments and indexes once it is loaded again (dlt drops it and creates it anew)."""
+    kept = []
+    for table in tables:
+        attributes = kept_attributes(client, client.make_qualified_table_name(table))
+        if attributes:
+            kept.append((client.dataset_name, table, "r", "", attributes))
+    return kept
 
 
 def _views_reading(client: Any, tables: list[str]) -> list[View]:

@@ -232,7 +232,8 @@ def sync(
             if drop_pending:
                 drop_on_request(pipeline)
             gone_before = gone_before_pending(pipeline)
-            with views_kept(pipeline, destination, RESOURCES, pending_only=True):
+            with views_kept(pipeline, destination, RESOURCES, report.warnings,
+                            pending_only=True):
                 report.load_infos.extend(finish_pending(pipeline, gone_before))
             if report.load_infos:
                 note_loaded(pipeline)
@@ -313,7 +314,8 @@ def sync(
                         bounds=bounds, survey_index=index, deletions_before=deletions_before,
                     ).with_resources(*this_round)
                     # PostgreSQL will not drop a table a view reads (the models' views do).
-                    with views_kept(pipeline, destination, this_round if refresh else ()):
+                    with views_kept(pipeline, destination, this_round if refresh else (),
+                                    report.warnings):
                         info = pipeline.run(source, loader_file_format=loader_format(pipeline),
                                             refresh=refresh)
                     refresh = None

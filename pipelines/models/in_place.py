@@ -8,7 +8,9 @@ same column names and types in the same order (every build but the first after a
 changed a model), a view is replaced (``CREATE OR REPLACE VIEW``) and a table emptied and
 refilled in one transaction: what depends on it stays. When the columns did change, the views
 of users that the drop takes along are created again from their definitions after the build
-(``dependent_views``, ``recreate_views``). One that cannot be (its definition no longer fits,
+(``dependent_views``, ``views_not_recreated``), with what else a drop loses (``kept_attributes``:
+their grants, comments, options, a materialized view's indexes and their owner; before, a BI
+role's SELECT on them was gone after the build). One that cannot be (its definition no longer fits,
 or the connector's role may not create in its schema: PostgreSQL lets ``DROP ... CASCADE``
 take another role's views along) was gone for good, its definition with it: it is kept in the
 dataset (``GIVEN_UP_TABLE``), for its owner to create again.
@@ -16,9 +18,13 @@ dataset (``GIVEN_UP_TABLE``), for its owner to create again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-View = tuple[str, str, str, str]  # schema, name, pg_class.relkind, definition
+# schema, name, pg_class.relkind, definition, the statements that give it again what the drop
+# took besides (``kept_attributes``)
+View = tuple[str, str, str, str, tuple[str, ...]]
 RELKINDS = {"VIEW": ("v",), "TABLE": ("r", "p")}  # pg_class.relkind of each materialization
 PROBE = "pg_temp.micrometrics_columns_of"  # a session's own: gone when it ends
 # In the dataset: users' views a drop took along that could not be created again, each with
@@ -92,7 +98,7 @@ WITH RECURSIVE dependents(oid, depth) AS (
     JOIN pg_rewrite r ON r.oid = d.objid
     WHERE r.ev_class <> d.refobjid AND dependents.depth < 50
 )
-SELECT n.nspname, c.relname, c.relkind, MAX(dependents.depth), pg_get_viewdef(c.oid)
+SELECT n.nspname, c.relname, c.relkind, MAX(dependents.depth), pg_get_viewdef(c.oid), c.oid
 FROM dependents
 JOIN pg_class c ON c.oid = dependents.oid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -101,46 +107,133 @@ ORDER BY MAX(dependents.depth), n.nspname, c.relname
 """
 
 
+# What a drop loses besides the definition, as the statements that give it back, for the
+# relation of oid %s: its options, indexes (a materialized view's, or a user's on a model
+# table), comments, grants (the owner's own are implied) and, last, its owner when another role
+# owns it (created again, the connector's role owns it). Quoted by the server (%I, %L).
+ATTRIBUTES = """
+WITH r AS (
+    SELECT c.oid, c.relowner, c.relacl, c.reloptions,
+           format('%%I.%%I', n.nspname, c.relname) AS target,
+           CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'v' THEN 'VIEW'
+                ELSE 'TABLE' END AS kind
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = %s
+)
+SELECT statement FROM (
+    SELECT 1 AS step, format('ALTER %%s %%s SET (%%s)', kind, target,
+                             array_to_string(reloptions, ', ')) AS statement
+    FROM r WHERE reloptions IS NOT NULL
+  UNION ALL
+    -- Not a constraint's (dlt's own, if it made any, come with the table it creates again).
+    SELECT 2, regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX ',
+                             'CREATE \\1INDEX IF NOT EXISTS ')
+    FROM r JOIN pg_index i ON i.indrelid = r.oid
+    WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+  UNION ALL
+    SELECT 3, format('COMMENT ON %%s %%s IS %%L', kind, target, d.description)
+    FROM r JOIN pg_description d ON d.objoid = r.oid AND d.objsubid = 0
+                                 AND d.classoid = 'pg_class'::regclass
+  UNION ALL
+    SELECT 4, format('COMMENT ON COLUMN %%s.%%I IS %%L', target, a.attname, d.description)
+    FROM r JOIN pg_description d ON d.objoid = r.oid AND d.objsubid > 0
+                                 AND d.classoid = 'pg_class'::regclass
+           JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.objsubid
+  UNION ALL
+    SELECT 5, format('GRANT %%s ON %%s TO %%s%%s', a.privilege_type, target,
+                     CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                          ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                     CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+    FROM r, aclexplode(r.relacl) a WHERE a.grantee <> r.relowner
+  UNION ALL
+    SELECT 6, format('ALTER %%s %%s OWNER TO %%I', kind, target, pg_get_userbyid(relowner))
+    FROM r WHERE pg_get_userbyid(relowner) <> current_user
+) steps
+ORDER BY step, statement
+"""
+
+
 def dependent_views(client: Any, relation: str, models: set[tuple[str, str]]) -> list[View]:
-    """``(schema, name, relkind, definition)`` of the views that read ``relation`` (quoted,
-    qualified) and are not among ``models`` (``(schema, name)``: rebuilt anyway), shallowest
-    first."""
-    with client.execute_query("SHOW search_path") as cursor:
-        (search_path,) = cursor.fetchone()
-    # Definitions with every name qualified: under the session's search_path (dlt's dataset
-    # first) pg_get_viewdef left the dataset's tables bare, and a definition created again
-    # from another dataset's session read that dataset's tables.
-    client.execute_sql("SET search_path TO pg_catalog")
-    try:
+    """``View``s that read ``relation`` (quoted, qualified) and are not among ``models``
+    (``(schema, name)``: rebuilt anyway), shallowest first."""
+    with catalog_names(client):
         with client.execute_query(DEPENDENTS, relation) as cursor:
             rows = cursor.fetchall()
+        return [(schema, name, kind, definition, attributes_of(client, oid))
+                for schema, name, kind, _depth, definition, oid in rows
+                if (schema, name) not in models]
+
+
+def kept_attributes(client: Any, relation: str) -> tuple[str, ...]:
+    """The statements that give ``relation`` (quoted, qualified; a model about to be dropped
+    and created) back its grants, comments, options, indexes and owner, if it exists."""
+    with client.execute_query("SELECT to_regclass(%s)::oid", relation) as cursor:
+        (oid,) = cursor.fetchone()
+    if oid is None:
+        return ()
+    with catalog_names(client):
+        return attributes_of(client, oid)
+
+
+def attributes_of(client: Any, oid: int) -> tuple[str, ...]:
+    with client.execute_query(ATTRIBUTES, oid) as cursor:
+        return tuple(statement for (statement,) in cursor.fetchall())
+
+
+@contextmanager
+def catalog_names(client: Any) -> Iterator[None]:
+    """Definitions with every name qualified: under the session's search_path (dlt's dataset
+    first) pg_get_viewdef (and pg_get_indexdef) left the dataset's tables bare, and a definition
+    created again from another dataset's session read that dataset's tables."""
+    with client.execute_query("SHOW search_path") as cursor:
+        (search_path,) = cursor.fetchone()
+    client.execute_sql("SET search_path TO pg_catalog")
+    try:
+        yield
     finally:
         client.execute_sql("SELECT set_config('search_path', %s, false)", search_path)
-    return [(schema, name, kind, definition) for schema, name, kind, _depth, definition in rows
-            if (schema, name) not in models]
 
 
-def recreate_views(client: Any, views: list[View]) -> list[str]:
-    """Create ``views`` again (views that read others after those); returns one line per view
-    that could not be (its definition no longer fits what it reads), kept (``keep_given_up``)."""
-    return keep_given_up(client, views_not_recreated(client, views))
+def give_back(client: Any, target: str, statements: tuple[str, ...]) -> list[str]:
+    """Runs ``statements`` (``kept_attributes``) for ``target``, each on its own; returns a
+    line for each that failed (a role since dropped, an owner the connector's role may not
+    give it to)."""
+    failed = []
+    for statement in statements:
+        try:
+            client.execute_sql(statement)
+        except Exception as exc:  # noqa: BLE001 - named in a warning, the rest still given
+            failed.append(f"{target} was created again, but not its "
+                          f"`{' '.join(statement.split())[:200]}`: "
+                          f"{' '.join(str(exc).split())[:200]}")
+    return failed
 
 
-def views_not_recreated(client: Any, views: list[View]) -> list[tuple[View, str]]:
-    """``recreate_views``, returning each view that could not be created with its line."""
+def views_not_recreated(client: Any, views: list[View],
+                        partly: list[str]) -> list[tuple[View, str]]:
+    """Creates ``views`` again (views that read others after those), each with its attributes
+    (``kept_attributes``); returns each view that could not be created (its definition no
+    longer fits what it reads) with its line. Lines of attributes not given back go into
+    ``partly``."""
     left, errors = list(views), {}
     while left:
         retry = []
         for view in left:
-            schema, name, kind, definition = view
+            schema, name, kind, definition, attributes = view
             target = f"{quoted(schema)}.{quoted(name)}"
             create = ("CREATE MATERIALIZED VIEW IF NOT EXISTS" if kind == "m"
                       else "CREATE OR REPLACE VIEW")
             try:
-                client.execute_sql(f"{create} {target} AS {definition.rstrip().rstrip(';')}")
+                if kind in RELKINDS["TABLE"]:  # a refreshed table's: dlt creates it, when it loads
+                    if not exists(client, target):
+                        raise LookupError("the refresh has not loaded it again")
+                else:
+                    client.execute_sql(f"{create} {target} AS {definition.rstrip().rstrip(';')}")
             except Exception as exc:  # noqa: BLE001 - named in a warning, the build goes on
                 errors[view] = f"{target}: {' '.join(str(exc).split())[:200]}"
                 retry.append(view)
+            else:
+                partly += give_back(client, target, attributes)
         if len(retry) == len(left):
             break  # no progress: what is left reads something that no longer fits
         left = retry
@@ -155,12 +248,21 @@ def keep_given_up(client: Any, failed: list[tuple[View, str]]) -> list[str]:
     table = client.make_qualified_table_name(GIVEN_UP_TABLE)
     client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} (view_schema text, view_name text,"
                        " create_statement text, reason text, given_up_at timestamptz)")
-    for (schema, name, kind, definition), line in failed:
+    for (schema, name, kind, definition, attributes), line in failed:
         create = "CREATE MATERIALIZED VIEW" if kind == "m" else "CREATE VIEW"
+        statements = [f"{statement};" for statement in attributes]
+        if kind not in RELKINDS["TABLE"]:
+            statements.insert(0, f"{create} {quoted(schema)}.{quoted(name)} AS "
+                                 f"{definition.rstrip().rstrip(';')};")
         client.execute_sql(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, now())", schema, name,
-                           f"{create} {quoted(schema)}.{quoted(name)} AS "
-                           f"{definition.rstrip().rstrip(';')};", line)
+                           "\n".join(statements), line)
     return [f"{line} (its definition is kept in {table})" for _view, line in failed]
+
+
+def exists(client: Any, relation: str) -> bool:
+    with client.execute_query("SELECT to_regclass(%s) IS NOT NULL", relation) as cursor:
+        (found,) = cursor.fetchone()
+    return bool(found)
 
 
 def quoted(identifier: str) -> str:

@@ -31,7 +31,16 @@ from .compiler import (
     table_node,
 )
 from .graph import build_order
-from .in_place import can_replace_in_place, dependent_views, recreate_views, view_unchanged
+from .in_place import (
+    View,
+    can_replace_in_place,
+    dependent_views,
+    give_back,
+    keep_given_up,
+    kept_attributes,
+    view_unchanged,
+    views_not_recreated,
+)
 from .project import Model, ModelsError, Project, load_project
 from .time_zones import destination_time_zones
 from .variants import pipeline_schema, schema_tables, with_variants
@@ -154,7 +163,7 @@ def build_models(
         report = ModelsReport(dialect=dialect, as_of=params["as_of"], waiting_for=missing)
         if report.waiting_for:
             return report
-        taken_along: list[tuple[str, str, str, str]] = []  # users' views a drop took along
+        taken_along: list[View] = []  # users' views a drop took along
         try:
             build(client, project, dialect, qualify, params, report, taken_along)
         finally:
@@ -171,10 +180,10 @@ def build_models(
 
 
 def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
-          params: Params, report: ModelsReport,
-          taken_along: list[tuple[str, str, str, str]]) -> None:
+          params: Params, report: ModelsReport, taken_along: list[View]) -> None:
     """Builds every model in order into ``report.built``; on PostgreSQL, the users' views a
-    model's drop takes along go into ``taken_along`` (to be created again)."""
+    model's drop takes along go into ``taken_along`` (to be created again), and a model dropped
+    and created gets back its grants, comments and indexes."""
     models = {tuple(qualify(model.name)[-2:]) for model in project.models}
     for model in build_order(project.models):
         in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
@@ -182,8 +191,10 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
                 client, relation_of(model, qualify)):
             report.built.append((model.name, model.materialization))
             continue  # nothing to replace (and no lock to wait for)
+        attributes: tuple[str, ...] = ()
         if dialect == "postgres" and not in_place:
             taken_along += dependent_views(client, relation_of(model, qualify), models)
+            attributes = kept_attributes(client, relation_of(model, qualify))
         try:
             for statement in build_statements(model, dialect, qualify, params, in_place):
                 execute(client, statement, f"model {model.name}")
@@ -194,8 +205,11 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
             log.warning("warning: model %s could not be replaced in place; dropped and "
                         "created", model.name)
             taken_along += dependent_views(client, relation_of(model, qualify), models)
+            attributes = kept_attributes(client, relation_of(model, qualify))
             for statement in build_statements(model, dialect, qualify, params):
                 execute(client, statement, f"model {model.name}")
+        for line in give_back(client, relation_of(model, qualify), attributes):
+            log.warning("warning: model %s: %s", model.name, line)
         report.built.append((model.name, model.materialization or ""))
 
 
@@ -203,19 +217,21 @@ def relation_of(model: Model, qualify: Qualifier) -> str:
     return generate(table_node(qualify(model.name)), "postgres", model.name)
 
 
-def restore_users_views(client: Any, views: list[tuple[str, str, str, str]]) -> None:
+def restore_users_views(client: Any, views: list[View]) -> None:
     """PostgreSQL: create again the views of users that a model's drop took along (a model
-    whose columns changed: DROP ... CASCADE), from their definitions; name those that no longer
-    fit. Their grants and comments are not restored."""
-    failed = recreate_views(client, views)
+    whose columns changed: DROP ... CASCADE), from their definitions, with their grants,
+    comments, options, indexes and owner; name those that no longer fit."""
+    partly: list[str] = []
+    failed = keep_given_up(client, views_not_recreated(client, views, partly))
     restored = len(views) - len(failed)
     if restored:
         log.warning("warning: %d view(s) of yours read a model whose columns changed and were "
-                    "created again after its rebuild (their grants, if any, must be given "
-                    "again)", restored)
+                    "created again after its rebuild", restored)
     for line in failed:
         log.warning("warning: a view of yours read a model whose columns changed and could not "
                     "be created again: %s", line)
+    for line in partly:
+        log.warning("warning: %s", line)
 
 
 def refused_definition(exc: BaseException) -> bool:
