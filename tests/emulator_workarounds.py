@@ -429,6 +429,37 @@ def bigquery_alter_table_updates_catalog() -> None:
     interpreter.sync_created_table = sync_created_or_altered_table
 
 
+def bigquery_one_alter_action_a_statement() -> None:
+    """When one load adds two columns to a table, dlt sends ``ALTER TABLE t ADD COLUMN a ...,
+    ADD COLUMN b ...``, which BigQuery takes; the emulator's DuckDB refuses it ("Only one
+    ALTER command per statement is supported"), and the package then failed every sync. Here
+    such a statement runs as one ALTER per action."""
+    import sqlglot
+    from bqemulator.storage.engine import DuckDBEngine
+    from sqlglot import exp
+
+    execute = DuckDBEngine.execute
+
+    def one_action_at_a_time(self: Any, sql: str, parameters: Any = None) -> Any:
+        if sql.lstrip()[:5].upper() != "ALTER" or sql.upper().count(" ADD ") < 2:
+            return execute(self, sql, parameters)
+        try:
+            tree = sqlglot.parse_one(sql, read="duckdb")
+        except Exception:  # noqa: BLE001 - not one statement we can read: as it is
+            return execute(self, sql, parameters)
+        actions = (tree.args.get("actions") or []) if isinstance(tree, exp.Alter) else []
+        if len(actions) < 2:
+            return execute(self, sql, parameters)
+        result = None
+        for action in actions:
+            one = tree.copy()
+            one.set("actions", [action.copy()])
+            result = execute(self, one.sql(dialect="duckdb"), parameters)
+        return result
+
+    DuckDBEngine.execute = one_action_at_a_time
+
+
 # Status codes real BigQuery answers with, by error reason (the emulator's own mapping for the
 # errors it does raise as HTTP errors: bqemulator.domain.errors).
 HTTP_STATUS_BY_REASON = {"notFound": 404, "duplicate": 409, "accessDenied": 403}
@@ -520,6 +551,7 @@ async def serve_bigquery_emulator(port: int, http_errors: bool) -> None:
 
     bigquery_skip_spatial_extension()
     bigquery_alter_table_updates_catalog()
+    bigquery_one_alter_action_a_statement()
     if http_errors:
         create_app = bq_server.create_app
         bq_server.create_app = lambda context: BigQueryFailedQueryAsHttpError(create_app(context))

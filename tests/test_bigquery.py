@@ -24,13 +24,17 @@ from tests.destination_scenarios import (
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
 )
 from tests.destinations import (
+    HOUR,
+    SMALL,
     pipeline_on,
 )
 from tests.emulator_workarounds import (
     bigquery_client_env,
     use_anonymous_google_credentials,
 )
+from tests.syncing import sync_into
 from tests.test_status import status_survives_the_local_folder
+from tests.truth import assert_matches_truth
 
 pytestmark = pytest.mark.warehouses
 
@@ -64,6 +68,20 @@ def test_status_restores_from_bigquery_with_the_local_folder_gone(
 
 # A model that builds and a data test whose SQL the database refuses (no such column).
 BROKEN_TEST = "SELECT x FROM stg_one WHERE no_such_column > 0"
+
+
+def test_a_table_that_grows_two_fields_in_one_load_loads_exact(start_sandbox, tmp_path, clock,
+                                                                bigquery_destination):
+    """dlt adds both columns in one ALTER TABLE (the emulator runs one action a statement:
+    bigquery_one_alter_action_a_statement); the suites grew one field at a time."""
+    pipeline = pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines")
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync_into(sandbox, pipeline, clock)
+    devices = sorted(device["id"] for device in sandbox.truth()["devices"])
+    sandbox.patch_records("devices", devices[:2], {"battery": 3.5, "screen": "OLED 10in"})
+    clock.advance(HOUR)
+    sync_into(sandbox, pipeline, clock)
+    assert_matches_truth(pipeline, sandbox.truth())
 
 
 def broken_project(root: Path) -> Path:
