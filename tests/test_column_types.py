@@ -25,7 +25,14 @@ def test_an_object_or_a_list_becomes_its_json_text(value, text):
     assert record["answers"][0]["value"] == text
 
 
-@pytest.mark.parametrize("value", [True, False, None, "great"])
+@pytest.mark.parametrize(("value", "text"), [(True, "true"), (False, "false")])
+def test_true_and_false_become_text_as_json_spells_them(value, text):
+    # dlt's own text of a bool is Python's: 'True'.
+    [record] = as_column_types([{"id": 1, "answers": [{"question_id": 7, "value": value}]}])
+    assert record["answers"][0]["value"] == text
+
+
+@pytest.mark.parametrize("value", [None, "great"])
 def test_anything_else_is_left_as_sent(value):
     [record] = as_column_types([{"id": 1, "answers": [{"question_id": 7, "value": value}]}])
     assert record["answers"][0]["value"] == value

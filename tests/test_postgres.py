@@ -359,6 +359,41 @@ def test_views_and_a_mart_created_again_keep_their_grants_comments_options_index
     assert kept_views(pipeline) == []
 
 
+def test_a_model_view_another_models_drop_took_along_and_column_grants_come_back(
+        start_sandbox, tmp_path, clock, postgres_credentials, caplog):
+    """DROP VIEW ... CASCADE of a model whose columns changed (stg_survey_questions) takes the
+    model views reading it along (stg_survey_answers): gone by their own turn, they came back
+    without their grants. And a grant on columns (GRANT SELECT (survey_id) ON a mart) is the
+    columns', not the relation's: it was not given back either."""
+    pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
+    role = "".join(c if c.isalnum() else "_" for c in f"bi_{tmp_path.name[-12:]}".lower())
+    answers, mart = f"{DATASET}.stg_survey_answers", f"{DATASET}.mart_nps_daily"
+    with pipeline.sql_client() as sql:
+        sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
+        sql.execute_sql(f"GRANT SELECT ON {answers} TO {role}")
+        sql.execute_sql(f"COMMENT ON VIEW {answers} IS 'answers, for BI'")
+        sql.execute_sql(f"GRANT SELECT (survey_id) ON {mart} TO {role}")
+    check = (f"SELECT has_table_privilege('{role}', '{answers}', 'SELECT'), "
+             f"obj_description('{answers}'::regclass, 'pg_class'), "
+             f"has_column_privilege('{role}', '{mart}', 'survey_id', 'SELECT'), "
+             f"has_table_privilege('{role}', '{mart}', 'SELECT')")
+    assert query(pipeline, check) == [(True, "answers, for BI", True, False)]
+
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    for model in (sql_dir / "staging" / "stg_survey_questions.sql",
+                  sql_dir / "marts" / "mart_nps_daily.sql"):
+        head, select, tail = model.read_text().rpartition("\nSELECT\n")
+        model.write_text(f"{head}{select}    1 AS build_version,\n{tail}")
+    with caplog.at_level(logging.WARNING, logger="micrometrics"):
+        assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC),
+                                       sql_dir=sql_dir))
+    assert query(pipeline, f"SELECT count(*) FROM {DATASET}.stg_survey_questions "
+                           f"WHERE build_version = 1") != [(0,)]
+    assert query(pipeline, check) == [(True, "answers, for BI", True, False)]
+    assert "created again, but not" not in caplog.text
+
+
 def test_an_attribute_that_cannot_be_given_back_is_named_and_the_rest_are(
         start_sandbox, tmp_path, clock, postgres_credentials, caplog):
     """A comment on a column the rebuilt mart no longer has cannot be given back: named in a

@@ -41,13 +41,20 @@ def test_a_time_that_is_none_once_in_utc_is_named_wherever_it_sits():
     assert rejection_reason({"id": "d", "updated_at": stamp, "a": [{"b": "0001-01-01T00:00+01"}]},
                             "devices") == (
         "a[].b '0001-01-01T00:00+01' is before year 1 or after 9999 once in UTC")
+    # A list of times (dlt's nested table reads its values as times), and the other ISO 8601
+    # forms dlt reads: basic, ordinal, week.
+    for value in ("00010101T000000+0545", "0001-001T00:00+05:45", "0001-W01-1T00:00+05:45"):
+        assert rejection_reason({"id": "d", "updated_at": stamp, "seen": ["x", [value]]},
+                                "devices") == (
+            f"seen[][] {value!r} is before year 1 or after 9999 once in UTC")
 
 
 def test_a_page_without_the_dates_of_such_a_time_is_not_walked_for_them():
     stamp = "2026-01-01T00:00:00Z"
     edge = [{"id": 1, "updated_at": stamp, "created_at": "0001-01-01T00:00:00+05:45"}]
     for body in (None, b'[{"created_at": "0001-01-01T00:00:00+05:45"}]',
-                 b'[{"created_at": "\\u0030001-01-01T00:00:00+05:45"}]'):
+                 b'[{"created_at": "\\u0030001-01-01T00:00:00+05:45"}]',
+                 b'[{"created_at": "0001\\u002d01\\u002d01T00:00:00+05:45"}]'):
         good, rejected = split_records(copy.deepcopy(edge), "devices", body)
         assert (good, len(rejected)) == ([], 1), body
     good, rejected = split_records(copy.deepcopy(edge), "devices", b'[{"id": 1}]')

@@ -16,9 +16,12 @@ it warns (``drift``). What dlt converts without changing it still loads into the
 integer's own digits as text into a bigint column (an id sent as ``"237"``: the sandbox's
 ``ids_as_text``), a plain finite number as text into a double one, a number into a text one.
 
-Top-level values only (an answer's ``value`` is text, see ``column_types``); the types are the
-schema's as the round starts, and a new column's the first value of it this round (as dlt will
-infer it).
+Integer, double, boolean and text columns (a time column is left to dlt, which reads a number
+there as seconds since 1970), top-level values only (an answer's ``value`` is text, see
+``column_types``). The types are the schema's as the round starts, and a new column's the first
+value of it this round routes, as dlt will infer it from the first it normalizes: the same one,
+but for a column new this round with values of two types in two surveys' pages, routed by two
+threads in one order and handed to dlt in the other (dlt's own coercion then, as before).
 """
 
 from __future__ import annotations
@@ -70,24 +73,40 @@ class ColumnTypes:
         self.types: dict[str, str] = {
             name: column["data_type"] for each in columns for name, column in each.items()
             if column.get("data_type")}
+        # (key, value type) that load into their column whatever the value (an int into a
+        # bigint column, text into a text one): most of a record, decided once, not per value.
+        self.fitting: set[tuple[Any, type]] = set()
 
     def route(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``records`` with each value dlt would change (``misfit``) moved to its variant
         column's key, in place."""
-        types = self.types
+        fitting = self.fitting
         for record in records:
             moves = None
             for key, value in record.items():
-                if value is None or type(value) not in INFERRED or key == "id":
-                    # Objects and lists spread over columns and tables of their own; the merge
-                    # key is the quarantine's to judge (an id sent as text, "0237", is one).
+                if (key, type(value)) in fitting:
                     continue
-                name = column_name(str(key))
-                data_type = types.get(name)
-                if data_type is None:
-                    types.setdefault(name, INFERRED[type(value)])
-                elif (variant := misfit(value, data_type)) is not None:
-                    moves = (moves or []) + [(key, f"{name}__v_{variant}")]
+                if (variant := self._variant(key, value)) is not None:
+                    moves = (moves or []) + [(key, variant)]
             for key, variant_key in moves or ():
                 record[variant_key] = record.pop(key)
         return records
+
+    def _variant(self, key: Any, value: Any) -> str | None:
+        """The variant column's key for ``value`` of ``key``, or None where it fits."""
+        kind = type(value)
+        if value is None or kind not in INFERRED or key == "id":
+            # Objects and lists spread over columns and tables of their own; the merge key is
+            # the quarantine's to judge (an id sent as text, "0237", is one).
+            self.fitting.add((key, kind))
+            return None
+        name = column_name(str(key))
+        data_type = self.types.get(name)
+        if data_type is None:
+            data_type = self.types.setdefault(name, INFERRED[kind])
+        if (variant := misfit(value, data_type)) is not None:
+            return f"{name}__v_{variant}"
+        if not (kind is str and data_type in NUMBERS) and not (
+                kind is float and data_type in ("bigint", "wei")):
+            self.fitting.add((key, kind))  # not decided by the value: by its type
+        return None

@@ -34,10 +34,11 @@ from typing import Any
 
 import dlt
 from dlt.common import json
+from dlt.common.data_types.type_helpers import coerce_value
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from .lenient_json import INT64, UnloadableRecord, as_sent
-from .timeutil import OutOfRange, format_timestamp, parse_timestamp
+from .timeutil import format_timestamp, parse_timestamp
 
 DATE_AND_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
@@ -201,43 +202,58 @@ def column_problem(obj: dict[str, Any]) -> str | None:
     return None
 
 
-# The only dates a time can start with and overflow once in UTC (dlt reads a string as a time in
-# any column it detects or types as one: ``created_at``, a new ``last_seen_at``).
-EDGE_DATES = ("0001-01-01", "9999-12-31")
-# A JSON string may spell a digit as an escape (no server seen does): then the text decides.
-ESCAPED_DIGIT = b"\\u003"
+# The only years a time can start with and overflow once in UTC, in any ISO 8601 form dlt reads
+# (0001-01-01T..., 00010101T..., 0001-001T..., 0001-W01-1T...): dlt reads a string as a time
+# in any column it detects or types as one (``created_at``, a new ``last_seen_at``, a list of
+# times' nested table).
+EDGE_YEARS = ("0001", "9999")
+# In a page's text: a string starting with such a year, or an escape (a JSON string may spell
+# a digit or a dash as one: no server seen does, but then the records decide).
+EDGE_MARKS = re.compile(rb'"(?:0001|9999)|\\u00')
 
 
 def may_hold_edge_times(body: bytes | None) -> bool:
     """Whether a page whose body is ``body`` (None: unknown) may hold such a time: walking
     every value of every record doubled the quarantine's cost; a page's text is searched at
     C speed."""
-    return body is None or any(mark in body for mark in (b"0001-01-01", b"9999-12-31",
-                                                          ESCAPED_DIGIT))
+    return body is None or EDGE_MARKS.search(body) is not None
 
 
 def time_problem(obj: dict[str, Any]) -> str | None:
-    """A value of ``obj`` (or of the objects and lists of objects within it) that reads as an
-    ISO 8601 time with an offset but is none once in UTC, named; or None."""
-    stack: list[tuple[dict[str, Any], str]] = [(obj, "")]
+    """A string of ``obj`` (or of the objects and lists within it) that dlt reads as a time
+    but that is none once in UTC, named; or None."""
+    stack: list[tuple[Any, str]] = [(obj, "")]
     while stack:
         current, path = stack.pop()
-        for key, value in current.items():
+        items = (current.items() if type(current) is dict
+                 else ((f"{path}[]", item) for item in current))
+        for key, value in items:
             kind = type(value)
+            name = key if type(current) is not dict else f"{path}{key}"
             if kind is str:
-                if value.startswith(EDGE_DATES):
-                    try:
-                        parse_timestamp(value)
-                    except OutOfRange:
-                        return (f"{path}{key} {value[:40]!r} is before year 1 or after 9999 "
-                                f"once in UTC")
-                    except ValueError:
-                        pass  # no time (or none with an offset): dlt loads it as text
+                if value.startswith(EDGE_YEARS) and beyond_utc(value):
+                    return f"{name} {value[:40]!r} is before year 1 or after 9999 once in UTC"
             elif kind is dict:
-                stack.append((value, f"{path}{key}."))
+                stack.append((value, f"{name}."))
             elif kind is list:
-                stack.extend((item, f"{path}{key}[].") for item in value if type(item) is dict)
+                stack.append((value, name))
     return None
+
+
+def beyond_utc(value: str) -> bool:
+    """Whether dlt reads ``value`` as a time with an offset that is none once in UTC, where
+    its normalize converts every time (``normalize_timezone``, outside its error handling)."""
+    try:
+        moment = coerce_value("timestamp", "text", value)
+    except Exception:  # noqa: BLE001 - no time dlt reads: loaded as text
+        return False
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        return False  # dlt takes a time without an offset as UTC: nothing to convert
+    try:
+        moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return True
+    return False
 
 
 def drop_aliases(obj: dict[str, Any]) -> None:

@@ -37,11 +37,7 @@ def parse_timestamp(value: str | datetime) -> datetime:
     try:
         return datetime.fromtimestamp(parsed.timestamp(), UTC)
     except (OverflowError, ValueError):  # year 0 or 10000 once in UTC
-        raise OutOfRange(f"timestamp out of range: {value!r}") from None
-
-
-class OutOfRange(ValueError):
-    """A time that is no ``datetime`` once in UTC (year 1 east of UTC, 9999 west of it)."""
+        raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
 def out_of_range(moment: datetime, now: datetime | None = None,

@@ -109,8 +109,9 @@ ORDER BY MAX(dependents.depth), n.nspname, c.relname
 
 # What a drop loses besides the definition, as the statements that give it back, for the
 # relation of oid %s: its options, indexes (a materialized view's, or a user's on a model
-# table), comments, grants (the owner's own are implied) and, last, its owner when another role
-# owns it (created again, the connector's role owns it). Quoted by the server (%I, %L).
+# table), comments, grants on it and on its columns (the owner's own are implied) and, last,
+# its owner when another role owns it (created again, the connector's role owns it). Quoted
+# by the server (%I, %L).
 ATTRIBUTES = """
 WITH r AS (
     SELECT c.oid, c.relowner, c.relacl, c.reloptions,
@@ -145,6 +146,15 @@ SELECT statement FROM (
                           ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
     FROM r, aclexplode(r.relacl) a WHERE a.grantee <> r.relowner
+  UNION ALL
+    SELECT 5, format('GRANT %%s (%%I) ON %%s TO %%s%%s', a.privilege_type, att.attname, target,
+                     CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                          ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                     CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+    FROM r JOIN pg_attribute att ON att.attrelid = r.oid AND att.attnum > 0
+                                 AND NOT att.attisdropped AND att.attacl IS NOT NULL,
+         aclexplode(att.attacl) a
+    WHERE a.grantee <> r.relowner
   UNION ALL
     SELECT 6, format('ALTER %%s %%s OWNER TO %%I', kind, target, pg_get_userbyid(relowner))
     FROM r WHERE pg_get_userbyid(relowner) <> current_user

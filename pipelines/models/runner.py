@@ -185,6 +185,12 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
     model's drop takes along go into ``taken_along`` (to be created again), and a model dropped
     and created gets back its grants, comments and indexes."""
     models = {tuple(qualify(model.name)[-2:]) for model in project.models}
+    # Each model's grants, comments and indexes, before any drop: a model view a drop of
+    # another takes along (DROP ... CASCADE: stg_survey_answers reads stg_survey_questions)
+    # is gone by its own turn.
+    attributes_before = {relation_of(model, qualify): kept_attributes(
+        client, relation_of(model, qualify)) for model in project.models
+    } if dialect == "postgres" else {}
     for model in build_order(project.models):
         in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
         if in_place and model.materialization.upper() == "VIEW" and view_unchanged(
@@ -194,7 +200,7 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
         attributes: tuple[str, ...] = ()
         if dialect == "postgres" and not in_place:
             taken_along += dependent_views(client, relation_of(model, qualify), models)
-            attributes = kept_attributes(client, relation_of(model, qualify))
+            attributes = attributes_before[relation_of(model, qualify)]
         try:
             for statement in build_statements(model, dialect, qualify, params, in_place):
                 execute(client, statement, f"model {model.name}")
@@ -205,7 +211,7 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
             log.warning("warning: model %s could not be replaced in place; dropped and "
                         "created", model.name)
             taken_along += dependent_views(client, relation_of(model, qualify), models)
-            attributes = kept_attributes(client, relation_of(model, qualify))
+            attributes = attributes_before[relation_of(model, qualify)]
             for statement in build_statements(model, dialect, qualify, params):
                 execute(client, statement, f"model {model.name}")
         for line in give_back(client, relation_of(model, qualify), attributes):
