@@ -18,12 +18,14 @@ from pipelines.micrometrics.misfits import ColumnTypes, misfit
     (2, "bool", "bigint"), (0.5, "bool", "double"),
     (True, "bigint", "bool"), (False, "double", "bool"), (True, "text", "bool"),
     (1e30, "bigint", "double"), (7.5, "bigint", "double"),
+    # Seconds since 1970 beyond year 9999 (dlt's normalize failed: OSError), or before year 1.
+    (10**17, "timestamp", "bigint"), (-1e15, "timestamp", "double"), (10**12, "date", "bigint"),
     # What loads as the very value sent: into its own column.
     ("42", "bigint", None), ("-7", "bigint", None), ("0", "bigint", None),
     ("7.5", "double", None), ("-1.5e3", "double", None), (7, "double", None),
     (True, "bool", None), (42, "text", None), ("L-42", "text", None),
     # What dlt makes a variant of itself, or reads as a time.
-    (7.0, "bigint", None), ("L-42", "timestamp", None),
+    (7.0, "bigint", None), ("L-42", "timestamp", None), (1700000000, "timestamp", None),
     ("2026-01-01T00:00:00Z", "timestamp", None),
 ])
 def test_misfit(value, data_type, variant):

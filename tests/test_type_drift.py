@@ -154,8 +154,9 @@ def test_values_dlt_would_change_to_fit_their_column_load_as_sent_into_variants(
     """dlt converts whatever text it can parse into its column's type: "0042" and "0x2A" into
     a bigint column loaded as 42 (two devices at one location in the marts), "yes" and 2 into
     a bool column as true, "NaN" and "1e400" into a double column as NaN and infinity (and
-    failed PostgreSQL's load: test_postgres); 1e30 into a bigint one failed the normalize, on
-    every sync after. Each is loaded as sent, in a variant column."""
+    failed PostgreSQL's load: test_postgres); 1e30 into a bigint one, and 10**17 (seconds since
+    1970 beyond year 9999) into a time one, failed the normalize, on every sync after. Each is
+    loaded as sent, in a variant column."""
     sandbox = start_sandbox(clock=clock, devices=10, surveys=2, responses=100, rate=1000.0,
                             burst=1000)
     devices = sorted(device["id"] for device in sandbox.truth()["devices"])
@@ -165,13 +166,13 @@ def test_values_dlt_would_change_to_fit_their_column_load_as_sent_into_variants(
     sent = {devices[0]: {"location_id": "0042", "battery": "NaN", "online": "yes"},
             devices[1]: {"location_id": "0x2A", "battery": "1e400", "online": 2},
             devices[2]: {"location_id": "42", "battery": "7.5", "online": False},
-            devices[3]: {"location_id": 1e30}}
+            devices[3]: {"location_id": 1e30, "created_at": 10**17}}
     for device, fields in sent.items():
         sandbox.patch_records("devices", [device], fields)
     clock.advance(60)
     result, _summary = sync(sandbox, tmp_path, clock)
     assert sorted(line.split(" changed type")[0] for line in result.report.warnings) == [
-        "warning: devices.battery", "warning: devices.location_id",
+        "warning: devices.battery", "warning: devices.created_at", "warning: devices.location_id",
         "warning: devices.location_id", "warning: devices.online", "warning: devices.online"]
     loaded = rows(result.pipeline, f"""
         SELECT id, location_id, location_id__v_text, location_id__v_double, battery,
@@ -182,6 +183,9 @@ def test_values_dlt_would_change_to_fit_their_column_load_as_sent_into_variants(
         (devices[1], None, "0x2A", None, None, "1e400", None, None, 2),
         (devices[2], 42, None, None, 7.5, None, False, None, None),
         (devices[3], None, None, 1e30, 3.5, None, True, None, None)])
+    assert rows(result.pipeline, f"SELECT created_at, created_at__v_bigint FROM "
+                                 f"{DATASET}.devices WHERE id = '{devices[3]}'") == [
+        (None, 10**17)]
     build_models(result.pipeline, now=datetime.fromtimestamp(clock(), UTC))
     locations = dict(rows(result.pipeline, f"SELECT device_id, location_id FROM "
                                            f"{DATASET}.dim_devices"))

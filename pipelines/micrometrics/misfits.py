@@ -17,7 +17,8 @@ integer's own digits as text into a bigint column (an id sent as ``"237"``: the 
 ``ids_as_text``), a plain finite number as text into a double one, a number into a text one.
 
 Integer, double, boolean and text columns (a time column is left to dlt, which reads a number
-there as seconds since 1970), top-level values only (an answer's ``value`` is text, see
+there as seconds since 1970, but for one beyond year 9999 or before year 1, which failed its
+normalize), top-level values only (an answer's ``value`` is text, see
 ``column_types``). The types are the schema's as the round starts, and a new column's the first
 value of it this round routes, as dlt will infer it from the first it normalizes: the same one,
 but for a column new this round with values of two types in two surveys' pages, routed by two
@@ -39,6 +40,10 @@ PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 # A value's type as dlt infers a column from it (and names a variant column after it).
 INFERRED = {bool: "bool", int: "bigint", float: "double", str: "text"}
 NUMBERS = ("bigint", "double", "decimal", "wei")
+# Seconds since 1970 that are a time (years 1 to 9999): dlt reads a number in a time column as
+# such, and failed its normalize (OSError, OverflowError: no ValueError it makes a variant of)
+# on one beyond, on every sync after.
+EPOCH_SECONDS = (-62135596800, 253402300799)
 
 
 def misfit(value: Any, data_type: str) -> str | None:
@@ -50,6 +55,8 @@ def misfit(value: Any, data_type: str) -> str | None:
         return None if kind is bool else INFERRED.get(kind)
     if kind is bool:
         return "bool" if data_type in NUMBERS or data_type == "text" else None
+    if kind in (int, float) and data_type in ("timestamp", "date"):
+        return None if EPOCH_SECONDS[0] <= value <= EPOCH_SECONDS[1] else INFERRED[kind]
     if kind is float and data_type in ("bigint", "wei"):
         # 7.0 is 7; 1e30 (a number in exponent form) failed dlt's normalize, every sync after.
         return None if value.is_integer() and int(value) in INT64 else "double"
