@@ -209,14 +209,14 @@ def column_problem(obj: dict[str, Any]) -> str | None:
 EDGE_YEARS = ("0001", "9999")
 # In a page's text: a string starting with such a year, or an escape (a JSON string may spell
 # a digit or a dash as one: no server seen does, but then the records decide).
-EDGE_MARKS = re.compile(rb'"(?:0001|9999)|\\u00')
+EDGE_MARKS = (b'"0001', b'"9999', b"\\u00")
 
 
 def may_hold_edge_times(body: bytes | None) -> bool:
     """Whether a page whose body is ``body`` (None: unknown) may hold such a time: walking
     every value of every record doubled the quarantine's cost; a page's text is searched at
-    C speed."""
-    return body is None or EDGE_MARKS.search(body) is not None
+    C speed (``in``: a regular expression took 7 times as long, 0.5 ms a page)."""
+    return body is None or any(mark in body for mark in EDGE_MARKS)
 
 
 def time_problem(obj: dict[str, Any]) -> str | None:
