@@ -32,7 +32,7 @@ UNLOADABLE_ERROR = "Python int too large to convert to C long"
 
 @pytest.fixture(autouse=True)
 def unloadable(monkeypatch):
-    """dlt's normalize fails on a row holding ``UNLOADABLE`` (its forked workers inherit it)."""
+    """dlt's normalize fails on a row holding ``UNLOADABLE`` (forked workers inherit it)."""
     coerce_row = JsonLItemsNormalizer._coerce_row
 
     def failing(self, table_name, parent_table, row):
@@ -100,8 +100,12 @@ def test_a_package_dlt_cannot_normalize_fails_every_sync_until_dropped(start_san
     assert again.returncode == 0 and "--drop-pending" not in again.stderr
 
 
+@pytest.mark.parametrize("forked", [False, True])
 def test_dropping_while_the_bad_value_is_still_upstream_fails_the_same_way(start_sandbox,
-                                                                           tmp_path):
+                                                                           tmp_path, forked,
+                                                                           monkeypatch):
+    if forked:  # a DuckDB sync's default: two forked normalize workers fail it, not the sync
+        monkeypatch.delenv("NORMALIZE__WORKERS")
     sandbox, env, device = synced_with_an_integer_floor(start_sandbox, tmp_path)
     sandbox.patch_records("devices", [device], {"floor": UNLOADABLE})
     first = run_cli(env, "--quiet", "--no-models")

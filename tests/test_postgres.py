@@ -394,6 +394,38 @@ def test_a_model_view_another_models_drop_took_along_and_column_grants_come_back
     assert "created again, but not" not in caplog.text
 
 
+def test_a_model_views_grants_outlive_a_build_that_failed_after_a_drop_took_it_along(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    """stg_survey_questions' columns change, so its drop takes stg_survey_answers along; the
+    build then fails on stg_survey_answers itself. Its grants were in memory only: the next
+    build, once the model was fixed, created it bare."""
+    pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
+    role = "".join(c if c.isalnum() else "_" for c in f"bi_{tmp_path.name[-12:]}".lower())
+    answers = f"{DATASET}.stg_survey_answers"
+    with pipeline.sql_client() as sql:
+        sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
+        sql.execute_sql(f"GRANT SELECT ON {answers} TO {role}")
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    questions = sql_dir / "staging" / "stg_survey_questions.sql"
+    head, select, tail = questions.read_text().rpartition("\nSELECT\n")
+    questions.write_text(f"{head}{select}    1 AS build_version,\n{tail}")
+    answers_sql = sql_dir / "staging" / "stg_survey_answers.sql"
+    good = answers_sql.read_text()
+    head, select, tail = good.rpartition("\nSELECT\n")
+    answers_sql.write_text(f"{head}{select}    no_such_column,\n{tail}")
+    now = datetime.fromtimestamp(clock(), UTC)
+    with pytest.raises(ModelsError, match="no_such_column"):
+        build_models(pipeline, now=now, sql_dir=sql_dir)
+    assert query(pipeline, f"SELECT to_regclass('{answers}') IS NULL") == [(True,)]
+
+    answers_sql.write_text(good)  # fixed
+    assert all_passed(build_models(pipeline, now=now, sql_dir=sql_dir))
+    assert query(pipeline, f"SELECT has_table_privilege('{role}', '{answers}', 'SELECT'), "
+                           f"to_regclass('{DATASET}._micrometrics_model_attributes')") == [
+        (True, None)]
+
+
 def test_an_attribute_that_cannot_be_given_back_is_named_and_the_rest_are(
         start_sandbox, tmp_path, clock, postgres_credentials, caplog):
     """A comment on a column the rebuilt mart no longer has cannot be given back: named in a

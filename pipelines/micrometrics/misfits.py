@@ -16,13 +16,14 @@ it warns (``drift``). What dlt converts without changing it still loads into the
 integer's own digits as text into a bigint column (an id sent as ``"237"``: the sandbox's
 ``ids_as_text``), a plain finite number as text into a double one, a number into a text one.
 
-Integer, double, boolean and text columns (a time column is left to dlt, which reads a number
-there as seconds since 1970, but for one beyond year 9999 or before year 1, which failed its
-normalize), top-level values only (an answer's ``value`` is text, see
-``column_types``). The types are the schema's as the round starts, and a new column's the first
-value of it this round routes, as dlt will infer it from the first it normalizes: the same one,
-but for a column new this round with values of two types in two surveys' pages, routed by two
-threads in one order and handed to dlt in the other (dlt's own coercion then, as before).
+Integer, double, boolean and text columns; in a time column, where dlt reads a number (or its
+text) as seconds since 1970, only one beyond year 9999 or before year 1, which failed its
+normalize (OSError, no ValueError it makes a variant of). Top-level values only (an answer's
+``value`` is text, see ``column_types``). The types are the schema's as the round starts, and
+a new column's the first value of it this round routes, as dlt will infer it from the first it
+normalizes: the same one, but for a column new this round with values of two types in two
+surveys' pages, routed by two threads in one order and handed to dlt in the other, or a time's
+text that dlt's detection makes a time column of (dlt's own coercion then, as before).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ NUMBERS = ("bigint", "double", "decimal", "wei")
 # such, and failed its normalize (OSError, OverflowError: no ValueError it makes a variant of)
 # on one beyond, on every sync after.
 EPOCH_SECONDS = (-62135596800, 253402300799)
+TIMES = ("timestamp", "date")
 
 
 def misfit(value: Any, data_type: str) -> str | None:
@@ -55,18 +57,35 @@ def misfit(value: Any, data_type: str) -> str | None:
         return None if kind is bool else INFERRED.get(kind)
     if kind is bool:
         return "bool" if data_type in NUMBERS or data_type == "text" else None
-    if kind in (int, float) and data_type in ("timestamp", "date"):
-        return None if EPOCH_SECONDS[0] <= value <= EPOCH_SECONDS[1] else INFERRED[kind]
+    if data_type in TIMES:
+        if kind is str:  # dlt reads a number's text there as the number
+            try:
+                value = float(value)
+            except ValueError:
+                return None  # a time's text, or what dlt makes a variant of itself
+            return None if EPOCH_SECONDS[0] <= value <= EPOCH_SECONDS[1] else "text"
+        if kind in (int, float):
+            return None if EPOCH_SECONDS[0] <= value <= EPOCH_SECONDS[1] else INFERRED[kind]
     if kind is float and data_type in ("bigint", "wei"):
         # 7.0 is 7; 1e30 (a number in exponent form) failed dlt's normalize, every sync after.
         return None if value.is_integer() and int(value) in INT64 else "double"
     if kind is str and data_type in NUMBERS:
         if data_type in ("bigint", "wei"):
-            fits = CANONICAL_INTEGER.fullmatch(value) is not None and int(value) in INT64
+            # (int() refuses 4,300 digits; past 20, none fits)
+            fits = (len(value) <= 20 and CANONICAL_INTEGER.fullmatch(value) is not None
+                    and int(value) in INT64)
         else:
             fits = PLAIN_NUMBER.fullmatch(value) is not None and math.isfinite(float(value))
         return None if fits else "text"
     return None
+
+
+def value_decides(kind: type, data_type: str) -> bool:
+    """Whether ``misfit`` of a value of ``kind`` in a column of ``data_type`` depends on the
+    value itself (else on its type alone, decided once)."""
+    return ((kind is str and data_type in NUMBERS + TIMES)
+            or (kind is float and data_type in ("bigint", "wei"))
+            or (kind in (int, float) and data_type in TIMES))
 
 
 class ColumnTypes:
@@ -113,7 +132,6 @@ class ColumnTypes:
             data_type = self.types.setdefault(name, INFERRED[kind])
         if (variant := misfit(value, data_type)) is not None:
             return f"{name}__v_{variant}"
-        if not (kind is str and data_type in NUMBERS) and not (
-                kind is float and data_type in ("bigint", "wei")):
+        if not value_decides(kind, data_type):
             self.fitting.add((key, kind))  # not decided by the value: by its type
         return None

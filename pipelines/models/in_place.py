@@ -18,6 +18,7 @@ dataset (``GIVEN_UP_TABLE``), for its owner to create again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,10 @@ PROBE = "pg_temp.micrometrics_columns_of"  # a session's own: gone when it ends
 # In the dataset: users' views a drop took along that could not be created again, each with
 # the statement that creates it and why it failed; the connector only adds to it.
 GIVEN_UP_TABLE = "_micrometrics_views_given_up"
+# In the dataset while a build that drops a model runs: every model's grants and the rest
+# (``model_attributes``), so that one failing after a drop took a model view along (``DROP
+# ... CASCADE``) leaves them for the next build to give back.
+KEPT_ATTRIBUTES = "_micrometrics_model_attributes"
 
 
 def relation_columns(client: Any, relation: str) -> list[tuple[str, str]]:
@@ -172,6 +177,42 @@ def dependent_views(client: Any, relation: str, models: set[tuple[str, str]]) ->
         return [(schema, name, kind, definition, attributes_of(client, oid))
                 for schema, name, kind, _depth, definition, oid in rows
                 if (schema, name) not in models]
+
+
+def model_attributes(client: Any, relations: list[str]) -> tuple[dict[str, tuple[str, ...]],
+                                                                 bool]:
+    """``kept_attributes`` of each model's relation (quoted, qualified) before a build drops
+    any, and whether ``KEPT_ATTRIBUTES`` holds a failed build's: its statements stand for a
+    relation that build dropped and did not create again."""
+    found = {relation: kept_attributes(client, relation) for relation in relations}
+    table = client.make_qualified_table_name(KEPT_ATTRIBUTES)
+    if not exists(client, table):
+        return found, False
+    with client.execute_query(f"SELECT relation, statements FROM {table}") as cursor:
+        for relation, statements in cursor.fetchall():
+            if relation in found and not exists(client, relation):
+                found[relation] = tuple(json.loads(statements))
+    return found, True
+
+
+def keep_model_attributes(client: Any, attributes: dict[str, tuple[str, ...]]) -> bool:
+    """Keeps ``attributes`` (``model_attributes``) in ``KEPT_ATTRIBUTES`` until the build
+    ends (``forget_model_attributes``); whether there were any to keep."""
+    rows = [(relation, statements) for relation, statements in attributes.items() if statements]
+    if not rows:
+        return False
+    table = client.make_qualified_table_name(KEPT_ATTRIBUTES)
+    with client.begin_transaction():
+        client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} (relation text, statements text)")
+        client.execute_sql(f"DELETE FROM {table}")
+        for relation, statements in rows:
+            client.execute_sql(f"INSERT INTO {table} VALUES (%s, %s)", relation,
+                               json.dumps(list(statements)))
+    return True
+
+
+def forget_model_attributes(client: Any) -> None:
+    client.execute_sql(f"DROP TABLE IF EXISTS {client.make_qualified_table_name(KEPT_ATTRIBUTES)}")
 
 
 def kept_attributes(client: Any, relation: str) -> tuple[str, ...]:

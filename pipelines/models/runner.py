@@ -35,9 +35,11 @@ from .in_place import (
     View,
     can_replace_in_place,
     dependent_views,
+    forget_model_attributes,
     give_back,
     keep_given_up,
-    kept_attributes,
+    keep_model_attributes,
+    model_attributes,
     view_unchanged,
     views_not_recreated,
 )
@@ -188,9 +190,10 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
     # Each model's grants, comments and indexes, before any drop: a model view a drop of
     # another takes along (DROP ... CASCADE: stg_survey_answers reads stg_survey_questions)
     # is gone by its own turn.
-    attributes_before = {relation_of(model, qualify): kept_attributes(
-        client, relation_of(model, qualify)) for model in project.models
-    } if dialect == "postgres" else {}
+    # kept: in the dataset, for a build that fails after a drop took a model view along
+    attributes_before, kept = model_attributes(
+        client, [relation_of(model, qualify) for model in project.models]
+    ) if dialect == "postgres" else ({}, False)
     for model in build_order(project.models):
         in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
         if in_place and model.materialization.upper() == "VIEW" and view_unchanged(
@@ -201,6 +204,7 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
         if dialect == "postgres" and not in_place:
             taken_along += dependent_views(client, relation_of(model, qualify), models)
             attributes = attributes_before[relation_of(model, qualify)]
+            kept = keep_model_attributes(client, attributes_before) or kept
         try:
             for statement in build_statements(model, dialect, qualify, params, in_place):
                 execute(client, statement, f"model {model.name}")
@@ -212,11 +216,14 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
                         "created", model.name)
             taken_along += dependent_views(client, relation_of(model, qualify), models)
             attributes = attributes_before[relation_of(model, qualify)]
+            kept = keep_model_attributes(client, attributes_before) or kept
             for statement in build_statements(model, dialect, qualify, params):
                 execute(client, statement, f"model {model.name}")
         for line in give_back(client, relation_of(model, qualify), attributes):
             log.warning("warning: model %s: %s", model.name, line)
         report.built.append((model.name, model.materialization or ""))
+    if kept:
+        forget_model_attributes(client)
 
 
 def relation_of(model: Model, qualify: Qualifier) -> str:
