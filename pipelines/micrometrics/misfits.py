@@ -59,10 +59,12 @@ def misfit(value: Any, data_type: str) -> str | None:
         return "bool" if data_type in NUMBERS or data_type == "text" else None
     if data_type in TIMES:
         if kind is str:  # dlt reads a number's text there as the number
+            if ":" in value or value[4:5] == "-":
+                return None  # a time's or a date's text: decided without a raised error
             try:
                 value = float(value)
             except ValueError:
-                return None  # a time's text, or what dlt makes a variant of itself
+                return None  # what dlt makes a variant of itself
             return None if EPOCH_SECONDS[0] <= value <= EPOCH_SECONDS[1] else "text"
         if kind in (int, float):
             return None if EPOCH_SECONDS[0] <= value <= EPOCH_SECONDS[1] else INFERRED[kind]
