@@ -267,6 +267,18 @@ def attributes(pipeline: dlt.Pipeline, role: str, relation: str) -> tuple:
         return cursor.fetchone()
 
 
+def role_of(tmp_path: Path, prefix: str = "bi") -> str:
+    """A role name of this test's own: roles are the server's, shared by the tests' databases."""
+    return "".join(c if c.isalnum() else "_" for c in f"{prefix}_{tmp_path.name[-12:]}".lower())
+
+
+def with_new_column(model: Path) -> None:
+    """``model``'s SQL with a column more, first in its last SELECT: a build drops and creates
+    it."""
+    head, select, tail = model.read_text().rpartition("\nSELECT\n")
+    model.write_text(f"{head}{select}    1 AS build_version,\n{tail}")
+
+
 def with_attributes(pipeline: dlt.Pipeline, role: str, owner: str) -> dict[str, tuple]:
     """A BI role's grants, comments, options, indexes and another owner on the views users
     built on the models and tables, and on a mart: how each looks."""
@@ -324,8 +336,7 @@ def test_views_and_a_mart_created_again_keep_their_grants_comments_options_index
         f"CREATE VIEW bi.nps AS SELECT * FROM {DATASET}.mart_nps_daily",
         f"CREATE MATERIALIZED VIEW bi.device_names AS SELECT name FROM {DATASET}.devices",
         f"CREATE VIEW bi.raw AS SELECT id FROM {DATASET}.survey_responses")
-    role, owner = f"bi_{tmp_path.name[-12:]}".lower(), f"owner_{tmp_path.name[-12:]}".lower()
-    role, owner = ("".join(c if c.isalnum() else "_" for c in name) for name in (role, owner))
+    role, owner = role_of(tmp_path), role_of(tmp_path, "owner")
     before = with_attributes(pipeline, role, owner)
     for relation, (_owner, _options, comment, _column, select, grantable, _indexes) in (
             before.items()):
@@ -336,9 +347,7 @@ def test_views_and_a_mart_created_again_keep_their_grants_comments_options_index
     # A model whose columns change (a new version of the connector) is dropped and created.
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
-    mart = sql_dir / "marts" / "mart_nps_daily.sql"
-    head, select, tail = mart.read_text().rpartition("\nSELECT\n")
-    mart.write_text(f"{head}{select}    1 AS build_version,\n{tail}")
+    with_new_column(sql_dir / "marts" / "mart_nps_daily.sql")
     with caplog.at_level(logging.WARNING, logger="micrometrics"):
         assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC),
                                        sql_dir=sql_dir))
@@ -366,7 +375,7 @@ def test_a_model_view_another_models_drop_took_along_and_column_grants_come_back
     without their grants. And a grant on columns (GRANT SELECT (survey_id) ON a mart) is the
     columns', not the relation's: it was not given back either."""
     pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
-    role = "".join(c if c.isalnum() else "_" for c in f"bi_{tmp_path.name[-12:]}".lower())
+    role = role_of(tmp_path)
     answers, mart = f"{DATASET}.stg_survey_answers", f"{DATASET}.mart_nps_daily"
     with pipeline.sql_client() as sql:
         sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
@@ -383,8 +392,7 @@ def test_a_model_view_another_models_drop_took_along_and_column_grants_come_back
     shutil.copytree(SQL_DIR, sql_dir)
     for model in (sql_dir / "staging" / "stg_survey_questions.sql",
                   sql_dir / "marts" / "mart_nps_daily.sql"):
-        head, select, tail = model.read_text().rpartition("\nSELECT\n")
-        model.write_text(f"{head}{select}    1 AS build_version,\n{tail}")
+        with_new_column(model)
     with caplog.at_level(logging.WARNING, logger="micrometrics"):
         assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC),
                                        sql_dir=sql_dir))
@@ -400,16 +408,14 @@ def test_a_model_views_grants_outlive_a_build_that_failed_after_a_drop_took_it_a
     build then fails on stg_survey_answers itself. Its grants were in memory only: the next
     build, once the model was fixed, created it bare."""
     pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
-    role = "".join(c if c.isalnum() else "_" for c in f"bi_{tmp_path.name[-12:]}".lower())
+    role = role_of(tmp_path)
     answers = f"{DATASET}.stg_survey_answers"
     with pipeline.sql_client() as sql:
         sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
         sql.execute_sql(f"GRANT SELECT ON {answers} TO {role}")
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
-    questions = sql_dir / "staging" / "stg_survey_questions.sql"
-    head, select, tail = questions.read_text().rpartition("\nSELECT\n")
-    questions.write_text(f"{head}{select}    1 AS build_version,\n{tail}")
+    with_new_column(sql_dir / "staging" / "stg_survey_questions.sql")
     answers_sql = sql_dir / "staging" / "stg_survey_answers.sql"
     good = answers_sql.read_text()
     head, select, tail = good.rpartition("\nSELECT\n")
@@ -431,7 +437,7 @@ def test_an_attribute_that_cannot_be_given_back_is_named_and_the_rest_are(
     """A comment on a column the rebuilt mart no longer has cannot be given back: named in a
     warning; the mart's grant still is."""
     pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
-    role = "".join(c if c.isalnum() else "_" for c in f"bi_{tmp_path.name[-12:]}".lower())
+    role = role_of(tmp_path)
     mart = f"{DATASET}.mart_nps_daily"
     with pipeline.sql_client() as sql:
         sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")

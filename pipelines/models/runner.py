@@ -185,12 +185,12 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
           params: Params, report: ModelsReport, taken_along: list[View]) -> None:
     """Builds every model in order into ``report.built``; on PostgreSQL, the users' views a
     model's drop takes along go into ``taken_along`` (to be created again), and a model dropped
-    and created gets back its grants, comments and indexes."""
+    and created gets back its grants, comments, indexes and the rest (``kept_attributes``)."""
     models = {tuple(qualify(model.name)[-2:]) for model in project.models}
     # Each model's grants, comments and indexes, before any drop: a model view a drop of
     # another takes along (DROP ... CASCADE: stg_survey_answers reads stg_survey_questions)
-    # is gone by its own turn.
-    # kept: in the dataset, for a build that fails after a drop took a model view along
+    # is gone by its own turn. In the dataset while models are dropped (``kept``), for a
+    # build that fails after such a drop.
     attributes_before, kept = model_attributes(
         client, [relation_of(model, qualify) for model in project.models]
     ) if dialect == "postgres" else ({}, False)
