@@ -33,6 +33,7 @@ from pipelines.models.in_place import (
     RELKINDS,
     View,
     dependent_views,
+    exists,
     keep_given_up,
     kept_attributes,
     quoted,
@@ -167,9 +168,7 @@ def _kept(pipeline: dlt.Pipeline, client: Any) -> list[View]:
         except (OSError, ValueError):
             continue
     table = client.make_qualified_table_name(KEPT_TABLE)
-    with client.execute_query("SELECT to_regclass(%s)", table) as cursor:
-        (exists,) = cursor.fetchone()
-    if exists:
+    if exists(client, table):
         # As JSON: a table an earlier version kept has no attributes column.
         with client.execute_query(f"SELECT to_jsonb(k) FROM {table} k ORDER BY position"
                                   ) as cursor:
