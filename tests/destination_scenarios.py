@@ -4,7 +4,9 @@ sandbox, on the virtual clock."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -12,6 +14,7 @@ import pytest
 
 from pipelines.micrometrics.messages import hint
 from pipelines.models import DataTestFailed, ModelsReport, build_models
+from pipelines.models.project import SQL_DIR
 from pipelines.sync.options import SyncOptions
 from tests.cli import run_cli, sync_env
 from tests.destinations import (
@@ -274,3 +277,27 @@ def ids_and_times_that_drift_keep_the_models_building(start_sandbox, pipeline: d
     clock.advance(60)
     sync_into(sandbox, pipeline, clock)
     assert all_passed(build_models(pipeline, now=now()))
+
+
+# A staging view moved to marts/ (built as a table) and a mart moved to staging/ (a view).
+MOVED = {"stg_surveys": ("staging", "marts"), "dim_devices": ("marts", "staging")}
+
+
+def models_that_change_kind_build(start_sandbox, pipeline: dlt.Pipeline, tmp_path: Path,
+                                  clock) -> None:
+    """A model moved between staging/ and marts/ is built as its new kind, and back, with the
+    same rows: the other kind under its name is dropped first (nothing replaces a view with a
+    table), which failed every build before."""
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    sync_into(sandbox, pipeline, clock)
+    as_of = datetime.fromtimestamp(clock(), UTC)
+    assert all_passed(build_models(pipeline, now=as_of))
+    rows = {model: mart_rows(pipeline, model) for model in MOVED}
+    moved = tmp_path / "moved_sql"
+    shutil.copytree(SQL_DIR, moved)
+    for model, (was, now) in MOVED.items():
+        (moved / was / f"{model}.sql").rename(moved / now / f"{model}.sql")
+    for sql_dir in (moved, SQL_DIR):  # moved, then back
+        report = build_models(pipeline, now=as_of, sql_dir=sql_dir)
+        assert all_passed(report)
+        assert {model: mart_rows(pipeline, model) for model in MOVED} == rows

@@ -22,6 +22,7 @@ from tests.destination_scenarios import (
     deletion_marks_and_reconcile,
     ids_and_times_that_drift_keep_the_models_building,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
+    models_that_change_kind_build,
 )
 from tests.destinations import (
     HOUR,
@@ -131,3 +132,9 @@ def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_pa
                                                            bigquery_destination):
     ids_and_times_that_drift_keep_the_models_building(
         start_sandbox, pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines"), clock)
+
+
+def test_models_that_change_kind_build(start_sandbox, tmp_path, clock, bigquery_destination):
+    models_that_change_kind_build(
+        start_sandbox, pipeline_on(bigquery_destination, tmp_path / "bigquery_pipelines"), tmp_path,
+        clock)

@@ -40,6 +40,7 @@ from tests.destination_scenarios import (
     deletion_marks_and_reconcile,
     ids_and_times_that_drift_keep_the_models_building,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
+    models_that_change_kind_build,
     survey_edit_history_and_type_drift,
 )
 from tests.destinations import FAST, HOUR, SMALL, all_passed, pipeline_on
@@ -400,6 +401,42 @@ def test_a_model_view_another_models_drop_took_along_and_column_grants_come_back
                            f"WHERE build_version = 1") != [(0,)]
     assert query(pipeline, check) == [(True, "answers, for BI", True, False)]
     assert "created again, but not" not in caplog.text
+
+
+def test_models_that_change_kind_build(start_sandbox, tmp_path, clock, postgres_credentials):
+    models_that_change_kind_build(start_sandbox, postgres_pipeline(tmp_path, postgres_credentials),
+                                  tmp_path, clock)
+
+
+def test_a_view_built_as_a_table_keeps_its_grants_comment_and_the_views_of_users_on_it(
+        start_sandbox, tmp_path, clock, postgres_credentials, caplog):
+    """stg_surveys moved to marts/: the view is dropped (its CASCADE takes a user's view
+    along) and the table created, with the view's grant and comment, and the user's view back."""
+    pipeline, _sandbox = synced_with_views(
+        start_sandbox, tmp_path, clock, postgres_credentials,
+        f"CREATE VIEW bi.surveys AS SELECT survey_id, survey_name FROM {DATASET}.stg_surveys")
+    role = role_of(tmp_path)
+    surveys = f"{DATASET}.stg_surveys"
+    with pipeline.sql_client() as sql:
+        sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
+        sql.execute_sql(f"GRANT SELECT ON {surveys} TO {role}")
+        sql.execute_sql(f"COMMENT ON VIEW {surveys} IS 'surveys, for BI'")
+    check = (f"SELECT c.relkind, has_table_privilege('{role}', c.oid, 'SELECT'), "
+             f"obj_description(c.oid, 'pg_class') FROM pg_class c "
+             f"WHERE c.oid = '{surveys}'::regclass")
+    assert query(pipeline, check) == [("v", True, "surveys, for BI")]
+    listed = query(pipeline, "SELECT * FROM bi.surveys ORDER BY 1")
+
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    (sql_dir / "staging" / "stg_surveys.sql").rename(sql_dir / "marts" / "stg_surveys.sql")
+    with caplog.at_level(logging.WARNING, logger="micrometrics"):
+        assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC),
+                                       sql_dir=sql_dir))
+    assert query(pipeline, check) == [("r", True, "surveys, for BI")]
+    assert listed and query(pipeline, "SELECT * FROM bi.surveys ORDER BY 1") == listed
+    assert "model stg_surveys is a view in the destination and is built as a table" in caplog.text
+    assert "could not" not in caplog.text and "but not" not in caplog.text
 
 
 def test_a_model_views_grants_outlive_a_build_that_failed_after_a_drop_took_it_along(

@@ -19,6 +19,7 @@ from tests.destination_scenarios import (
     deletion_marks_and_reconcile,
     ids_and_times_that_drift_keep_the_models_building,
     loads_merges_finds_late_uploads_and_marts_equal_duckdbs,
+    models_that_change_kind_build,
     survey_edit_history_and_type_drift,
 )
 from tests.destinations import (
@@ -103,3 +104,9 @@ def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_pa
                                                            snowflake_destination):
     ids_and_times_that_drift_keep_the_models_building(
         start_sandbox, pipeline_on(snowflake_destination, tmp_path / "snowflake_pipelines"), clock)
+
+
+def test_models_that_change_kind_build(start_sandbox, tmp_path, clock, snowflake_destination):
+    models_that_change_kind_build(
+        start_sandbox, pipeline_on(snowflake_destination, tmp_path / "snowflake_pipelines"),
+        tmp_path, clock)

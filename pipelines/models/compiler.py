@@ -209,8 +209,12 @@ def build_statements(
     qualify: Qualifier,
     params: Params | None = None,
     in_place: bool = False,
+    existing: str | None = None,
 ) -> list[str]:
     """Statements that (re)build ``model`` as its view or table.
+
+    ``existing``: the other kind (``VIEW``/``TABLE``) the model's name is of in the destination
+    (see ``kinds``), which is dropped as such first: nothing replaces a view with a table.
 
     PostgreSQL has no ``CREATE OR REPLACE TABLE`` and refuses to replace a view whose columns
     changed. There, with ``in_place`` (the relation exists with the same columns, see
@@ -231,7 +235,9 @@ def build_statements(
             # A replaced table or view loses the privileges granted on it (a BI role's SELECT)
             # unless the statement copies them.
             create.set("properties", exp.Properties(expressions=[exp.CopyGrantsProperty()]))
-        return [generate(create, dialect, model.name)]
+        other = exp.Drop(tables=[target.copy()], kind=existing, exists=True)
+        return ([generate(other, dialect, model.name)] if existing else []) + [
+            generate(create, dialect, model.name)]
     if in_place:
         # TRUNCATE's lock waits for every open transaction that read the table (an idle
         # notebook's: for ever) and holds up every reader meanwhile. So it waits a second at
@@ -245,6 +251,6 @@ def build_statements(
                 f"DO $$ BEGIN SET LOCAL lock_timeout = '1s'; TRUNCATE TABLE {name};\n"
                 f"EXCEPTION WHEN lock_not_available THEN DELETE FROM {name}; END $$;\n"
                 f"{generate(insert, dialect, model.name)}"]
-    drop = exp.Drop(tables=[target.copy()], kind=kind, exists=True, cascade=True)
+    drop = exp.Drop(tables=[target.copy()], kind=existing or kind, exists=True, cascade=True)
     create = exp.Create(this=target, kind=kind, expression=query)
     return [f"{generate(drop, dialect, model.name)};\n{generate(create, dialect, model.name)}"]

@@ -19,6 +19,7 @@ dataset (``GIVEN_UP_TABLE``), for its owner to create again.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -243,6 +244,14 @@ def catalog_names(client: Any) -> Iterator[None]:
         yield
     finally:
         client.execute_sql("SELECT set_config('search_path', %s, false)", search_path)
+
+
+def as_kind(statements: tuple[str, ...], was: str, now: str) -> tuple[str, ...]:
+    """``kept_attributes`` of a ``was`` (``VIEW``/``TABLE``) for the same name built as a
+    ``now``: a comment and an owner name the kind (an option of one kind only still fails, and
+    is named)."""
+    return tuple(re.sub(rf"^(COMMENT ON|ALTER) {was} ", rf"\1 {now} ", statement)
+                 for statement in statements)
 
 
 def give_back(client: Any, target: str, statements: tuple[str, ...]) -> list[str]:

@@ -33,6 +33,7 @@ from .compiler import (
 from .graph import build_order
 from .in_place import (
     View,
+    as_kind,
     can_replace_in_place,
     dependent_views,
     forget_model_attributes,
@@ -43,6 +44,7 @@ from .in_place import (
     view_unchanged,
     views_not_recreated,
 )
+from .kinds import existing_kinds
 from .project import Model, ModelsError, Project, load_project
 from .time_zones import destination_time_zones
 from .variants import pipeline_schema, schema_tables, with_variants
@@ -194,7 +196,9 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
     attributes_before, kept = model_attributes(
         client, [relation_of(model, qualify) for model in project.models]
     ) if dialect == "postgres" else ({}, False)
+    kinds = existing_kinds(client, dialect, qualify, project.model_names)
     for model in build_order(project.models):
+        existing = other_kind(model, kinds.get(model.name))
         in_place = dialect == "postgres" and replaceable(client, model, qualify, params)
         if in_place and model.materialization.upper() == "VIEW" and view_unchanged(
                 client, relation_of(model, qualify)):
@@ -206,7 +210,8 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
             attributes = attributes_before[relation_of(model, qualify)]
             kept = keep_model_attributes(client, attributes_before) or kept
         try:
-            for statement in build_statements(model, dialect, qualify, params, in_place):
+            for statement in build_statements(model, dialect, qualify, params, in_place,
+                                              existing):
                 execute(client, statement, f"model {model.name}")
         except ModelsError as exc:
             if not (in_place and refused_definition(exc)):
@@ -219,11 +224,25 @@ def build(client: Any, project: Project, dialect: str, qualify: Qualifier,
             kept = keep_model_attributes(client, attributes_before) or kept
             for statement in build_statements(model, dialect, qualify, params):
                 execute(client, statement, f"model {model.name}")
+        if existing:
+            attributes = as_kind(attributes, existing, (model.materialization or "").upper())
         for line in give_back(client, relation_of(model, qualify), attributes):
             log.warning("warning: model %s: %s", model.name, line)
         report.built.append((model.name, model.materialization or ""))
     if kept:
         forget_model_attributes(client)
+
+
+def other_kind(model: Model, existing: str | None) -> str | None:
+    """``existing`` when the model's name is of another kind in the destination than the model
+    (moved between staging/ and marts/, or a user's view or table under its name), said in a
+    warning: it is dropped and the model created."""
+    kind = (model.materialization or "").upper()
+    if existing is None or existing == kind:
+        return None
+    log.warning("warning: model %s is a %s in the destination and is built as a %s: the %s is "
+                "dropped", model.name, existing.lower(), kind.lower(), existing.lower())
+    return existing
 
 
 def relation_of(model: Model, qualify: Qualifier) -> str:

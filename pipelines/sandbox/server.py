@@ -47,6 +47,26 @@ def has_cursor(raw_uri: str) -> bool:
     return bool(values and values[-1])
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` header lets gzip through (RFC 9110 12.5.3): named, or
+    ``*`` without gzip named, with a weight above 0 (``gzip;q=0`` refuses it)."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0  # an unreadable weight accepts nothing
+        if coding.strip():
+            weights[coding.strip().lower()] = weight
+    named = weights.get("gzip", weights.get("x-gzip"))
+    return (named if named is not None else weights.get("*", 0.0)) > 0
+
+
 def is_loopback(host: str) -> bool:
     """Whether a client address is loopback (control routes are refused otherwise)."""
     try:
@@ -326,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
             if mislabel:  # said to be compressed, sent as it is
                 headers = {**headers, "Content-Encoding": "gzip"}
             elif (self.sandbox.gzip and payload
-                  and "gzip" in self.headers.get("Accept-Encoding", "")):
+                  and accepts_gzip(self.headers.get("Accept-Encoding", ""))):
                 payload = gzip.compress(payload, mtime=0)
                 headers = {**headers, "Content-Encoding": "gzip"}
         # send_response_only: the stock send_response would add a Date of the real clock.

@@ -145,6 +145,21 @@ def test_gzip_compresses_api_bodies_for_a_client_that_accepts_it(make_sandbox, a
     assert "Content-Encoding" not in identity.headers and identity.json() == expected
 
 
+@pytest.mark.parametrize(("accept", "compressed"), [
+    ("gzip;q=0", False), ("identity, gzip;q=0", False), ("*;q=0", False), ("br", False),
+    ("gzip; q=0.000", False), ("*, gzip;q=0", False), ("gzip;q=nope", False),
+    ("GZIP", True), ("x-gzip", True), ("deflate, gzip;q=0.5", True), ("*", True),
+    ("br, *;q=0.1", True),
+])
+def test_gzip_only_for_a_client_whose_accept_encoding_weighs_it_above_0(make_sandbox, api,
+                                                                       accept, compressed):
+    sandbox = make_sandbox(gzip=True)
+    answer = api.get(sandbox.url + BASE + "/devices", params=WINDOW,
+                     headers={"Accept-Encoding": accept})
+    assert answer.status_code == 200 and answer.json()
+    assert (answer.headers.get("Content-Encoding") == "gzip") is compressed
+
+
 @pytest.mark.parametrize("gzip", [False, True])
 def test_scripted_mislabelled_gzip_sends_the_json_as_it_is(make_sandbox, api, gzip):
     sb = make_sandbox(gzip=gzip)
