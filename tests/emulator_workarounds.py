@@ -322,6 +322,28 @@ def fail_fast_on_unhandled_errors(server: Any) -> None:
     replace_query_route(server, query_request)
 
 
+# --- Gap 8: INFORMATION_SCHEMA.TABLES without the views -----------------------------------
+# Snowflake lists a schema's views in INFORMATION_SCHEMA.TABLES (TABLE_TYPE 'VIEW'), which the
+# models' build reads to find a model's name of the other kind (a view now built as a table).
+# fakesnow's TABLES lists DuckDB's tables only, every one as 'BASE TABLE'. Emulator side: its
+# definition (created with each database) reads DuckDB's views too, as 'VIEW' (no row count).
+
+def information_schema_tables_list_views(info_schema: Any) -> None:
+    """Rewrites ``fakesnow.info_schema``'s TABLES view definition (see Gap 8)."""
+    from string import Template
+
+    text = info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW.template
+    relations = ("(SELECT database_name, schema_name, table_name, estimated_size, "
+                 "'BASE TABLE' AS table_type FROM duckdb_tables UNION ALL "
+                 "SELECT database_name, schema_name, view_name, NULL, 'VIEW' "
+                 "FROM duckdb_views) tables")
+    patched = (text.replace("'BASE TABLE' AS \"TABLE_TYPE\"", "tables.table_type AS \"TABLE_TYPE\"")
+               .replace("from duckdb_tables tables", f"from {relations}"))
+    if patched.count("tables.table_type") != 1 or "duckdb_views" not in patched:
+        raise RuntimeError("fakesnow's INFORMATION_SCHEMA.TABLES is not the one Gap 8 patches")
+    info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW = Template(patched)
+
+
 # --- All of them, and the server (Snowflake) --------------------------------------------------
 
 def patch_fakesnow() -> None:
@@ -329,6 +351,7 @@ def patch_fakesnow() -> None:
     import fakesnow.arrow
     import fakesnow.copy_into
     import fakesnow.cursor
+    import fakesnow.info_schema
     import fakesnow.server
     import fakesnow.transforms
 
@@ -337,6 +360,7 @@ def patch_fakesnow() -> None:
     normalize_copy_options(fakesnow.cursor)
     load_json_by_column_name(fakesnow.copy_into)
     null_timestamps_stay_null(fakesnow.arrow)
+    information_schema_tables_list_views(fakesnow.info_schema)
     fail_fast_on_unhandled_errors(fakesnow.server)  # last: around the other route wrappers
 
 
