@@ -54,12 +54,38 @@ def missing_duckdb_file(destination: str) -> str | None:
     return None if Path(path).exists() else path
 
 
+def duckdb_file(path: str) -> str:
+    """``path`` as the sync opens it: a relative file path against the working directory, as
+    the README says. Given as it is, dlt reads it against the directory of the pipeline
+    folder's first sync (its ``initial_cwd``), for good: a sync from a second checkout, or after
+    one cron run without ``cd``, loaded into another directory's file while status, models and
+    report read this one's."""
+    if "://" in path or path.startswith(":"):  # a URL, or :memory:
+        return path
+    return os.path.abspath(path)
+
+
+def earlier_duckdb_file(pipeline: dlt.Pipeline) -> tuple[str, str] | None:
+    """For a relative DuckDB path: the file it names from the directory of the pipeline folder's
+    first sync (where versions before ``duckdb_file`` loaded, wherever they ran), when that is
+    another file that exists; and the file it names here."""
+    path = configured_duckdb_path()
+    if duckdb_file(path) == path or os.path.isabs(path):
+        return None
+    try:
+        first = str(pipeline.get_local_state_val("initial_cwd"))
+    except Exception:  # noqa: BLE001 - no local state (a new folder): nothing earlier
+        return None
+    earlier, here = os.path.abspath(os.path.join(first, path)), duckdb_file(path)
+    return (earlier, here) if earlier != here and os.path.isfile(earlier) else None
+
+
 def duckdb_destination(dataset: str, read_only: bool = False) -> Any:
     """DuckDB at ``configured_duckdb_path()``, refusing a file whose name equals the dataset or
     its staging dataset (DuckDB could not resolve ``dataset.table`` then). ``read_only``: for
     the commands that only read (status, report): DuckDB lets several processes read a file at
     once (a notebook's or BI tool's read-only connection) but only one write it."""
-    path = configured_duckdb_path()
+    path = duckdb_file(configured_duckdb_path())
     refuse_a_file_named_like_the_dataset(path, dataset)
     if read_only:
         return dlt.destinations.duckdb(credentials=DuckDbCredentials(path, read_only=True))

@@ -74,18 +74,20 @@ def run_sync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:
     """The sync command in this process (see ``run_in_process``)."""
-    return run_in_process(main, COMMAND, env, *args)
+    return run_in_process(main, COMMAND, env, *args, cwd=cwd)
 
 
 def run_in_process(command_main: Callable[[list[str]], int], command: Sequence[str],
-                   env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+                   env: dict[str, str], *args: str, cwd: Path | None = None
+                   ) -> subprocess.CompletedProcess:
     """A command's ``main`` in this process, with ``run_sync``'s environment, working
-    directory, result and exit status (argparse's ``SystemExit`` included; an exception that
-    escapes ``main`` is a traceback on stderr and status 1, as in a process)."""
+    directory (or ``cwd``), result and exit status (argparse's ``SystemExit`` included; an
+    exception that escapes ``main`` is a traceback on stderr and status 1, as in a process)."""
     stdout, stderr = io.StringIO(), io.StringIO()
-    with as_a_process(env, stderr), contextlib.redirect_stdout(stdout), \
+    with as_a_process(env, stderr, cwd), contextlib.redirect_stdout(stdout), \
             contextlib.redirect_stderr(stderr):
         try:
             code = command_main(list(args))
@@ -123,12 +125,13 @@ def exit_status(code: object) -> int:
 
 
 @contextlib.contextmanager
-def as_a_process(env: dict[str, str], stderr: io.StringIO) -> Iterator[None]:
-    """Exactly ``env`` as the environment, ``run_sync``'s working directory with dlt's config
-    providers rebuilt for it (they read ``.dlt/`` of the working directory when built), dlt's
-    log handler writing to ``stderr``; all of it, logging and the active dlt pipeline as they
-    were afterwards."""
-    cwd = tmp_cwd(dict(env))
+def as_a_process(env: dict[str, str], stderr: io.StringIO, cwd: Path | None = None
+                 ) -> Iterator[None]:
+    """Exactly ``env`` as the environment, ``run_sync``'s working directory (or ``cwd``) with
+    dlt's config providers rebuilt for it (they read ``.dlt/`` of the working directory when
+    built), dlt's log handler writing to ``stderr``; all of it, logging and the active dlt
+    pipeline as they were afterwards."""
+    cwd = str(cwd) if cwd else tmp_cwd(dict(env))
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     root, ours, dlt_logger = (logging.getLogger(), logging.getLogger("micrometrics"),
                               logging.getLogger("dlt"))

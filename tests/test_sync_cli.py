@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import time
@@ -22,7 +23,7 @@ from pipelines.sync.options import SyncOptions
 from tests.cli import run_cli, run_in_process, start_sync, sync_env
 from tests.conftest import KEY, SECRET
 from tests.fakes import FakeClock
-from tests.syncing import query, sync_sandbox
+from tests.syncing import DATASET, query, sync_sandbox
 from tests.truth import assert_matches_truth
 
 
@@ -603,3 +604,33 @@ def test_progress_lines_count_pages_a_reader_can_believe(start_sandbox, tmp_path
     assert whole and resumed, result.stderr
     assert all(int(records) <= 20 * int(pages) for records, pages in whole)
     assert all(int(pages) <= 3 and int(records) > 20 * int(pages) for records, pages in resumed)
+
+
+def test_a_relative_duckdb_path_is_read_from_the_working_directory_of_each_sync(start_sandbox,
+                                                                                tmp_path):
+    """One pipeline folder (one user's ~/.dlt), syncs from two checkouts with the default
+    relative ``warehouse.duckdb``: dlt read it from the directory of the folder's first sync,
+    so the second checkout's syncs loaded into the first's file (exit 0) while its status,
+    models and report read its own, and failed once the first checkout was removed."""
+    sandbox = start_sandbox(rate=1000.0, burst=1000, responses=200)
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__DUCKDB__CREDENTIALS="warehouse.duckdb")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    assert run_cli(env, "--quiet", "--no-models", cwd=first).returncode == 0
+    assert_matches_truth(first, sandbox.truth())
+    loaded_first = query(first, f"SELECT count(*) FROM {DATASET}._dlt_loads")
+
+    sandbox.add_responses(20)
+    done = run_cli(env, "--quiet", "--no-models", cwd=second)
+    assert done.returncode == 0, done.stderr
+    assert_matches_truth(second, sandbox.truth())
+    assert query(first, f"SELECT count(*) FROM {DATASET}._dlt_loads") == loaded_first  # untouched
+    assert (f"this sync loads into {second / 'warehouse.duckdb'}, not "
+            f"{first / 'warehouse.duckdb'}, where this folder's first sync ran") in done.stderr
+
+    shutil.rmtree(first)  # the first checkout retired
+    sandbox.add_responses(5)
+    again = run_cli(env, "--quiet", "--no-models", cwd=second)
+    assert again.returncode == 0, again.stderr
+    assert_matches_truth(second, sandbox.truth())
+    assert "warning" not in again.stderr

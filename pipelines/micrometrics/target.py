@@ -87,6 +87,12 @@ def folder_target(pipelines_dir: str | Path, pipeline_name: str) -> dict[str, st
     return marked if isinstance(marked, dict) else None
 
 
+def earlier_duckdb_file(pipeline: dlt.Pipeline) -> tuple[str, str] | None:
+    from pipelines.destination import earlier_duckdb_file  # it imports this package
+
+    return earlier_duckdb_file(pipeline) if destination_kind(pipeline) == "duckdb" else None
+
+
 def claim_folder(pipeline: dlt.Pipeline) -> bool:
     """Mark the pipeline's folder as this target's; if it held another target's state, drop
     that state and its packages first. True when something was dropped. An unmarked folder
@@ -106,6 +112,13 @@ def claim_folder(pipeline: dlt.Pipeline) -> bool:
             " (another location)" if previous.get("dataset") == target["dataset"] else "",
             f"and the packages a killed sync left for it ({', '.join(sorted(left))}) are"
             if left else "is", target["destination"])
+        if files := earlier_duckdb_file(pipeline):
+            log.warning(
+                "warning: a relative DuckDB path is read from the working directory: this sync "
+                "loads into %s, not %s, where this folder's first sync ran (and versions before "
+                "2026-12-01 went on loading, wherever they ran); to go on with that file, run "
+                "from its directory or set DESTINATION__DUCKDB__CREDENTIALS to its path",
+                files[1], files[0])
         pipeline.drop()
         dropped = True
     if previous != target:
