@@ -16,6 +16,7 @@ from pipelines.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from pipelines.micrometrics import RESOURCES
 from pipelines.micrometrics.settings import load_settings, refuse_future_start
 from pipelines.micrometrics.timeutil import out_of_range, parse_timestamp
+from pipelines.stdout import Stdout
 
 from .dryrun import describe_plan
 from .json_summary import JsonAwareParser, RunResult
@@ -175,17 +176,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = RunResult(destination=args.destination, dataset=args.dataset,
                        started_at=datetime.now(UTC), secrets=[configured_secret()])
     # dlt logs as RUNTIME__LOG_LEVEL says; a SIGTERM fails the run as any error does.
+    out = Stdout()
     with command_logging(level, "micrometrics"), dlt_lines_folded(args.verbose), \
             terminated_as_failure():
-        code = run(args, result)
+        code = run(args, result, out)
     if args.json:
-        print(result.as_json(code, datetime.now(UTC)))
+        out(result.as_json(code, datetime.now(UTC)))
+    out.warn_if_unwritten("the JSON summary" if args.json else "the summary")
     return code
 
 
-def run(args: argparse.Namespace, result: RunResult) -> int:
-    """The sync the arguments ask for; its exit status. What it did goes into ``result``."""
-    say = (lambda _text: None) if args.json else print  # --json: stdout holds the JSON only
+def run(args: argparse.Namespace, result: RunResult, out: Stdout) -> int:
+    """The sync the arguments ask for; its exit status. What it did goes into ``result``,
+    what it says to ``out``."""
+    say = (lambda _text: None) if args.json else out  # --json: stdout holds the JSON only
     if args.start_at and args.end_at and args.start_at >= args.end_at:
         result.error = "--start-at must be before --end-at"
         print(f"error: {result.error}", file=sys.stderr)
@@ -223,8 +227,7 @@ def run(args: argparse.Namespace, result: RunResult) -> int:
             return EXIT_OK
         preview = None
         if args.preview:
-            out = sys.stderr if args.json else sys.stdout
-            preview = lambda text: print(text, file=out)  # noqa: E731
+            preview = Stdout(sys.stderr) if args.json else out
         run_sync(options, result, models=not args.no_models, say=say, preview=preview)
         late = unraised_stop()
         if late:  # it waited while dlt wrote the outcome: the sync was done, and recorded so
