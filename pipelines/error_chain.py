@@ -10,6 +10,8 @@ from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
     ConfigProviderException,
     InvalidNativeValue,
+    LookupTrace,
+    LookupTraces,
 )
 from dlt.common.destination.exceptions import UnknownDestinationModule
 
@@ -34,5 +36,39 @@ def causes(exc: BaseException, *, implicit: bool = True) -> Iterator[BaseExcepti
 def one_line(exc: BaseException, limit: int = 500) -> str:
     """``exc``'s message with whitespace folded (dlt's span many lines: a TOML error names the
     line and column on its second), at most ``limit`` characters (then ``...``)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = missing_settings(exc) or " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def missing_settings(exc: BaseException) -> str | None:
+    """dlt's missing configuration, as the fields and the environment variables that set them:
+    its own text lists every key it tried, and the field missing (a password left out of a
+    connection string) came after 500 characters of them."""
+    if not isinstance(exc, ConfigFieldMissingException):
+        return None
+    missing = []
+    for field, traces in exc.traces.items():
+        nested = [trace for trace in traces if isinstance(trace, LookupTraces)]
+        for trace in nested:
+            if trace.resolved_fields_set:  # some of its fields set: the others
+                missing += [f"{field}.{inner} (set {variable(inner_traces)})"
+                            for inner, inner_traces in trace.traces.items()]
+                continue
+            # None: the value as a whole (a connection string), named after its fields' keys;
+            # of a union of forms (BigQuery's service account or OAuth) only one's fields show.
+            whole = variable(next(iter(trace.traces.values()), [])).rpartition("__")[0]
+            fields = "" if trace.union_count else f": {', '.join(trace.traces)}"
+            missing.append(f"{field} (set {whole}, or its fields {whole}__<FIELD>{fields})")
+        if not nested:
+            missing.append(f"{field} (set {variable(traces)})")
+    return (f"missing configuration: {'; '.join(dict.fromkeys(missing))}; or the same keys in "
+            f".dlt/secrets.toml")
+
+
+def variable(traces: list) -> str:
+    """The first environment variable dlt looked for a field under outside the pipeline's own
+    section (``MICROMETRICS__...``, which few set)."""
+    names = [trace.key for trace in traces if isinstance(trace, LookupTrace)
+             and trace.provider == "Environment Variables"]
+    plain = [name for name in names if not name.startswith("MICROMETRICS__")]
+    return (plain or names or ["?"])[0]

@@ -357,7 +357,8 @@ def test_missing_credentials_exit_2_naming_the_variable(destination, tmp_path):
     variable = f"DESTINATION__{destination.upper()}__CREDENTIALS"
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
-    assert f"set {variable} " in done.stderr and done.stderr.rstrip().endswith("see --help")
+    assert f"set {variable}, or its fields {variable}__<FIELD>" in done.stderr
+    assert done.stderr.rstrip().endswith("see --help")
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "dlt").exists()
 
 

@@ -175,6 +175,8 @@ def test_status_reads_no_state_of_another_dataset_or_a_moved_file(start_sandbox,
 
     a = status_json(env, "--dataset", "a")
     assert a["last_sync"]["exit_code"] == 1 and a["state_source"] == "destination"
+    assert ("the local pipeline folder holds another target's state (last synced: duckdb "
+            "dataset 'b'): not used") in a["problems"]
     assert status_json(env, "--dataset", "b")["last_sync"]["exit_code"] == 0
 
     (tmp_path / "warehouse.duckdb").rename(tmp_path / "moved.duckdb")
@@ -196,6 +198,8 @@ def test_status_reads_no_state_of_the_same_dataset_in_another_file(start_sandbox
 
     mine = status_json(env)
     assert mine["last_sync"]["exit_code"] == 0 and mine["state_source"] == "destination"
+    assert ("the local pipeline folder holds another target's state (last synced: duckdb "
+            "dataset 'micrometrics', another location): not used") in mine["problems"]
     assert status_json(other, code=0)["last_sync"]["exit_code"] == 1
 
 
@@ -627,3 +631,28 @@ def test_a_completed_refresh_leaves_no_mark_of_one_under_way(start_sandbox, tmp_
     # ... until a sync reads every resource to its end: from sync() too, which records nothing.
     sync_into(sandbox, pipeline, clock, **FAST)
     assert REFRESH_FAILED not in status_of(pipeline.state)
+
+
+def test_a_postgres_folder_marked_by_an_earlier_version_is_named_so(start_sandbox, tmp_path,
+                                                                    postgres_credentials):
+    """A marker written before the database was part of it names only the server: status
+    took it for another target's, as the sync does, but said it last synced 'None'."""
+    from pipelines.destination import open_pipeline
+    from pipelines.micrometrics.target import marker_path, target_of
+
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__POSTGRES__CREDENTIALS=postgres_credentials)
+    assert run_cli(env, "--destination", "postgres", "--quiet", "--no-models").returncode == 0
+    folder = tmp_path / "dlt" / "pipelines"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_credentials)
+        pipeline = open_pipeline("postgres", "micrometrics", str(tmp_path / "scratch"))
+        older = target_of(pipeline, with_fields=False)
+        pipeline.deactivate()
+    marker_path(folder, "micrometrics").write_text(json.dumps(older))
+    status = status_json(env, "--destination", "postgres")
+    assert status["state_source"] == "destination"
+    assert ("the local pipeline folder holds another target's state (last synced: postgres "
+            "dataset 'micrometrics', marked by an earlier version, which named no database: "
+            "perhaps another; the next sync takes it for another and restores its own): not used"
+            ) in status["problems"]

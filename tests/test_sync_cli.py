@@ -634,3 +634,29 @@ def test_a_relative_duckdb_path_is_read_from_the_working_directory_of_each_sync(
     assert again.returncode == 0, again.stderr
     assert_matches_truth(second, sandbox.truth())
     assert "warning" not in again.stderr
+
+
+@pytest.mark.parametrize(("credentials", "missing"), [
+    (None, "credentials (set DESTINATION__POSTGRES__CREDENTIALS, or its fields "
+           "DESTINATION__POSTGRES__CREDENTIALS__<FIELD>: database, password, username, host)"),
+    ("postgresql://loader@db.internal:5432/warehouse",  # peer/trust-style: no password
+     "credentials.password (set DESTINATION__POSTGRES__CREDENTIALS__PASSWORD)"),
+])
+def test_missing_destination_settings_are_named_with_their_variables_by_every_command(
+        tmp_path, credentials, missing):
+    """dlt's text lists every key it tried, and the missing field (a password left out of a
+    connection string) came after the 500 characters a line shows; the report said 'no
+    credentials' with the variable set."""
+    from pipelines.models.cli import main as models_main
+    from pipelines.report.cli import main as report_main
+
+    env = sync_env(tmp_path, "http://127.0.0.1:9")
+    if credentials:
+        env["DESTINATION__POSTGRES__CREDENTIALS"] = credentials
+    for command, command_main in (("sync", main), ("status", status_main),
+                                  ("models", models_main), ("report", report_main)):
+        done = run_in_process(command_main, [command], env, "--destination", "postgres")
+        assert done.returncode == 2, (command, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert f"missing configuration: {missing}; or the same keys in .dlt/secrets.toml" in line, (
+            command, line)

@@ -101,11 +101,8 @@ def config_message(destination: str, exc: BaseException) -> str:
     if isinstance(cause, UnknownDestinationModule):
         return (f"unknown destination {destination!r}: use one of {', '.join(DESTINATIONS)} "
                 f"(see --help)")
-    if isinstance(cause, ConfigFieldMissingException):
-        variable = f"DESTINATION__{destination.upper()}__CREDENTIALS"
-        return (f"destination {destination} has no credentials: set {variable} (or its fields, "
-                f"{variable}__<FIELD>, or [destination.{destination}.credentials] in "
-                f".dlt/secrets.toml); see --help")
+    if isinstance(cause, ConfigFieldMissingException):  # which fields, and their variables
+        return f"destination {destination}: {one_line(cause)}; see --help"
     return " ".join(str(exc).split())
 
 

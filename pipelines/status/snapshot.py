@@ -29,7 +29,7 @@ from pipelines.micrometrics.duckdb_session import file_held, held_by_another
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.pending import pending_load_ids_in
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
-from pipelines.micrometrics.target import folder_target, same_target
+from pipelines.micrometrics.target import folder_target, older_marker, same_target
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.sync.lock import lock_holder
 
@@ -82,21 +82,33 @@ def synced_to(state: dict[str, Any], destination: str, dataset: str) -> bool:
             and state.get("destination_name") in (None, destination))
 
 
-def local_is_elsewhere(destination: str, dataset: str, pipelines_dir: str | None) -> bool:
-    """Whether this machine's folder is marked as another target's (``target``): the same
-    destination kind and dataset name, but another DuckDB file or database."""
+def local_is_elsewhere(destination: str, dataset: str, pipelines_dir: str | None) -> str | None:
+    """Why this machine's folder is marked as another target's (``target``), when it is: the
+    same destination kind and dataset name, but another DuckDB file or database (or a marker
+    of a version that named no database); None when it is not."""
     marked = folder_target(pipelines_dir or get_dlt_pipelines_dir(), PIPELINE_NAME)
     if marked is None:
-        return False
+        return None
     with tempfile.TemporaryDirectory(prefix="micrometrics-status-",
                                      ignore_cleanup_errors=True) as scratch:
         pipeline = open_pipeline(destination, dataset, scratch)
         try:
-            return not same_target(marked, pipeline)
+            if same_target(marked, pipeline):
+                return None
+            return ("marked by an earlier version, which named no database: perhaps another; "
+                    "the next sync takes it for another and restores its own"
+                    if older_marker(marked, pipeline) else "another location")
         except Exception:  # noqa: BLE001 - its configuration is reported by the destination read
-            return False
+            return None
         finally:
             pipeline.deactivate()
+
+
+def last_target(local: dict[str, Any], pipelines_dir: str | None) -> str:
+    """The destination kind the folder last synced into: its marker's (dlt's state leaves
+    ``destination_name`` null), else the state's, else unknown."""
+    marked = folder_target(pipelines_dir or get_dlt_pipelines_dir(), PIPELINE_NAME) or {}
+    return str(marked.get("destination") or local.get("destination_name") or "unknown")
 
 
 def was_synced(state: dict[str, Any]) -> bool:
@@ -163,11 +175,14 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
         local = None  # a pipeline folder nothing was synced with
     if local is not None and missing:
         local = None  # its file is gone: nothing it says was loaded is there
-    elif local is not None and (not synced_to(local, destination, dataset)
-                                or local_is_elsewhere(destination, dataset, pipelines_dir)):
+    elif local is not None and (
+            not synced_to(local, destination, dataset)
+            or (elsewhere := local_is_elsewhere(destination, dataset, pipelines_dir))):
+        why = f", {elsewhere}" if synced_to(local, destination, dataset) else ""
         snapshot.problems.append(
             f"the local pipeline folder holds another target's state (last synced: "
-            f"{local.get('destination_name')} dataset {local.get('dataset_name')!r}): not used")
+            f"{last_target(local, pipelines_dir)} dataset {local.get('dataset_name')!r}{why}): "
+            f"not used")
         local = None
     if local is not None:
         snapshot.versions["local"] = int(local.get("_state_version", 0))
