@@ -123,8 +123,9 @@ HINTS: dict[str, Hint] = {
         "tables ...",
         "on PostgreSQL the connector's role needs CREATE on the database (or the dataset's "
         "schemas, micrometrics and micrometrics_staging, made for it by a DBA) and must own "
-        "the tables it loads (a new field adds a column); nothing is lost: the next sync loads "
-        "what this one could not",
+        "the tables it loads (a new field adds a column); DuckDB, to write the file and its "
+        "folder (the .wal beside it); nothing is lost: the next sync loads what this one "
+        "could not",
     ),
     "duckdb_name": Hint(
         "error: DuckDB file ... has the same name as the dataset",
