@@ -48,20 +48,25 @@ def missing_settings(exc: BaseException) -> str | None:
         return None
     missing = []
     for field, traces in exc.traces.items():
-        nested = [trace for trace in traces if isinstance(trace, LookupTraces)]
-        for trace in nested:
-            if trace.resolved_fields_set:  # some of its fields set: the others
-                missing += [f"{field}.{inner} (set {variable(inner_traces)})"
-                            for inner, inner_traces in trace.traces.items()]
-                continue
-            # None: the value as a whole (a connection string), named after its fields' keys;
-            # of a union of forms (BigQuery's service account or OAuth) only one's fields show.
-            whole = variable(next(iter(trace.traces.values()), [])).rpartition("__")[0]
-            fields = "" if trace.union_count else f": {', '.join(trace.traces)}"
-            missing.append(f"{field} (set {whole}, or its fields {whole}__<FIELD>{fields})")
-        if not nested:
+        forms = [trace for trace in traces if isinstance(trace, LookupTraces)]
+        if not forms:
             missing.append(f"{field} (set {variable(traces)})")
-    return (f"missing configuration: {'; '.join(dict.fromkeys(missing))}; or the same keys in "
+            continue
+        # The form begun (BigQuery's credentials are a service account's or OAuth's): the one
+        # with the most fields set; each, when as many.
+        most = max(len(form.resolved_fields_set) for form in forms)
+        begun = [form for form in forms if len(form.resolved_fields_set) == most]
+        if not most:  # none: the value as a whole (a connection string), or its fields
+            whole = variable(next(iter(forms[0].traces.values()), [])).rpartition("__")[0]
+            fields = "" if len(forms) > 1 else f": {', '.join(forms[0].traces)}"
+            missing.append(f"{field} (set {whole}, or its fields {whole}__<FIELD>{fields})")
+            continue
+        missing.append(" or ".join(
+            ", ".join(f"{field}.{inner} (set {variable(inner_traces)})"
+                      for inner, inner_traces in form.traces.items())
+            + (f" for {form.spec_name}" if len(begun) > 1 else "")
+            for form in begun))
+    return (f"missing configuration: {'; '.join(missing)}; or the same keys in "
             f".dlt/secrets.toml")
 
 

@@ -31,12 +31,14 @@ class Stdout:
         if self.error is not None:
             return
         stream = self.stream or sys.stdout
+        if stream is None:  # started with descriptor 1 closed (`>&-`): print() drops it too
+            return
         try:
             escape_what_it_cannot_encode(stream)
             stream.write(f"{text}\n")
             stream.flush()
-        except OSError as exc:
-            self.error = exc
+        except (OSError, ValueError) as exc:  # ValueError: a stream closed since
+            self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
 
     def warn_if_unwritten(self, what: str) -> None:
         """One line on stderr when a write failed (not for a reader that closed its pipe)."""

@@ -84,6 +84,19 @@ def test_a_pipe_its_reader_closed_is_no_failure_and_no_traceback(tenant):
     assert last_sync(tenant)["exit_code"] == 0
 
 
+def test_a_stdout_closed_at_start_is_no_failure(tenant):
+    """``>&-``: Python starts with ``sys.stdout`` None, which print() writes nothing to."""
+    for module, args in (("pipelines.sync", ("--quiet",)),
+                         ("pipelines.sync", ("--quiet", "--json")),
+                         ("pipelines.status", ("--json",)), ("pipelines.models", ()),
+                         ("pipelines.report", ())):
+        done = subprocess.run([*COMMAND, module, *args], cwd=tmp_cwd(tenant), env=tenant,
+                              stderr=subprocess.PIPE, text=True, timeout=300, check=False,
+                              preexec_fn=lambda: os.close(1))  # noqa: PLW1509 - the test
+        assert (done.returncode, done.stderr) == (0, ""), module
+    assert last_sync(tenant)["exit_code"] == 0
+
+
 def test_after_a_failed_write_nothing_more_is_tried():
     class Full(io.StringIO):
         writes = 0

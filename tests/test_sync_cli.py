@@ -636,26 +636,35 @@ def test_a_relative_duckdb_path_is_read_from_the_working_directory_of_each_sync(
     assert "warning" not in again.stderr
 
 
-@pytest.mark.parametrize(("credentials", "missing"), [
-    (None, "credentials (set DESTINATION__POSTGRES__CREDENTIALS, or its fields "
-           "DESTINATION__POSTGRES__CREDENTIALS__<FIELD>: database, password, username, host)"),
-    ("postgresql://loader@db.internal:5432/warehouse",  # peer/trust-style: no password
+BIGQUERY = "DESTINATION__BIGQUERY__CREDENTIALS__"
+
+
+@pytest.mark.parametrize(("destination", "settings", "missing"), [
+    ("postgres", {}, "credentials (set DESTINATION__POSTGRES__CREDENTIALS, or its fields "
+                     "DESTINATION__POSTGRES__CREDENTIALS__<FIELD>: database, password, username, "
+                     "host)"),
+    ("postgres",  # peer/trust-style: no password
+     {"DESTINATION__POSTGRES__CREDENTIALS": "postgresql://loader@db.internal:5432/warehouse"},
      "credentials.password (set DESTINATION__POSTGRES__CREDENTIALS__PASSWORD)"),
+    # BigQuery takes a service account's or OAuth's fields: the form begun is named, alone.
+    ("bigquery", {f"{BIGQUERY}PROJECT_ID": "p", f"{BIGQUERY}PRIVATE_KEY": "k"},
+     f"credentials.client_email (set {BIGQUERY}CLIENT_EMAIL)"),
+    ("bigquery", {f"{BIGQUERY}PROJECT_ID": "p", f"{BIGQUERY}CLIENT_ID": "c"},
+     f"credentials.client_secret (set {BIGQUERY}CLIENT_SECRET), "
+     f"credentials.refresh_token (set {BIGQUERY}REFRESH_TOKEN)"),
 ])
 def test_missing_destination_settings_are_named_with_their_variables_by_every_command(
-        tmp_path, credentials, missing):
+        tmp_path, destination, settings, missing):
     """dlt's text lists every key it tried, and the missing field (a password left out of a
     connection string) came after the 500 characters a line shows; the report said 'no
     credentials' with the variable set."""
     from pipelines.models.cli import main as models_main
     from pipelines.report.cli import main as report_main
 
-    env = sync_env(tmp_path, "http://127.0.0.1:9")
-    if credentials:
-        env["DESTINATION__POSTGRES__CREDENTIALS"] = credentials
+    env = {**sync_env(tmp_path, "http://127.0.0.1:9"), **settings}
     for command, command_main in (("sync", main), ("status", status_main),
                                   ("models", models_main), ("report", report_main)):
-        done = run_in_process(command_main, [command], env, "--destination", "postgres")
+        done = run_in_process(command_main, [command], env, "--destination", destination)
         assert done.returncode == 2, (command, done.stderr)
         [line] = done.stderr.strip().splitlines()
         assert f"missing configuration: {missing}; or the same keys in .dlt/secrets.toml" in line, (

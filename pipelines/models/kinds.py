@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pipelines.micrometrics.warehouse import sql_literal
+
 from .compiler import Qualifier
 
 # information_schema.tables' table_type -> a model's materialization. Anything else (a
@@ -37,12 +39,9 @@ def catalog_query(dialect: str, catalog: list[str], dataset: str) -> str:
     if dialect == "bigquery":  # a dataset's INFORMATION_SCHEMA, not a global one
         return ("SELECT table_name, table_type FROM "
                 f"`{'.'.join([*catalog, dataset])}`.INFORMATION_SCHEMA.TABLES")
-    where = f"table_schema = {literal(dataset)}"
-    if catalog and dialect == "duckdb":  # DuckDB lists every attached database's
-        where += f" AND table_catalog = {literal(catalog[0])}"
+    where = f"table_schema = {sql_literal(dataset)}"
+    if dialect == "duckdb":  # it lists every attached database's (dlt names none)
+        where += " AND table_catalog = current_database()"
     scope = f'"{catalog[0]}".' if catalog and dialect == "snowflake" else ""
     return f"SELECT table_name, table_type FROM {scope}information_schema.tables WHERE {where}"
 
-
-def literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -21,6 +21,7 @@ from pipelines.micrometrics import SyncReport
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.timeutil import format_timestamp
 from pipelines.models import ModelsReport
+from pipelines.stdout import Stdout
 from pipelines.text_lists import SHOWN_LINES
 
 from .summary import floor_seconds, load_jobs_per_table
@@ -180,8 +181,8 @@ class JsonAwareParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         if self._json_argv:
-            print(dumps({"exit_code": EXIT_CONFIG, "exit_cause": EXIT_CAUSES[EXIT_CONFIG],
-                         "error": f"{self.prog}: {message}"}))
+            Stdout()(dumps({"exit_code": EXIT_CONFIG, "exit_cause": EXIT_CAUSES[EXIT_CONFIG],
+                            "error": f"{self.prog}: {message}"}))
         super().error(message)
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
