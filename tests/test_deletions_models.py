@@ -5,6 +5,7 @@ SQL removes marked rows for good. Over real HTTP against the sandbox, on the vir
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,7 +299,7 @@ def test_the_readme_purge_removes_marked_rows_for_good(start_sandbox, tmp_path, 
 
 
 def test_a_device_erased_before_the_first_sync_is_recorded_as_deleted(
-        start_sandbox, tmp_path, clock):
+        start_sandbox, tmp_path, clock, caplog):
     # A kiosk decommissioned before the connector's first sync: the API no longer serves it,
     # its responses name it, and responses_have_known_device failed every build (exit 4), from
     # the first sync on, and again after any --full-refresh of devices.
@@ -326,12 +327,18 @@ def test_a_device_erased_before_the_first_sync_is_recorded_as_deleted(
     assert sandbox.stats()["requests"] == recorded < listing
     build(first.pipeline, clock)
 
-    # A full refresh of devices drops the row; it is recorded again.
+    # A full refresh of devices drops the row; it is recorded again, and said so (not "never
+    # loaded").
     clock.advance(3600)
-    sync_sandbox(sandbox, tmp_path, clock, SyncOptions(resources=("devices",),
-                                                       full_refresh=True),
-                 rate=1000.0, burst=1000)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="micrometrics"):
+        sync_sandbox(sandbox, tmp_path, clock, SyncOptions(resources=("devices",),
+                                                           full_refresh=True),
+                     rate=1000.0, burst=1000)
     assert marks(tmp_path, "devices")[gone] is not None
+    assert ("1 device(s) that responses name are no longer served by the API and the "
+            "destination holds no row of (erased before a sync saw them, or their rows dropped "
+            "by a --full-refresh): recorded as deleted") in caplog.text
     build(first.pipeline, clock)
 
     # A device the API still lists but the table lacks (a read missed it) is not recorded: the

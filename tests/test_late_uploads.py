@@ -41,6 +41,23 @@ def test_daily_deep_pass_finds_uploads_older_than_the_lookback(start_sandbox, tm
     assert fourth.report.deep_streams == 0
 
 
+
+def test_the_deep_pass_counts_what_it_found_when_ids_come_as_text(start_sandbox, tmp_path,
+                                                                   clock):
+    """The API sending ``"10001"`` for 10001: every deep candidate the destination held (by
+    integer id) was counted as found, 29 for 3."""
+    sandbox = start_sandbox(clock=clock, responses=400, surveys=2, **FAST)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(HOUR)
+    sandbox.add_late_responses(3, delay_seconds=10 * HOUR)
+    sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    clock.advance(23 * HOUR)
+    sandbox.script("ids_as_text", count=100, endpoint="survey_responses")
+    deep = sync_sandbox(sandbox, tmp_path, clock, **FAST)
+    assert sandbox.stats()["faults"]["ids_as_text"] > 0
+    assert deep.report.deep_streams > 0 and deep.report.deep_found == 3
+    assert_matches_truth(tmp_path, sandbox.truth())
+
 def test_deep_every_zero_runs_it_every_sync_and_finds_nothing_twice(
     start_sandbox, tmp_path, clock
 ):

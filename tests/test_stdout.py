@@ -97,6 +97,15 @@ def test_a_stdout_closed_at_start_is_no_failure(tenant):
     assert last_sync(tenant)["exit_code"] == 0
 
 
+def test_a_bad_command_line_with_json_and_a_full_stdout_exits_2(tmp_path):
+    env = sync_env(tmp_path, "http://127.0.0.1:9")
+    with open("/dev/full", "w") as full:
+        for module in ("pipelines.sync", "pipelines.status"):
+            done = run(env, module, "--json", "--no-such-option", stdout=full)
+            assert done.returncode == 2, (module, done.stderr)
+            assert "Exception ignored" not in done.stderr and "usage:" in done.stderr
+
+
 def test_after_a_failed_write_nothing_more_is_tried():
     class Full(io.StringIO):
         writes = 0

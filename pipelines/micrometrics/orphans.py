@@ -79,7 +79,8 @@ def record_erased_devices(client: MicrometricsClient, pipeline: dlt.Pipeline,
             sql.execute_sql(f"INSERT INTO {devices} (id, deleted_at, _dlt_load_id, _dlt_id) "
                             f"VALUES {values}")
     log.warning("warning: %d device(s) that responses name are no longer served by the API "
-                "and were never loaded (erased before a sync saw them): recorded as deleted",
+                "and the destination holds no row of (erased before a sync saw them, or "
+                "their rows dropped by a --full-refresh): recorded as deleted",
                 len(erased))
     return len(erased)
 

@@ -335,9 +335,10 @@ class ExtractTally:
         ids = list(older)
         for start in range(0, len(ids), LOOKUP_IDS):
             chunk = ids[start:start + LOOKUP_IDS]
-            known = known_versions(table, chunk)
+            # By the id's text: the API may send "10001" for the 10001 the destination holds.
+            known = {str(rid): version for rid, version in known_versions(table, chunk).items()}
             self.add(deep_found=[(table, rid, older[rid]) for rid in chunk
-                                 if known.get(rid) != older[rid]])
+                                 if known.get(str(rid)) != older[rid]])
 
 
 LOOKUP_IDS = 1000
