@@ -70,7 +70,9 @@ with DAG(
     # next hour's run instead of stacking runs behind it.
     max_active_runs=1,
     params={
-        # DuckDB only where every worker sees the same disk (one worker, LocalExecutor).
+        # DuckDB only where every worker sees the same disk (one worker, LocalExecutor), at
+        # an absolute DESTINATION__DUCKDB__CREDENTIALS: a relative path is read from the
+        # task's working directory, which Airflow picks.
         "destination": Param("postgres", type="string", enum=DESTINATIONS),
         "dataset": Param("micrometrics", type="string"),
     },
