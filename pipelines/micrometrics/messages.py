@@ -127,6 +127,13 @@ HINTS: dict[str, Hint] = {
         "folder (the .wal beside it); nothing is lost: the next sync loads what this one "
         "could not",
     ),
+    "stdout": Hint(
+        "warning: the summary could not be written to stdout ([Errno 28] No space left on "
+        "device); what the command did stands",
+        "the command's exit status and status's record are what it did; free the disk stdout "
+        "goes to (a cron line's log) or run with --quiet; a pipe its reader closed (| head) "
+        "is not warned of",
+    ),
     "duckdb_name": Hint(
         "error: DuckDB file ... has the same name as the dataset",
         "name the DuckDB file differently from the dataset (DESTINATION__DUCKDB__CREDENTIALS)",
