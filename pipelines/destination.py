@@ -60,7 +60,10 @@ def duckdb_file(path: str) -> str:
     folder's first sync (its ``initial_cwd``), for good: a sync from a second checkout, or after
     one cron run without ``cd``, loaded into another directory's file while status, models and
     report read this one's."""
-    if "://" in path or path.startswith(":"):  # a URL, or :memory:
+    scheme, sep, rest = path.partition(":///")
+    if sep and scheme == "duckdb" and not rest.startswith("/"):  # duckdb:///relative.duckdb
+        return f"duckdb:///{os.path.abspath(rest)}"
+    if "://" in path or path.startswith(":"):  # another URL, or :memory:
         return path
     return os.path.abspath(path)
 

@@ -669,3 +669,19 @@ def test_missing_destination_settings_are_named_with_their_variables_by_every_co
         [line] = done.stderr.strip().splitlines()
         assert f"missing configuration: {missing}; or the same keys in .dlt/secrets.toml" in line, (
             command, line)
+
+
+@pytest.mark.parametrize(("configured", "opened"), [
+    ("warehouse.duckdb", "{cwd}/warehouse.duckdb"),
+    ("data/w.duckdb", "{cwd}/data/w.duckdb"),
+    ("duckdb:///w.duckdb", "duckdb:///{cwd}/w.duckdb"),
+    ("duckdb:////srv/w.duckdb", "duckdb:////srv/w.duckdb"),
+    ("/srv/w.duckdb", "/srv/w.duckdb"),
+    (":memory:", ":memory:"),
+])
+def test_a_relative_duckdb_path_in_any_form_is_opened_from_the_working_directory(
+        tmp_path, monkeypatch, configured, opened):
+    from pipelines.destination import duckdb_file
+
+    monkeypatch.chdir(tmp_path)
+    assert duckdb_file(configured) == opened.format(cwd=tmp_path)
