@@ -16,6 +16,7 @@ from pipelines.micrometrics.client import MicrometricsClient, index_records
 from pipelines.micrometrics.errors import (
     ApiError,
     AuthenticationError,
+    PagingLoopError,
     UnexpectedResponseError,
 )
 from pipelines.micrometrics.messages import hint
@@ -458,3 +459,19 @@ def test_a_404_on_one_endpoint_says_the_tenant_may_lack_it(start_sandbox, tmp_pa
     assert len(loaded(tmp_path, "survey_responses")) == len(truth["survey_responses"])
     models = build_models(result.pipeline, now=datetime.fromtimestamp(clock(), UTC))
     assert models.waiting_for == ["devices"] and not models.built
+
+
+def test_a_chain_resumed_from_a_kept_cursor_knows_that_cursor_followed(start_sandbox,
+                                                                       virtual_client, clock):
+    """A round keeps the cursor of its next page in state; the next round starts from it. A
+    server that sends that cursor back pages in a loop from its first answer."""
+    sandbox = start_sandbox(clock=clock, surveys=1, responses=40, page_size=5)
+    client = virtual_client(sandbox)
+    path = "/surveys/237/responses"
+    params = {"start_at": "2000-01-01T00:00:00+00:00"}
+    kept = next(iter(client.pages(path, params=params))).paginator.next_cursor
+    assert kept
+    sandbox.script("repeat_cursor", count=10, endpoint="survey_responses")
+    with pytest.raises(PagingLoopError, match="already read"):
+        list(client.pages(path, params={**params, "cursor": kept}))
+    assert sandbox.stats()["faults"] == {"repeat_cursor": 1}

@@ -177,6 +177,22 @@ def test_a_survey_list_whose_cursor_is_refused_is_listed_again(start_sandbox, tm
         assert_one_line_failure(result, "HTTP 400", hint("cursor"))
 
 
+@pytest.mark.parametrize("endpoint", ["survey_responses", "surveys", "devices"])
+def test_a_server_paging_in_a_loop_fails_in_one_line_not_for_ever(start_sandbox, tmp_path,
+                                                                  endpoint):
+    """A Next-Cursor the chain followed already (the same page for ever): the sync ran until a
+    scheduler's timeout killed it, printing nothing under --quiet, and a cursor kept in state
+    took the next sync into the same loop."""
+    sandbox = start_sandbox(devices=5, surveys=4, responses=120, page_size=3, rate=1000.0,
+                            burst=1000)
+    sandbox.script("repeat_cursor", count=1000, endpoint=endpoint)
+    result = run_cli(sync_env(tmp_path, sandbox.url), "--quiet", "--no-models")
+    assert_one_line_failure(result, "the API sent the paging cursor of a page this chain "
+                                    "already read", hint("paging_loop"))
+    # Each chain stops at its first repeat (the surveys' responses are read side by side).
+    assert 1 <= sandbox.stats()["faults"]["repeat_cursor"] <= 4
+
+
 def test_malformed_records_are_quarantined_not_dropped(start_sandbox, tmp_path):
     sandbox = small_sandbox(start_sandbox)
     survey = add_malformed_records(sandbox)

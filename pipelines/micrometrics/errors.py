@@ -60,6 +60,11 @@ class UnsendableRequestError(ApiError):
     allow): no retry, here or by a scheduler, can help."""
 
 
+class PagingLoopError(UnexpectedResponseError):
+    """A ``Next-Cursor`` a chain of pages already followed: the server pages in a loop, and
+    following it would read the same pages for ever (every round, every sync)."""
+
+
 class CursorRejectedError(ApiError):
     """A 400, 404, 410 or 422 on a request that carried a paging cursor: the window can start
     over."""

@@ -74,6 +74,12 @@ HINTS: dict[str, Hint] = {
         "the API kept refusing its own paging cursor; run the sync again (completed windows are "
         "kept), and report it to Micrometrics if it persists",
     ),
+    "paging_loop": Hint(
+        "error: sync failed: GET ... failed: HTTP 200: the API sent the paging cursor of a page "
+        "this chain already read ...",
+        "the API pages in a loop: report it to Micrometrics with the URL named; each sync "
+        "stops there (what it loaded before stays)",
+    ),
     "server": Hint(
         "... failed: HTTP 5xx ... / no response: ConnectionError from HOST after N attempts / "
         "HTTP 200: the body was empty or its JSON cut short",

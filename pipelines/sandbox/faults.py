@@ -22,7 +22,10 @@ HTTP_404 = "http_404"
 # not found, unprocessable. Like reject_cursor, they apply only to requests with a cursor.
 EXPIRED_CURSOR_STATUSES = {"expire_cursor_404": 404, "expire_cursor_410": 410,
                            "expire_cursor_422": 422}
-CURSOR_KINDS = (REJECT_CURSOR, *EXPIRED_CURSOR_STATUSES)
+# A normal page whose Next-Cursor is the cursor the request carried: a server paging in a loop
+# (the same page for ever). Also only for requests with a cursor.
+REPEAT_CURSOR = "repeat_cursor"
+CURSOR_KINDS = (REJECT_CURSOR, *EXPIRED_CURSOR_STATUSES, REPEAT_CURSOR)
 # A normal page, reshaped on the wire as a server the vendor documents no further may send it:
 # its records' ids as strings (a survey id "237" for 237), or its first record twice.
 IDS_AS_TEXT = "ids_as_text"

@@ -285,6 +285,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = sb._api.handle(method, self.path, body)
         if fault in fk.RESHAPE_KINDS and reply.status == 200 and isinstance(reply.body, list):
             reply = dataclasses.replace(reply, body=fk.reshaped(fault, reply.body))
+        if fault == fk.REPEAT_CURSOR and reply.status == 200:
+            sent = parse_qs(urlsplit(self.path).query).get("cursor", [""])[0]
+            reply = dataclasses.replace(reply, headers={**reply.headers, "Next-Cursor": sent})
         if reply.status == 200 and reply.page_records is not None:
             sb._stats.page(reply.page_records)
             sb._page_hooks.served(endpoint)

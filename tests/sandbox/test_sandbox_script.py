@@ -172,6 +172,19 @@ def test_scripted_mislabelled_gzip_sends_the_json_as_it_is(make_sandbox, api, gz
     assert sb.stats()["faults"] == {"mislabelled_gzip": 1}
 
 
+def test_scripted_repeat_cursor_answers_a_cursored_page_with_its_own_cursor(sandbox, api):
+    sandbox.script("repeat_cursor", endpoint="devices")
+    first = _get(api, sandbox, "/devices")  # no cursor: passes, the entry stays queued
+    cursor = first.headers["Next-Cursor"]
+    assert cursor and sandbox.scripted() == [
+        {"kind": "repeat_cursor", "count": 1, "endpoint": "devices"}]
+    looped = _get(api, sandbox, "/devices", cursor=cursor)
+    assert looped.status_code == 200 and looped.headers["Next-Cursor"] == cursor
+    assert looped.json() and looped.json() != first.json()  # the cursor's page, as it is
+    assert _get(api, sandbox, "/devices", cursor=cursor).headers["Next-Cursor"] != cursor
+    assert sandbox.stats()["faults"] == {"repeat_cursor": 1}
+
+
 def test_unauthenticated_and_throttled_requests_do_not_consume(make_sandbox, clock, api):
     sb = make_sandbox(burst=1, rate=0.001)
     sb.script("http_500")
