@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
@@ -103,6 +104,32 @@ def test_429_waits_rate_limit_retry_after_then_succeeds(start_sandbox, virtual_c
     # token), no longer: the pages came at the server's rate, past its burst of 3.
     floor = stats["pages"] - 3
     assert floor <= clock.now - started <= floor * 1.05 + 1
+
+
+def test_a_long_429_wait_is_said_and_a_short_one_is_not(start_sandbox, virtual_client, clock,
+                                                       caplog):
+    """Twenty 429s of 300 s each held one request 100 minutes without a line."""
+    sandbox = start_sandbox(clock=clock, rate=1 / 45, burst=1, devices=5, surveys=1,
+                            responses=10)
+    client = virtual_client(sandbox, rate=100.0, burst=100)
+    client.bucket.observe = lambda headers: None  # ignore the server's hints
+    with caplog.at_level(logging.WARNING, logger="micrometrics"):
+        list(client.pages("/devices", params={"start_at": "2000-01-01T00:00:00+00:00"}))
+        list(client.pages("/surveys", params={"start_at": "2000-01-01T00:00:00+00:00"}))
+    said = [record.getMessage() for record in caplog.records]
+    assert sandbox.stats()["throttled"] == len(said) == 1, said
+    assert said[0].startswith("warning: HTTP 429 on /api/experience/surveys: waiting 45 s as "
+                              "the API asks (429 1 of at most 20 for this request); another")
+
+    sandbox.reset_stats()
+    caplog.clear()
+    fast = start_sandbox(clock=clock, rate=1 / 29, burst=1, devices=5, surveys=1, responses=10)
+    client = virtual_client(fast, rate=100.0, burst=100)
+    client.bucket.observe = lambda headers: None
+    with caplog.at_level(logging.WARNING, logger="micrometrics"):
+        list(client.pages("/devices", params={"start_at": "2000-01-01T00:00:00+00:00"}))
+        list(client.pages("/surveys", params={"start_at": "2000-01-01T00:00:00+00:00"}))
+    assert fast.stats()["throttled"] == 1 and not caplog.records
 
 
 def test_retries_sign_again_after_long_backoff(start_sandbox, virtual_client, clock):

@@ -23,6 +23,7 @@ dlt's default ``raise_for_status`` hook never sees a 429 or 503 that a retry fix
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,9 @@ DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read
 # A response not whole this many seconds after it was sent counts as a timeout (retried).
 # Generous: a page is some kilobytes, and the sandbox's slowest answers take seconds.
 BODY_DEADLINE = 300.0
+# A 429's wait this long or longer is said (at most MAX_RETRY_AFTER each, max_throttled times).
+SAID_WAIT = 30.0
+log = logging.getLogger("micrometrics")
 BODY_CHUNK = 64 * 1024
 # Keep-alive connections kept per host: as many as requests may be in flight (MAX_IN_FLIGHT is
 # at most this), so that concurrent streams reuse their connections.
@@ -161,7 +165,14 @@ class MicrometricsSession(requests.Session):
                     self.stats.add(throttled=1)
                     if throttled > self.retry.max_throttled:
                         raise api_error(signed, response, ApiError, hint("throttled"))
-                    self.bucket.hold(retry_after_seconds(response.headers, 1.0 / self.bucket.rate))
+                    wait = retry_after_seconds(response.headers, 1.0 / self.bucket.rate)
+                    if wait >= SAID_WAIT:  # silent, 20 of them held a sync 100 minutes
+                        log.warning(
+                            "warning: HTTP 429 on %s: waiting %.0f s as the API asks (429 %d "
+                            "of at most %d for this request); %s",
+                            urlsplit(signed.url or "").path, wait, throttled,
+                            self.retry.max_throttled, hint("throttled"))
+                    self.bucket.hold(wait)
                     continue
                 failure = transient_failure(signed, response)
                 if failure is None:
