@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
@@ -13,6 +14,7 @@ from requests import Response
 from requests.adapters import BaseAdapter, HTTPAdapter
 
 from pipelines.error_chain import causes
+from pipelines.micrometrics import cancel
 from pipelines.micrometrics.client import MicrometricsClient, index_records
 from pipelines.micrometrics.errors import (
     ApiError,
@@ -223,6 +225,56 @@ def test_a_trickling_body_is_given_up_at_the_deadline_on_the_real_clock(start_sa
     with pytest.raises(ApiError, match="was still sending the body 0.5 s after the request"):
         list(client.pages("/devices", EVERYTHING))
     assert time.monotonic() - started < 2.0  # given up at its third piece, 0.6 s in
+
+
+def test_a_trickling_head_is_given_up_at_the_deadline_on_the_real_clock(start_sandbox,
+                                                                       monkeypatch):
+    """Status line and headers a piece at a time, 0.3 s apart: each read got bytes within the
+    read timeout, and the deadline was checked only on the body, so a server trickling its
+    head held the request (and the sync, and a SIGTERM waiting for it) for as long as it went
+    on. A watchdog ends the exchange at the deadline."""
+    monkeypatch.setattr(faults, "TRICKLE_SECONDS", 0.3)
+    sandbox = start_sandbox(rate=1000.0, burst=1000)
+    sandbox.script("trickled_headers", endpoint="devices")
+    client = MicrometricsClient(sandbox.url, KEY, SECRET, retry=RetryPolicy(max_attempts=1))
+    client.session.body_deadline = 0.5
+    started = time.monotonic()
+    with pytest.raises(ApiError, match="was still sending its status and headers 0.5 s after"):
+        list(client.pages("/devices", EVERYTHING))
+    assert time.monotonic() - started < 2.0  # the head alone takes 2.7 s
+
+
+def test_a_stopped_walk_ends_its_request_on_the_wire(start_sandbox, monkeypatch):
+    """A stop (another stream failed, a SIGTERM) cancels the walks' scope; a request whose
+    head was trickling held the stopping sync until it came whole, whatever the deadline."""
+    monkeypatch.setattr(faults, "TRICKLE_SECONDS", 0.5)
+    sending = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        sending.set()
+        time.sleep(seconds)
+
+    sandbox = start_sandbox(rate=1000.0, burst=1000, sleep=sleep)
+    sandbox.script("trickled_headers", endpoint="devices")
+    client = MicrometricsClient(sandbox.url, KEY, SECRET)
+    stop, outcome = cancel.CancelScope(), []
+
+    def walk() -> None:
+        with cancel.scope(stop):
+            try:
+                list(client.pages("/devices", EVERYTHING))
+            except BaseException as exc:  # noqa: BLE001 - what the walk ended with
+                outcome.append(exc)
+
+    walker = threading.Thread(target=walk)
+    walker.start()
+    assert sending.wait(10)  # its head is coming, 4.5 s for the whole
+    started = time.monotonic()
+    stop.cancel()
+    walker.join(10)
+    assert time.monotonic() - started < 1.0 and not walker.is_alive()
+    assert [type(exc) for exc in outcome] == [cancel.Cancelled]
+    assert sandbox.stats()["requests"] == 1  # not asked again
 
 
 def test_a_body_that_does_not_decode_is_asked_again(start_sandbox, virtual_client, clock):

@@ -15,6 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,10 +28,10 @@ from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 
 from pipelines.micrometrics.timeutil import parse_timestamp
-from pipelines.sandbox import Sandbox
+from pipelines.sandbox import Sandbox, faults
 from pipelines.status.cli import main as status_main
 from pipelines.sync import cli
-from tests.cli import run_in_process, sync_env, tmp_cwd
+from tests.cli import run_in_process, start_sync, sync_env, tmp_cwd
 from tests.destinations import pipeline_on
 from tests.syncing import DATASET, query
 from tests.truth import assert_matches_truth
@@ -517,6 +519,35 @@ def test_a_stop_while_dlt_rebuilds_a_schema_waits_for_it(tenant, sent):
     change_upstream(tenant.sandbox)
     terminate(tenant, "schema", 1, '"live": true, "ours": true', sent)
     rerun_is_exact(tenant)
+
+
+def test_sigterm_while_a_response_trickles_its_head_ends_the_sync_at_once(start_sandbox,
+                                                                         tmp_path, monkeypatch):
+    """A server sending a response's status and headers a byte now and then: the stopping sync
+    waited for that request until the head came whole (for ever, at a byte every 50 s; cron's
+    KILL then left no record). The stop ends the requests on the wire."""
+    monkeypatch.setattr(faults, "TRICKLE_SECONDS", 3.0)  # the head whole in 27 s
+    trickling = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        trickling.set()
+        time.sleep(seconds)
+
+    sandbox = start_sandbox(**SANDBOX, sleep=sleep)
+    sandbox.script("trickled_headers", endpoint="survey_responses")
+    env = sync_env(tmp_path, sandbox.url)
+    process = start_sync(env, *FLAGS)
+    try:
+        assert trickling.wait(60)
+        process.send_signal(signal.SIGTERM)
+        assert exits_within(process.pid, 10)
+        _out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1 and "error: sync failed: stopped by SIGTERM" in err, err
+    recorded = json.loads(run_in_process(status_main, ["status"], env, "--json").stdout)
+    assert recorded["last_sync"]["exit_code"] == 1
 
 
 @pytest.mark.slow

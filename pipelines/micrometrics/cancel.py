@@ -8,16 +8,17 @@ waiting for its turn in that thread gives up, unsent and without a token, once t
 cancelled. So do the client's waits (:func:`sleep`: a retry's backoff, a token's wait after
 a 429; a request that had booked its token gives up unsent, and the bucket counts the token as
 gone): otherwise the failure would be raised only once the longest of them had run out (up
-to the 5 minutes a ``RateLimit-Retry-After`` may ask for). The survey list's read-ahead has a
-scope of its own, cancelled when the sync fails. Threads outside any scope (a sync without
-lanes) are never cancelled.
+to the 5 minutes a ``RateLimit-Retry-After`` may ask for), and a request on the wire is ended
+(its connection shut: a SIGTERM waited for a server that trickled its headers, for ever). The
+survey list's read-ahead has a scope of its own, cancelled when the sync fails. Threads outside
+any scope (a sync without lanes) are never cancelled.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -34,6 +35,7 @@ class CancelScope:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._waiters: set[threading.Condition] = set()
+        self._aborts: set[Callable[[], None]] = set()
         self._children: list[CancelScope] = []
         if parent is not None:
             parent._adopt(self)
@@ -53,12 +55,30 @@ class CancelScope:
         with self._lock:
             self._event.set()
             waiters = list(self._waiters)
+            aborts = list(self._aborts)
             children, self._children = self._children, []
         for condition in waiters:
             with condition:
                 condition.notify_all()
+        for abort in aborts:
+            abort()
         for child in children:
             child.cancel()
+
+    @contextmanager
+    def aborting(self, abort: Callable[[], None]) -> Iterator[None]:
+        """``abort()`` runs if the scope is cancelled during the block (at once if it is
+        already): what ends a request on the wire (a read no condition wakes)."""
+        with self._lock:
+            self._aborts.add(abort)
+            cancelled = self._event.is_set()
+        if cancelled:
+            abort()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._aborts.discard(abort)
 
     def wakes(self, condition: threading.Condition) -> None:
         """``condition`` is notified when the scope is cancelled (its waiters check

@@ -33,7 +33,6 @@ import requests
 import urllib3
 from dlt.common import json
 from requests import PreparedRequest, Response
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.hooks import default_hooks, dispatch_hook
 
@@ -45,6 +44,7 @@ from .errors import (
     UnsendableRequestError,
     body_excerpt,
 )
+from .exchange import DEADLINE, STOPPED, Exchange, WatchedAdapter, watched
 from .inflight import InFlight
 from .lenient_json import might_overflow, parse_leniently
 from .messages import hint
@@ -101,7 +101,7 @@ class MicrometricsSession(requests.Session):
     ) -> None:
         super().__init__()
         for prefix in ("https://", "http://"):
-            self.mount(prefix, HTTPAdapter(pool_maxsize=MAX_CONNECTIONS))
+            self.mount(prefix, WatchedAdapter(pool_maxsize=MAX_CONNECTIONS))
         self.auth = auth
         self.bucket = bucket
         self.retry = retry
@@ -200,15 +200,38 @@ class MicrometricsSession(requests.Session):
 
     def _send_once(self, signed: PreparedRequest, kwargs: dict[str, Any],
                    sent: float) -> Response:
-        self._sending.active = True
-        try:
-            # Streamed, so that the body is read here, a piece at a time, against the deadline
-            # (requests would read it whole inside send, bounded by the read timeout only).
-            response = super().send(signed, **{**kwargs, "stream": True})
-        finally:
-            self._sending.active = False
-        self._read_body(response, sent)
+        # The whole exchange, head included, ends at the deadline or when the walk is stopped
+        # (``exchange``); the body is also checked against the bucket's clock as it comes.
+        coming = "its status and headers"
+        with watched(self.body_deadline) as exchange:
+            try:
+                self._sending.active = True
+                try:
+                    # Streamed, so that the body is read here, a piece at a time, against the
+                    # deadline (requests would read it whole inside send, bounded by the read
+                    # timeout only).
+                    response = super().send(signed, **{**kwargs, "stream": True})
+                finally:
+                    self._sending.active = False
+                if exchange.ended_by is None:  # else its head was cut (read to the end)
+                    coming = "the body"
+                self._read_body(response, sent)
+            except Exception as exc:
+                if (ended := self._ended(exchange, coming)) is None:
+                    raise
+                raise ended from exc
+            if (ended := self._ended(exchange, coming)) is not None:
+                response.close()  # what came before the end, cut short
+                raise ended
         return response
+
+    def _ended(self, exchange: Exchange, coming: str) -> Exception | None:
+        """What ended ``exchange`` early, as the attempt's failure (None: nothing did)."""
+        if exchange.ended_by == DEADLINE:
+            return BodyDeadlineExceeded(self.body_deadline, coming)
+        if exchange.ended_by == STOPPED:
+            return cancel.Cancelled()
+        return None
 
     def _read_body(self, response: Response, sent: float) -> None:
         """Loads the body as requests' ``content`` would, raising ``BodyDeadlineExceeded``
@@ -309,18 +332,20 @@ def api_error(request: PreparedRequest, response: Response, kind: type[ApiError]
 
 
 class BodyDeadlineExceeded(requests.exceptions.ReadTimeout):
-    """A response still coming ``BODY_DEADLINE`` seconds after it was sent (a timeout, retried)."""
+    """A response still coming ``BODY_DEADLINE`` seconds after it was sent (a timeout, retried):
+    ``what`` was still coming (its status and headers, or the body)."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, what: str = "the body") -> None:
         super().__init__(f"the response was not whole {deadline:g} s after it was sent")
         self.deadline = deadline
+        self.what = what
 
 
 def transport_error(request: PreparedRequest, exc: Exception, attempts: int) -> ApiError:
     """No HTTP response at all: name the host, not the exception's internals."""
     host = urlsplit(request.url or "").netloc.rpartition("@")[2]  # never a user or password
     if isinstance(exc, BodyDeadlineExceeded):
-        detail = (f"{host} was still sending the body {exc.deadline:g} s after the request "
+        detail = (f"{host} was still sending {exc.what} {exc.deadline:g} s after the request "
                   f"({attempts} attempt{'s' if attempts != 1 else ''}); {hint('server')}")
         return ApiError(request.method or "", request.path_url, None, detail)
     if could_not_connect(exc):

@@ -43,12 +43,15 @@ RETRY_AFTER_DATE_SECONDS = 2
 # every read gets data well within any read timeout, and the body takes ten minutes whole.
 TRICKLED_BODY = "trickled_body"
 TRICKLE_PIECES, TRICKLE_SECONDS = 10, 60.0
+# The same for the status line and headers (the body then at once): a read of the response's
+# head gets bytes now and then, each well within any read timeout.
+TRICKLED_HEADERS = "trickled_headers"
 # A normal page's JSON sent as it is under ``Content-Encoding: gzip`` (a proxy or CDN that
 # labels a body it did not compress, or mangles one it did): a body no gzip decoder reads.
 MISLABELLED_GZIP = "mislabelled_gzip"
 SCRIPT_KINDS = FAULT_KINDS + (HTML_200, EMPTY_200, HTTP_404, *CURSOR_KINDS,
                               *GATEWAY_STATUSES, *RESHAPE_KINDS, RETRY_AFTER_DATE,
-                              TRICKLED_BODY, MISLABELLED_GZIP)
+                              TRICKLED_BODY, TRICKLED_HEADERS, MISLABELLED_GZIP)
 SCRIPT_ENDPOINTS = ("devices", "surveys", "survey_responses")
 
 PROXY_502_HTML = (

@@ -293,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
             sb._page_hooks.served(endpoint)
         if fault == fk.TRICKLED_BODY:
             return self._send(reply, limits, trickle=True)
+        if fault == fk.TRICKLED_HEADERS:
+            return self._send(reply, limits, trickle_headers=True)
         if fault == fk.MISLABELLED_GZIP:
             return self._send(reply, limits, mislabel=True)
         return self._send(reply, limits, truncate=fault == fk.TRUNCATED)
@@ -332,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- output --------------------------------------------------------------------------------
 
     def _send(self, reply: Reply, extra: dict[str, str] | None = None, truncate=False,
-              trickle=False, mislabel=False) -> None:
+              trickle=False, mislabel=False, trickle_headers=False) -> None:
         try:
             payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate (add_malformed): sent as its \u escape
@@ -340,10 +342,10 @@ class _Handler(BaseHTTPRequestHandler):
         if truncate:  # a body cut in half, with a Content-Length that matches the cut
             payload = payload[: len(payload) // 2]
         self._send_raw(reply.status, payload, JSON_TYPE, {**(extra or {}), **reply.headers},
-                       trickle, mislabel)
+                       trickle, mislabel, trickle_headers)
 
     def _send_raw(self, status: int, payload: bytes, ctype: str, headers: dict[str, str],
-                  trickle=False, mislabel=False) -> None:
+                  trickle=False, mislabel=False, trickle_headers=False) -> None:
         if self.path.startswith("/api/"):
             self.sandbox._stats.status(status)
             if mislabel:  # said to be compressed, sent as it is
@@ -361,21 +363,35 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             if name != "Date":
                 self.send_header(name, value)
-        self.end_headers()
+        if trickle_headers:
+            # What end_headers would send at once, a piece at a time.
+            head = b"".join(self._headers_buffer) + b"\r\n"
+            self._headers_buffer = []
+            if not self._trickle(head):
+                return
+        else:
+            self.end_headers()
         if self.command == "HEAD":  # a HEAD answer has the headers of a GET and no body
             return
         if not trickle:
             self.wfile.write(payload)
             return
-        piece = -(-len(payload) // fk.TRICKLE_PIECES)
+        self._trickle(payload)
+
+    def _trickle(self, data: bytes) -> bool:
+        """``data`` in ``TRICKLE_PIECES`` pieces, ``TRICKLE_SECONDS`` apart on the sandbox's
+        sleep; False when the client gave up on it and closed the connection."""
+        piece = -(-len(data) // fk.TRICKLE_PIECES)
         try:
-            for start in range(0, len(payload), piece):
+            for start in range(0, len(data), piece):
                 if start:
                     self.sandbox._sleep(fk.TRICKLE_SECONDS)
-                self.wfile.write(payload[start:start + piece])
+                self.wfile.write(data[start:start + piece])
                 self.wfile.flush()
-        except OSError:  # the client gave up on it and closed the connection
+        except OSError:
             self.close_connection = True
+            return False
+        return True
 
 
 class Sandbox:

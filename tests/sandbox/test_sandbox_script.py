@@ -133,6 +133,19 @@ def test_scripted_trickled_body(make_sandbox, clock, api):
     assert sb.stats()["faults"] == {"trickled_body": 1}
 
 
+def test_scripted_trickled_headers(make_sandbox, clock, api):
+    """The same for the status line and headers; the body then at once."""
+    sb = make_sandbox(sleep=clock.sleep)
+    expected = _get(api, sb, "/devices")
+    clock.slept.clear()
+    sb.script("trickled_headers", endpoint="devices")
+    trickled = _get(api, sb, "/devices")
+    assert trickled.status_code == 200 and trickled.content == expected.content
+    assert trickled.headers["Next-Cursor"] == expected.headers["Next-Cursor"]
+    assert clock.slept == [TRICKLE_SECONDS] * (TRICKLE_PIECES - 1)
+    assert sb.stats()["faults"] == {"trickled_headers": 1}
+
+
 def test_gzip_compresses_api_bodies_for_a_client_that_accepts_it(make_sandbox, api):
     plain, compressed = make_sandbox(), make_sandbox(gzip=True)
     unpacked = _get(api, plain, "/devices")
