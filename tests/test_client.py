@@ -7,8 +7,10 @@ import threading
 import time
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import pytest
+import urllib3.connection
 from dlt.sources.helpers.rest_client import RESTClient
 from requests import Response
 from requests.adapters import BaseAdapter, HTTPAdapter
@@ -30,6 +32,7 @@ from pipelines.models import build_models
 from pipelines.sandbox import faults
 from pipelines.sync.options import SyncOptions
 from tests.conftest import KEY, SECRET
+from tests.http_proxy import forwarding_proxy
 from tests.syncing import loaded, sync_sandbox
 
 EVERYTHING = {"start_at": "2000-01-01T00:00:00+00:00", "end_at": "2100-01-01T00:00:00+00:00"}
@@ -256,6 +259,14 @@ def test_a_stopped_walk_ends_its_request_on_the_wire(start_sandbox, monkeypatch)
 
     sandbox = start_sandbox(rate=1000.0, burst=1000, sleep=sleep)
     sandbox.script("trickled_headers", endpoint="devices")
+    took, outcome = walk_stopped_at(sandbox, sending)  # its head 4.5 s whole
+    assert took < 1.0 and [type(exc) for exc in outcome] == [cancel.Cancelled]
+    assert sandbox.stats()["requests"] == 1  # not asked again
+
+
+def walk_stopped_at(sandbox, started: threading.Event) -> tuple[float, list]:
+    """A walk reading the devices in its cancel scope, stopped once ``started`` is set: the
+    seconds it took to end after the stop, and what it ended with."""
     client = MicrometricsClient(sandbox.url, KEY, SECRET)
     stop, outcome = cancel.CancelScope(), []
 
@@ -268,13 +279,58 @@ def test_a_stopped_walk_ends_its_request_on_the_wire(start_sandbox, monkeypatch)
 
     walker = threading.Thread(target=walk)
     walker.start()
-    assert sending.wait(10)  # its head is coming, 4.5 s for the whole
-    started = time.monotonic()
+    assert started.wait(10)
+    stopped = time.monotonic()
     stop.cancel()
-    walker.join(10)
-    assert time.monotonic() - started < 1.0 and not walker.is_alive()
-    assert [type(exc) for exc in outcome] == [cancel.Cancelled]
-    assert sandbox.stats()["requests"] == 1  # not asked again
+    walker.join(15)
+    return time.monotonic() - stopped, outcome
+
+
+def test_a_stop_while_the_connection_opens_ends_the_request_unsent(start_sandbox, monkeypatch):
+    """Stopped while its connection was being made (DNS, TCP, TLS to a distant host), the
+    attempt had no socket to shut yet: it went on, its head trickling, and its deadline was
+    disarmed. The connection is shut as soon as it exists."""
+    monkeypatch.setattr(faults, "TRICKLE_SECONDS", 1.0)  # the head whole in 9 s
+    connecting = threading.Event()
+    new_connection = urllib3.connection.HTTPConnection._new_conn
+
+    def slow_new_connection(self):  # noqa: ANN001, ANN202 - urllib3's own
+        connecting.set()
+        time.sleep(0.6)
+        return new_connection(self)
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", slow_new_connection)
+    sandbox = start_sandbox(rate=1000.0, burst=1000)
+    sandbox.script("trickled_headers", endpoint="devices")
+    took, outcome = walk_stopped_at(sandbox, connecting)
+    assert took < 2.0 and [type(exc) for exc in outcome] == [cancel.Cancelled]
+    assert sandbox.stats()["requests"] == 0
+
+
+def test_the_deadline_and_a_stop_end_a_request_through_a_proxy(start_sandbox, monkeypatch):
+    """requests makes a proxy's connection pools apart from its own: with HTTP(S)_PROXY set,
+    neither the watchdog nor a stop reached the request."""
+    monkeypatch.setattr(faults, "TRICKLE_SECONDS", 0.3)  # the head whole in 2.7 s
+    sandbox = start_sandbox(rate=1000.0, burst=1000)
+    with forwarding_proxy(int(urlsplit(sandbox.url).port)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        sandbox.script("trickled_headers", endpoint="devices")
+        client = MicrometricsClient(sandbox.url, KEY, SECRET,
+                                    retry=RetryPolicy(max_attempts=1))
+        client.session.body_deadline = 0.5
+        started = time.monotonic()
+        with pytest.raises(ApiError, match="still sending its status and headers 0.5 s"):
+            list(client.pages("/devices", EVERYTHING))
+        assert time.monotonic() - started < 2.0
+
+        trickling = threading.Event()
+        monkeypatch.setattr(sandbox, "_sleep", lambda seconds: (trickling.set(),
+                                                                time.sleep(seconds)))
+        sandbox.script("trickled_headers", endpoint="devices")
+        took, outcome = walk_stopped_at(sandbox, trickling)
+    assert took < 1.0 and [type(exc) for exc in outcome] == [cancel.Cancelled]
 
 
 def test_a_body_that_does_not_decode_is_asked_again(start_sandbox, virtual_client, clock):

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 
 
 class Cancelled(Exception):  # noqa: N818 - what happened, as asyncio's CancelledError
-    """A request given up before it was sent, because its walk was stopped."""
+    """A request given up because its walk was stopped: before it was sent, or on the wire
+    (its connection shut, ``exchange``)."""
 
 
 class CancelScope:
