@@ -49,9 +49,14 @@ def missing_duckdb_file(destination: str) -> str | None:
     if destination != "duckdb":
         return None
     path = configured_duckdb_path()
-    if "://" in path or path.startswith(":"):
+    if not plain_file(path):
         return None
     return None if Path(path).exists() else path
+
+
+def plain_file(path: str) -> bool:
+    """Whether a DuckDB path names a file as it is (not a URL, nor ``:memory:``)."""
+    return "://" not in path and not path.startswith(":")
 
 
 def duckdb_file(path: str) -> str:
@@ -63,9 +68,7 @@ def duckdb_file(path: str) -> str:
     scheme, sep, rest = path.partition(":///")
     if sep and scheme == "duckdb" and not rest.startswith("/"):  # duckdb:///relative.duckdb
         return f"duckdb:///{os.path.abspath(rest)}"
-    if "://" in path or path.startswith(":"):  # another URL, or :memory:
-        return path
-    return os.path.abspath(path)
+    return os.path.abspath(path) if plain_file(path) else path
 
 
 def earlier_duckdb_file(pipeline: dlt.Pipeline) -> tuple[str, str] | None:
@@ -73,7 +76,7 @@ def earlier_duckdb_file(pipeline: dlt.Pipeline) -> tuple[str, str] | None:
     first sync (where versions before ``duckdb_file`` loaded, wherever they ran), when that is
     another file that exists; and the file it names here."""
     path = configured_duckdb_path()
-    if duckdb_file(path) == path or os.path.isabs(path):
+    if not plain_file(path) or os.path.isabs(path):
         return None
     try:
         first = str(pipeline.get_local_state_val("initial_cwd"))

@@ -51,3 +51,10 @@ def escape_what_it_cannot_encode(stream: TextIO) -> None:
     if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
         stream.reconfigure(errors="backslashreplace")
 
+
+def write_out(text: str, what: str) -> None:
+    """``text`` on stdout at the end of a command; a stdout that cannot take it is a warning
+    naming ``what``, and changes no exit status."""
+    out = Stdout()
+    out(text)
+    out.warn_if_unwritten(what)

@@ -273,6 +273,17 @@ def role_of(tmp_path: Path, prefix: str = "bi") -> str:
     return "".join(c if c.isalnum() else "_" for c in f"{prefix}_{tmp_path.name[-12:]}".lower())
 
 
+def new_role(pipeline: dlt.Pipeline, tmp_path: Path, *then: str) -> str:
+    """A role of this test's own (``role_of``), created, then the statements ``then`` run
+    (``{role}`` in them is its name)."""
+    role = role_of(tmp_path)
+    with pipeline.sql_client() as sql:
+        sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
+        for statement in then:
+            sql.execute_sql(statement.format(role=role))
+    return role
+
+
 def with_new_column(model: Path) -> None:
     """``model``'s SQL with a column more, first in its last SELECT: a build drops and creates
     it."""
@@ -376,13 +387,10 @@ def test_a_model_view_another_models_drop_took_along_and_column_grants_come_back
     without their grants. And a grant on columns (GRANT SELECT (survey_id) ON a mart) is the
     columns', not the relation's: it was not given back either."""
     pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
-    role = role_of(tmp_path)
     answers, mart = f"{DATASET}.stg_survey_answers", f"{DATASET}.mart_nps_daily"
-    with pipeline.sql_client() as sql:
-        sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
-        sql.execute_sql(f"GRANT SELECT ON {answers} TO {role}")
-        sql.execute_sql(f"COMMENT ON VIEW {answers} IS 'answers, for BI'")
-        sql.execute_sql(f"GRANT SELECT (survey_id) ON {mart} TO {role}")
+    role = new_role(pipeline, tmp_path, f"GRANT SELECT ON {answers} TO {{role}}",
+                    f"COMMENT ON VIEW {answers} IS 'answers, for BI'",
+                    f"GRANT SELECT (survey_id) ON {mart} TO {{role}}")
     check = (f"SELECT has_table_privilege('{role}', '{answers}', 'SELECT'), "
              f"obj_description('{answers}'::regclass, 'pg_class'), "
              f"has_column_privilege('{role}', '{mart}', 'survey_id', 'SELECT'), "
@@ -415,12 +423,9 @@ def test_a_view_built_as_a_table_keeps_its_grants_comment_and_the_views_of_users
     pipeline, _sandbox = synced_with_views(
         start_sandbox, tmp_path, clock, postgres_credentials,
         f"CREATE VIEW bi.surveys AS SELECT survey_id, survey_name FROM {DATASET}.stg_surveys")
-    role = role_of(tmp_path)
     surveys = f"{DATASET}.stg_surveys"
-    with pipeline.sql_client() as sql:
-        sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
-        sql.execute_sql(f"GRANT SELECT ON {surveys} TO {role}")
-        sql.execute_sql(f"COMMENT ON VIEW {surveys} IS 'surveys, for BI'")
+    role = new_role(pipeline, tmp_path, f"GRANT SELECT ON {surveys} TO {{role}}",
+                    f"COMMENT ON VIEW {surveys} IS 'surveys, for BI'")
     check = (f"SELECT c.relkind, has_table_privilege('{role}', c.oid, 'SELECT'), "
              f"obj_description(c.oid, 'pg_class') FROM pg_class c "
              f"WHERE c.oid = '{surveys}'::regclass")
@@ -445,11 +450,8 @@ def test_a_model_views_grants_outlive_a_build_that_failed_after_a_drop_took_it_a
     build then fails on stg_survey_answers itself. Its grants were in memory only: the next
     build, once the model was fixed, created it bare."""
     pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
-    role = role_of(tmp_path)
     answers = f"{DATASET}.stg_survey_answers"
-    with pipeline.sql_client() as sql:
-        sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
-        sql.execute_sql(f"GRANT SELECT ON {answers} TO {role}")
+    role = new_role(pipeline, tmp_path, f"GRANT SELECT ON {answers} TO {{role}}")
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
     with_new_column(sql_dir / "staging" / "stg_survey_questions.sql")
@@ -474,13 +476,10 @@ def test_an_attribute_that_cannot_be_given_back_is_named_and_the_rest_are(
     """A comment on a column the rebuilt mart no longer has cannot be given back: named in a
     warning; the mart's grant still is."""
     pipeline, _sandbox = synced_with_views(start_sandbox, tmp_path, clock, postgres_credentials)
-    role = role_of(tmp_path)
     mart = f"{DATASET}.mart_nps_daily"
-    with pipeline.sql_client() as sql:
-        sql.execute_sql(f"CREATE ROLE {role} NOLOGIN")
-        sql.execute_sql(f"GRANT SELECT ON {mart} TO {role}")
-        sql.execute_sql(f"ALTER TABLE {mart} ADD COLUMN dropped_later integer")
-        sql.execute_sql(f"COMMENT ON COLUMN {mart}.dropped_later IS 'gone next build'")
+    role = new_role(pipeline, tmp_path, f"GRANT SELECT ON {mart} TO {{role}}",
+                    f"ALTER TABLE {mart} ADD COLUMN dropped_later integer",
+                    f"COMMENT ON COLUMN {mart}.dropped_later IS 'gone next build'")
     with caplog.at_level(logging.WARNING, logger="micrometrics"):
         assert all_passed(build_models(pipeline, now=datetime.fromtimestamp(clock(), UTC)))
     assert attributes(pipeline, role, mart)[4]

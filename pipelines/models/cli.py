@@ -17,7 +17,7 @@ from pipelines.micrometrics.duckdb_session import file_held, held_by_another, he
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
-from pipelines.stdout import Stdout
+from pipelines.stdout import write_out
 
 from .preview import mart_preview
 from .project import ModelsError
@@ -103,9 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
-        out = Stdout()
-        out("\n".join(lines))
-        out.warn_if_unwritten("the summary")
+        write_out("\n".join(lines), "the summary")
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.status.cli import now_arg
 from pipelines.status.record import status_of
 from pipelines.status.snapshot import root_cause, take_snapshot
-from pipelines.stdout import Stdout
+from pipelines.stdout import write_out
 
 from . import make_report
 from .data import ReportError
@@ -143,7 +143,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {type(cause).__name__}: {one_line(cause)}", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
-        out = Stdout()
-        out(f"report: {path}")
-        out.warn_if_unwritten("the report's path")
+        write_out(f"report: {path}", "the report's path")
     return EXIT_OK

@@ -13,7 +13,7 @@ from pipelines.destination import add_destination_arguments
 from pipelines.error_chain import CONFIG_ERRORS, causes
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.timeutil import parse_timestamp
-from pipelines.stdout import Stdout
+from pipelines.stdout import write_out
 from pipelines.sync.json_summary import JsonAwareParser, dumps
 from pipelines.sync.logs import command_logging
 
@@ -113,15 +113,9 @@ def report_status(args: argparse.Namespace) -> int:
     report = build_report(snapshot, now, args.max_age, args.destination, args.dataset)
     code = EXIT_STALE if report["fresh"] is False else EXIT_OK
     report["exit_code"] = code
-    write_out(dumps(report) if args.json else render(report, now))
+    write_out(dumps(report) if args.json else render(report, now), "the status")
     return code
 
-
-def write_out(text: str) -> None:
-    """``text`` on stdout; one that cannot take it changes no exit status (see ``Stdout``)."""
-    out = Stdout()
-    out(text)
-    out.warn_if_unwritten("the status")
 
 
 def fail(args: argparse.Namespace, code: int, message: str) -> int:
@@ -129,5 +123,5 @@ def fail(args: argparse.Namespace, code: int, message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     if args.json:
         write_out(dumps({"exit_code": code, "error": message, "destination": args.destination,
-                         "dataset": args.dataset}))
+                         "dataset": args.dataset}), "the status")
     return code
