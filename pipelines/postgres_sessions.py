@@ -24,6 +24,7 @@ from typing import Any
 import dlt
 import psycopg2.errors
 
+from pipelines.error_chain import causes
 from pipelines.micrometrics.messages import hint
 
 # Long enough for a reader's ordinary query to end (readers that arrive meanwhile queue
@@ -64,3 +65,9 @@ def lock_wait_message(exc: BaseException) -> str | None:
     statement = " ".join(str(exc).split())
     return (f"PostgreSQL gave up waiting for a lock ({statement}): another session holds one "
             f"of the dataset's tables; {hint('lock_timeout')}")
+
+
+def lock_wait_in(exc: BaseException) -> str | None:
+    """``lock_wait_message`` for the first lock wait in ``exc``'s chain of causes (a model's
+    build or a report's query wraps it as their own error); None if there is none."""
+    return next(filter(None, map(lock_wait_message, causes(exc))), None)

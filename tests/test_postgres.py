@@ -34,7 +34,7 @@ from pipelines.sync.dataset_lock import LOCK_CLASS, lock_key
 from pipelines.sync.lock import SyncLockedError
 from pipelines.sync.options import SyncOptions
 from pipelines.sync.run import failure
-from tests.cli import run_cli, sync_env
+from tests.cli import run_cli, run_in_process, sync_env
 from tests.destination_scenarios import (
     command_loads_exact,
     deletion_marks_and_reconcile,
@@ -926,6 +926,51 @@ def test_a_lock_wait_in_a_models_build_says_what_to_do():
         code, message = failure(exc)
     assert code == 1 and "PostgreSQL gave up waiting for a lock" in message
     assert "idle in transaction" in message
+
+
+def test_the_models_report_and_status_say_what_to_do_about_a_held_lock(
+        start_sandbox, tmp_path, postgres_credentials, monkeypatch):
+    # A sync's ALTER TABLE ADD COLUMN or a DBA's LOCK TABLE holds a table the models read (a
+    # report's query: a mart another build is replacing). The three commands said only
+    # "canceling statement due to lock timeout"; the report then asked whether the models were
+    # built.
+    from pipelines.models.cli import main as models_main
+    from pipelines.report.cli import main as report_main
+    from pipelines.status.cli import main as status_main
+
+    def arguments(command: str) -> list[str]:
+        return ["--destination", "postgres", *{
+            "report": ["--quiet", "--output", str(tmp_path / "report.html")],
+            "models": ["--quiet"]}.get(command, [])]
+
+    monkeypatch.setattr(postgres_sessions, "LOCK_TIMEOUT", "1s")
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__POSTGRES__CREDENTIALS=postgres_credentials)
+    assert run_cli(env, "--destination", "postgres", "--quiet").returncode == 0
+    for command_main, command, table in ((models_main, "models", "survey_responses"),
+                                         (models_main, "models", "mart_nps_daily"),
+                                         (report_main, "report", "mart_nps_daily"),
+                                         (report_main, "report", "_dlt_pipeline_state"),
+                                         (status_main, "status", "_dlt_pipeline_state")):
+        holder = psycopg2.connect(postgres_credentials)
+        try:
+            with holder.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {DATASET}.{table} IN ACCESS EXCLUSIVE MODE")
+            done = run_in_process(command_main, [command], env, *arguments(command))
+        finally:
+            holder.close()
+        if command == "status":  # the local state is shown, the destination's said unread
+            assert done.returncode == 0, done.stderr
+            [line] = [line for line in done.stdout.splitlines() if "not readable" in line]
+        else:
+            assert done.returncode == 1, (command, done.stderr)
+            [line] = done.stderr.strip().splitlines()
+        assert "PostgreSQL gave up waiting for a lock" in line, (command, table, line)
+        assert "idle in transaction" in line and "models built" not in line, line
+    # Once the lock is let go, both build and report.
+    for command_main, command in ((models_main, "models"), (report_main, "report")):
+        done = run_in_process(command_main, [command], env, *arguments(command))
+        assert done.returncode == 0, (command, done.stderr)
 
 
 def test_a_role_that_may_not_create_the_dataset_is_told_what_it_needs(

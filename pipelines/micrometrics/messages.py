@@ -94,9 +94,11 @@ HINTS: dict[str, Hint] = {
         "wait for it to finish; the lock is released when that process ends, even if killed",
     ),
     "lock_timeout": Hint(
-        "error: sync failed: PostgreSQL gave up waiting for a lock (canceling statement due to "
-        "lock timeout ...)",
-        "nothing is lost: the next sync loads what this one could not; look for a session idle "
+        "error: (sync failed: / model ... failed: / report query ... failed: / destination "
+        "postgres not readable:) PostgreSQL gave up waiting for a lock (canceling statement due "
+        "to lock timeout ...)",
+        "nothing is lost (a sync's load stays pending: the next sync loads it first); run the "
+        "command again once the other session lets go; look for a session idle "
         "in a transaction (SELECT pid, application_name, state, xact_start FROM "
         "pg_stat_activity WHERE state LIKE 'idle in transaction%') and end it (commit, or "
         "pg_terminate_backend); a longer wait: add -c lock_timeout=5min to the connection's "

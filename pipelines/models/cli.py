@@ -17,6 +17,7 @@ from pipelines.micrometrics.duckdb_session import file_held, held_by_another, he
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.status_keys import REFRESH_FAILED, STATUS_KEY
+from pipelines.postgres_sessions import lock_wait_in
 from pipelines.stdout import write_out
 
 from .preview import mart_preview
@@ -88,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {one_line(exc)}; {hint('data_test')}", file=sys.stderr)
         return EXIT_DATA_TEST
     except ModelsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # A build cancelled waiting for a reader's lock says what to do, as the sync does.
+        print(f"error: {lock_wait_in(exc) or exc}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # e.g. the destination refused the connection
         misconfigured = next((link for link in causes(exc) if isinstance(link, CONFIG_ERRORS)),
@@ -99,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         if held := file_held(exc):  # dlt's wrapper blamed the credentials
             print(f"error: {held_by_another(held)}", file=sys.stderr)
+            return EXIT_FAILED
+        if lock_wait := lock_wait_in(exc):  # a query of the models' own, outside a build
+            print(f"error: {lock_wait}", file=sys.stderr)
             return EXIT_FAILED
         print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED

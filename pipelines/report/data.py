@@ -27,6 +27,7 @@ from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.models.compiler import compile_model
 from pipelines.models.project import Model, ModelsError
 from pipelines.models.runner import client_qualifier, dialect_of, execute
+from pipelines.postgres_sessions import lock_wait_in
 from pipelines.status.record import REFRESH_FAILED
 
 # Per survey and local day; summed into weeks in Python (see the module's docstring).
@@ -220,6 +221,8 @@ def report_data(pipeline: dlt.Pipeline, now: datetime | None = None,
             try:
                 return [tuple(row) for row in execute(client, text, f"report query {name}") or []]
             except ModelsError as exc:
+                if lock_wait := lock_wait_in(exc):  # built, but a build or a reader holds it
+                    raise ReportError(f"report query {name} failed: {lock_wait}") from exc
                 raise ReportError(
                     f"{exc}; are the models built in dataset {pipeline.dataset_name!r}? "
                     f"(make sync, or make models)") from exc

@@ -31,6 +31,7 @@ from pipelines.micrometrics.pending import pending_load_ids_in
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.target import folder_target, older_marker, same_target
 from pipelines.micrometrics.timeutil import parse_timestamp
+from pipelines.postgres_sessions import lock_wait_in
 from pipelines.sync.lock import lock_holder
 
 from .record import STATUS_KEY
@@ -245,6 +246,8 @@ def unreadable(destination: str, exc: BaseException, pipelines_dir: str | None) 
                 f"are shown as this machine's state has them")
     if held is not None:
         return f"destination {destination} not readable: {held_by_another(held)}"
+    if lock_wait := lock_wait_in(exc):  # a sync's ALTER TABLE, a --full-refresh's DROP
+        return f"destination {destination} not readable: {lock_wait}"
     return f"destination {destination} not readable: {one_line(root_cause(exc))}"
 
 

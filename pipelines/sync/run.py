@@ -42,7 +42,7 @@ from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.settings import Settings, load_settings
 from pipelines.models import DataTestFailed, ModelsError, build_models, mart_preview, run_data_tests
-from pipelines.postgres_sessions import lock_wait_message
+from pipelines.postgres_sessions import lock_wait_in
 from pipelines.status.record import SyncOutcome, record_sync
 
 from .dataset_lock import dataset_lock
@@ -196,7 +196,7 @@ def first_cause(exc: BaseException) -> BaseException:
     holds a traceback's first 500 characters, not the cause)."""
     chain = list(causes(exc))
     # First: a model's build cancelled by it says "model ... failed", not what to do.
-    lock_wait = next(filter(None, map(lock_wait_message, chain)), None)
+    lock_wait = lock_wait_in(exc)
     if lock_wait is not None:
         return LockWaitFailed(lock_wait)
     ours = next((link for link in chain if isinstance(link, MicrometricsError | ModelsError)),
