@@ -16,6 +16,7 @@ import requests
 
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.session import could_not_connect
+from pipelines.micrometrics.timeutil import format_timestamp
 from pipelines.sandbox import Sandbox
 from pipelines.status.snapshot import sync_running
 from pipelines.sync import lock as sync_lock_module
@@ -24,7 +25,7 @@ from pipelines.sync.lock import SyncLockedError, sync_lock
 from pipelines.sync.logs import OneLine
 from pipelines.sync.options import SyncOptions
 from pipelines.sync.run import run_sync as run_locked_sync
-from tests.cli import run_cli, run_sync, start_sync, sync_env
+from tests.cli import run_cli, run_in_process, run_sync, start_sync, sync_env
 from tests.conftest import KEY, SECRET
 from tests.syncing import add_malformed_records, query
 from tests.truth import assert_matches_truth
@@ -391,12 +392,38 @@ def test_lock_is_refused_while_held_and_free_after(start_sandbox, tmp_path):
     assert run_cli(env, "--quiet", "--no-models").returncode == 0
 
 
+def test_a_sync_holding_the_lock_for_days_is_shown_with_its_age(start_sandbox, tmp_path):
+    # A sync that hangs (a stopped process, a network mount that stopped answering) keeps the
+    # lock: every hourly sync after said only "another sync ... is running (pid N)", and status
+    # said nothing of it, so nobody could tell it from a sync at work.
+    from pipelines.status.cli import main as status_main
+
+    sandbox = small_sandbox(start_sandbox)
+    env = sync_env(tmp_path, sandbox.url)
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+    three_days_ago = int(time.time()) - 3 * 86400
+    with sync_lock(str(tmp_path / "dlt" / "pipelines"), "micrometrics") as path:
+        os.utime(path, (three_days_ago, three_days_ago))  # as if it took the lock then
+        held = run_cli(env, "--quiet", "--no-models")
+        shown = run_in_process(status_main, ["status"], env, "--json")
+        text = run_in_process(status_main, ["status"], env)
+    started = format_timestamp(datetime.fromtimestamp(three_days_ago, UTC))
+    assert_one_line_failure(
+        held, f"(pid {os.getpid()}, started {started} (3.0 d ago), lock", code=3)
+    assert "far longer than a sync takes may hang" in held.stderr
+    assert json.loads(shown.stdout)["sync_running"] == {"pid": str(os.getpid()),
+                                                        "started_at": started}
+    assert f"sync running here: pid {os.getpid()}, started {started} (3.0 d ago)" in text.stdout
+    let_go = run_in_process(status_main, ["status"], env, "--json")
+    assert json.loads(let_go.stdout)["sync_running"] is None
+
+
 def test_the_lock_sits_beside_the_pipeline_folder_the_options_name(tmp_path):
     # SyncOptions.pipelines_dir moved the pipeline, not the lock: two syncs of one folder ran
     # at once, and status, looking beside the folder, saw none running.
     folder = str(tmp_path / "elsewhere")
     with sync_lock(folder, "micrometrics"):
-        assert sync_running(folder) == str(os.getpid())
+        assert sync_running(folder).pid == str(os.getpid())
         with pytest.raises(SyncLockedError, match="another sync of pipeline 'micrometrics'"):
             run_locked_sync(SyncOptions(pipelines_dir=folder), RunResult())
     assert sync_running(folder) is None

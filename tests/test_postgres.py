@@ -24,6 +24,7 @@ from pipelines import postgres_sessions
 from pipelines.destination import open_pipeline
 from pipelines.micrometrics import refresh_views
 from pipelines.micrometrics.messages import hint
+from pipelines.micrometrics.timeutil import format_timestamp
 from pipelines.models import ModelsError, build_models
 from pipelines.models import runner as models_runner
 from pipelines.models.compiler import CAST_SHAPES
@@ -561,6 +562,11 @@ def test_a_sync_from_another_machine_into_the_same_dataset_waits_its_turn(
         last = locked.stderr.strip().splitlines()[-1]
         assert f"another sync of dataset '{DATASET}' is running against this PostgreSQL" in last
         assert f"server pid {other_machine.get_backend_pid()}" in last
+        with other_machine.cursor() as cursor:  # how long it has held it: hanging, or at work
+            cursor.execute("SELECT backend_start FROM pg_stat_activity WHERE pid = "
+                           "pg_backend_pid()")
+            ((started,),) = cursor.fetchall()
+        assert f"session started {format_timestamp(started)} (" in last
         assert sandbox.stats()["requests"] == 0
         assert classify(SyncLockedError(last)).retry  # a scheduler tries again later
     finally:

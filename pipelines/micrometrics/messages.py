@@ -91,7 +91,10 @@ HINTS: dict[str, Hint] = {
     ),
     "locked": Hint(
         "error: another sync of pipeline 'micrometrics' is running ...",
-        "wait for it to finish; the lock is released when that process ends, even if killed",
+        "wait for it to finish; the lock is released when that process ends, even if killed; "
+        "one that has held it far longer than a sync takes may hang (a stopped process, a "
+        "network mount that stopped answering): end it (kill <pid> on its machine, kill -9 if "
+        "it stays) and the next sync goes on from the last window it committed",
     ),
     "lock_timeout": Hint(
         "error: (sync failed: / model ... failed: / report query ... failed: / destination "

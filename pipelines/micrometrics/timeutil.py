@@ -64,6 +64,20 @@ def _fromisoformat(value: object) -> datetime | None:
         return None
 
 
+def duration(delta: timedelta) -> str:
+    """``delta`` for people: seconds, minutes, hours or days, as fits its size."""
+    seconds = delta.total_seconds()
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{sign}{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{sign}{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{sign}{seconds / 3600:.1f} h"
+    return f"{sign}{seconds / 86400:.1f} d"
+
+
 def format_timestamp(moment: datetime) -> str:
     """``2020-09-05T23:59:59.999+00:00``: the API's form, UTC, milliseconds."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")

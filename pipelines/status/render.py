@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.micrometrics import RESOURCES
-from pipelines.micrometrics.timeutil import parse_timestamp
+from pipelines.micrometrics.timeutil import duration, parse_timestamp
 from pipelines.text_lists import SHOWN_LINES, first_of
 
 SOURCES = {"none": "none found (nothing synced yet?)",
@@ -18,19 +18,6 @@ def ago(stamp: str | None, now: datetime) -> str:
     if not stamp:
         return "never"
     return f"{stamp} ({duration(now - parse_timestamp(stamp))} ago)"
-
-
-def duration(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    if seconds < 120:
-        return f"{sign}{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{sign}{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{sign}{seconds / 3600:.1f} h"
-    return f"{sign}{seconds / 86400:.1f} d"
 
 
 def sync_line(label: str, record: dict[str, Any] | None, now: datetime) -> str:
@@ -96,6 +83,9 @@ def render(report: dict[str, Any], now: datetime) -> str:
              f"state: {SOURCES.get(source, source)}{' (' + versions + ')' if versions else ''}"]
     lines.append(sync_line("last sync", report["last_sync"], now))
     lines.append(sync_line("last successful complete sync", report["last_success"], now))
+    if running := report["sync_running"]:
+        lines.append(f"sync running here: pid {running['pid']}, started "
+                     f"{ago(running['started_at'], now)}")
     freshness = f"data as of: {ago(report['data_as_of'], now)}"
     if report["fresh"] is not None:
         limit = duration(timedelta(seconds=report["max_age_seconds"]))

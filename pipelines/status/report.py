@@ -165,5 +165,8 @@ def build_report(snapshot: Snapshot, now: datetime, max_age: timedelta | None,
             "total": sum(n for _, _, n in snapshot.rejected),
             "by_stream": [{"stream": stream, "reason": reason, "rows": n}
                           for stream, reason, n in snapshot.rejected]},
+        "sync_running": None if snapshot.running is None else {
+            "pid": snapshot.running.pid,
+            "started_at": format_timestamp(snapshot.running.started_at)},
         "problems": list(snapshot.problems),
     }

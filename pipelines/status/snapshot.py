@@ -32,7 +32,7 @@ from pipelines.micrometrics.quarantine import REJECTED_TABLE
 from pipelines.micrometrics.target import folder_target, older_marker, same_target
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.postgres_sessions import lock_wait_in
-from pipelines.sync.lock import lock_holder
+from pipelines.sync.lock import Holder, lock_holder
 
 from .record import STATUS_KEY
 
@@ -49,6 +49,7 @@ class Snapshot:
         rejected: ``(stream, reason, rows)`` in the quarantine table (None: unread).
         problems: Why a part could not be read (the destination unreachable, ...).
         unreachable: The destination could not be read (not merely empty or absent).
+        running: The sync running on this machine (holding its sync lock), if one is.
     """
 
     state: dict[str, Any] | None = None
@@ -58,6 +59,7 @@ class Snapshot:
     rejected: list[tuple[str, str, int]] | None = None
     problems: list[str] = field(default_factory=list)
     unreachable: bool = False
+    running: Holder | None = None
 
 
 def local_state(pipelines_dir: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
@@ -151,7 +153,7 @@ def rejected_rows(pipeline: dlt.Pipeline) -> list[tuple[str, str, int]]:
 def take_snapshot(destination: str, dataset: str, tables: list[str],
                   pipelines_dir: str | None = None) -> Snapshot:
     """Local and destination state, the newer chosen; the destination's tables."""
-    snapshot = Snapshot()
+    snapshot = Snapshot(running=sync_running(pipelines_dir))
     local, problem = local_state(pipelines_dir)
     if problem:
         snapshot.problems.append(problem)
@@ -194,9 +196,10 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
     # drops them (``pending.overtaken``), and its record is older news than the destination's.
     overtaken = bool(left) and newer_record(remote, local)
     if left:
-        running = sync_running(pipelines_dir)
+        running = snapshot.running
         snapshot.problems.append(
-            (f"a sync is running here (pid {running}): {left} load package(s) on their way"
+            (f"a sync is running here ({running.describe()}): {left} load package(s) on their "
+             f"way"
              if running else
              f"{left} load package(s) extracted on this machine are older than a sync made "
              f"since from another machine: the next sync here drops them" if overtaken else
@@ -242,8 +245,8 @@ def unreadable(destination: str, exc: BaseException, pipelines_dir: str | None) 
     held = file_held(exc)
     running = sync_running(pipelines_dir) if held is not None else None
     if running:
-        return (f"a sync is running here (pid {running}) and holds the DuckDB file: the streams "
-                f"are shown as this machine's state has them")
+        return (f"a sync is running here ({running.describe()}) and holds the DuckDB file: the "
+                f"streams are shown as this machine's state has them")
     if held is not None:
         return f"destination {destination} not readable: {held_by_another(held)}"
     if lock_wait := lock_wait_in(exc):  # a sync's ALTER TABLE, a --full-refresh's DROP
@@ -251,8 +254,8 @@ def unreadable(destination: str, exc: BaseException, pipelines_dir: str | None) 
     return f"destination {destination} not readable: {one_line(root_cause(exc))}"
 
 
-def sync_running(pipelines_dir: str | None) -> str | None:
-    """The pid of a sync holding this machine's sync lock, or None."""
+def sync_running(pipelines_dir: str | None) -> Holder | None:
+    """The sync holding this machine's sync lock, or None."""
     return lock_holder(pipelines_dir or get_dlt_pipelines_dir(), PIPELINE_NAME)
 
 

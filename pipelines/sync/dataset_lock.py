@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import dlt
 
 from pipelines.micrometrics.messages import hint
+from pipelines.micrometrics.timeutil import duration, format_timestamp
 from pipelines.micrometrics.warehouse import destination_kind
 
 from .lock import SyncLockedError
@@ -65,13 +66,16 @@ def dataset_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
 def holder(client: object, key: int) -> str:
     """Who holds the lock, as PostgreSQL sees them (address, pid, application)."""
     rows = client.execute_sql(  # type: ignore[attr-defined]
-        "SELECT a.client_addr, a.pid, a.application_name FROM pg_locks l "
+        "SELECT a.client_addr, a.pid, a.application_name, a.backend_start, "
+        "now() - a.backend_start FROM pg_locks l "
         "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
         "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.granted "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         LOCK_CLASS, key & 0xFFFFFFFF)
     if not rows:
         return "its session just ended"
-    address, pid, application = rows[0]
+    address, pid, application, started, age = rows[0]
+    # Its session's age tells a sync at work from one that hangs (the lock is the session's).
     return f"from {address or 'this host (socket)'}, server pid {pid}" + (
-        f", {application}" if application else "")
+        f", {application}" if application else "") + (
+        f", session started {format_timestamp(started)} ({duration(age)} ago)")

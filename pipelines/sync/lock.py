@@ -7,15 +7,39 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.micrometrics.errors import MicrometricsError
 from pipelines.micrometrics.messages import hint
+from pipelines.micrometrics.timeutil import duration, format_timestamp
 
 
 class SyncLockedError(MicrometricsError):
     """Another sync of the same pipeline holds the lock."""
+
+
+class Holder(NamedTuple):
+    """The sync holding the lock: its pid (as it wrote it), and when it took the lock (the
+    lock file's change time, when it wrote its pid)."""
+
+    pid: str
+    started_at: datetime
+
+    def describe(self, now: datetime | None = None) -> str:
+        # How long it has held the lock tells a sync at work from one that hangs (a process
+        # stopped, a mount that no longer answers): cron's next syncs only say "running".
+        started = format_timestamp(self.started_at)
+        age = duration((now or datetime.now(UTC)) - self.started_at)
+        return f"pid {self.pid}, started {started} ({age} ago)"
+
+
+def holder_of(handle: Any) -> Holder:
+    """Who holds the lock ``handle`` is open on (read without taking it)."""
+    handle.seek(0)
+    started = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
+    return Holder(handle.read().strip() or "unknown", started)
 
 
 @contextmanager
@@ -33,11 +57,9 @@ def sync_lock(pipelines_dir: str, pipeline_name: str) -> Iterator[Path]:
         try:
             take(handle)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
             raise SyncLockedError(
-                f"another sync of pipeline {pipeline_name!r} is running (pid {holder}, lock "
-                f"{path}); {hint('locked')}"
+                f"another sync of pipeline {pipeline_name!r} is running "
+                f"({holder_of(handle).describe()}, lock {path}); {hint('locked')}"
             ) from None
         handle.seek(0)
         handle.truncate()
@@ -53,15 +75,15 @@ def lock_path(pipelines_dir: str, pipeline_name: str) -> Path:
     return Path(pipelines_dir) / f"{pipeline_name}.sync.lock"
 
 
-def lock_holder(pipelines_dir: str, pipeline_name: str) -> str | None:
-    """The pid of a sync holding the lock, or None. (A shared lock for an instant: a sync
-    starting in that instant tries again, ``take``.)"""
+def lock_holder(pipelines_dir: str, pipeline_name: str) -> Holder | None:
+    """The sync holding the lock, or None. (A shared lock for an instant: a sync starting in
+    that instant tries again, ``take``.)"""
     try:
         with open(lock_path(pipelines_dir, pipeline_name)) as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return handle.read().strip() or "unknown"
+                return holder_of(handle)
             fcntl.flock(handle, fcntl.LOCK_UN)
     except OSError:
         return None
