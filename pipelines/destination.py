@@ -19,7 +19,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.exceptions import SchemaCorruptedException
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from pipelines import postgres_sessions
+from pipelines import connection_strings, postgres_sessions
 from pipelines.micrometrics.duckdb_session import refuse_a_file_named_like_the_dataset
 from pipelines.micrometrics.errors import ConfigurationError
 
@@ -117,6 +117,8 @@ def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = No
         target = duckdb_destination(dataset, read_only)
     elif destination == "postgres":
         target = postgres_sessions.postgres()
+    elif destination == "snowflake":
+        target = connection_strings.snowflake()
     kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
     try:
         return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target,

@@ -24,6 +24,7 @@ from typing import Any
 import dlt
 import psycopg2.errors
 
+from pipelines.connection_strings import refuse_unencoded_userinfo
 from pipelines.error_chain import causes
 from pipelines.micrometrics.messages import hint
 
@@ -49,6 +50,7 @@ class postgres(dlt.destinations.postgres):  # noqa: N801 - named as dlt's destin
         config = super().configuration(initial_config, accept_partial=accept_partial)
         credentials = getattr(config, "credentials", None)
         if credentials is not None:
+            refuse_unencoded_userinfo(credentials, "DESTINATION__POSTGRES__CREDENTIALS")
             query = dict(credentials.query or {})
             options = str(query.get("options") or "")
             if not OWN_LOCK_TIMEOUT.search(options):

@@ -31,6 +31,7 @@ from pipelines.models.compiler import CAST_SHAPES
 from pipelines.models.in_place import GIVEN_UP_TABLE, can_replace_in_place
 from pipelines.models.project import SQL_DIR
 from pipelines.schedules.retry_causes import classify
+from pipelines.sync.cli import main
 from pipelines.sync.dataset_lock import LOCK_CLASS, lock_key
 from pipelines.sync.lock import SyncLockedError
 from pipelines.sync.options import SyncOptions
@@ -977,6 +978,38 @@ def test_the_models_report_and_status_say_what_to_do_about_a_held_lock(
     for command_main, command in ((models_main, "models"), (report_main, "report")):
         done = run_in_process(command_main, [command], env, *arguments(command))
         assert done.returncode == 0, (command, done.stderr)
+
+
+def test_a_password_with_an_unencoded_at_sign_is_refused_and_shown_nowhere(
+        start_sandbox, tmp_path, postgres_credentials):
+    # dlt read "postgres:Pw@Leak-7731@127.0.0.1" as the password "Pw" and the host
+    # "Leak-7731@127.0.0.1": every command's error named that host, and so the rest of the
+    # password, on stderr, in --json and in the run's record in the pipeline state.
+    from pipelines.models.cli import main as models_main
+    from pipelines.report.cli import main as report_main
+    from pipelines.status.cli import main as status_main
+
+    sandbox = start_sandbox(**SMALL)
+    unencoded = postgres_credentials.replace(":x@", ":Pw@Leak-7731@", 1)
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__POSTGRES__CREDENTIALS=unencoded)
+    for command_main, command, *more in (
+            (main, "sync"), (main, "sync", "--json"), (status_main, "status"),
+            (status_main, "status", "--json"), (models_main, "models"),
+            (report_main, "report", "--output", str(tmp_path / "report.html"))):
+        done = run_in_process(command_main, [command], env, "--destination", "postgres", *more)
+        assert done.returncode == 2, (command, more, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert "DESTINATION__POSTGRES__CREDENTIALS: the user or password in the connection " \
+               "string holds a character that must be percent-encoded there" in line, line
+        assert "Leak" not in done.stdout + done.stderr, (command, more)
+    assert sandbox.stats()["requests"] == 0
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()
+                and b"Leak" in path.read_bytes()]
+    # Percent-encoded, the same password is read as it is.
+    encoded = postgres_credentials.replace(":x@", ":Pw%40Leak-7731@", 1)
+    env["DESTINATION__POSTGRES__CREDENTIALS"] = encoded
+    assert run_cli(env, "--destination", "postgres", "--quiet", "--no-models").returncode == 0
+    assert_matches_truth(postgres_pipeline(tmp_path, postgres_credentials), sandbox.truth())
 
 
 def test_a_role_that_may_not_create_the_dataset_is_told_what_it_needs(

@@ -671,6 +671,26 @@ def test_missing_destination_settings_are_named_with_their_variables_by_every_co
             command, line)
 
 
+def test_a_snowflake_password_with_an_unencoded_at_sign_is_refused_and_shown_nowhere(tmp_path):
+    """As PostgreSQL's (test_postgres): the account read past the password's "@" was blamed
+    ("Invalid account identifier"), and the password's rest went with it."""
+    from pipelines.models.cli import main as models_main
+    from pipelines.report.cli import main as report_main
+
+    env = {**sync_env(tmp_path, "http://127.0.0.1:9"), "DESTINATION__SNOWFLAKE__CREDENTIALS":
+           "snowflake://loader:Pw@Leak-7731@kgiotue-wn98412/dlt_data?warehouse=COMPUTE_WH"}
+    for command, command_main in (("sync", main), ("status", status_main),
+                                  ("models", models_main), ("report", report_main)):
+        done = run_in_process(command_main, [command], env, "--destination", "snowflake")
+        assert done.returncode == 2, (command, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert "DESTINATION__SNOWFLAKE__CREDENTIALS: the user or password in the connection " \
+               "string holds a character that must be percent-encoded there" in line, line
+        assert "Leak" not in done.stdout + done.stderr, command
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()
+                and b"Leak" in path.read_bytes()]
+
+
 @pytest.mark.parametrize(("configured", "opened"), [
     ("warehouse.duckdb", "{cwd}/warehouse.duckdb"),
     ("data/w.duckdb", "{cwd}/data/w.duckdb"),

@@ -96,6 +96,13 @@ HINTS: dict[str, Hint] = {
         "network mount that stopped answering): end it (kill <pid> on its machine, kill -9 if "
         "it stays) and the next sync goes on from the last window it committed",
     ),
+    "unencoded_password": Hint(
+        "error: DESTINATION__..._CREDENTIALS: the user or password in the connection string "
+        "holds a character that must be percent-encoded there",
+        "write '@' as %40, '/' as %2F, '#' as %23, '%' as %25 in the user and password, or set "
+        "the password on its own (DESTINATION__POSTGRES__CREDENTIALS__PASSWORD, or the same "
+        "key in .dlt/secrets.toml)",
+    ),
     "lock_timeout": Hint(
         "error: (sync failed: / model ... failed: / report query ... failed: / destination "
         "postgres not readable:) PostgreSQL gave up waiting for a lock (canceling statement due "

@@ -170,6 +170,8 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
             raise
         except Exception as exc:  # noqa: BLE001 - report what the local state says anyway
             cause = root_cause(exc)
+            if isinstance(cause, ConfigurationError):  # ours, raised in dlt's resolution
+                raise cause from exc
             if isinstance(cause, CONFIG_ERRORS):
                 raise ConfigurationError(f"destination {destination}: {one_line(cause)}") from exc
             snapshot.unreachable = True
