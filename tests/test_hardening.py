@@ -429,6 +429,29 @@ def test_the_lock_sits_beside_the_pipeline_folder_the_options_name(tmp_path):
     assert sync_running(folder) is None
 
 
+@pytest.mark.parametrize(("proxy", "words"), [
+    ("http://proxyuser:Pw/Leak-7731@127.0.0.1:3128",  # "/" in its password, not encoded
+     "not sent (InvalidURL): the proxy's URL (not shown) could not be read"),
+    ("proxyuser:Pw-Leak-7731@127.0.0.1:3128",  # no scheme
+     "not sent (InvalidProxyURL): the proxy's URL (not shown) could not be read"),
+    ("http://proxyuser:Pw-Leak-7731@127.0.0.1:1", "through the proxy (ProxyError)"),  # refused
+])
+def test_a_proxy_that_cannot_be_used_is_blamed_not_base_url(start_sandbox, tmp_path, proxy,
+                                                             words):
+    # With the API fine, these said "check base_url and the API key for spaces, line breaks"
+    # and "check base_url (host and port)": the proxy was never named.
+    sandbox = small_sandbox(start_sandbox)
+    env = sync_env(tmp_path, sandbox.url, HTTP_PROXY=proxy, HTTPS_PROXY=proxy, NO_PROXY="",
+                   no_proxy="", SOURCES__MICROMETRICS__MAX_ATTEMPTS="1")
+    failed = run_cli(env, "--quiet", "--no-models")
+    assert_one_line_failure(failed, words, hint("proxy"))
+    assert "base_url" not in failed.stderr and "Leak" not in failed.stdout + failed.stderr
+    assert sandbox.stats()["requests"] == 0
+    # The same settings without the proxy sync.
+    del env["HTTP_PROXY"], env["HTTPS_PROXY"]
+    assert run_cli(env, "--quiet", "--no-models").returncode == 0
+
+
 def test_secret_never_leaves_the_process(start_sandbox, tmp_path):
     # Real processes: their whole stdout and stderr, and every file they leave.
     secret = "Zq7-distinctive-s3cret-value"

@@ -59,6 +59,14 @@ HINTS: dict[str, Hint] = {
         "... failed: no response: could not connect ...",
         "check base_url (host and port) and that this machine can reach it",
     ),
+    "proxy": Hint(
+        "... failed: no response: not sent (InvalidURL): the proxy's URL (not shown) could not "
+        "be read / could not connect to ... through the proxy (ProxyError)",
+        "check HTTPS_PROXY, HTTP_PROXY and ALL_PROXY (lower case too): a scheme, host and port "
+        "(http://proxy.internal:3128), a user and password percent-encoded ('@' as %40, '/' as "
+        "%2F, '#' as %23), and that this machine can reach the proxy; NO_PROXY lists the hosts "
+        "reached without it",
+    ),
     "not_found": Hint(
         "... failed: HTTP 404 ...",
         "check base_url: it is the tenant's root URL, without /api/experience; if other "

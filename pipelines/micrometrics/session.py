@@ -48,6 +48,7 @@ from .exchange import DEADLINE, STOPPED, Exchange, WatchedAdapter, watched
 from .inflight import InFlight
 from .lenient_json import might_overflow, parse_leniently
 from .messages import hint
+from .proxies import malformed_proxy, proxy_refused, through_proxy
 from .retry import RetryPolicy, is_transient, retry_after_seconds
 from .stats import ClientStats
 from .throttle import LeakyBucket
@@ -132,7 +133,7 @@ class MicrometricsSession(requests.Session):
         throttled = 0
         attempt = 1  # 429s wait as told and do not use up the attempts kept for failures
         while True:
-            response, unsendable = None, None
+            response, unsendable, proxy_fault = None, None, None
             with self.in_flight.slot(self.bucket.acquire) as waited:
                 # Departing as soon as booked: a booking that never went out (signing failed)
                 # would otherwise count as "booked, not sent yet" for the bucket's life.
@@ -148,6 +149,7 @@ class MicrometricsSession(requests.Session):
                         failure = transport_error(signed, exc, self.retry.max_attempts)
                     except ValueError as exc:  # http.client refused a header value or the URL
                         unsendable = type(exc).__name__
+                        proxy_fault = malformed_proxy(exc, through_proxy(self, signed, kwargs))
                     else:
                         self.bucket.observe(response.headers)
                 finally:
@@ -157,8 +159,9 @@ class MicrometricsSession(requests.Session):
                 # Authorization header, and a chained exception reaches tracebacks and dlt's trace.
                 raise UnsendableRequestError(
                     signed.method or "", urlsplit(signed.url or "").path, None,
-                    f"not sent ({unsendable}): a header or the URL holds a character HTTP does "
-                    f"not allow; {hint('unsendable')}")
+                    f"not sent ({unsendable}): " + (proxy_fault or (
+                        f"a header or the URL holds a character HTTP does not allow; "
+                        f"{hint('unsendable')}")))
             if response is not None:
                 if response.status_code == 429:
                     throttled += 1
@@ -348,7 +351,9 @@ def transport_error(request: PreparedRequest, exc: Exception, attempts: int) -> 
         detail = (f"{host} was still sending {exc.what} {exc.deadline:g} s after the request "
                   f"({attempts} attempt{'s' if attempts != 1 else ''}); {hint('server')}")
         return ApiError(request.method or "", request.path_url, None, detail)
-    if could_not_connect(exc):
+    if refused := proxy_refused(exc, host):
+        detail = refused
+    elif could_not_connect(exc):
         detail = f"could not connect to {host} ({type(exc).__name__}); {hint('unreachable')}"
     else:
         # Connected, then dropped or timed out: the server's doing, not base_url's.
