@@ -45,3 +45,26 @@ def forwarding_proxy(target_port: int) -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         listener.close()
+
+
+@contextmanager
+def refusing_proxy() -> Iterator[tuple[str, threading.Event]]:
+    """A proxy's URL that takes each connection and closes it at once (a proxy that cannot
+    reach the internet), and an event set on the first connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    reached = threading.Event()
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed: the block ended
+                return
+            reached.set()
+            client.close()
+
+    threading.Thread(target=serve, name="refusing-proxy", daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", reached
+    finally:
+        listener.close()

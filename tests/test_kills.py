@@ -30,9 +30,12 @@ from dlt.common.pipeline import PipelineContext
 from pipelines.micrometrics.timeutil import parse_timestamp
 from pipelines.sandbox import Sandbox, faults
 from pipelines.status.cli import main as status_main
+from pipelines.status.record import status_of
+from pipelines.status.snapshot import local_state
 from pipelines.sync import cli
 from tests.cli import run_in_process, start_sync, sync_env, tmp_cwd
 from tests.destinations import pipeline_on
+from tests.http_proxy import refusing_proxy
 from tests.syncing import DATASET, query
 from tests.truth import assert_matches_truth
 from tests.truth import query as query_where
@@ -226,6 +229,19 @@ def exits_within(pid: int, seconds: float) -> bool:
         return bool(ready)
     finally:
         os.close(handle)
+
+
+def test_status_after_a_first_sync_killed_in_its_load_blames_no_unreadable_destination(tenant):
+    # The destination was read (its tables counted) but holds no state yet: status said it was
+    # "not readable".
+    tenant.kill("load", 1)
+    shown = run_in_process(status_main, ["status"], dict(tenant.env), "--json")
+    problems = json.loads(shown.stdout)["problems"]
+    assert any("load package(s) extracted on this machine are not loaded yet" in problem
+               and "; the destination holds no state yet (its first load did not finish), so "
+                   "no stream is shown" in problem for problem in problems), problems
+    assert not any("not readable" in problem for problem in problems), problems
+    rerun_is_exact(tenant)
 
 
 @pytest.mark.slow
@@ -548,6 +564,40 @@ def test_sigterm_while_a_response_trickles_its_head_ends_the_sync_at_once(start_
     assert process.returncode == 1 and "error: sync failed: stopped by SIGTERM" in err, err
     recorded = json.loads(run_in_process(status_main, ["status"], env, "--json").stdout)
     assert recorded["last_sync"]["exit_code"] == 1
+
+
+def test_sigterm_while_the_destination_cannot_be_reached_ends_the_sync_at_once(tmp_path):
+    """BigQuery's client retries an unreachable Google for up to 10 minutes, inside dlt's
+    restore of the state from the destination: a stop waited for dlt's code to end all that
+    time (cron's KILL then left no record). A destination's call may stop, as it may fail."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    with refusing_proxy() as (proxy, reached):  # no way to Google: a proxy that cannot reach it
+        env = sync_env(tmp_path, "http://127.0.0.1:9", HTTPS_PROXY=proxy, HTTP_PROXY=proxy,
+                       NO_PROXY="", no_proxy="",
+                       DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID="micrometrics-test",
+                       DESTINATION__BIGQUERY__CREDENTIALS__CLIENT_EMAIL=(
+                           "loader@micrometrics-test.iam.gserviceaccount.com"),
+                       DESTINATION__BIGQUERY__CREDENTIALS__PRIVATE_KEY=key)
+        process = start_sync(env, *FLAGS, "--destination", "bigquery", "--json")
+        try:
+            assert reached.wait(60), "the sync never tried to reach Google"
+            process.send_signal(signal.SIGTERM)
+            assert exits_within(process.pid, 20)
+            out, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 1 and "error: sync failed: stopped by SIGTERM" in err, err
+    assert json.loads(out)["exit_code"] == 1
+    # Recorded here (status would wait for Google as the sync did).
+    state, _ = local_state(str(tmp_path / "dlt" / "pipelines"))
+    last_sync = status_of(state)["last_sync"]
+    assert last_sync["exit_code"] == 1 and "SIGTERM" in last_sync["error"]
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -16,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
+from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.settings import load_settings
 from pipelines.status.cli import main as status_main
 from pipelines.sync.cli import main
 from pipelines.sync.options import SyncOptions
-from tests.cli import run_cli, run_in_process, start_sync, sync_env
+from tests.cli import COMMAND, run_cli, run_in_process, start_sync, sync_env, tmp_cwd
 from tests.conftest import KEY, SECRET
 from tests.fakes import FakeClock
 from tests.syncing import DATASET, query, sync_sandbox
@@ -544,6 +546,90 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
+@pytest.mark.parametrize("free_bytes", [0, 4096])
+def test_a_first_sync_onto_a_full_disk_leaves_no_duckdb_file_that_fails_every_sync_after(
+        start_sandbox, tmp_path, small_disk, free_bytes):
+    """DuckDB creates the file, then writes its 12 KB of headers: on a full disk the file stayed
+    empty or cut short, and every sync after (the models, the report) failed on it ("not a
+    valid DuckDB database file"), the space back, for good."""
+    sandbox = start_sandbox(devices=5, surveys=2, responses=100, rate=1000.0, burst=1000)
+    database = small_disk / "warehouse.duckdb"
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__DUCKDB__CREDENTIALS=str(database))
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 4096)
+    os.truncate(filler, os.path.getsize(filler) - free_bytes)
+    full = run_cli(env, "--quiet", "--no-models")
+    assert full.returncode == 1, full.stderr
+    assert "No space left on device" in full.stderr.strip().splitlines()[-1], full.stderr
+    assert not database.exists(), (full.stderr, database.stat().st_size)  # nothing was in it
+    filler.unlink()
+    done = run_cli(env, "--quiet", "--no-models")
+    assert done.returncode == 0, done.stderr
+    assert_matches_truth(small_disk, sandbox.truth())
+
+
+def test_a_full_disk_said_only_in_text_is_the_disk_not_a_stuck_package():
+    """dlt's normalize passes a worker's error on as text, and DuckDB's IO errors are its own:
+    a full disk there said "fix the cause, or sync once with --drop-pending" (the one step that
+    can lose data), where freeing space is all it takes. A server's full disk stays its own."""
+    import duckdb as duckdb_module
+    import psycopg2.errors
+    from dlt.load.exceptions import LoadClientJobFailed
+    from dlt.normalize.exceptions import NormalizeJobFailed
+
+    from pipelines.micrometrics.messages import hint
+    from pipelines.sync.run import failure
+
+    normalize = NormalizeJobFailed("17", "job", "[Errno 28] No space left on device", [])
+    duckdb_load = LoadClientJobFailed("17", "survey_responses.x.parquet", "failed", (
+        duckdb_module.IOException('IO Error: Could not write file "w.duckdb.wal": No space '
+                                  'left on device')))
+    for exc, said in ((normalize, "[Errno 28] No space left on device"),
+                      (duckdb_load, 'IO Error: Could not write file "w.duckdb.wal": No space '
+                                    'left on device')):
+        assert failure(exc) == (1, f"sync failed: this machine's disk: {said}; {hint('disk')}")
+    server = LoadClientJobFailed("17", "survey_responses.x.sql", "failed", psycopg2.errors.DiskFull(
+        'could not extend file "base/16384/2619": No space left on device'))
+    assert "this machine's disk" not in failure(server)[1]
+
+
+def test_a_file_size_limit_is_said_as_the_disk_and_loses_nothing(start_sandbox, tmp_path):
+    """ulimit -f (systemd's LimitFSIZE): dlt's wrapper text of the extract step, naming no cause."""
+    sandbox = start_sandbox(devices=5, surveys=2, responses=300, rate=1000.0, burst=1000)
+    env = sync_env(tmp_path, sandbox.url)
+    limited = ["bash", "-c", 'ulimit -f 64 && exec "$@"', "bash"]  # 64 KB a file
+    limit = subprocess.run([*limited, *COMMAND, "--quiet", "--no-models"], cwd=tmp_cwd(env),
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert limit.returncode == 1, limit.stderr
+    assert limit.stderr.strip().splitlines()[-1].startswith(
+        "error: sync failed: this machine's disk: [Errno 27] File too large"), limit.stderr
+    done = run_cli(env, "--quiet", "--no-models")
+    assert done.returncode == 0, done.stderr
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
+def test_a_duckdb_file_cut_short_as_it_was_made_is_set_aside_and_made_anew(start_sandbox,
+                                                                           tmp_path):
+    """As an earlier version left it on a full disk: shorter than an empty database (12 KB),
+    no WAL. Every sync failed on it for good; now it is set aside (kept), said, made anew."""
+    sandbox = start_sandbox(devices=5, surveys=2, responses=100, rate=1000.0, burst=1000)
+    database = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    database.write_bytes((tmp_path / "empty.duckdb").read_bytes()[:4096])
+    env = sync_env(tmp_path, sandbox.url)
+    done = run_cli(env, "--quiet", "--no-models")
+    assert done.returncode == 0, done.stderr
+    [aside] = tmp_path.glob("warehouse.duckdb.unfinished-*")
+    [warning] = done.stderr.strip().splitlines()
+    assert warning == (f"warning: the DuckDB file {database} was cut short as it was created "
+                       f"(4096 bytes: a full disk or a file-size limit then) and never held "
+                       f"data: moved aside to {aside}, and a new one made"), warning
+    assert aside.stat().st_size == 4096
+    assert_matches_truth(tmp_path, sandbox.truth())
+
+
 def test_a_full_or_read_only_pipelines_disk_is_said_in_one_line_and_shown_by_status(
         start_sandbox, tmp_path, small_disk):
     sandbox = start_sandbox(devices=5, surveys=2, responses=100, rate=1000.0, burst=1000)
@@ -564,9 +650,9 @@ def test_a_full_or_read_only_pipelines_disk_is_said_in_one_line_and_shown_by_sta
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: sync failed: this machine's disk: [Errno 28] No space left "
                             "on device"), error
-    assert error.endswith("; free space on (or make writable) the disk of the path named, "
-                          "usually the pipelines folder (under DLT_DATA_DIR); nothing is lost: "
-                          "the next sync loads or reads again what this one could not")
+    assert error.endswith(f"; {hint('disk')}")
+    assert hint("disk").startswith("free space on (or make writable) the disk of the path "
+                                   "named, usually the pipelines folder (under DLT_DATA_DIR)")
     pipelines = small_disk / "dlt" / "pipelines"
     assert any(problem.startswith(f"the disk of this machine's pipelines folder {pipelines} is "
                                   f"full (") for problem in status_problems())

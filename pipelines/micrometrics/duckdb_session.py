@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from pipelines.error_chain import causes
 
+from . import duckdb_stub
 from .errors import ConfigurationError
 from .messages import hint
 from .warehouse import destination_kind
@@ -156,6 +158,8 @@ class HeldDatabase:
         that holds it (DuckDB's message names its PID)."""
         import duckdb
 
+        path = duckdb_stub.file_path(self.credentials.database)
+        created = path is not None and not os.path.exists(path)
         deadline = self.clock() + LOCK_WAIT_SECONDS
         while True:
             try:
@@ -164,8 +168,18 @@ class HeldDatabase:
                     config={key: self.configured[key] for key in CONNECT_OPTIONS
                             if key in self.configured},
                 )
-            except duckdb.IOException as exc:
-                if not any(text in str(exc) for text in FILE_LOCKED) or self.clock() >= deadline:
+            except Exception as exc:
+                if created:  # its headers could not be written (a full disk): nothing in it
+                    duckdb_stub.remove_unfinished(path)
+                    raise
+                if (path is not None and not self.credentials.read_only
+                        and duckdb_stub.never_held_data(path, exc)):
+                    duckdb_stub.set_aside(path)  # left so by an earlier version
+                    created = True
+                    continue
+                if (not isinstance(exc, duckdb.IOException)
+                        or not any(text in str(exc) for text in FILE_LOCKED)
+                        or self.clock() >= deadline):
                     raise
             self.sleep(LOCK_POLL_SECONDS)
 

@@ -139,10 +139,11 @@ HINTS: dict[str, Hint] = {
     ),
     "disk": Hint(
         "error: sync failed: this machine's disk: [Errno 28] No space left on device ... / "
-        "[Errno 30] Read-only file system ...",
+        "[Errno 30] Read-only file system ... / [Errno 27] File too large ...",
         "free space on (or make writable) the disk of the path named, usually the pipelines "
-        "folder (under DLT_DATA_DIR); nothing is lost: the next sync loads or reads "
-        "again what this one could not",
+        "folder (under DLT_DATA_DIR) or the DuckDB file's, or raise the file-size limit "
+        "(ulimit -f); nothing is lost: the next sync loads or reads again what this one "
+        "could not",
     ),
     "schema_update": Hint(
         "error: sync failed: the destination refused to create the dataset / update the "

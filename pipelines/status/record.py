@@ -96,10 +96,13 @@ def updated_status(previous: dict[str, Any], outcome: SyncOutcome) -> dict[str, 
     return status
 
 
-def record_sync(pipeline: dlt.Pipeline, outcome: SyncOutcome) -> str:
-    """Save ``outcome`` in the pipeline state, locally and (when it safely can) in the
-    destination. Returns where: ``destination`` or ``local``. Raises what dlt raises when the
-    state-only load fails (the record is saved locally by then)."""
+def record_sync(pipeline: dlt.Pipeline, outcome: SyncOutcome, here_only: bool = False) -> str:
+    """Save ``outcome`` in the pipeline state, locally and (when it safely can, and not
+    ``here_only``) in the destination. Returns where: ``destination`` or ``local``. Raises what
+    dlt raises when the state-only load fails (the record is saved locally by then).
+    ``here_only``: a stopped sync's, which must end now; reaching the destination can take
+    minutes (BigQuery's client retries an unreachable Google for 10), and cron's KILL, when it
+    came meanwhile, left no record at all."""
     try:
         claim_folder(pipeline)
     except Exception:  # noqa: BLE001 - a destination not configured: the record stays local
@@ -111,7 +114,7 @@ def record_sync(pipeline: dlt.Pipeline, outcome: SyncOutcome) -> str:
     # last sync); another worker may have synced since this machine's was written (loaded over
     # the destination's, a stale state would become its newest). Packages left here hold a
     # newer state of their own: the record stays local until they load.
-    to_destination = not pipeline.has_pending_data
+    to_destination = not here_only and not pipeline.has_pending_data
     if to_destination and pipeline.config.restore_from_destination:
         try:
             pipeline.sync_destination()

@@ -210,7 +210,9 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
                 "; until then the streams are shown as the destination has them"
                 if remote is not None else
                 "; the destination is not readable, so no stream is shown (the local windows "
-                "are ahead of what was loaded)"))
+                "are ahead of what was loaded)" if snapshot.unreachable else
+                "; the destination holds no state yet (its first load did not finish), so no "
+                "stream is shown (the local windows are ahead of what was loaded)"))
     if remote is not None and (local is None or left or snapshot.versions["destination"]
                                > snapshot.versions["local"]):
         # With packages left, the local windows are ahead of what was loaded: the

@@ -37,6 +37,7 @@ from pipelines.exit_codes import (
 )
 from pipelines.micrometrics import RESOURCES, SyncReport, sync
 from pipelines.micrometrics.duckdb_session import duckdb_credentials, file_held, held_duckdb
+from pipelines.micrometrics.duckdb_stub import file_path
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
@@ -59,8 +60,10 @@ from .terminate import (
     was_terminated,
 )
 
-# A full disk, a quota, a read-only filesystem (the pipelines folder's, or a temporary one).
-LOCAL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+# A full disk, a quota, a read-only filesystem, a file-size limit (``ulimit -f``, systemd's
+# LimitFSIZE): the pipelines folder's, a temporary one's, or the DuckDB file's.
+LOCAL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+DISK_FULL = tuple(os.strerror(code) for code in LOCAL_DISK_ERRORS)  # "No space left on device"
 TABLES = ["devices", "surveys", "surveys__questions", "survey_questions", "survey_responses",
           "survey_responses__answers", REJECTED_TABLE]
 
@@ -149,14 +152,22 @@ def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) ->
         yield
     except BaseException as exc:  # a scheduler's timeout (Airflow's is no Exception) too
         drop_waiting_stop()  # raised while this failure is recorded, it would lose the record
-        # Failed on a holder of the DuckDB file: not waited for again to record it.
-        save_held(pipeline, options, result, *failure(exc), hold=file_held(exc) is None)
+        # Failed on a holder of the DuckDB file: not waited for again to record it. Stopped: the
+        # record stays here, where it is written at once (the destination may be what hangs).
+        save_held(pipeline, options, result, *failure(exc), hold=file_held(exc) is None,
+                  here_only=stopped(exc))
         raise
     save_held(pipeline, options, result, EXIT_OK, None)
 
 
+def stopped(exc: BaseException) -> bool:
+    """Whether the run was stopped (SIGTERM, Ctrl-C, a scheduler's timeout), not failed."""
+    return (was_terminated(exc) or was_interrupted(exc)
+            or type(exc).__name__ == "AirflowTaskTimeout")  # by name, as in ``failure``
+
+
 def save_held(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
-              message: str | None, hold: bool = True) -> None:
+              message: str | None, hold: bool = True, here_only: bool = False) -> None:
     """``save_outcome`` with an existing DuckDB file held (waiting for a status or notebook
     that has it open) rather than opened by each of dlt's queries, which failed on such a
     holder (the record then stayed local, unsaid); not held, it is recorded all the same if
@@ -167,16 +178,21 @@ def save_held(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, c
                 credentials = duckdb_credentials(pipeline)
                 if hold and credentials is not None and os.path.exists(credentials.database):
                     holding.enter_context(held_duckdb(pipeline, bounded=False))
-            save_outcome(pipeline, options, result, code, message)
+                elif credentials is not None and file_path(credentials.database) and \
+                        not os.path.exists(credentials.database):
+                    # Not made to record that it could not be made (a full disk left it empty,
+                    # failing every sync after): the record stays here.
+                    here_only = True
+            save_outcome(pipeline, options, result, code, message, here_only)
     except BaseException as stop:
         if code != EXIT_OK:
             raise  # the failure is raised anyway; a stop on top of it too
-        save_outcome(pipeline, options, result, *failure(stop))
+        save_outcome(pipeline, options, result, *failure(stop), here_only=True)
         raise
 
 
 def save_outcome(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
-                 message: str | None) -> None:
+                 message: str | None, here_only: bool = False) -> None:
     outcome = SyncOutcome(
         started_at=result.started_at or datetime.now(UTC), finished_at=datetime.now(UTC),
         exit_code=code, exit_cause=exit_cause(code),
@@ -184,7 +200,7 @@ def save_outcome(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult
         resources=tuple(options.resources), explicit_range=options.explicit_range,
         full_refresh=options.full_refresh, report=result.report)
     try:
-        record_sync(pipeline, outcome)
+        record_sync(pipeline, outcome, here_only)
     except Exception as exc:  # noqa: BLE001 - the sync's own result stands
         print(f"warning: the sync's outcome could not be recorded for status: "
               f"{one_line(first_cause(exc))}", file=sys.stderr)
@@ -203,6 +219,8 @@ def first_cause(exc: BaseException) -> BaseException:
                 None)
     if ours is not None:
         return ours
+    if disk := local_disk_failure(chain):  # dlt's wrapper names neither the disk nor what to do
+        return LocalDiskFailed(f"this machine's disk: {disk}; {hint('disk')}")
     job = next((link for link in chain if isinstance(link, LoadClientJobException)), None)
     if job is not None and getattr(job, "client_exception", None) is not None:
         table = str(getattr(job, "job_id", "")).split(".", 1)[0] or "a table"
@@ -212,10 +230,6 @@ def first_cause(exc: BaseException) -> BaseException:
                  else f"; if this repeats on every sync: {hint('stuck_package')}")
         return LoadJobFailed(f"the load of {table} failed: "
                              f"{one_line(job.client_exception, 200)}{stuck}")
-    disk = next((link for link in chain if isinstance(link, OSError)
-                 and link.errno in LOCAL_DISK_ERRORS), None)
-    if disk is not None:  # dlt's wrapper names neither the disk nor what to do
-        return LocalDiskFailed(f"this machine's disk: {one_line(disk, 200)}; {hint('disk')}")
     unreadable = next((link for link in chain if isinstance(link, LoadPackageNotFound)), None)
     if unreadable is not None:  # a package's own files emptied or cut short (a power loss)
         return LoadJobFailed(f"a load package on this machine could not be read "
@@ -235,6 +249,27 @@ def first_cause(exc: BaseException) -> BaseException:
                              f"{one_line(Exception(refused.failed_message), 200)}; "
                              f"{hint('stuck_package')}")
     return exc
+
+
+def local_disk_failure(chain: list[BaseException]) -> str | None:
+    """This machine's disk full, read-only or over a quota or file-size limit, in one line,
+    where ``chain`` says so: an ``OSError``, or only its text where that is all that travels
+    (dlt's normalize passes a worker's error on as text; DuckDB's IO errors are its own). Not a
+    server's disk: a PostgreSQL ``DiskFull`` is the server's to free, said as it is."""
+    for link in chain:
+        if isinstance(link, OSError) and link.errno in LOCAL_DISK_ERRORS:
+            return one_line(link, 200)
+    for link in reversed(chain):  # the innermost says it most plainly
+        said = [link.failed_message] if isinstance(link, NormalizeJobFailed) else []
+        said += [getattr(link, name, None) for name in ("client_exception", "cause")]
+        said.append(link)
+        for what in said:
+            local = isinstance(what, str) or type(what).__module__.startswith(("duckdb",
+                                                                               "_duckdb"))
+            if what is not None and local and any(text in str(what) for text in DISK_FULL):
+                return one_line(what if isinstance(what, BaseException) else Exception(what),
+                                200)
+    return None
 
 
 class LoadJobFailed(Exception):

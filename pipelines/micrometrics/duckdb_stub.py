@@ -1,0 +1,58 @@
+"""A DuckDB file a full disk cut short as it was created: it never held anything.
+
+``duckdb.connect`` creates the file, then writes its 12 KB of headers; on a full disk (or
+under a file-size limit) the write fails and the file stays, empty or cut short. Every later
+sync, the models and the report then failed on it ("not a valid DuckDB database file", "Could
+not read enough bytes"), with the space back, for good: nothing said to delete it. The sync now
+removes a file its own connect created and could not finish, and sets aside one left so before
+(by an earlier version) to make a new one: shorter than an empty database, with no WAL, it can
+hold no data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from datetime import UTC, datetime
+
+log = logging.getLogger("micrometrics")
+
+# An empty DuckDB database file: its main header and two database headers, 4 KB each.
+EMPTY_DATABASE_BYTES = 12288
+REFUSED = ("not a valid DuckDB database file", "Could not read enough bytes")
+
+
+def file_path(database: object) -> str | None:
+    """The database's file, or None (in memory, a URL DuckDB reads itself)."""
+    path = str(database or "")
+    if not path or path == ":memory:" or "://" in path or path.startswith("md:"):
+        return None
+    return path
+
+
+def remove_unfinished(path: str) -> None:
+    """Remove the file (and its WAL) a connect created and could not finish."""
+    for leftover in (path, f"{path}.wal"):
+        with contextlib.suppress(OSError):
+            os.remove(leftover)
+
+
+def never_held_data(path: str, refused: BaseException) -> bool:
+    """Whether DuckDB ``refused`` the file at ``path`` for being cut short as it was made."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return False
+    return (size < EMPTY_DATABASE_BYTES and not os.path.exists(f"{path}.wal")
+            and any(text in str(refused) for text in REFUSED))
+
+
+def set_aside(path: str) -> str:
+    """Moves the file aside (kept for a look, not deleted); returns where, having warned."""
+    aside = f"{path}.unfinished-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    os.replace(path, aside)
+    log.warning("warning: the DuckDB file %s was cut short as it was created (%d bytes: a full "
+                "disk or a file-size limit then) and never held data: moved aside to %s, and a "
+                "new one made", path, os.path.getsize(aside), aside)
+    return aside
