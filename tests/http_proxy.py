@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 ABSOLUTE = re.compile(rb"^([A-Z]+) http://[^/ ]+/", re.M)
@@ -16,7 +16,6 @@ ABSOLUTE = re.compile(rb"^([A-Z]+) http://[^/ ]+/", re.M)
 @contextmanager
 def forwarding_proxy(target_port: int) -> Iterator[str]:
     """Its URL while the block runs; every connection goes to 127.0.0.1:``target_port``."""
-    listener = socket.create_server(("127.0.0.1", 0))
 
     def relay(source: socket.socket, sink: socket.socket, rewrite: bool) -> None:
         try:
@@ -30,29 +29,33 @@ def forwarding_proxy(target_port: int) -> Iterator[str]:
             except OSError:
                 pass
 
-    def serve() -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:  # closed: the block ended
-                return
-            upstream = socket.create_connection(("127.0.0.1", target_port))
-            for args in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=relay, args=args, daemon=True).start()
+    def forward(client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", target_port))
+        for args in ((client, upstream, True), (upstream, client, False)):
+            threading.Thread(target=relay, args=args, daemon=True).start()
 
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        listener.close()
+    with serving(forward) as url:
+        yield url
 
 
 @contextmanager
 def refusing_proxy() -> Iterator[tuple[str, threading.Event]]:
     """A proxy's URL that takes each connection and closes it at once (a proxy that cannot
     reach the internet), and an event set on the first connection."""
-    listener = socket.create_server(("127.0.0.1", 0))
     reached = threading.Event()
+
+    def refuse(client: socket.socket) -> None:
+        reached.set()
+        client.close()
+
+    with serving(refuse) as url:
+        yield url, reached
+
+
+@contextmanager
+def serving(handle: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A proxy's URL on loopback while the block runs, each connection given to ``handle``."""
+    listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
         while True:
@@ -60,11 +63,10 @@ def refusing_proxy() -> Iterator[tuple[str, threading.Event]]:
                 client, _ = listener.accept()
             except OSError:  # closed: the block ended
                 return
-            reached.set()
-            client.close()
+            handle(client)
 
-    threading.Thread(target=serve, name="refusing-proxy", daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", reached
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         listener.close()

@@ -537,6 +537,19 @@ def test_a_stop_while_dlt_rebuilds_a_schema_waits_for_it(tenant, sent):
     rerun_is_exact(tenant)
 
 
+def stopped_once(process: subprocess.Popen, ready: threading.Event, within: float
+                 ) -> tuple[str, str]:
+    """SIGTERM to the sync once ``ready`` is set; it must end ``within`` seconds: its output."""
+    try:
+        assert ready.wait(60), "the sync never got where it is to be stopped"
+        process.send_signal(signal.SIGTERM)
+        assert exits_within(process.pid, within)
+        return process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_sigterm_while_a_response_trickles_its_head_ends_the_sync_at_once(start_sandbox,
                                                                          tmp_path, monkeypatch):
     """A server sending a response's status and headers a byte now and then: the stopping sync
@@ -553,14 +566,7 @@ def test_sigterm_while_a_response_trickles_its_head_ends_the_sync_at_once(start_
     sandbox.script("trickled_headers", endpoint="survey_responses")
     env = sync_env(tmp_path, sandbox.url)
     process = start_sync(env, *FLAGS)
-    try:
-        assert trickling.wait(60)
-        process.send_signal(signal.SIGTERM)
-        assert exits_within(process.pid, 10)
-        _out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    _out, err = stopped_once(process, trickling, within=10)
     assert process.returncode == 1 and "error: sync failed: stopped by SIGTERM" in err, err
     recorded = json.loads(run_in_process(status_main, ["status"], env, "--json").stdout)
     assert recorded["last_sync"]["exit_code"] == 1
@@ -584,14 +590,7 @@ def test_sigterm_while_the_destination_cannot_be_reached_ends_the_sync_at_once(t
                            "loader@micrometrics-test.iam.gserviceaccount.com"),
                        DESTINATION__BIGQUERY__CREDENTIALS__PRIVATE_KEY=key)
         process = start_sync(env, *FLAGS, "--destination", "bigquery", "--json")
-        try:
-            assert reached.wait(60), "the sync never tried to reach Google"
-            process.send_signal(signal.SIGTERM)
-            assert exits_within(process.pid, 20)
-            out, err = process.communicate(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
+        out, err = stopped_once(process, reached, within=20)  # reached: trying Google
     assert process.returncode == 1 and "error: sync failed: stopped by SIGTERM" in err, err
     assert json.loads(out)["exit_code"] == 1
     # Recorded here (status would wait for Google as the sync did).
