@@ -7,6 +7,7 @@ re-reads that range.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -33,7 +34,7 @@ from pipelines.status.cli import main as status_main
 from pipelines.status.record import status_of
 from pipelines.status.snapshot import local_state
 from pipelines.sync import cli
-from tests.cli import run_in_process, start_sync, sync_env, tmp_cwd
+from tests.cli import as_a_process, run_in_process, start_sync, sync_env, tmp_cwd
 from tests.destinations import pipeline_on
 from tests.http_proxy import refusing_proxy
 from tests.syncing import DATASET, query
@@ -572,12 +573,19 @@ def test_sigterm_while_a_response_trickles_its_head_ends_the_sync_at_once(start_
     assert recorded["last_sync"]["exit_code"] == 1
 
 
-def test_sigterm_while_the_destination_cannot_be_reached_ends_the_sync_at_once(tmp_path):
+@pytest.mark.warehouses  # BigQuery's client: the warehouses extra (make test-warehouses)
+@pytest.mark.parametrize("loaded_before", [False, True])
+def test_sigterm_while_the_destination_cannot_be_reached_ends_the_sync_at_once(tmp_path,
+                                                                               loaded_before):
     """BigQuery's client retries an unreachable Google for up to 10 minutes, inside dlt's
-    restore of the state from the destination: a stop waited for dlt's code to end all that
-    time (cron's KILL then left no record). A destination's call may stop, as it may fail."""
+    restore of the state from the destination (a new folder) or its check that the dataset is
+    there (a folder that has loaded): a stop waited for dlt's code to end all that time (cron's
+    KILL then left no record). A destination's SQL client may stop, as it may fail."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from pipelines.destination import open_pipeline
+    from pipelines.micrometrics.rolled_back import LOADED_STATE
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -589,6 +597,9 @@ def test_sigterm_while_the_destination_cannot_be_reached_ends_the_sync_at_once(t
                        DESTINATION__BIGQUERY__CREDENTIALS__CLIENT_EMAIL=(
                            "loader@micrometrics-test.iam.gserviceaccount.com"),
                        DESTINATION__BIGQUERY__CREDENTIALS__PRIVATE_KEY=key)
+        if loaded_before:  # as a load leaves the folder: the state it loaded, noted
+            with as_a_process(env, io.StringIO()):
+                open_pipeline("bigquery", DATASET).set_local_state_val(LOADED_STATE, "loaded")
         process = start_sync(env, *FLAGS, "--destination", "bigquery", "--json")
         out, err = stopped_once(process, reached, within=20)  # reached: trying Google
     assert process.returncode == 1 and "error: sync failed: stopped by SIGTERM" in err, err

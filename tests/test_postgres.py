@@ -800,6 +800,32 @@ def test_a_readers_open_transaction_does_not_hold_up_the_models_build(
     assert query(pipeline, filenode) != before
 
 
+def test_a_sync_held_up_by_another_roles_session_is_told_so(start_sandbox, tmp_path,
+                                                              postgres_credentials):
+    # PostgreSQL shows another role's session's pid only (its address and start are NULL to a
+    # role without pg_read_all_stats): naming its start crashed the refusal (exit 1, "'NoneType'
+    # object has no attribute 'astimezone'"), where it is exit 3 and retried.
+    sandbox = start_sandbox(**SMALL)
+    database = postgres_credentials.rsplit("/", 1)[1]
+    with psycopg2.connect(postgres_credentials) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE other_loader_{database} LOGIN")
+        cursor.execute(f'GRANT ALL ON DATABASE "{database}" TO other_loader_{database}')
+    other_role = postgres_credentials.replace("postgres:x@", f"other_loader_{database}:x@", 1)
+    env = sync_env(tmp_path, sandbox.url, DESTINATION__POSTGRES__CREDENTIALS=other_role)
+    holder = psycopg2.connect(postgres_credentials)  # the superuser's sync holds the dataset
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(DATASET)))
+        locked = run_cli(env, "--destination", "postgres", "--quiet")
+        pid = holder.get_backend_pid()
+    finally:
+        holder.close()
+    assert locked.returncode == 3, locked.stderr
+    assert (f"is running against this PostgreSQL database (server pid {pid}, another role's "
+            f"session (its address and start are shown to a superuser or a member of "
+            f"pg_read_all_stats));") in locked.stderr.strip().splitlines()[-1], locked.stderr
+
+
 def test_the_dataset_lock_is_the_schemas_whatever_the_spelling(tmp_path, postgres_credentials):
     # "Kiosk-Data" and "kiosk_data" load one schema, kiosk_data: two spellings took two locks.
     from pipelines.sync.dataset_lock import dataset_lock

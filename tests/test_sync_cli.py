@@ -628,6 +628,15 @@ def test_a_duckdb_file_cut_short_as_it_was_made_is_set_aside_and_made_anew(start
                        f"data: moved aside to {aside}, and a new one made"), warning
     assert aside.stat().st_size == 4096
     assert_matches_truth(tmp_path, sandbox.truth())
+    # Another file the setting names by mistake (small, no WAL, refused the same way) is not
+    # set aside: it is said, and left as it is.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("kiosk rollout notes\n" * 50)
+    env["DESTINATION__DUCKDB__CREDENTIALS"] = str(notes)
+    refused = run_cli(env, "--quiet", "--no-models")
+    assert refused.returncode == 1 and "not a valid DuckDB database file" in refused.stderr
+    assert notes.read_text() == "kiosk rollout notes\n" * 50
+    assert not list(tmp_path.glob("notes.txt.unfinished-*"))
 
 
 def test_a_full_or_read_only_pipelines_disk_is_said_in_one_line_and_shown_by_status(

@@ -21,6 +21,7 @@ log = logging.getLogger("micrometrics")
 # An empty DuckDB database file: its main header and two database headers, 4 KB each.
 EMPTY_DATABASE_BYTES = 12288
 REFUSED = ("not a valid DuckDB database file", "Could not read enough bytes")
+MAGIC = b"DUCK"  # at bytes 8-11 of the main header, after its checksum
 
 
 def file_path(database: object) -> str | None:
@@ -39,12 +40,17 @@ def remove_unfinished(path: str) -> None:
 
 
 def never_held_data(path: str, refused: BaseException) -> bool:
-    """Whether DuckDB ``refused`` the file at ``path`` for being cut short as it was made."""
+    """Whether DuckDB ``refused`` the file at ``path`` for being cut short as it was made:
+    shorter than an empty database, no WAL, and empty, zeros, or DuckDB's header begun (not
+    some other file the setting names by mistake, which DuckDB refuses the same way)."""
     try:
         size = os.path.getsize(path)
+        with open(path, "rb") as file:
+            head = file.read(EMPTY_DATABASE_BYTES)
     except OSError:
         return False
-    return (size < EMPTY_DATABASE_BYTES and not os.path.exists(f"{path}.wal")
+    begun = not head.strip(b"\0") or head[8:12] == MAGIC
+    return (size < EMPTY_DATABASE_BYTES and begun and not os.path.exists(f"{path}.wal")
             and any(text in str(refused) for text in REFUSED))
 
 

@@ -75,6 +75,9 @@ def holder(client: object, key: int) -> str:
     if not rows:
         return "its session just ended"
     address, pid, application, started, age = rows[0]
+    if started is None:  # another role's session: PostgreSQL shows its pid, not its details
+        return (f"server pid {pid}, another role's session (its address and start are shown "
+                f"to a superuser or a member of pg_read_all_stats)")
     # Its session's age tells a sync at work from one that hangs (the lock is the session's).
     return f"from {address or 'this host (socket)'}, server pid {pid}" + (
         f", {application}" if application else "") + (

@@ -91,23 +91,25 @@ def _on_stop(signum: int, frame: FrameType | None) -> None:
     signal.raise_signal(signum)  # asked again: end now
 
 
-# A destination client's own call (a query, a connection) may stop where the destination could
-# fail it anyway (the network, the server), as dlt's code around it must take: an unreachable
-# Google held a stop inside dlt's restore of the state for as long as BigQuery's client retries
-# (10 minutes; cron's KILL then left no record). dlt's load step handles a stop itself.
-STOPPABLE_CALLS = frozenset({"execute_query", "execute_sql", "execute_fragments",
-                             "open_connection"})
+# A destination's SQL client (its connection: queries, connecting, a dataset's existence) may
+# stop where the destination could fail it anyway (the network, the server), as dlt's code
+# around it must take: an unreachable Google held a stop inside dlt's restore of the state, or
+# its check that the dataset exists, for as long as BigQuery's client retries (10 minutes;
+# cron's KILL then left no record). dlt's load step handles a stop itself.
+def stoppable(module: str) -> bool:
+    """Whether a frame of dlt's ``module`` is a destination's SQL client's."""
+    return module.startswith("dlt.destinations.") and module.endswith("sql_client")
+
 
 
 def inside_dlt(frame: FrameType | None) -> bool:
     """Whether the innermost frame of dlt's or ours (others are libraries either may call) is
     dlt's: our code that dlt calls (a resource's pages) may stop, dlt's own must not, but for
-    a destination's call (``STOPPABLE_CALLS``)."""
+    a destination's SQL client (``stoppable``)."""
     while frame is not None:
         module = frame.f_globals.get("__name__") or ""
         if module == "dlt" or module.startswith("dlt."):
-            return not (module.startswith("dlt.destinations.")
-                        and frame.f_code.co_name in STOPPABLE_CALLS)
+            return not stoppable(module)
         if module.startswith("pipelines."):
             return False
         frame = frame.f_back
