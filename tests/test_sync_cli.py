@@ -563,10 +563,12 @@ def test_a_first_sync_onto_a_full_disk_leaves_no_duckdb_file_that_fails_every_sy
     full = run_cli(env, "--quiet", "--no-models")
     assert full.returncode == 1, full.stderr
     assert "No space left on device" in full.stderr.strip().splitlines()[-1], full.stderr
-    assert not database.exists(), (full.stderr, database.stat().st_size)  # nothing was in it
     filler.unlink()
     done = run_cli(env, "--quiet", "--no-models")
     assert done.returncode == 0, done.stderr
+    # What the failure's record left (its own connection made the file again) is set aside.
+    assert all(line.startswith(f"warning: the DuckDB file {database} was cut short as it was "
+                               f"created (") for line in done.stderr.splitlines()), done.stderr
     assert_matches_truth(small_disk, sandbox.truth())
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -159,7 +158,7 @@ class HeldDatabase:
         import duckdb
 
         path = duckdb_stub.file_path(self.credentials.database)
-        created = path is not None and not os.path.exists(path)
+        made_anew = False
         deadline = self.clock() + LOCK_WAIT_SECONDS
         while True:
             try:
@@ -169,13 +168,10 @@ class HeldDatabase:
                             if key in self.configured},
                 )
             except Exception as exc:
-                if created:  # its headers could not be written (a full disk): nothing in it
-                    duckdb_stub.remove_unfinished(path)
-                    raise
-                if (path is not None and not self.credentials.read_only
+                if (not made_anew and path is not None and not self.credentials.read_only
                         and duckdb_stub.never_held_data(path, exc)):
-                    duckdb_stub.set_aside(path)  # left so by an earlier version
-                    created = True
+                    duckdb_stub.set_aside(path)  # a full disk cut it short as it was made
+                    made_anew = True
                     continue
                 if (not isinstance(exc, duckdb.IOException)
                         or not any(text in str(exc) for text in FILE_LOCKED)

@@ -3,15 +3,14 @@
 ``duckdb.connect`` creates the file, then writes its 12 KB of headers; on a full disk (or
 under a file-size limit) the write fails and the file stays, empty or cut short. Every later
 sync, the models and the report then failed on it ("not a valid DuckDB database file", "Could
-not read enough bytes"), with the space back, for good: nothing said to delete it. The sync now
-removes a file its own connect created and could not finish, and sets aside one left so before
-(by an earlier version) to make a new one: shorter than an empty database, with no WAL, it can
-hold no data.
+not read enough bytes"), with the space back, for good: nothing said to delete it (the failed
+sync's record, written through dlt's own connection, makes it again). The next sync sets such a
+file aside and makes a new one: shorter than an empty database, with no WAL, it can hold no
+data; empty, zeros or DuckDB's header begun, it is no other file the setting names by mistake.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from datetime import UTC, datetime
@@ -30,13 +29,6 @@ def file_path(database: object) -> str | None:
     if not path or path == ":memory:" or "://" in path or path.startswith("md:"):
         return None
     return path
-
-
-def remove_unfinished(path: str) -> None:
-    """Remove the file (and its WAL) a connect created and could not finish."""
-    for leftover in (path, f"{path}.wal"):
-        with contextlib.suppress(OSError):
-            os.remove(leftover)
 
 
 def never_held_data(path: str, refused: BaseException) -> bool:

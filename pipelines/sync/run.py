@@ -37,7 +37,6 @@ from pipelines.exit_codes import (
 )
 from pipelines.micrometrics import RESOURCES, SyncReport, sync
 from pipelines.micrometrics.duckdb_session import duckdb_credentials, file_held, held_duckdb
-from pipelines.micrometrics.duckdb_stub import file_path
 from pipelines.micrometrics.errors import ConfigurationError, MicrometricsError
 from pipelines.micrometrics.messages import hint
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
@@ -178,11 +177,6 @@ def save_held(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, c
                 credentials = duckdb_credentials(pipeline)
                 if hold and credentials is not None and os.path.exists(credentials.database):
                     holding.enter_context(held_duckdb(pipeline, bounded=False))
-                elif credentials is not None and file_path(credentials.database) and \
-                        not os.path.exists(credentials.database):
-                    # Not made to record that it could not be made (a full disk left it empty,
-                    # failing every sync after): the record stays here.
-                    here_only = True
             save_outcome(pipeline, options, result, code, message, here_only)
     except BaseException as stop:
         if code != EXIT_OK:

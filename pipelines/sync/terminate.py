@@ -101,7 +101,6 @@ def stoppable(module: str) -> bool:
     return module.startswith("dlt.destinations.") and module.endswith("sql_client")
 
 
-
 def inside_dlt(frame: FrameType | None) -> bool:
     """Whether the innermost frame of dlt's or ours (others are libraries either may call) is
     dlt's: our code that dlt calls (a resource's pages) may stop, dlt's own must not, but for
