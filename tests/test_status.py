@@ -421,6 +421,18 @@ def test_a_fresh_runners_run_refused_for_its_settings_is_recorded_in_the_destina
     assert "lookback_minutes must be at least 15" in status["last_sync"]["error"]
 
 
+def test_a_first_run_refused_for_its_settings_is_shown(start_sandbox, tmp_path):
+    # Before anything was loaded: its record is what makes the DuckDB file (kept so: a version
+    # that did not make it showed "last sync: none recorded").
+    sandbox = start_sandbox(**SMALL)
+    env = sync_env(tmp_path, sandbox.url)
+    refused = run_cli(dict(env, SOURCES__MICROMETRICS__LOOKBACK_MINUTES="5"), "--quiet")
+    assert refused.returncode == 2
+    status = status_json(env)
+    assert status["last_sync"]["exit_code"] == 2 and status["last_success"] is None
+    assert "lookback_minutes must be at least 15" in status["last_sync"]["error"]
+
+
 def test_the_record_reaches_the_destination_with_restoring_turned_off(start_sandbox, tmp_path):
     sandbox = start_sandbox(**SMALL)
     env = sync_env(tmp_path, sandbox.url, RESTORE_FROM_DESTINATION="false")
