@@ -20,7 +20,7 @@ from dlt.common.schema.exceptions import SchemaCorruptedException
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines import connection_strings, postgres_sessions
-from pipelines.micrometrics.duckdb_session import refuse_a_file_named_like_the_dataset
+from pipelines.micrometrics.duckdb_session import plain_file, refuse_a_file_named_like_the_dataset
 from pipelines.micrometrics.errors import ConfigurationError
 
 log = logging.getLogger("micrometrics")
@@ -52,11 +52,6 @@ def missing_duckdb_file(destination: str) -> str | None:
     if not plain_file(path):
         return None
     return None if Path(path).exists() else path
-
-
-def plain_file(path: str) -> bool:
-    """Whether a DuckDB path names a file as it is (not a URL, nor ``:memory:``)."""
-    return "://" not in path and not path.startswith(":")
 
 
 def duckdb_file(path: str) -> str:

@@ -121,6 +121,11 @@ def refuse_a_file_named_like_the_dataset(path: str, dataset: str) -> None:
 log = logging.getLogger("micrometrics")
 
 
+def plain_file(path: str) -> bool:
+    """Whether a DuckDB path names a file as it is (not a URL, nor ``:memory:``)."""
+    return "://" not in path and not path.startswith(":")
+
+
 class HeldDatabase:
     """The sync's own connection to its DuckDB file; ``bounded``: with ``SETTINGS`` applied
     (the loads), else DuckDB's own (the models' queries are not the sync's to bound)."""
@@ -157,7 +162,7 @@ class HeldDatabase:
         that holds it (DuckDB's message names its PID)."""
         import duckdb
 
-        path = duckdb_stub.file_path(self.credentials.database)
+        path = str(self.credentials.database or "")
         made_anew = False
         deadline = self.clock() + LOCK_WAIT_SECONDS
         while True:
@@ -168,7 +173,7 @@ class HeldDatabase:
                             if key in self.configured},
                 )
             except Exception as exc:
-                if (not made_anew and path is not None and not self.credentials.read_only
+                if (not made_anew and plain_file(path) and not self.credentials.read_only
                         and duckdb_stub.never_held_data(path, exc)):
                     duckdb_stub.set_aside(path)  # a full disk cut it short as it was made
                     made_anew = True

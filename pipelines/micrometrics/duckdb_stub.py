@@ -23,14 +23,6 @@ REFUSED = ("not a valid DuckDB database file", "Could not read enough bytes")
 MAGIC = b"DUCK"  # at bytes 8-11 of the main header, after its checksum
 
 
-def file_path(database: object) -> str | None:
-    """The database's file, or None (in memory, a URL DuckDB reads itself)."""
-    path = str(database or "")
-    if not path or path == ":memory:" or "://" in path or path.startswith("md:"):
-        return None
-    return path
-
-
 def never_held_data(path: str, refused: BaseException) -> bool:
     """Whether DuckDB ``refused`` the file at ``path`` for being cut short as it was made:
     shorter than an empty database, no WAL, and empty, zeros, or DuckDB's header begun (not

@@ -175,7 +175,7 @@ def take_snapshot(destination: str, dataset: str, tables: list[str],
             if isinstance(cause, CONFIG_ERRORS):
                 raise ConfigurationError(f"destination {destination}: {one_line(cause)}") from exc
             snapshot.unreachable = True
-            snapshot.problems.append(unreadable(destination, exc, pipelines_dir))
+            snapshot.problems.append(unreadable(destination, exc, snapshot.running))
     if local is not None and not was_synced(local):
         local = None  # a pipeline folder nothing was synced with
     if local is not None and missing:
@@ -243,12 +243,11 @@ def newer_record(remote: dict[str, Any] | None, local: dict[str, Any] | None) ->
     return theirs is not None and ours is not None and theirs > ours
 
 
-def unreadable(destination: str, exc: BaseException, pipelines_dir: str | None) -> str:
+def unreadable(destination: str, exc: BaseException, running: Holder | None) -> str:
     """Why the destination could not be read, in words for this case: DuckDB's file held by a
     sync running here (dlt's own message talks of credentials and the internet connection)."""
     held = file_held(exc)
-    running = sync_running(pipelines_dir) if held is not None else None
-    if running:
+    if held is not None and running:
         return (f"a sync is running here ({running.describe()}) and holds the DuckDB file: the "
                 f"streams are shown as this machine's state has them")
     if held is not None:

@@ -161,8 +161,13 @@ def recorded(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult) ->
 
 def stopped(exc: BaseException) -> bool:
     """Whether the run was stopped (SIGTERM, Ctrl-C, a scheduler's timeout), not failed."""
-    return (was_terminated(exc) or was_interrupted(exc)
-            or type(exc).__name__ == "AirflowTaskTimeout")  # by name, as in ``failure``
+    return was_terminated(exc) or was_interrupted(exc) or timed_out(exc)
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is Airflow's ``execution_timeout`` (by name: Airflow is not ours to
+    import)."""
+    return type(exc).__name__ == "AirflowTaskTimeout"
 
 
 def save_held(pipeline: dlt.Pipeline, options: SyncOptions, result: RunResult, code: int,
@@ -285,7 +290,7 @@ def failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_LOCKED, str(exc)
     if was_terminated(exc):
         return EXIT_FAILED, f"sync failed: {STOPPED}"
-    if type(exc).__name__ == "AirflowTaskTimeout":  # by name: Airflow is not ours to import
+    if timed_out(exc):
         return EXIT_FAILED, f"sync failed: timed out (the scheduler's limit): {one_line(exc)}"
     if was_interrupted(exc):
         return EXIT_FAILED, f"sync failed: {INTERRUPTED}"
