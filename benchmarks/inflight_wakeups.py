@@ -16,6 +16,7 @@ import argparse
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -27,14 +28,15 @@ class OneCondition(InFlight):
     """The queue as it was: every waiting request on one condition, woken by every change."""
 
     @contextmanager
-    def slot(self, book: Callable[[], float]) -> Iterator[float]:
+    def slot(self, book: Callable[[], float], *_: object) -> Iterator[float]:
         me = object()
         changed = self.__dict__.setdefault("_all", threading.Condition(self._lock))
+        queue: deque[object] = self.__dict__.setdefault("_queue", deque())
         with changed:
-            self._waiting.append(me)  # type: ignore[arg-type]
-            changed.wait_for(lambda: self._waiting[0] is me and not self._booking
+            queue.append(me)
+            changed.wait_for(lambda: queue[0] is me and not self._booking
                              and self._in_flight < self._limit)
-            self._waiting.popleft()
+            queue.popleft()
             self._booking = True
             self._in_flight += 1
         try:

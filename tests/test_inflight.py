@@ -1,10 +1,11 @@
 """The client's bound on requests in flight (``pipelines.micrometrics.inflight``)."""
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 
-from pipelines.micrometrics import cancel
+from pipelines.micrometrics import cancel, inflight
 from pipelines.micrometrics.cancel import Cancelled, CancelScope
 from pipelines.micrometrics.client import MicrometricsClient
 from pipelines.micrometrics.inflight import InFlight
@@ -331,3 +332,73 @@ def test_a_walk_asleep_in_the_client_stops_at_once_when_another_stream_fails(
     assert [type(exc) for exc in raised] == [RuntimeError]
     sent = 1 if asleep_in == "a retry's backoff" else 0  # the 503'd attempt, or none
     assert sandbox.stats()["requests"] == sent
+
+
+def test_the_request_whose_chain_has_most_pages_left_goes_first():
+    """Behind the only slot: requests of chains that tell nothing go first, in the order they
+    asked; then those with the most pages left."""
+    in_flight = InFlight(1)
+    booked: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with in_flight.slot(lambda: 0.0):
+            holding.set()
+            release.wait(timeout=30)
+
+    def request(name: str, left: float | None) -> None:
+        def page() -> Iterator[None]:
+            with in_flight.slot(lambda: booked.append(name) or 0.0):
+                yield None
+        list(inflight.ranked(page(), lambda: left))
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(timeout=10)
+    asks = [("three", 3.0), ("unknown 1", None), ("twelve", 12.0), ("one", 1.0),
+            ("unknown 2", None)]
+    waiters = []
+    for count, (name, left) in enumerate(asks, start=1):
+        waiters.append(threading.Thread(target=request, args=(name, left)))
+        waiters[-1].start()
+        assert in_flight.wait_for_waiting(count, timeout=10)
+    release.set()
+    for thread in [holder, *waiters]:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    assert booked == ["unknown 1", "unknown 2", "twelve", "three", "one"]
+
+
+def test_a_token_goes_at_the_instant_it_frees_to_the_request_that_should_have_it():
+    """The turn's holder waits for a free token before booking it; a request of a chain with
+    more pages left that comes meanwhile takes that token, and the holder waits for the next
+    (booked at once, the later request would have waited a whole token more). Nothing waits
+    for real time: the pause is held open by the test."""
+    in_flight = InFlight(4)
+    booked: list[str] = []
+    pausing, resume = threading.Event(), threading.Event()
+    free_in = {"seconds": 1.0}
+
+    def pause(seconds: float) -> None:
+        pausing.set()
+        assert resume.wait(timeout=10)
+        free_in["seconds"] = 0.0
+
+    def request(name: str, left: float) -> None:
+        def page() -> Iterator[None]:
+            with in_flight.slot(lambda: booked.append(name) or 0.0,
+                                lambda: free_in["seconds"], pause):
+                yield None
+        list(inflight.ranked(page(), lambda: left))
+
+    first = threading.Thread(target=request, args=("two left", 2.0))
+    first.start()
+    assert pausing.wait(timeout=10)
+    later = threading.Thread(target=request, args=("nine left", 9.0))
+    later.start()
+    assert in_flight.wait_for_waiting(2, timeout=10)
+    resume.set()
+    for thread in (first, later):
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    assert booked == ["nine left", "two left"]

@@ -19,7 +19,8 @@ the windows of a stream (each is sized from the one before). So a stream is the 
   others' generators while they may still be running in its pool, which raises in place of
   the real error and skips ``Lanes.run``'s clean-up;
 - every stream is walked at once (up to ``MAX_WALKS``); the client lets ``max_in_flight`` of
-  their requests (the survey list's included) be in flight, in the order they asked
+  their requests (the survey list's included) be in flight, the chain with most pages left
+  first where that can be told, else in the order they asked
   (:mod:`.inflight`), with one leaky bucket shared by every thread. A stream waiting for a
   worker thread is invisible to that order: with workers for ``4 * max_in_flight`` streams, 20
   surveys at 1.5 s latency had their longest survey's first request wait 25 s for a walk to

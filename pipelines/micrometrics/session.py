@@ -134,7 +134,8 @@ class MicrometricsSession(requests.Session):
         attempt = 1  # 429s wait as told and do not use up the attempts kept for failures
         while True:
             response, unsendable, proxy_fault = None, None, None
-            with self.in_flight.slot(self.bucket.acquire) as waited:
+            with self.in_flight.slot(self.bucket.acquire, self.bucket.until_free,
+                                     self.bucket.pause) as waited:
                 # Departing as soon as booked: a booking that never went out (signing failed)
                 # would otherwise count as "booked, not sent yet" for the bucket's life.
                 self.bucket.departing()

@@ -90,6 +90,18 @@ class LeakyBucket:
         """The bucket's clock (monotonic seconds; virtual in tests)."""
         return self._clock()
 
+    def until_free(self) -> float:
+        """Seconds until a token fits, booking none (``inflight``: the request that should
+        have it is known only when it frees)."""
+        with self._lock:
+            self._leak(self._clock())
+            return max(0.0, (self._level + 1.0 - self._usable()) / self.rate)
+
+    def pause(self, seconds: float) -> None:
+        """Sleeps ``seconds`` as the bucket's own waits do (on its clock; cut short, raising
+        ``cancel.Cancelled``, when the thread's walk is stopped)."""
+        self._sleep(seconds)
+
     def acquire(self) -> float:
         """Reserve one token, sleeping until it fits. Returns the seconds slept."""
         with self._lock:

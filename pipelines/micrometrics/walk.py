@@ -11,11 +11,13 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from . import inflight
 from .client import MicrometricsClient
 from .column_types import as_column_types
 from .errors import CursorRejectedError
 from .lanes import Lanes
 from .misfits import ColumnTypes
+from .pages_left import PagesLeft
 from .quarantine import as_rejected, split_records
 from .quiet import record_last_change
 from .rounds import ExtractTally, KnownVersions, RoundBudget
@@ -143,8 +145,10 @@ def read_chain(read: StreamRead, part: Progress,
         sample: list[list] | None = [] if may_slice and cursor is None else None
         pages = 0
         answered = 0.0  # seconds this chain's answers took, this attempt
+        # Its requests go before those of chains with fewer pages left (``inflight``).
+        left = PagesLeft(window, read.windows.expected_pages(window))
         try:
-            for page in read.client.pages(read.path, params=params):
+            for page in inflight.ranked(read.client.pages(read.path, params=params), left):
                 pages += 1
                 if refused:
                     log.warning("warning: %s: the API refused a cursor; reading the window "
@@ -153,6 +157,7 @@ def read_chain(read: StreamRead, part: Progress,
                 answered += read.client.last_answer_seconds()
                 records += part.counted(page)
                 good, rejected = split_records(page, read.label, page.response.content)
+                left.read(good)
                 if sample is not None:
                     sample.append([parse_timestamp(r["updated_at"]) for r in good])
                 if good:
