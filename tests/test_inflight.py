@@ -402,3 +402,26 @@ def test_a_token_goes_at_the_instant_it_frees_to_the_request_that_should_have_it
         thread.join(timeout=10)
         assert not thread.is_alive()
     assert booked == ["nine left", "two left"]
+
+
+def test_a_wait_for_a_token_that_fails_hands_the_turn_on():
+    """The turn's holder, waiting for a free token, is stopped (here: any exception): no token
+    is booked for it, and the next request goes."""
+    in_flight = InFlight(1)
+    booked: list[str] = []
+
+    def broken_pause(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), in_flight.slot(
+            lambda: booked.append("stopped") or 0.0, lambda: 1.0, broken_pause):
+        pass
+
+    def next_request() -> None:
+        with in_flight.slot(lambda: booked.append("next") or 0.0, lambda: 0.0, broken_pause):
+            pass
+
+    waiter = threading.Thread(target=next_request, daemon=True)  # left behind if it hangs
+    waiter.start()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive() and booked == ["next"]

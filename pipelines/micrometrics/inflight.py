@@ -165,7 +165,7 @@ class InFlight:
         while ready is not None and pause is not None and (wait := ready()) > 0:
             try:
                 pause(wait)
-            except cancel.Cancelled:
+            except BaseException:  # stopped (``cancel.Cancelled``), or any other way out
                 with self._lock:
                     self._booking = False
                     self._give_up(turn)
