@@ -12,8 +12,8 @@ page. The API gives no counts, so an estimate comes from one of:
   density read so far is not the density ahead;
 - else the stream's density in its last window read (``StreamWindows.expected_pages``: a later
   sync), less the pages read;
-- else nothing (a stream's first read, records in no order): None, and such chains go first
-  come, first served.
+- else nothing (a stream's first read, records in no order): None; such chains go before
+  those with an estimate, first come, first served among them.
 """
 
 from __future__ import annotations
