@@ -18,7 +18,7 @@ draws each of the latencies and of the survey list's order:
 Left out: CPU, thread wake-ups, the slot a request holds while it waits for its token,
 ``DEPARTURE_SKEW``, the round's normalize and load (a flat 0.9 s is added). ``as shipped`` is
 first come, first served without slicing: it models 1.18x on the uneven tenant where the
-client measured 1.20-1.22x, and came within 0.02 of the client's measurements, before the
+client measured 1.20-1.24x, and came within 0.02 of the client's measurements, before the
 client sliced windows, on the even and dominant ones (1.53x and 1.43x measured then). The
 client slices as ``... or at page 5-6 when no other is`` does (where answers are slow; before
 that, as ``slice at page 4 when at most 1 other survey is unfinished``: modelled 1.17x and
@@ -239,7 +239,7 @@ def render(rows: dict[str, list[tuple[float, float, float]]]) -> str:
         "floor, mean (worst), then requests / pages needed. `as shipped` is first come, first "
         "served without slicing: within 0.02 of `latency_orders`' measurements on the even "
         "tenants and, before the client sliced windows, on the dominant ones (1.53x and 1.43x "
-        "measured then); kinder on the sandbox's uneven one (1.18x modelled, 1.20-1.22x "
+        "measured then); kinder on the sandbox's uneven one (1.18x modelled, 1.20-1.24x "
         "measured).",
         "",
         f"| schedule | {header} |",
