@@ -1,7 +1,7 @@
 """The client's bound on requests in flight (``pipelines.micrometrics.inflight``)."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -67,6 +67,19 @@ def test_waiting_requests_go_in_the_order_they_asked_and_none_is_left_waiting():
     woken, so a wake-up lost on the way would leave the rest waiting (the joins would fail)."""
     in_flight = InFlight(1)
     booked: list[int] = []
+
+    def request(i: int) -> None:
+        with in_flight.slot(lambda: booked.append(i) or 0.0):
+            pass
+
+    queue_behind_the_only_slot(in_flight, [lambda i=i: request(i) for i in range(10)])
+    assert booked == list(range(10))
+
+
+def queue_behind_the_only_slot(in_flight: InFlight, requests: list[Callable[[], None]]) -> None:
+    """Holds ``in_flight``'s only slot while each of ``requests`` starts in a thread of its own,
+    one by one (each waiting in the queue before the next starts); then frees the slot and
+    waits for them all to end."""
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -74,23 +87,18 @@ def test_waiting_requests_go_in_the_order_they_asked_and_none_is_left_waiting():
             holding.set()
             release.wait(timeout=30)
 
-    def request(i: int) -> None:
-        with in_flight.slot(lambda: booked.append(i) or 0.0):
-            pass
-
     holder = threading.Thread(target=hold)
     holder.start()
     assert holding.wait(timeout=10)
     waiters = []
-    for i in range(10):
-        waiters.append(threading.Thread(target=request, args=(i,)))
+    for count, request in enumerate(requests, start=1):
+        waiters.append(threading.Thread(target=request))
         waiters[-1].start()
-        assert in_flight.wait_for_waiting(i + 1, timeout=10)
+        assert in_flight.wait_for_waiting(count, timeout=10)
     release.set()
     for thread in [holder, *waiters]:
         thread.join(timeout=10)
         assert not thread.is_alive()
-    assert booked == list(range(10))
 
 
 def test_a_head_cancelled_as_the_slot_frees_hands_its_turn_to_the_next():
@@ -339,12 +347,6 @@ def test_the_request_whose_chain_has_most_pages_left_goes_first():
     asked; then those with the most pages left."""
     in_flight = InFlight(1)
     booked: list[str] = []
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with in_flight.slot(lambda: 0.0):
-            holding.set()
-            release.wait(timeout=30)
 
     def request(name: str, left: float | None) -> None:
         def page() -> Iterator[None]:
@@ -352,20 +354,10 @@ def test_the_request_whose_chain_has_most_pages_left_goes_first():
                 yield None
         list(inflight.ranked(page(), lambda: left))
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(timeout=10)
     asks = [("three", 3.0), ("unknown 1", None), ("twelve", 12.0), ("one", 1.0),
             ("unknown 2", None)]
-    waiters = []
-    for count, (name, left) in enumerate(asks, start=1):
-        waiters.append(threading.Thread(target=request, args=(name, left)))
-        waiters[-1].start()
-        assert in_flight.wait_for_waiting(count, timeout=10)
-    release.set()
-    for thread in [holder, *waiters]:
-        thread.join(timeout=10)
-        assert not thread.is_alive()
+    queue_behind_the_only_slot(
+        in_flight, [lambda name=name, left=left: request(name, left) for name, left in asks])
     assert booked == ["unknown 1", "unknown 2", "twelve", "three", "one"]
 
 
