@@ -31,7 +31,12 @@ records, the same number of pages), so no stream is much longer than another; wi
 window's records sorted by ``updated_at`` (as a server paging by id nearly does) instead of
 shuffled; those runs go to their own section of RESULTS.md (``latency_orders_sorted``).
 
-    .venv/bin/python -m benchmarks.latency_orders [--surveys 5 20] [--spread uneven even] [--write]
+Single runs of one configuration differ by up to 0.06 with nothing changed (the jitter, and
+whether a window was sliced); ``--repeat N`` runs each N times, in turns, and the table shows
+the run of median elapsed / floor beside every run's.
+
+    .venv/bin/python -m benchmarks.latency_orders [--surveys 5 20] [--spread uneven even] \
+        [--repeat 3] [--write]
 """
 
 from __future__ import annotations
@@ -252,8 +257,16 @@ def one_run(order: str, surveys: int, spread: str, max_in_flight: int,
             "set_up": set_up, "unused": unused, "last_wait": last_wait, "after": after}
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of one configuration's runs, the one of median sync / floor (the higher of the middle
+    two), with every run's ratio, lowest first, under ``ratios``."""
+    ordered = sorted(runs, key=lambda run: run["ratio"])
+    return {**ordered[len(ordered) // 2], "ratios": [run["ratio"] for run in ordered]}
+
+
 def render(rows: list[dict[str, Any]], command: str) -> str:
     sorted_only = all(r["server_order"] != "shuffled" for r in rows)
+    repeats = max(len(r.get("ratios", [])) for r in rows)
     lines = [
         "## Latency, a server that sorts records by time: most pages left first, slices cut "
         "beyond the pages read"
@@ -271,15 +284,21 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         "floor: from the sync's start to its first request; the tokens no request used (the "
         "last request went out that much later than the bucket allowed after the first); the "
         "wait for the last answer after the last request; the round's normalize and load "
-        "after it.",
+        "after it." + (
+            f" Each configuration ran {repeats} times, in turns; its row is the run of median "
+            "sync / floor, and the next column every run's, lowest first." if repeats > 1
+            else ""),
         "",
         "| surveys | spread | server's order | order | MAX_IN_FLIGHT | requests | 429s | "
         "longest stream: pages of all response pages | its first request s | its last answer "
-        "s | sync s | floor s | sync / floor | above the floor: set-up s | tokens unused s | "
-        "last answer s | normalize and load s |",
-        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "s | sync s | floor s | sync / floor | " + ("every run's | " if repeats > 1 else "")
+        + "above the floor: set-up s | tokens unused s | last answer s | normalize and load s |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---|" if repeats > 1 else "") + "---:|---:|---:|---:|",
     ]
     for r in rows:
+        every = (" / ".join(f"{ratio:.2f}" for ratio in r["ratios"]) + " | "
+                 if repeats > 1 else "")
         lines.append(
             f"| {r['surveys']} | {r['spread']} | {r['server_order']} | {r['order']} | "
             f"{r['in_flight']} | "
@@ -287,14 +306,15 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
             f"{r['throttled']} | "
             f"{r['longest_pages']} of {r['response_pages']} | {r['longest_first']:.1f} | "
             f"{r['longest_last']:.1f} | {r['elapsed']:.1f} | {r['floor']:.0f} | "
-            f"**{r['ratio']:.2f}** | {r['set_up']:.1f} | {r['unused']:.1f} | "
+            f"**{r['ratio']:.2f}** | {every}{r['set_up']:.1f} | {r['unused']:.1f} | "
             f"{r['last_wait']:.1f} | {r['after']:.1f} |")
     best: dict[tuple[int, str, str], dict[str, Any]] = {}
     for r in rows:
         key = (r["surveys"], r["spread"], r["server_order"])
         if key not in best or r["ratio"] < best[key]["ratio"]:
             best[key] = r
-    lines += ["", "Best order per tenant: " + "; ".join(
+    lines += ["", "Best order per tenant" + (" (median runs)" if repeats > 1 else "") + ": "
+              + "; ".join(
         f"{n} surveys, {spread}, {server}: {r['order']}, {r['in_flight']} in flight, "
         f"{r['ratio']:.2f}x" for (n, spread, server), r in best.items()) + ".", ""]
     lines.append(SORTED_EXPLANATION if sorted_only else EXPLANATION)
@@ -320,8 +340,12 @@ EXPLANATION = (
     "are slow, and reads it again in two slices (`pipelines/micrometrics/slicing.py`; "
     "`benchmarks.schedule_model` chose the rule); the pages read again and a partial page "
     "count in the requests column, not in the floor. The oracle serves that survey first, "
-    "so it is never alone that early and is not sliced. On the uneven tenants the longest "
-    "survey is alone only near its end, past the 6th page: the rule does not fire there.")
+    "so it is never alone that early and is not sliced. Among 5 uneven surveys the longest "
+    "is alone only near its end, past its 6th page, and is not sliced. Among 20, its first "
+    "request goes out last of all (the survey list's order) and the others end early: in two "
+    "of three runs it was alone at its 6th page and sliced (7 requests more, 1.18-1.19x, "
+    "against 1.13x unsliced): its 15 pages were too few for a re-read to pay. Its pages read "
+    "could not tell it from the dominant survey's 53, where slicing pays.")
 
 
 SORTED_EXPLANATION = (
@@ -358,27 +382,38 @@ def main() -> int:
     parser.add_argument("--server-order", nargs="+", default=["shuffled"],
                         choices=["shuffled", "asc", "desc"],
                         help="the sandbox's order of records in a window (default: shuffled)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each configuration, taken in turns (default: 1); the "
+                             "table shows the run of median sync / floor and every run's")
     parser.add_argument("--write", action="store_true",
                         help="write the table into benchmarks/RESULTS.md (latency_orders)")
     args = parser.parse_args()
-    rows = []
-    for surveys, spread, server, order, in_flight in itertools.product(
-            args.surveys, args.spread, args.server_order, args.orders, args.max_in_flight):
-        row = one_run(order, surveys, spread, in_flight, server)
-        print(f"surveys {surveys} {spread} {server} | {order} | {in_flight} in flight: "
-              f"{row['requests']} requests, "
-              f"{row['throttled']} 429s, {row['elapsed']:.1f} s, floor {row['floor']:.0f} s, "
-              f"{row['ratio']:.2f}x; longest stream {row['longest_pages']} pages, "
-              f"{row['longest_first']:.1f} -> {row['longest_last']:.1f} s", flush=True)
-        rows.append(row)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    runs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    # In turns (every configuration once, then again): a slow spell of the machine falls on
+    # all of them alike, not on one configuration's runs.
+    for turn in range(1, args.repeat + 1):
+        for config in itertools.product(args.surveys, args.spread, args.server_order,
+                                        args.orders, args.max_in_flight):
+            surveys, spread, server, order, in_flight = config
+            row = one_run(order, surveys, spread, in_flight, server)
+            print(f"surveys {surveys} {spread} {server} | {order} | {in_flight} in flight | "
+                  f"run {turn} of {args.repeat}: {row['requests']} requests, "
+                  f"{row['throttled']} 429s, {row['elapsed']:.1f} s, floor {row['floor']:.0f} s, "
+                  f"{row['ratio']:.2f}x; longest stream {row['longest_pages']} pages, "
+                  f"{row['longest_first']:.1f} -> {row['longest_last']:.1f} s", flush=True)
+            runs.setdefault(config, []).append(row)
+    rows = [median_run(of_config) for of_config in runs.values()]
     surveys = " ".join(str(s) for s in args.surveys)
     orders = " ".join(f'"{o}"' for o in args.orders)
     in_flight = " ".join(str(n) for n in args.max_in_flight)
     servers = ("" if args.server_order == ["shuffled"]
                else f" --server-order {' '.join(args.server_order)}")
+    repeat = f" --repeat {args.repeat}" if args.repeat > 1 else ""
     table = render(rows, f".venv/bin/python -m benchmarks.latency_orders --surveys {surveys} "
                          f"--spread {' '.join(args.spread)} --orders {orders} "
-                         f"--max-in-flight {in_flight}{servers} --write")
+                         f"--max-in-flight {in_flight}{servers}{repeat} --write")
     print(table)
     if args.write:
         shuffled = "shuffled" in args.server_order
