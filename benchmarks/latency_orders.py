@@ -342,10 +342,10 @@ EXPLANATION = (
     "count in the requests column, not in the floor. The oracle serves that survey first, "
     "so it is never alone that early and is not sliced. Among 5 uneven surveys the longest "
     "is alone only near its end, past its 6th page, and is not sliced. Among 20, its first "
-    "request goes out last of all (the survey list's order) and the others end early: in two "
-    "of three runs it was alone at its 6th page and sliced (7 requests more, 1.18-1.19x, "
-    "against 1.13x unsliced): its 15 pages were too few for a re-read to pay. Its pages read "
-    "could not tell it from the dominant survey's 53, where slicing pays.")
+    "request goes out last of all (the survey list's order) and the others end early: it can "
+    "be alone by its 6th page and is then sliced (7 requests more), though its 15 pages are "
+    "too few for a re-read to pay (here 1.18-1.19x sliced, 1.13x not). Its pages read cannot "
+    "tell it from the dominant survey's 53, where slicing pays.")
 
 
 SORTED_EXPLANATION = (
