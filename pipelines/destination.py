@@ -19,7 +19,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.exceptions import SchemaCorruptedException
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from pipelines import connection_strings, postgres_sessions
+from pipelines import bigquery_deadline, connection_strings, postgres_sessions
 from pipelines.micrometrics.duckdb_session import plain_file, refuse_a_file_named_like_the_dataset
 from pipelines.micrometrics.errors import ConfigurationError
 
@@ -114,6 +114,8 @@ def open_pipeline(destination: str, dataset: str, pipelines_dir: str | None = No
         target = postgres_sessions.postgres()
     elif destination == "snowflake":
         target = connection_strings.snowflake()
+    elif destination == "bigquery":
+        target = bigquery_deadline.bigquery()
     kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
     try:
         return dlt.pipeline(pipeline_name=PIPELINE_NAME, destination=target,

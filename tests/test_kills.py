@@ -38,6 +38,7 @@ from tests.cli import as_a_process, run_in_process, start_sync, sync_env, tmp_cw
 from tests.destinations import pipeline_on
 from tests.http_proxy import refusing_proxy
 from tests.syncing import DATASET, query
+from tests.test_bigquery_unreachable import bigquery_behind
 from tests.truth import assert_matches_truth
 from tests.truth import query as query_where
 
@@ -581,22 +582,11 @@ def test_sigterm_while_the_destination_cannot_be_reached_ends_the_sync_at_once(t
     restore of the state from the destination (a new folder) or its check that the dataset is
     there (a folder that has loaded): a stop waited for dlt's code to end all that time (cron's
     KILL then left no record). A destination's SQL client may stop, as it may fail."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from pipelines.destination import open_pipeline
     from pipelines.micrometrics.rolled_back import LOADED_STATE
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()).decode()
     with refusing_proxy() as (proxy, reached):  # no way to Google: a proxy that cannot reach it
-        env = sync_env(tmp_path, "http://127.0.0.1:9", HTTPS_PROXY=proxy, HTTP_PROXY=proxy,
-                       NO_PROXY="", no_proxy="",
-                       DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID="micrometrics-test",
-                       DESTINATION__BIGQUERY__CREDENTIALS__CLIENT_EMAIL=(
-                           "loader@micrometrics-test.iam.gserviceaccount.com"),
-                       DESTINATION__BIGQUERY__CREDENTIALS__PRIVATE_KEY=key)
+        env = bigquery_behind(proxy, tmp_path)
         if loaded_before:  # as a load leaves the folder: the state it loaded, noted
             with as_a_process(env, io.StringIO()):
                 open_pipeline("bigquery", DATASET).set_local_state_val(LOADED_STATE, "loaded")
