@@ -205,6 +205,40 @@ def test_last_7_and_30_days_are_exact_durations_whatever_the_servers_time_zone(
     assert query(pipeline, counts) == query(tmp_path / "duckdb", counts)
 
 
+def test_a_drifted_time_without_an_offset_is_utcs_whatever_the_servers_time_zone(
+        start_sandbox, tmp_path, clock, postgres_credentials):
+    """A ``created_at`` that dlt could not read as a time (here: blanks around it) lands as
+    text; the models cast it. Without an offset, PostgreSQL's cast took the session's zone (the
+    server's, the DBA's choice): the response moved to another hour, and day, than on DuckDB."""
+    with psycopg2.connect(postgres_credentials) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        (database,) = cursor.fetchone()
+        cursor.execute(f"ALTER DATABASE {database} SET timezone TO 'Pacific/Kiritimati'")
+    sandbox = start_sandbox(clock=clock, **SMALL)
+    unzoned, zoned, one_digit = (r["id"] for r in sandbox.truth()["survey_responses"][:3])
+    sandbox.patch_records("survey_responses", [unzoned], {"created_at": " 2026-03-14 12:00:00"})
+    sandbox.patch_records("survey_responses", [zoned],
+                          {"created_at": " 2026-03-14 12:00:00+02:00"})
+    sandbox.patch_records("survey_responses", [one_digit], {"created_at": " 2026-3-14 23:30"})
+    as_of = datetime(2026, 4, 1, tzinfo=UTC)
+    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=as_of))
+    duck = sync_sandbox(sandbox, tmp_path / "duckdb", clock, **FAST)
+    assert all_passed(build_models(duck.pipeline, now=as_of))
+
+    facts = (f"SELECT response_id, responded_at, response_date FROM {DATASET}."
+             f"fct_survey_responses WHERE response_id IN ({unzoned}, {zoned}, {one_digit}) "
+             f"ORDER BY response_id")
+    on_postgres = [(i, at.astimezone(UTC), day) for i, at, day in query(pipeline, facts)]
+    on_duckdb = [(i, at.astimezone(UTC), day) for i, at, day in query(tmp_path / "duckdb", facts)]
+    assert on_postgres == on_duckdb
+    assert {i: at for i, at, _ in on_postgres} == {
+        unzoned: datetime(2026, 3, 14, 12, tzinfo=UTC),
+        zoned: datetime(2026, 3, 14, 10, tzinfo=UTC),
+        one_digit: datetime(2026, 3, 14, 23, 30, tzinfo=UTC)}
+
+
 def test_ids_and_times_that_drift_keep_the_models_building(start_sandbox, tmp_path, clock,
                                                            postgres_credentials):
     ids_and_times_that_drift_keep_the_models_building(
@@ -221,8 +255,10 @@ DRIFTED_TIMES = {
         "2000-02-29", "1900-02-29", "2100-02-29", "2400-02-29", "0400-02-29", "0000-02-29",
         "2024-01-01T10:00:00+15:59", "2024-01-01T10:00:00+16:00", "2024-01-01T10:00:00-1530",
         "2024-01-01T10:00:00+14", "2024-01-01 10:00:00.123456789 +02:00",
-        " 2024-06-01T10:00:00z ", "2024-06-01T10:00", "9999-12-31T23:59:59Z", "soon", ""],
-    "date": ["2024-02-29", "2023-02-29", "2024-06-31", "2024-06-30", " 2024-01-01 "],
+        " 2024-06-01T10:00:00z ", "2024-06-01T10:00", "9999-12-31T23:59:59Z", "soon", "",
+        "2026-3-14 23:30", "2024-2-29T10:00:00Z", "2023-2-29", "2024-6-31", "2024-06-1"],
+    "date": ["2024-02-29", "2023-02-29", "2024-06-31", "2024-06-30", " 2024-01-01 ", "2024-3-1",
+             "2024-2-29", "2023-2-29", "2024-4-31", "2024-012-01"],
     "time": ["10:00", "24:00:00", "24:00:00.000", "24:00:00.5", "23:59:60", "23:60:00", "25:00"],
 }
 

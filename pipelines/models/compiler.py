@@ -153,15 +153,20 @@ def compile_query(
 # PostgreSQL 15's own casts (tests/test_postgres.py).
 _YEAR = r"([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # 0001-9999
 _LEAP_YEAR = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
-_MONTH_DAY = (r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-              r"|02-(0[1-9]|1[0-9]|2[0-8]))")
-_DAY = rf"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+# A month or day of one digit too (2024-3-1), as PostgreSQL and DuckDB read it.
+_MONTH_DAY = (r"((0?[13578]|1[02])-(0?[1-9]|[12][0-9]|3[01])|(0?[469]|11)-(0?[1-9]|[12][0-9]|30)"
+              r"|0?2-(0?[1-9]|1[0-9]|2[0-8]))")
+_DAY = rf"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-0?2-29)"
 # 24:00:00 and a leap second are taken (as the next day's or minute's start).
 _TIME = (r"(([01][0-9]|2[0-3]):[0-5][0-9](:([0-5][0-9]([.][0-9]+)?|60([.]0+)?))?"
          r"|24:00(:00([.]0+)?)?)")
-_ZONE = r"(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)?"
+_ZONE = r"(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)"
+# A time without an offset is UTC's (dlt's reading, and DuckDB's and Snowflake's in dlt's
+# sessions); PostgreSQL's cast would take the session's zone, the DBA's or a BI tool's.
+_UNZONED = rf"^\s*{_DAY}([T ]{_TIME})?\s*$"
+_ZONED = rf"^\s*{_DAY}([T ]{_TIME})?\s*{_ZONE}\s*$"
 CAST_SHAPES = {
-    exp.DataType.Type.TIMESTAMPTZ: rf"^\s*{_DAY}([T ]{_TIME})?\s*{_ZONE}\s*$",
+    exp.DataType.Type.TIMESTAMPTZ: rf"^\s*{_DAY}([T ]{_TIME})?\s*{_ZONE}?\s*$",
     exp.DataType.Type.DATE: rf"^\s*{_DAY}\s*$",
     exp.DataType.Type.TIME: rf"^\s*{_TIME}\s*$",
     exp.DataType.Type.BOOLEAN: r"^\s*(true|false|t|f|yes|no|on|off|1|0)\s*$",
@@ -171,15 +176,27 @@ CAST_SHAPES = {
 def guarded_cast_for_postgres(node: exp.Expression) -> exp.Expression:
     """``TRY_CAST(text AS type)`` (reading a drifted column, see ``variants``) as PostgreSQL's
     ``CASE WHEN text ~* shape THEN CAST(text AS type) END``: sqlglot renders it as a plain
-    CAST, which fails the build on the first value that does not read."""
+    CAST, which fails the build on the first value that does not read. A time without an
+    offset is read as UTC's (``_UNZONED``), whatever the session's zone."""
     if not isinstance(node, exp.TryCast):
         return node
     shape = next((pattern for kind, pattern in CAST_SHAPES.items() if node.to.is_type(kind)),
                  None)
     if shape is None:
         return node
-    matches = exp.RegexpILike(this=node.this.copy(), expression=exp.Literal.string(shape))
-    return exp.Case(ifs=[exp.If(this=matches, true=exp.cast(node.this.copy(), node.to.copy()))])
+    text = node.this
+    if node.to.is_type(exp.DataType.Type.TIMESTAMPTZ):
+        as_utc = exp.AtTimeZone(this=exp.cast(text.copy(), exp.DataType.Type.TIMESTAMP),
+                                zone=exp.Literal.string("UTC"))
+        return exp.Case(ifs=[exp.If(this=_matches(text, _ZONED),
+                                    true=exp.cast(text.copy(), node.to.copy())),
+                             exp.If(this=_matches(text, _UNZONED), true=as_utc)])
+    return exp.Case(ifs=[exp.If(this=_matches(text, shape),
+                                true=exp.cast(text.copy(), node.to.copy()))])
+
+
+def _matches(text: exp.Expression, shape: str) -> exp.Expression:
+    return exp.RegexpILike(this=text.copy(), expression=exp.Literal.string(shape))
 
 
 def local_date_for_bigquery(node: exp.Expression) -> exp.Expression:
