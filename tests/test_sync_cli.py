@@ -802,3 +802,24 @@ def test_a_relative_duckdb_path_in_any_form_is_opened_from_the_working_directory
 
     monkeypatch.chdir(tmp_path)
     assert duckdb_file(configured) == opened.format(cwd=tmp_path)
+
+
+@pytest.mark.parametrize("end_at", ["2026-03-31", "20260331", "2026-090", "2026-W14-2"])
+def test_every_iso_form_of_one_day_as_end_at_includes_that_whole_day(tmp_path, end_at):
+    done = run_cli(sync_env(tmp_path, "http://127.0.0.1:9"), "--dry-run",
+                   "--start-at", "2026-03-01", "--end-at", end_at)
+    assert done.returncode == 0, done.stderr
+    assert "up to 2026-04-01T00:00:00+00:00" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--start-at", "--end-at"])
+@pytest.mark.parametrize("value", ["2026-03", "2026", "2026-W13", "2026W13"])
+def test_a_month_a_year_or_a_week_as_a_bound_is_refused(tmp_path, flag, value):
+    # Read as its first day's midnight, --end-at 2026-03 left March out (and 2026-W13 took
+    # only its Monday).
+    bounds = {"--start-at": "2026-01-01", "--end-at": "2026-04-01", flag: value}
+    done = run_cli(sync_env(tmp_path, "http://127.0.0.1:9"), "--dry-run", *(
+        part for pair in bounds.items() for part in pair))
+    assert done.returncode == 2
+    assert (f"argument {flag}: {value!r} is a year, a month or a week, not one day: give a "
+            f"date (2026-03-31) or a time with an offset") in done.stderr

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dlt
 
@@ -93,19 +94,28 @@ def end_arg(value: str):
     return moment + timedelta(days=1) if a_date_alone(value) else moment
 
 
+# ISO 8601 forms that name one day: a calendar date, an ordinal date (2026-090), a week's day
+# (2026-W13-2), extended or basic.
+ONE_DAY = re.compile(r"\d{4}(-?\d{2}-?\d{2}|-?\d{3}|-?W\d{2}-?[1-7])")
+
+
 def a_date_alone(value: str) -> bool:
-    try:
-        date.fromisoformat(value.strip())
-    except ValueError:
-        return False
-    return True
+    return ONE_DAY.fullmatch(value.strip()) is not None
 
 
 def parsed_arg(value: str) -> datetime:
+    """A time with an offset, or a date alone (its midnight UTC). A year, a month or a week
+    (2026, 2026-03, 2026-W13), which ISO 8601 also writes as dates, is refused: read as its
+    first day's midnight, ``--end-at 2026-03`` left March out."""
     try:
-        return parse_timestamp(value)
+        moment = parse_timestamp(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if not a_date_alone(value) and not any(c in value for c in ":Tt "):
+        raise argparse.ArgumentTypeError(
+            f"{value.strip()!r} is a year, a month or a week, not one day: give a date "
+            f"(2026-03-31) or a time with an offset (2026-03-31T12:00:00Z)")
+    return moment
 
 
 def resources_arg(value: str) -> tuple[str, ...]:
@@ -134,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "alone is its midnight, UTC) without moving the incremental state")
     parser.add_argument("--end-at", type=end_arg,
                         help="upper bound of an explicit re-read (default: now); a date alone "
-                             "(2026-03-31) includes that whole day, in UTC")
+                             "(2026-03-31) includes that whole day, in UTC (a month, year or "
+                             "week alone is refused)")
     parser.add_argument("--full-refresh", action="store_true",
                         help="drop this source's tables and state, then load the whole history "
                              "(the question history survey_questions is kept: the API serves "
