@@ -111,7 +111,8 @@ test-warehouses: lint postgres $(WAREHOUSES_STAMP) $(FAKESNOW_VENV)/.installed $
 sync: install
 	@$(BIN)/python -m pipelines.sync $(ARGS)
 
-# Where each stream stands, the last sync's result, rows per table; ARGS="--max-age 6h" exits 1 when stale.
+# Where each stream stands, the last sync's result, rows per table; ARGS="--max-age 6h" fails
+# when stale (make's exit 2; python -m pipelines.status tells stale, 1, from unavailable, 3).
 status: install
 	@$(BIN)/python -m pipelines.status $(ARGS)
 

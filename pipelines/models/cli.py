@@ -34,9 +34,11 @@ Destination credentials come from the same configuration as the sync (environmen
 """
 
 EPILOG = """\
-exit status: 0 built and all data tests passed, 1 a model failed to build (cause on stderr),
-2 bad configuration or arguments, 4 built, but a data test failed or returned no count (the
-test and its offending rows on stderr; the models stay built for inspection).
+exit status: 0 built and all data tests passed, or not built yet because the destination
+lacks a table they read (a new tenant: the summary says so; the sync that loads it builds
+them), 1 a model failed to build (cause on stderr), 2 bad configuration or arguments, 4 built,
+but a data test failed or returned no count (the test and its offending rows on stderr; the
+models stay built for inspection).
 examples:
   python -m pipelines.models
   python -m pipelines.models --as-of 2027-01-15T00:00:00Z
