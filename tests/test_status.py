@@ -5,7 +5,6 @@ pipeline folder gone, from the destination's; on DuckDB and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -315,19 +314,30 @@ def test_a_sync_holding_the_duckdb_file_is_named_not_blamed_on_credentials(
     sandbox = start_sandbox(**SMALL)
     env = sync_env(tmp_path, sandbox.url)
     assert run_cli(env, "--quiet", "--no-models").returncode == 0
-    holder = hold_in_another_process(tmp_path / "warehouse.duckdb")  # as the sync does
+    pipelines_dir = str(tmp_path / "dlt" / "pipelines")
+    sync = hold_in_another_process(tmp_path / "warehouse.duckdb", as_a_sync_in=pipelines_dir)
     try:
-        with sync_lock(str(tmp_path / "dlt" / "pipelines"), "micrometrics"):
-            running = status_json(env)
+        running = status_json(env)
     finally:
-        holder.communicate("\n", timeout=30)
+        sync.communicate("\n", timeout=30)
     held = [problem for problem in running["problems"] if "DuckDB file" in problem]
     [line] = held
-    assert line.startswith(f"a sync is running here (pid {os.getpid()}, started "), running
+    assert line.startswith(f"a sync is running here (pid {sync.pid}, started "), running
     assert line.endswith(" ago)) and holds the DuckDB file: the streams are shown as this "
                          "machine's state has them"), running
     assert not any("credentials" in problem for problem in running["problems"])
     assert running["state_source"] == "local" and running["streams"]
+
+    # A notebook has the file, and a sync waits for it: the notebook is named, not the sync.
+    notebook = hold_in_another_process(tmp_path / "warehouse.duckdb")
+    try:
+        with sync_lock(pipelines_dir, "micrometrics"):
+            waiting = status_json(env)
+    finally:
+        notebook.communicate("\n", timeout=30)
+    [line] = [problem for problem in waiting["problems"] if "DuckDB file" in problem]
+    assert line.startswith(f"destination duckdb not readable: another process (pid "
+                           f"{notebook.pid}) has the DuckDB file open: a sync, or a notebook"), line
 
 
 def test_status_reads_beside_a_notebook_that_reads(start_sandbox, tmp_path):

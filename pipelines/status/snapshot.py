@@ -25,7 +25,7 @@ from dlt.pipeline.state_sync import migrate_state_to_current
 
 from pipelines.destination import PIPELINE_NAME, missing_duckdb_file, open_pipeline
 from pipelines.error_chain import CONFIG_ERRORS, causes, one_line
-from pipelines.micrometrics.duckdb_session import file_held, held_by_another
+from pipelines.micrometrics.duckdb_session import HOLDER_PID, file_held, held_by_another
 from pipelines.micrometrics.errors import ConfigurationError
 from pipelines.micrometrics.pending import pending_load_ids_in
 from pipelines.micrometrics.quarantine import REJECTED_TABLE
@@ -247,7 +247,9 @@ def unreadable(destination: str, exc: BaseException, running: Holder | None) -> 
     """Why the destination could not be read, in words for this case: DuckDB's file held by a
     sync running here (dlt's own message talks of credentials and the internet connection)."""
     held = file_held(exc)
-    if held is not None and running:
+    holder = HOLDER_PID.search(str(held)) if held is not None else None
+    # Not when DuckDB names another process: a notebook's, a sync waiting for it behind.
+    if held is not None and running and (holder is None or holder.group(1) == running.pid):
         return (f"a sync is running here ({running.describe()}) and holds the DuckDB file: the "
                 f"streams are shown as this machine's state has them")
     if held is not None:
