@@ -11,6 +11,7 @@ HTTP and JSON alone cost for the pages needed. Run by ``benchmarks.scale`` as a 
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ def read_all(session: requests.Session, url: str, end: str, keep: bool = False) 
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     base = os.environ["BENCH_URL"].rstrip("/") + "/api/experience"
     session = requests.Session()
     session.auth = APIAuth(os.environ["BENCH_KEY"], os.environ["BENCH_SECRET"])

@@ -10,6 +10,7 @@ take at 1 request/s once the burst is spent, which is what a user waits for on a
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ def least_time(requests: int) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     clock = FakeClock(time.time())
     rows = []
     with Sandbox(api_key=KEY, api_secret=SECRET, clock=clock) as sandbox, \

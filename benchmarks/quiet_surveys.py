@@ -12,6 +12,7 @@ active then. Each hour, 5 responses arrive in 3 surveys; 24 hourly syncs follow 
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -79,6 +80,7 @@ def run(quiet_hours: float) -> dict[str, float]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     quiet, every = run(24.0), run(0.0)
     lines = [
         "## 300 mostly quiet surveys, hourly syncs (virtual clock)",
