@@ -179,26 +179,39 @@ def test_rebuilding_the_models_keeps_the_views_users_built_on_them(
         pipeline, f"SELECT count(*) FROM {DATASET}.mart_nps_daily")
 
 
+def set_the_servers_time_zone(credentials: str, zone: str) -> None:
+    """The test database's default time zone (each new session's), as a DBA may set it."""
+    with psycopg2.connect(credentials) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        (database,) = cursor.fetchone()
+        cursor.execute(f"ALTER DATABASE {database} SET timezone TO '{zone}'")
+
+
+def built_here_and_on_duckdb(sandbox, tmp_path: Path, clock, credentials: str,
+                             as_of: datetime) -> dlt.Pipeline:
+    """The sandbox synced into PostgreSQL and into DuckDB (``tmp_path / "duckdb"``), the models
+    built on both as of ``as_of``, every data test passing; returns the PostgreSQL pipeline."""
+    pipeline = postgres_pipeline(tmp_path, credentials)
+    sync_into(sandbox, pipeline, clock)
+    assert all_passed(build_models(pipeline, now=as_of))
+    duck = sync_sandbox(sandbox, tmp_path / "duckdb", clock, **FAST)
+    assert all_passed(build_models(duck.pipeline, now=as_of))
+    return pipeline
+
+
 def test_last_7_and_30_days_are_exact_durations_whatever_the_servers_time_zone(
         start_sandbox, tmp_path, clock, postgres_credentials):
     # PostgreSQL subtracts INTERVAL '7 days' from a timestamptz in calendar days of the
     # session's time zone: across a daylight-saving change that is 167 or 169 hours, and the
     # server's time zone is the DBA's choice. DuckDB, Snowflake and BigQuery count 168 hours.
-    with psycopg2.connect(postgres_credentials) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT current_database()")
-        (database,) = cursor.fetchone()
-        cursor.execute(f"ALTER DATABASE {database} SET timezone TO 'America/New_York'")
+    set_the_servers_time_zone(postgres_credentials, "America/New_York")
     as_of = datetime(2026, 11, 5, 12, tzinfo=UTC)  # a week after the clocks went back (Nov 1)
     sandbox = start_sandbox(clock=clock, **SMALL)
     response = sandbox.truth()["survey_responses"][0]
     # 168.5 hours before as_of: outside the last 7 days, inside a 169-hour "week".
     sandbox.patch_records("survey_responses", [response["id"]],
                           {"created_at": "2026-10-29T11:30:00.000Z"})
-    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
-    sync_into(sandbox, pipeline, clock)
-    assert all_passed(build_models(pipeline, now=as_of))
-    duck = sync_sandbox(sandbox, tmp_path / "duckdb", clock, **FAST)
-    assert all_passed(build_models(duck.pipeline, now=as_of))
+    pipeline = built_here_and_on_duckdb(sandbox, tmp_path, clock, postgres_credentials, as_of)
 
     counts = (f"SELECT device_id, responses_last_7d, responses_last_30d "
               f"FROM {DATASET}.dim_devices ORDER BY device_id")
@@ -210,10 +223,7 @@ def test_a_drifted_time_without_an_offset_is_utcs_whatever_the_servers_time_zone
     """A ``created_at`` that dlt could not read as a time (here: blanks around it) lands as
     text; the models cast it. Without an offset, PostgreSQL's cast took the session's zone (the
     server's, the DBA's choice): the response moved to another hour, and day, than on DuckDB."""
-    with psycopg2.connect(postgres_credentials) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT current_database()")
-        (database,) = cursor.fetchone()
-        cursor.execute(f"ALTER DATABASE {database} SET timezone TO 'Pacific/Kiritimati'")
+    set_the_servers_time_zone(postgres_credentials, "Pacific/Kiritimati")
     sandbox = start_sandbox(clock=clock, **SMALL)
     unzoned, zoned, one_digit = (r["id"] for r in sandbox.truth()["survey_responses"][:3])
     sandbox.patch_records("survey_responses", [unzoned], {"created_at": " 2026-03-14 12:00:00"})
@@ -221,11 +231,7 @@ def test_a_drifted_time_without_an_offset_is_utcs_whatever_the_servers_time_zone
                           {"created_at": " 2026-03-14 12:00:00+02:00"})
     sandbox.patch_records("survey_responses", [one_digit], {"created_at": " 2026-3-14 23:30"})
     as_of = datetime(2026, 4, 1, tzinfo=UTC)
-    pipeline = postgres_pipeline(tmp_path, postgres_credentials)
-    sync_into(sandbox, pipeline, clock)
-    assert all_passed(build_models(pipeline, now=as_of))
-    duck = sync_sandbox(sandbox, tmp_path / "duckdb", clock, **FAST)
-    assert all_passed(build_models(duck.pipeline, now=as_of))
+    pipeline = built_here_and_on_duckdb(sandbox, tmp_path, clock, postgres_credentials, as_of)
 
     facts = (f"SELECT response_id, responded_at, response_date FROM {DATASET}."
              f"fct_survey_responses WHERE response_id IN ({unzoned}, {zoned}, {one_digit}) "

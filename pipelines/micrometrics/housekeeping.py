@@ -33,6 +33,7 @@ import shutil
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
@@ -116,15 +117,9 @@ def _prune_versions(client: SqlJobClientBase, keep: timedelta) -> int:
         newest = rows[0][0] if rows else None
         if newest is None:
             return 0
-        before = newest - keep
-        rows = sql.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE {where}",
-                               client.schema.name, before)
-        count = int(rows[0][0]) if rows else 0
-        if count:
-            sql.execute_sql(f"DELETE FROM {table} WHERE {where}", client.schema.name, before)
+        return _delete(sql, table, where, client.schema.name, newest - keep)
     except DestinationUndefinedEntity:
         return 0  # no such dataset (or no version stored) yet
-    return count
 
 
 def _prune_states(client: SqlJobClientBase, pipeline_name: str, keep: timedelta) -> int:
@@ -146,12 +141,16 @@ def _prune_states(client: SqlJobClientBase, pipeline_name: str, keep: timedelta)
         newest = rows[0][0] if rows else None
         if newest is None:
             return 0
-        before = newest - keep
-        rows = sql.execute_sql(f"SELECT COUNT(*) FROM {states} WHERE {where}",
-                               pipeline_name, before)
-        count = int(rows[0][0]) if rows else 0
-        if count:
-            sql.execute_sql(f"DELETE FROM {states} WHERE {where}", pipeline_name, before)
+        return _delete(sql, states, where, pipeline_name, newest - keep)
     except DestinationUndefinedEntity:
         return 0  # no state stored yet
+
+
+def _delete(sql: Any, table: str, where: str, *args: Any) -> int:
+    """Deletes the rows of ``table`` matching ``where`` (with ``args``); returns how many
+    (counted first: not every destination's cursor tells how many a DELETE removed)."""
+    rows = sql.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE {where}", *args)
+    count = int(rows[0][0]) if rows else 0
+    if count:
+        sql.execute_sql(f"DELETE FROM {table} WHERE {where}", *args)
     return count
